@@ -1,0 +1,59 @@
+# uvm-shim build. Fragments in sub-folders (*.mk) add their own targets and
+# append to TEST_STEPS / BENCH_STEPS; this file owns the product build.
+
+CC	?= gcc
+BUILD	:= build
+WARN	:= -Wall -Wextra -Werror -Wimplicit-fallthrough -Wformat=2 -Wno-unused-parameter
+CFLAGS	:= -std=gnu11 -O2 -g -D_GNU_SOURCE -pthread -I. $(WARN) -MMD -MP
+ASAN	:= -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDLIBS	:= -pthread -lcjson -lseccomp -lcap-ng -luuid -luring -lunwind -lunwind-x86_64
+
+LIB_DIRS := vmm virtio boot seccomp shim
+LIB_SRCS := $(filter-out shim/main.c,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+ASAN_OBJS := $(LIB_SRCS:%.c=$(BUILD)/asan/obj/%.o)
+
+TEST_STEPS :=
+BENCH_STEPS :=
+
+.PHONY: all test unit bench run clean format
+all: $(BUILD)/uvm-shim
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/asan/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ASAN) -c $< -o $@
+
+$(BUILD)/uvm-shim: $(BUILD)/obj/shim/main.o $(LIB_OBJS)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/asan/uvm-shim: $(BUILD)/asan/obj/shim/main.o $(ASAN_OBJS)
+	$(CC) $(CFLAGS) $(ASAN) -o $@ $^ $(LDLIBS)
+
+# Unit tests: tests/unit/test_<module>.c, each linked with every library object.
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/tests/%)
+
+$(BUILD)/asan/tests/%: tests/unit/%.c $(ASAN_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ASAN) -o $@ $^ -lcmocka $(LDLIBS)
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+-include $(sort $(wildcard */*.mk tests/*/*.mk))
+
+test: unit $(TEST_STEPS)
+
+bench: $(BENCH_STEPS)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
