@@ -22,7 +22,8 @@ fuzz-short: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do \
 		echo "== $$f ($(FUZZ_SECONDS)s)"; \
 		mkdir -p $(BUILD)/fuzz/corpus/$$(basename $$f); \
-		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $(BUILD)/fuzz/corpus/$$(basename $$f) 2>&1 | tail -2; \
+		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $(BUILD)/fuzz/corpus/$$(basename $$f) >$(BUILD)/fuzz/last.log 2>&1 \
+			|| { tail -40 $(BUILD)/fuzz/last.log; exit 1; }; \
 	done
 
 TEST_STEPS += fuzz-short
