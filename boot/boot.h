@@ -46,7 +46,8 @@ struct boot_regs {
 	uint64_t gdt_base;	     /* PROT32/LONG64: GDT written into guest RAM */
 	uint16_t gdt_limit;
 	uint16_t code_sel, data_sel; /* selectors into that GDT */
-	uint16_t real_cs;	     /* REAL16 only; ds/es/ss/fs/gs = real_cs too */
+	uint16_t real_cs;	     /* REAL16 only: cs selector (base real_cs << 4) */
+	uint16_t real_ds;	     /* REAL16 only: ds/es/fs/gs/ss selector */
 };
 
 enum boot_format { BOOT_FORMAT_UNKNOWN, BOOT_FORMAT_BZIMAGE, BOOT_FORMAT_ELF };
