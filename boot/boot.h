@@ -46,7 +46,16 @@ struct boot_regs {
 	uint64_t gdt_base;	     /* PROT32/LONG64: GDT written into guest RAM */
 	uint16_t gdt_limit;
 	uint16_t code_sel, data_sel; /* selectors into that GDT */
-	uint16_t real_cs;	     /* REAL16 only; ds/es/ss/fs/gs = real_cs too */
+	/*
+	 * REAL16 only, per the boot protocol's "running the kernel" recipe:
+	 * cs = real_cs (0x1020), ip = rip (0); ds = es = fs = gs = ss = real_ds
+	 * (0x1000, the segment of the loaded boot sector + setup); sp = rsp
+	 * (0xe000, heap_end, stack grows down below it). Segment bases are
+	 * selector << 4, limits 0xffff. Interrupts off. The setup code then asks
+	 * the BIOS for memory (int 15h e820) and video: vmm/ must answer those.
+	 */
+	uint16_t real_cs;
+	uint16_t real_ds;
 };
 
 enum boot_format { BOOT_FORMAT_UNKNOWN, BOOT_FORMAT_BZIMAGE, BOOT_FORMAT_ELF };
