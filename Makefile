@@ -16,7 +16,7 @@ ASAN_OBJS := $(LIB_SRCS:%.c=$(BUILD)/asan/obj/%.o)
 TEST_STEPS :=
 BENCH_STEPS :=
 
-.PHONY: all test unit bench run clean format
+.PHONY: all test unit bench clean format deps
 all: $(BUILD)/uvm-shim
 
 $(BUILD)/obj/%.o: %.c
@@ -46,7 +46,10 @@ unit: $(UNIT_BINS)
 
 -include $(sort $(wildcard */*.mk tests/*/*.mk))
 
-test: unit $(TEST_STEPS)
+# The README's commands: install what is missing, then build and run.
+test:
+	./tests/install-deps
+	$(MAKE) unit $(TEST_STEPS)
 
 bench: $(BENCH_STEPS)
 

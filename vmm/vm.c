@@ -1,0 +1,398 @@
+/* The KVM VM: creation, memory slots, irqchip, GSI routing, exit bookkeeping. */
+#include "vm_priv.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "kvm.h"
+#include "log.h"
+
+#define TSS_ADDR	  0xfffbd000ULL
+#define IDENTITY_MAP_ADDR 0xfffbc000ULL
+
+static const char *const exit_names[] = {
+	[VM_EXIT_NONE] = "running",
+	[VM_EXIT_RESET] = "guest reboot",
+	[VM_EXIT_POWEROFF] = "guest power off",
+	[VM_EXIT_TRIPLE_FAULT] = "guest triple fault",
+	[VM_EXIT_PANIC] = "guest kernel panic",
+	[VM_EXIT_ERROR] = "VMM or KVM failure",
+	[VM_EXIT_TERMINATED] = "terminated by the host",
+};
+
+const char *vm_exit_name(enum vm_exit why)
+{
+	if ((unsigned)why >= sizeof(exit_names) / sizeof(exit_names[0]))
+		return "unknown";
+	return exit_names[why];
+}
+
+static int vm_routing_init(struct vm *vm)
+{
+	struct kvm_irq_routing *r;
+	int n = 0;
+
+	r = calloc(1, sizeof(*r) + VM_GSI_MAX * sizeof(r->entries[0]));
+	if (!r)
+		return -ENOMEM;
+	/* The routes KVM_CREATE_IRQCHIP installs: PIC pins 0-15 (not 2), IOAPIC 0-23. */
+	for (uint32_t i = 0; i < 16; i++) {
+		if (i == 2)
+			continue;
+		r->entries[n++] = (struct kvm_irq_routing_entry){
+			.gsi = i,
+			.type = KVM_IRQ_ROUTING_IRQCHIP,
+			.u.irqchip = {.irqchip = i < 8 ? KVM_IRQCHIP_PIC_MASTER
+						      : KVM_IRQCHIP_PIC_SLAVE,
+				      .pin = i % 8}};
+	}
+	for (uint32_t i = 0; i < VM_IOAPIC_PINS; i++) {
+		r->entries[n++] = (struct kvm_irq_routing_entry){
+			.gsi = i,
+			.type = KVM_IRQ_ROUTING_IRQCHIP,
+			.u.irqchip = {.irqchip = KVM_IRQCHIP_IOAPIC, .pin = i}};
+		vm->gsi_used[i] = 1;
+	}
+	r->nr = n;
+	vm->routing = r;
+	return 0;
+}
+
+int vm_create(struct vm **out, const struct vm_config *cfg)
+{
+	struct kvm_pit_config pit = {.flags = 0};
+	char err[256];
+	struct vm *vm;
+	int ret;
+
+	*out = NULL;
+	if (cfg->nr_cpus < 1 || cfg->nr_cpus > VM_MAX_VCPUS ||
+	    cfg->mem_mib < VM_MIN_MEM_MIB || cfg->mem_mib > VM_MAX_MEM_MIB)
+		return -EINVAL;
+	vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return -ENOMEM;
+	vm->kvm_fd = vm->vm_fd = vm->exit_fd = -1;
+	for (int i = 0; i < VM_MAX_VCPUS; i++)
+		vm->vcpus[i].fd = -1;
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
+	pthread_mutex_init(&vm->route_lock, NULL);
+
+	vm->kvm_fd = kvm_open(err, sizeof(err));
+	if (vm->kvm_fd < 0) {
+		ret = vm->kvm_fd;
+		pr_err("kvm", "%s", err);
+		goto fail;
+	}
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0) {
+		ret = -errno;
+		log_msg_errno(LOG_ERROR, "kvm", "KVM_CREATE_VM");
+		goto fail;
+	}
+	vm->exit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->exit_fd < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, TSS_ADDR) < 0) {
+		ret = -errno;
+		log_msg_errno(LOG_ERROR, "kvm", "KVM_SET_TSS_ADDR");
+		goto fail;
+	}
+	uint64_t idmap = IDENTITY_MAP_ADDR;
+	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0) {
+		ret = -errno;
+		log_msg_errno(LOG_ERROR, "kvm", "KVM_SET_IDENTITY_MAP_ADDR");
+		goto fail;
+	}
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+		ret = -errno;
+		log_msg_errno(LOG_ERROR, "kvm", "KVM_CREATE_IRQCHIP");
+		goto fail;
+	}
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+		ret = -errno;
+		log_msg_errno(LOG_ERROR, "kvm", "KVM_CREATE_PIT2");
+		goto fail;
+	}
+	ret = vm_routing_init(vm);
+	if (ret)
+		goto fail;
+
+	ret = mem_create(&vm->mem, cfg->mem_mib << 20);
+	if (ret) {
+		pr_err("mem", "cannot map %llu MiB of guest RAM: %s",
+		       (unsigned long long)cfg->mem_mib, strerror(-ret));
+		goto fail;
+	}
+	for (int i = 0; i < vm->mem->nr_regions; i++) {
+		struct mem_region *mr = &vm->mem->regions[i];
+		struct kvm_userspace_memory_region slot = {
+			.slot = i,
+			.guest_phys_addr = mr->gpa,
+			.memory_size = mr->size,
+			.userspace_addr = (uintptr_t)mr->hva,
+		};
+
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0) {
+			ret = -errno;
+			log_msg_errno(LOG_ERROR, "kvm", "KVM_SET_USER_MEMORY_REGION slot %d", i);
+			goto fail;
+		}
+	}
+	ret = bus_create(&vm->pio, "pio");
+	if (ret == 0)
+		ret = bus_create(&vm->mmio, "mmio");
+	if (ret)
+		goto fail;
+
+	ret = cpuid_setup(vm);
+	if (ret)
+		goto fail;
+	vm->nr_vcpus = cfg->nr_cpus;
+	for (int i = 0; i < vm->nr_vcpus; i++) {
+		ret = vcpu_init(vm, &vm->vcpus[i], i);
+		if (ret)
+			goto fail;
+	}
+	*out = vm;
+	return 0;
+fail:
+	vm_destroy(vm);
+	return ret;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (!vm)
+		return;
+	vm_request_exit(vm, VM_EXIT_TERMINATED);
+	vm_join(vm);
+	for (int i = 0; i < VM_MAX_VCPUS; i++)
+		vcpu_fini(&vm->vcpus[i]);
+	bus_destroy(vm->pio);
+	bus_destroy(vm->mmio);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	if (vm->exit_fd >= 0)
+		close(vm->exit_fd);
+	mem_destroy(vm->mem);
+	free(vm->cpuid);
+	free(vm->routing);
+	pthread_mutex_destroy(&vm->pause_lock);
+	pthread_cond_destroy(&vm->pause_cond);
+	pthread_mutex_destroy(&vm->route_lock);
+	free(vm);
+}
+
+struct guest_mem *vm_mem(struct vm *vm)
+{
+	return vm->mem;
+}
+
+struct bus *vm_pio_bus(struct vm *vm)
+{
+	return vm->pio;
+}
+
+struct bus *vm_mmio_bus(struct vm *vm)
+{
+	return vm->mmio;
+}
+
+int vm_fd(struct vm *vm)
+{
+	return vm->vm_fd;
+}
+
+int vm_nr_cpus(struct vm *vm)
+{
+	return vm->nr_vcpus;
+}
+
+int vm_set_boot_regs(struct vm *vm, const struct boot_regs *regs)
+{
+	return vcpu_set_boot_regs(&vm->vcpus[0], regs);
+}
+
+int vm_start(struct vm *vm)
+{
+	for (int i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		int ret = pthread_create(&v->thread, NULL, vcpu_thread, v);
+
+		if (ret) {
+			pr_err("vm", "cannot start vcpu%d: %s", i, strerror(ret));
+			vm_request_exit(vm, VM_EXIT_ERROR);
+			return -ret;
+		}
+		v->started = true;
+	}
+	return 0;
+}
+
+void vm_request_exit(struct vm *vm, enum vm_exit why)
+{
+	int none = VM_EXIT_NONE;
+	uint64_t one = 1;
+
+	if (!__atomic_compare_exchange_n(&vm->exit_reason, &none, why, false, __ATOMIC_SEQ_CST,
+					 __ATOMIC_SEQ_CST))
+		return;
+	if (vm->exit_fd >= 0 && write(vm->exit_fd, &one, sizeof(one)) < 0)
+		pr_warn("vm", "exit eventfd write failed");
+	/* Parked vCPUs must wake to see the exit. */
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->pause_req = false;
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+	for (int i = 0; i < vm->nr_vcpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+}
+
+int vm_exit_fd(struct vm *vm)
+{
+	return vm->exit_fd;
+}
+
+enum vm_exit vm_exit_reason(struct vm *vm)
+{
+	return __atomic_load_n(&vm->exit_reason, __ATOMIC_SEQ_CST);
+}
+
+void vm_join(struct vm *vm)
+{
+	for (int i = 0; i < vm->nr_vcpus; i++) {
+		if (vm->vcpus[i].started) {
+			pthread_join(vm->vcpus[i].thread, NULL);
+			vm->vcpus[i].started = false;
+		}
+	}
+}
+
+int vm_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	if (vm_exit_reason(vm) != VM_EXIT_NONE) {
+		pthread_mutex_unlock(&vm->pause_lock);
+		return -ESRCH;
+	}
+	vm->pause_req = true;
+	pthread_mutex_unlock(&vm->pause_lock);
+	for (int i = 0; i < vm->nr_vcpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+	pthread_mutex_lock(&vm->pause_lock);
+	while (vm->pause_req && vm->parked < vm->nr_vcpus && vm_exit_reason(vm) == VM_EXIT_NONE)
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	pthread_mutex_unlock(&vm->pause_lock);
+	return vm_exit_reason(vm) == VM_EXIT_NONE ? 0 : -ESRCH;
+}
+
+int vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->pause_req = false;
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+	return 0;
+}
+
+/* ---- interrupts ---- */
+
+int vm_irq_line(struct vm *vm, uint32_t gsi, bool level)
+{
+	struct kvm_irq_level irq = {.irq = gsi, .level = level};
+
+	return ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0 ? -errno : 0;
+}
+
+int vm_msi_gsi_alloc(struct vm *vm, uint32_t *gsi)
+{
+	int ret = -ENOSPC;
+
+	pthread_mutex_lock(&vm->route_lock);
+	for (uint32_t i = VM_IOAPIC_PINS; i < VM_GSI_MAX; i++) {
+		if (!vm->gsi_used[i]) {
+			vm->gsi_used[i] = 1;
+			*gsi = i;
+			ret = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&vm->route_lock);
+	return ret;
+}
+
+/* Removes the MSI entry for gsi, if any (route_lock held). */
+static void vm_route_drop(struct vm *vm, uint32_t gsi)
+{
+	struct kvm_irq_routing *r = vm->routing;
+
+	for (uint32_t i = 0; i < r->nr; i++) {
+		if (r->entries[i].gsi == gsi && r->entries[i].type == KVM_IRQ_ROUTING_MSI) {
+			r->entries[i] = r->entries[--r->nr];
+			return;
+		}
+	}
+}
+
+void vm_msi_gsi_free(struct vm *vm, uint32_t gsi)
+{
+	if (gsi < VM_IOAPIC_PINS || gsi >= VM_GSI_MAX)
+		return;
+	pthread_mutex_lock(&vm->route_lock);
+	vm_route_drop(vm, gsi);
+	vm->gsi_used[gsi] = 0;
+	if (ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, vm->routing) < 0)
+		log_msg_errno(LOG_WARN, "vm", "KVM_SET_GSI_ROUTING");
+	pthread_mutex_unlock(&vm->route_lock);
+}
+
+int vm_msi_route_set(struct vm *vm, uint32_t gsi, uint64_t addr, uint32_t data)
+{
+	struct kvm_irq_routing *r = vm->routing;
+	int ret = 0;
+
+	if (gsi < VM_IOAPIC_PINS || gsi >= VM_GSI_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&vm->route_lock);
+	vm_route_drop(vm, gsi);
+	if (addr) {
+		r->entries[r->nr++] = (struct kvm_irq_routing_entry){
+			.gsi = gsi,
+			.type = KVM_IRQ_ROUTING_MSI,
+			.u.msi = {.address_lo = (uint32_t)addr,
+				  .address_hi = (uint32_t)(addr >> 32),
+				  .data = data}};
+	}
+	if (ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, r) < 0)
+		ret = -errno;
+	pthread_mutex_unlock(&vm->route_lock);
+	return ret;
+}
+
+int vm_irqfd(struct vm *vm, int efd, uint32_t gsi, bool assign)
+{
+	struct kvm_irqfd req = {.fd = efd, .gsi = gsi, .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN};
+
+	return ioctl(vm->vm_fd, KVM_IRQFD, &req) < 0 ? -errno : 0;
+}
+
+int vm_ioeventfd(struct vm *vm, uint64_t addr, uint32_t len, int efd, bool pio, bool assign)
+{
+	struct kvm_ioeventfd req = {.addr = addr, .len = len, .fd = efd};
+
+	if (pio)
+		req.flags |= KVM_IOEVENTFD_FLAG_PIO;
+	if (!assign)
+		req.flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
+	return ioctl(vm->vm_fd, KVM_IOEVENTFD, &req) < 0 ? -errno : 0;
+}

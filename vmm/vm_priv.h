@@ -1,0 +1,58 @@
+/* Internals shared by vm.c, vcpu.c and the legacy devices. */
+#ifndef VMM_VM_PRIV_H
+#define VMM_VM_PRIV_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "vm.h"
+
+#define VM_GSI_MAX     1024
+#define VM_IOAPIC_PINS 24
+
+struct vcpu {
+	struct vm *vm;
+	int id;
+	int fd;
+	struct kvm_run *run;
+	size_t run_size;
+	pthread_t thread;
+	bool started;
+};
+
+struct vm {
+	int kvm_fd, vm_fd;
+	struct guest_mem *mem;
+	struct bus *pio, *mmio;
+	int nr_vcpus;
+	struct vcpu vcpus[VM_MAX_VCPUS];
+	struct kvm_cpuid2 *cpuid;
+
+	/* Exit: the first reason wins; exit_fd becomes readable. */
+	int exit_reason; /* enum vm_exit, atomic */
+	int exit_fd;
+
+	/* Pause: vCPUs park while pause_req is set. */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;
+	bool pause_req;
+	int parked;
+
+	/* GSI routing: the irqchip pins plus MSI routes. */
+	pthread_mutex_t route_lock;
+	struct kvm_irq_routing *routing;
+	unsigned char gsi_used[VM_GSI_MAX];
+
+};
+
+int cpuid_setup(struct vm *vm);
+int cpuid_apply(struct vm *vm, struct vcpu *vcpu);
+int vcpu_init(struct vm *vm, struct vcpu *vcpu, int id);
+void vcpu_fini(struct vcpu *vcpu);
+int vcpu_set_boot_regs(struct vcpu *vcpu, const struct boot_regs *regs);
+void vcpu_kick(struct vcpu *vcpu);
+void vcpu_dump(struct vcpu *vcpu);
+void *vcpu_thread(void *arg);
+
+#endif
