@@ -192,13 +192,15 @@ static void run_on_signal(void *opaque, uint32_t events)
 {
 	struct run_ctx *ctx = opaque;
 	struct signalfd_siginfo si;
+	int signo;
 
 	(void)events;
 	if (read(ctx->sig_fd, &si, sizeof(si)) != sizeof(si))
 		return;
-	pr_info("run", "signal %u: terminating the VM", si.ssi_signo);
+	signo = (int)si.ssi_signo;
+	pr_info("run", "signal %d: terminating the VM", signo);
 	if (!ctx->signo)
-		ctx->signo = (int)si.ssi_signo;
+		ctx->signo = signo;
 	vm_request_exit(ctx->vm, VM_EXIT_TERMINATED);
 }
 
