@@ -88,7 +88,7 @@ static const struct pci_host_ops fake_host_ops = {
 
 /* ---- A machine: buses, PCI, RAM ----------------------------------------------------------- */
 
-struct tm {
+struct tmach {
 	struct bus *pio, *mmio;
 	struct pci_bus *pbus;
 	struct fake_host host;
@@ -97,7 +97,7 @@ struct tm {
 	struct guest_mem *mem;
 };
 
-static inline int tm_init(struct tm *m, size_t ram_size)
+static inline int tm_init(struct tmach *m, size_t ram_size)
 {
 	memset(m, 0, sizeof(*m));
 	m->ram_size = ram_size;
@@ -112,7 +112,7 @@ static inline int tm_init(struct tm *m, size_t ram_size)
 	return 0;
 }
 
-static inline void tm_fini(struct tm *m)
+static inline void tm_fini(struct tmach *m)
 {
 	pci_bus_destroy(m->pbus);
 	bus_destroy(m->mmio);
@@ -121,7 +121,7 @@ static inline void tm_fini(struct tm *m)
 	free(m->ram);
 }
 
-static inline uint32_t cfg_rd(struct tm *m, int slot, uint32_t off, uint32_t len)
+static inline uint32_t cfg_rd(struct tmach *m, int slot, uint32_t off, uint32_t len)
 {
 	uint8_t d[4];
 
@@ -132,7 +132,7 @@ static inline uint32_t cfg_rd(struct tm *m, int slot, uint32_t off, uint32_t len
 	return pci_get_le(d, len);
 }
 
-static inline void cfg_wr(struct tm *m, int slot, uint32_t off, uint32_t len, uint32_t v)
+static inline void cfg_wr(struct tmach *m, int slot, uint32_t off, uint32_t len, uint32_t v)
 {
 	uint8_t d[4];
 
@@ -142,7 +142,7 @@ static inline void cfg_wr(struct tm *m, int slot, uint32_t off, uint32_t len, ui
 	bus_access(m->pio, 0xcfc + (off & 3), d, len, true);
 }
 
-static inline uint64_t mmio_rd(struct tm *m, uint64_t addr, uint32_t len)
+static inline uint64_t mmio_rd(struct tmach *m, uint64_t addr, uint32_t len)
 {
 	uint8_t d[8] = {0};
 	uint64_t v = 0;
@@ -154,7 +154,7 @@ static inline uint64_t mmio_rd(struct tm *m, uint64_t addr, uint32_t len)
 	return v;
 }
 
-static inline bool mmio_wr(struct tm *m, uint64_t addr, uint32_t len, uint64_t v)
+static inline bool mmio_wr(struct tmach *m, uint64_t addr, uint32_t len, uint64_t v)
 {
 	uint8_t d[8];
 
@@ -166,13 +166,13 @@ static inline bool mmio_wr(struct tm *m, uint64_t addr, uint32_t len, uint64_t v
 /* ---- Minimal virtio-pci driver ------------------------------------------------------------ */
 
 struct tdrv {
-	struct tm *m;
+	struct tmach *m;
 	int slot;
 	uint64_t bar0;
 	uint64_t msix;
 };
 
-static inline void tdrv_attach(struct tdrv *d, struct tm *m, int slot)
+static inline void tdrv_attach(struct tdrv *d, struct tmach *m, int slot)
 {
 	d->m = m;
 	d->slot = slot;
@@ -271,7 +271,7 @@ static inline void tdrv_kick(struct tdrv *d, int q)
 }
 
 /* Writes a descriptor of queue q's table. */
-static inline void tq_set_desc(struct tm *m, int q, uint16_t i, uint64_t addr, uint32_t len,
+static inline void tq_set_desc(struct tmach *m, int q, uint16_t i, uint64_t addr, uint32_t len,
 			       uint16_t flags, uint16_t next)
 {
 	struct virtq_desc dd = {.addr = addr, .len = len, .flags = flags, .next = next};
@@ -280,7 +280,7 @@ static inline void tq_set_desc(struct tm *m, int q, uint16_t i, uint64_t addr, u
 }
 
 /* Makes head available on queue q of size qsize. */
-static inline void tq_avail_add(struct tm *m, int q, uint16_t qsize, uint16_t head)
+static inline void tq_avail_add(struct tmach *m, int q, uint16_t qsize, uint16_t head)
 {
 	uint16_t *av = (uint16_t *)(m->ram + tq_avail(q));
 	uint16_t idx = av[1];
@@ -289,13 +289,13 @@ static inline void tq_avail_add(struct tm *m, int q, uint16_t qsize, uint16_t he
 	__atomic_store_n(&av[1], (uint16_t)(idx + 1), __ATOMIC_RELEASE);
 }
 
-static inline uint16_t tq_used_idx(struct tm *m, int q)
+static inline uint16_t tq_used_idx(struct tmach *m, int q)
 {
 	return *(uint16_t *)(m->ram + tq_used(q) + 2);
 }
 
 /* The (id, len) of used entry i. */
-static inline void tq_used_elem(struct tm *m, int q, uint16_t qsize, uint16_t i, uint32_t *id,
+static inline void tq_used_elem(struct tmach *m, int q, uint16_t qsize, uint16_t i, uint32_t *id,
 				uint32_t *len)
 {
 	uint8_t *e = m->ram + tq_used(q) + 4 + 8 * (i % qsize);
