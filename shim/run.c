@@ -178,37 +178,85 @@ static void run_tty_restore(struct run_ctx *ctx)
 	ctx->tty_raw = false;
 }
 
-/* Kernel command line: base, user extras, then the guest command after "--". */
-static char *run_build_cmdline(const struct run_opts *o)
+/* Appends one guest argument, quoted for the shell the guest agent runs it with. */
+static int run_append_arg(char *s, size_t cap, size_t *len, const char *a)
 {
-	size_t cap = BOOT_CMDLINE_MAX + 2, len;
+	bool plain = *a != '\0', blank = strpbrk(a, " \t\n") != NULL;
+	size_t n = *len;
+
+	for (const char *p = a; *p; p++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./=:,+-@%",
+			    *p))
+			plain = false;
+#define PUT(c)                                                                                     \
+	do {                                                                                       \
+		if (n + 1 >= cap)                                                                  \
+			return -E2BIG;                                                             \
+		s[n++] = (c);                                                                      \
+	} while (0)
+	PUT(' ');
+	if (plain) {
+		for (const char *p = a; *p; p++)
+			PUT(*p);
+	} else {
+		/* The kernel groups a word with double quotes; the shell then reads the
+		 * single-quoted form, with each ' written as '\''. */
+		if (blank)
+			PUT('"');
+		PUT('\'');
+		for (const char *p = a; *p; p++) {
+			if (*p == '\'') {
+				PUT('\'');
+				PUT('\\');
+				PUT('\'');
+				PUT('\'');
+			} else {
+				PUT(*p);
+			}
+		}
+		PUT('\'');
+		if (blank)
+			PUT('"');
+	}
+#undef PUT
+	s[n] = '\0';
+	*len = n;
+	return 0;
+}
+
+/* Kernel command line: base, user extras, then the guest command after "--". */
+char *run_build_cmdline(const struct run_opts *o)
+{
+	size_t cap = BOOT_CMDLINE_MAX + 1, len;
 	char *s = malloc(cap);
 
 	if (!s)
 		return NULL;
 	len = snprintf(s, cap, "%s%s%s", RUN_BASE_CMDLINE, o->cmdline ? " " : "",
 		       o->cmdline ? o->cmdline : "");
-	if (o->guest_argc)
-		len += snprintf(s + (len < cap ? len : cap), len < cap ? cap - len : 0, " --");
+	if (len >= cap)
+		goto too_long;
+	if (o->guest_argc) {
+		if (len + 3 >= cap)
+			goto too_long;
+		len += snprintf(s + len, cap - len, " --");
+	}
 	for (int i = 0; i < o->guest_argc; i++) {
-		const char *a = o->guest_argv[i];
-		bool quote = strpbrk(a, " \t") != NULL;
-
-		if (strchr(a, '"')) {
-			fprintf(stderr, "uvm-shim run: guest arguments cannot contain '\"'\n");
+		if (strchr(o->guest_argv[i], '"')) {
+			fprintf(stderr, "uvm-shim run: a guest argument cannot contain '\"' (the "
+					"kernel command line cannot carry it)\n");
 			free(s);
 			return NULL;
 		}
-		len += snprintf(s + (len < cap ? len : cap), len < cap ? cap - len : 0,
-				quote ? " \"%s\"" : " %s", a);
-	}
-	if (len > BOOT_CMDLINE_MAX) {
-		fprintf(stderr, "uvm-shim run: kernel command line is %zu bytes, over the limit of %d\n",
-			len, BOOT_CMDLINE_MAX);
-		free(s);
-		return NULL;
+		if (run_append_arg(s, cap, &len, o->guest_argv[i]))
+			goto too_long;
 	}
 	return s;
+too_long:
+	fprintf(stderr, "uvm-shim run: the kernel command line would be over the limit of %d bytes\n",
+		BOOT_CMDLINE_MAX);
+	free(s);
+	return NULL;
 }
 
 static int run_exit_status(struct run_ctx *ctx)
