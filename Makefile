@@ -21,11 +21,13 @@ all: $(BUILD)/uvm-shim
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/asan/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(ASAN) -c $< -o $@
+	@echo "  CC-ASAN $<"
+	@$(CC) $(CFLAGS) $(ASAN) -c $< -o $@
 
 $(BUILD)/uvm-shim: $(BUILD)/obj/shim/main.o $(LIB_OBJS)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
@@ -39,7 +41,8 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/tests/%)
 
 $(BUILD)/asan/tests/%: tests/unit/%.c $(ASAN_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(ASAN) -o $@ $^ -lcmocka $(LDLIBS)
+	@echo "  TEST    $@"
+	@$(CC) $(CFLAGS) $(ASAN) -o $@ $^ -lcmocka $(LDLIBS)
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done

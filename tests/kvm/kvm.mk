@@ -14,6 +14,6 @@ $(BUILD)/kvm/payload_pvh.elf: tests/kvm/payload_pvh.S tests/kvm/pvh.ld
 .PHONY: kvm-test
 kvm-test: $(BUILD)/asan/uvm-shim $(KVM_PAYLOADS)
 	UVM_SHIM=$(BUILD)/asan/uvm-shim UVM_KVM_PAYLOADS=$(BUILD)/kvm \
-		python3 -m pytest -q -p no:cacheprovider tests/kvm
+		/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/kvm
 
 TEST_STEPS += kvm-test

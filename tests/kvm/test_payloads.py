@@ -76,10 +76,15 @@ def test_pvh_elf_four_vcpus():
 def test_triple_fault_is_a_guest_failure():
     rc, out, err = run("--kernel", BZ, "--cmdline", "!")
     assert "hello" not in out
-    assert rc == 3, (rc, err)
-    assert "triple fault" in err
     # The register dump names the faulting state.
-    assert "rip" in err
+    assert "rip 0000000000100" in err, err
+    if os.path.exists("/sys/module/kvm_pvm"):
+        # PVM's instruction emulator gives up on a fault with no IDT: an internal error.
+        assert rc == 1, (rc, err)
+        assert "KVM internal error" in err
+    else:
+        assert rc == 3, (rc, err)
+        assert "triple fault" in err
 
 
 def test_missing_kernel_is_a_usage_error():
