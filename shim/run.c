@@ -27,7 +27,7 @@
 #include "vmm/vm.h"
 
 #define RUN_BASE_CMDLINE                                                                           \
-	"console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd"
+	"console=ttyS0 quiet reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd"
 #define UART_PORT 0x3f8
 #define CTRL_A	  0x01
 
@@ -47,6 +47,7 @@ struct run_ctx {
 	bool tty_raw;
 	struct termios saved_tty;
 	int sig_fd;
+	int signo; /* the signal that ended the VM, if any */
 };
 
 static int map_file(const char *path, const char *what, struct mapped_file *mf)
@@ -191,11 +192,15 @@ static void run_on_signal(void *opaque, uint32_t events)
 {
 	struct run_ctx *ctx = opaque;
 	struct signalfd_siginfo si;
+	int signo;
 
 	(void)events;
 	if (read(ctx->sig_fd, &si, sizeof(si)) != sizeof(si))
 		return;
-	pr_info("run", "signal %u: terminating the VM", si.ssi_signo);
+	signo = (int)si.ssi_signo;
+	pr_info("run", "signal %d: terminating the VM", signo);
+	if (!ctx->signo)
+		ctx->signo = signo;
 	vm_request_exit(ctx->vm, VM_EXIT_TERMINATED);
 }
 
@@ -258,6 +263,10 @@ static int run_exit_status(struct run_ctx *ctx)
 
 	if (why == VM_EXIT_RESET && ctx->panic_seen)
 		why = VM_EXIT_PANIC;
+	if (why == VM_EXIT_TERMINATED && ctx->signo) {
+		pr_info("run", "VM ended: %s (signal %d)", vm_exit_name(why), ctx->signo);
+		return 128 + ctx->signo;
+	}
 	switch (why) {
 	case VM_EXIT_RESET:
 	case VM_EXIT_POWEROFF:
