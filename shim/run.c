@@ -19,6 +19,7 @@
 
 #include "boot/boot.h"
 #include "console.h"
+#include "machine.h"
 #include "run_opts.h"
 #include "vmm/kvm.h"
 #include "vmm/legacy.h"
@@ -28,15 +29,10 @@
 
 #define RUN_BASE_CMDLINE                                                                           \
 	"console=ttyS0 quiet reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd"
-#define UART_PORT 0x3f8
 #define CTRL_A	  0x01
 
-struct mapped_file {
-	const uint8_t *data;
-	size_t size;
-};
-
 struct run_ctx {
+	struct machine *m;
 	struct vm *vm;
 	struct loop *loop;
 	struct uart *uart;
@@ -49,48 +45,6 @@ struct run_ctx {
 	int sig_fd;
 	int signo; /* the signal that ended the VM, if any */
 };
-
-static int map_file(const char *path, const char *what, struct mapped_file *mf)
-{
-	struct stat st;
-	void *p;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	mf->data = NULL;
-	mf->size = 0;
-	if (fd < 0) {
-		fprintf(stderr, "uvm-shim run: cannot open %s '%s': %s\n", what, path,
-			strerror(errno));
-		return -errno;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		fprintf(stderr, "uvm-shim run: %s '%s' is not a regular file\n", what, path);
-		close(fd);
-		return -EINVAL;
-	}
-	if (st.st_size == 0) {
-		fprintf(stderr, "uvm-shim run: %s '%s' is empty\n", what, path);
-		close(fd);
-		return -EINVAL;
-	}
-	p = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	close(fd);
-	if (p == MAP_FAILED) {
-		fprintf(stderr, "uvm-shim run: cannot map %s '%s': %s\n", what, path,
-			strerror(errno));
-		return -errno;
-	}
-	mf->data = p;
-	mf->size = st.st_size;
-	return 0;
-}
-
-static void unmap_file(struct mapped_file *mf)
-{
-	if (mf->data)
-		munmap((void *)mf->data, mf->size);
-	mf->data = NULL;
-}
 
 const char *run_default_guest_dir(void)
 {
@@ -304,32 +258,27 @@ static int run_open_console(struct run_ctx *ctx, const struct run_opts *o)
 
 int run_main(int argc, char **argv)
 {
-	char err[256], kpath[PATH_MAX], ipath[PATH_MAX];
-	struct mapped_file kernel = {0}, initrd = {0};
+	char err[512], kpath[PATH_MAX], ipath[PATH_MAX];
 	struct run_ctx ctx = {.out_fd = -1, .sig_fd = -1};
-	struct i8042 *kbc = NULL;
-	struct cmos *cmos = NULL;
-	struct boot_regs regs;
-	struct boot_input in;
-	struct boot_ram ram;
-	struct guest_mem *mem;
+	struct machine_config *mc = NULL;
 	struct run_opts *o;
 	char *cmdline = NULL;
 	int status = RUN_EXIT_VMM, ret;
 	sigset_t sigs;
 
 	o = calloc(1, sizeof(*o));
-	if (!o)
-		return RUN_EXIT_VMM;
+	mc = calloc(1, sizeof(*mc));
+	if (!o || !mc)
+		goto out;
 	if (run_opts_parse(o, argc, argv, err, sizeof(err))) {
 		fprintf(stderr, "uvm-shim run: %s\n", err);
-		free(o);
-		return RUN_EXIT_USAGE;
+		status = RUN_EXIT_USAGE;
+		goto out;
 	}
 	if (o->help) {
 		fputs(run_usage, stdout);
-		free(o);
-		return RUN_EXIT_OK;
+		status = RUN_EXIT_OK;
+		goto out;
 	}
 	if (!o->kernel) {
 		const char *dir = run_default_guest_dir();
@@ -341,16 +290,11 @@ int run_main(int argc, char **argv)
 				"uvm-shim run: no --kernel given and the default guest is not built "
 				"(%s): run `make guest` or set UVM_GUEST_DIR\n",
 				kpath);
-			free(o);
-			return RUN_EXIT_USAGE;
+			status = RUN_EXIT_USAGE;
+			goto out;
 		}
 		o->kernel = kpath;
 		o->initrd = ipath;
-	}
-	if (map_file(o->kernel, "kernel", &kernel) ||
-	    (o->initrd && map_file(o->initrd, "initrd", &initrd))) {
-		status = RUN_EXIT_USAGE;
-		goto out;
 	}
 	cmdline = run_build_cmdline(o);
 	if (!cmdline) {
@@ -372,47 +316,38 @@ int run_main(int argc, char **argv)
 		pr_warn("run", "/dev/kvm is PVM (kvm_pvm): a kernel that is not built as a PVM "
 			       "guest is emulated instruction by instruction and will crawl; a stock "
 			       "Linux kernel never finishes booting here (use tests/testhost/run)");
-
-	ret = vm_create(&ctx.vm, &(struct vm_config){.nr_cpus = o->cpus, .mem_mib = o->mem_mib});
-	if (ret) {
-		fprintf(stderr, "uvm-shim run: cannot create the VM: %s\n", strerror(-ret));
-		goto out;
-	}
-	mem = vm_mem(ctx.vm);
-	ram = (struct boot_ram){.lo = mem->regions[0].hva,
-				.lo_size = mem->regions[0].size,
-				.hi_size = mem->nr_regions > 1 ? mem->regions[1].size : 0};
-	in = (struct boot_input){.kernel = kernel.data,
-				 .kernel_size = kernel.size,
-				 .initrd = initrd.data,
-				 .initrd_size = initrd.size,
-				 .cmdline = cmdline,
-				 .nr_cpus = o->cpus,
-				 .entry = o->entry16 ? BOOT_ENTRY_REAL16 : BOOT_ENTRY_DEFAULT};
-	ret = boot_load(&ram, &in, &regs, err, sizeof(err));
-	if (ret) {
-		fprintf(stderr, "uvm-shim run: cannot load kernel '%s': %s\n", o->kernel, err);
-		status = RUN_EXIT_USAGE;
-		goto out;
-	}
-	unmap_file(&kernel);
-	unmap_file(&initrd);
-
 	if (run_open_console(&ctx, o))
 		goto out;
-	ret = uart_create(ctx.vm, UART_PORT, VM_IRQ_UART, run_console_out, &ctx, &ctx.uart);
-	if (!ret)
-		ret = i8042_create(ctx.vm, &kbc);
-	if (!ret)
-		ret = cmos_create(ctx.vm, &cmos);
-	if (!ret)
-		ret = vm_set_boot_regs(ctx.vm, &regs);
-	if (!ret)
-		ret = loop_create(&ctx.loop);
+	ret = loop_create(&ctx.loop);
 	if (ret) {
-		fprintf(stderr, "uvm-shim run: VM setup failed: %s\n", strerror(-ret));
+		fprintf(stderr, "uvm-shim run: cannot create the event loop: %s\n", strerror(-ret));
 		goto out;
 	}
+
+	*mc = (struct machine_config){.cpus = o->cpus,
+				      .mem_mib = o->mem_mib,
+				      .kernel = o->kernel,
+				      .initrd = o->initrd,
+				      .cmdline = cmdline,
+				      .entry16 = o->entry16,
+				      .console_out = run_console_out,
+				      .console_opaque = &ctx,
+				      .nr_disks = o->nr_disks};
+	for (int i = 0; i < o->nr_disks; i++)
+		mc->disks[i] = (struct machine_disk){.path = o->disks[i].path,
+						     .read_only = o->disks[i].read_only,
+						     .serial = o->disks[i].serial};
+	ret = machine_create(&ctx.m, mc, ctx.loop, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "uvm-shim run: %s\n", err);
+		if (ret == -EINVAL || ret == -ENOENT || ret == -ENOEXEC || ret == -E2BIG ||
+		    ret == -EACCES)
+			status = RUN_EXIT_USAGE;
+		goto out;
+	}
+	ctx.vm = ctx.m->vm;
+	ctx.uart = ctx.m->uart;
+
 	if (loop_add(ctx.loop, vm_exit_fd(ctx.vm), EPOLLIN, run_on_exit, &ctx) ||
 	    (ctx.sig_fd >= 0 && loop_add(ctx.loop, ctx.sig_fd, EPOLLIN, run_on_signal, &ctx))) {
 		fprintf(stderr, "uvm-shim run: event loop setup failed\n");
@@ -423,7 +358,7 @@ int run_main(int argc, char **argv)
 		if (loop_add(ctx.loop, STDIN_FILENO, EPOLLIN, run_on_stdin, &ctx))
 			pr_dbg("run", "stdin cannot be polled; console input disabled");
 	}
-	if (vm_start(ctx.vm))
+	if (machine_start(ctx.m))
 		goto out;
 	loop_run(ctx.loop);
 	vm_request_exit(ctx.vm, VM_EXIT_TERMINATED); /* no-op when the guest ended it */
@@ -432,22 +367,14 @@ int run_main(int argc, char **argv)
 	status = run_exit_status(&ctx);
 out:
 	run_tty_restore(&ctx);
-	if (ctx.vm) {
-		vm_request_exit(ctx.vm, VM_EXIT_TERMINATED);
-		vm_join(ctx.vm);
-	}
-	uart_destroy(ctx.uart);
-	i8042_destroy(kbc);
-	cmos_destroy(cmos);
-	vm_destroy(ctx.vm);
+	machine_destroy(ctx.m);
 	loop_destroy(ctx.loop);
 	if (ctx.out_fd > STDERR_FILENO)
 		close(ctx.out_fd);
 	if (ctx.sig_fd >= 0)
 		close(ctx.sig_fd);
-	unmap_file(&kernel);
-	unmap_file(&initrd);
 	free(cmdline);
+	free(mc);
 	free(o);
 	return status;
 }
