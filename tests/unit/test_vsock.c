@@ -1,0 +1,652 @@
+/*
+ * virtio-vsock engine on a fake guest: packets are built and read here the
+ * way a guest driver would put them on the tx queue and find them on rx.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "virtio/vsock.h"
+
+#define CID	 42
+#define HPORT	 1234 /* host listener */
+#define GPORT	 5000 /* guest's source port */
+#define GUESTBUF (4096 + VSOCK_HDR_SIZE)
+
+struct ep {
+	struct vsock_conn *c;
+	int readable, writable, eof, closed, connected, conn_err;
+	size_t got;
+	uint8_t data[VSOCK_BUF_ALLOC * 2];
+	bool auto_read;	    /* consume everything on readable */
+	bool reset_on_read; /* reset the connection inside readable */
+	bool close_on_eof;  /* close inside eof */
+	int refuse;	    /* accept returns this */
+};
+
+static void ep_connected(void *o, struct vsock_conn *c, int err)
+{
+	struct ep *e = o;
+
+	e->connected++;
+	e->conn_err = err;
+}
+
+static void ep_readable(void *o, struct vsock_conn *c)
+{
+	struct ep *e = o;
+
+	e->readable++;
+	if (e->reset_on_read) {
+		vsock_conn_reset(c);
+		e->c = NULL;
+		return;
+	}
+	if (e->auto_read)
+		e->got += vsock_conn_recv(c, e->data + e->got, sizeof(e->data) - e->got);
+}
+
+static void ep_writable(void *o, struct vsock_conn *c)
+{
+	((struct ep *)o)->writable++;
+}
+
+static void ep_eof(void *o, struct vsock_conn *c)
+{
+	struct ep *e = o;
+
+	e->eof++;
+	if (e->close_on_eof) {
+		vsock_conn_close(c);
+		e->c = NULL;
+	}
+}
+
+static void ep_closed(void *o, struct vsock_conn *c)
+{
+	struct ep *e = o;
+
+	e->closed++;
+	e->c = NULL;
+}
+
+static const struct vsock_conn_ops ep_ops = {
+    .connected = ep_connected,
+    .readable = ep_readable,
+    .writable = ep_writable,
+    .eof = ep_eof,
+    .closed = ep_closed,
+};
+
+static int accept_fn(void *opaque, struct vsock_conn *c, uint32_t port,
+		     const struct vsock_conn_ops **ops, void **conn_opaque)
+{
+	struct ep *e = opaque;
+
+	if (e->refuse)
+		return e->refuse;
+	e->c = c;
+	*ops = &ep_ops;
+	*conn_opaque = e;
+	return 0;
+}
+
+struct fx {
+	struct vsock *vs;
+	struct ep *ep;
+	int kicks;
+	uint32_t guest_fwd; /* what the fake guest consumed of host data */
+};
+
+static void on_kick(void *o)
+{
+	((struct fx *)o)->kicks++;
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	f->ep = calloc(1, sizeof(*f->ep));
+	assert_int_equal(vsock_engine_create(&f->vs, CID), 0);
+	vsock_set_rx_kick(f->vs, on_kick, f);
+	assert_int_equal(vsock_listen(f->vs, HPORT, accept_fn, f->ep), 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	vsock_engine_destroy(f->vs);
+	free(f->ep);
+	free(f);
+	return 0;
+}
+
+/* The guest sends one packet, optionally split into header and payload buffers. */
+static int gsend_full(struct fx *f, uint64_t src_cid, uint16_t type, uint16_t op, uint32_t sport,
+		      uint32_t dport, const void *payload, uint32_t hdr_len, size_t real_len,
+		      uint32_t buf_alloc, uint32_t flags)
+{
+	struct vsock_hdr h = {
+	    .src_cid = src_cid,
+	    .dst_cid = VSOCK_HOST_CID,
+	    .src_port = sport,
+	    .dst_port = dport,
+	    .len = hdr_len,
+	    .type = type,
+	    .op = op,
+	    .flags = flags,
+	    .buf_alloc = buf_alloc,
+	    .fwd_cnt = f->guest_fwd,
+	};
+	struct iovec iov[2] = {{&h, sizeof(h)}, {(void *)payload, real_len}};
+
+	return vsock_tx(f->vs, iov, real_len ? 2 : 1, sizeof(h) + real_len);
+}
+
+static int gsend(struct fx *f, uint16_t op, const void *payload, uint32_t len)
+{
+	return gsend_full(f, CID, VSOCK_TYPE_STREAM, op, GPORT, HPORT, payload, len, len,
+			  VSOCK_BUF_ALLOC, 0);
+}
+
+/* The guest takes the next packet; returns its op (0: none). */
+static int grecv(struct fx *f, struct vsock_hdr *h, uint8_t *payload)
+{
+	static uint8_t buf[GUESTBUF];
+	struct iovec iov[2] = {{buf, 20}, {buf + 20, sizeof(buf) - 20}}; /* header split too */
+	long n = vsock_rx(f->vs, iov, 2, sizeof(buf));
+
+	assert_true(n >= 0);
+	if (n == 0)
+		return 0;
+	assert_true(n >= VSOCK_HDR_SIZE);
+	memcpy(h, buf, sizeof(*h));
+	assert_int_equal(h->len, n - VSOCK_HDR_SIZE);
+	assert_int_equal(h->src_cid, VSOCK_HOST_CID);
+	assert_int_equal(h->dst_cid, CID);
+	assert_int_equal(h->type, VSOCK_TYPE_STREAM);
+	assert_int_equal(h->buf_alloc, VSOCK_BUF_ALLOC);
+	if (payload)
+		memcpy(payload, buf + VSOCK_HDR_SIZE, h->len);
+	return h->op;
+}
+
+static void expect_op(struct fx *f, int op, uint32_t sport, uint32_t dport)
+{
+	struct vsock_hdr h;
+
+	assert_int_equal(grecv(f, &h, NULL), op);
+	assert_int_equal(h.src_port, sport);
+	assert_int_equal(h.dst_port, dport);
+}
+
+static void expect_nothing(struct fx *f)
+{
+	struct vsock_hdr h;
+
+	assert_false(vsock_rx_pending(f->vs));
+	assert_int_equal(grecv(f, &h, NULL), 0);
+}
+
+static void connect_guest(struct fx *f)
+{
+	assert_int_equal(gsend(f, VSOCK_OP_REQUEST, NULL, 0), 0);
+	assert_non_null(f->ep->c);
+	expect_op(f, VSOCK_OP_RESPONSE, HPORT, GPORT);
+	expect_nothing(f);
+}
+
+static void test_connect_and_refuse(void **state)
+{
+	struct fx *f = *state;
+	struct vsock_stats st;
+
+	connect_guest(f);
+	assert_true(f->kicks > 0);
+	vsock_get_stats(f->vs, &st);
+	assert_int_equal(st.conns, 1);
+	/* No listener on that port: reset. */
+	assert_int_equal(gsend_full(f, CID, VSOCK_TYPE_STREAM, VSOCK_OP_REQUEST, GPORT, 999, NULL,
+				    0, 0, VSOCK_BUF_ALLOC, 0),
+			 0);
+	expect_op(f, VSOCK_OP_RST, 999, GPORT);
+	/* Listener refuses: reset, no connection left. */
+	f->ep->refuse = -ECONNREFUSED;
+	assert_int_equal(gsend_full(f, CID, VSOCK_TYPE_STREAM, VSOCK_OP_REQUEST, GPORT + 1, HPORT,
+				    NULL, 0, 0, VSOCK_BUF_ALLOC, 0),
+			 0);
+	expect_op(f, VSOCK_OP_RST, HPORT, GPORT + 1);
+	vsock_get_stats(f->vs, &st);
+	assert_int_equal(st.conns, 1);
+	assert_int_equal(vsock_listen(f->vs, HPORT, accept_fn, f->ep), -EADDRINUSE);
+}
+
+static void test_rst_for_unknown_connections(void **state)
+{
+	struct fx *f = *state;
+	static const int ops[] = {VSOCK_OP_RESPONSE, VSOCK_OP_SHUTDOWN, VSOCK_OP_RW,
+				  VSOCK_OP_CREDIT_UPDATE, VSOCK_OP_CREDIT_REQUEST};
+
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		assert_int_equal(gsend(f, ops[i], "x", ops[i] == VSOCK_OP_RW), 0);
+		expect_op(f, VSOCK_OP_RST, HPORT, GPORT);
+		expect_nothing(f);
+	}
+	/* An RST for nothing is not answered (no RST storms). */
+	assert_int_equal(gsend(f, VSOCK_OP_RST, NULL, 0), 0);
+	expect_nothing(f);
+}
+
+static void test_guest_to_host_data_and_credit_update(void **state)
+{
+	struct fx *f = *state;
+	static uint8_t chunk[4096];
+	struct vsock_hdr h;
+	size_t sent = 0;
+
+	f->ep->auto_read = true;
+	connect_guest(f);
+	for (size_t i = 0; i < sizeof(chunk); i++)
+		chunk[i] = i * 7;
+	/* Consumed data is credited back once a quarter of the buffer went through. */
+	while (sent < VSOCK_BUF_ALLOC / 4 - sizeof(chunk)) {
+		assert_int_equal(gsend(f, VSOCK_OP_RW, chunk, sizeof(chunk)), 0);
+		sent += sizeof(chunk);
+		expect_nothing(f);
+	}
+	assert_int_equal(gsend(f, VSOCK_OP_RW, chunk, sizeof(chunk)), 0);
+	sent += sizeof(chunk);
+	assert_int_equal(grecv(f, &h, NULL), VSOCK_OP_CREDIT_UPDATE);
+	assert_int_equal(h.fwd_cnt, sent);
+	assert_int_equal(f->ep->got, sent);
+	assert_memory_equal(f->ep->data, chunk, sizeof(chunk));
+	/* An explicit request is answered with the current count. */
+	assert_int_equal(gsend(f, VSOCK_OP_CREDIT_REQUEST, NULL, 0), 0);
+	assert_int_equal(grecv(f, &h, NULL), VSOCK_OP_CREDIT_UPDATE);
+	assert_int_equal(h.fwd_cnt, sent);
+	expect_nothing(f);
+}
+
+/* A guest that ignores our credit is reset: we never buffer more than we offered. */
+static void test_guest_credit_exhaustion(void **state)
+{
+	struct fx *f = *state;
+	static uint8_t chunk[VSOCK_MAX_PKT_PAYLOAD];
+	struct vsock_stats st;
+
+	connect_guest(f); /* no auto_read: the endpoint is slow */
+	for (unsigned i = 0; i < VSOCK_BUF_ALLOC / sizeof(chunk); i++)
+		assert_int_equal(gsend(f, VSOCK_OP_RW, chunk, sizeof(chunk)), 0);
+	assert_int_equal(vsock_conn_readable(f->ep->c), VSOCK_BUF_ALLOC);
+	expect_nothing(f);
+	/* One byte more than the credit. */
+	assert_int_equal(gsend(f, VSOCK_OP_RW, chunk, 1), 0);
+	expect_op(f, VSOCK_OP_RST, HPORT, GPORT);
+	assert_int_equal(f->ep->closed, 1);
+	vsock_get_stats(f->vs, &st);
+	assert_int_equal(st.credit_violations, 1);
+	assert_int_equal(st.conns, 0);
+	/* Later packets on that pair find no connection. */
+	assert_int_equal(gsend(f, VSOCK_OP_RW, chunk, 1), 0);
+	expect_op(f, VSOCK_OP_RST, HPORT, GPORT);
+}
+
+/* Partial consumption frees exactly that much credit. */
+static void test_guest_credit_partial(void **state)
+{
+	struct fx *f = *state;
+	static uint8_t chunk[VSOCK_MAX_PKT_PAYLOAD], sink[VSOCK_MAX_PKT_PAYLOAD];
+
+	connect_guest(f);
+	for (unsigned i = 0; i < VSOCK_BUF_ALLOC / sizeof(chunk); i++)
+		assert_int_equal(gsend(f, VSOCK_OP_RW, chunk, sizeof(chunk)), 0);
+	assert_int_equal(vsock_conn_recv(f->ep->c, sink, 100), 100);
+	assert_int_equal(gsend(f, VSOCK_OP_RW, chunk, 100), 0);
+	assert_int_equal(f->ep->closed, 0);
+	assert_int_equal(gsend(f, VSOCK_OP_RW, chunk, 1), 0);
+	assert_int_equal(f->ep->closed, 1);
+}
+
+/* Host -> guest obeys the guest's buf_alloc and resumes on its credit update. */
+static void test_host_to_guest_credit(void **state)
+{
+	struct fx *f = *state;
+	static uint8_t data[5000], got[5000];
+	struct vsock_hdr h;
+	size_t off = 0;
+
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = i % 251;
+	assert_int_equal(gsend_full(f, CID, VSOCK_TYPE_STREAM, VSOCK_OP_REQUEST, GPORT, HPORT, NULL,
+				    0, 0, 1000, 0),
+			 0);
+	expect_op(f, VSOCK_OP_RESPONSE, HPORT, GPORT);
+	assert_int_equal(vsock_conn_send(f->ep->c, data, sizeof(data)), sizeof(data));
+	assert_int_equal(grecv(f, &h, got), VSOCK_OP_RW);
+	assert_int_equal(h.len, 1000);
+	off += 1000;
+	/* Out of credit: one credit request, then silence. */
+	assert_int_equal(grecv(f, &h, NULL), VSOCK_OP_CREDIT_REQUEST);
+	expect_nothing(f);
+	/* The guest read 600 bytes and says so. */
+	f->guest_fwd = 600;
+	assert_int_equal(gsend_full(f, CID, VSOCK_TYPE_STREAM, VSOCK_OP_CREDIT_UPDATE, GPORT, HPORT,
+				    NULL, 0, 0, 1000, 0),
+			 0);
+	assert_int_equal(grecv(f, &h, got + off), VSOCK_OP_RW);
+	assert_int_equal(h.len, 600);
+	off += 600;
+	assert_int_equal(grecv(f, &h, NULL), VSOCK_OP_CREDIT_REQUEST);
+	expect_nothing(f);
+	/* The guest grows its buffer: the rest flows, in 4 KiB guest buffers. */
+	f->guest_fwd = 1600;
+	assert_int_equal(gsend_full(f, CID, VSOCK_TYPE_STREAM, VSOCK_OP_CREDIT_UPDATE, GPORT, HPORT,
+				    NULL, 0, 0, 1 << 20, 0),
+			 0);
+	while (off < sizeof(data)) {
+		assert_int_equal(grecv(f, &h, got + off), VSOCK_OP_RW);
+		assert_true(h.len <= 4096);
+		off += h.len;
+	}
+	assert_int_equal(off, sizeof(data));
+	assert_memory_equal(got, data, sizeof(data));
+	expect_nothing(f);
+}
+
+/* The host side's buffer is bounded; a stalled writer hears when room frees. */
+static void test_host_buffer_bounded(void **state)
+{
+	struct fx *f = *state;
+	static uint8_t big[VSOCK_OUT_MAX + 1000];
+	struct vsock_hdr h;
+	size_t drained = 0;
+
+	connect_guest(f);
+	assert_int_equal(vsock_conn_send(f->ep->c, big, sizeof(big)), VSOCK_OUT_MAX);
+	assert_int_equal(vsock_conn_send(f->ep->c, big, 10), 0);
+	assert_int_equal(f->ep->writable, 0);
+	while (f->ep->writable == 0) {
+		assert_int_equal(grecv(f, &h, NULL), VSOCK_OP_RW);
+		drained += h.len;
+	}
+	assert_true(drained >= VSOCK_OUT_MAX / 2);
+	assert_int_equal(vsock_conn_send(f->ep->c, big, 10), 10);
+}
+
+static void test_malformed(void **state)
+{
+	struct fx *f = *state;
+	uint8_t small[10] = {0};
+	struct iovec iov = {small, sizeof(small)};
+	static uint8_t big[VSOCK_MAX_PKT_PAYLOAD + 1];
+	struct vsock_stats st;
+
+	/* Shorter than a header: dropped, nothing to answer. */
+	assert_int_equal(vsock_tx(f->vs, &iov, 1, sizeof(small)), -EINVAL);
+	expect_nothing(f);
+	/* Spoofed source CID: dropped silently. */
+	assert_int_equal(gsend_full(f, CID + 1, VSOCK_TYPE_STREAM, VSOCK_OP_REQUEST, GPORT, HPORT,
+				    NULL, 0, 0, VSOCK_BUF_ALLOC, 0),
+			 -EINVAL);
+	expect_nothing(f);
+	assert_null(f->ep->c);
+	/* Header claims more payload than the buffers hold. */
+	assert_int_equal(gsend_full(f, CID, VSOCK_TYPE_STREAM, VSOCK_OP_RW, GPORT, HPORT, "abc",
+				    100, 3, VSOCK_BUF_ALLOC, 0),
+			 -EINVAL);
+	expect_op(f, VSOCK_OP_RST, HPORT, GPORT);
+	/* Payload over the packet limit. */
+	assert_int_equal(gsend_full(f, CID, VSOCK_TYPE_STREAM, VSOCK_OP_RW, GPORT, HPORT, big,
+				    sizeof(big), sizeof(big), VSOCK_BUF_ALLOC, 0),
+			 -EINVAL);
+	expect_op(f, VSOCK_OP_RST, HPORT, GPORT);
+	/* Seqpacket and unknown ops are reset; a live connection goes down with them. */
+	connect_guest(f);
+	assert_int_equal(
+	    gsend_full(f, CID, 2, VSOCK_OP_RW, GPORT, HPORT, "a", 1, 1, VSOCK_BUF_ALLOC, 0),
+	    -EINVAL);
+	expect_op(f, VSOCK_OP_RST, HPORT, GPORT);
+	assert_int_equal(f->ep->closed, 1);
+	assert_int_equal(
+	    gsend_full(f, CID, VSOCK_TYPE_STREAM, 99, GPORT, HPORT, NULL, 0, 0, VSOCK_BUF_ALLOC, 0),
+	    -EINVAL);
+	expect_op(f, VSOCK_OP_RST, HPORT, GPORT);
+	vsock_get_stats(f->vs, &st);
+	assert_int_equal(st.malformed, 6);
+	/* Still serving. */
+	connect_guest(f);
+}
+
+static void test_host_connect(void **state)
+{
+	struct fx *f = *state;
+	struct ep e = {0};
+	struct vsock_conn *c;
+	struct vsock_hdr h;
+	uint8_t buf[16];
+
+	assert_int_equal(vsock_connect(f->vs, 7000, 0, &ep_ops, &e, &c), 0);
+	/* Data queued before the guest answers waits for the response. */
+	assert_int_equal(vsock_conn_send(c, "hello", 5), 5);
+	assert_int_equal(grecv(f, &h, NULL), VSOCK_OP_REQUEST);
+	assert_int_equal(h.dst_port, 7000);
+	assert_true(h.src_port >= 49152);
+	expect_nothing(f);
+	assert_int_equal(gsend_full(f, CID, VSOCK_TYPE_STREAM, VSOCK_OP_RESPONSE, 7000, h.src_port,
+				    NULL, 0, 0, VSOCK_BUF_ALLOC, 0),
+			 0);
+	assert_int_equal(e.connected, 1);
+	assert_int_equal(e.conn_err, 0);
+	assert_int_equal(grecv(f, &h, buf), VSOCK_OP_RW);
+	assert_memory_equal(buf, "hello", 5);
+
+	/* Refused: reported through connected, not closed. */
+	memset(&e, 0, sizeof(e));
+	assert_int_equal(vsock_connect(f->vs, 7001, 0, &ep_ops, &e, &c), 0);
+	assert_int_equal(grecv(f, &h, NULL), VSOCK_OP_REQUEST);
+	assert_int_equal(
+	    gsend_full(f, CID, VSOCK_TYPE_STREAM, VSOCK_OP_RST, 7001, h.src_port, NULL, 0, 0, 0, 0),
+	    0);
+	assert_int_equal(e.connected, 1);
+	assert_int_equal(e.conn_err, -ECONNREFUSED);
+	assert_int_equal(e.closed, 0);
+	/* A response nobody asked for resets. */
+	connect_guest(f);
+	assert_int_equal(gsend(f, VSOCK_OP_RESPONSE, NULL, 0), 0);
+	expect_op(f, VSOCK_OP_RST, HPORT, GPORT);
+	assert_int_equal(f->ep->closed, 1);
+	/* Fixed host port already paired with that guest port. */
+	assert_int_equal(vsock_connect(f->vs, 7000, 0, &ep_ops, &e, &c), 0);
+	assert_int_equal(vsock_connect(f->vs, 7000, vsock_conn_host_port(c), &ep_ops, &e, &c),
+			 -EADDRINUSE);
+}
+
+static void test_shutdown_paths(void **state)
+{
+	struct fx *f = *state;
+	struct vsock_hdr h;
+	uint8_t buf[16];
+
+	connect_guest(f);
+	assert_int_equal(gsend(f, VSOCK_OP_RW, "abc", 3), 0);
+	/* Guest EOF: reported only once its data has been read. */
+	assert_int_equal(gsend_full(f, CID, VSOCK_TYPE_STREAM, VSOCK_OP_SHUTDOWN, GPORT, HPORT,
+				    NULL, 0, 0, VSOCK_BUF_ALLOC, VSOCK_SHUTDOWN_SEND),
+			 0);
+	assert_int_equal(f->ep->eof, 0);
+	assert_int_equal(vsock_conn_recv(f->ep->c, buf, sizeof(buf)), 3);
+	assert_int_equal(f->ep->eof, 1);
+	/* Data after EOF is a protocol error. */
+	assert_int_equal(gsend(f, VSOCK_OP_RW, "x", 1), 0);
+	expect_op(f, VSOCK_OP_RST, HPORT, GPORT);
+	assert_int_equal(f->ep->closed, 1);
+
+	/* Host half-close: data first, then SHUTDOWN(SEND); later sends refused. */
+	connect_guest(f);
+	assert_int_equal(vsock_conn_send(f->ep->c, "xyz", 3), 3);
+	vsock_conn_shutdown_send(f->ep->c);
+	assert_int_equal(vsock_conn_send(f->ep->c, "late", 4), 0);
+	assert_int_equal(grecv(f, &h, buf), VSOCK_OP_RW);
+	assert_int_equal(grecv(f, &h, NULL), VSOCK_OP_SHUTDOWN);
+	assert_int_equal(h.flags, VSOCK_SHUTDOWN_SEND);
+	expect_nothing(f);
+	/* Guest closes both ways: we reset and the endpoint hears closed. */
+	assert_int_equal(gsend_full(f, CID, VSOCK_TYPE_STREAM, VSOCK_OP_SHUTDOWN, GPORT, HPORT,
+				    NULL, 0, 0, VSOCK_BUF_ALLOC, VSOCK_SHUTDOWN_BOTH),
+			 0);
+	assert_int_equal(f->ep->eof, 2);
+	assert_int_equal(f->ep->closed, 2);
+	expect_op(f, VSOCK_OP_RST, HPORT, GPORT);
+	expect_nothing(f);
+}
+
+static void test_close_from_host(void **state)
+{
+	struct fx *f = *state;
+	struct vsock_hdr h;
+	struct vsock_stats st;
+
+	connect_guest(f);
+	assert_int_equal(vsock_conn_send(f->ep->c, "bye", 3), 3);
+	assert_int_equal(gsend(f, VSOCK_OP_RW, "unread", 6), 0);
+	vsock_conn_close(f->ep->c);
+	f->ep->c = NULL;
+	assert_int_equal(grecv(f, &h, NULL), VSOCK_OP_RW);
+	assert_int_equal(grecv(f, &h, NULL), VSOCK_OP_SHUTDOWN);
+	assert_int_equal(h.flags, VSOCK_SHUTDOWN_BOTH);
+	assert_int_equal(h.fwd_cnt, 6); /* unread data was credited back */
+	expect_nothing(f);
+	/* Data arriving after close is credited and dropped, no callback. */
+	assert_int_equal(gsend(f, VSOCK_OP_RW, "more", 4), 0);
+	assert_int_equal(f->ep->readable, 1);
+	/* The guest's RST finishes it; no closed callback after close. */
+	assert_int_equal(gsend(f, VSOCK_OP_RST, NULL, 0), 0);
+	assert_int_equal(f->ep->closed, 0);
+	vsock_get_stats(f->vs, &st);
+	assert_int_equal(st.conns, 0);
+	expect_nothing(f);
+}
+
+/* Callbacks may end their own connection. ASan catches any use after free. */
+static void test_reentrant_close(void **state)
+{
+	struct fx *f = *state;
+
+	f->ep->reset_on_read = true;
+	connect_guest(f);
+	assert_int_equal(gsend(f, VSOCK_OP_RW, "a", 1), 0);
+	expect_op(f, VSOCK_OP_RST, HPORT, GPORT);
+	assert_int_equal(f->ep->closed, 0);
+
+	f->ep->reset_on_read = false;
+	f->ep->close_on_eof = true;
+	f->ep->auto_read = true;
+	connect_guest(f);
+	assert_int_equal(gsend_full(f, CID, VSOCK_TYPE_STREAM, VSOCK_OP_SHUTDOWN, GPORT, HPORT,
+				    NULL, 0, 0, VSOCK_BUF_ALLOC, VSOCK_SHUTDOWN_BOTH),
+			 0);
+	assert_int_equal(f->ep->eof, 1);
+	/* closed() was not called: the endpoint had let go inside eof. */
+	assert_int_equal(f->ep->closed, 0);
+	expect_op(f, VSOCK_OP_RST, HPORT, GPORT);
+	expect_nothing(f);
+}
+
+static void test_conn_limit_and_reset(void **state)
+{
+	struct fx *f = *state;
+	struct vsock_stats st;
+	struct vsock_hdr h;
+
+	for (uint32_t i = 0; i < VSOCK_MAX_CONNS; i++) {
+		assert_int_equal(gsend_full(f, CID, VSOCK_TYPE_STREAM, VSOCK_OP_REQUEST, 10000 + i,
+					    HPORT, NULL, 0, 0, VSOCK_BUF_ALLOC, 0),
+				 0);
+		assert_int_equal(grecv(f, &h, NULL), VSOCK_OP_RESPONSE);
+	}
+	assert_int_equal(gsend_full(f, CID, VSOCK_TYPE_STREAM, VSOCK_OP_REQUEST, 9999, HPORT, NULL,
+				    0, 0, VSOCK_BUF_ALLOC, 0),
+			 0);
+	expect_op(f, VSOCK_OP_RST, HPORT, 9999);
+	vsock_get_stats(f->vs, &st);
+	assert_int_equal(st.conns, VSOCK_MAX_CONNS);
+	f->ep->closed = 0;
+	vsock_reset(f->vs);
+	assert_int_equal(f->ep->closed, VSOCK_MAX_CONNS);
+	vsock_get_stats(f->vs, &st);
+	assert_int_equal(st.conns, 0);
+	expect_nothing(f);
+}
+
+/* Orphan control packets are bounded: a flood of junk cannot grow us. */
+static void test_orphan_bound(void **state)
+{
+	struct fx *f = *state;
+	struct vsock_stats st;
+	struct vsock_hdr h;
+	int n = 0;
+
+	for (int i = 0; i < VSOCK_ORPHAN_MAX + 50; i++)
+		assert_int_equal(gsend(f, VSOCK_OP_RW, "x", 1), 0);
+	vsock_get_stats(f->vs, &st);
+	assert_int_equal(st.orphans_dropped, 50);
+	while (grecv(f, &h, NULL))
+		n++;
+	assert_int_equal(n, VSOCK_ORPHAN_MAX);
+}
+
+static void test_tiny_rx_buffer(void **state)
+{
+	struct fx *f = *state;
+	uint8_t buf[VSOCK_HDR_SIZE];
+	struct iovec iov = {buf, sizeof(buf)};
+
+	connect_guest(f);
+	assert_int_equal(vsock_conn_send(f->ep->c, "abc", 3), 3);
+	assert_int_equal(vsock_rx(f->vs, &iov, 1, 10), -ENOSPC);
+	/* Exactly a header: no room for data, and no endless loop either. */
+	assert_int_equal(vsock_rx(f->vs, &iov, 1, sizeof(buf)), 0);
+}
+
+static void test_bad_cid(void **state)
+{
+	struct vsock *vs;
+
+	assert_int_equal(vsock_engine_create(&vs, 2), -EINVAL);
+	assert_int_equal(vsock_engine_create(&vs, 0xffffffffULL), -EINVAL);
+	vsock_engine_destroy(NULL);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+	const struct CMUnitTest tests[] = {
+	    T(test_connect_and_refuse),
+	    T(test_rst_for_unknown_connections),
+	    T(test_guest_to_host_data_and_credit_update),
+	    T(test_guest_credit_exhaustion),
+	    T(test_guest_credit_partial),
+	    T(test_host_to_guest_credit),
+	    T(test_host_buffer_bounded),
+	    T(test_malformed),
+	    T(test_host_connect),
+	    T(test_shutdown_paths),
+	    T(test_close_from_host),
+	    T(test_reentrant_close),
+	    T(test_conn_limit_and_reset),
+	    T(test_orphan_bound),
+	    T(test_tiny_rx_buffer),
+	    cmocka_unit_test(test_bad_cid),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
