@@ -18,16 +18,18 @@ ASAN_OBJS := $(LIB_SRCS:%.c=$(BUILD)/asan/obj/%.o)
 TEST_STEPS :=
 BENCH_STEPS :=
 
-.PHONY: all test unit bench run clean format
+.PHONY: all test unit bench clean format deps
 all: $(BUILD)/uvm-shim
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/asan/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(ASAN) -c $< -o $@
+	@echo "  CC-ASAN $<"
+	@$(CC) $(CFLAGS) $(ASAN) -c $< -o $@
 
 $(BUILD)/uvm-shim: $(BUILD)/obj/shim/main.o $(LIB_OBJS)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
@@ -41,14 +43,18 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/tests/%)
 
 $(BUILD)/asan/tests/%: tests/unit/%.c $(ASAN_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(ASAN) -o $@ $^ -lcmocka $(LDLIBS)
+	@echo "  TEST    $@"
+	@$(CC) $(CFLAGS) $(ASAN) -o $@ $^ -lcmocka $(LDLIBS)
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
 -include $(sort $(wildcard */*.mk tests/*/*.mk))
 
-test: unit $(TEST_STEPS)
+# The README's commands: install what is missing, then build and run.
+test:
+	./tests/install-deps
+	$(MAKE) unit $(TEST_STEPS)
 
 bench: $(BENCH_STEPS)
 

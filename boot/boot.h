@@ -42,12 +42,20 @@ enum boot_mode {
 struct boot_regs {
 	enum boot_mode mode;
 	uint64_t rip, rsp, rsi, rbx;
-	uint64_t cr3;		     /* LONG64 only */
-	uint64_t gdt_base;	     /* PROT32/LONG64: GDT written into guest RAM */
+	uint64_t cr3;	   /* LONG64 only */
+	uint64_t gdt_base; /* PROT32/LONG64: GDT written into guest RAM */
 	uint16_t gdt_limit;
 	uint16_t code_sel, data_sel; /* selectors into that GDT */
-	uint16_t real_cs;	     /* REAL16 only: cs selector (base real_cs << 4) */
-	uint16_t real_ds;	     /* REAL16 only: ds/es/fs/gs/ss selector */
+	/*
+	 * REAL16 only, per the boot protocol's "running the kernel" recipe:
+	 * cs = real_cs (0x1020), ip = rip (0); ds = es = fs = gs = ss = real_ds
+	 * (0x1000, the segment of the loaded boot sector + setup); sp = rsp
+	 * (0xe000, heap_end, stack grows down below it). Segment bases are
+	 * selector << 4, limits 0xffff. Interrupts off. The setup code then asks
+	 * the BIOS for memory (int 15h e820) and video: vmm/ must answer those.
+	 */
+	uint16_t real_cs;
+	uint16_t real_ds;
 };
 
 enum boot_format { BOOT_FORMAT_UNKNOWN, BOOT_FORMAT_BZIMAGE, BOOT_FORMAT_ELF };
@@ -64,5 +72,93 @@ int boot_load(const struct boot_ram *ram, const struct boot_input *in, struct bo
 
 /* Protocol limit on the command line length (bytes, without the NUL). */
 #define BOOT_CMDLINE_MAX 2047
+
+/*
+ * Low memory written by boot_load (guest physical addresses; docs/boot.md has
+ * the picture). Everything below 1 MiB; kernels and initrds live above.
+ */
+#define BOOT_ADDR_GDT	     0x500  /* 4 entries: null, null, code 0x10, data 0x18 */
+#define BOOT_ADDR_PVH_INFO   0x6000 /* hvm_start_info; modlist at +0x40, memmap at +0x80 */
+#define BOOT_ADDR_ZERO_PAGE  0x7000 /* struct boot_params (64-bit entry) */
+#define BOOT_ADDR_STACK_TOP  0x8ff0 /* initial rsp for PROT32/LONG64, page 0x8000 */
+#define BOOT_ADDR_PML4	     0x9000 /* identity map of 0-4 GiB: PML4, PDPT, 4 PDs */
+#define BOOT_ADDR_PDPT	     0xa000
+#define BOOT_ADDR_PD	     0xb000  /* 4 pages, up to 0xefff */
+#define BOOT_ADDR_REAL_SETUP 0x10000 /* REAL16: boot sector + setup, segment 0x1000 */
+#define BOOT_ADDR_CMDLINE    0x20000
+#define BOOT_ADDR_EBDA	     0x9fc00  /* e820 reserves 0x9fc00-0xfffff */
+#define BOOT_ADDR_MPTABLE    0xf0000  /* MP floating pointer, config table at +0x10 */
+#define BOOT_ADDR_HIMEM	     0x100000 /* 1 MiB: lowest kernel/initrd address */
+
+/* REAL16 register values (see struct boot_regs). */
+#define BOOT_REAL_CS	   0x1020
+#define BOOT_REAL_DS	   0x1000
+#define BOOT_REAL_HEAP_END 0xe000 /* sp, and heap_end_ptr + 0x200 */
+
+/* ---- e820 ---- */
+
+#define BOOT_E820_RAM	   1
+#define BOOT_E820_RESERVED 2
+#define BOOT_E820_MAX	   8 /* boot_e820_build never produces more */
+
+/* Same layout as the zero page's e820 table. */
+struct boot_e820_entry {
+	uint64_t addr;
+	uint64_t size;
+	uint32_t type;
+} __attribute__((packed));
+
+/*
+ * The guest memory map: RAM [0, 0x9fc00), reserved [0x9fc00, 1 MiB) (EBDA,
+ * VGA hole, BIOS area with the MP table), RAM [1 MiB, lo_size), RAM
+ * [4 GiB, 4 GiB + hi_size). Returns the number of entries, -EINVAL if
+ * lo_size is below 1 MiB or above 4 GiB, -E2BIG if max is too small.
+ */
+int boot_e820_build(struct boot_e820_entry *tab, int max, const struct boot_ram *ram);
+
+/* ---- MP table ---- */
+
+/* APIC ids are 8 bits, 0xff is broadcast and the IOAPIC takes id nr_cpus. */
+#define BOOT_MAX_CPUS 254
+
+/*
+ * Writes an Intel MP 1.4 floating pointer at BOOT_ADDR_MPTABLE and its
+ * configuration table right after: nr_cpus processors (APIC id = index, CPU 0
+ * is the BSP), buses PCI 0 and ISA 1, one IOAPIC (id nr_cpus, 0xfec00000),
+ * ISA IRQs 0-15 on IOAPIC pins (IRQ 0 on pin 2, IRQ 2 unused: vmm/ must route
+ * GSI 0 to IOAPIC pin 2), ExtINT on LINT0 and NMI on LINT1. Returns the bytes
+ * written (floating pointer included) or -errno.
+ */
+int boot_mptable_write(const struct boot_ram *ram, int nr_cpus, char *err, size_t errlen);
+
+/* ---- bzImage ---- */
+
+struct boot_bzimage_info {
+	uint16_t version; /* boot protocol, 0x020f = 2.15 */
+	uint8_t loadflags;
+	uint16_t xloadflags; /* 0 before 2.12 */
+	bool relocatable;
+	uint32_t setup_size;   /* boot sector + setup sectors, bytes */
+	uint64_t pm_offset;    /* protected-mode kernel: file offset ... */
+	uint64_t pm_size;      /* ... and size */
+	uint32_t hdr_end;      /* end of the setup header (file offset) */
+	uint64_t pref_address; /* 1 MiB before 2.10 */
+	uint32_t init_size;    /* 0 before 2.10 */
+	uint32_t kernel_alignment;
+	uint32_t cmdline_size;	  /* without the NUL */
+	uint32_t initrd_addr_max; /* highest byte address the initrd may use */
+	uint32_t payload_offset;  /* compressed payload, from pm_offset (0 before 2.08) */
+	uint32_t payload_length;
+};
+
+/* Checks and decodes a bzImage setup header. -ENOEXEC with a reason on bad input. */
+int boot_bzimage_parse(const uint8_t *kernel, size_t size, struct boot_bzimage_info *info,
+		       char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/* ---- ELF vmlinux (PVH) ---- */
+
+/* Finds the PVH entry (Xen note XEN_ELFNOTE_PHYS32_ENTRY) of a 64-bit x86 ELF. */
+int boot_elf_pvh_entry(const uint8_t *kernel, size_t size, uint32_t *entry, char *err,
+		       size_t errlen) __attribute__((warn_unused_result));
 
 #endif

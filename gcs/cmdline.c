@@ -1,0 +1,98 @@
+/* The guest command carried on the kernel command line. */
+#include "gcs/gcs.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GCS_CMD_PARAM "gcs.cmd="
+
+/*
+ * Next word of a kernel command line, split the way the kernel does: blanks
+ * separate words except inside double quotes, and the quotes themselves are
+ * dropped. Copies the word into out (which must hold strlen(p) + 1) and
+ * returns the rest, or NULL at the end.
+ */
+static const char *gcs_next_word(const char *p, char *out, bool *quoted)
+{
+	bool in_quote = false;
+
+	*quoted = false;
+	while (*p == ' ' || *p == '\t' || *p == '\n')
+		p++;
+	if (!*p)
+		return NULL;
+	for (; *p; p++) {
+		if (*p == '"') {
+			in_quote = !in_quote;
+			*quoted = true;
+			continue;
+		}
+		if (!in_quote && (*p == ' ' || *p == '\t' || *p == '\n'))
+			break;
+		*out++ = *p;
+	}
+	*out = '\0';
+	return p;
+}
+
+char *gcs_cmdline_command(const char *cmdline)
+{
+	size_t len = strlen(cmdline);
+	char *word = malloc(len + 1), *cmd = malloc(len + 1), *param = NULL;
+	const char *p = cmdline;
+	bool quoted, after_dashes = false;
+	size_t n = 0;
+
+	if (!word || !cmd) {
+		free(word);
+		free(cmd);
+		return NULL;
+	}
+	while ((p = gcs_next_word(p, word, &quoted))) {
+		if (after_dashes) {
+			size_t wl = strlen(word);
+
+			if (n)
+				cmd[n++] = ' ';
+			memcpy(cmd + n, word, wl);
+			n += wl;
+		} else if (!quoted && strcmp(word, "--") == 0) {
+			after_dashes = true;
+		} else if (strncmp(word, GCS_CMD_PARAM, strlen(GCS_CMD_PARAM)) == 0) {
+			free(param);
+			param = strdup(word + strlen(GCS_CMD_PARAM));
+		}
+	}
+	cmd[n] = '\0';
+	free(word);
+	if (n) {
+		free(param);
+		return cmd;
+	}
+	free(cmd);
+	if (param && !*param) {
+		free(param);
+		param = NULL;
+	}
+	return param;
+}
+
+char *gcs_read_cmdline(void)
+{
+	FILE *f = fopen("/proc/cmdline", "re");
+	char *buf;
+	size_t n;
+
+	if (!f)
+		return NULL;
+	/* The x86 command line is at most 2048 bytes. */
+	buf = malloc(4097);
+	if (buf) {
+		n = fread(buf, 1, 4096, f);
+		buf[n] = '\0';
+	}
+	fclose(f);
+	return buf;
+}

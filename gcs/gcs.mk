@@ -1,0 +1,41 @@
+# The guest agent (gcs/: the guest's /init) and the default guest.
+# `make guest` builds build/guest/vmlinuz (Debian's kernel, as shipped),
+# build/guest/vmlinux (its ELF, for the PVH entry) and build/guest/initrd.img
+# (the gcs as /init, the modules of configs/guest-modules.txt, busybox).
+GCS_SRCS   := $(wildcard gcs/*.c)
+GCS_OBJS   := $(GCS_SRCS:%.c=$(BUILD)/obj/%.o)
+GCS_LDLIBS :=
+GUEST      := $(BUILD)/guest
+
+$(BUILD)/gcs/gcs: $(GCS_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(GCS_LDLIBS)
+
+# fetch-kernel asks apt for the current package every time (about a
+# second); the file changes only when the answer does, so nothing
+# downstream is rebuilt needlessly.
+$(GUEST)/kernel.path: FORCE
+	@mkdir -p $(dir $@)
+	@root=$$(gcs/fetch-kernel) && \
+		{ [ "$$(cat $@ 2>/dev/null)" = "$$root" ] || echo "$$root" >$@; }
+
+$(GUEST)/vmlinuz: $(GUEST)/kernel.path
+	cp "$$(ls -1 "$$(cat $<)"/boot/vmlinuz-* | sort -V | tail -1)" $@
+
+$(GUEST)/vmlinux: $(GUEST)/vmlinuz gcs/extract-vmlinux
+	gcs/extract-vmlinux $< $@
+
+$(GUEST)/initrd.img: $(GUEST)/kernel.path $(BUILD)/gcs/gcs configs/guest-modules.txt gcs/mkinitrd
+	gcs/mkinitrd --kroot "$$(cat $<)" --modules configs/guest-modules.txt \
+		--init $(BUILD)/gcs/gcs --busybox -o $@
+
+.PHONY: guest gcs-selftest FORCE
+FORCE:
+guest: $(GUEST)/vmlinuz $(GUEST)/vmlinux $(GUEST)/initrd.img
+
+# The init's command-line and exit-status handling, run on the host (not as
+# PID 1, where it skips mounts and modules and exits instead of rebooting).
+gcs-selftest: $(BUILD)/gcs/gcs
+	gcs/selftest $(BUILD)/gcs/gcs
+
+TEST_STEPS += gcs-selftest

@@ -1,0 +1,57 @@
+/* uvm-shim: one process, one VM. Command dispatch. */
+#include <stdio.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "run.h"
+#include "vmm/kvm.h"
+#include "vmm/log.h"
+
+#ifndef UVM_VERSION
+#define UVM_VERSION "0.1.0"
+#endif
+
+static const char usage[] =
+	"usage: uvm-shim COMMAND [options]\n"
+	"\n"
+	"uvm-shim boots one Linux guest on KVM and serves its parent over stdin/stdout.\n"
+	"\n"
+	"commands:\n"
+	"  run [options] [-- CMD...]  boot a guest with its serial console on this terminal\n"
+	"  check                      report what this host's KVM offers (and whether it is PVM)\n"
+	"  version                    print the version\n"
+	"  help                       this text\n"
+	"\n"
+	"`uvm-shim run --help` lists the run options. Logs go to stderr; set\n"
+	"UVM_LOG=debug for more.\n";
+
+int main(int argc, char **argv)
+{
+	const char *lvl = getenv("UVM_LOG");
+
+	if (lvl && strcmp(lvl, "debug") == 0)
+		log_threshold = LOG_DEBUG;
+	else if (lvl && strcmp(lvl, "warn") == 0)
+		log_threshold = LOG_WARN;
+	pthread_setname_np(pthread_self(), "main");
+
+	if (argc < 2) {
+		fputs(usage, stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+		fputs(usage, stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+		printf("uvm-shim %s\n", UVM_VERSION);
+		return 0;
+	}
+	if (!strcmp(argv[1], "check"))
+		return kvm_report(stdout);
+	if (!strcmp(argv[1], "run"))
+		return run_main(argc - 1, argv + 1);
+	fprintf(stderr, "uvm-shim: unknown command '%s'\n\n%s", argv[1], usage);
+	return 2;
+}

@@ -1,0 +1,16 @@
+/* `uvm-shim run`: boot one guest with its console on the terminal. */
+#ifndef SHIM_RUN_H
+#define SHIM_RUN_H
+
+/* Exit statuses of `uvm-shim run`. */
+#define RUN_EXIT_OK	 0
+#define RUN_EXIT_VMM	 1
+#define RUN_EXIT_USAGE	 2
+#define RUN_EXIT_GUEST	 3
+
+int run_main(int argc, char **argv);
+
+/* Directory holding the default guest (vmlinuz, initrd.img), or NULL. */
+const char *run_default_guest_dir(void);
+
+#endif

@@ -1,0 +1,197 @@
+/* `uvm-shim run` option parsing. */
+#include "run_opts.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "boot/boot.h"
+#include "vmm/vm.h"
+
+const char run_usage[] =
+	"usage: uvm-shim run [options] [-- CMD [ARGS...]]\n"
+	"Boots one Linux guest and shows its serial console.\n"
+	"\n"
+	"  --kernel PATH       bzImage or ELF vmlinux with a PVH note (default: the default guest)\n"
+	"  --initrd PATH       initial ramdisk (default: the default guest's, when --kernel is not given)\n"
+	"  --cmdline STR       extra kernel command line, appended to the base\n"
+	"                      (console=ttyS0 reboot=k panic=-1 and i8042 quirks)\n"
+	"  --cpus N            vCPUs, 1-64 (default 1)\n"
+	"  --memory MiB        guest RAM, 16-1048576 MiB (default 512)\n"
+	"  --console KIND      stdio (default), file:PATH or none\n"
+	"  --disk PATH[,ro][,serial=ID]  attach a virtio-blk disk (repeatable)\n"
+	"  --entry16           enter a bzImage through its 16-bit real-mode entry\n"
+	"  -h, --help          this text\n"
+	"\n"
+	"In an interactive terminal, Ctrl-A x ends the VM.\n"
+	"Exit status: 0 when the guest reboots or powers off, 1 on a VMM failure,\n"
+	"2 on bad usage, 3 when the guest crashes (kernel panic, triple fault).\n";
+
+static int parse_uint(const char *s, unsigned long long max, unsigned long long *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int parse_disk(struct run_opts *o, const char *spec, char *err, size_t errlen)
+{
+	struct run_disk *d;
+	char *buf, *tok, *save;
+
+	if (o->nr_disks >= RUN_MAX_DISKS) {
+		snprintf(err, errlen, "too many disks (at most %d)", RUN_MAX_DISKS);
+		return -EINVAL;
+	}
+	buf = o->disk_buf[o->nr_disks];
+	if (strlen(spec) >= sizeof(o->disk_buf[0])) {
+		snprintf(err, errlen, "--disk argument too long");
+		return -EINVAL;
+	}
+	strcpy(buf, spec);
+	d = &o->disks[o->nr_disks];
+	*d = (struct run_disk){0};
+	tok = strtok_r(buf, ",", &save);
+	if (!tok || !*tok || spec[0] == ',') {
+		snprintf(err, errlen, "--disk needs a path: --disk PATH[,ro][,serial=ID]");
+		return -EINVAL;
+	}
+	d->path = tok;
+	while ((tok = strtok_r(NULL, ",", &save))) {
+		if (strcmp(tok, "ro") == 0) {
+			d->read_only = true;
+		} else if (strncmp(tok, "serial=", 7) == 0) {
+			d->serial = tok + 7;
+			if (strlen(d->serial) > 20) {
+				snprintf(err, errlen, "disk serial '%s' is longer than 20 bytes",
+					 d->serial);
+				return -EINVAL;
+			}
+		} else {
+			snprintf(err, errlen, "unknown disk option '%s' (expected ro or serial=ID)",
+				 tok);
+			return -EINVAL;
+		}
+	}
+	o->nr_disks++;
+	return 0;
+}
+
+int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t errlen)
+{
+	memset(o, 0, sizeof(*o));
+	o->cpus = 1;
+	o->mem_mib = 512;
+	o->console = CONSOLE_STDIO;
+
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i], *val = NULL, *eq;
+		char name[32];
+		unsigned long long n;
+
+		if (strcmp(arg, "--") == 0) {
+			o->guest_argv = &argv[i + 1];
+			o->guest_argc = argc - i - 1;
+			if (o->guest_argc == 0) {
+				snprintf(err, errlen, "'--' must be followed by a command");
+				return -EINVAL;
+			}
+			break;
+		}
+		if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+			o->help = true;
+			continue;
+		}
+		if (strcmp(arg, "--entry16") == 0) {
+			o->entry16 = true;
+			continue;
+		}
+		if (strncmp(arg, "--", 2) != 0) {
+			snprintf(err, errlen, "unexpected argument '%s'", arg);
+			return -EINVAL;
+		}
+		eq = strchr(arg, '=');
+		if (eq) {
+			if ((size_t)(eq - arg) >= sizeof(name)) {
+				snprintf(err, errlen, "unknown option '%s'", arg);
+				return -EINVAL;
+			}
+			memcpy(name, arg, eq - arg);
+			name[eq - arg] = '\0';
+			val = eq + 1;
+		} else {
+			snprintf(name, sizeof(name), "%s", arg);
+		}
+		if (strcmp(name, "--kernel") && strcmp(name, "--initrd") && strcmp(name, "--cmdline") &&
+		    strcmp(name, "--cpus") && strcmp(name, "--memory") && strcmp(name, "--console") &&
+		    strcmp(name, "--disk")) {
+			snprintf(err, errlen, "unknown option '%s' (see uvm-shim run --help)", arg);
+			return -EINVAL;
+		}
+		if (!val) {
+			if (i + 1 >= argc) {
+				snprintf(err, errlen, "option %s needs a value", name);
+				return -EINVAL;
+			}
+			val = argv[++i];
+		}
+		if (strcmp(name, "--kernel") == 0) {
+			o->kernel = val;
+		} else if (strcmp(name, "--initrd") == 0) {
+			o->initrd = val;
+		} else if (strcmp(name, "--cmdline") == 0) {
+			o->cmdline = val;
+		} else if (strcmp(name, "--cpus") == 0) {
+			if (parse_uint(val, VM_MAX_VCPUS, &n) || n == 0) {
+				snprintf(err, errlen, "--cpus must be 1-%d, got '%s'", VM_MAX_VCPUS,
+					 val);
+				return -EINVAL;
+			}
+			o->cpus = (int)n;
+		} else if (strcmp(name, "--memory") == 0) {
+			if (parse_uint(val, VM_MAX_MEM_MIB, &n) || n < VM_MIN_MEM_MIB) {
+				snprintf(err, errlen, "--memory must be %d-%llu MiB, got '%s'",
+					 VM_MIN_MEM_MIB, (unsigned long long)VM_MAX_MEM_MIB, val);
+				return -EINVAL;
+			}
+			o->mem_mib = n;
+		} else if (strcmp(name, "--console") == 0) {
+			if (strcmp(val, "stdio") == 0) {
+				o->console = CONSOLE_STDIO;
+			} else if (strcmp(val, "none") == 0) {
+				o->console = CONSOLE_NONE;
+			} else if (strncmp(val, "file:", 5) == 0 && val[5]) {
+				o->console = CONSOLE_FILE;
+				o->console_path = val + 5;
+			} else {
+				snprintf(err, errlen,
+					 "--console must be stdio, file:PATH or none, got '%s'", val);
+				return -EINVAL;
+			}
+		} else if (strcmp(name, "--disk") == 0) {
+			int ret = parse_disk(o, val, err, errlen);
+
+			if (ret)
+				return ret;
+		}
+	}
+	if (o->cmdline && strlen(o->cmdline) > BOOT_CMDLINE_MAX) {
+		snprintf(err, errlen, "--cmdline is %zu bytes, over the limit of %d",
+			 strlen(o->cmdline), BOOT_CMDLINE_MAX);
+		return -EINVAL;
+	}
+	if (o->initrd && !o->kernel) {
+		snprintf(err, errlen, "--initrd needs --kernel");
+		return -EINVAL;
+	}
+	return 0;
+}

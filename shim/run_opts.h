@@ -1,0 +1,41 @@
+/* Options of `uvm-shim run`, parsed without side effects (unit-tested). */
+#ifndef SHIM_RUN_OPTS_H
+#define SHIM_RUN_OPTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RUN_MAX_DISKS 32
+
+enum console_kind { CONSOLE_STDIO, CONSOLE_FILE, CONSOLE_NONE };
+
+struct run_disk {
+	const char *path;
+	bool read_only;
+	const char *serial;
+};
+
+struct run_opts {
+	const char *kernel; /* NULL: the default guest */
+	const char *initrd;
+	const char *cmdline; /* appended to the base command line */
+	int cpus;
+	uint64_t mem_mib;
+	enum console_kind console;
+	const char *console_path;
+	bool entry16; /* boot a bzImage through its 16-bit entry (debugging, tests) */
+	bool help;
+	struct run_disk disks[RUN_MAX_DISKS];
+	int nr_disks;
+	char **guest_argv; /* after "--": run this command in the default guest */
+	int guest_argc;
+	char disk_buf[RUN_MAX_DISKS][512];
+};
+
+/* Parses argv (argv[0] is "run"); returns 0 or -EINVAL with a message in err. */
+int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t errlen);
+
+extern const char run_usage[];
+
+#endif

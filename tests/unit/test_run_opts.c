@@ -1,0 +1,117 @@
+/* shim/run_opts: `uvm-shim run` options, including bad input. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shim/run_opts.h"
+
+static struct run_opts opts;
+static char err[256];
+
+static char *argv_copy[32]; /* outlives the call: opts.guest_argv points into it */
+
+static int parse(int argc, const char **argv)
+{
+	memcpy(argv_copy, argv, argc * sizeof(argv[0]));
+	err[0] = '\0';
+	return run_opts_parse(&opts, argc, argv_copy, err, sizeof(err));
+}
+
+#define PARSE(...)                                                                                 \
+	({                                                                                         \
+		const char *_a[] = {"run", __VA_ARGS__};                                           \
+		parse(sizeof(_a) / sizeof(_a[0]), _a);                                             \
+	})
+
+static void test_defaults_and_values(void **state)
+{
+	(void)state;
+	assert_int_equal(PARSE("--kernel", "k"), 0);
+	assert_int_equal(opts.cpus, 1);
+	assert_int_equal(opts.mem_mib, 512);
+	assert_int_equal(opts.console, CONSOLE_STDIO);
+	assert_int_equal(PARSE("--kernel=k", "--initrd", "i", "--cpus=2", "--memory", "1024",
+			       "--cmdline", "a=b c", "--console", "file:/tmp/x"),
+			 0);
+	assert_string_equal(opts.kernel, "k");
+	assert_string_equal(opts.initrd, "i");
+	assert_int_equal(opts.cpus, 2);
+	assert_int_equal(opts.mem_mib, 1024);
+	assert_string_equal(opts.cmdline, "a=b c");
+	assert_int_equal(opts.console, CONSOLE_FILE);
+	assert_string_equal(opts.console_path, "/tmp/x");
+	assert_int_equal(PARSE("--console", "none", "--", "uname", "-r"), 0);
+	assert_int_equal(opts.console, CONSOLE_NONE);
+	assert_int_equal(opts.guest_argc, 2);
+	assert_string_equal(opts.guest_argv[1], "-r");
+}
+
+static void test_bad_counts(void **state)
+{
+	(void)state;
+	assert_int_equal(PARSE("--cpus", "0"), -EINVAL);
+	assert_non_null(strstr(err, "--cpus"));
+	assert_int_equal(PARSE("--cpus", "65"), -EINVAL);
+	assert_int_equal(PARSE("--cpus", "-1"), -EINVAL);
+	assert_int_equal(PARSE("--cpus", "2x"), -EINVAL);
+	assert_int_equal(PARSE("--cpus", ""), -EINVAL);
+	assert_int_equal(PARSE("--memory", "0"), -EINVAL);
+	assert_int_equal(PARSE("--memory", "15"), -EINVAL);
+	assert_int_equal(PARSE("--memory", "99999999999999999999999"), -EINVAL);
+	assert_int_equal(PARSE("--memory", "2000000"), -EINVAL);
+	assert_non_null(strstr(err, "MiB"));
+	assert_int_equal(PARSE("--memory"), -EINVAL);
+	assert_non_null(strstr(err, "needs a value"));
+}
+
+static void test_unknown_and_misc(void **state)
+{
+	(void)state;
+	assert_int_equal(PARSE("--frobnicate"), -EINVAL);
+	assert_non_null(strstr(err, "unknown option"));
+	assert_int_equal(PARSE("--kernelx=1"), -EINVAL);
+	assert_int_equal(PARSE("stray"), -EINVAL);
+	assert_int_equal(PARSE("--console", "tcp:1"), -EINVAL);
+	assert_int_equal(PARSE("--console", "file:"), -EINVAL);
+	assert_int_equal(PARSE("--initrd", "i"), -EINVAL);
+	assert_int_equal(PARSE("--kernel", "k", "--"), -EINVAL);
+	assert_int_equal(PARSE("--help"), 0);
+	assert_true(opts.help);
+	char *big = malloc(5000);
+	memset(big, 'x', 4999);
+	big[4999] = '\0';
+	assert_int_equal(PARSE("--kernel", "k", "--cmdline", big), -EINVAL);
+	assert_non_null(strstr(err, "over the limit"));
+	free(big);
+}
+
+static void test_disks(void **state)
+{
+	(void)state;
+	assert_int_equal(PARSE("--disk", "/a.img", "--disk", "/b.img,ro,serial=DISK2"), 0);
+	assert_int_equal(opts.nr_disks, 2);
+	assert_string_equal(opts.disks[0].path, "/a.img");
+	assert_false(opts.disks[0].read_only);
+	assert_null(opts.disks[0].serial);
+	assert_true(opts.disks[1].read_only);
+	assert_string_equal(opts.disks[1].serial, "DISK2");
+	assert_int_equal(PARSE("--disk", ",ro"), -EINVAL);
+	assert_int_equal(PARSE("--disk", "/a,rw"), -EINVAL);
+	assert_int_equal(PARSE("--disk", "/a,serial=123456789012345678901"), -EINVAL);
+	assert_int_equal(PARSE("--disk", "/a,serial=12345678901234567890"), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults_and_values),
+		cmocka_unit_test(test_bad_counts),
+		cmocka_unit_test(test_unknown_and_misc),
+		cmocka_unit_test(test_disks),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
