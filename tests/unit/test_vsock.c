@@ -6,12 +6,22 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include "virtio/vsock.h"
+#include "vmm/loop.h"
 
 #define CID	 42
 #define HPORT	 1234 /* host listener */
@@ -626,6 +636,275 @@ static void test_bad_cid(void **state)
 	vsock_engine_destroy(NULL);
 }
 
+/* ---- Unix socket backend ------------------------------------------------------- */
+
+struct ufx {
+	struct fx f;
+	struct loop *loop;
+	struct vsock_uds *uds;
+	int tfd;
+	char dir[64], path[96];
+};
+
+static void on_timer(void *o, uint32_t ev)
+{
+	struct ufx *u = o;
+	uint64_t v;
+
+	if (read(u->tfd, &v, sizeof(v)) < 0) {
+		/* spurious wakeup */
+	}
+	loop_stop(u->loop);
+}
+
+/* Runs the event loop for a short while. */
+static void pump(struct ufx *u)
+{
+	struct itimerspec its = {.it_value = {0, 20 * 1000 * 1000}};
+
+	timerfd_settime(u->tfd, 0, &its, NULL);
+	assert_int_equal(loop_run(u->loop), 0);
+}
+
+static int usetup(void **state)
+{
+	struct ufx *u = calloc(1, sizeof(*u));
+
+	u->f.ep = calloc(1, sizeof(*u->f.ep));
+	assert_int_equal(vsock_engine_create(&u->f.vs, CID), 0);
+	assert_int_equal(loop_create(&u->loop), 0);
+	u->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	assert_int_equal(loop_add(u->loop, u->tfd, EPOLLIN, on_timer, u), 0);
+	snprintf(u->dir, sizeof(u->dir), "/tmp/vsock-test-XXXXXX");
+	assert_non_null(mkdtemp(u->dir));
+	snprintf(u->path, sizeof(u->path), "%s/v.sock", u->dir);
+	assert_int_equal(vsock_uds_create(&u->uds, u->f.vs, u->loop, u->path), 0);
+	*state = u;
+	return 0;
+}
+
+static int uteardown(void **state)
+{
+	struct ufx *u = *state;
+	char cmd[128];
+
+	vsock_uds_destroy(u->uds);
+	vsock_engine_destroy(u->f.vs);
+	loop_del(u->loop, u->tfd);
+	close(u->tfd);
+	loop_destroy(u->loop);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", u->dir);
+	assert_int_equal(system(cmd), 0);
+	free(u->f.ep);
+	free(u);
+	return 0;
+}
+
+static int unix_connect(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+/* Reads what is there within a short wait; returns bytes (0 at EOF, -1 if nothing came). */
+static ssize_t read_some(int fd, void *buf, size_t len)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+
+	if (poll(&p, 1, 200) <= 0)
+		return -1;
+	return read(fd, buf, len);
+}
+
+static void gsend_ports(struct fx *f, uint16_t op, uint32_t sport, uint32_t dport,
+			const void *payload, uint32_t len, uint32_t flags)
+{
+	assert_int_equal(gsend_full(f, CID, VSOCK_TYPE_STREAM, op, sport, dport, payload, len, len,
+				    VSOCK_BUF_ALLOC, flags),
+			 0);
+}
+
+static void test_uds_host_connect(void **state)
+{
+	struct ufx *u = *state;
+	struct fx *f = &u->f;
+	struct vsock_hdr h;
+	uint8_t buf[256];
+	char want[32];
+	uint32_t hp;
+	int fd = unix_connect(u->path);
+
+	/* Payload right behind the handshake line must not be lost. */
+	assert_int_equal(write(fd, "CONNECT 52\nearly", 16), 16);
+	pump(u);
+	assert_int_equal(grecv(f, &h, NULL), VSOCK_OP_REQUEST);
+	assert_int_equal(h.dst_port, 52);
+	hp = h.src_port;
+	expect_nothing(f);
+	assert_int_equal(read_some(fd, buf, sizeof(buf)), -1); /* no OK before the guest accepts */
+	gsend_ports(f, VSOCK_OP_RESPONSE, 52, hp, NULL, 0, 0);
+	pump(u);
+	snprintf(want, sizeof(want), "OK %u\n", hp);
+	assert_int_equal(read_some(fd, buf, sizeof(buf)), strlen(want));
+	assert_memory_equal(buf, want, strlen(want));
+	assert_int_equal(grecv(f, &h, buf), VSOCK_OP_RW);
+	assert_int_equal(h.len, 5);
+	assert_memory_equal(buf, "early", 5);
+	/* guest -> program */
+	gsend_ports(f, VSOCK_OP_RW, 52, hp, "pong", 4, 0);
+	pump(u);
+	assert_int_equal(read_some(fd, buf, sizeof(buf)), 4);
+	assert_memory_equal(buf, "pong", 4);
+	/* The program's EOF becomes SHUTDOWN(SEND) for the guest. */
+	shutdown(fd, SHUT_WR);
+	pump(u);
+	assert_int_equal(grecv(f, &h, NULL), VSOCK_OP_SHUTDOWN);
+	assert_int_equal(h.flags, VSOCK_SHUTDOWN_SEND);
+	/* The guest's full shutdown: the program reads EOF. */
+	gsend_ports(f, VSOCK_OP_SHUTDOWN, 52, hp, NULL, 0, VSOCK_SHUTDOWN_BOTH);
+	pump(u);
+	assert_int_equal(read_some(fd, buf, sizeof(buf)), 0);
+	close(fd);
+	pump(u);
+}
+
+static void test_uds_host_connect_refused_and_bad(void **state)
+{
+	struct ufx *u = *state;
+	struct fx *f = &u->f;
+	struct vsock_hdr h;
+	uint8_t buf[64];
+	int fd = unix_connect(u->path);
+
+	assert_int_equal(write(fd, "CONNECT 53\n", 11), 11);
+	pump(u);
+	assert_int_equal(grecv(f, &h, NULL), VSOCK_OP_REQUEST);
+	gsend_ports(f, VSOCK_OP_RST, 53, h.src_port, NULL, 0, 0);
+	pump(u);
+	assert_int_equal(read_some(fd, buf, sizeof(buf)), 0); /* closed, no OK */
+	close(fd);
+
+	static const char *const bad[] = {"HELLO 5\n", "CONNECT x\n", "CONNECT 99999999999\n",
+					  "CONNECT 5 6\n",
+					  "CONNECT 000000000000000000000000000001"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		fd = unix_connect(u->path);
+		assert_int_equal(write(fd, bad[i], strlen(bad[i])), strlen(bad[i]));
+		pump(u);
+		/* Closed: EOF, or a reset when our unread bytes were still in its buffer. */
+		errno = 0;
+		assert_true(read_some(fd, buf, sizeof(buf)) == 0 || errno == ECONNRESET);
+		close(fd);
+		expect_nothing(f);
+	}
+}
+
+static void test_uds_guest_connect(void **state)
+{
+	struct ufx *u = *state;
+	struct fx *f = &u->f;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct vsock_hdr h;
+	uint8_t buf[64];
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), fd;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s_700", u->path);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(lfd, 4), 0);
+	gsend_ports(f, VSOCK_OP_REQUEST, 3000, 700, NULL, 0, 0);
+	assert_int_equal(grecv(f, &h, NULL), VSOCK_OP_RESPONSE);
+	fd = accept(lfd, NULL, NULL);
+	assert_true(fd >= 0);
+	gsend_ports(f, VSOCK_OP_RW, 3000, 700, "ping", 4, 0);
+	pump(u);
+	assert_int_equal(read_some(fd, buf, sizeof(buf)), 4);
+	assert_memory_equal(buf, "ping", 4);
+	assert_int_equal(write(fd, "pong", 4), 4);
+	pump(u);
+	assert_int_equal(grecv(f, &h, buf), VSOCK_OP_RW);
+	assert_memory_equal(buf, "pong", 4);
+	/* The program closes: SHUTDOWN(SEND) first, and the guest's RST ends it. */
+	close(fd);
+	pump(u);
+	assert_int_equal(grecv(f, &h, NULL), VSOCK_OP_SHUTDOWN);
+	gsend_ports(f, VSOCK_OP_RST, 3000, 700, NULL, 0, 0);
+	pump(u);
+	/* No socket for port 701: the guest is reset. */
+	gsend_ports(f, VSOCK_OP_REQUEST, 3001, 701, NULL, 0, 0);
+	expect_op(f, VSOCK_OP_RST, 701, 3001);
+	close(lfd);
+}
+
+/* 4 MiB each way through a program that echoes, with credit limits in play. */
+static void test_uds_bulk_echo(void **state)
+{
+	struct ufx *u = *state;
+	struct fx *f = &u->f;
+	struct vsock_hdr h;
+	static uint8_t out[4 << 20], back[4 << 20], buf[GUESTBUF], echo[1 << 20];
+	size_t sent = 0, got = 0, echo_len = 0;
+	uint32_t hp, host_fwd = 0;
+	int fd = unix_connect(u->path), rounds = 0;
+
+	for (size_t i = 0; i < sizeof(out); i++)
+		out[i] = (i * 2654435761u) >> 13;
+	assert_int_equal(write(fd, "CONNECT 60\n", 11), 11);
+	pump(u);
+	assert_int_equal(grecv(f, &h, NULL), VSOCK_OP_REQUEST);
+	hp = h.src_port;
+	gsend_ports(f, VSOCK_OP_RESPONSE, 60, hp, NULL, 0, 0);
+	pump(u);
+	assert_true(read_some(fd, buf, sizeof(buf)) > 0);
+	fcntl(fd, F_SETFL, O_NONBLOCK);
+	while (got < sizeof(out)) {
+		ssize_t n;
+		int op;
+
+		assert_true(++rounds < 20000);
+		/* The guest sends what the host's credit allows. */
+		while (sent < sizeof(out) && sent - host_fwd + 4096 <= VSOCK_BUF_ALLOC) {
+			gsend_ports(f, VSOCK_OP_RW, 60, hp, out + sent, 4096, 0);
+			sent += 4096;
+		}
+		loop_stop(u->loop); /* one pass over whatever is ready */
+		assert_int_equal(loop_run(u->loop), 0);
+		/* The program echoes, never blocking (it shares this thread with the loop). */
+		if (echo_len < sizeof(echo)) {
+			n = read(fd, echo + echo_len, sizeof(echo) - echo_len);
+			if (n > 0)
+				echo_len += n;
+		}
+		if (echo_len) {
+			n = write(fd, echo, echo_len);
+			if (n > 0) {
+				memmove(echo, echo + n, echo_len - n);
+				echo_len -= n;
+			}
+		}
+		loop_stop(u->loop);
+		assert_int_equal(loop_run(u->loop), 0);
+		/* The guest reads everything and tells the host when asked. */
+		while ((op = grecv(f, &h, back + got)) != 0) {
+			host_fwd = h.fwd_cnt;
+			if (op == VSOCK_OP_RW) {
+				got += h.len;
+				f->guest_fwd += h.len;
+			} else if (op == VSOCK_OP_CREDIT_REQUEST) {
+				gsend_ports(f, VSOCK_OP_CREDIT_UPDATE, 60, hp, NULL, 0, 0);
+			}
+		}
+		if (sent == sizeof(out))
+			gsend_ports(f, VSOCK_OP_CREDIT_UPDATE, 60, hp, NULL, 0, 0);
+	}
+	assert_memory_equal(back, out, sizeof(out));
+	close(fd);
+	pump(u);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -646,6 +925,11 @@ int main(void)
 	    T(test_orphan_bound),
 	    T(test_tiny_rx_buffer),
 	    cmocka_unit_test(test_bad_cid),
+	    cmocka_unit_test_setup_teardown(test_uds_host_connect, usetup, uteardown),
+	    cmocka_unit_test_setup_teardown(test_uds_host_connect_refused_and_bad, usetup,
+					    uteardown),
+	    cmocka_unit_test_setup_teardown(test_uds_guest_connect, usetup, uteardown),
+	    cmocka_unit_test_setup_teardown(test_uds_bulk_echo, usetup, uteardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
