@@ -179,7 +179,10 @@ struct virtio_dev;
 
 #define VIRTIO_ID_VSOCK 19
 
-/* Plugs a virtio-vsock function for guest_cid; the device owns vs afterwards. */
+/*
+ * Plugs a virtio-vsock function for vs's guest CID. vs stays the caller's: destroy
+ * the device first, then the Unix socket backend, then the engine.
+ */
 int virtio_vsock_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop *loop,
 			struct vsock *vs, struct virtio_dev **out)
     __attribute__((warn_unused_result));

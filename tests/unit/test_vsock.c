@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "virtio/vsock.h"
+#include "virtio_test_util.h"
 #include "vmm/loop.h"
 
 #define CID	 42
@@ -905,6 +906,163 @@ static void test_uds_bulk_echo(void **state)
 	pump(u);
 }
 
+/* ---- the virtio device, driven through PCI by a tiny driver ------------------------- */
+
+#define DQS   16
+#define RXBUF 0x40000 /* 8 rx buffers of 0x2000 */
+#define TXBUF 0x60000
+#define F_V1  (1ULL << VIRTIO_F_VERSION_1)
+
+struct dfx {
+	struct ufx u; /* engine, loop, timer (no uds) */
+	struct tmach m;
+	struct virtio_dev *dev;
+	struct tdrv drv;
+	uint16_t rx_seen, tx_head;
+};
+
+static int dsetup(void **state)
+{
+	struct dfx *d = calloc(1, sizeof(*d));
+
+	d->u.f.ep = calloc(1, sizeof(*d->u.f.ep));
+	assert_int_equal(tm_init(&d->m, 1 << 20), 0);
+	assert_int_equal(vsock_engine_create(&d->u.f.vs, CID), 0);
+	assert_int_equal(vsock_listen(d->u.f.vs, HPORT, accept_fn, d->u.f.ep), 0);
+	assert_int_equal(loop_create(&d->u.loop), 0);
+	d->u.tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	assert_int_equal(loop_add(d->u.loop, d->u.tfd, EPOLLIN, on_timer, &d->u), 0);
+	assert_int_equal(virtio_vsock_create(d->m.pbus, d->m.mem, d->u.loop, d->u.f.vs, &d->dev),
+			 0);
+	tdrv_attach(&d->drv, &d->m, d->dev->pci.slot);
+	assert_int_equal(tdrv_probe(&d->drv, F_V1, 3, DQS), 0);
+	/* Eight rx buffers, as a driver posts them. */
+	for (int i = 0; i < 8; i++) {
+		tq_set_desc(&d->m, 0, i, RXBUF + 0x2000 * i, GUESTBUF, VIRTQ_DESC_F_WRITE, 0);
+		tq_avail_add(&d->m, 0, DQS, i);
+	}
+	tdrv_kick(&d->drv, 0);
+	*state = d;
+	return 0;
+}
+
+static int dteardown(void **state)
+{
+	struct dfx *d = *state;
+
+	virtio_dev_destroy(d->dev);
+	vsock_engine_destroy(d->u.f.vs);
+	loop_del(d->u.loop, d->u.tfd);
+	close(d->u.tfd);
+	loop_destroy(d->u.loop);
+	tm_fini(&d->m);
+	free(d->u.f.ep);
+	free(d);
+	return 0;
+}
+
+/* Puts a packet on the tx queue (header and payload in separate descriptors) and kicks. */
+static void dsend(struct dfx *d, uint16_t op, const void *payload, uint32_t len)
+{
+	struct vsock_hdr h = {.src_cid = CID,
+			      .dst_cid = VSOCK_HOST_CID,
+			      .src_port = GPORT,
+			      .dst_port = HPORT,
+			      .len = len,
+			      .type = VSOCK_TYPE_STREAM,
+			      .op = op,
+			      .buf_alloc = VSOCK_BUF_ALLOC};
+	uint16_t head = d->tx_head % DQS;
+	uint64_t at = TXBUF + 0x1000 * (head / 2);
+
+	memcpy(d->m.ram + at, &h, sizeof(h));
+	if (len)
+		memcpy(d->m.ram + at + 64, payload, len);
+	tq_set_desc(&d->m, 1, head, at, sizeof(h), len ? VIRTQ_DESC_F_NEXT : 0, head + 1);
+	if (len)
+		tq_set_desc(&d->m, 1, head + 1, at + 64, len, 0, 0);
+	d->tx_head += 2;
+	tq_avail_add(&d->m, 1, DQS, head);
+	tdrv_kick(&d->drv, 1);
+}
+
+/* The next used rx packet (0: none). The driver reposts the buffer. */
+static int drecv(struct dfx *d, struct vsock_hdr *h, void *payload)
+{
+	uint32_t id, len;
+
+	pump(&d->u);
+	if (tq_used_idx(&d->m, 0) == d->rx_seen)
+		return 0;
+	tq_used_elem(&d->m, 0, DQS, d->rx_seen++, &id, &len);
+	assert_true(id < 8);
+	assert_true(len >= VSOCK_HDR_SIZE);
+	memcpy(h, d->m.ram + RXBUF + 0x2000 * id, sizeof(*h));
+	assert_int_equal(h->len, len - VSOCK_HDR_SIZE);
+	if (payload)
+		memcpy(payload, d->m.ram + RXBUF + 0x2000 * id + VSOCK_HDR_SIZE, h->len);
+	tq_avail_add(&d->m, 0, DQS, id);
+	tdrv_kick(&d->drv, 0);
+	return h->op;
+}
+
+static void test_device_end_to_end(void **state)
+{
+	struct dfx *d = *state;
+	struct ep *e = d->u.f.ep;
+	struct vsock_hdr h;
+	uint8_t buf[64];
+	uint64_t cid = 0;
+
+	/* The guest CID, as the driver reads it from device config. */
+	for (int i = 0; i < 8; i++)
+		cid |= mmio_rd(&d->m, d->drv.bar0 + VIRTIO_PCI_DEVCFG_OFF + i, 1) << (8 * i);
+	assert_int_equal(cid, CID);
+	assert_int_equal(cfg_rd(&d->m, d->dev->pci.slot, PCI_DEVICE_ID, 2), 0x1040 + 19);
+
+	dsend(d, VSOCK_OP_REQUEST, NULL, 0);
+	assert_int_equal(drecv(d, &h, NULL), VSOCK_OP_RESPONSE);
+	assert_int_equal(h.dst_port, GPORT);
+	assert_non_null(e->c);
+	dsend(d, VSOCK_OP_RW, "hello", 5);
+	pump(&d->u);
+	assert_int_equal(vsock_conn_recv(e->c, buf, sizeof(buf)), 5);
+	assert_memory_equal(buf, "hello", 5);
+	assert_int_equal(vsock_conn_send(e->c, "world", 5), 5);
+	assert_int_equal(drecv(d, &h, buf), VSOCK_OP_RW);
+	assert_memory_equal(buf, "world", 5);
+	/* More packets than rx buffers: they wait for the driver to repost. */
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(vsock_conn_send(e->c, "x", 1), 1);
+		pump(&d->u);
+	}
+	{
+		int got = 0;
+
+		while (drecv(d, &h, buf) == VSOCK_OP_RW)
+			got += h.len;
+		assert_int_equal(got, 20);
+	}
+	/* A malformed packet is dropped; the device keeps working. */
+	{
+		uint16_t head = d->tx_head++ % DQS;
+
+		tq_set_desc(&d->m, 1, head, TXBUF + 0x8000, 10, 0, 0);
+		tq_avail_add(&d->m, 1, DQS, head);
+		tdrv_kick(&d->drv, 1);
+		pump(&d->u);
+		assert_false(tdrv_status(&d->drv) & VIRTIO_STATUS_NEEDS_RESET);
+	}
+	dsend(d, VSOCK_OP_RW, "again", 5);
+	pump(&d->u);
+	assert_int_equal(vsock_conn_readable(e->c), 5);
+	/* The driver resets the device: every connection closes. */
+	cc_wr(&d->drv, VIRTIO_PCI_COMMON_STATUS, 1, 0);
+	pump(&d->u);
+	assert_int_equal(e->closed, 1);
+	assert_null(e->c);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -930,6 +1088,7 @@ int main(void)
 					    uteardown),
 	    cmocka_unit_test_setup_teardown(test_uds_guest_connect, usetup, uteardown),
 	    cmocka_unit_test_setup_teardown(test_uds_bulk_echo, usetup, uteardown),
+	    cmocka_unit_test_setup_teardown(test_device_end_to_end, dsetup, dteardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
