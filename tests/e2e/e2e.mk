@@ -9,7 +9,7 @@ E2E_PYTEST  := /usr/bin/python3 -m pytest -p no:cacheprovider -rs -v tests/e2e t
 .PHONY: e2e
 e2e: $(BUILD)/uvm-shim $(BUILD)/asan/uvm-shim guest $(BUILD)/kvm/payload_bz.bin $(BUILD)/kvm/payload_pvh.elf
 	@t0=$$(date +%s); \
-	tests/testhost/run --timeout $(E2E_TIMEOUT) --env UVM_SHIM=$(BUILD)/asan/uvm-shim -- $(E2E_PYTEST); rc=$$?; \
+	tests/testhost/run --timeout $(E2E_TIMEOUT) --env UVM_SHIM=$(CURDIR)/$(BUILD)/asan/uvm-shim -- $(E2E_PYTEST); rc=$$?; \
 	echo "e2e: test host boot + suite: $$(( $$(date +%s) - t0 )) s, status $$rc"; \
 	exit $$rc
 
