@@ -49,7 +49,7 @@ struct run_ctx {
 const char *run_default_guest_dir(void)
 {
 	static char dir[PATH_MAX];
-	char exe[PATH_MAX];
+	char exe[PATH_MAX], *base;
 	const char *env = getenv("UVM_GUEST_DIR");
 	ssize_t n;
 
@@ -59,7 +59,11 @@ const char *run_default_guest_dir(void)
 	if (n <= 0)
 		return NULL;
 	exe[n] = '\0';
-	snprintf(dir, sizeof(dir), "%s/guest", dirname(exe));
+	base = dirname(exe);
+	/* build/uvm-shim finds build/guest; build/asan/uvm-shim finds it one level up. */
+	snprintf(dir, sizeof(dir), "%s/guest", base);
+	if (access(dir, F_OK) != 0)
+		snprintf(dir, sizeof(dir), "%s/../guest", base);
 	return dir;
 }
 
