@@ -89,8 +89,8 @@ def main():
         for name, argv in (("uvm-shim", shim_argv), ("qemu", qemu_argv)):
             t_ready, t_exit = measure(argv, args.timeout)
             results[name].append((t_ready, t_exit))
-            print("run %d %-8s ready %6.2f s  exit %6.2f s" % (i + 1, name, t_ready, t_exit),
-                  flush=True)
+            print("run %d %-8s ready %6.2f s  exit %6.2f s  (load average %.1f)"
+                  % (i + 1, name, t_ready, t_exit, os.getloadavg()[0]), flush=True)
 
     med = {n: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v))
            for n, v in results.items()}
