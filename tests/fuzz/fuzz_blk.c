@@ -34,11 +34,19 @@ static void init_once(void)
 	tdrv_attach(&drv, &m, dev->pci.slot);
 }
 
+static void take(uint64_t at, size_t max, const uint8_t **data, size_t *size)
+{
+	size_t n = *size < max ? *size : max;
+
+	memcpy(m.ram + at, *data, n);
+	*data += n;
+	*size -= n;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint64_t features =
 	    (1ULL << VIRTIO_F_VERSION_1) | (1ULL << 13) | (1ULL << 14) | (1ULL << 9);
-	size_t n;
 
 	if (!dev)
 		init_once();
@@ -51,10 +59,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(m.ram, 0, RAM_SIZE);
 	if (tdrv_probe(&drv, features, 2, QS))
 		abort();
-	/* Rings of both queues and everything after them come from the input. */
-	n = size - 2 < RAM_SIZE - tq_desc(0) ? size - 2 : RAM_SIZE - tq_desc(0);
-	memcpy(m.ram + tq_desc(0), data + 2, n);
-	tdrv_kick(&drv, data[1] & 1);
+	/*
+	 * Input order: queue 0's avail ring and descriptors, then buffers from
+	 * guest address 0, so short inputs already reach the request parser.
+	 */
+	data += 2;
+	size -= 2;
+	take(tq_avail(0), 6 + 2 * QS, &data, &size);
+	take(tq_desc(0), 16 * QS, &data, &size);
+	take(0, tq_desc(0), &data, &size);
 	tdrv_kick(&drv, 0);
 	return 0;
 }

@@ -16,9 +16,20 @@ static uint8_t *ram;
 static struct guest_mem *mem;
 static struct virtq_chain chain;
 
+static void take(uint64_t at, size_t max, const uint8_t **data, size_t *size)
+{
+	size_t n = *size < max ? *size : max;
+
+	memcpy(ram + at, *data, n);
+	*data += n;
+	*size -= n;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct virtq q = {.max_size = VIRTQ_MAX_SIZE};
+	bool event_idx;
+	uint16_t start;
 
 	if (!ram) {
 		ram = aligned_alloc(4096, RAM_SIZE);
@@ -29,14 +40,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	virtq_reset(&q);
 	q.size = 1u << (data[0] % 9); /* 1 .. 256 */
+	event_idx = data[1] & 1;
+	start = data[2] | data[3] << 8;
 	q.desc_gpa = 0;
 	q.avail_gpa = 0x1000;
 	q.used_gpa = 0x2000;
 	memset(ram, 0, RAM_SIZE);
-	memcpy(ram, data + 4, size - 4 < RAM_SIZE ? size - 4 : RAM_SIZE);
-	if (virtq_start(&q, mem, data[1] & 1))
+	/*
+	 * Input order: avail ring, descriptor table, then everything else from
+	 * 0x3000 (buffers, indirect tables), so short inputs reach the rings.
+	 */
+	data += 4;
+	size -= 4;
+	take(0x1000, 6 + 2 * q.size, &data, &size);
+	take(0, 16 * q.size, &data, &size);
+	take(0x3000, RAM_SIZE - 0x3000, &data, &size);
+	if (virtq_start(&q, mem, event_idx))
 		abort(); /* the fixed layout is always valid */
-	q.last_avail = data[2] | data[3] << 8;
+	/* A ring already in use: the driver's avail idx is relative to this. */
+	q.last_avail = start;
 	q.used_idx = q.last_avail;
 
 	for (int i = 0; i < 2 * q.size + 2; i++) {

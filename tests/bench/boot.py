@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Boot benchmark: the default guest (Debian's kernel, our initrd) under
+uvm-shim and under Debian's QEMU (-M pc, KVM), same kernel, initrd, command
+line, vCPUs and memory; the guest runs `true` and reboots.
+
+For each run: seconds from exec to the init's readiness line, and to the
+VMM's exit. Runs alternate between the two VMMs to spread machine noise;
+medians and the ratio uvm-shim / QEMU are printed. Needs a real /dev/kvm
+(`make bench` runs it inside the test host)."""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+READY = b"uvm-gcs: ready"
+# uvm-shim's base command line (shim/run.c); QEMU gets the same string.
+BASE_CMDLINE = ("console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp "
+                "i8042.dumbkbd")
+TARGET = 0.8
+
+
+def measure(argv, timeout):
+    t0 = time.monotonic()
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    t_ready = None
+    out = b""
+    while True:
+        line = p.stdout.readline()
+        if not line:
+            break
+        out += line
+        if t_ready is None and READY in line:
+            t_ready = time.monotonic() - t0
+        if time.monotonic() - t0 > timeout:
+            p.kill()
+            break
+    err = p.stderr.read()
+    rc = p.wait()
+    t_exit = time.monotonic() - t0
+    if rc != 0 or t_ready is None:
+        sys.stderr.write("bench: %s failed (status %d, ready %s)\n--- stdout:\n%s\n"
+                         "--- stderr:\n%s\n" % (argv[0], rc, t_ready is not None,
+                                                out.decode(errors="replace")[-3000:],
+                                                err.decode(errors="replace")[-2000:]))
+        sys.exit(1)
+    return t_ready, t_exit
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--memory", type=int, default=512)
+    ap.add_argument("--cpus", type=int, default=1)
+    ap.add_argument("--extra", default="quiet",
+                    help="added to the kernel command line of both (default: quiet)")
+    ap.add_argument("--timeout", type=float, default=300)
+    args = ap.parse_args()
+
+    if not os.path.exists("/dev/kvm") or os.path.exists("/sys/module/kvm_pvm"):
+        sys.exit("bench: needs a real /dev/kvm (not PVM): run it with `make bench`, "
+                 "which uses the test host")
+    guest = os.path.join(REPO, "build", "guest")
+    kernel, initrd = os.path.join(guest, "vmlinuz"), os.path.join(guest, "initrd.img")
+    shim = os.path.join(REPO, "build", "uvm-shim")
+    for f in (kernel, initrd, shim):
+        if not os.path.exists(f):
+            sys.exit("bench: %s missing (run make and make guest)" % f)
+
+    extra = args.extra.strip()
+    shim_argv = [shim, "run", "--kernel", kernel, "--initrd", initrd,
+                 "--cpus", str(args.cpus), "--memory", str(args.memory)]
+    if extra:
+        shim_argv += ["--cmdline", extra]
+    shim_argv += ["--", "true"]
+    cmdline = " ".join(x for x in (BASE_CMDLINE, extra, "-- true") if x)
+    qemu_argv = ["qemu-system-x86_64", "-M", "pc", "-enable-kvm", "-cpu", "host",
+                 "-smp", str(args.cpus), "-m", str(args.memory),
+                 "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+                 "-serial", "stdio", "-kernel", kernel, "-initrd", initrd,
+                 "-append", cmdline]
+
+    results = {"uvm-shim": [], "qemu": []}
+    for i in range(args.runs):
+        for name, argv in (("uvm-shim", shim_argv), ("qemu", qemu_argv)):
+            t_ready, t_exit = measure(argv, args.timeout)
+            results[name].append((t_ready, t_exit))
+            print("run %d %-8s ready %6.2f s  exit %6.2f s" % (i + 1, name, t_ready, t_exit),
+                  flush=True)
+
+    med = {n: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v))
+           for n, v in results.items()}
+    print("median   uvm-shim: ready %.2f s, exit %.2f s" % med["uvm-shim"])
+    print("median   qemu:     ready %.2f s, exit %.2f s" % med["qemu"])
+    ratio_ready = med["uvm-shim"][0] / med["qemu"][0]
+    ratio_exit = med["uvm-shim"][1] / med["qemu"][1]
+    print("ratio uvm-shim/qemu: to ready %.2fx, to exit %.2fx (target <= %.1fx: %s)"
+          % (ratio_ready, ratio_exit, TARGET, "met" if ratio_exit <= TARGET else "NOT met"))
+    print("(%d vCPU, %d MiB, cmdline: %s; inside the test host, times are nested "
+          "KVM under TCG)" % (args.cpus, args.memory, cmdline))
+
+
+if __name__ == "__main__":
+    main()
