@@ -119,15 +119,17 @@ int boot_e820_build(struct boot_e820_entry *tab, int max, const struct boot_ram 
 /* ---- MP table ---- */
 
 /* APIC ids are 8 bits, 0xff is broadcast and the IOAPIC takes id nr_cpus. */
-#define BOOT_MAX_CPUS 254
+#define BOOT_MAX_CPUS	      254
+#define BOOT_MPTABLE_MAX_SIZE (16 + 44 + BOOT_MAX_CPUS * 20 + 21 * 8)
 
 /*
  * Writes an Intel MP 1.4 floating pointer at BOOT_ADDR_MPTABLE and its
  * configuration table right after: nr_cpus processors (APIC id = index, CPU 0
  * is the BSP), buses PCI 0 and ISA 1, one IOAPIC (id nr_cpus, 0xfec00000),
- * ISA IRQs 0-15 on IOAPIC pins (IRQ 0 on pin 2, IRQ 2 unused: vmm/ must route
- * GSI 0 to IOAPIC pin 2), ExtINT on LINT0 and NMI on LINT1. Returns the bytes
- * written (floating pointer included) or -errno.
+ * ISA IRQs 0-15 on IOAPIC pins 0-15 (identity, IRQ 0 included: this matches
+ * KVM's default GSI routing, which vmm/ keeps), ExtINT on LINT0 and NMI on
+ * LINT1. At most BOOT_MPTABLE_MAX_SIZE bytes. Returns the bytes written
+ * (floating pointer included) or -errno.
  */
 int boot_mptable_write(const struct boot_ram *ram, int nr_cpus, char *err, size_t errlen);
 

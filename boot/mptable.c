@@ -19,6 +19,7 @@
 #define MP_BUS_PCI	 0
 #define MP_BUS_ISA	 1
 #define MP_ISA_IRQS	 16
+#define MP_IRQ0_PIN	 0 /* see the IRQ entries below */
 
 enum { MP_T_CPU, MP_T_BUS, MP_T_IOAPIC, MP_T_IOINT, MP_T_LINT };
 enum { MP_INT, MP_NMI, MP_SMI, MP_EXTINT };
@@ -65,7 +66,7 @@ int boot_mptable_write(const struct boot_ram *ram, int nr_cpus, char *err, size_
 		return boot_fail(err, errlen, -EINVAL, "%d vCPUs: the MP table takes 1 to %d",
 				 nr_cpus, BOOT_MAX_CPUS);
 	size = MP_FPS_SIZE + MP_HDR_SIZE + (uint64_t)nr_cpus * MP_CPU_SIZE +
-	       (2 + 1 + (MP_ISA_IRQS - 1) + 2) * MP_ENTRY_SIZE;
+	       (2 + 1 + MP_ISA_IRQS + 2) * MP_ENTRY_SIZE;
 	fps = boot_ptr(ram, BOOT_ADDR_MPTABLE, size);
 	if (!fps)
 		return boot_fail(err, errlen, -E2BIG, "no room for the MP table at 0x%x",
@@ -97,15 +98,13 @@ int boot_mptable_write(const struct boot_ram *ram, int nr_cpus, char *err, size_
 	count++;
 
 	/*
-	 * The PIT's IRQ 0 arrives on IOAPIC pin 2 as on every PC chipset (and as
-	 * ACPI's usual interrupt source override says); source IRQ 2 is the PIC
-	 * cascade and has no entry.
+	 * ISA IRQ i on IOAPIC pin i, IRQ 0 included: vmm/ keeps KVM's default
+	 * routing (GSI i -> PIC and IOAPIC pin i) and the in-kernel PIT raises
+	 * GSI 0. A PC-style "IRQ 0 on pin 2" entry needs GSI 0 routed to pin 2.
 	 */
 	for (i = 0; i < MP_ISA_IRQS; i++) {
-		if (i == 2)
-			continue;
 		p = mp_irq(p, MP_T_IOINT, MP_INT, MP_BUS_ISA, (uint8_t)i, (uint8_t)nr_cpus,
-			   i == 0 ? 2 : (uint8_t)i);
+			   i == 0 ? MP_IRQ0_PIN : (uint8_t)i);
 		count++;
 	}
 	/* Virtual wire: the 8259 reaches every LAPIC's LINT0, NMI its LINT1. */

@@ -45,6 +45,11 @@ int gcs_reap(pid_t watch, int *status);
 /* Wait status as a shell would report it: code, or 128 + signal. */
 int gcs_exit_code(int status);
 
+/* bridge.c: `/init bridge`, the command the shim boots the guest with: dials the
+ * host over vsock and serves the bridge (gcs/protocol.h) until shutdown or
+ * until the host goes away. Returns the process's exit status. */
+int gcs_bridge_main(int argc, char **argv);
+
 /* Ends the VM: sync, then reboot (the VMM ends on the guest's reboot).
  * Outside PID 1 (tests), exits with `code` instead. */
 void gcs_shutdown(int code) __attribute__((noreturn));

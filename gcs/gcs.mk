@@ -4,7 +4,7 @@
 # (the gcs as /init, the modules of configs/guest-modules.txt, busybox).
 GCS_SRCS   := $(wildcard gcs/*.c)
 GCS_OBJS   := $(GCS_SRCS:%.c=$(BUILD)/obj/%.o)
-GCS_LDLIBS :=
+GCS_LDLIBS := -lcjson -lunwind
 GUEST      := $(BUILD)/guest
 
 $(BUILD)/gcs/gcs: $(GCS_OBJS)

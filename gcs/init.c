@@ -76,8 +76,9 @@ int main(int argc, char **argv)
 	pid_t child;
 	sigset_t set;
 
-	(void)argc;
-	(void)argv;
+	/* Run as the guest command by PID 1: the bridge to the shim. */
+	if (argc > 1 && strcmp(argv[1], "bridge") == 0)
+		return gcs_bridge_main(argc - 1, argv + 1);
 	/* Signals arrive through a signalfd in the event loop: SIGCHLD to reap,
 	 * the others are reboot/poweroff requests (busybox reboot sends
 	 * SIGTERM, poweroff SIGUSR2, halt SIGUSR1; Ctrl-Alt-Del SIGINT). */

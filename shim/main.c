@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctl_serve.h"
 #include "run.h"
 #include "vmm/kvm.h"
 #include "vmm/log.h"
@@ -19,6 +20,7 @@ static const char usage[] =
 	"\n"
 	"commands:\n"
 	"  run [options] [-- CMD...]  boot a guest with its serial console on this terminal\n"
+	"  serve                      speak the control protocol on stdin/stdout (docs/protocol.md)\n"
 	"  check                      report what this host's KVM offers (and whether it is PVM)\n"
 	"  version                    print the version\n"
 	"  help                       this text\n"
@@ -50,6 +52,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "check"))
 		return kvm_report(stdout);
+	if (!strcmp(argv[1], "serve"))
+		return ctl_serve_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "run"))
 		return run_main(argc - 1, argv + 1);
 	fprintf(stderr, "uvm-shim: unknown command '%s'\n\n%s", argv[1], usage);

@@ -19,6 +19,7 @@
 
 #include "boot/boot.h"
 #include "console.h"
+#include "machine.h"
 #include "run_opts.h"
 #include "vmm/kvm.h"
 #include "vmm/legacy.h"
@@ -27,16 +28,11 @@
 #include "vmm/vm.h"
 
 #define RUN_BASE_CMDLINE                                                                           \
-	"console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd"
-#define UART_PORT 0x3f8
+	"console=ttyS0 quiet reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd"
 #define CTRL_A	  0x01
 
-struct mapped_file {
-	const uint8_t *data;
-	size_t size;
-};
-
 struct run_ctx {
+	struct machine *m;
 	struct vm *vm;
 	struct loop *loop;
 	struct uart *uart;
@@ -47,54 +43,13 @@ struct run_ctx {
 	bool tty_raw;
 	struct termios saved_tty;
 	int sig_fd;
+	int signo; /* the signal that ended the VM, if any */
 };
-
-static int map_file(const char *path, const char *what, struct mapped_file *mf)
-{
-	struct stat st;
-	void *p;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	mf->data = NULL;
-	mf->size = 0;
-	if (fd < 0) {
-		fprintf(stderr, "uvm-shim run: cannot open %s '%s': %s\n", what, path,
-			strerror(errno));
-		return -errno;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		fprintf(stderr, "uvm-shim run: %s '%s' is not a regular file\n", what, path);
-		close(fd);
-		return -EINVAL;
-	}
-	if (st.st_size == 0) {
-		fprintf(stderr, "uvm-shim run: %s '%s' is empty\n", what, path);
-		close(fd);
-		return -EINVAL;
-	}
-	p = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	close(fd);
-	if (p == MAP_FAILED) {
-		fprintf(stderr, "uvm-shim run: cannot map %s '%s': %s\n", what, path,
-			strerror(errno));
-		return -errno;
-	}
-	mf->data = p;
-	mf->size = st.st_size;
-	return 0;
-}
-
-static void unmap_file(struct mapped_file *mf)
-{
-	if (mf->data)
-		munmap((void *)mf->data, mf->size);
-	mf->data = NULL;
-}
 
 const char *run_default_guest_dir(void)
 {
 	static char dir[PATH_MAX];
-	char exe[PATH_MAX];
+	char exe[PATH_MAX], *base;
 	const char *env = getenv("UVM_GUEST_DIR");
 	ssize_t n;
 
@@ -104,7 +59,11 @@ const char *run_default_guest_dir(void)
 	if (n <= 0)
 		return NULL;
 	exe[n] = '\0';
-	snprintf(dir, sizeof(dir), "%s/guest", dirname(exe));
+	base = dirname(exe);
+	/* build/uvm-shim finds build/guest; build/asan/uvm-shim finds it one level up. */
+	snprintf(dir, sizeof(dir), "%s/guest", base);
+	if (access(dir, F_OK) != 0)
+		snprintf(dir, sizeof(dir), "%s/../guest", base);
 	return dir;
 }
 
@@ -191,11 +150,15 @@ static void run_on_signal(void *opaque, uint32_t events)
 {
 	struct run_ctx *ctx = opaque;
 	struct signalfd_siginfo si;
+	int signo;
 
 	(void)events;
 	if (read(ctx->sig_fd, &si, sizeof(si)) != sizeof(si))
 		return;
-	pr_info("run", "signal %u: terminating the VM", si.ssi_signo);
+	signo = (int)si.ssi_signo;
+	pr_info("run", "signal %d: terminating the VM", signo);
+	if (!ctx->signo)
+		ctx->signo = signo;
 	vm_request_exit(ctx->vm, VM_EXIT_TERMINATED);
 }
 
@@ -219,37 +182,85 @@ static void run_tty_restore(struct run_ctx *ctx)
 	ctx->tty_raw = false;
 }
 
-/* Kernel command line: base, user extras, then the guest command after "--". */
-static char *run_build_cmdline(const struct run_opts *o)
+/* Appends one guest argument, quoted for the shell the guest agent runs it with. */
+static int run_append_arg(char *s, size_t cap, size_t *len, const char *a)
 {
-	size_t cap = BOOT_CMDLINE_MAX + 2, len;
+	bool plain = *a != '\0', blank = strpbrk(a, " \t\n") != NULL;
+	size_t n = *len;
+
+	for (const char *p = a; *p; p++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./=:,+-@%",
+			    *p))
+			plain = false;
+#define PUT(c)                                                                                     \
+	do {                                                                                       \
+		if (n + 1 >= cap)                                                                  \
+			return -E2BIG;                                                             \
+		s[n++] = (c);                                                                      \
+	} while (0)
+	PUT(' ');
+	if (plain) {
+		for (const char *p = a; *p; p++)
+			PUT(*p);
+	} else {
+		/* The kernel groups a word with double quotes; the shell then reads the
+		 * single-quoted form, with each ' written as '\''. */
+		if (blank)
+			PUT('"');
+		PUT('\'');
+		for (const char *p = a; *p; p++) {
+			if (*p == '\'') {
+				PUT('\'');
+				PUT('\\');
+				PUT('\'');
+				PUT('\'');
+			} else {
+				PUT(*p);
+			}
+		}
+		PUT('\'');
+		if (blank)
+			PUT('"');
+	}
+#undef PUT
+	s[n] = '\0';
+	*len = n;
+	return 0;
+}
+
+/* Kernel command line: base, user extras, then the guest command after "--". */
+char *run_build_cmdline(const struct run_opts *o)
+{
+	size_t cap = BOOT_CMDLINE_MAX + 1, len;
 	char *s = malloc(cap);
 
 	if (!s)
 		return NULL;
 	len = snprintf(s, cap, "%s%s%s", RUN_BASE_CMDLINE, o->cmdline ? " " : "",
 		       o->cmdline ? o->cmdline : "");
-	if (o->guest_argc)
-		len += snprintf(s + (len < cap ? len : cap), len < cap ? cap - len : 0, " --");
+	if (len >= cap)
+		goto too_long;
+	if (o->guest_argc) {
+		if (len + 3 >= cap)
+			goto too_long;
+		len += snprintf(s + len, cap - len, " --");
+	}
 	for (int i = 0; i < o->guest_argc; i++) {
-		const char *a = o->guest_argv[i];
-		bool quote = strpbrk(a, " \t") != NULL;
-
-		if (strchr(a, '"')) {
-			fprintf(stderr, "uvm-shim run: guest arguments cannot contain '\"'\n");
+		if (strchr(o->guest_argv[i], '"')) {
+			fprintf(stderr, "uvm-shim run: a guest argument cannot contain '\"' (the "
+					"kernel command line cannot carry it)\n");
 			free(s);
 			return NULL;
 		}
-		len += snprintf(s + (len < cap ? len : cap), len < cap ? cap - len : 0,
-				quote ? " \"%s\"" : " %s", a);
-	}
-	if (len > BOOT_CMDLINE_MAX) {
-		fprintf(stderr, "uvm-shim run: kernel command line is %zu bytes, over the limit of %d\n",
-			len, BOOT_CMDLINE_MAX);
-		free(s);
-		return NULL;
+		if (run_append_arg(s, cap, &len, o->guest_argv[i]))
+			goto too_long;
 	}
 	return s;
+too_long:
+	fprintf(stderr, "uvm-shim run: the kernel command line would be over the limit of %d bytes\n",
+		BOOT_CMDLINE_MAX);
+	free(s);
+	return NULL;
 }
 
 static int run_exit_status(struct run_ctx *ctx)
@@ -258,6 +269,10 @@ static int run_exit_status(struct run_ctx *ctx)
 
 	if (why == VM_EXIT_RESET && ctx->panic_seen)
 		why = VM_EXIT_PANIC;
+	if (why == VM_EXIT_TERMINATED && ctx->signo) {
+		pr_info("run", "VM ended: %s (signal %d)", vm_exit_name(why), ctx->signo);
+		return 128 + ctx->signo;
+	}
 	switch (why) {
 	case VM_EXIT_RESET:
 	case VM_EXIT_POWEROFF:
@@ -295,32 +310,27 @@ static int run_open_console(struct run_ctx *ctx, const struct run_opts *o)
 
 int run_main(int argc, char **argv)
 {
-	char err[256], kpath[PATH_MAX], ipath[PATH_MAX];
-	struct mapped_file kernel = {0}, initrd = {0};
+	char err[512], kpath[PATH_MAX], ipath[PATH_MAX];
 	struct run_ctx ctx = {.out_fd = -1, .sig_fd = -1};
-	struct i8042 *kbc = NULL;
-	struct cmos *cmos = NULL;
-	struct boot_regs regs;
-	struct boot_input in;
-	struct boot_ram ram;
-	struct guest_mem *mem;
+	struct machine_config *mc = NULL;
 	struct run_opts *o;
 	char *cmdline = NULL;
 	int status = RUN_EXIT_VMM, ret;
 	sigset_t sigs;
 
 	o = calloc(1, sizeof(*o));
-	if (!o)
-		return RUN_EXIT_VMM;
+	mc = calloc(1, sizeof(*mc));
+	if (!o || !mc)
+		goto out;
 	if (run_opts_parse(o, argc, argv, err, sizeof(err))) {
 		fprintf(stderr, "uvm-shim run: %s\n", err);
-		free(o);
-		return RUN_EXIT_USAGE;
+		status = RUN_EXIT_USAGE;
+		goto out;
 	}
 	if (o->help) {
 		fputs(run_usage, stdout);
-		free(o);
-		return RUN_EXIT_OK;
+		status = RUN_EXIT_OK;
+		goto out;
 	}
 	if (!o->kernel) {
 		const char *dir = run_default_guest_dir();
@@ -332,16 +342,11 @@ int run_main(int argc, char **argv)
 				"uvm-shim run: no --kernel given and the default guest is not built "
 				"(%s): run `make guest` or set UVM_GUEST_DIR\n",
 				kpath);
-			free(o);
-			return RUN_EXIT_USAGE;
+			status = RUN_EXIT_USAGE;
+			goto out;
 		}
 		o->kernel = kpath;
 		o->initrd = ipath;
-	}
-	if (map_file(o->kernel, "kernel", &kernel) ||
-	    (o->initrd && map_file(o->initrd, "initrd", &initrd))) {
-		status = RUN_EXIT_USAGE;
-		goto out;
 	}
 	cmdline = run_build_cmdline(o);
 	if (!cmdline) {
@@ -363,47 +368,38 @@ int run_main(int argc, char **argv)
 		pr_warn("run", "/dev/kvm is PVM (kvm_pvm): a kernel that is not built as a PVM "
 			       "guest is emulated instruction by instruction and will crawl; a stock "
 			       "Linux kernel never finishes booting here (use tests/testhost/run)");
-
-	ret = vm_create(&ctx.vm, &(struct vm_config){.nr_cpus = o->cpus, .mem_mib = o->mem_mib});
-	if (ret) {
-		fprintf(stderr, "uvm-shim run: cannot create the VM: %s\n", strerror(-ret));
-		goto out;
-	}
-	mem = vm_mem(ctx.vm);
-	ram = (struct boot_ram){.lo = mem->regions[0].hva,
-				.lo_size = mem->regions[0].size,
-				.hi_size = mem->nr_regions > 1 ? mem->regions[1].size : 0};
-	in = (struct boot_input){.kernel = kernel.data,
-				 .kernel_size = kernel.size,
-				 .initrd = initrd.data,
-				 .initrd_size = initrd.size,
-				 .cmdline = cmdline,
-				 .nr_cpus = o->cpus,
-				 .entry = o->entry16 ? BOOT_ENTRY_REAL16 : BOOT_ENTRY_DEFAULT};
-	ret = boot_load(&ram, &in, &regs, err, sizeof(err));
-	if (ret) {
-		fprintf(stderr, "uvm-shim run: cannot load kernel '%s': %s\n", o->kernel, err);
-		status = RUN_EXIT_USAGE;
-		goto out;
-	}
-	unmap_file(&kernel);
-	unmap_file(&initrd);
-
 	if (run_open_console(&ctx, o))
 		goto out;
-	ret = uart_create(ctx.vm, UART_PORT, VM_IRQ_UART, run_console_out, &ctx, &ctx.uart);
-	if (!ret)
-		ret = i8042_create(ctx.vm, &kbc);
-	if (!ret)
-		ret = cmos_create(ctx.vm, &cmos);
-	if (!ret)
-		ret = vm_set_boot_regs(ctx.vm, &regs);
-	if (!ret)
-		ret = loop_create(&ctx.loop);
+	ret = loop_create(&ctx.loop);
 	if (ret) {
-		fprintf(stderr, "uvm-shim run: VM setup failed: %s\n", strerror(-ret));
+		fprintf(stderr, "uvm-shim run: cannot create the event loop: %s\n", strerror(-ret));
 		goto out;
 	}
+
+	*mc = (struct machine_config){.cpus = o->cpus,
+				      .mem_mib = o->mem_mib,
+				      .kernel = o->kernel,
+				      .initrd = o->initrd,
+				      .cmdline = cmdline,
+				      .entry16 = o->entry16,
+				      .console_out = run_console_out,
+				      .console_opaque = &ctx,
+				      .nr_disks = o->nr_disks};
+	for (int i = 0; i < o->nr_disks; i++)
+		mc->disks[i] = (struct machine_disk){.path = o->disks[i].path,
+						     .read_only = o->disks[i].read_only,
+						     .serial = o->disks[i].serial};
+	ret = machine_create(&ctx.m, mc, ctx.loop, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "uvm-shim run: %s\n", err);
+		if (ret == -EINVAL || ret == -ENOENT || ret == -ENOEXEC || ret == -E2BIG ||
+		    ret == -EACCES)
+			status = RUN_EXIT_USAGE;
+		goto out;
+	}
+	ctx.vm = ctx.m->vm;
+	ctx.uart = ctx.m->uart;
+
 	if (loop_add(ctx.loop, vm_exit_fd(ctx.vm), EPOLLIN, run_on_exit, &ctx) ||
 	    (ctx.sig_fd >= 0 && loop_add(ctx.loop, ctx.sig_fd, EPOLLIN, run_on_signal, &ctx))) {
 		fprintf(stderr, "uvm-shim run: event loop setup failed\n");
@@ -414,7 +410,7 @@ int run_main(int argc, char **argv)
 		if (loop_add(ctx.loop, STDIN_FILENO, EPOLLIN, run_on_stdin, &ctx))
 			pr_dbg("run", "stdin cannot be polled; console input disabled");
 	}
-	if (vm_start(ctx.vm))
+	if (machine_start(ctx.m))
 		goto out;
 	loop_run(ctx.loop);
 	vm_request_exit(ctx.vm, VM_EXIT_TERMINATED); /* no-op when the guest ended it */
@@ -423,22 +419,14 @@ int run_main(int argc, char **argv)
 	status = run_exit_status(&ctx);
 out:
 	run_tty_restore(&ctx);
-	if (ctx.vm) {
-		vm_request_exit(ctx.vm, VM_EXIT_TERMINATED);
-		vm_join(ctx.vm);
-	}
-	uart_destroy(ctx.uart);
-	i8042_destroy(kbc);
-	cmos_destroy(cmos);
-	vm_destroy(ctx.vm);
+	machine_destroy(ctx.m);
 	loop_destroy(ctx.loop);
 	if (ctx.out_fd > STDERR_FILENO)
 		close(ctx.out_fd);
 	if (ctx.sig_fd >= 0)
 		close(ctx.sig_fd);
-	unmap_file(&kernel);
-	unmap_file(&initrd);
 	free(cmdline);
+	free(mc);
 	free(o);
 	return status;
 }

@@ -16,17 +16,20 @@ const char run_usage[] =
 	"  --kernel PATH       bzImage or ELF vmlinux with a PVH note (default: the default guest)\n"
 	"  --initrd PATH       initial ramdisk (default: the default guest's, when --kernel is not given)\n"
 	"  --cmdline STR       extra kernel command line, appended to the base\n"
-	"                      (console=ttyS0 reboot=k panic=-1 and i8042 quirks)\n"
+	"                      (console=ttyS0 quiet reboot=k panic=-1, i8042 quirks);\n"
+	"                      add loglevel=7 to see the kernel's boot messages\n"
 	"  --cpus N            vCPUs, 1-64 (default 1)\n"
 	"  --memory MiB        guest RAM, 16-1048576 MiB (default 512)\n"
 	"  --console KIND      stdio (default), file:PATH or none\n"
 	"  --disk PATH[,ro][,serial=ID]  attach a virtio-blk disk (repeatable)\n"
-	"  --entry16           enter a bzImage through its 16-bit real-mode entry\n"
+	"  --entry16           enter a bzImage through its 16-bit entry (tiny payloads only:\n"
+	"                      there is no BIOS, so Linux's own setup code cannot run)\n"
 	"  -h, --help          this text\n"
 	"\n"
 	"In an interactive terminal, Ctrl-A x ends the VM.\n"
 	"Exit status: 0 when the guest reboots or powers off, 1 on a VMM failure,\n"
-	"2 on bad usage, 3 when the guest crashes (kernel panic, triple fault).\n";
+	"2 on bad usage, 3 when the guest crashes (kernel panic, triple fault),\n"
+	"128+N when signal N ended it.\n";
 
 static int parse_uint(const char *s, unsigned long long max, unsigned long long *out)
 {

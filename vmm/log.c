@@ -11,7 +11,8 @@ enum log_level log_threshold = LOG_INFO;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
-static void log_vmsg(enum log_level lvl, const char *tag, int err, const char *fmt, va_list ap)
+static __attribute__((format(printf, 4, 0))) void log_vmsg(enum log_level lvl, const char *tag,
+							       int err, const char *fmt, va_list ap)
 {
 	char thread[16] = "?";
 	char msg[1024];

@@ -23,7 +23,7 @@ def explicit(paths, kernel=None):
 
 def test_default_guest_boots_and_exits_0_on_reboot(run_vm):
     # No --kernel/--initrd: the shim finds build/guest by itself.
-    r = run_vm("--cmdline", QUIET, "--", "echo E2E-HELLO=from-guest")
+    r = run_vm("--cmdline", QUIET, "--", "sh", "-c", "echo E2E-HELLO=from-guest")
     assert r.returncode == 0, r.describe()
     assert READY in r.stdout, r.describe()
     assert r.marker("E2E-HELLO") == "from-guest", r.describe()
@@ -32,14 +32,14 @@ def test_default_guest_boots_and_exits_0_on_reboot(run_vm):
 
 
 def test_guest_command_status_is_reported_and_reboot_still_exits_0(run_vm, paths):
-    r = run_vm(*explicit(paths), "--cmdline", QUIET, "--", "exit 3")
+    r = run_vm(*explicit(paths), "--cmdline", QUIET, "--", "sh", "-c", "exit 3")
     assert r.returncode == 0, r.describe()
     assert "uvm-gcs: exit 3" in r.stdout, r.describe()
 
 
 @pytest.mark.parametrize("cpus", [1, 2])
 def test_vcpus_seen_by_guest(run_vm, paths, cpus):
-    r = run_vm(*explicit(paths), "--cpus", str(cpus), "--cmdline", QUIET, "--",
+    r = run_vm(*explicit(paths), "--cpus", str(cpus), "--cmdline", QUIET, "--", "sh", "-c",
                "echo E2E-NCPU=$(grep -c ^processor /proc/cpuinfo)")
     assert r.returncode == 0, r.describe()
     assert r.marker("E2E-NCPU") == str(cpus), r.describe()
@@ -47,7 +47,7 @@ def test_vcpus_seen_by_guest(run_vm, paths, cpus):
 
 def boot_with_memory(run_vm, paths, mib):
     if mib not in _meminfo:
-        r = run_vm(*explicit(paths), "--memory", str(mib), "--cmdline", QUIET, "--",
+        r = run_vm(*explicit(paths), "--memory", str(mib), "--cmdline", QUIET, "--", "sh", "-c",
                    "grep MemTotal /proc/meminfo; dmesg | grep Memory:")
         assert r.returncode == 0, r.describe()
         total = re.search(r"^MemTotal:\s+(\d+) kB", r.stdout, re.M)
@@ -82,7 +82,7 @@ def test_memtotal_grows_with_memory(run_vm, paths):
 
 def test_cmdline_token_reaches_guest(run_vm, paths):
     token = "uvm_e2e_token=%s" % uuid.uuid4().hex[:12]
-    r = run_vm(*explicit(paths), "--cmdline", "%s %s" % (QUIET, token), "--",
+    r = run_vm(*explicit(paths), "--cmdline", "%s %s" % (QUIET, token), "--", "sh", "-c",
                "echo E2E-CMDLINE=$(cat /proc/cmdline)")
     assert r.returncode == 0, r.describe()
     seen = r.marker("E2E-CMDLINE")
@@ -99,7 +99,7 @@ LOADER = "echo E2E-LOADER=$(od -An -tx1 -j 528 -N 1 /sys/kernel/boot_params/data
 @pytest.mark.parametrize("image", ["vmlinuz", "vmlinux"])
 def test_bzimage_and_pvh_vmlinux_boot(run_vm, paths, image):
     kernel = paths.vmlinuz if image == "vmlinuz" else paths.vmlinux
-    r = run_vm(*explicit(paths, kernel), "--cmdline", QUIET, "--", LOADER)
+    r = run_vm(*explicit(paths, kernel), "--cmdline", QUIET, "--", "sh", "-c", LOADER)
     assert r.returncode == 0, r.describe()
     assert READY in r.stdout, r.describe()
     loader = r.marker("E2E-LOADER")
@@ -116,7 +116,7 @@ def test_bzimage_and_pvh_vmlinux_boot(run_vm, paths, image):
 def test_guest_kernel_panic_fails_the_run(run_vm, paths, panic):
     # panic=-1 reboots at once (a reboot that must not count as success);
     # panic=0 leaves the guest spinning, so the shim must notice on its own.
-    r = run_vm(*explicit(paths), "--cmdline", "%s %s" % (QUIET, panic), "--",
+    r = run_vm(*explicit(paths), "--cmdline", "%s %s" % (QUIET, panic), "--", "sh", "-c",
                "echo c > /proc/sysrq-trigger")
     assert READY in r.stdout, r.describe()
     assert "Kernel panic" in r.stdout, r.describe()

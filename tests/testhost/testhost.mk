@@ -8,9 +8,9 @@ run: $(BUILD)/uvm-shim guest
 	@if [ -d /sys/module/kvm_pvm ] || [ ! -e /dev/kvm ]; then \
 		echo "run: /dev/kvm here is PVM or absent: stock kernels cannot boot on it;"; \
 		echo "run: running the demo inside the nested-KVM test host (tests/testhost/run)"; \
-		tests/testhost/run -- $(BUILD)/uvm-shim run --cpus 2 --cmdline quiet -- '$(RUN_DEMO)'; \
+		tests/testhost/run -- $(BUILD)/uvm-shim run --cpus 2 -- sh -c '$(RUN_DEMO)'; \
 	else \
-		$(BUILD)/uvm-shim run --cpus 2 --cmdline quiet -- '$(RUN_DEMO)'; \
+		$(BUILD)/uvm-shim run --cpus 2 -- sh -c '$(RUN_DEMO)'; \
 	fi
 
 # The harness itself: output, exit status and the writable export.

@@ -275,6 +275,12 @@ static void test_initrd_placement(void **state)
 	in.initrd_size = 2 * MiB + 1;
 	expect_fail(&im, &in, RAM_SIZE, -E2BIG, "initrd");
 
+	/* An unaligned kernel end: the page holding its last byte is taken. */
+	put32(im.buf + 0x260, 0x8001);
+	in.initrd_size = 2 * MiB;
+	expect_fail(&im, &in, RAM_SIZE, -E2BIG, "initrd");
+	put32(im.buf + 0x260, 0x8000);
+
 	/* Larger than RAM. */
 	put32(im.buf + 0x22c, 0x7fffffff);
 	in.initrd_size = RAM_SIZE;
@@ -368,6 +374,7 @@ static void test_real16(void **state)
 	const uint8_t *s = ram_buf + BOOT_ADDR_REAL_SETUP;
 
 	in.entry = BOOT_ENTRY_REAL16;
+	put32(im.buf + 0x214, 0x200000); /* code32_start: we load at 1 MiB and say so */
 	in.initrd = initrd;
 	in.initrd_size = sizeof(initrd);
 	assert_int_equal(load(&im, &in, RAM_SIZE, &regs, err, sizeof(err)), 0);
@@ -456,6 +463,17 @@ static void test_bad_header(void **state)
 	im.buf[0x211] = 0;
 	expect_fail(&im, &in, RAM_SIZE, -ENOEXEC, "zImage");
 	im.buf[0x211] = 1;
+
+	/* Setup but no kernel at all, even if syssize does not object. */
+	{
+		struct img cut = {.buf = im.buf, .size = (SETUP_SECTS + 1) * 512};
+
+		put32(im.buf + 0x1f4, 0);
+		expect_fail(
+		    &cut,
+		    &(struct boot_input){.kernel = cut.buf, .kernel_size = cut.size, .nr_cpus = 1},
+		    RAM_SIZE, -ENOEXEC, "truncated");
+	}
 
 	/* syssize says more than the file holds. */
 	put32(im.buf + 0x1f4, PM_SIZE / 16 + 1);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shim/run.h"
 #include "shim/run_opts.h"
 
 static struct run_opts opts;
@@ -105,6 +106,31 @@ static void test_disks(void **state)
 	assert_int_equal(PARSE("--disk", "/a,serial=12345678901234567890"), 0);
 }
 
+static void test_guest_command_quoting(void **state)
+{
+	char *c;
+
+	(void)state;
+	assert_int_equal(PARSE("--cmdline", "quiet", "--", "sh", "-c", "ls /sys; echo it's"), 0);
+	c = run_build_cmdline(&opts);
+	assert_non_null(c);
+	assert_non_null(strstr(c, " quiet -- sh -c \"'ls /sys; echo it'\\''s'\""));
+	free(c);
+	assert_int_equal(PARSE("--", "echo", "a\"b"), 0);
+	assert_null(run_build_cmdline(&opts));
+	assert_int_equal(PARSE("--", "echo", ""), 0);
+	c = run_build_cmdline(&opts);
+	assert_non_null(strstr(c, "-- echo ''"));
+	free(c);
+	/* Over the 2047-byte limit once quoted. */
+	char *big = malloc(2100);
+	memset(big, 'y', 2099);
+	big[2099] = '\0';
+	assert_int_equal(PARSE("--", "echo", big), 0);
+	assert_null(run_build_cmdline(&opts));
+	free(big);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -112,6 +138,7 @@ int main(void)
 		cmocka_unit_test(test_bad_counts),
 		cmocka_unit_test(test_unknown_and_misc),
 		cmocka_unit_test(test_disks),
+		cmocka_unit_test(test_guest_command_quoting),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,192 @@
+/* Assembling a machine from its configuration. */
+#include "machine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "boot/boot.h"
+#include "virtio/virtio.h"
+#include "vmm/pci.h"
+#include "vmm/vm.h"
+
+#define UART_PORT 0x3f8
+
+struct mapped_file {
+	const uint8_t *data;
+	size_t size;
+};
+
+static int map_file(const char *path, const char *what, struct mapped_file *mf, char *err,
+		    size_t errlen)
+{
+	struct stat st;
+	void *p;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), ret;
+
+	mf->data = NULL;
+	mf->size = 0;
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot open %s '%s': %s", what, path, strerror(errno));
+		return ret;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s '%s' is not a regular file", what, path);
+		close(fd);
+		return -EINVAL;
+	}
+	if (st.st_size == 0) {
+		snprintf(err, errlen, "%s '%s' is empty", what, path);
+		close(fd);
+		return -EINVAL;
+	}
+	p = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot map %s '%s': %s", what, path, strerror(errno));
+		return ret;
+	}
+	mf->data = p;
+	mf->size = st.st_size;
+	return 0;
+}
+
+static void unmap_file(struct mapped_file *mf)
+{
+	if (mf->data)
+		munmap((void *)mf->data, mf->size);
+	mf->data = NULL;
+}
+
+static int machine_load_kernel(struct machine *m, const struct machine_config *cfg, char *err,
+			       size_t errlen)
+{
+	struct mapped_file kernel = {0}, initrd = {0};
+	struct guest_mem *mem = vm_mem(m->vm);
+	struct boot_regs regs;
+	struct boot_input in;
+	struct boot_ram ram;
+	char why[256];
+	int ret;
+
+	ret = map_file(cfg->kernel, "kernel", &kernel, err, errlen);
+	if (!ret && cfg->initrd)
+		ret = map_file(cfg->initrd, "initrd", &initrd, err, errlen);
+	if (ret)
+		goto out;
+	ram = (struct boot_ram){.lo = mem->regions[0].hva,
+				.lo_size = mem->regions[0].size,
+				.hi_size = mem->nr_regions > 1 ? mem->regions[1].size : 0};
+	in = (struct boot_input){.kernel = kernel.data,
+				 .kernel_size = kernel.size,
+				 .initrd = initrd.data,
+				 .initrd_size = initrd.size,
+				 .cmdline = cfg->cmdline,
+				 .nr_cpus = cfg->cpus,
+				 .entry = cfg->entry16 ? BOOT_ENTRY_REAL16 : BOOT_ENTRY_DEFAULT};
+	ret = boot_load(&ram, &in, &regs, why, sizeof(why));
+	if (ret) {
+		snprintf(err, errlen, "cannot load kernel '%s': %s", cfg->kernel, why);
+		goto out;
+	}
+	ret = vm_set_boot_regs(m->vm, &regs);
+	if (ret)
+		snprintf(err, errlen, "cannot set the boot registers: %s", strerror(-ret));
+out:
+	unmap_file(&kernel);
+	unmap_file(&initrd);
+	return ret;
+}
+
+int machine_create(struct machine **out, const struct machine_config *cfg, struct loop *loop,
+		   char *err, size_t errlen)
+{
+	struct machine *m;
+	int ret;
+
+	*out = NULL;
+	if (cfg->nr_disks < 0 || cfg->nr_disks > MACHINE_MAX_DISKS) {
+		snprintf(err, errlen, "at most %d disks", MACHINE_MAX_DISKS);
+		return -EINVAL;
+	}
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->loop = loop;
+	ret = vm_create(&m->vm, &(struct vm_config){.nr_cpus = cfg->cpus, .mem_mib = cfg->mem_mib});
+	if (ret) {
+		snprintf(err, errlen, "cannot create the VM: %s (details above)", strerror(-ret));
+		goto fail;
+	}
+	ret = machine_load_kernel(m, cfg, err, errlen);
+	if (ret)
+		goto fail;
+	ret = uart_create(m->vm, UART_PORT, VM_IRQ_UART, cfg->console_out, cfg->console_opaque,
+			  &m->uart);
+	if (!ret)
+		ret = i8042_create(m->vm, &m->kbc);
+	if (!ret)
+		ret = cmos_create(m->vm, &m->cmos);
+	if (!ret)
+		ret = pci_bus_create_vm(&m->pci, m->vm);
+	if (ret) {
+		snprintf(err, errlen, "cannot create the platform devices: %s", strerror(-ret));
+		goto fail;
+	}
+	ret = virtio_rng_create(m->pci, vm_mem(m->vm), loop, &m->rng);
+	if (ret) {
+		snprintf(err, errlen, "cannot create virtio-rng: %s", strerror(-ret));
+		goto fail;
+	}
+	for (int i = 0; i < cfg->nr_disks; i++) {
+		const struct machine_disk *d = &cfg->disks[i];
+		struct blk_config bc = {.path = d->path,
+					.read_only = d->read_only,
+					.serial = d->serial,
+					.num_queues = cfg->cpus};
+
+		ret = virtio_blk_create(m->pci, vm_mem(m->vm), loop, &bc, &m->disks[i]);
+		if (ret) {
+			snprintf(err, errlen, "cannot attach disk '%s': %s", d->path,
+				 strerror(-ret));
+			goto fail;
+		}
+		m->nr_disks++;
+	}
+	*out = m;
+	return 0;
+fail:
+	machine_destroy(m);
+	return ret;
+}
+
+int machine_start(struct machine *m)
+{
+	return vm_start(m->vm);
+}
+
+void machine_destroy(struct machine *m)
+{
+	if (!m)
+		return;
+	if (m->vm) {
+		vm_request_exit(m->vm, VM_EXIT_TERMINATED); /* no-op if it already ended */
+		vm_join(m->vm);
+	}
+	for (int i = m->nr_disks - 1; i >= 0; i--)
+		virtio_dev_destroy(m->disks[i]);
+	virtio_dev_destroy(m->rng);
+	pci_bus_destroy(m->pci);
+	uart_destroy(m->uart);
+	i8042_destroy(m->kbc);
+	cmos_destroy(m->cmos);
+	vm_destroy(m->vm);
+	free(m);
+}

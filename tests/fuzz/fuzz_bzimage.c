@@ -1,0 +1,80 @@
+/*
+ * boot_load on hostile bzImages into a 4 MiB guest. The first byte picks the
+ * options; with its top bit set the rest overwrites the setup header of a
+ * valid template image (so the fuzzer starts past the magic checks),
+ * otherwise the rest is the whole kernel image.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "boot/boot.h"
+
+#define RAM_SIZE (4u << 20)
+#define SETUP	 (5 * 512)
+#define PM_SIZE	 0x2000
+
+static uint8_t *ram;
+static uint8_t tmpl[SETUP + PM_SIZE];
+static uint8_t initrd[3 * 4096];
+static char cmdline[3000];
+
+static void put(uint8_t *p, uint64_t v, int n)
+{
+	memcpy(p, &v, (size_t)n);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	ram = malloc(RAM_SIZE);
+	if (!ram)
+		abort();
+	tmpl[0x1f1] = 4;
+	put(tmpl + 0x1f4, PM_SIZE / 16, 4);
+	put(tmpl + 0x1fe, 0xaa55, 2);
+	tmpl[0x201] = 0x6a;
+	memcpy(tmpl + 0x202, "HdrS", 4);
+	put(tmpl + 0x206, 0x020f, 2);
+	tmpl[0x211] = 1;
+	put(tmpl + 0x22c, 0x7fffffff, 4);
+	put(tmpl + 0x230, 0x200000, 4);
+	tmpl[0x234] = 1;
+	put(tmpl + 0x236, 3, 2);
+	put(tmpl + 0x238, 0x7ff, 4);
+	put(tmpl + 0x258, 0x100000, 8); /* pref_address: 1 MiB, so a 4 MiB guest fits */
+	put(tmpl + 0x260, 0x10000, 4);
+	memset(cmdline, 'c', sizeof(cmdline) - 1);
+	return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static uint8_t img[SETUP + PM_SIZE];
+	struct boot_ram r = {.lo = ram, .lo_size = RAM_SIZE};
+	struct boot_input in = {0};
+	struct boot_regs regs;
+	char err[256];
+	uint8_t opt;
+
+	if (size < 1)
+		return 0;
+	opt = data[0];
+	data++;
+	size--;
+	if (opt & 0x80) {
+		memcpy(img, tmpl, sizeof(img));
+		memcpy(img + 0x1f1, data, size < sizeof(img) - 0x1f1 ? size : sizeof(img) - 0x1f1);
+		in.kernel = img;
+		in.kernel_size = sizeof(img);
+	} else {
+		in.kernel = data;
+		in.kernel_size = size;
+	}
+	in.entry = (opt & 1) ? BOOT_ENTRY_REAL16 : BOOT_ENTRY_DEFAULT;
+	in.initrd = initrd;
+	in.initrd_size = (opt >> 1) & 3 ? ((opt >> 1) & 3) * 4096 - 1 : 0;
+	in.cmdline = cmdline + ((opt >> 3) & 7) * 400; /* 2999 down to 199 bytes */
+	in.nr_cpus = 1 + ((opt >> 6) & 1) * 7;
+	(void)!boot_load(&r, &in, &regs, err, sizeof(err));
+	return 0;
+}

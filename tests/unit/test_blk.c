@@ -1,0 +1,410 @@
+/* virtio/blk: request parsing and execution against a real file, driven through the transport. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/unit/virtio_test_util.h"
+
+#define DISK_BYTES (1 << 20)
+#define SECTORS	   (DISK_BYTES / 512)
+#define QS	   16
+#define HDR	   0x40000
+#define DATA	   0x50000
+#define STATUS	   0x70000
+
+#define T_IN	       0
+#define T_OUT	       1
+#define T_FLUSH	       4
+#define T_GET_ID       8
+#define T_DISCARD      11
+#define T_WRITE_ZEROES 13
+#define S_OK	       0
+#define S_IOERR	       1
+#define S_UNSUPP       2
+
+#define F_RO	       (1ULL << 5)
+#define F_FLUSH	       (1ULL << 9)
+#define F_MQ	       (1ULL << 12)
+#define F_DISCARD      (1ULL << 13)
+#define F_WRITE_ZEROES (1ULL << 14)
+#define F_V1	       (1ULL << VIRTIO_F_VERSION_1)
+
+struct fx {
+	struct tmach m;
+	char path[64];
+	int fd; /* test's own handle on the disk file */
+	struct virtio_dev *dev;
+	struct tdrv drv;
+	uint16_t next_head;
+	int nq;
+};
+
+static uint8_t pattern(size_t i)
+{
+	return (uint8_t)(i * 7 ^ (i >> 9));
+}
+
+static void fx_open(struct fx *f, bool ro, int nq, uint64_t features)
+{
+	struct blk_config cfg = {
+	    .path = f->path, .read_only = ro, .serial = "disk-serial-1234", .num_queues = nq};
+
+	assert_int_equal(virtio_blk_create(f->m.pbus, f->m.mem, NULL, &cfg, &f->dev), 0);
+	tdrv_attach(&f->drv, &f->m, f->dev->pci.slot);
+	f->nq = nq;
+	assert_int_equal(tdrv_probe(&f->drv, features, nq, QS), 0);
+}
+
+static int setup_common(void **state, bool ro)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	uint8_t *buf = malloc(DISK_BYTES);
+
+	assert_int_equal(tm_init(&f->m, 1 << 20), 0);
+	strcpy(f->path, "/tmp/uvm-test-blk-XXXXXX");
+	f->fd = mkstemp(f->path);
+	assert_true(f->fd >= 0);
+	for (size_t i = 0; i < DISK_BYTES; i++)
+		buf[i] = pattern(i);
+	assert_int_equal(pwrite(f->fd, buf, DISK_BYTES, 0), DISK_BYTES);
+	free(buf);
+	fx_open(f, ro, 1, F_V1 | F_FLUSH | (ro ? F_RO : F_DISCARD | F_WRITE_ZEROES));
+	*state = f;
+	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_common(state, false);
+}
+
+static int setup_ro(void **state)
+{
+	return setup_common(state, true);
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	virtio_dev_destroy(f->dev);
+	close(f->fd);
+	unlink(f->path);
+	tm_fini(&f->m);
+	free(f);
+	return 0;
+}
+
+/*
+ * One request on queue q: header (hdr_len bytes of it), optional data buffer
+ * (device-writable for reads), optional status byte. Returns the status byte
+ * (or -1 when none) and the used length.
+ */
+static int req_ex(struct fx *f, int q, uint32_t type, uint64_t sector, uint32_t hdr_len,
+		  uint32_t data_len, bool data_writable, bool with_status, uint32_t *used_len)
+{
+	struct tmach *m = &f->m;
+	uint16_t h = f->next_head;
+	uint16_t before = tq_used_idx(m, q);
+	uint32_t id, len;
+	int n = 0;
+
+	f->next_head = (h + 3) % QS;
+	memcpy(m->ram + HDR, &type, 4);
+	memset(m->ram + HDR + 4, 0, 4);
+	memcpy(m->ram + HDR + 8, &sector, 8);
+	m->ram[STATUS] = 0xee;
+	tq_set_desc(m, q, h, HDR, hdr_len, VIRTQ_DESC_F_NEXT, (h + 1) % QS);
+	n++;
+	if (data_len) {
+		tq_set_desc(m, q, (h + 1) % QS, DATA, data_len,
+			    (data_writable ? VIRTQ_DESC_F_WRITE : 0) | VIRTQ_DESC_F_NEXT,
+			    (h + 2) % QS);
+		n++;
+	}
+	if (with_status) {
+		tq_set_desc(m, q, (h + n) % QS, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+	} else {
+		/* Clear NEXT on the last descriptor. */
+		struct virtq_desc d;
+
+		memcpy(&d, m->ram + tq_desc(q) + 16 * ((h + n - 1) % QS), 16);
+		d.flags &= ~VIRTQ_DESC_F_NEXT;
+		memcpy(m->ram + tq_desc(q) + 16 * ((h + n - 1) % QS), &d, 16);
+	}
+	tq_avail_add(m, q, QS, h);
+	tdrv_kick(&f->drv, q);
+	assert_int_equal(tq_used_idx(m, q), (uint16_t)(before + 1));
+	tq_used_elem(m, q, QS, before, &id, &len);
+	assert_int_equal(id, h);
+	if (used_len)
+		*used_len = len;
+	return with_status ? m->ram[STATUS] : -1;
+}
+
+static int req(struct fx *f, uint32_t type, uint64_t sector, uint32_t data_len, bool data_writable,
+	       uint32_t *used_len)
+{
+	return req_ex(f, 0, type, sector, 16, data_len, data_writable, true, used_len);
+}
+
+static void test_config(void **state)
+{
+	struct fx *f = *state;
+	uint64_t base = f->drv.bar0 + VIRTIO_PCI_DEVCFG_OFF;
+	uint64_t df = tdrv_device_features(&f->drv);
+
+	assert_int_equal(mmio_rd(&f->m, base + 0, 8), SECTORS);
+	assert_int_equal(mmio_rd(&f->m, base + 0, 4), SECTORS); /* low half alone */
+	assert_int_equal(mmio_rd(&f->m, base + 12, 4), 254);	/* seg_max */
+	assert_int_equal(mmio_rd(&f->m, base + 20, 4), 512);	/* blk_size */
+	assert_int_equal(mmio_rd(&f->m, base + 34, 2), 1);	/* num_queues */
+	assert_int_equal(mmio_rd(&f->m, base + 40, 4), 1);	/* max_discard_seg */
+	assert_false(df & F_RO);
+	assert_true(df & F_DISCARD);
+	assert_true(df & F_WRITE_ZEROES);
+	assert_true(df & F_FLUSH);
+	assert_true(df & F_MQ);
+	assert_int_equal(cfg_rd(&f->m, f->dev->pci.slot, PCI_DEVICE_ID, 2), 0x1042);
+	assert_int_equal(cfg_rd(&f->m, f->dev->pci.slot, PCI_CLASS_DEVICE, 2), 0x0180);
+}
+
+static void test_read(void **state)
+{
+	struct fx *f = *state;
+	uint32_t used;
+
+	assert_int_equal(req(f, T_IN, 3, 1024, true, &used), S_OK);
+	assert_int_equal(used, 1025);
+	for (int i = 0; i < 1024; i++)
+		assert_int_equal(f->m.ram[DATA + i], pattern(3 * 512 + i));
+	/* The last sector is readable. */
+	assert_int_equal(req(f, T_IN, SECTORS - 1, 512, true, &used), S_OK);
+	assert_int_equal(f->m.ram[DATA + 511], pattern(DISK_BYTES - 1));
+}
+
+static void test_write(void **state)
+{
+	struct fx *f = *state;
+	uint8_t back[2048];
+
+	for (int i = 0; i < 2048; i++)
+		f->m.ram[DATA + i] = 0xa0 ^ i;
+	assert_int_equal(req(f, T_OUT, 10, 2048, false, NULL), S_OK);
+	assert_int_equal(pread(f->fd, back, sizeof(back), 10 * 512), sizeof(back));
+	assert_memory_equal(back, f->m.ram + DATA, 2048);
+	/* Neighbours untouched. */
+	assert_int_equal(pread(f->fd, back, 1, 10 * 512 - 1), 1);
+	assert_int_equal(back[0], pattern(10 * 512 - 1));
+	assert_int_equal(req(f, T_FLUSH, 0, 0, false, NULL), S_OK);
+}
+
+static void test_get_id(void **state)
+{
+	struct fx *f = *state;
+	uint32_t used;
+	char want[20] = "disk-serial-1234";
+
+	memset(f->m.ram + DATA, 0xff, 32);
+	assert_int_equal(req(f, T_GET_ID, 0, 20, true, &used), S_OK);
+	assert_int_equal(used, 21);
+	assert_memory_equal(f->m.ram + DATA, want, 20);
+	/* A smaller buffer gets a prefix. */
+	memset(f->m.ram + DATA, 0xff, 32);
+	assert_int_equal(req(f, T_GET_ID, 0, 8, true, &used), S_OK);
+	assert_int_equal(used, 9);
+	assert_memory_equal(f->m.ram + DATA, want, 8);
+	assert_int_equal(f->m.ram[DATA + 8], 0xff);
+}
+
+static void test_bad_requests(void **state)
+{
+	struct fx *f = *state;
+	uint32_t used;
+
+	/* Unknown type. */
+	assert_int_equal(req(f, 99, 0, 512, true, NULL), S_UNSUPP);
+	/* Header too short (8 of 16 bytes). */
+	assert_int_equal(req_ex(f, 0, T_IN, 0, 8, 512, true, true, NULL), S_IOERR);
+	/* Sector past the end, straddling the end, and wrapping. */
+	assert_int_equal(req(f, T_IN, SECTORS, 512, true, NULL), S_IOERR);
+	assert_int_equal(req(f, T_IN, SECTORS - 1, 1024, true, NULL), S_IOERR);
+	assert_int_equal(req(f, T_OUT, UINT64_MAX, 512, false, NULL), S_IOERR);
+	assert_int_equal(req(f, T_IN, UINT64_MAX / 512 + 1, 512, true, NULL), S_IOERR);
+	/* Length not a multiple of the sector size. */
+	assert_int_equal(req(f, T_IN, 0, 100, true, NULL), S_IOERR);
+	/* Status byte missing: buffers come back with nothing written, device keeps going. */
+	req_ex(f, 0, T_IN, 0, 16, 512, false, false, &used);
+	assert_int_equal(used, 0);
+	assert_false(tdrv_status(&f->drv) & VIRTIO_STATUS_NEEDS_RESET);
+	assert_int_equal(req(f, T_IN, 0, 512, true, NULL), S_OK);
+	/* A read whose data buffer is device-readable has no room for data. */
+	assert_int_equal(req(f, T_IN, 0, 512, false, &used), S_OK);
+	assert_int_equal(used, 1);
+	/* Discard with flags it must not have. */
+	{
+		uint8_t seg[16] = {0};
+
+		seg[8] = 1;  /* num_sectors = 1 */
+		seg[12] = 1; /* unmap flag: not valid for discard */
+		memcpy(f->m.ram + DATA, seg, 16);
+		assert_int_equal(req(f, T_DISCARD, 0, 16, false, NULL), S_UNSUPP);
+		/* Two segments: we advertise one. */
+		memcpy(f->m.ram + DATA + 16, seg, 16);
+		assert_int_equal(req(f, T_WRITE_ZEROES, 0, 32, false, NULL), S_UNSUPP);
+	}
+	assert_false(tdrv_status(&f->drv) & VIRTIO_STATUS_NEEDS_RESET);
+}
+
+static void put_seg(struct fx *f, uint64_t sector, uint32_t n, uint32_t flags)
+{
+	memcpy(f->m.ram + DATA, &sector, 8);
+	memcpy(f->m.ram + DATA + 8, &n, 4);
+	memcpy(f->m.ram + DATA + 12, &flags, 4);
+}
+
+static void test_discard_write_zeroes(void **state)
+{
+	struct fx *f = *state;
+	uint8_t back[8192], zero[8192] = {0};
+
+	put_seg(f, 16, 16, 0);
+	assert_int_equal(req(f, T_DISCARD, 0, 16, false, NULL), S_OK);
+	assert_int_equal(pread(f->fd, back, 8192, 16 * 512), 8192);
+	/* tmpfs and ext4 both punch holes; either way discarded data may read as zeroes. */
+	assert_memory_equal(back, zero, 8192);
+	put_seg(f, 64, 16, 0);
+	assert_int_equal(req(f, T_WRITE_ZEROES, 0, 16, false, NULL), S_OK);
+	assert_int_equal(pread(f->fd, back, 8192, 64 * 512), 8192);
+	assert_memory_equal(back, zero, 8192);
+	put_seg(f, 128, 16, 1); /* with unmap */
+	assert_int_equal(req(f, T_WRITE_ZEROES, 0, 16, false, NULL), S_OK);
+	assert_int_equal(pread(f->fd, back, 8192, 128 * 512), 8192);
+	assert_memory_equal(back, zero, 8192);
+	/* Around the zeroed range, the data is intact. */
+	assert_int_equal(pread(f->fd, back, 1, 144 * 512), 1);
+	assert_int_equal(back[0], pattern(144 * 512));
+	/* The file keeps its size. */
+	assert_int_equal(lseek(f->fd, 0, SEEK_END), DISK_BYTES);
+	/* Out of range. */
+	put_seg(f, SECTORS - 1, 2, 0);
+	assert_int_equal(req(f, T_DISCARD, 0, 16, false, NULL), S_IOERR);
+}
+
+static void test_host_error(void **state)
+{
+	struct fx *f = *state;
+
+	/* The file shrinks under the device: reads past the new end fail, others still work. */
+	assert_int_equal(ftruncate(f->fd, DISK_BYTES / 2), 0);
+	assert_int_equal(req(f, T_IN, SECTORS - 8, 4096, true, NULL), S_IOERR);
+	assert_int_equal(req(f, T_IN, 0, 4096, true, NULL), S_OK);
+	assert_false(tdrv_status(&f->drv) & VIRTIO_STATUS_NEEDS_RESET);
+}
+
+static void test_read_only(void **state)
+{
+	struct fx *f = *state;
+	uint64_t df = tdrv_device_features(&f->drv);
+	uint8_t back[512];
+
+	assert_true(df & F_RO);
+	assert_false(df & F_DISCARD);
+	memset(f->m.ram + DATA, 0x11, 512);
+	assert_int_equal(req(f, T_OUT, 0, 512, false, NULL), S_IOERR);
+	assert_int_equal(pread(f->fd, back, 512, 0), 512);
+	assert_int_equal(back[1], pattern(1));
+	put_seg(f, 0, 1, 0);
+	assert_int_equal(req(f, T_DISCARD, 0, 16, false, NULL), S_UNSUPP);
+	assert_int_equal(req(f, T_WRITE_ZEROES, 0, 16, false, NULL), S_UNSUPP);
+	/* Reads, flush and get-id still work. */
+	assert_int_equal(req(f, T_IN, 0, 512, true, NULL), S_OK);
+	assert_int_equal(req(f, T_FLUSH, 0, 0, false, NULL), S_OK);
+	assert_int_equal(req(f, T_GET_ID, 0, 20, true, NULL), S_OK);
+}
+
+static void test_multiqueue_and_reset(void **state)
+{
+	struct fx *f = *state;
+	uint64_t base;
+
+	virtio_dev_destroy(f->dev);
+	fx_open(f, false, 3, F_V1 | F_MQ);
+	base = f->drv.bar0 + VIRTIO_PCI_DEVCFG_OFF;
+	assert_int_equal(mmio_rd(&f->m, base + 34, 2), 3);
+	assert_int_equal(cc_rd(&f->drv, VIRTIO_PCI_COMMON_NUMQ, 2), 3);
+	f->next_head = 0;
+	assert_int_equal(req_ex(f, 2, T_IN, 5, 16, 512, true, true, NULL), S_OK);
+	assert_int_equal(f->m.ram[DATA + 7], pattern(5 * 512 + 7));
+	assert_int_equal(req_ex(f, 1, T_IN, 6, 16, 512, true, true, NULL), S_OK);
+	/* Flush was not negotiated but is harmless; discard was not negotiated: UNSUPP. */
+	put_seg(f, 0, 1, 0);
+	assert_int_equal(req_ex(f, 0, T_DISCARD, 0, 16, 16, false, true, NULL), S_UNSUPP);
+	/* Reset and probe again: rings start from zero. */
+	cc_wr(&f->drv, VIRTIO_PCI_COMMON_STATUS, 1, 0);
+	memset(f->m.ram + 0x10000, 0, 0x4000 * 3);
+	assert_int_equal(tdrv_probe(&f->drv, F_V1, 3, QS), 0);
+	f->next_head = 0;
+	assert_int_equal(req_ex(f, 2, T_IN, 5, 16, 512, true, true, NULL), S_OK);
+	assert_int_equal(tq_used_idx(&f->m, 2), 1);
+}
+
+static void test_loop_needs_reset(void **state)
+{
+	struct fx *f = *state;
+
+	f->next_head = 0;
+	assert_int_equal(req(f, T_IN, 0, 512, true, NULL), S_OK);
+	/* A loop in the chain: NEEDS_RESET, no crash, nothing used. */
+	tq_set_desc(&f->m, 0, 5, HDR, 16, VIRTQ_DESC_F_NEXT, 6);
+	tq_set_desc(&f->m, 0, 6, DATA, 512, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 5);
+	tq_avail_add(&f->m, 0, QS, 5);
+	tdrv_kick(&f->drv, 0);
+	assert_true(tdrv_status(&f->drv) & VIRTIO_STATUS_NEEDS_RESET);
+	assert_int_equal(tq_used_idx(&f->m, 0), 1);
+}
+
+static void test_create_errors(void **state)
+{
+	struct tmach m;
+	struct virtio_dev *dev;
+	struct blk_config cfg = {.path = "/nonexistent/disk.img"};
+
+	assert_int_equal(tm_init(&m, 1 << 20), 0);
+	assert_int_equal(virtio_blk_create(m.pbus, m.mem, NULL, &cfg, &dev), -ENOENT);
+	cfg.path = "/tmp";
+	cfg.read_only = true;
+	assert_int_equal(virtio_blk_create(m.pbus, m.mem, NULL, &cfg, &dev), -EINVAL);
+	cfg.path = NULL;
+	assert_int_equal(virtio_blk_create(m.pbus, m.mem, NULL, &cfg, &dev), -EINVAL);
+	/* Nothing was left on the bus. */
+	assert_int_equal(cfg_rd(&m, 1, 0, 4), 0xffffffff);
+	tm_fini(&m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_config, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_read, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_write, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_get_id, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_discard_write_zeroes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_host_error, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_read_only, setup_ro, teardown),
+	    cmocka_unit_test_setup_teardown(test_multiqueue_and_reset, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_loop_needs_reset, setup, teardown),
+	    cmocka_unit_test(test_create_errors),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

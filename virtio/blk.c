@@ -1,0 +1,506 @@
+/*
+ * virtio-blk (virtio 1.x, 5.2) over a raw file or block device. Requests are
+ * parsed on the event loop and handed to the backend (io_uring); completions
+ * come back on the loop. One blk lock covers the rings, the request slots
+ * and the backend, so reset (on a vCPU thread) can drain safely.
+ */
+#include "virtio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blk_backend.h"
+#include "vmm/log.h"
+#include "vmm/loop.h"
+
+#define VIRTIO_BLK_F_SEG_MAX	  2
+#define VIRTIO_BLK_F_RO		  5
+#define VIRTIO_BLK_F_BLK_SIZE	  6
+#define VIRTIO_BLK_F_FLUSH	  9
+#define VIRTIO_BLK_F_MQ		  12
+#define VIRTIO_BLK_F_DISCARD	  13
+#define VIRTIO_BLK_F_WRITE_ZEROES 14
+
+#define VIRTIO_BLK_T_IN		  0
+#define VIRTIO_BLK_T_OUT	  1
+#define VIRTIO_BLK_T_FLUSH	  4
+#define VIRTIO_BLK_T_GET_ID	  8
+#define VIRTIO_BLK_T_DISCARD	  11
+#define VIRTIO_BLK_T_WRITE_ZEROES 13
+
+#define VIRTIO_BLK_S_OK	    0
+#define VIRTIO_BLK_S_IOERR  1
+#define VIRTIO_BLK_S_UNSUPP 2
+
+#define VIRTIO_BLK_WZ_UNMAP 1
+
+#define BLK_SECTOR	    512
+#define BLK_QUEUE_SIZE	    256
+#define BLK_MAX_DISCARD_SEC 0x400000 /* 2 GiB per request */
+
+/* virtio_blk_config, little-endian (x86 host and guest). */
+struct blk_cfg_layout {
+	uint64_t capacity;
+	uint32_t size_max;
+	uint32_t seg_max;
+	uint16_t cylinders;
+	uint8_t heads;
+	uint8_t sectors;
+	uint32_t blk_size;
+	uint8_t physical_block_exp;
+	uint8_t alignment_offset;
+	uint16_t min_io_size;
+	uint32_t opt_io_size;
+	uint8_t writeback;
+	uint8_t unused0;
+	uint16_t num_queues;
+	uint32_t max_discard_sectors;
+	uint32_t max_discard_seg;
+	uint32_t discard_sector_alignment;
+	uint32_t max_write_zeroes_sectors;
+	uint32_t max_write_zeroes_seg;
+	uint8_t write_zeroes_may_unmap;
+	uint8_t unused1[3];
+} __attribute__((packed));
+_Static_assert(sizeof(struct blk_cfg_layout) == 60, "virtio_blk_config layout");
+
+struct blk_req_hdr {
+	uint32_t type;
+	uint32_t reserved;
+	uint64_t sector;
+};
+
+struct blk_dwz_seg {
+	uint64_t sector;
+	uint32_t num_sectors;
+	uint32_t flags;
+};
+
+struct blk_dev;
+
+struct blk_req {
+	struct blk_io io;
+	struct blk_queue *bq;
+	uint16_t head;
+	bool busy;
+	uint8_t *status;
+	uint32_t used_len;
+	struct iovec iov[VIRTQ_MAX_SIZE];
+};
+
+struct blk_queue {
+	struct blk_dev *blk;
+	int index;
+	bool pushed; /* used entries not yet signalled */
+	struct virtq_chain chain;
+	struct blk_req reqs[BLK_QUEUE_SIZE]; /* indexed by head */
+};
+
+struct blk_dev {
+	struct virtio_dev vdev;
+	pthread_mutex_t lock; /* everything below; taken inside the transport lock */
+	bool active;
+	int fd;
+	bool read_only;
+	uint64_t capacity; /* sectors */
+	char serial[BLK_SERIAL_LEN];
+	char name[32];
+	struct blk_backend *backend;
+	bool efd_on_loop;
+	struct blk_cfg_layout cfg;
+	int nr_queues;
+	struct blk_queue *queues;
+};
+
+static struct blk_dev *to_blk(struct virtio_dev *vdev)
+{
+	return (struct blk_dev *)((char *)vdev - offsetof(struct blk_dev, vdev));
+}
+
+/* ---- Completion --------------------------------------------------------------------------- */
+
+static void req_finish(struct blk_req *req, uint8_t status)
+{
+	struct blk_queue *bq = req->bq;
+
+	req->busy = false;
+	/* After a reset the ring belongs to nobody: drop the result. */
+	if (!bq->blk->active)
+		return;
+	*req->status = status;
+	virtq_push(&bq->blk->vdev.vqs[bq->index], req->head, req->used_len);
+	bq->pushed = true;
+}
+
+static void req_io_done(struct blk_io *io, int64_t res)
+{
+	struct blk_req *req = (struct blk_req *)io;
+	bool ok = res >= 0;
+
+	if (ok && (io->op == BLK_OP_READ || io->op == BLK_OP_WRITE) && (uint64_t)res != io->len)
+		ok = false; /* short transfer: the file shrank or the host disk is full */
+	if (!ok) {
+		log_ratelimited(LOG_WARN, "blk", "%s: host I/O op %d at %llu failed (%lld)",
+				req->bq->blk->name, io->op, (unsigned long long)io->offset,
+				(long long)res);
+		if (io->op == BLK_OP_READ)
+			req->used_len = 1;
+	}
+	req_finish(req, ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR);
+}
+
+static void signal_queues(struct blk_dev *blk)
+{
+	for (int q = 0; q < blk->nr_queues; q++) {
+		if (blk->queues[q].pushed) {
+			blk->queues[q].pushed = false;
+			virtio_dev_notify(&blk->vdev, q);
+		}
+	}
+}
+
+static void blk_completion_ready(void *opaque, uint32_t events)
+{
+	struct blk_dev *blk = opaque;
+
+	pthread_mutex_lock(&blk->lock);
+	blk_backend_reap(blk->backend, false);
+	if (blk->active)
+		signal_queues(blk);
+	pthread_mutex_unlock(&blk->lock);
+}
+
+/* ---- Request parsing ---------------------------------------------------------------------- */
+
+/* Is [sector, sector + bytes/512) inside the disk? */
+static bool in_range(struct blk_dev *blk, uint64_t sector, uint64_t bytes)
+{
+	uint64_t n = bytes / BLK_SECTOR;
+
+	return sector <= blk->capacity && n <= blk->capacity - sector;
+}
+
+/* Parses and starts one request; returns a status to report now, or -1 when submitted. */
+static int req_start(struct blk_dev *blk, struct blk_req *req, struct virtq_chain *c)
+{
+	const struct iovec *out = c->iov, *in = c->iov + c->nr_out;
+	struct blk_req_hdr h;
+	struct blk_dwz_seg seg;
+	uint64_t len;
+	int n;
+
+	if (c->out_len < sizeof(h))
+		return VIRTIO_BLK_S_IOERR;
+	iov_to_buf(out, c->nr_out, 0, &h, sizeof(h));
+	req->io.done = req_io_done;
+	req->io.iov = req->iov;
+	req->io.niov = 0;
+	req->io.len = 0;
+	req->io.offset = 0;
+
+	switch (h.type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT:
+		if (h.type == VIRTIO_BLK_T_OUT && blk->read_only)
+			return VIRTIO_BLK_S_IOERR;
+		len = h.type == VIRTIO_BLK_T_IN ? c->in_len - 1 : c->out_len - sizeof(h);
+		if (len % BLK_SECTOR || !in_range(blk, h.sector, len))
+			return VIRTIO_BLK_S_IOERR;
+		if (len == 0)
+			return VIRTIO_BLK_S_OK;
+		if (h.type == VIRTIO_BLK_T_IN)
+			n = iov_slice(in, c->nr_in, 0, len, req->iov, VIRTQ_MAX_SIZE);
+		else
+			n = iov_slice(out, c->nr_out, sizeof(h), len, req->iov, VIRTQ_MAX_SIZE);
+		if (n < 0)
+			return VIRTIO_BLK_S_IOERR;
+		req->io.op = h.type == VIRTIO_BLK_T_IN ? BLK_OP_READ : BLK_OP_WRITE;
+		req->io.niov = n;
+		req->io.len = len;
+		req->io.offset = h.sector * BLK_SECTOR;
+		if (h.type == VIRTIO_BLK_T_IN)
+			req->used_len = len + 1;
+		break;
+	case VIRTIO_BLK_T_FLUSH:
+		req->io.op = BLK_OP_FLUSH;
+		break;
+	case VIRTIO_BLK_T_GET_ID: {
+		uint32_t room = c->in_len - 1;
+		uint32_t k = room < BLK_SERIAL_LEN ? room : BLK_SERIAL_LEN;
+
+		req->used_len = 1 + iov_from_buf(in, c->nr_in, 0, blk->serial, k);
+		return VIRTIO_BLK_S_OK;
+	}
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES: {
+		bool dis = h.type == VIRTIO_BLK_T_DISCARD;
+
+		if (!virtio_dev_has_feature(&blk->vdev,
+					    dis ? VIRTIO_BLK_F_DISCARD : VIRTIO_BLK_F_WRITE_ZEROES))
+			return VIRTIO_BLK_S_UNSUPP;
+		/* We advertise one segment per request. */
+		if (c->out_len - sizeof(h) != sizeof(seg))
+			return VIRTIO_BLK_S_UNSUPP;
+		iov_to_buf(out, c->nr_out, sizeof(h), &seg, sizeof(seg));
+		if (seg.flags & ~(dis ? 0u : VIRTIO_BLK_WZ_UNMAP))
+			return VIRTIO_BLK_S_UNSUPP;
+		if (seg.num_sectors > BLK_MAX_DISCARD_SEC ||
+		    !in_range(blk, seg.sector, (uint64_t)seg.num_sectors * BLK_SECTOR))
+			return VIRTIO_BLK_S_IOERR;
+		if (!seg.num_sectors)
+			return VIRTIO_BLK_S_OK;
+		req->io.op = dis				 ? BLK_OP_DISCARD
+			     : (seg.flags & VIRTIO_BLK_WZ_UNMAP) ? BLK_OP_WRITE_ZEROES_UNMAP
+								 : BLK_OP_WRITE_ZEROES;
+		req->io.offset = seg.sector * BLK_SECTOR;
+		req->io.len = (uint64_t)seg.num_sectors * BLK_SECTOR;
+		break;
+	}
+	default:
+		return VIRTIO_BLK_S_UNSUPP;
+	}
+	if (blk_backend_queue(blk->backend, &req->io))
+		return VIRTIO_BLK_S_IOERR;
+	return -1;
+}
+
+/* Called with blk->lock held. Returns -EIO when the driver broke the ring rules. */
+static int process_queue(struct blk_dev *blk, int qi)
+{
+	struct blk_queue *bq = &blk->queues[qi];
+	struct virtq *vq = &blk->vdev.vqs[qi];
+	struct virtq_chain *c = &bq->chain;
+	int r, st;
+
+	while ((r = virtq_pop(vq, c)) > 0) {
+		struct blk_req *req = &bq->reqs[c->head];
+		const struct iovec *last;
+
+		/* A head still in flight was handed out twice. */
+		if (req->busy)
+			return -EIO;
+		if (c->in_len == 0) {
+			/* No status byte: nothing to report into. Return the buffers and go on. */
+			log_ratelimited(LOG_WARN, "blk", "%s: request without status byte",
+					blk->name);
+			virtq_push(vq, c->head, 0);
+			bq->pushed = true;
+			continue;
+		}
+		last = &c->iov[c->nr_out + c->nr_in - 1];
+		req->status = (uint8_t *)last->iov_base + last->iov_len - 1;
+		req->head = c->head;
+		req->used_len = 1;
+		req->busy = true;
+		st = req_start(blk, req, c);
+		if (st >= 0)
+			req_finish(req, st);
+	}
+	return r;
+}
+
+static void blk_queue_notify(struct virtio_dev *vdev, int q)
+{
+	struct blk_dev *blk = to_blk(vdev);
+	int err = 0;
+
+	pthread_mutex_lock(&blk->lock);
+	if (blk->active && q < blk->nr_queues) {
+		err = process_queue(blk, q);
+		blk_backend_kick(blk->backend);
+		/* Without an event loop (unit tests) the requests complete here. */
+		if (!vdev->loop)
+			blk_backend_reap(blk->backend, true);
+		signal_queues(blk);
+	}
+	pthread_mutex_unlock(&blk->lock);
+	if (err)
+		virtio_dev_set_needs_reset(vdev);
+}
+
+/* ---- Device ops --------------------------------------------------------------------------- */
+
+static void blk_config_read(struct virtio_dev *vdev, uint32_t off, void *data, uint32_t len)
+{
+	struct blk_dev *blk = to_blk(vdev);
+
+	memcpy(data, (uint8_t *)&blk->cfg + off, len);
+}
+
+static int blk_activate(struct virtio_dev *vdev)
+{
+	struct blk_dev *blk = to_blk(vdev);
+
+	pthread_mutex_lock(&blk->lock);
+	blk->active = true;
+	pthread_mutex_unlock(&blk->lock);
+	return 0;
+}
+
+static void blk_reset(struct virtio_dev *vdev)
+{
+	struct blk_dev *blk = to_blk(vdev);
+
+	pthread_mutex_lock(&blk->lock);
+	blk->active = false;
+	/* Wait for the host to finish what it was given; results are dropped. */
+	if (blk->backend)
+		blk_backend_reap(blk->backend, true);
+	for (int q = 0; q < blk->nr_queues; q++) {
+		blk->queues[q].pushed = false;
+		for (int i = 0; i < BLK_QUEUE_SIZE; i++)
+			blk->queues[q].reqs[i].busy = false;
+	}
+	pthread_mutex_unlock(&blk->lock);
+}
+
+static void blk_destroy(struct virtio_dev *vdev)
+{
+	struct blk_dev *blk = to_blk(vdev);
+
+	if (blk->efd_on_loop)
+		loop_del(vdev->loop, blk_backend_event_fd(blk->backend));
+	blk_backend_destroy(blk->backend);
+	if (blk->fd >= 0)
+		close(blk->fd);
+	free(blk->queues);
+	pthread_mutex_destroy(&blk->lock);
+	free(blk);
+}
+
+static const struct virtio_dev_ops blk_ops = {
+    .config_read = blk_config_read,
+    .activate = blk_activate,
+    .queue_notify = blk_queue_notify,
+    .reset = blk_reset,
+    .destroy = blk_destroy,
+};
+
+/* ---- Creation ----------------------------------------------------------------------------- */
+
+static int disk_size(int fd, uint64_t *bytes)
+{
+	struct stat st;
+
+	if (fstat(fd, &st))
+		return -errno;
+	if (S_ISBLK(st.st_mode))
+		return ioctl(fd, BLKGETSIZE64, bytes) ? -errno : 0;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	*bytes = st.st_size;
+	return 0;
+}
+
+int virtio_blk_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop *loop,
+		      const struct blk_config *cfg, struct virtio_dev **out)
+{
+	static int counter;
+	struct blk_dev *blk;
+	uint64_t bytes, features;
+	int nq = cfg->num_queues > 0 ? cfg->num_queues : 1;
+	int err, slot;
+
+	if (!cfg->path || nq > VIRTIO_MAX_QUEUES - 1)
+		return -EINVAL;
+	blk = calloc(1, sizeof(*blk));
+	if (!blk)
+		return -ENOMEM;
+	pthread_mutex_init(&blk->lock, NULL);
+	blk->fd = -1;
+	snprintf(blk->name, sizeof(blk->name), "blk%d", __atomic_fetch_add(&counter, 1, 0));
+	blk->read_only = cfg->read_only;
+	/* Not NUL-terminated: the id is exactly 20 bytes, zero-padded. */
+	if (cfg->serial)
+		memcpy(blk->serial, cfg->serial, strnlen(cfg->serial, BLK_SERIAL_LEN));
+	blk->nr_queues = nq;
+	blk->queues = calloc(nq, sizeof(*blk->queues));
+	if (!blk->queues) {
+		err = -ENOMEM;
+		goto fail_free;
+	}
+	for (int q = 0; q < nq; q++) {
+		blk->queues[q].blk = blk;
+		blk->queues[q].index = q;
+		for (int i = 0; i < BLK_QUEUE_SIZE; i++)
+			blk->queues[q].reqs[i].bq = &blk->queues[q];
+	}
+
+	blk->fd = open(cfg->path, (cfg->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (blk->fd < 0) {
+		err = -errno;
+		log_msg_errno(LOG_ERROR, "blk", "open %s", cfg->path);
+		goto fail_free;
+	}
+	err = disk_size(blk->fd, &bytes);
+	if (err) {
+		log_msg(LOG_ERROR, "blk", "%s: not a file or block device (%d)", cfg->path, err);
+		goto fail_free;
+	}
+	blk->capacity = bytes / BLK_SECTOR;
+	err = blk_uring_create(&blk->backend, blk->fd, nq * BLK_QUEUE_SIZE);
+	if (err) {
+		log_msg(LOG_ERROR, "blk", "io_uring setup failed (%d)", err);
+		goto fail_free;
+	}
+
+	blk->cfg.capacity = blk->capacity;
+	blk->cfg.seg_max = BLK_QUEUE_SIZE - 2; /* header and status take two descriptors */
+	blk->cfg.blk_size = BLK_SECTOR;
+	blk->cfg.num_queues = nq;
+	features = (1ULL << VIRTIO_BLK_F_SEG_MAX) | (1ULL << VIRTIO_BLK_F_BLK_SIZE) |
+		   (1ULL << VIRTIO_BLK_F_FLUSH) | (1ULL << VIRTIO_BLK_F_MQ);
+	if (cfg->read_only) {
+		features |= 1ULL << VIRTIO_BLK_F_RO;
+	} else {
+		features |= (1ULL << VIRTIO_BLK_F_DISCARD) | (1ULL << VIRTIO_BLK_F_WRITE_ZEROES);
+		blk->cfg.max_discard_sectors = BLK_MAX_DISCARD_SEC;
+		blk->cfg.max_discard_seg = 1;
+		blk->cfg.discard_sector_alignment = 8;
+		blk->cfg.max_write_zeroes_sectors = BLK_MAX_DISCARD_SEC;
+		blk->cfg.max_write_zeroes_seg = 1;
+		blk->cfg.write_zeroes_may_unmap = 1;
+	}
+
+	/* Class 0x0180: mass storage, other. */
+	err = virtio_dev_init(&blk->vdev, blk->name, VIRTIO_ID_BLK, 0x018000, nq, BLK_QUEUE_SIZE,
+			      sizeof(blk->cfg), features, &blk_ops, mem, loop);
+	if (err)
+		goto fail_free;
+	if (loop) {
+		err = loop_add(loop, blk_backend_event_fd(blk->backend), EPOLLIN,
+			       blk_completion_ready, blk);
+		if (err)
+			goto fail_dev;
+		blk->efd_on_loop = true;
+	}
+	slot = virtio_dev_plug(&blk->vdev, pbus);
+	if (slot < 0) {
+		err = slot;
+		goto fail_dev;
+	}
+	log_msg(LOG_INFO, "blk", "%s: %s%s, %llu sectors, %d queue(s), slot %d", blk->name,
+		cfg->path, cfg->read_only ? " (ro)" : "", (unsigned long long)blk->capacity, nq,
+		slot);
+	*out = &blk->vdev;
+	return 0;
+fail_dev:
+	virtio_dev_destroy(&blk->vdev); /* calls blk_destroy */
+	return err;
+fail_free:
+	blk_backend_destroy(blk->backend);
+	if (blk->fd >= 0)
+		close(blk->fd);
+	free(blk->queues);
+	pthread_mutex_destroy(&blk->lock);
+	free(blk);
+	return err;
+}

@@ -1,0 +1,587 @@
+/*
+ * Modern virtio-pci transport (virtio 1.x, 4.1): the PCI function, the common
+ * configuration registers, feature negotiation, device status and queue
+ * notifications. Devices only see struct virtio_dev and their ops.
+ *
+ * BAR 0: common cfg, ISR, device cfg, notify (one 4-byte slot per queue).
+ * BAR 2: MSI-X table and PBA (vmm/pci.c).
+ */
+#include "virtio.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "vmm/log.h"
+#include "vmm/loop.h"
+
+#define VIRTIO_PCI_VENDOR    0x1af4
+#define VIRTIO_PCI_DEVICE(t) (0x1040 + (t))
+
+#define VIRTIO_PCI_CAP_COMMON_CFG 1
+#define VIRTIO_PCI_CAP_NOTIFY_CFG 2
+#define VIRTIO_PCI_CAP_ISR_CFG	  3
+#define VIRTIO_PCI_CAP_DEVICE_CFG 4
+
+#define VIRTIO_TRANSPORT_FEATURES                                                                  \
+	((1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_F_INDIRECT_DESC) |                         \
+	 (1ULL << VIRTIO_F_EVENT_IDX))
+
+static struct virtio_dev *to_vdev(struct pci_dev *p)
+{
+	return (struct virtio_dev *)((char *)p - offsetof(struct virtio_dev, pci));
+}
+
+uint8_t virtio_dev_status(const struct virtio_dev *dev)
+{
+	return __atomic_load_n(&dev->status, __ATOMIC_ACQUIRE);
+}
+
+bool virtio_dev_has_feature(const struct virtio_dev *dev, unsigned bit)
+{
+	return bit < 64 && (dev->guest_features & (1ULL << bit));
+}
+
+/* ---- Interrupts --------------------------------------------------------------------------- */
+
+static void raise_vector(struct virtio_dev *dev, uint16_t vector, uint8_t isr_bit)
+{
+	__atomic_fetch_or(&dev->isr, isr_bit, __ATOMIC_RELEASE);
+	if (vector != VIRTIO_MSI_NO_VECTOR)
+		pci_msix_notify(&dev->pci, vector);
+}
+
+void virtio_dev_notify(struct virtio_dev *dev, int q)
+{
+	struct virtq *vq = &dev->vqs[q];
+
+	if (virtq_should_notify(vq))
+		raise_vector(dev, __atomic_load_n(&vq->msix_vector, __ATOMIC_RELAXED), 1);
+}
+
+void virtio_dev_set_needs_reset(struct virtio_dev *dev)
+{
+	uint8_t old = __atomic_fetch_or(&dev->status, VIRTIO_STATUS_NEEDS_RESET, __ATOMIC_ACQ_REL);
+
+	if (old & VIRTIO_STATUS_NEEDS_RESET)
+		return;
+	log_ratelimited(LOG_WARN, "virtio", "%s: driver error, device needs reset", dev->name);
+	if (old & VIRTIO_STATUS_DRIVER_OK)
+		raise_vector(dev, __atomic_load_n(&dev->msix_config, __ATOMIC_RELAXED), 2);
+}
+
+void virtio_dev_config_changed(struct virtio_dev *dev)
+{
+	__atomic_fetch_add(&dev->config_generation, 1, __ATOMIC_RELEASE);
+	if (virtio_dev_status(dev) & VIRTIO_STATUS_DRIVER_OK)
+		raise_vector(dev, __atomic_load_n(&dev->msix_config, __ATOMIC_RELAXED), 2);
+}
+
+/* ---- Queue kicks -------------------------------------------------------------------------- */
+
+static void kick_queue(struct virtio_dev *dev, int q)
+{
+	uint8_t st = virtio_dev_status(dev);
+
+	/* Kicks before DRIVER_OK or after an error are ignored; the device is not running. */
+	if ((st & VIRTIO_STATUS_DRIVER_OK) && !(st & VIRTIO_STATUS_NEEDS_RESET) &&
+	    dev->ops->queue_notify)
+		dev->ops->queue_notify(dev, q);
+}
+
+static void kick_fd_ready(void *opaque, uint32_t events)
+{
+	struct virtio_dev *dev = opaque;
+	uint64_t v;
+
+	/* One handler for all queues: find which eventfds fired. */
+	for (int q = 0; q < dev->nr_queues; q++)
+		if (read(dev->kick_fd[q], &v, sizeof(v)) == sizeof(v))
+			kick_queue(dev, q);
+}
+
+static void notify_write(struct virtio_dev *dev, uint32_t q)
+{
+	uint64_t one = 1;
+
+	if (q >= (uint32_t)dev->nr_queues)
+		return;
+	if (!dev->loop) {
+		kick_queue(dev, q);
+		return;
+	}
+	/* Slow path (no ioeventfd): hand the kick to the loop like KVM would. */
+	if (write(dev->kick_fd[q], &one, sizeof(one)) < 0)
+		log_msg_errno(LOG_WARN, "virtio", "%s: kick", dev->name);
+}
+
+/* Moves the queue ioeventfds along with BAR 0. Called with the PCI bus lock held. */
+static void virtio_bar_map(struct pci_dev *p, int bar, uint64_t addr, bool mapped)
+{
+	struct virtio_dev *dev = to_vdev(p);
+	const struct pci_host_ops *h;
+	void *op;
+
+	if (bar != 0 || !p->bus)
+		return;
+	h = pci_bus_host(p->bus, &op);
+	pthread_mutex_lock(&dev->lock);
+	if (dev->ioeventfds) {
+		for (int q = 0; q < dev->nr_queues; q++)
+			h->ioeventfd(op, dev->notify_base + VIRTIO_PCI_NOTIFY_MULT * q, 2,
+				     dev->kick_fd[q], false);
+		dev->ioeventfds = false;
+	}
+	dev->notify_base = 0;
+	if (mapped && dev->loop) {
+		int q, err = 0;
+
+		dev->notify_base = addr + VIRTIO_PCI_NOTIFY_OFF;
+		for (q = 0; q < dev->nr_queues && !err; q++)
+			err = h->ioeventfd(op, dev->notify_base + VIRTIO_PCI_NOTIFY_MULT * q, 2,
+					   dev->kick_fd[q], true);
+		if (err) {
+			/* The MMIO write path still works, only slower. */
+			log_msg(LOG_WARN, "virtio", "%s: ioeventfd failed (%d), using MMIO exits",
+				dev->name, err);
+			while (--q > 0)
+				h->ioeventfd(op,
+					     dev->notify_base + VIRTIO_PCI_NOTIFY_MULT * (q - 1), 2,
+					     dev->kick_fd[q - 1], false);
+		} else {
+			dev->ioeventfds = true;
+		}
+	}
+	pthread_mutex_unlock(&dev->lock);
+}
+
+/* ---- Status and reset --------------------------------------------------------------------- */
+
+static void reset_locked(struct virtio_dev *dev)
+{
+	if (dev->ops->reset)
+		dev->ops->reset(dev);
+	for (int q = 0; q < dev->nr_queues; q++)
+		virtq_reset(&dev->vqs[q]);
+	dev->guest_features = 0;
+	dev->dfselect = dev->gfselect = 0;
+	dev->queue_select = 0;
+	__atomic_store_n(&dev->msix_config, VIRTIO_MSI_NO_VECTOR, __ATOMIC_RELAXED);
+	__atomic_store_n(&dev->isr, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&dev->status, 0, __ATOMIC_RELEASE);
+}
+
+static bool features_ok(struct virtio_dev *dev)
+{
+	uint64_t offered = dev->host_features | VIRTIO_TRANSPORT_FEATURES;
+
+	if (dev->guest_features & ~offered) {
+		log_ratelimited(LOG_WARN, "virtio", "%s: driver accepted unoffered features %#llx",
+				dev->name, (unsigned long long)(dev->guest_features & ~offered));
+		return false;
+	}
+	/* Legacy interface is not offered. */
+	return virtio_dev_has_feature(dev, VIRTIO_F_VERSION_1);
+}
+
+static int activate(struct virtio_dev *dev)
+{
+	bool evidx = virtio_dev_has_feature(dev, VIRTIO_F_EVENT_IDX);
+
+	for (int q = 0; q < dev->nr_queues; q++) {
+		if (!dev->vqs[q].enabled)
+			continue;
+		if (!dev->vqs[q].desc && virtq_start(&dev->vqs[q], dev->mem, evidx))
+			return -EINVAL;
+	}
+	return dev->ops->activate ? dev->ops->activate(dev) : 0;
+}
+
+/*
+ * Device status moves only along these edges (NEEDS_RESET and FAILED aside):
+ * 0 -> ACK -> ACK|DRIVER -> +FEATURES_OK -> +DRIVER_OK; writing 0 resets.
+ */
+static const struct {
+	uint8_t from, to;
+} status_edges[] = {
+    {0, VIRTIO_STATUS_ACKNOWLEDGE},
+    {VIRTIO_STATUS_ACKNOWLEDGE, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER},
+    {VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER,
+     VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK},
+    {VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK,
+     VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
+	 VIRTIO_STATUS_DRIVER_OK},
+};
+
+static void status_write(struct virtio_dev *dev, uint8_t val)
+{
+	uint8_t cur = virtio_dev_status(dev);
+	uint8_t keep = cur & VIRTIO_STATUS_NEEDS_RESET;
+	uint8_t from = cur & ~(VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED);
+	uint8_t to = val & ~(VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED);
+	bool ok = false;
+
+	if (val == 0) {
+		reset_locked(dev);
+		return;
+	}
+	if (val & VIRTIO_STATUS_FAILED) {
+		/* The driver gave up; keep what we have, mark it, stop work. */
+		__atomic_fetch_or(&dev->status, VIRTIO_STATUS_FAILED, __ATOMIC_RELEASE);
+		return;
+	}
+	if (cur & VIRTIO_STATUS_FAILED)
+		return;
+	if (to == from)
+		return;
+	for (size_t i = 0; i < sizeof(status_edges) / sizeof(status_edges[0]); i++)
+		if (status_edges[i].from == from && status_edges[i].to == to)
+			ok = true;
+	if (!ok) {
+		log_ratelimited(LOG_WARN, "virtio", "%s: invalid status %#x -> %#x ignored",
+				dev->name, cur, val);
+		return;
+	}
+	if ((to & VIRTIO_STATUS_FEATURES_OK) && !(from & VIRTIO_STATUS_FEATURES_OK) &&
+	    !features_ok(dev)) {
+		/* Leave FEATURES_OK clear: the driver reads it back and fails the probe. */
+		return;
+	}
+	if ((to & VIRTIO_STATUS_DRIVER_OK) && !keep) {
+		__atomic_store_n(&dev->status, to, __ATOMIC_RELEASE);
+		if (activate(dev)) {
+			log_ratelimited(LOG_WARN, "virtio", "%s: activation failed", dev->name);
+			virtio_dev_set_needs_reset(dev);
+		}
+		return;
+	}
+	__atomic_store_n(&dev->status, to | keep, __ATOMIC_RELEASE);
+}
+
+/* ---- Common configuration ----------------------------------------------------------------- */
+
+static struct virtq *selected_queue(struct virtio_dev *dev)
+{
+	return dev->queue_select < dev->nr_queues ? &dev->vqs[dev->queue_select] : NULL;
+}
+
+/* Serialises the common cfg registers into their byte layout (for reads of any width). */
+static void common_image(struct virtio_dev *dev, uint8_t img[VIRTIO_PCI_COMMON_SIZE])
+{
+	struct virtq *q = selected_queue(dev);
+	uint64_t f = dev->host_features | VIRTIO_TRANSPORT_FEATURES;
+
+	memset(img, 0, VIRTIO_PCI_COMMON_SIZE);
+	pci_put_le(img + VIRTIO_PCI_COMMON_DFSELECT, 4, dev->dfselect);
+	pci_put_le(img + VIRTIO_PCI_COMMON_DF, 4,
+		   dev->dfselect == 0	? (uint32_t)f
+		   : dev->dfselect == 1 ? f >> 32
+					: 0);
+	pci_put_le(img + VIRTIO_PCI_COMMON_GFSELECT, 4, dev->gfselect);
+	pci_put_le(img + VIRTIO_PCI_COMMON_GF, 4,
+		   dev->gfselect == 0	? (uint32_t)dev->guest_features
+		   : dev->gfselect == 1 ? dev->guest_features >> 32
+					: 0);
+	pci_put_le(img + VIRTIO_PCI_COMMON_MSIX, 2, dev->msix_config);
+	pci_put_le(img + VIRTIO_PCI_COMMON_NUMQ, 2, dev->nr_queues);
+	img[VIRTIO_PCI_COMMON_STATUS] = virtio_dev_status(dev);
+	img[VIRTIO_PCI_COMMON_CFGGEN] = __atomic_load_n(&dev->config_generation, __ATOMIC_ACQUIRE);
+	pci_put_le(img + VIRTIO_PCI_COMMON_Q_SELECT, 2, dev->queue_select);
+	if (!q)
+		return;
+	pci_put_le(img + VIRTIO_PCI_COMMON_Q_SIZE, 2, q->size);
+	pci_put_le(img + VIRTIO_PCI_COMMON_Q_MSIX, 2, q->msix_vector);
+	pci_put_le(img + VIRTIO_PCI_COMMON_Q_ENABLE, 2, q->enabled);
+	pci_put_le(img + VIRTIO_PCI_COMMON_Q_NOFF, 2, dev->queue_select);
+	pci_put_le(img + VIRTIO_PCI_COMMON_Q_DESCLO, 4, q->desc_gpa);
+	pci_put_le(img + VIRTIO_PCI_COMMON_Q_DESCHI, 4, q->desc_gpa >> 32);
+	pci_put_le(img + VIRTIO_PCI_COMMON_Q_AVAILLO, 4, q->avail_gpa);
+	pci_put_le(img + VIRTIO_PCI_COMMON_Q_AVAILHI, 4, q->avail_gpa >> 32);
+	pci_put_le(img + VIRTIO_PCI_COMMON_Q_USEDLO, 4, q->used_gpa);
+	pci_put_le(img + VIRTIO_PCI_COMMON_Q_USEDHI, 4, q->used_gpa >> 32);
+}
+
+static uint16_t checked_vector(struct virtio_dev *dev, uint16_t v)
+{
+	/* A vector the function does not have reads back as NO_VECTOR (4.1.5.1.2). */
+	return v < dev->pci.msix->nr ? v : VIRTIO_MSI_NO_VECTOR;
+}
+
+static uint64_t set_half(uint64_t old, bool hi, uint32_t v)
+{
+	return hi ? (old & 0xffffffffULL) | (uint64_t)v << 32 : (old & ~0xffffffffULL) | v;
+}
+
+/* Applies one field whose bytes in img were (partly) written by the driver. */
+static void common_commit(struct virtio_dev *dev, uint32_t field, const uint8_t *img)
+{
+	struct virtq *q = selected_queue(dev);
+	uint8_t st = virtio_dev_status(dev);
+	bool q_locked = (st & VIRTIO_STATUS_DRIVER_OK) || (q && q->enabled);
+	uint32_t v32 = pci_get_le(img + field, 4);
+	uint16_t v16 = v32;
+
+	switch (field) {
+	case VIRTIO_PCI_COMMON_DFSELECT:
+		dev->dfselect = v32;
+		return;
+	case VIRTIO_PCI_COMMON_GFSELECT:
+		dev->gfselect = v32;
+		return;
+	case VIRTIO_PCI_COMMON_GF:
+		/* Features are fixed once FEATURES_OK was accepted. */
+		if (st & VIRTIO_STATUS_FEATURES_OK || dev->gfselect > 1)
+			return;
+		dev->guest_features = set_half(dev->guest_features, dev->gfselect == 1, v32);
+		return;
+	case VIRTIO_PCI_COMMON_MSIX:
+		__atomic_store_n(&dev->msix_config, checked_vector(dev, v16), __ATOMIC_RELAXED);
+		return;
+	case VIRTIO_PCI_COMMON_STATUS:
+		status_write(dev, img[field]);
+		return;
+	case VIRTIO_PCI_COMMON_Q_SELECT:
+		dev->queue_select = v16;
+		return;
+	}
+	if (!q)
+		return;
+	switch (field) {
+	case VIRTIO_PCI_COMMON_Q_MSIX:
+		__atomic_store_n(&q->msix_vector, checked_vector(dev, v16), __ATOMIC_RELAXED);
+		return;
+	case VIRTIO_PCI_COMMON_Q_SIZE:
+		/* Split rings need a power of two no larger than what we offered. */
+		if (!q_locked && v16 && v16 <= q->max_size && !(v16 & (v16 - 1)))
+			q->size = v16;
+		return;
+	case VIRTIO_PCI_COMMON_Q_ENABLE:
+		/* Only 1 may be written; a queue is disabled by reset. */
+		if (v16 == 1 && !q->enabled && !(st & VIRTIO_STATUS_DRIVER_OK))
+			q->enabled = true;
+		return;
+	}
+	if (q_locked)
+		return;
+	switch (field) {
+	case VIRTIO_PCI_COMMON_Q_DESCLO:
+	case VIRTIO_PCI_COMMON_Q_DESCHI:
+		q->desc_gpa = set_half(q->desc_gpa, field == VIRTIO_PCI_COMMON_Q_DESCHI, v32);
+		break;
+	case VIRTIO_PCI_COMMON_Q_AVAILLO:
+	case VIRTIO_PCI_COMMON_Q_AVAILHI:
+		q->avail_gpa = set_half(q->avail_gpa, field == VIRTIO_PCI_COMMON_Q_AVAILHI, v32);
+		break;
+	case VIRTIO_PCI_COMMON_Q_USEDLO:
+	case VIRTIO_PCI_COMMON_Q_USEDHI:
+		q->used_gpa = set_half(q->used_gpa, field == VIRTIO_PCI_COMMON_Q_USEDHI, v32);
+		break;
+	}
+}
+
+/* Field start offsets and widths, in layout order. */
+static const uint8_t common_fields[][2] = {
+    {VIRTIO_PCI_COMMON_DFSELECT, 4},  {VIRTIO_PCI_COMMON_DF, 4},
+    {VIRTIO_PCI_COMMON_GFSELECT, 4},  {VIRTIO_PCI_COMMON_GF, 4},
+    {VIRTIO_PCI_COMMON_MSIX, 2},      {VIRTIO_PCI_COMMON_NUMQ, 2},
+    {VIRTIO_PCI_COMMON_STATUS, 1},    {VIRTIO_PCI_COMMON_CFGGEN, 1},
+    {VIRTIO_PCI_COMMON_Q_SELECT, 2},  {VIRTIO_PCI_COMMON_Q_SIZE, 2},
+    {VIRTIO_PCI_COMMON_Q_MSIX, 2},    {VIRTIO_PCI_COMMON_Q_ENABLE, 2},
+    {VIRTIO_PCI_COMMON_Q_NOFF, 2},    {VIRTIO_PCI_COMMON_Q_DESCLO, 4},
+    {VIRTIO_PCI_COMMON_Q_DESCHI, 4},  {VIRTIO_PCI_COMMON_Q_AVAILLO, 4},
+    {VIRTIO_PCI_COMMON_Q_AVAILHI, 4}, {VIRTIO_PCI_COMMON_Q_USEDLO, 4},
+    {VIRTIO_PCI_COMMON_Q_USEDHI, 4},
+};
+
+static void common_access(struct virtio_dev *dev, uint64_t off, uint8_t *data, uint32_t len,
+			  bool is_write)
+{
+	uint8_t img[VIRTIO_PCI_COMMON_SIZE];
+
+	if (off >= VIRTIO_PCI_COMMON_SIZE || off + len > VIRTIO_PCI_COMMON_SIZE) {
+		if (!is_write)
+			memset(data, 0, len);
+		return;
+	}
+	pthread_mutex_lock(&dev->lock);
+	common_image(dev, img);
+	if (!is_write) {
+		memcpy(data, img + off, len);
+	} else {
+		memcpy(img + off, data, len);
+		for (size_t i = 0; i < sizeof(common_fields) / sizeof(common_fields[0]); i++) {
+			uint32_t f = common_fields[i][0], n = common_fields[i][1];
+
+			if (off < f + n && f < off + len)
+				common_commit(dev, f, img);
+		}
+	}
+	pthread_mutex_unlock(&dev->lock);
+}
+
+/* ---- BAR 0 dispatch ----------------------------------------------------------------------- */
+
+static void bar0_access(void *opaque, uint64_t off, uint8_t *data, uint32_t len, bool is_write)
+{
+	struct virtio_dev *dev = opaque;
+
+	if (off < VIRTIO_PCI_ISR_OFF) {
+		common_access(dev, off - VIRTIO_PCI_COMMON_OFF, data, len, is_write);
+	} else if (off < VIRTIO_PCI_DEVCFG_OFF) {
+		/* ISR: reading returns and clears it (4.1.4.5). */
+		if (!is_write) {
+			memset(data, 0, len);
+			if (off == VIRTIO_PCI_ISR_OFF)
+				data[0] = __atomic_exchange_n(&dev->isr, 0, __ATOMIC_ACQ_REL);
+		}
+	} else if (off < VIRTIO_PCI_NOTIFY_OFF) {
+		uint64_t o = off - VIRTIO_PCI_DEVCFG_OFF;
+
+		if (o + len > dev->config_len) {
+			if (!is_write)
+				memset(data, 0, len);
+			return;
+		}
+		pthread_mutex_lock(&dev->lock);
+		if (!is_write)
+			dev->ops->config_read(dev, o, data, len);
+		else if (dev->ops->config_write)
+			dev->ops->config_write(dev, o, data, len);
+		pthread_mutex_unlock(&dev->lock);
+	} else {
+		uint64_t o = off - VIRTIO_PCI_NOTIFY_OFF;
+
+		if (!is_write)
+			memset(data, 0, len);
+		else if (o % VIRTIO_PCI_NOTIFY_MULT == 0)
+			notify_write(dev, o / VIRTIO_PCI_NOTIFY_MULT);
+	}
+}
+
+/* ---- Setup -------------------------------------------------------------------------------- */
+
+static const struct pci_dev_ops virtio_pci_ops = {
+    .bar_map = virtio_bar_map,
+};
+
+static int add_cap(struct pci_dev *p, uint8_t type, uint32_t off, uint32_t len, bool notify)
+{
+	uint8_t cap[20] = {PCI_CAP_ID_VNDR};
+
+	cap[2] = notify ? 20 : 16; /* cap_len */
+	cap[3] = type;
+	cap[4] = 0; /* bar */
+	pci_put_le(&cap[8], 4, off);
+	pci_put_le(&cap[12], 4, len);
+	if (notify)
+		pci_put_le(&cap[16], 4, VIRTIO_PCI_NOTIFY_MULT);
+	return pci_cap_add(p, cap, cap[2], NULL);
+}
+
+int virtio_dev_init(struct virtio_dev *dev, const char *name, uint16_t device_id,
+		    uint32_t pci_class, int nr_queues, uint16_t queue_size, uint32_t config_len,
+		    uint64_t features, const struct virtio_dev_ops *ops, struct guest_mem *mem,
+		    struct loop *loop)
+{
+	int err, q;
+
+	if (nr_queues < 1 || nr_queues > VIRTIO_MAX_QUEUES || nr_queues + 1 > PCI_MSIX_MAX ||
+	    !queue_size || queue_size > VIRTQ_MAX_SIZE || (queue_size & (queue_size - 1)) ||
+	    config_len > VIRTIO_PCI_NOTIFY_OFF - VIRTIO_PCI_DEVCFG_OFF || !ops->config_read)
+		return -EINVAL;
+	memset(dev, 0, sizeof(*dev));
+	for (q = 0; q < VIRTIO_MAX_QUEUES; q++)
+		dev->kick_fd[q] = -1;
+	pthread_mutex_init(&dev->lock, NULL);
+	dev->name = name;
+	dev->ops = ops;
+	dev->mem = mem;
+	dev->loop = loop;
+	dev->device_id = device_id;
+	dev->config_len = config_len;
+	dev->host_features = features;
+	dev->nr_queues = nr_queues;
+	dev->msix_config = VIRTIO_MSI_NO_VECTOR;
+	for (q = 0; q < nr_queues; q++) {
+		dev->vqs[q].max_size = queue_size;
+		virtq_reset(&dev->vqs[q]);
+	}
+
+	pci_dev_init(&dev->pci, name, VIRTIO_PCI_VENDOR, VIRTIO_PCI_DEVICE(device_id), pci_class, 1,
+		     VIRTIO_PCI_VENDOR, VIRTIO_PCI_DEVICE(device_id), &virtio_pci_ops);
+	err = pci_dev_set_bar(&dev->pci, 0, VIRTIO_PCI_BAR_SIZE, false, bar0_access, dev);
+	if (err)
+		goto fail;
+	err = pci_msix_init(&dev->pci, nr_queues + 1, VIRTIO_PCI_MSIX_BAR);
+	if (err)
+		goto fail;
+	if ((err = add_cap(&dev->pci, VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_COMMON_OFF,
+			   VIRTIO_PCI_COMMON_SIZE, false)) < 0 ||
+	    (err = add_cap(&dev->pci, VIRTIO_PCI_CAP_ISR_CFG, VIRTIO_PCI_ISR_OFF, 1, false)) < 0 ||
+	    (err = add_cap(&dev->pci, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_PCI_NOTIFY_OFF,
+			   VIRTIO_PCI_NOTIFY_MULT * nr_queues, true)) < 0)
+		goto fail;
+	if (config_len && (err = add_cap(&dev->pci, VIRTIO_PCI_CAP_DEVICE_CFG,
+					 VIRTIO_PCI_DEVCFG_OFF, config_len, false)) < 0)
+		goto fail;
+
+	if (loop) {
+		for (q = 0; q < nr_queues; q++) {
+			dev->kick_fd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+			if (dev->kick_fd[q] < 0) {
+				err = -errno;
+				goto fail;
+			}
+			err = loop_add(loop, dev->kick_fd[q], EPOLLIN, kick_fd_ready, dev);
+			if (err) {
+				close(dev->kick_fd[q]);
+				dev->kick_fd[q] = -1;
+				goto fail;
+			}
+		}
+	}
+	return 0;
+fail:
+	for (q = 0; q < VIRTIO_MAX_QUEUES; q++) {
+		if (dev->kick_fd[q] >= 0) {
+			loop_del(loop, dev->kick_fd[q]);
+			close(dev->kick_fd[q]);
+			dev->kick_fd[q] = -1;
+		}
+	}
+	pci_msix_cleanup(&dev->pci);
+	pthread_mutex_destroy(&dev->lock);
+	return err;
+}
+
+int virtio_dev_plug(struct virtio_dev *dev, struct pci_bus *pbus)
+{
+	return pci_dev_add(pbus, &dev->pci, -1);
+}
+
+void virtio_dev_destroy(struct virtio_dev *dev)
+{
+	if (!dev)
+		return;
+	/* Unplug first: after this no vCPU reaches the registers and no ioeventfd fires. */
+	pci_dev_remove(&dev->pci);
+	pthread_mutex_lock(&dev->lock);
+	if (dev->ops->reset)
+		dev->ops->reset(dev);
+	pthread_mutex_unlock(&dev->lock);
+	for (int q = 0; q < VIRTIO_MAX_QUEUES; q++) {
+		if (dev->kick_fd[q] >= 0) {
+			loop_del(dev->loop, dev->kick_fd[q]);
+			close(dev->kick_fd[q]);
+			dev->kick_fd[q] = -1;
+		}
+	}
+	pci_msix_cleanup(&dev->pci);
+	pthread_mutex_destroy(&dev->lock);
+	if (dev->ops->destroy)
+		dev->ops->destroy(dev);
+}

@@ -1,0 +1,141 @@
+/*
+ * virtio-rng (virtio 1.x, 5.4): every writable buffer the driver offers is
+ * filled from getrandom(), which does not block once the host pool is up.
+ */
+#include "virtio.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/random.h>
+
+#include "vmm/log.h"
+
+#define RNG_QUEUE_SIZE 64
+#define RNG_MAX_BYTES  (64 * 1024) /* per request: keeps one kick short */
+
+struct rng_dev {
+	struct virtio_dev vdev;
+	pthread_mutex_t lock;
+	bool active;
+	struct virtq_chain chain;
+};
+
+static struct rng_dev *to_rng(struct virtio_dev *vdev)
+{
+	return (struct rng_dev *)((char *)vdev - offsetof(struct rng_dev, vdev));
+}
+
+static uint32_t fill(const struct iovec *iov, int n)
+{
+	uint32_t done = 0;
+
+	for (int i = 0; i < n && done < RNG_MAX_BYTES; i++) {
+		size_t want = iov[i].iov_len;
+		ssize_t got;
+
+		if (want > RNG_MAX_BYTES - done)
+			want = RNG_MAX_BYTES - done;
+		got = getrandom(iov[i].iov_base, want, GRND_NONBLOCK);
+		if (got <= 0) {
+			if (got < 0 && errno != EAGAIN)
+				log_msg_errno(LOG_WARN, "rng", "getrandom");
+			break;
+		}
+		done += got;
+		if ((size_t)got < want)
+			break;
+	}
+	return done;
+}
+
+static void rng_queue_notify(struct virtio_dev *vdev, int q)
+{
+	struct rng_dev *rng = to_rng(vdev);
+	struct virtq *vq = &vdev->vqs[0];
+	bool pushed = false;
+	int r = 0;
+
+	pthread_mutex_lock(&rng->lock);
+	if (rng->active && q == 0) {
+		while ((r = virtq_pop(vq, &rng->chain)) > 0) {
+			struct virtq_chain *c = &rng->chain;
+
+			/* Readable buffers mean nothing to this device; only the writable part
+			 * counts. */
+			virtq_push(vq, c->head, fill(c->iov + c->nr_out, c->nr_in));
+			pushed = true;
+		}
+		if (pushed)
+			virtio_dev_notify(vdev, 0);
+	}
+	pthread_mutex_unlock(&rng->lock);
+	if (r < 0)
+		virtio_dev_set_needs_reset(vdev);
+}
+
+static void rng_config_read(struct virtio_dev *vdev, uint32_t off, void *data, uint32_t len)
+{
+	/* No device configuration. */
+}
+
+static int rng_activate(struct virtio_dev *vdev)
+{
+	struct rng_dev *rng = to_rng(vdev);
+
+	pthread_mutex_lock(&rng->lock);
+	rng->active = true;
+	pthread_mutex_unlock(&rng->lock);
+	return 0;
+}
+
+static void rng_reset(struct virtio_dev *vdev)
+{
+	struct rng_dev *rng = to_rng(vdev);
+
+	pthread_mutex_lock(&rng->lock);
+	rng->active = false;
+	pthread_mutex_unlock(&rng->lock);
+}
+
+static void rng_destroy(struct virtio_dev *vdev)
+{
+	struct rng_dev *rng = to_rng(vdev);
+
+	pthread_mutex_destroy(&rng->lock);
+	free(rng);
+}
+
+static const struct virtio_dev_ops rng_ops = {
+    .config_read = rng_config_read,
+    .activate = rng_activate,
+    .queue_notify = rng_queue_notify,
+    .reset = rng_reset,
+    .destroy = rng_destroy,
+};
+
+int virtio_rng_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop *loop,
+		      struct virtio_dev **out)
+{
+	struct rng_dev *rng;
+	int err, slot;
+
+	rng = calloc(1, sizeof(*rng));
+	if (!rng)
+		return -ENOMEM;
+	pthread_mutex_init(&rng->lock, NULL);
+	/* Class 0x00ff00: unclassified device, as other VMMs present virtio-rng. */
+	err = virtio_dev_init(&rng->vdev, "rng", VIRTIO_ID_RNG, 0x00ff00, 1, RNG_QUEUE_SIZE, 0, 0,
+			      &rng_ops, mem, loop);
+	if (err) {
+		pthread_mutex_destroy(&rng->lock);
+		free(rng);
+		return err;
+	}
+	slot = virtio_dev_plug(&rng->vdev, pbus);
+	if (slot < 0) {
+		virtio_dev_destroy(&rng->vdev);
+		return slot;
+	}
+	*out = &rng->vdev;
+	return 0;
+}
