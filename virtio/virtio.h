@@ -236,7 +236,7 @@ struct blk_config {
 	const char *path;
 	bool read_only;
 	const char *serial; /* NULL or "" -> none; longer than 20 bytes is cut */
-	int num_queues;	    /* 0 -> 1; one per vCPU is the intent */
+	int num_queues;	    /* 0 -> 1; one per vCPU is the intent; capped at 16 */
 };
 
 /* Opens path (regular file or block device) and plugs a virtio-blk function. */

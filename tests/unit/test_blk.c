@@ -372,6 +372,21 @@ static void test_loop_needs_reset(void **state)
 	assert_int_equal(tq_used_idx(&f->m, 0), 1);
 }
 
+static void test_queue_count_capped(void **state)
+{
+	struct fx *f = *state;
+	struct blk_config cfg = {.path = f->path, .num_queues = 64};
+	struct virtio_dev *dev;
+	struct tdrv d;
+
+	/* 64 vCPUs still get a disk, with the queue count capped. */
+	assert_int_equal(virtio_blk_create(f->m.pbus, f->m.mem, NULL, &cfg, &dev), 0);
+	tdrv_attach(&d, &f->m, dev->pci.slot);
+	assert_int_equal(mmio_rd(&f->m, d.bar0 + VIRTIO_PCI_DEVCFG_OFF + 34, 2), 16);
+	assert_int_equal(cc_rd(&d, VIRTIO_PCI_COMMON_NUMQ, 2), 16);
+	virtio_dev_destroy(dev);
+}
+
 static void test_create_errors(void **state)
 {
 	struct tmach m;
@@ -403,6 +418,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_read_only, setup_ro, teardown),
 	    cmocka_unit_test_setup_teardown(test_multiqueue_and_reset, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_loop_needs_reset, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_queue_count_capped, setup, teardown),
 	    cmocka_unit_test(test_create_errors),
 	};
 
