@@ -202,6 +202,7 @@ struct virtio_dev {
 	int kick_fd[VIRTIO_MAX_QUEUES];
 	uint64_t notify_base; /* guest address of the notify area while mapped, else 0 */
 	bool ioeventfds;      /* kick_fds are registered as ioeventfds */
+	uint8_t pcicfg_cap;   /* config offset of the PCI_CFG access capability */
 };
 
 /*
