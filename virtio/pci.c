@@ -96,13 +96,11 @@ static void kick_queue(struct virtio_dev *dev, int q)
 
 static void kick_fd_ready(void *opaque, uint32_t events)
 {
-	struct virtio_dev *dev = opaque;
+	struct virtio_kick *k = opaque;
 	uint64_t v;
 
-	/* One handler for all queues: find which eventfds fired. */
-	for (int q = 0; q < dev->nr_queues; q++)
-		if (read(dev->kick_fd[q], &v, sizeof(v)) == sizeof(v))
-			kick_queue(dev, q);
+	if (read(k->dev->kick_fd[k->q], &v, sizeof(v)) == sizeof(v))
+		kick_queue(k->dev, k->q);
 }
 
 static void notify_write(struct virtio_dev *dev, uint32_t q)
@@ -595,7 +593,10 @@ int virtio_dev_init(struct virtio_dev *dev, const char *name, uint16_t device_id
 				err = -errno;
 				goto fail;
 			}
-			err = loop_add(loop, dev->kick_fd[q], EPOLLIN, kick_fd_ready, dev);
+			dev->kick[q].dev = dev;
+			dev->kick[q].q = q;
+			err =
+			    loop_add(loop, dev->kick_fd[q], EPOLLIN, kick_fd_ready, &dev->kick[q]);
 			if (err) {
 				close(dev->kick_fd[q]);
 				dev->kick_fd[q] = -1;
