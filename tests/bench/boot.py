@@ -18,7 +18,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 READY = b"uvm-gcs: ready"
 # uvm-shim's base command line (shim/run.c); QEMU gets the same string.
-BASE_CMDLINE = ("console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp "
+BASE_CMDLINE = ("console=ttyS0 quiet reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp "
                 "i8042.dumbkbd")
 TARGET = 0.8
 
@@ -89,8 +89,8 @@ def main():
         for name, argv in (("uvm-shim", shim_argv), ("qemu", qemu_argv)):
             t_ready, t_exit = measure(argv, args.timeout)
             results[name].append((t_ready, t_exit))
-            print("run %d %-8s ready %6.2f s  exit %6.2f s" % (i + 1, name, t_ready, t_exit),
-                  flush=True)
+            print("run %d %-8s ready %6.2f s  exit %6.2f s  (load average %.1f)"
+                  % (i + 1, name, t_ready, t_exit, os.getloadavg()[0]), flush=True)
 
     med = {n: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v))
            for n, v in results.items()}

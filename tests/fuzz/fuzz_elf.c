@@ -1,8 +1,8 @@
 /*
  * boot_load on hostile ELF kernels into a 4 MiB guest. With the first byte's
- * top bit set the rest overwrites a valid template (ELF header, three
- * program headers, notes with the PVH entry, one segment), otherwise the
- * rest is the whole image.
+ * top bit set the rest overwrites part of a valid template (ELF header,
+ * three program headers, notes with the PVH entry, one segment; bits 1-2
+ * pick where), otherwise the rest is the whole image.
  */
 #include <elf.h>
 #include <stdint.h>
@@ -78,8 +78,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	data++;
 	size--;
 	if (opt & 0x80) {
+		/* Overlay at the ELF header, the program headers or the notes. */
+		static const size_t at[4] = {0, 64, 0x200, 0x218};
+		size_t off = at[(opt >> 1) & 3];
+
 		memcpy(img, tmpl, sizeof(img));
-		memcpy(img, data, size < sizeof(img) ? size : sizeof(img));
+		memcpy(img + off, data, size < sizeof(img) - off ? size : sizeof(img) - off);
 		in.kernel = img;
 		in.kernel_size = sizeof(img);
 	} else {
