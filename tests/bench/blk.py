@@ -15,8 +15,9 @@ import sys
 import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BASE_CMDLINE = ("console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp "
-                "i8042.dumbkbd quiet")
+# uvm-shim's base command line (shim/run.c); QEMU gets the same string.
+BASE_CMDLINE = ("console=ttyS0 quiet reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp "
+                "i8042.dumbkbd")
 TARGET = 1.2
 
 
@@ -80,12 +81,15 @@ def main():
         cmd = fio_cmd(args.runtime, args.iodepth)
         shim_argv = [shim, "run", "--kernel", kernel, "--initrd", args.initrd,
                      "--cpus", str(args.cpus), "--memory", str(args.memory),
-                     "--cmdline", "quiet", "--disk", disk, "--", "sh", "-c", cmd]
+                     "--disk", disk, "--", "sh", "-c", cmd]
         qemu_argv = ["qemu-system-x86_64", "-M", "pc", "-enable-kvm", "-cpu", "host",
                      "-smp", str(args.cpus), "-m", str(args.memory),
                      "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
                      "-serial", "stdio", "-kernel", kernel, "-initrd", args.initrd,
-                     "-append", "%s -- sh -c \"'%s'\"" % (BASE_CMDLINE, cmd),
+                     # The guest agent runs the words after "--" as an argv; the
+                     # kernel makes one word of a double-quoted string (as uvm-shim
+                     # writes it).
+                     "-append", '%s -- sh -c "%s"' % (BASE_CMDLINE, cmd),
                      "-drive", "file=%s,format=raw,if=none,id=d0,cache=writeback" % disk,
                      "-device", "virtio-blk-pci,drive=d0,num-queues=%d" % args.cpus]
         results = {"uvm-shim": [], "qemu": []}
