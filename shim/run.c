@@ -39,6 +39,9 @@ struct run_ctx {
 	int out_fd;
 	struct console_watch watch;
 	bool panic_seen;
+	bool guest_cmd;	     /* `run -- CMD`: exit with CMD's status */
+	bool guest_exit_seen;
+	int guest_exit;
 	bool escape; /* the previous stdin byte was Ctrl-A */
 	bool tty_raw;
 	struct termios saved_tty;
@@ -83,6 +86,10 @@ static void run_console_out(void *opaque, const uint8_t *buf, size_t len)
 			break;
 		case CONSOLE_EV_POWER_OFF:
 			vm_request_exit(ctx->vm, VM_EXIT_POWEROFF);
+			break;
+		case CONSOLE_EV_GUEST_EXIT:
+			ctx->guest_exit = ctx->watch.guest_exit;
+			ctx->guest_exit_seen = true;
 			break;
 		default:
 			break;
@@ -276,6 +283,19 @@ static int run_exit_status(struct run_ctx *ctx)
 	switch (why) {
 	case VM_EXIT_RESET:
 	case VM_EXIT_POWEROFF:
+		if (ctx->guest_cmd) {
+			if (!ctx->guest_exit_seen) {
+				pr_err("run", "VM ended (%s) without the agent reporting the command's "
+					      "exit status",
+				       vm_exit_name(why));
+				return RUN_EXIT_GUEST;
+			}
+			pr_info("run", "VM ended: %s; the guest command exited %d", vm_exit_name(why),
+				ctx->guest_exit);
+			return ctx->guest_exit;
+		}
+		pr_info("run", "VM ended: %s", vm_exit_name(why));
+		return RUN_EXIT_OK;
 	case VM_EXIT_TERMINATED:
 		pr_info("run", "VM ended: %s", vm_exit_name(why));
 		return RUN_EXIT_OK;
@@ -398,6 +418,7 @@ int run_main(int argc, char **argv)
 		goto out;
 	}
 	ctx.vm = ctx.m->vm;
+	ctx.guest_cmd = o->guest_argc > 0;
 	ctx.uart = ctx.m->uart;
 
 	if (loop_add(ctx.loop, vm_exit_fd(ctx.vm), EPOLLIN, run_on_exit, &ctx) ||
