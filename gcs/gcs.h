@@ -6,6 +6,7 @@
 #ifndef GCS_GCS_H
 #define GCS_GCS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -53,5 +54,12 @@ int gcs_bridge_main(int argc, char **argv);
 /* Ends the VM: sync, then reboot (the VMM ends on the guest's reboot).
  * Outside PID 1 (tests), exits with `code` instead. */
 void gcs_shutdown(int code) __attribute__((noreturn));
+
+/* storage.c: a hot-plugged disk found by serial (and mounted), or unmounted and removed. */
+int gcs_storage_add(const char *serial, const char *mnt, const char *fs, const char *opts,
+		    bool read_only, long timeout_ms, char *dev, size_t devlen, char *err,
+		    size_t errlen);
+int gcs_storage_remove(const char *serial, const char *mnt, long timeout_ms, char *err,
+		       size_t errlen);
 
 #endif
