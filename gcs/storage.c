@@ -139,9 +139,15 @@ static unsigned long mount_flags(const char *opts, char *data, size_t len)
 	static const struct {
 		const char *name;
 		unsigned long flag;
-	} known[] = {{"ro", MS_RDONLY},	    {"nosuid", MS_NOSUID},	 {"nodev", MS_NODEV},
-		     {"noexec", MS_NOEXEC},    {"sync", MS_SYNCHRONOUS},	 {"noatime", MS_NOATIME},
-		     {"nodiratime", MS_NODIRATIME}, {"relatime", MS_RELATIME}, {"dirsync", MS_DIRSYNC}};
+	} known[] = {{"ro", MS_RDONLY},
+		     {"nosuid", MS_NOSUID},
+		     {"nodev", MS_NODEV},
+		     {"noexec", MS_NOEXEC},
+		     {"sync", MS_SYNCHRONOUS},
+		     {"noatime", MS_NOATIME},
+		     {"nodiratime", MS_NODIRATIME},
+		     {"relatime", MS_RELATIME},
+		     {"dirsync", MS_DIRSYNC}};
 	char buf[1024], *save = NULL, *tok;
 	unsigned long flags = 0;
 	size_t used = 0;
@@ -190,7 +196,8 @@ static int pci_remove(const char *name, long deadline, char *err, size_t errlen)
 	int ret = pci_dir_of(name, dir, sizeof(dir));
 
 	if (ret) {
-		snprintf(err, errlen, "cannot find the PCI function of %s: %s", name, strerror(-ret));
+		snprintf(err, errlen, "cannot find the PCI function of %s: %s", name,
+			 strerror(-ret));
 		return ret;
 	}
 	snprintf(path, sizeof(path), "%s/remove", dir);
@@ -232,8 +239,8 @@ int gcs_storage_add(const char *serial, const char *mnt, const char *fs, const c
 		if (find_by_serial(serial, name, sizeof(name)) == 0)
 			break;
 		if (now_ms() - t0 > timeout_ms) {
-			snprintf(err, errlen, "no disk with serial %s appeared within %ld ms", serial,
-				 timeout_ms);
+			snprintf(err, errlen, "no disk with serial %s appeared within %ld ms",
+				 serial, timeout_ms);
 			return -ETIMEDOUT;
 		}
 		sleep_ms(POLL_MS);
@@ -262,7 +269,7 @@ int gcs_storage_add(const char *serial, const char *mnt, const char *fs, const c
 	}
 	gcs_log("storage: %s mounted on %s", dev, mnt);
 	return 0;
-undo: {
+undo : {
 	/* The host unplugs it on failure: take it out here first. */
 	char why[256];
 

@@ -48,7 +48,8 @@ static int parse_options(const cJSON *params, char out[SCSI_OPTIONS_MAX], char e
 		return 0;
 	}
 	if (!cJSON_IsArray(v)) {
-		snprintf(err, CTL_ERRLEN, "params.options: expected a string or an array of strings");
+		snprintf(err, CTL_ERRLEN,
+			 "params.options: expected a string or an array of strings");
 		return -EINVAL;
 	}
 	cJSON_ArrayForEach(o, v)
@@ -296,7 +297,7 @@ static cJSON *disk_result(const struct scsi_disk *d)
 
 static int guest_code(int status)
 {
-	return status == -ETIMEDOUT ? CTL_ERR_TIMEOUT
+	return status == -ETIMEDOUT   ? CTL_ERR_TIMEOUT
 	       : status == -ECANCELED ? CTL_ERR_CANCELLED
 				      : CTL_ERR_GUEST;
 }
@@ -316,9 +317,9 @@ static int guest_add(struct scsi_disk *d, struct bridge *bridge, bridge_resp_fn 
 	}
 	cJSON_AddBoolToObject(b, "read_only", d->read_only);
 	cJSON_AddNumberToObject(b, "timeout_ms", (double)d->timeout_ms);
-	return bridge_request(bridge,
-			      BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_DEVICE, BRIDGE_RPC_SCSI_ADD),
-			      b, fn, d);
+	return bridge_request(
+	    bridge, BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_DEVICE, BRIDGE_RPC_SCSI_ADD), b, fn,
+	    d);
 }
 
 static void note_device(struct scsi_disk *d, const cJSON *body)
@@ -346,7 +347,8 @@ static void on_add_resp(void *opaque, int status, const char *error, const cJSON
 		virtio_dev_destroy(d->dev);
 		scsi_release(d);
 		if (req)
-			ctl_req_error(req, guest_code(status), "the guest could not attach the disk: %s",
+			ctl_req_error(req, guest_code(status),
+				      "the guest could not attach the disk: %s",
 				      error ? error : strerror(-status));
 		return;
 	}
@@ -440,7 +442,8 @@ static void on_remove_resp(void *opaque, int status, const char *error, const cJ
 		/* Still in the guest: keep the function, the parent may retry. */
 		d->state = SCSI_ATTACHED;
 		if (req)
-			ctl_req_error(req, guest_code(status), "the guest could not remove the disk: %s",
+			ctl_req_error(req, guest_code(status),
+				      "the guest could not remove the disk: %s",
 				      error ? error : strerror(-status));
 		return;
 	}
@@ -462,8 +465,7 @@ static void on_remove_resp(void *opaque, int status, const char *error, const cJ
 		cJSON_Delete(r);
 }
 
-void scsi_method_remove(struct scsi *sc, struct bridge *bridge, bool running,
-			struct ctl_req *req)
+void scsi_method_remove(struct scsi *sc, struct bridge *bridge, bool running, struct ctl_req *req)
 {
 	unsigned c, l;
 	struct scsi_disk *d;

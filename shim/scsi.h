@@ -42,8 +42,8 @@ struct scsi_params {
 	unsigned controller, lun;
 	const char *host_path;
 	bool read_only;
-	const char *guest_path; /* NULL: attach only */
-	const char *fs_type;	/* default "ext4" */
+	const char *guest_path;		/* NULL: attach only */
+	const char *fs_type;		/* default "ext4" */
 	char options[SCSI_OPTIONS_MAX]; /* mount options, comma-joined ("" = none) */
 	uint64_t timeout_ms;
 };
@@ -120,8 +120,7 @@ int scsi_attach_cold(struct scsi *sc, const struct scsi_params *p, char *err, si
 
 /* Control methods. bridge is NULL (or not ready) before the GCS is up. */
 void scsi_method_add(struct scsi *sc, struct bridge *bridge, bool running, struct ctl_req *req);
-void scsi_method_remove(struct scsi *sc, struct bridge *bridge, bool running,
-			struct ctl_req *req);
+void scsi_method_remove(struct scsi *sc, struct bridge *bridge, bool running, struct ctl_req *req);
 
 /*
  * Once the GCS negotiated: has it find (and mount) every cold-plugged disk.
