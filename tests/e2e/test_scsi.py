@@ -164,7 +164,9 @@ def test_scsi_disks_at_create(paths, kvm, tmp):
         s.error("scsi.add", -32001, controller=0, lun=0, host_path=img)
         s.ok("vm.create", console=os.path.join(tmp, "console.log"), cmdline="quiet",
              scsi=[{"controller": 0, "lun": 0, "host_path": img, "guest_path": "/data"}])
-        r = s.ok("scsi.add", controller=0, lun=1, host_path=img, read_only=True)
+        img2 = os.path.join(tmp, "cold.img")
+        make_ext4(img2)
+        r = s.ok("scsi.add", controller=0, lun=1, host_path=img2, read_only=True)
         assert r["device"] is None  # the guest has not seen it yet
         s.ok("scsi.remove", controller=0, lun=1)  # cold: just unplugged
         s.ok("vm.start", timeout=240)
