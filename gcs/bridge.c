@@ -49,7 +49,8 @@
 
 static const char *const caps[] = {BRIDGE_CAP_EXEC,	   BRIDGE_CAP_TTY,
 				   BRIDGE_CAP_SIGNAL,	   BRIDGE_CAP_PROPERTIES,
-				   BRIDGE_CAP_DUMP_STACKS, BRIDGE_CAP_SHUTDOWN};
+				   BRIDGE_CAP_DUMP_STACKS, BRIDGE_CAP_SHUTDOWN,
+				   BRIDGE_CAP_SCSI};
 
 struct waiter {
 	uint64_t id;
@@ -709,6 +710,60 @@ static void do_shutdown(uint32_t type, uint64_t id, const cJSON *req)
 	B.quit = true; /* PID 1 powers the VM off when we end */
 }
 
+static const char *str_field(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/*
+ * Disks: synchronous on the bridge loop, bounded by the request's timeout.
+ * A rescan and a mount take milliseconds; the wait is for a slow guest.
+ */
+static void do_scsi_add(uint32_t type, uint64_t id, const cJSON *req)
+{
+	const char *serial = str_field(req, "serial"), *fs = str_field(req, "fs");
+	long timeout = num_field(req, "timeout_ms", 30000);
+	char dev[64], err[512];
+	cJSON *b;
+	int ret;
+
+	if (!serial || !*serial) {
+		respond(type, id, -EINVAL, NULL, "scsi_add: no serial");
+		return;
+	}
+	ret = gcs_storage_add(serial, str_field(req, "mount"), fs ? fs : "ext4",
+			      str_field(req, "options"),
+			      cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "read_only")),
+			      timeout > 0 ? timeout : 30000, dev, sizeof(dev), err, sizeof(err));
+	if (ret) {
+		respond(type, id, ret, NULL, "%s", err);
+		return;
+	}
+	b = cJSON_CreateObject();
+	cJSON_AddStringToObject(b, "device", dev);
+	respond(type, id, 0, b, NULL);
+}
+
+static void do_scsi_remove(uint32_t type, uint64_t id, const cJSON *req)
+{
+	const char *serial = str_field(req, "serial");
+	char err[512];
+	int ret;
+
+	if (!serial || !*serial) {
+		respond(type, id, -EINVAL, NULL, "scsi_remove: no serial");
+		return;
+	}
+	ret = gcs_storage_remove(serial, str_field(req, "mount"),
+				 num_field(req, "timeout_ms", 10000), err, sizeof(err));
+	if (ret)
+		respond(type, id, ret, NULL, "%s", err);
+	else
+		respond(type, id, 0, NULL, NULL);
+}
+
 static void dispatch(const struct bridge_rx_event *ev)
 {
 	uint32_t type = ev->hdr.type;
@@ -744,6 +799,10 @@ static void dispatch(const struct bridge_rx_event *ev)
 		do_dump_stacks(type, ev->hdr.id, req);
 	else if (type == BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_SYSTEM, BRIDGE_RPC_SHUTDOWN))
 		do_shutdown(type, ev->hdr.id, req);
+	else if (type == BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_DEVICE, BRIDGE_RPC_SCSI_ADD))
+		do_scsi_add(type, ev->hdr.id, req);
+	else if (type == BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_DEVICE, BRIDGE_RPC_SCSI_REMOVE))
+		do_scsi_remove(type, ev->hdr.id, req);
 	else
 		respond(type, ev->hdr.id, -EOPNOTSUPP, NULL, "%s is not supported",
 			bridge_type_name(type));

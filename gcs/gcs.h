@@ -6,6 +6,7 @@
 #ifndef GCS_GCS_H
 #define GCS_GCS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -27,25 +28,16 @@ void gcs_console_fds(void);
 int gcs_load_modules(const char *dir, const char *order, int *loaded);
 
 /* cmdline.c: the guest command from the kernel command line: the words
- * after a "--" word, split and unquoted the way the kernel does ("..."
- * groups blanks into a word, quotes are dropped), run as an argv; else the
- * value of gcs.cmd=, run with /bin/sh -c. */
-struct gcs_command {
-	char **argv;  /* NULL-terminated, or NULL */
-	char *script; /* when argv is NULL: for /bin/sh -c, or NULL */
-	char *words;  /* storage behind argv */
-};
-/* Returns 0 with *cmd filled (both NULL: no command) or -ENOMEM. */
-int gcs_cmdline_command(const char *cmdline, struct gcs_command *cmd)
-    __attribute__((warn_unused_result));
-void gcs_command_free(struct gcs_command *cmd);
+ * after a "--" word (kernel quoting: "..." groups, quotes dropped), joined
+ * by spaces, else the value of gcs.cmd=. Returns a malloc'ed string, or
+ * NULL when there is no command. */
+char *gcs_cmdline_command(const char *cmdline);
 /* Reads /proc/cmdline into a malloc'ed string (NULL on error). */
 char *gcs_read_cmdline(void);
 
 /* proc.c: children of PID 1. */
-/* Runs the command in its own session, on our console fds. */
-int gcs_spawn_command(const struct gcs_command *cmd, pid_t *pid)
-    __attribute__((warn_unused_result));
+/* Runs `cmd` with /bin/sh -c in its own session, on our console fds. */
+int gcs_spawn_command(const char *cmd, pid_t *pid) __attribute__((warn_unused_result));
 /* Runs an interactive shell with the console as its controlling tty. */
 int gcs_spawn_shell(pid_t *pid) __attribute__((warn_unused_result));
 /* Reaps every exited child without blocking; when `watch` is among them,
@@ -62,5 +54,12 @@ int gcs_bridge_main(int argc, char **argv);
 /* Ends the VM: sync, then reboot (the VMM ends on the guest's reboot).
  * Outside PID 1 (tests), exits with `code` instead. */
 void gcs_shutdown(int code) __attribute__((noreturn));
+
+/* storage.c: a hot-plugged disk found by serial (and mounted), or unmounted and removed. */
+int gcs_storage_add(const char *serial, const char *mnt, const char *fs, const char *opts,
+		    bool read_only, long timeout_ms, char *dev, size_t devlen, char *err,
+		    size_t errlen);
+int gcs_storage_remove(const char *serial, const char *mnt, long timeout_ms, char *err,
+		       size_t errlen);
 
 #endif

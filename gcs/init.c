@@ -52,30 +52,27 @@ static void gcs_setup(bool pid1)
 
 /* Outside PID 1 (host-side tests) the command line can be given in
  * UVM_GCS_CMDLINE instead of the host's own. */
-static int gcs_command(bool pid1, struct gcs_command *cmd)
+static char *gcs_command(bool pid1)
 {
 	const char *env = pid1 ? NULL : getenv("UVM_GCS_CMDLINE");
-	char *cmdline;
-	int ret;
+	char *cmdline, *cmd;
 
-	*cmd = (struct gcs_command){0};
 	if (env)
-		return gcs_cmdline_command(env, cmd);
+		return gcs_cmdline_command(env);
 	cmdline = gcs_read_cmdline();
 	if (!cmdline)
-		return -errno;
-	ret = gcs_cmdline_command(cmdline, cmd);
+		return NULL;
+	cmd = gcs_cmdline_command(cmdline);
 	free(cmdline);
-	return ret;
+	return cmd;
 }
 
 int main(int argc, char **argv)
 {
 	bool pid1 = getpid() == 1;
 	struct epoll_event ev = {.events = EPOLLIN};
-	int sfd, efd, ret, status = 0;
-	struct gcs_command cmd;
-	bool have_cmd;
+	int sfd, efd, status = 0;
+	char *cmd;
 	pid_t child;
 	sigset_t set;
 
@@ -107,15 +104,10 @@ int main(int argc, char **argv)
 		gcs_shutdown(1);
 	}
 
-	ret = gcs_command(pid1, &cmd);
-	if (ret) {
-		errno = -ret;
-		gcs_log_errno("reading the command from the kernel command line");
-	}
-	have_cmd = cmd.argv || cmd.script;
+	cmd = gcs_command(pid1);
 	gcs_log("ready");
-	if (have_cmd ? gcs_spawn_command(&cmd, &child) : gcs_spawn_shell(&child)) {
-		gcs_log_errno("cannot start %s", have_cmd ? "the command" : "a shell");
+	if (cmd ? gcs_spawn_command(cmd, &child) : gcs_spawn_shell(&child)) {
+		gcs_log_errno("cannot start %s", cmd ? "the command" : "a shell");
 		gcs_shutdown(1);
 	}
 
@@ -134,7 +126,7 @@ int main(int argc, char **argv)
 			continue;
 		if (si.ssi_signo == SIGCHLD) {
 			if (gcs_reap(child, &status)) {
-				if (have_cmd)
+				if (cmd)
 					gcs_log("exit %d", gcs_exit_code(status));
 				else
 					gcs_log("shell ended");

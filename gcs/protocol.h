@@ -130,9 +130,12 @@ static inline uint32_t bridge_response_type(uint32_t t)
  *                   (signal 0 when it exited; exit_code 128+S when killed)
  * signal      req  {"pid":N,"signal":S}        resp {"status":0}
  * resize      req  {"pid":N,"rows":R,"cols":C}  resp {"status":0}
- * scsi_add    req  {"controller":C,"lun":L,"mount":"/path","fs":"ext4",
- *                   "options":"ro","timeout_ms":N} resp {"status":0,"device":"/dev/vdb"}
- * scsi_remove req  {"controller":C,"lun":L}     resp {"status":0}
+ * scsi_add    req  {"controller":C,"lun":L,"serial":"uvm-c0-l1","mount":"/path",
+ *                   "fs":"ext4","options":"noatime","read_only":false,"timeout_ms":N}
+ *             resp {"status":0,"device":"/dev/vdb"}: found by serial after a PCI
+ *                   rescan (and mounted); on failure the guest removed it again
+ * scsi_remove req  {"controller":C,"lun":L,"serial":"uvm-c0-l1","mount":"/path"}
+ *             resp {"status":0} once unmounted and its PCI function removed
  * process_exited notify {"pid":N,"exit_code":N,"signal":S}
  */
 #define BRIDGE_NEGOTIATE_TIMEOUT_MS 10000

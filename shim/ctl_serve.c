@@ -33,6 +33,7 @@
 #include "shim/lifecycle.h"
 #include "shim/machine.h"
 #include "shim/run.h"
+#include "shim/scsi.h"
 #include "virtio/virtio.h"
 #include "virtio/vsock.h"
 #include "vmm/legacy.h"
@@ -96,6 +97,10 @@ struct serve {
 	struct req_list *vm_waiters;
 	struct sproc *procs;
 	unsigned nr_procs;
+
+	/* disks by controller/lun (scsi.c) */
+	struct scsi scsi;
+	cJSON *gcs_answer; /* the negotiation answer, kept while boot disks attach */
 };
 
 /* ---- small helpers ---------------------------------------------------------------- */
@@ -659,11 +664,40 @@ static void console_out(void *opaque, const uint8_t *buf, size_t len)
 	}
 }
 
-static void on_bridge_ready(void *opaque, int err, const cJSON *answer)
+static void on_boot_disks(void *opaque, int err, const char *msg)
 {
 	struct serve *s = opaque;
 	struct ctl_req *req = s->start_req;
 	cJSON *r, *gcs;
+
+	if (!req)
+		return; /* the VM ended meanwhile: vm_ended answered */
+	s->start_req = NULL;
+	gcs = s->gcs_answer;
+	s->gcs_answer = NULL;
+	if (err) {
+		cJSON_Delete(gcs);
+		vm_request_exit(s->vm, VM_EXIT_TERMINATED);
+		lifecycle_event(&s->lc, LC_EV_START_FAILED, NULL);
+		lifecycle_done(&s->lc, "vm.start");
+		ctl_req_error(req, CTL_ERR_GUEST, "a disk given before start failed: %s", msg);
+		return;
+	}
+	lifecycle_event(&s->lc, LC_EV_STARTED, NULL);
+	lifecycle_done(&s->lc, "vm.start");
+	r = state_result(s);
+	cJSON_AddNumberToObject(r, "boot_ms", ms_since(&s->t_start));
+	if (gcs) {
+		cJSON_DeleteItemFromObject(gcs, "status");
+		cJSON_AddItemToObject(r, "gcs", gcs);
+	}
+	ctl_req_result(req, r);
+}
+
+static void on_bridge_ready(void *opaque, int err, const cJSON *answer)
+{
+	struct serve *s = opaque;
+	struct ctl_req *req = s->start_req;
 
 	if (!req)
 		return;
@@ -678,14 +712,11 @@ static void on_bridge_ready(void *opaque, int err, const cJSON *answer)
 			      strerror(-err));
 		return;
 	}
-	lifecycle_event(&s->lc, LC_EV_STARTED, NULL);
-	lifecycle_done(&s->lc, "vm.start");
-	r = state_result(s);
-	cJSON_AddNumberToObject(r, "boot_ms", ms_since(&s->t_start));
-	gcs = cJSON_Duplicate(answer, 1);
-	cJSON_DeleteItemFromObject(gcs, "status");
-	cJSON_AddItemToObject(r, "gcs", gcs);
-	ctl_req_result(req, r);
+	/* vm.start answers once the disks given before it are found and mounted. */
+	s->start_req = req;
+	cJSON_Delete(s->gcs_answer);
+	s->gcs_answer = cJSON_Duplicate(answer, 1);
+	scsi_boot_attach(&s->scsi, s->bridge, on_boot_disks, s);
 }
 
 static void on_bridge_closed(void *opaque)
@@ -705,6 +736,9 @@ static void vm_teardown(struct serve *s)
 	bridge_destroy(s->bridge);
 	s->bridge = NULL;
 	procs_cancel_all(s);
+	scsi_unbind(&s->scsi); /* before the bus goes */
+	cJSON_Delete(s->gcs_answer);
+	s->gcs_answer = NULL;
 	if (s->vsock_dev)
 		virtio_dev_destroy(s->vsock_dev);
 	s->vsock_dev = NULL;
@@ -804,6 +838,8 @@ static void m_vm_create(void *opaque, struct ctl_req *req)
 	char err[256], kpath[PATH_MAX], ipath[PATH_MAX], cmdline[BOOT_CMDLINE_MAX + 1];
 	uint64_t cpus = 1, mem = 512, cid = 3;
 	struct machine_config cfg = {0};
+	const cJSON *disks = cJSON_GetObjectItemCaseSensitive(req->params, "scsi");
+	const cJSON *dj;
 	int ret, code = CTL_ERR_HOST;
 
 	if (ctl_param_u64(req->params, "cpus", false, 1, VM_MAX_VCPUS, &cpus, err) == -EINVAL ||
@@ -819,6 +855,24 @@ static void m_vm_create(void *opaque, struct ctl_req *req)
 		lifecycle_done(&s->lc, req->method);
 		ctl_req_bad_params(req, err);
 		return;
+	}
+	if (disks && !cJSON_IsArray(disks)) {
+		lifecycle_done(&s->lc, req->method);
+		ctl_req_bad_params(req, "params.scsi: expected an array of disks");
+		return;
+	}
+	cJSON_ArrayForEach(dj, disks)
+	{
+		struct scsi_params sp;
+
+		if (scsi_parse_add(dj, &sp, err)) {
+			char msg[sizeof(err) + 32];
+
+			snprintf(msg, sizeof(msg), "params.scsi[]: %s", err);
+			lifecycle_done(&s->lc, req->method);
+			ctl_req_bad_params(req, msg);
+			return;
+		}
 	}
 	if (!kernel) {
 		const char *dir = run_default_guest_dir();
@@ -859,6 +913,21 @@ static void m_vm_create(void *opaque, struct ctl_req *req)
 		goto fail;
 	}
 	s->vm = s->m->vm;
+	scsi_bind(&s->scsi, s->m->pci, vm_mem(s->vm), s->loop, (int)cpus);
+	cJSON_ArrayForEach(dj, disks)
+	{
+		struct scsi_params sp;
+
+		if (scsi_parse_add(dj, &sp, err))
+			goto fail; /* checked above */
+		ret = scsi_attach_cold(&s->scsi, &sp, err, sizeof(err));
+		if (ret) {
+			code = ret == -ENOENT || ret == -EEXIST || ret == -EINVAL
+				   ? CTL_ERR_BAD_PARAMS
+				   : CTL_ERR_HOST;
+			goto fail;
+		}
+	}
 	ret = vsock_engine_create(&s->vs, cid);
 	if (!ret)
 		ret = virtio_vsock_create(s->m->pci, vm_mem(s->vm), s->loop, s->vs, &s->vsock_dev);
@@ -1035,6 +1104,20 @@ static void m_vm_stats(void *opaque, struct ctl_req *req)
 	ctl_req_result(req, r);
 }
 
+static void m_scsi_add(void *opaque, struct ctl_req *req)
+{
+	struct serve *s = opaque;
+
+	scsi_method_add(&s->scsi, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
+}
+
+static void m_scsi_remove(void *opaque, struct ctl_req *req)
+{
+	struct serve *s = opaque;
+
+	scsi_method_remove(&s->scsi, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
+}
+
 static void m_unsupported(void *opaque, struct ctl_req *req)
 {
 	struct serve *s = opaque;
@@ -1062,12 +1145,12 @@ static const struct ctl_method methods[] = {
     {"process.wait", m_process_wait},
     {"process.signal", m_process_signal},
     {"process.resize", m_process_resize},
+    {"scsi.add", m_scsi_add},
+    {"scsi.remove", m_scsi_remove},
     /* Known to the protocol, not built yet: they fail with -32008 after the state check. */
     {"vm.save", m_unsupported},
     {"vm.update_memory", m_unsupported},
     {"vm.update_cpu_limits", m_unsupported},
-    {"scsi.add", m_unsupported},
-    {"scsi.remove", m_unsupported},
     {"nic.add", m_unsupported},
     {"nic.remove", m_unsupported},
     {"nic.update", m_unsupported},
@@ -1161,6 +1244,7 @@ int ctl_serve_main(int argc, char **argv)
 	if (!s)
 		return 1;
 	s->sig_fd = s->timer_fd = s->console_fd = -1;
+	scsi_init(&s->scsi);
 	lifecycle_init(&s->lc);
 	/* The parent's death ends us like SIGTERM: the VM goes with the shim. */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);

@@ -39,6 +39,9 @@ struct run_ctx {
 	int out_fd;
 	struct console_watch watch;
 	bool panic_seen;
+	bool guest_cmd;	     /* `run -- CMD`: exit with CMD's status */
+	bool guest_exit_seen;
+	int guest_exit;
 	bool escape; /* the previous stdin byte was Ctrl-A */
 	bool tty_raw;
 	struct termios saved_tty;
@@ -83,6 +86,10 @@ static void run_console_out(void *opaque, const uint8_t *buf, size_t len)
 			break;
 		case CONSOLE_EV_POWER_OFF:
 			vm_request_exit(ctx->vm, VM_EXIT_POWEROFF);
+			break;
+		case CONSOLE_EV_GUEST_EXIT:
+			ctx->guest_exit = ctx->watch.guest_exit;
+			ctx->guest_exit_seen = true;
 			break;
 		default:
 			break;
@@ -182,19 +189,49 @@ static void run_tty_restore(struct run_ctx *ctx)
 	ctx->tty_raw = false;
 }
 
-/*
- * Appends one guest argument. The guest agent splits the words after "--" the
- * way the kernel does: blanks separate words except inside double quotes,
- * which are dropped. So an argument with blanks (or an empty one) is quoted.
- */
+/* Appends one guest argument, quoted for the shell the guest agent runs it with. */
 static int run_append_arg(char *s, size_t cap, size_t *len, const char *a)
 {
-	bool quote = *a == '\0' || strpbrk(a, " \t\n") != NULL;
-	size_t need = strlen(a) + (quote ? 3 : 1);
+	bool plain = *a != '\0', blank = strpbrk(a, " \t\n") != NULL;
+	size_t n = *len;
 
-	if (*len + need >= cap)
-		return -E2BIG;
-	*len += snprintf(s + *len, cap - *len, quote ? " \"%s\"" : " %s", a);
+	for (const char *p = a; *p; p++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./=:,+-@%",
+			    *p))
+			plain = false;
+#define PUT(c)                                                                                     \
+	do {                                                                                       \
+		if (n + 1 >= cap)                                                                  \
+			return -E2BIG;                                                             \
+		s[n++] = (c);                                                                      \
+	} while (0)
+	PUT(' ');
+	if (plain) {
+		for (const char *p = a; *p; p++)
+			PUT(*p);
+	} else {
+		/* The kernel groups a word with double quotes; the shell then reads the
+		 * single-quoted form, with each ' written as '\''. */
+		if (blank)
+			PUT('"');
+		PUT('\'');
+		for (const char *p = a; *p; p++) {
+			if (*p == '\'') {
+				PUT('\'');
+				PUT('\\');
+				PUT('\'');
+				PUT('\'');
+			} else {
+				PUT(*p);
+			}
+		}
+		PUT('\'');
+		if (blank)
+			PUT('"');
+	}
+#undef PUT
+	s[n] = '\0';
+	*len = n;
 	return 0;
 }
 
@@ -246,6 +283,19 @@ static int run_exit_status(struct run_ctx *ctx)
 	switch (why) {
 	case VM_EXIT_RESET:
 	case VM_EXIT_POWEROFF:
+		if (ctx->guest_cmd) {
+			if (!ctx->guest_exit_seen) {
+				pr_err("run", "VM ended (%s) without the agent reporting the command's "
+					      "exit status",
+				       vm_exit_name(why));
+				return RUN_EXIT_GUEST;
+			}
+			pr_info("run", "VM ended: %s; the guest command exited %d", vm_exit_name(why),
+				ctx->guest_exit);
+			return ctx->guest_exit;
+		}
+		pr_info("run", "VM ended: %s", vm_exit_name(why));
+		return RUN_EXIT_OK;
 	case VM_EXIT_TERMINATED:
 		pr_info("run", "VM ended: %s", vm_exit_name(why));
 		return RUN_EXIT_OK;
@@ -368,6 +418,7 @@ int run_main(int argc, char **argv)
 		goto out;
 	}
 	ctx.vm = ctx.m->vm;
+	ctx.guest_cmd = o->guest_argc > 0;
 	ctx.uart = ctx.m->uart;
 
 	if (loop_add(ctx.loop, vm_exit_fd(ctx.vm), EPOLLIN, run_on_exit, &ctx) ||

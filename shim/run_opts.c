@@ -27,7 +27,9 @@ const char run_usage[] =
 	"  -h, --help          this text\n"
 	"\n"
 	"In an interactive terminal, Ctrl-A x ends the VM.\n"
-	"Exit status: 0 when the guest reboots or powers off, 1 on a VMM failure,\n"
+	"With -- CMD, the default guest's agent runs CMD and uvm-shim exits with CMD's\n"
+	"status (reported by the agent on the console as \"uvm-gcs: exit N\").\n"
+	"Otherwise: 0 when the guest reboots or powers off, 1 on a VMM failure,\n"
 	"2 on bad usage, 3 when the guest crashes (kernel panic, triple fault),\n"
 	"128+N when signal N ended it.\n";
 

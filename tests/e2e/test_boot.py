@@ -3,8 +3,9 @@ memory, the command line, the PVH entry, and a guest kernel panic.
 
 The guest's init (gcs) prints "uvm-gcs: ready", runs the command given
 after "--", prints "uvm-gcs: exit <status>" and reboots; the shim ends
-with status 0 on the guest's reboot."""
+with that status."""
 
+import os
 import re
 import uuid
 
@@ -31,10 +32,22 @@ def test_default_guest_boots_and_exits_0_on_reboot(run_vm):
     assert "uvm-gcs: exit 0" in r.stdout, r.describe()
 
 
-def test_guest_command_status_is_reported_and_reboot_still_exits_0(run_vm, paths):
+def test_run_exits_with_the_guest_commands_status(run_vm, paths):
     r = run_vm(*explicit(paths), "--cmdline", QUIET, "--", "sh", "-c", "exit 3")
-    assert r.returncode == 0, r.describe()
     assert "uvm-gcs: exit 3" in r.stdout, r.describe()
+    assert r.returncode == 3, r.describe()
+    r = run_vm(*explicit(paths), "--cmdline", QUIET, "--", "sh", "-c", "kill -9 $$")
+    assert r.returncode == 137, r.describe()
+
+
+def test_run_uname_prints_the_guest_kernel_release(run_vm, paths):
+    # The release is the name of the modules directory in the unpacked kernel package.
+    with open(os.path.join(paths.guest_dir, "kernel.path")) as f:
+        kroot = f.read().strip()
+    release = os.listdir(os.path.join(kroot, "lib", "modules"))[0]
+    r = run_vm("--", "uname", "-r")
+    assert r.returncode == 0, r.describe()
+    assert release in r.stdout.splitlines(), r.describe()
 
 
 @pytest.mark.parametrize("cpus", [1, 2])

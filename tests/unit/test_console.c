@@ -54,11 +54,30 @@ static void test_long_lines_ignored(void **state)
 			 CONSOLE_EV_POWER_OFF);
 }
 
+static void test_guest_exit_line(void **state)
+{
+	struct console_watch w = {0};
+
+	(void)state;
+	assert_int_equal(feed(&w, "uvm-gcs: exit 7\r\n"), CONSOLE_EV_GUEST_EXIT);
+	assert_int_equal(w.guest_exit, 7);
+	assert_int_equal(feed(&w, "uvm-gcs: exit 0\n"), CONSOLE_EV_GUEST_EXIT);
+	assert_int_equal(w.guest_exit, 0);
+	/* Not the agent's exact form: ignored. */
+	assert_int_equal(feed(&w, "uvm-gcs: exit 256\n"), CONSOLE_EV_NONE);
+	assert_int_equal(feed(&w, "uvm-gcs: exit -1\n"), CONSOLE_EV_NONE);
+	assert_int_equal(feed(&w, "uvm-gcs: exit 3x\n"), CONSOLE_EV_NONE);
+	assert_int_equal(feed(&w, "uvm-gcs: exit \n"), CONSOLE_EV_NONE);
+	assert_int_equal(feed(&w, "say uvm-gcs: exit 4\n"), CONSOLE_EV_NONE);
+	assert_int_equal(w.guest_exit, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_panic_lines),
 		cmocka_unit_test(test_long_lines_ignored),
+		cmocka_unit_test(test_guest_exit_line),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

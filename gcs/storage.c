@@ -1,0 +1,303 @@
+/*
+ * Hot-plugged disks in the guest: find a virtio-blk disk by the serial the
+ * host gave it (after a PCI rescan), mount it; unmount and remove its PCI
+ * function before the host unplugs it. Blocking, bounded by a timeout.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gcs/gcs.h"
+
+#define POLL_MS	  20
+#define RESCAN_MS 1000 /* rescan again in case the first came before the function */
+
+static int write_str(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC), ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, s, strlen(s)) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+static int read_line(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return 0;
+}
+
+static long now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1000L + t.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+
+	nanosleep(&t, NULL);
+}
+
+/* The vdX whose serial is serial, into name; 0 or -ENOENT. */
+static int find_by_serial(const char *serial, char *name, size_t len)
+{
+	DIR *d = opendir("/sys/block");
+	struct dirent *e;
+	int ret = -ENOENT;
+
+	if (!d)
+		return -errno;
+	while ((e = readdir(d))) {
+		char path[PATH_MAX], got[64];
+
+		if (strncmp(e->d_name, "vd", 2) != 0)
+			continue;
+		snprintf(path, sizeof(path), "/sys/block/%s/serial", e->d_name);
+		if (read_line(path, got, sizeof(got)) == 0 && strcmp(got, serial) == 0) {
+			if (strlen(e->d_name) >= len)
+				continue;
+			memcpy(name, e->d_name, strlen(e->d_name) + 1);
+			ret = 0;
+			break;
+		}
+	}
+	closedir(d);
+	return ret;
+}
+
+/* Makes /dev/<name> exist (devtmpfs usually has it already). */
+static int ensure_node(const char *name, char *dev, size_t len)
+{
+	char path[PATH_MAX], mm[32];
+	unsigned maj, min;
+	struct stat st;
+
+	snprintf(dev, len, "/dev/%s", name);
+	if (stat(dev, &st) == 0 && S_ISBLK(st.st_mode))
+		return 0;
+	snprintf(path, sizeof(path), "/sys/block/%s/dev", name);
+	if (read_line(path, mm, sizeof(mm)) || sscanf(mm, "%u:%u", &maj, &min) != 2)
+		return -ENODEV;
+	if (mknod(dev, S_IFBLK | 0600, makedev(maj, min)) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int mkdir_p(const char *path)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(path);
+
+	if (n >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, n + 1);
+	for (char *p = buf + 1;; p++) {
+		if (*p == '/' || *p == '\0') {
+			char c = *p;
+
+			*p = '\0';
+			if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+				return -errno;
+			*p = c;
+			if (!c)
+				break;
+		}
+	}
+	return 0;
+}
+
+/* Splits "ro,noatime,data=ordered" into mount flags and the fs's own data. */
+static unsigned long mount_flags(const char *opts, char *data, size_t len)
+{
+	static const struct {
+		const char *name;
+		unsigned long flag;
+	} known[] = {{"ro", MS_RDONLY},
+		     {"nosuid", MS_NOSUID},
+		     {"nodev", MS_NODEV},
+		     {"noexec", MS_NOEXEC},
+		     {"sync", MS_SYNCHRONOUS},
+		     {"noatime", MS_NOATIME},
+		     {"nodiratime", MS_NODIRATIME},
+		     {"relatime", MS_RELATIME},
+		     {"dirsync", MS_DIRSYNC}};
+	char buf[1024], *save = NULL, *tok;
+	unsigned long flags = 0;
+	size_t used = 0;
+
+	data[0] = '\0';
+	snprintf(buf, sizeof(buf), "%s", opts ? opts : "");
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		bool hit = false;
+
+		if (strcmp(tok, "rw") == 0 || strcmp(tok, "defaults") == 0)
+			continue;
+		for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+			if (strcmp(tok, known[i].name) == 0) {
+				flags |= known[i].flag;
+				hit = true;
+			}
+		if (hit)
+			continue;
+		used += snprintf(data + used, used < len ? len - used : 0, "%s%s", used ? "," : "",
+				 tok);
+	}
+	return flags;
+}
+
+/* The PCI function under a block device: /sys/devices/pci0000:00/0000:00:05.0. */
+static int pci_dir_of(const char *name, char *out, size_t len)
+{
+	char link[PATH_MAX], real[PATH_MAX], *slash;
+
+	/* /sys/block/vdX/device -> .../0000:00:05.0/virtioN */
+	snprintf(link, sizeof(link), "/sys/block/%s/device", name);
+	if (!realpath(link, real))
+		return -errno;
+	slash = strrchr(real, '/');
+	if (!slash || strncmp(slash + 1, "virtio", 6) != 0)
+		return -ENODEV;
+	*slash = '\0';
+	snprintf(out, len, "%s", real);
+	return 0;
+}
+
+/* Removes the function in the guest and waits (bounded) for the disk to go. */
+static int pci_remove(const char *name, long deadline, char *err, size_t errlen)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 16], blk[PATH_MAX];
+	int ret = pci_dir_of(name, dir, sizeof(dir));
+
+	if (ret) {
+		snprintf(err, errlen, "cannot find the PCI function of %s: %s", name,
+			 strerror(-ret));
+		return ret;
+	}
+	snprintf(path, sizeof(path), "%s/remove", dir);
+	ret = write_str(path, "1");
+	if (ret) {
+		snprintf(err, errlen, "%s: %s", path, strerror(-ret));
+		return ret;
+	}
+	snprintf(blk, sizeof(blk), "/sys/block/%s", name);
+	while (access(blk, F_OK) == 0) {
+		if (now_ms() > deadline) {
+			snprintf(err, errlen, "%s is still there after the removal", blk);
+			return -ETIMEDOUT;
+		}
+		sleep_ms(POLL_MS);
+	}
+	gcs_log("storage: removed %s (%s)", name, dir);
+	return 0;
+}
+
+int gcs_storage_add(const char *serial, const char *mnt, const char *fs, const char *opts,
+		    bool read_only, long timeout_ms, char *dev, size_t devlen, char *err,
+		    size_t errlen)
+{
+	long t0 = now_ms(), last_scan = -RESCAN_MS;
+	char name[64], data[1024];
+	unsigned long flags;
+	int ret;
+
+	for (;;) {
+		if (now_ms() - last_scan >= RESCAN_MS) {
+			last_scan = now_ms();
+			ret = write_str("/sys/bus/pci/rescan", "1");
+			if (ret) {
+				snprintf(err, errlen, "/sys/bus/pci/rescan: %s", strerror(-ret));
+				return ret;
+			}
+		}
+		if (find_by_serial(serial, name, sizeof(name)) == 0)
+			break;
+		if (now_ms() - t0 > timeout_ms) {
+			snprintf(err, errlen, "no disk with serial %s appeared within %ld ms",
+				 serial, timeout_ms);
+			return -ETIMEDOUT;
+		}
+		sleep_ms(POLL_MS);
+	}
+	ret = ensure_node(name, dev, devlen);
+	if (ret) {
+		snprintf(err, errlen, "no device node for %s: %s", name, strerror(-ret));
+		goto undo;
+	}
+	gcs_log("storage: %s is %s", serial, dev);
+	if (!mnt || !*mnt)
+		return 0;
+	ret = mkdir_p(mnt);
+	if (ret) {
+		snprintf(err, errlen, "mkdir %s: %s", mnt, strerror(-ret));
+		goto undo;
+	}
+	flags = mount_flags(opts, data, sizeof(data));
+	if (read_only)
+		flags |= MS_RDONLY;
+	if (mount(dev, mnt, fs, flags, data[0] ? data : NULL) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "mount %s on %s (%s, %s): %s", dev, mnt, fs, opts ? opts : "",
+			 strerror(errno));
+		goto undo;
+	}
+	gcs_log("storage: %s mounted on %s", dev, mnt);
+	return 0;
+undo : {
+	/* The host unplugs it on failure: take it out here first. */
+	char why[256];
+
+	if (pci_remove(name, now_ms() + 5000, why, sizeof(why)))
+		gcs_log("storage: cleanup of %s failed: %s", name, why);
+}
+	return ret;
+}
+
+int gcs_storage_remove(const char *serial, const char *mnt, long timeout_ms, char *err,
+		       size_t errlen)
+{
+	char name[64];
+	int ret;
+
+	if (mnt && *mnt) {
+		if (umount2(mnt, 0) < 0 && errno != EINVAL && errno != ENOENT) {
+			ret = -errno;
+			snprintf(err, errlen, "umount %s: %s", mnt, strerror(errno));
+			return ret;
+		}
+		gcs_log("storage: unmounted %s", mnt);
+	}
+	if (find_by_serial(serial, name, sizeof(name))) {
+		/* Already gone from the guest: nothing holds it, the host may unplug. */
+		gcs_log("storage: %s is not in the guest", serial);
+		return 0;
+	}
+	sync();
+	return pci_remove(name, now_ms() + timeout_ms, err, errlen);
+}
