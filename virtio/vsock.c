@@ -41,6 +41,8 @@ struct vsock_dev {
 	bool active;
 	bool reset_pending; /* reset by the driver: drop every connection on the loop */
 	struct virtq_chain chain;
+	/* Ring activity, logged at destroy: shows batching (packets per kick) and rx starvation. */
+	uint64_t tx_kicks, tx_pkts, rx_runs, rx_pkts, rx_starved;
 };
 
 static struct vsock_dev *to_vsock(struct virtio_dev *vdev)
@@ -59,8 +61,10 @@ static void fill_rx_locked(struct vsock_dev *d)
 		long n;
 		int r = virtq_pop(vq, c);
 
-		if (r == 0)
+		if (r == 0) {
+			d->rx_starved++;
 			break; /* no buffer: the guest's next rx kick brings us back */
+		}
 		if (r < 0) {
 			virtio_dev_set_needs_reset(&d->vdev);
 			d->active = false;
@@ -77,8 +81,10 @@ static void fill_rx_locked(struct vsock_dev *d)
 			break;
 		}
 		virtq_push(vq, c->head, (uint32_t)n);
+		d->rx_pkts++;
 		pushed = true;
 	}
+	d->rx_runs++;
 	if (pushed)
 		virtio_dev_notify(&d->vdev, Q_RX);
 }
@@ -104,6 +110,7 @@ static void drain_tx_locked(struct vsock_dev *d)
 		/* Malformed packets are the engine's business (dropped or reset), not fatal. */
 		vsock_tx(d->vs, c->iov, c->nr_out, c->out_len);
 		virtq_push(vq, c->head, 0);
+		d->tx_pkts++;
 		pushed = true;
 	}
 	if (pushed)
@@ -133,8 +140,10 @@ static void vsock_queue_notify(struct virtio_dev *vdev, int q)
 
 	pthread_mutex_lock(&d->lock);
 	process_reset_locked(d);
-	if (q == Q_TX)
+	if (q == Q_TX) {
+		d->tx_kicks++;
 		drain_tx_locked(d);
+	}
 	/* New rx buffers, or tx produced answers (responses, credit updates). */
 	fill_rx_locked(d);
 	/* Q_EVENT: buffers are kept for transport-reset events, which we never send. */
@@ -201,7 +210,17 @@ static void vsock_destroy(struct virtio_dev *vdev)
 {
 	struct vsock_dev *d = to_vsock(vdev);
 
+	struct vsock_stats st;
+
 	vsock_set_rx_kick(d->vs, NULL, NULL);
+	vsock_get_stats(d->vs, &st);
+	pr_info(TAG,
+		"tx: %llu packets (%llu bytes) in %llu kicks; rx: %llu packets (%llu bytes) in "
+		"%llu runs, %llu without a buffer",
+		(unsigned long long)d->tx_pkts, (unsigned long long)st.tx_bytes,
+		(unsigned long long)d->tx_kicks, (unsigned long long)d->rx_pkts,
+		(unsigned long long)st.rx_bytes, (unsigned long long)d->rx_runs,
+		(unsigned long long)d->rx_starved);
 	if (d->rx_efd >= 0) {
 		loop_del(d->loop, d->rx_efd);
 		close(d->rx_efd);
