@@ -40,6 +40,7 @@ struct vsock_dev {
 	pthread_mutex_t lock;
 	bool active;
 	bool reset_pending; /* reset by the driver: drop every connection on the loop */
+	bool ring_work;	    /* the loop is in drain/fill: it looks at the engine before leaving */
 	struct virtq_chain chain;
 	/* Ring activity, logged at destroy: shows batching (packets per kick) and rx starvation. */
 	uint64_t tx_kicks, tx_pkts, rx_runs, rx_pkts, rx_starved;
@@ -139,6 +140,7 @@ static void vsock_queue_notify(struct virtio_dev *vdev, int q)
 	struct vsock_dev *d = to_vsock(vdev);
 
 	pthread_mutex_lock(&d->lock);
+	d->ring_work = true;
 	process_reset_locked(d);
 	if (q == Q_TX) {
 		d->tx_kicks++;
@@ -147,6 +149,7 @@ static void vsock_queue_notify(struct virtio_dev *vdev, int q)
 	/* New rx buffers, or tx produced answers (responses, credit updates). */
 	fill_rx_locked(d);
 	/* Q_EVENT: buffers are kept for transport-reset events, which we never send. */
+	d->ring_work = false;
 	pthread_mutex_unlock(&d->lock);
 }
 
@@ -159,8 +162,10 @@ static void rx_efd_ready(void *opaque, uint32_t events)
 		/* EAGAIN: a previous run already took it */
 	}
 	pthread_mutex_lock(&d->lock);
+	d->ring_work = true;
 	process_reset_locked(d);
 	fill_rx_locked(d);
+	d->ring_work = false;
 	pthread_mutex_unlock(&d->lock);
 }
 
@@ -173,6 +178,21 @@ static void engine_kick(void *opaque)
 	if (write(d->rx_efd, &one, sizeof(one)) < 0) {
 		/* Counter saturated: a wakeup is pending anyway. */
 	}
+}
+
+/*
+ * The engine's kick. It runs on the loop thread only (the engine's rule); when
+ * that thread is inside drain/fill, fill_rx_locked runs after and loops while
+ * anything is pending, so an eventfd round trip (write, epoll wakeup, read, an
+ * empty fill) would be wasted: tx handling makes one per credit update.
+ */
+static void engine_rx_kick(void *opaque)
+{
+	struct vsock_dev *d = opaque;
+
+	if (d->ring_work)
+		return;
+	engine_kick(d);
 }
 
 static void vsock_config_read(struct virtio_dev *vdev, uint32_t off, void *data, uint32_t len)
@@ -269,7 +289,7 @@ int virtio_vsock_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop
 		close(d->rx_efd);
 		goto fail;
 	}
-	vsock_set_rx_kick(vs, engine_kick, d);
+	vsock_set_rx_kick(vs, engine_rx_kick, d);
 	slot = virtio_dev_plug(&d->vdev, pbus);
 	if (slot < 0) {
 		virtio_dev_destroy(&d->vdev); /* calls vsock_destroy */
