@@ -40,7 +40,10 @@ struct vsock_dev {
 	pthread_mutex_t lock;
 	bool active;
 	bool reset_pending; /* reset by the driver: drop every connection on the loop */
+	bool ring_work;	    /* the loop is in drain/fill: it looks at the engine before leaving */
 	struct virtq_chain chain;
+	/* Ring activity, logged at destroy: shows batching (packets per kick) and rx starvation. */
+	uint64_t tx_kicks, tx_pkts, rx_runs, rx_pkts, rx_starved;
 };
 
 static struct vsock_dev *to_vsock(struct virtio_dev *vdev)
@@ -59,8 +62,10 @@ static void fill_rx_locked(struct vsock_dev *d)
 		long n;
 		int r = virtq_pop(vq, c);
 
-		if (r == 0)
+		if (r == 0) {
+			d->rx_starved++;
 			break; /* no buffer: the guest's next rx kick brings us back */
+		}
 		if (r < 0) {
 			virtio_dev_set_needs_reset(&d->vdev);
 			d->active = false;
@@ -77,8 +82,10 @@ static void fill_rx_locked(struct vsock_dev *d)
 			break;
 		}
 		virtq_push(vq, c->head, (uint32_t)n);
+		d->rx_pkts++;
 		pushed = true;
 	}
+	d->rx_runs++;
 	if (pushed)
 		virtio_dev_notify(&d->vdev, Q_RX);
 }
@@ -104,6 +111,7 @@ static void drain_tx_locked(struct vsock_dev *d)
 		/* Malformed packets are the engine's business (dropped or reset), not fatal. */
 		vsock_tx(d->vs, c->iov, c->nr_out, c->out_len);
 		virtq_push(vq, c->head, 0);
+		d->tx_pkts++;
 		pushed = true;
 	}
 	if (pushed)
@@ -132,12 +140,16 @@ static void vsock_queue_notify(struct virtio_dev *vdev, int q)
 	struct vsock_dev *d = to_vsock(vdev);
 
 	pthread_mutex_lock(&d->lock);
+	d->ring_work = true;
 	process_reset_locked(d);
-	if (q == Q_TX)
+	if (q == Q_TX) {
+		d->tx_kicks++;
 		drain_tx_locked(d);
+	}
 	/* New rx buffers, or tx produced answers (responses, credit updates). */
 	fill_rx_locked(d);
 	/* Q_EVENT: buffers are kept for transport-reset events, which we never send. */
+	d->ring_work = false;
 	pthread_mutex_unlock(&d->lock);
 }
 
@@ -150,8 +162,10 @@ static void rx_efd_ready(void *opaque, uint32_t events)
 		/* EAGAIN: a previous run already took it */
 	}
 	pthread_mutex_lock(&d->lock);
+	d->ring_work = true;
 	process_reset_locked(d);
 	fill_rx_locked(d);
+	d->ring_work = false;
 	pthread_mutex_unlock(&d->lock);
 }
 
@@ -164,6 +178,21 @@ static void engine_kick(void *opaque)
 	if (write(d->rx_efd, &one, sizeof(one)) < 0) {
 		/* Counter saturated: a wakeup is pending anyway. */
 	}
+}
+
+/*
+ * The engine's kick. It runs on the loop thread only (the engine's rule); when
+ * that thread is inside drain/fill, fill_rx_locked runs after and loops while
+ * anything is pending, so an eventfd round trip (write, epoll wakeup, read, an
+ * empty fill) would be wasted: tx handling makes one per credit update.
+ */
+static void engine_rx_kick(void *opaque)
+{
+	struct vsock_dev *d = opaque;
+
+	if (d->ring_work)
+		return;
+	engine_kick(d);
 }
 
 static void vsock_config_read(struct virtio_dev *vdev, uint32_t off, void *data, uint32_t len)
@@ -201,7 +230,17 @@ static void vsock_destroy(struct virtio_dev *vdev)
 {
 	struct vsock_dev *d = to_vsock(vdev);
 
+	struct vsock_stats st;
+
 	vsock_set_rx_kick(d->vs, NULL, NULL);
+	vsock_get_stats(d->vs, &st);
+	pr_info(TAG,
+		"tx: %llu packets (%llu bytes) in %llu kicks; rx: %llu packets (%llu bytes) in "
+		"%llu runs, %llu without a buffer",
+		(unsigned long long)d->tx_pkts, (unsigned long long)st.tx_bytes,
+		(unsigned long long)d->tx_kicks, (unsigned long long)d->rx_pkts,
+		(unsigned long long)st.rx_bytes, (unsigned long long)d->rx_runs,
+		(unsigned long long)d->rx_starved);
 	if (d->rx_efd >= 0) {
 		loop_del(d->loop, d->rx_efd);
 		close(d->rx_efd);
@@ -250,7 +289,7 @@ int virtio_vsock_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop
 		close(d->rx_efd);
 		goto fail;
 	}
-	vsock_set_rx_kick(vs, engine_kick, d);
+	vsock_set_rx_kick(vs, engine_rx_kick, d);
 	slot = virtio_dev_plug(&d->vdev, pbus);
 	if (slot < 0) {
 		virtio_dev_destroy(&d->vdev); /* calls vsock_destroy */

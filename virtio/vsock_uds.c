@@ -214,9 +214,13 @@ static void uc_read_host(struct uds_conn *uc)
 	}
 	uc->pend_off = 0;
 	uc->pend_len = n;
-	/* Stop reading until the engine took it all: that is the backpressure. */
-	uc_set_events(uc, uc->events & ~EPOLLIN);
 	uc_push_pending(uc);
+	/*
+	 * Stop reading until the engine took it all: that is the backpressure. Only
+	 * then: toggling EPOLLIN per chunk would cost two epoll_ctl calls each.
+	 */
+	if (!uc->dead && uc->pend_len)
+		uc_set_events(uc, uc->events & ~EPOLLIN);
 }
 
 /* "CONNECT <port>\n": returns the port or -1. */
