@@ -1,6 +1,7 @@
 /* The guest command carried on the kernel command line. */
 #include "gcs/gcs.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,46 +38,67 @@ static const char *gcs_next_word(const char *p, char *out, bool *quoted)
 	return p;
 }
 
-char *gcs_cmdline_command(const char *cmdline)
+int gcs_cmdline_command(const char *cmdline, struct gcs_command *cmd)
 {
-	size_t len = strlen(cmdline);
-	char *word = malloc(len + 1), *cmd = malloc(len + 1), *param = NULL;
+	size_t len = strlen(cmdline), used = 0;
+	/* At most one word per two bytes, plus the terminating NULL. */
+	size_t max_words = len / 2 + 2;
+	char *word = malloc(len + 1), *param = NULL;
 	const char *p = cmdline;
 	bool quoted, after_dashes = false;
-	size_t n = 0;
+	int argc = 0;
 
-	if (!word || !cmd) {
-		free(word);
-		free(cmd);
-		return NULL;
-	}
+	*cmd = (struct gcs_command){0};
+	cmd->words = malloc(len + 1);
+	cmd->argv = calloc(max_words, sizeof(char *));
+	if (!word || !cmd->words || !cmd->argv)
+		goto nomem;
 	while ((p = gcs_next_word(p, word, &quoted))) {
 		if (after_dashes) {
-			size_t wl = strlen(word);
+			size_t wl = strlen(word) + 1;
 
-			if (n)
-				cmd[n++] = ' ';
-			memcpy(cmd + n, word, wl);
-			n += wl;
+			memcpy(cmd->words + used, word, wl);
+			cmd->argv[argc++] = cmd->words + used;
+			used += wl;
 		} else if (!quoted && strcmp(word, "--") == 0) {
 			after_dashes = true;
 		} else if (strncmp(word, GCS_CMD_PARAM, strlen(GCS_CMD_PARAM)) == 0) {
 			free(param);
 			param = strdup(word + strlen(GCS_CMD_PARAM));
+			if (!param)
+				goto nomem;
 		}
 	}
-	cmd[n] = '\0';
 	free(word);
-	if (n) {
+	if (argc) {
 		free(param);
-		return cmd;
+		return 0;
 	}
-	free(cmd);
-	if (param && !*param) {
+	free(cmd->argv);
+	free(cmd->words);
+	cmd->argv = NULL;
+	cmd->words = NULL;
+	if (param && *param)
+		cmd->script = param;
+	else
 		free(param);
-		param = NULL;
-	}
-	return param;
+	return 0;
+
+nomem:
+	free(word);
+	free(param);
+	gcs_command_free(cmd);
+	return -ENOMEM;
+}
+
+void gcs_command_free(struct gcs_command *cmd)
+{
+	if (!cmd)
+		return;
+	free(cmd->argv);
+	free(cmd->words);
+	free(cmd->script);
+	*cmd = (struct gcs_command){0};
 }
 
 char *gcs_read_cmdline(void)

@@ -27,16 +27,25 @@ void gcs_console_fds(void);
 int gcs_load_modules(const char *dir, const char *order, int *loaded);
 
 /* cmdline.c: the guest command from the kernel command line: the words
- * after a "--" word (kernel quoting: "..." groups, quotes dropped), joined
- * by spaces, else the value of gcs.cmd=. Returns a malloc'ed string, or
- * NULL when there is no command. */
-char *gcs_cmdline_command(const char *cmdline);
+ * after a "--" word, split and unquoted the way the kernel does ("..."
+ * groups blanks into a word, quotes are dropped), run as an argv; else the
+ * value of gcs.cmd=, run with /bin/sh -c. */
+struct gcs_command {
+	char **argv;  /* NULL-terminated, or NULL */
+	char *script; /* when argv is NULL: for /bin/sh -c, or NULL */
+	char *words;  /* storage behind argv */
+};
+/* Returns 0 with *cmd filled (both NULL: no command) or -ENOMEM. */
+int gcs_cmdline_command(const char *cmdline, struct gcs_command *cmd)
+    __attribute__((warn_unused_result));
+void gcs_command_free(struct gcs_command *cmd);
 /* Reads /proc/cmdline into a malloc'ed string (NULL on error). */
 char *gcs_read_cmdline(void);
 
 /* proc.c: children of PID 1. */
-/* Runs `cmd` with /bin/sh -c in its own session, on our console fds. */
-int gcs_spawn_command(const char *cmd, pid_t *pid) __attribute__((warn_unused_result));
+/* Runs the command in its own session, on our console fds. */
+int gcs_spawn_command(const struct gcs_command *cmd, pid_t *pid)
+    __attribute__((warn_unused_result));
 /* Runs an interactive shell with the console as its controlling tty. */
 int gcs_spawn_shell(pid_t *pid) __attribute__((warn_unused_result));
 /* Reaps every exited child without blocking; when `watch` is among them,

@@ -52,27 +52,30 @@ static void gcs_setup(bool pid1)
 
 /* Outside PID 1 (host-side tests) the command line can be given in
  * UVM_GCS_CMDLINE instead of the host's own. */
-static char *gcs_command(bool pid1)
+static int gcs_command(bool pid1, struct gcs_command *cmd)
 {
 	const char *env = pid1 ? NULL : getenv("UVM_GCS_CMDLINE");
-	char *cmdline, *cmd;
+	char *cmdline;
+	int ret;
 
+	*cmd = (struct gcs_command){0};
 	if (env)
-		return gcs_cmdline_command(env);
+		return gcs_cmdline_command(env, cmd);
 	cmdline = gcs_read_cmdline();
 	if (!cmdline)
-		return NULL;
-	cmd = gcs_cmdline_command(cmdline);
+		return -errno;
+	ret = gcs_cmdline_command(cmdline, cmd);
 	free(cmdline);
-	return cmd;
+	return ret;
 }
 
 int main(int argc, char **argv)
 {
 	bool pid1 = getpid() == 1;
 	struct epoll_event ev = {.events = EPOLLIN};
-	int sfd, efd, status = 0;
-	char *cmd;
+	int sfd, efd, ret, status = 0;
+	struct gcs_command cmd;
+	bool have_cmd;
 	pid_t child;
 	sigset_t set;
 
@@ -104,10 +107,15 @@ int main(int argc, char **argv)
 		gcs_shutdown(1);
 	}
 
-	cmd = gcs_command(pid1);
+	ret = gcs_command(pid1, &cmd);
+	if (ret) {
+		errno = -ret;
+		gcs_log_errno("reading the command from the kernel command line");
+	}
+	have_cmd = cmd.argv || cmd.script;
 	gcs_log("ready");
-	if (cmd ? gcs_spawn_command(cmd, &child) : gcs_spawn_shell(&child)) {
-		gcs_log_errno("cannot start %s", cmd ? "the command" : "a shell");
+	if (have_cmd ? gcs_spawn_command(&cmd, &child) : gcs_spawn_shell(&child)) {
+		gcs_log_errno("cannot start %s", have_cmd ? "the command" : "a shell");
 		gcs_shutdown(1);
 	}
 
@@ -126,7 +134,7 @@ int main(int argc, char **argv)
 			continue;
 		if (si.ssi_signo == SIGCHLD) {
 			if (gcs_reap(child, &status)) {
-				if (cmd)
+				if (have_cmd)
 					gcs_log("exit %d", gcs_exit_code(status));
 				else
 					gcs_log("shell ended");

@@ -25,7 +25,7 @@ static void gcs_child_reset_signals(void)
 		signal(s, SIG_DFL);
 }
 
-int gcs_spawn_command(const char *cmd, pid_t *pid)
+int gcs_spawn_command(const struct gcs_command *cmd, pid_t *pid)
 {
 	pid_t p = fork();
 
@@ -34,8 +34,13 @@ int gcs_spawn_command(const char *cmd, pid_t *pid)
 	if (p == 0) {
 		gcs_child_reset_signals();
 		setsid();
-		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-		gcs_log_errno("exec /bin/sh");
+		if (cmd->argv) {
+			execvp(cmd->argv[0], cmd->argv);
+			gcs_log_errno("exec %s", cmd->argv[0]);
+		} else {
+			execl("/bin/sh", "sh", "-c", cmd->script, (char *)NULL);
+			gcs_log_errno("exec /bin/sh");
+		}
 		_exit(127);
 	}
 	*pid = p;

@@ -183,49 +183,19 @@ static void run_tty_restore(struct run_ctx *ctx)
 	ctx->tty_raw = false;
 }
 
-/* Appends one guest argument, quoted for the shell the guest agent runs it with. */
+/*
+ * Appends one guest argument. The guest agent splits the words after "--" the
+ * way the kernel does: blanks separate words except inside double quotes,
+ * which are dropped. So an argument with blanks (or an empty one) is quoted.
+ */
 static int run_append_arg(char *s, size_t cap, size_t *len, const char *a)
 {
-	bool plain = *a != '\0', blank = strpbrk(a, " \t\n") != NULL;
-	size_t n = *len;
+	bool quote = *a == '\0' || strpbrk(a, " \t\n") != NULL;
+	size_t need = strlen(a) + (quote ? 3 : 1);
 
-	for (const char *p = a; *p; p++)
-		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./=:,+-@%",
-			    *p))
-			plain = false;
-#define PUT(c)                                                                                     \
-	do {                                                                                       \
-		if (n + 1 >= cap)                                                                  \
-			return -E2BIG;                                                             \
-		s[n++] = (c);                                                                      \
-	} while (0)
-	PUT(' ');
-	if (plain) {
-		for (const char *p = a; *p; p++)
-			PUT(*p);
-	} else {
-		/* The kernel groups a word with double quotes; the shell then reads the
-		 * single-quoted form, with each ' written as '\''. */
-		if (blank)
-			PUT('"');
-		PUT('\'');
-		for (const char *p = a; *p; p++) {
-			if (*p == '\'') {
-				PUT('\'');
-				PUT('\\');
-				PUT('\'');
-				PUT('\'');
-			} else {
-				PUT(*p);
-			}
-		}
-		PUT('\'');
-		if (blank)
-			PUT('"');
-	}
-#undef PUT
-	s[n] = '\0';
-	*len = n;
+	if (*len + need >= cap)
+		return -E2BIG;
+	*len += snprintf(s + *len, cap - *len, quote ? " \"%s\"" : " %s", a);
 	return 0;
 }
 

@@ -13,7 +13,7 @@ int run_main(int argc, char **argv);
 struct run_opts;
 /*
  * The kernel command line for o: the base, --cmdline, then "--" and the guest
- * command, each argument quoted for the guest agent's /bin/sh -c. NULL (with
+ * command's argv (arguments with blanks in double quotes). NULL (with
  * a message on stderr) when it cannot be expressed or is too long. Caller frees.
  */
 char *run_build_cmdline(const struct run_opts *o);

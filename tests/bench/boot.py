@@ -18,7 +18,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 READY = b"uvm-gcs: ready"
 # uvm-shim's base command line (shim/run.c); QEMU gets the same string.
-BASE_CMDLINE = ("console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp "
+BASE_CMDLINE = ("console=ttyS0 quiet reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp "
                 "i8042.dumbkbd")
 TARGET = 0.8
 

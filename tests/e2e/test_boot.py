@@ -117,7 +117,7 @@ def test_guest_kernel_panic_fails_the_run(run_vm, paths, panic):
     # panic=-1 reboots at once (a reboot that must not count as success);
     # panic=0 leaves the guest spinning, so the shim must notice on its own.
     r = run_vm(*explicit(paths), "--cmdline", "%s %s" % (QUIET, panic), "--", "sh", "-c",
-               "echo c > /proc/sysrq-trigger", timeout=180)
+               "echo c > /proc/sysrq-trigger")
     assert READY in r.stdout, r.describe()
     assert "Kernel panic" in r.stdout, r.describe()
     assert r.returncode != 0, r.describe()

@@ -114,13 +114,13 @@ static void test_guest_command_quoting(void **state)
 	assert_int_equal(PARSE("--cmdline", "quiet", "--", "sh", "-c", "ls /sys; echo it's"), 0);
 	c = run_build_cmdline(&opts);
 	assert_non_null(c);
-	assert_non_null(strstr(c, " quiet -- sh -c \"'ls /sys; echo it'\\''s'\""));
+	assert_non_null(strstr(c, " quiet -- sh -c \"ls /sys; echo it's\""));
 	free(c);
 	assert_int_equal(PARSE("--", "echo", "a\"b"), 0);
 	assert_null(run_build_cmdline(&opts));
 	assert_int_equal(PARSE("--", "echo", ""), 0);
 	c = run_build_cmdline(&opts);
-	assert_non_null(strstr(c, "-- echo ''"));
+	assert_non_null(strstr(c, "-- echo \"\""));
 	free(c);
 	/* Over the 2047-byte limit once quoted. */
 	char *big = malloc(2100);
