@@ -22,6 +22,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -139,6 +140,15 @@ static int child_mmap_exec(void)
 	return CHILD_SURVIVED;
 }
 
+/* cmos_access's gmtime_r: glibc must not need /etc/localtime any more. */
+static int child_time_conversion(void)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+
+	return gmtime_r(&now, &tm) ? 0 : CHILD_ALLOWED_FAILED;
+}
+
 static void *sleeper(void *arg)
 {
 	(void)arg;
@@ -218,6 +228,12 @@ static void test_no_executable_mappings(void **state)
 	(void)state;
 	assert_killed_by_sigsys(run_child(SANDBOX_VCPU, SANDBOX_KILL, child_mmap_exec));
 	assert_killed_by_sigsys(run_child(SANDBOX_LOOP, SANDBOX_KILL, child_mmap_exec));
+}
+
+static void test_vcpu_time_conversion(void **state)
+{
+	(void)state;
+	assert_exited_ok(run_child(SANDBOX_VCPU, SANDBOX_KILL, child_time_conversion));
 }
 
 static void test_kill_takes_the_whole_process(void **state)
@@ -393,6 +409,7 @@ int main(void)
 	    cmocka_unit_test(test_loop_allows_unix_socket_only),
 	    cmocka_unit_test(test_vcpu_ioctl_numbers),
 	    cmocka_unit_test(test_no_executable_mappings),
+	    cmocka_unit_test(test_vcpu_time_conversion),
 	    cmocka_unit_test(test_kill_takes_the_whole_process),
 	    cmocka_unit_test(test_log_mode_lets_the_call_run),
 	    cmocka_unit_test(test_trap_mode_names_the_call),
