@@ -11,8 +11,10 @@ guest that boots: they also run on PVM hosts."""
 
 import json
 import os
+import select
 import signal
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -101,15 +103,29 @@ def env(**kv):
     return e
 
 
+def log_file():
+    # A file, not a pipe: a shim blocked on a full stderr pipe would hang the test.
+    return tempfile.TemporaryFile()
+
+
+def read_log(f):
+    f.seek(0)
+    return f.read().decode(errors="replace")
+
+
 def start_run(extra, environ):
-    return subprocess.Popen([SHIM, "run", "--console", "none", "--cpus", "2", "--memory", "256",
-                             *extra], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env=environ)
+    err = log_file()
+    p = subprocess.Popen([SHIM, "run", "--console", "none", "--cpus", "2", "--memory", "256",
+                          *extra], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=err, env=environ)
+    p.log = err
+    return p
 
 
 def stop_run(proc):
     proc.send_signal(signal.SIGTERM)
-    err = proc.communicate(timeout=60)[1].decode(errors="replace")
+    proc.wait(timeout=60)
+    err = read_log(proc.log)
     # SIGTERM is answered by the loop (signalfd): 128+15, not a SIGSYS death.
     assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, err[-3000:])
     return err
@@ -137,8 +153,11 @@ def test_run_no_seccomp(how):
 
 
 def serve(extra, environ):
-    return subprocess.Popen([SHIM, "serve", *extra], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environ)
+    err = log_file()
+    p = subprocess.Popen([SHIM, "serve", *extra], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=err, env=environ)
+    p.log = err
+    return p
 
 
 def create_and_start(p):
@@ -147,6 +166,8 @@ def create_and_start(p):
         p.stdin.write((json.dumps({"id": i + 1, "method": m, "params": params}) + "\n").encode())
         p.stdin.flush()
     # vm.create answers at once; vm.start answers when the guest agent is up (or never on PVM).
+    ready, _, _ = select.select([p.stdout], [], [], 60)
+    assert ready, "no answer to vm.create\n" + read_log(p.log)[-3000:]
     r = json.loads(p.stdout.readline())
     assert r.get("id") == 1 and "result" in r, r
 
@@ -154,7 +175,7 @@ def create_and_start(p):
 def stop_serve(p):
     p.stdin.close()  # EOF: the shim ends the VM and exits 0
     p.wait(timeout=60)
-    err = p.stderr.read().decode(errors="replace")
+    err = read_log(p.log)
     assert p.returncode == 0, (p.returncode, err[-3000:])
     return err
 
