@@ -27,6 +27,7 @@
 
 #include "boot/boot.h"
 #include "gcs/protocol.h"
+#include "seccomp/seccomp.h"
 #include "shim/bridge.h"
 #include "shim/console.h"
 #include "shim/ctl.h"
@@ -1239,10 +1240,10 @@ int ctl_serve_main(int argc, char **argv)
 	sigset_t sigs;
 	int ret = 1;
 
-	(void)argc;
-	(void)argv;
 	if (!s)
 		return 1;
+	/* --no-seccomp: debugging only (docs/seccomp.md); applied by machine_start. */
+	sandbox_configure(argc > 1 && !strcmp(argv[1], "--no-seccomp"));
 	s->sig_fd = s->timer_fd = s->console_fd = -1;
 	scsi_init(&s->scsi);
 	lifecycle_init(&s->lc);

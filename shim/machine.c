@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "boot/boot.h"
+#include "seccomp/seccomp.h"
 #include "virtio/virtio.h"
 #include "vmm/pci.h"
 #include "vmm/vm.h"
@@ -167,9 +168,21 @@ fail:
 	return ret;
 }
 
+/*
+ * The sandbox (seccomp/seccomp.h) closes here, on the thread that built the
+ * VM and runs the event loop: privileges go before the vCPU threads exist (they
+ * inherit the drop), each vCPU filters itself before its first KVM_RUN, and
+ * this thread filters itself once they run.
+ */
 int machine_start(struct machine *m)
 {
-	return vm_start(m->vm);
+	int ret = sandbox_drop_privileges();
+
+	if (ret)
+		return ret;
+	vm_set_vcpu_hook(m->vm, sandbox_vcpu_hook, NULL);
+	ret = vm_start(m->vm);
+	return ret ? ret : sandbox_apply(SANDBOX_LOOP);
 }
 
 void machine_destroy(struct machine *m)

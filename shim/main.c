@@ -20,7 +20,7 @@ static const char usage[] =
 	"\n"
 	"commands:\n"
 	"  run [options] [-- CMD...]  boot a guest with its serial console on this terminal\n"
-	"  serve                      speak the control protocol on stdin/stdout (docs/protocol.md)\n"
+	"  serve [--no-seccomp]       speak the control protocol on stdin/stdout (docs/protocol.md)\n"
 	"  check                      report what this host's KVM offers (and whether it is PVM)\n"
 	"  version                    print the version\n"
 	"  help                       this text\n"

@@ -21,6 +21,7 @@
 #include "console.h"
 #include "machine.h"
 #include "run_opts.h"
+#include "seccomp/seccomp.h"
 #include "vmm/kvm.h"
 #include "vmm/legacy.h"
 #include "vmm/log.h"
@@ -352,6 +353,7 @@ int run_main(int argc, char **argv)
 		status = RUN_EXIT_OK;
 		goto out;
 	}
+	sandbox_configure(o->no_seccomp); /* applied by machine_start */
 	if (!o->kernel) {
 		const char *dir = run_default_guest_dir();
 

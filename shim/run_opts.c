@@ -24,6 +24,8 @@ const char run_usage[] =
 	"  --disk PATH[,ro][,serial=ID]  attach a virtio-blk disk (repeatable)\n"
 	"  --entry16           enter a bzImage through its 16-bit entry (tiny payloads only:\n"
 	"                      there is no BIOS, so Linux's own setup code cannot run)\n"
+	"  --no-seccomp        debugging: no syscall filters, capabilities kept\n"
+	"                      (also UVM_NO_SECCOMP=1; see docs/seccomp.md)\n"
 	"  -h, --help          this text\n"
 	"\n"
 	"In an interactive terminal, Ctrl-A x ends the VM.\n"
@@ -118,6 +120,10 @@ int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t 
 		}
 		if (strcmp(arg, "--entry16") == 0) {
 			o->entry16 = true;
+			continue;
+		}
+		if (strcmp(arg, "--no-seccomp") == 0) {
+			o->no_seccomp = true;
 			continue;
 		}
 		if (strncmp(arg, "--", 2) != 0) {

@@ -26,6 +26,7 @@ struct run_opts {
 	const char *console_path;
 	bool entry16; /* boot a bzImage through its 16-bit entry (debugging, tests) */
 	bool help;
+	bool no_seccomp; /* --no-seccomp: no filters, no privilege drop (debugging) */
 	struct run_disk disks[RUN_MAX_DISKS];
 	int nr_disks;
 	char **guest_argv; /* after "--": run this command in the default guest */

@@ -315,6 +315,11 @@ void *vcpu_thread(void *arg)
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	if (vcpu->vm->vcpu_hook && vcpu->vm->vcpu_hook(vcpu->vm->vcpu_hook_opaque, vcpu->id)) {
+		pr_err("vcpu", "vcpu%d: thread setup failed", vcpu->id);
+		vm_request_exit(vcpu->vm, VM_EXIT_ERROR);
+		return NULL;
+	}
 
 	for (;;) {
 		/* Clear before checking the flags so a kick after the check still lands. */

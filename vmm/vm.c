@@ -223,6 +223,12 @@ int vm_set_boot_regs(struct vm *vm, const struct boot_regs *regs)
 	return vcpu_set_boot_regs(&vm->vcpus[0], regs);
 }
 
+void vm_set_vcpu_hook(struct vm *vm, int (*fn)(void *opaque, int id), void *opaque)
+{
+	vm->vcpu_hook = fn;
+	vm->vcpu_hook_opaque = opaque;
+}
+
 int vm_start(struct vm *vm)
 {
 	for (int i = 0; i < vm->nr_vcpus; i++) {

@@ -48,6 +48,13 @@ int vm_nr_cpus(struct vm *vm);
 int vm_set_boot_regs(struct vm *vm, const struct boot_regs *regs)
 	__attribute__((warn_unused_result));
 
+/*
+ * fn runs on each vCPU thread right before its first KVM_RUN (the shim
+ * installs the thread's seccomp filter there); an error ends the VM with
+ * VM_EXIT_ERROR. Set before vm_start.
+ */
+void vm_set_vcpu_hook(struct vm *vm, int (*fn)(void *opaque, int id), void *opaque);
+
 /* Starts one thread per vCPU. */
 int vm_start(struct vm *vm) __attribute__((warn_unused_result));
 /* Pause/resume all vCPUs (kick out of KVM_RUN, wait until all are parked). */

@@ -44,6 +44,9 @@ struct vm {
 	struct kvm_irq_routing *routing;
 	unsigned char gsi_used[VM_GSI_MAX];
 
+	/* Runs on each vCPU thread before its first KVM_RUN (vm_set_vcpu_hook). */
+	int (*vcpu_hook)(void *opaque, int id);
+	void *vcpu_hook_opaque;
 };
 
 int cpuid_setup(struct vm *vm);

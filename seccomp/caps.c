@@ -1,0 +1,48 @@
+/*
+ * Privilege drop (seccomp.h): once the VM is built, nothing the shim does
+ * needs a capability.
+ *
+ * After machine_start the shim opens files (guest.exec's stdio paths, later
+ * scsi.add disks), Unix sockets and eventfds, and talks to fds it already
+ * holds (/dev/kvm, the VM, the disks). Run as root without capabilities it
+ * still opens every file root owns through the owner's permission bits, which
+ * covers what a runtime hands a shim (its state and FIFO directories, layer
+ * files it created). CAP_DAC_OVERRIDE is dropped as well: a file of another
+ * user must be made accessible to the shim by the caller, and a compromised
+ * shim cannot reach files root itself cannot open. The same goes for
+ * CAP_NET_ADMIN (a later nic.add on a tap must get a tap the shim may open).
+ */
+#include "seccomp/seccomp.h"
+
+#include <cap-ng.h>
+#include <errno.h>
+#include <sys/prctl.h>
+
+#include "vmm/log.h"
+
+#define TAG "seccomp"
+
+int sandbox_drop_privileges(void)
+{
+	int ret;
+
+	if (sandbox_mode() == SANDBOX_OFF)
+		return 0;
+	/* No execve can give back what is dropped here (setuid files, file caps). */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+		ret = -errno;
+		log_msg_errno(LOG_ERROR, TAG, "PR_SET_NO_NEW_PRIVS");
+		return ret;
+	}
+	if (capng_have_capabilities(CAPNG_SELECT_CAPS) == CAPNG_NONE)
+		return 0; /* an unprivileged user: nothing to drop */
+	/* The bounding set goes first (it needs CAP_SETPCAP), then the sets. */
+	capng_clear(CAPNG_SELECT_ALL);
+	ret = capng_apply(CAPNG_SELECT_ALL);
+	if (ret < 0) {
+		pr_err(TAG, "cannot drop capabilities (capng_apply %d)", ret);
+		return -EPERM;
+	}
+	pr_dbg(TAG, "capabilities dropped");
+	return 0;
+}

@@ -1,0 +1,69 @@
+/*
+ * The sandbox: one seccomp allowlist per thread class (libseccomp) and the
+ * privilege drop (libcap-ng, PR_SET_NO_NEW_PRIVS). See docs/seccomp.md.
+ *
+ * THE RULE: a new syscall (or ioctl number, or socket family...) on a thread
+ * class gets a line in that class's allowlist in seccomp/filter.c, with its
+ * reason: the code path that needs it. Without that line the process dies
+ * with SIGSYS the first time the path runs under the filter; UVM_SECCOMP_LOG=1
+ * (log and allow) or UVM_SECCOMP_LOG=trap (name the call, then die) finds it.
+ *
+ * The prefix is sandbox_: libseccomp owns seccomp_*.
+ *
+ * Where the filters go (shim/machine.c, machine_start):
+ *  - privileges are dropped on the thread that builds the VM, after it is
+ *    built and before the vCPU threads exist, so every later thread inherits
+ *    the drop (capabilities and no_new_privs are per thread);
+ *  - each vCPU thread installs SANDBOX_VCPU right before its first KVM_RUN
+ *    (vm_set_vcpu_hook);
+ *  - the event-loop thread installs SANDBOX_LOOP once the vCPUs run.
+ * Seccomp filters are per thread and inherited by threads created later; the
+ * vCPU list is kept a subset of the loop list so that stacking them (a vCPU
+ * created by a filtered loop) never forbids more than the vCPU list says.
+ */
+#ifndef SECCOMP_SECCOMP_H
+#define SECCOMP_SECCOMP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum sandbox_class {
+	SANDBOX_VCPU, /* KVM_RUN and the exits dispatched to the PIO/MMIO buses */
+	SANDBOX_LOOP, /* the event loop: control protocol, devices, vsock, hot-plug */
+	SANDBOX_NR_CLASSES,
+};
+
+/* What a call outside the allowlist does. */
+enum sandbox_action {
+	SANDBOX_OFF,  /* no filter, no privilege drop (--no-seccomp, UVM_NO_SECCOMP=1) */
+	SANDBOX_KILL, /* production: the whole process dies with SIGSYS */
+	SANDBOX_LOG,  /* UVM_SECCOMP_LOG=1: the call runs, the kernel logs it (audit) */
+	SANDBOX_TRAP, /* UVM_SECCOMP_LOG=trap: stderr names the call, then SIGSYS */
+};
+
+/*
+ * Process-wide setting; call once from the main thread before any thread
+ * starts. disable comes from --no-seccomp; the environment can also turn it
+ * off (UVM_NO_SECCOMP=1) or into a debugging mode (UVM_SECCOMP_LOG).
+ */
+void sandbox_configure(bool disable);
+enum sandbox_action sandbox_mode(void);
+const char *sandbox_class_name(enum sandbox_class cls);
+
+/* Installs the class's filter on the calling thread (no-op when off). */
+int sandbox_apply(enum sandbox_class cls) __attribute__((warn_unused_result));
+/* Same with an explicit action, whatever the process setting (tests). */
+int sandbox_apply_action(enum sandbox_class cls, enum sandbox_action act)
+    __attribute__((warn_unused_result));
+/* vm_set_vcpu_hook callback: SANDBOX_VCPU on the calling vCPU thread. */
+int sandbox_vcpu_hook(void *opaque, int vcpu_id);
+
+/*
+ * Sets no_new_privs and, when the thread has capabilities (root), drops all
+ * of them: effective, permitted, inheritable, ambient and the bounding set.
+ * No-op when the sandbox is off.
+ */
+int sandbox_drop_privileges(void) __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,422 @@
+/*
+ * seccomp/: each test forks a child, installs a class filter there and checks
+ * that an allowed call works and that a forbidden one kills the child (the
+ * whole child process, SIGSYS). Children leave with _exit: the leak check at
+ * exit is not theirs to run.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "seccomp/seccomp.h"
+
+/* Child exit codes that mean "the filter let something wrong through" or setup failed. */
+#define CHILD_SETUP_FAILED   100
+#define CHILD_ALLOWED_FAILED 101
+#define CHILD_SURVIVED	     102
+
+typedef int (*child_fn)(void);
+
+static int run_child(enum sandbox_class cls, enum sandbox_action act, child_fn fn)
+{
+	pid_t pid;
+	int st = -1;
+
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (sandbox_apply_action(cls, act))
+			_exit(CHILD_SETUP_FAILED);
+		_exit(fn());
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	return st;
+}
+
+static void assert_killed_by_sigsys(int st)
+{
+	if (WIFEXITED(st))
+		fail_msg("child exited with %d instead of dying of SIGSYS", WEXITSTATUS(st));
+	assert_true(WIFSIGNALED(st));
+	assert_int_equal(WTERMSIG(st), SIGSYS);
+}
+
+static void assert_exited_ok(int st)
+{
+	if (WIFSIGNALED(st))
+		fail_msg("child died of signal %d", WTERMSIG(st));
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+/* ---- children ------------------------------------------------------------------------- */
+
+static int pipe_fds[2] = {-1, -1};
+
+/* write (allowed for both classes), then socket(AF_INET) (allowed for none). */
+static int child_write_then_inet(void)
+{
+	if (write(pipe_fds[1], "x", 1) != 1)
+		return CHILD_ALLOWED_FAILED;
+	syscall(SYS_socket, AF_INET, SOCK_STREAM, 0);
+	return CHILD_SURVIVED;
+}
+
+static int child_execve(void)
+{
+	char *argv[] = {"/bin/true", NULL};
+
+	syscall(SYS_execve, "/bin/true", argv, NULL);
+	return CHILD_SURVIVED;
+}
+
+static int child_unix_socket_ok(void)
+{
+	long fd = syscall(SYS_socket, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return CHILD_ALLOWED_FAILED;
+	close((int)fd);
+	return 0;
+}
+
+static int devnull = -1;
+
+/* KVM_RUN is allowed on a vCPU thread: on /dev/null the kernel answers ENOTTY. */
+static int child_kvm_run_then_create_vm(void)
+{
+	if (syscall(SYS_ioctl, devnull, KVM_RUN, 0) != -1 || errno != ENOTTY)
+		return CHILD_ALLOWED_FAILED;
+	syscall(SYS_ioctl, devnull, KVM_CREATE_VM, 0);
+	return CHILD_SURVIVED;
+}
+
+/* The filter compares the 32 bits the kernel reads: high garbage does not change the verdict. */
+static int child_kvm_run_high_bits(void)
+{
+	if (syscall(SYS_ioctl, devnull, 0xdead000000000000ULL | KVM_RUN, 0) != -1 ||
+	    errno != ENOTTY)
+		return CHILD_ALLOWED_FAILED;
+	syscall(SYS_ioctl, devnull, 0xdead000000000000ULL | KVM_CREATE_VCPU, 0);
+	return CHILD_SURVIVED;
+}
+
+static int child_tcgets(void)
+{
+	struct termios t;
+
+	/* TCGETS on /dev/null: ENOTTY from the kernel, not a kill from the filter. */
+	syscall(SYS_ioctl, devnull, TCGETS, &t);
+	return 0;
+}
+
+static int child_mmap_exec(void)
+{
+	void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return CHILD_ALLOWED_FAILED;
+	syscall(SYS_mprotect, p, 4096, PROT_READ | PROT_EXEC);
+	return CHILD_SURVIVED;
+}
+
+/* cmos_access's gmtime_r: glibc must not need /etc/localtime any more. */
+static int child_time_conversion(void)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+
+	return gmtime_r(&now, &tm) ? 0 : CHILD_ALLOWED_FAILED;
+}
+
+static void *sleeper(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
+
+static int child_inet_socket(void)
+{
+	syscall(SYS_socket, AF_INET, SOCK_DGRAM, 0);
+	return CHILD_SURVIVED;
+}
+
+/* ---- tests ------------------------------------------------------------------------------ */
+
+static void test_vcpu_allows_write_forbids_inet_socket(void **state)
+{
+	char c = 0;
+	int st;
+
+	(void)state;
+	assert_int_equal(pipe(pipe_fds), 0);
+	st = run_child(SANDBOX_VCPU, SANDBOX_KILL, child_write_then_inet);
+	assert_killed_by_sigsys(st);
+	/* The allowed write went through before the kill. */
+	assert_int_equal(read(pipe_fds[0], &c, 1), 1);
+	assert_int_equal(c, 'x');
+	close(pipe_fds[0]);
+	close(pipe_fds[1]);
+}
+
+static void test_vcpu_forbids_execve(void **state)
+{
+	(void)state;
+	assert_killed_by_sigsys(run_child(SANDBOX_VCPU, SANDBOX_KILL, child_execve));
+}
+
+static void test_loop_forbids_execve(void **state)
+{
+	(void)state;
+	assert_killed_by_sigsys(run_child(SANDBOX_LOOP, SANDBOX_KILL, child_execve));
+}
+
+static void test_vcpu_forbids_unix_socket(void **state)
+{
+	(void)state;
+	assert_killed_by_sigsys(run_child(SANDBOX_VCPU, SANDBOX_KILL, child_unix_socket_ok));
+}
+
+static void test_loop_allows_unix_socket_only(void **state)
+{
+	(void)state;
+	assert_exited_ok(run_child(SANDBOX_LOOP, SANDBOX_KILL, child_unix_socket_ok));
+	assert_killed_by_sigsys(run_child(SANDBOX_LOOP, SANDBOX_KILL, child_inet_socket));
+}
+
+static void test_vcpu_ioctl_numbers(void **state)
+{
+	(void)state;
+	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	assert_true(devnull >= 0);
+	assert_killed_by_sigsys(
+	    run_child(SANDBOX_VCPU, SANDBOX_KILL, child_kvm_run_then_create_vm));
+	assert_killed_by_sigsys(run_child(SANDBOX_VCPU, SANDBOX_KILL, child_kvm_run_high_bits));
+	/* A tty ioctl is the loop's (run's console), never a vCPU's. */
+	assert_killed_by_sigsys(run_child(SANDBOX_VCPU, SANDBOX_KILL, child_tcgets));
+	assert_exited_ok(run_child(SANDBOX_LOOP, SANDBOX_KILL, child_tcgets));
+	/* KVM_CREATE_VM is for setup only: the loop cannot make a VM either. */
+	assert_killed_by_sigsys(
+	    run_child(SANDBOX_LOOP, SANDBOX_KILL, child_kvm_run_then_create_vm));
+	close(devnull);
+}
+
+static void test_no_executable_mappings(void **state)
+{
+	(void)state;
+	assert_killed_by_sigsys(run_child(SANDBOX_VCPU, SANDBOX_KILL, child_mmap_exec));
+	assert_killed_by_sigsys(run_child(SANDBOX_LOOP, SANDBOX_KILL, child_mmap_exec));
+}
+
+static void test_vcpu_time_conversion(void **state)
+{
+	(void)state;
+	assert_exited_ok(run_child(SANDBOX_VCPU, SANDBOX_KILL, child_time_conversion));
+}
+
+static void test_kill_takes_the_whole_process(void **state)
+{
+	pid_t pid;
+	int st;
+
+	(void)state;
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		pthread_t t;
+
+		if (pthread_create(&t, NULL, sleeper, NULL))
+			_exit(CHILD_SETUP_FAILED);
+		if (sandbox_apply_action(SANDBOX_VCPU, SANDBOX_KILL))
+			_exit(CHILD_SETUP_FAILED);
+		_exit(child_inet_socket());
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_killed_by_sigsys(st);
+}
+
+static void test_log_mode_lets_the_call_run(void **state)
+{
+	(void)state;
+	/* socket(AF_UNIX) is not a vCPU call: logged by the kernel, then it runs. */
+	assert_exited_ok(run_child(SANDBOX_VCPU, SANDBOX_LOG, child_unix_socket_ok));
+}
+
+static void test_trap_mode_names_the_call(void **state)
+{
+	char buf[512] = {0};
+	ssize_t n, got = 0;
+	int p[2], st;
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(pipe(p), 0);
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(p[1], STDERR_FILENO);
+		setenv("UVM_SECCOMP_LOG", "trap", 1);
+		unsetenv("UVM_NO_SECCOMP");
+		sandbox_configure(false);
+		if (sandbox_mode() != SANDBOX_TRAP || sandbox_apply(SANDBOX_VCPU))
+			_exit(CHILD_SETUP_FAILED);
+		syscall(SYS_socket, AF_INET, SOCK_STREAM, 0);
+		_exit(CHILD_SURVIVED);
+	}
+	close(p[1]);
+	while ((n = read(p[0], buf + got, sizeof(buf) - 1 - got)) > 0)
+		got += n;
+	close(p[0]);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_killed_by_sigsys(st);
+	if (!strstr(buf, "syscall 41 ")) /* x86-64 socket */
+		fail_msg("trap message missing the syscall number: %s", buf);
+}
+
+static void test_off_installs_nothing(void **state)
+{
+	pid_t pid;
+	int st;
+
+	(void)state;
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		unsetenv("UVM_SECCOMP_LOG");
+		setenv("UVM_NO_SECCOMP", "1", 1);
+		sandbox_configure(false);
+		if (sandbox_mode() != SANDBOX_OFF || sandbox_apply(SANDBOX_VCPU) ||
+		    sandbox_drop_privileges())
+			_exit(CHILD_SETUP_FAILED);
+		/* No filter: a call outside every list just works. */
+		_exit(child_unix_socket_ok());
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_exited_ok(st);
+	/* --no-seccomp alone does it too. */
+	pid = fork();
+	if (pid == 0) {
+		unsetenv("UVM_NO_SECCOMP");
+		sandbox_configure(true);
+		_exit(sandbox_mode() == SANDBOX_OFF ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_exited_ok(st);
+}
+
+/* "CapEff:\t0000000000000000" etc. from /proc/self/status. */
+static int status_field(const char *name, char *out, size_t len)
+{
+	char line[256];
+	FILE *f = fopen("/proc/self/status", "re");
+	int ret = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, name, strlen(name)) && line[strlen(name)] == ':') {
+			snprintf(out, len, "%s", line + strlen(name) + 1);
+			out[strcspn(out, "\n")] = '\0';
+			ret = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
+static void test_drop_privileges(void **state)
+{
+	pid_t pid;
+	int st;
+
+	(void)state;
+	if (geteuid() != 0) {
+		printf("[  SKIPPED ] not root: there are no capabilities to drop\n");
+		skip();
+	}
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char eff[64], bnd[64], prm[64], nnp[64];
+
+		unsetenv("UVM_NO_SECCOMP");
+		unsetenv("UVM_SECCOMP_LOG");
+		sandbox_configure(false);
+		if (sandbox_drop_privileges())
+			_exit(1);
+		if (status_field("CapEff", eff, sizeof(eff)) ||
+		    status_field("CapPrm", prm, sizeof(prm)) ||
+		    status_field("CapBnd", bnd, sizeof(bnd)) ||
+		    status_field("NoNewPrivs", nnp, sizeof(nnp)))
+			_exit(2);
+		if (strcmp(eff, "\t0000000000000000") || strcmp(prm, "\t0000000000000000") ||
+		    strcmp(bnd, "\t0000000000000000") || strcmp(nnp, "\t1")) {
+			fprintf(stderr, "eff%s prm%s bnd%s nnp%s\n", eff, prm, bnd, nnp);
+			_exit(3);
+		}
+		/* Root without CAP_SYS_ADMIN still loads its filter (no_new_privs is set). */
+		if (sandbox_apply(SANDBOX_LOOP))
+			_exit(4);
+		_exit(child_unix_socket_ok());
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_exited_ok(st);
+}
+
+static void test_class_names(void **state)
+{
+	(void)state;
+	assert_string_equal(sandbox_class_name(SANDBOX_VCPU), "vcpu");
+	assert_string_equal(sandbox_class_name(SANDBOX_LOOP), "loop");
+	assert_string_equal(sandbox_class_name(SANDBOX_NR_CLASSES), "?");
+	assert_int_equal(sandbox_apply_action(SANDBOX_NR_CLASSES, SANDBOX_KILL), -EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_vcpu_allows_write_forbids_inet_socket),
+	    cmocka_unit_test(test_vcpu_forbids_execve),
+	    cmocka_unit_test(test_loop_forbids_execve),
+	    cmocka_unit_test(test_vcpu_forbids_unix_socket),
+	    cmocka_unit_test(test_loop_allows_unix_socket_only),
+	    cmocka_unit_test(test_vcpu_ioctl_numbers),
+	    cmocka_unit_test(test_no_executable_mappings),
+	    cmocka_unit_test(test_vcpu_time_conversion),
+	    cmocka_unit_test(test_kill_takes_the_whole_process),
+	    cmocka_unit_test(test_log_mode_lets_the_call_run),
+	    cmocka_unit_test(test_trap_mode_names_the_call),
+	    cmocka_unit_test(test_off_installs_nothing),
+	    cmocka_unit_test(test_drop_privileges),
+	    cmocka_unit_test(test_class_names),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
