@@ -788,15 +788,86 @@ static void on_bridge_readable(void)
 	}
 }
 
+/* ---- vsock self-test helpers (e2e tests, benchmarks) ------------------------------- */
+
+/* Copies in -> out until EOF; returns bytes copied or -1. */
+static long long copy_fd(int in, int out)
+{
+	static char buf[1 << 16];
+	long long total = 0;
+	ssize_t n;
+
+	while ((n = read(in, buf, sizeof(buf))) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (write_all(out, buf, n) < 0)
+			return -1;
+		total += n;
+	}
+	return total;
+}
+
+/*
+ * `bridge --vsock-echo PORT`: accepts one vsock connection on PORT, echoes it
+ * until EOF. `bridge --vsock-dial PORT`: connects to host port PORT, sends
+ * stdin, then half-closes and copies the answer to stdout. Both give the
+ * tests a guest-side AF_VSOCK program (the guest's busybox has none).
+ */
+static int vsock_tool(const char *mode, const char *port_s)
+{
+	uint32_t port = strtoul(port_s, NULL, 0);
+	int fd, c;
+
+	if (strcmp(mode, "--vsock-echo") == 0) {
+		struct sockaddr_vm sv = {
+		    .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = port};
+
+		fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0 || bind(fd, (struct sockaddr *)&sv, sizeof(sv)) < 0 ||
+		    listen(fd, 1) < 0) {
+			gcs_log_errno("vsock-echo: listen on %u", port);
+			return 1;
+		}
+		printf("listening %u\n", port);
+		fflush(stdout);
+		c = accept(fd, NULL, NULL);
+		if (c < 0) {
+			gcs_log_errno("vsock-echo: accept");
+			return 1;
+		}
+		copy_fd(c, c);
+		close(c);
+		close(fd);
+		return 0;
+	}
+	if (strcmp(mode, "--vsock-dial") == 0) {
+		fd = dial(port);
+		if (fd < 0) {
+			errno = -fd;
+			gcs_log_errno("vsock-dial: host port %u", port);
+			return 1;
+		}
+		if (copy_fd(STDIN_FILENO, fd) < 0)
+			return 1;
+		shutdown(fd, SHUT_WR);
+		return copy_fd(fd, STDOUT_FILENO) < 0;
+	}
+	gcs_log("bridge: unknown option %s", mode);
+	return 2;
+}
+
 int gcs_bridge_main(int argc, char **argv)
 {
 	sigset_t set;
 	int logfd;
 	struct epoll_event ev = {.events = EPOLLIN};
 
-	(void)argc;
-	(void)argv;
 	B.unix_base = getenv("UVM_GCS_UNIX");
+	if (argc == 3)
+		return vsock_tool(argv[1], argv[2]);
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);

@@ -1087,6 +1087,11 @@ static const struct ctl_method methods[] = {
     {NULL, NULL},
 };
 
+const struct ctl_method *ctl_serve_methods(void)
+{
+	return methods;
+}
+
 static void m_vm_capabilities(void *opaque, struct ctl_req *req)
 {
 	cJSON *r = cJSON_CreateObject(), *m = cJSON_AddArrayToObject(r, "methods");

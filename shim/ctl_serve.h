@@ -9,4 +9,8 @@
  */
 int ctl_serve_main(int argc, char **argv);
 
+struct ctl_method;
+/* The method table of `serve` ({NULL} terminated), for tests. */
+const struct ctl_method *ctl_serve_methods(void);
+
 #endif

@@ -44,6 +44,7 @@
 
 #define BLK_SECTOR	    512
 #define BLK_QUEUE_SIZE	    256
+#define BLK_MAX_QUEUES	    16
 #define BLK_MAX_DISCARD_SEC 0x400000 /* 2 GiB per request */
 
 /* virtio_blk_config, little-endian (x86 host and guest). */
@@ -409,8 +410,11 @@ int virtio_blk_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop *
 	int nq = cfg->num_queues > 0 ? cfg->num_queues : 1;
 	int err, slot;
 
-	if (!cfg->path || nq > VIRTIO_MAX_QUEUES - 1)
+	if (!cfg->path)
 		return -EINVAL;
+	/* Each queue costs about 1 MiB of request slots; the guest maps more CPUs onto fewer. */
+	if (nq > BLK_MAX_QUEUES)
+		nq = BLK_MAX_QUEUES;
 	blk = calloc(1, sizeof(*blk));
 	if (!blk)
 		return -ENOMEM;

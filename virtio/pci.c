@@ -26,6 +26,7 @@
 #define VIRTIO_PCI_CAP_NOTIFY_CFG 2
 #define VIRTIO_PCI_CAP_ISR_CFG	  3
 #define VIRTIO_PCI_CAP_DEVICE_CFG 4
+#define VIRTIO_PCI_CAP_PCI_CFG	  5
 
 #define VIRTIO_TRANSPORT_FEATURES                                                                  \
 	((1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_F_INDIRECT_DESC) |                         \
@@ -95,13 +96,11 @@ static void kick_queue(struct virtio_dev *dev, int q)
 
 static void kick_fd_ready(void *opaque, uint32_t events)
 {
-	struct virtio_dev *dev = opaque;
+	struct virtio_kick *k = opaque;
 	uint64_t v;
 
-	/* One handler for all queues: find which eventfds fired. */
-	for (int q = 0; q < dev->nr_queues; q++)
-		if (read(dev->kick_fd[q], &v, sizeof(v)) == sizeof(v))
-			kick_queue(dev, q);
+	if (read(k->dev->kick_fd[k->q], &v, sizeof(v)) == sizeof(v))
+		kick_queue(k->dev, k->q);
 }
 
 static void notify_write(struct virtio_dev *dev, uint32_t q)
@@ -464,8 +463,54 @@ static void bar0_access(void *opaque, uint64_t off, uint8_t *data, uint32_t len,
 
 /* ---- Setup -------------------------------------------------------------------------------- */
 
+/*
+ * VIRTIO_PCI_CAP_PCI_CFG: a window onto BAR 0 through config space, for
+ * drivers that cannot map the BAR (firmware). The driver writes bar, offset
+ * and length, then reads or writes pci_cfg_data. Runs under the PCI bus lock.
+ */
+static bool pcicfg_window(struct virtio_dev *dev, uint32_t off, uint32_t len, uint64_t *bar_off,
+			  uint32_t *n)
+{
+	const uint8_t *c = dev->pci.cfg + dev->pcicfg_cap;
+	uint32_t data = dev->pcicfg_cap + 16;
+
+	if (!dev->pcicfg_cap || off >= data + 4 || off + len <= data)
+		return false;
+	*bar_off = pci_get_le(c + 8, 4);
+	*n = pci_get_le(c + 12, 4);
+	/* Only BAR 0, naturally sized accesses inside it. */
+	return c[4] == 0 && (*n == 1 || *n == 2 || *n == 4) && *bar_off % *n == 0 &&
+	       *bar_off + *n <= VIRTIO_PCI_BAR_SIZE;
+}
+
+static void virtio_config_read(struct pci_dev *p, uint32_t off, uint32_t len)
+{
+	struct virtio_dev *dev = to_vdev(p);
+	uint64_t bo;
+	uint32_t n;
+	uint8_t buf[4] = {0};
+
+	if (!pcicfg_window(dev, off, len, &bo, &n))
+		return;
+	bar0_access(dev, bo, buf, n, false);
+	memcpy(p->cfg + dev->pcicfg_cap + 16, buf, 4);
+}
+
+static void virtio_config_write(struct pci_dev *p, uint32_t off, uint32_t len)
+{
+	struct virtio_dev *dev = to_vdev(p);
+	uint64_t bo;
+	uint32_t n;
+
+	if (!pcicfg_window(dev, off, len, &bo, &n))
+		return;
+	bar0_access(dev, bo, p->cfg + dev->pcicfg_cap + 16, n, true);
+}
+
 static const struct pci_dev_ops virtio_pci_ops = {
     .bar_map = virtio_bar_map,
+    .config_read = virtio_config_read,
+    .config_write = virtio_config_write,
 };
 
 static int add_cap(struct pci_dev *p, uint8_t type, uint32_t off, uint32_t len, bool notify)
@@ -528,6 +573,18 @@ int virtio_dev_init(struct virtio_dev *dev, const char *name, uint16_t device_id
 	if (config_len && (err = add_cap(&dev->pci, VIRTIO_PCI_CAP_DEVICE_CFG,
 					 VIRTIO_PCI_DEVCFG_OFF, config_len, false)) < 0)
 		goto fail;
+	{
+		uint8_t cap[20] = {PCI_CAP_ID_VNDR, 0, 20, VIRTIO_PCI_CAP_PCI_CFG};
+		uint8_t wm[20] = {0};
+
+		/* bar, offset, length and the data window are the driver's to write. */
+		wm[4] = 0xff;
+		memset(wm + 8, 0xff, 12);
+		err = pci_cap_add(&dev->pci, cap, sizeof(cap), wm);
+		if (err < 0)
+			goto fail;
+		dev->pcicfg_cap = err;
+	}
 
 	if (loop) {
 		for (q = 0; q < nr_queues; q++) {
@@ -536,7 +593,10 @@ int virtio_dev_init(struct virtio_dev *dev, const char *name, uint16_t device_id
 				err = -errno;
 				goto fail;
 			}
-			err = loop_add(loop, dev->kick_fd[q], EPOLLIN, kick_fd_ready, dev);
+			dev->kick[q].dev = dev;
+			dev->kick[q].q = q;
+			err =
+			    loop_add(loop, dev->kick_fd[q], EPOLLIN, kick_fd_ready, &dev->kick[q]);
 			if (err) {
 				close(dev->kick_fd[q]);
 				dev->kick_fd[q] = -1;

@@ -200,8 +200,13 @@ struct virtio_dev {
 	int nr_queues;
 	struct virtq vqs[VIRTIO_MAX_QUEUES];
 	int kick_fd[VIRTIO_MAX_QUEUES];
-	uint64_t notify_base; /* guest address of the notify area while mapped, else 0 */
-	bool ioeventfds;      /* kick_fds are registered as ioeventfds */
+	struct virtio_kick {
+		struct virtio_dev *dev;
+		int q;
+	} kick[VIRTIO_MAX_QUEUES]; /* loop callback context per queue */
+	uint64_t notify_base;	   /* guest address of the notify area while mapped, else 0 */
+	bool ioeventfds;	   /* kick_fds are registered as ioeventfds */
+	uint8_t pcicfg_cap;	   /* config offset of the PCI_CFG access capability */
 };
 
 /*
@@ -236,7 +241,7 @@ struct blk_config {
 	const char *path;
 	bool read_only;
 	const char *serial; /* NULL or "" -> none; longer than 20 bytes is cut */
-	int num_queues;	    /* 0 -> 1; one per vCPU is the intent */
+	int num_queues;	    /* 0 -> 1; one per vCPU is the intent; capped at 16 */
 };
 
 /* Opens path (regular file or block device) and plugs a virtio-blk function. */

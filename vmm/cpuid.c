@@ -25,6 +25,11 @@ int cpuid_setup(struct vm *vm)
 		free(c);
 		return err;
 	}
+	/* KVM emulates the TSC-deadline timer but leaves advertising it to user space;
+	 * without it Linux calibrates the LAPIC timer against the PIT, which fails
+	 * under load and nesting and leaves the guest ticking on the PIT. */
+	bool tsc_deadline = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
+
 	for (uint32_t i = 0; i < c->nent; i++) {
 		struct kvm_cpuid_entry2 *e = &c->entries[i];
 
@@ -32,6 +37,8 @@ int cpuid_setup(struct vm *vm)
 		case 0x1:
 			/* Tell the guest it is virtualized. */
 			e->ecx |= 1u << 31;
+			if (tsc_deadline)
+				e->ecx |= 1u << 24;
 			break;
 		case 0xa:
 			/* No architectural PMU: the guest would otherwise program counters

@@ -486,6 +486,8 @@ static uint32_t cfg_read_locked(struct pci_bus *pbus, int slot, uint32_t off, ui
 
 	if (!dev || off + len > PCI_CFG_SIZE)
 		return 0xffffffffu >> (8 * (4 - len));
+	if (dev->ops && dev->ops->config_read)
+		dev->ops->config_read(dev, off, len);
 	return pci_get_le(&dev->cfg[off], len);
 }
 

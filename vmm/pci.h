@@ -97,6 +97,8 @@ extern const struct pci_host_ops pci_host_ops_vm; /* opaque is a struct vm * */
 struct pci_dev_ops {
 	/* After the generic config write handling (masks already applied). */
 	void (*config_write)(struct pci_dev *dev, uint32_t off, uint32_t len);
+	/* Before a config read of [off, off+len): may refresh dev->cfg (windows onto a BAR). */
+	void (*config_read)(struct pci_dev *dev, uint32_t off, uint32_t len);
 	/* A BAR's region was just registered at addr (mapped) or removed (!mapped). */
 	void (*bar_map)(struct pci_dev *dev, int bar, uint64_t addr, bool mapped);
 };

@@ -11,6 +11,7 @@ import os
 import queue
 import select
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -195,7 +196,8 @@ def vm(paths, kvm):
     """One running VM for the tests that do not change its state for good."""
     d = tempfile.mkdtemp(prefix="uvm-e2e-vm-")
     s = Shim(paths, d)
-    s.boot()
+    s.vsock_path = os.path.join(d, "v.sock")
+    s.boot(vsock_path=s.vsock_path)
     yield s
     # stdin EOF ends the shim, which takes its VM along.
     assert s.close() == 0, s.log()
@@ -451,7 +453,79 @@ def test_stdin_eof_ends_shim_and_vm(paths, kvm, tmp):
     assert any(e["event"] == "vm.exited" for e in s.events)
 
 
-def test_connect_convention_host_to_guest(paths, kvm, tmp):
-    pytest.skip("the default guest has no program that listens on AF_VSOCK (busybox nc "
-                "lacks vsock); the CONNECT/OK path is covered by tests/unit/test_vsock.c "
-                "with a fake guest")
+def read_until(fd, marker, timeout=60):
+    out = b""
+    deadline = time.monotonic() + timeout
+    while marker not in out:
+        assert time.monotonic() < deadline, out
+        r, _, _ = select.select([fd], [], [], 5)
+        if r:
+            chunk = os.read(fd, 4096)
+            assert chunk, out
+            out += chunk
+    return out
+
+
+def test_connect_convention_host_to_guest(vm, tmp):
+    # A guest program listens on vsock port 5000 and echoes (the GCS's self-test mode).
+    f = Fifos(tmp, "echo", stderr=False)
+    pid = vm.ok("guest.exec", argv=["/init", "bridge", "--vsock-echo", "5000"],
+                stdout=f.paths["stdout"])["pid"]
+    read_until(f.out, b"listening 5000\n")
+    data = os.urandom(1 << 20)
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.settimeout(60)
+    c.connect(vm.vsock_path)
+    c.sendall(b"CONNECT 5000\n")
+    line = b""
+    while not line.endswith(b"\n"):
+        line += c.recv(1)
+    assert line.startswith(b"OK ") and int(line[3:]) > 0, line
+    sender = threading.Thread(target=lambda: (c.sendall(data), c.shutdown(socket.SHUT_WR)))
+    sender.start()
+    got = bytearray()
+    while True:
+        chunk = c.recv(1 << 16)
+        if not chunk:
+            break
+        got += chunk
+    sender.join()
+    c.close()
+    assert bytes(got) == data
+    assert vm.ok("process.wait", pid=pid)["exit_code"] == 0
+    Fifos.read_all(f.out)
+    # Nobody listens on guest port 5001: the socket is closed without OK.
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.settimeout(30)
+    c.connect(vm.vsock_path)
+    c.sendall(b"CONNECT 5001\n")
+    assert c.recv(100) == b""
+    c.close()
+
+
+def test_connect_convention_guest_to_host(vm, tmp):
+    # A guest connecting to host port 6000 reaches the Unix socket <vsock_path>_6000.
+    lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lst.bind(vm.vsock_path + "_6000")
+    lst.listen(1)
+    lst.settimeout(60)
+    f = Fifos(tmp, "dial", stdin=True, stderr=False)
+    pid = vm.ok("guest.exec", argv=["/init", "bridge", "--vsock-dial", "6000"],
+                stdin=f.paths["stdin"], stdout=f.paths["stdout"])["pid"]
+    win = f.open_stdin()
+    os.write(win, b"hello from the guest\n")
+    os.close(win)
+    c, _ = lst.accept()
+    c.settimeout(60)
+    got = b""
+    while True:
+        chunk = c.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+    assert got == b"hello from the guest\n"
+    c.sendall(b"hello from the host\n")
+    c.close()
+    lst.close()
+    assert Fifos.read_all(f.out) == b"hello from the host\n"
+    assert vm.ok("process.wait", pid=pid)["exit_code"] == 0

@@ -27,3 +27,4 @@ fuzz-short: $(FUZZ_BINS)
 	done
 
 TEST_STEPS += fuzz-short
+.SECONDARY: $(FUZZ_OBJS)

@@ -5,6 +5,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "tests/unit/virtio_test_util.h"
+#include "vmm/loop.h"
 
 #define DISK_BYTES (1 << 20)
 #define SECTORS	   (DISK_BYTES / 512)
@@ -372,6 +374,124 @@ static void test_loop_needs_reset(void **state)
 	assert_int_equal(tq_used_idx(&f->m, 0), 1);
 }
 
+static void test_queue_count_capped(void **state)
+{
+	struct fx *f = *state;
+	struct blk_config cfg = {.path = f->path, .num_queues = 64};
+	struct virtio_dev *dev;
+	struct tdrv d;
+
+	/* 64 vCPUs still get a disk, with the queue count capped. */
+	assert_int_equal(virtio_blk_create(f->m.pbus, f->m.mem, NULL, &cfg, &dev), 0);
+	tdrv_attach(&d, &f->m, dev->pci.slot);
+	assert_int_equal(mmio_rd(&f->m, d.bar0 + VIRTIO_PCI_DEVCFG_OFF + 34, 2), 16);
+	assert_int_equal(cc_rd(&d, VIRTIO_PCI_COMMON_NUMQ, 2), 16);
+	virtio_dev_destroy(dev);
+}
+
+/* ---- With an event loop: kicks through eventfds, completions from io_uring ------------- */
+
+static void *loop_thread(void *arg)
+{
+	loop_run(arg);
+	return NULL;
+}
+
+/* A 3-descriptor read of one sector at heads 3i..3i+2, data and status per request. */
+static void post_read(struct fx *f, int i, uint64_t sector)
+{
+	struct tmach *m = &f->m;
+	uint16_t h = 3 * i;
+	uint32_t type = T_IN;
+
+	memset(m->ram + HDR + 16 * i, 0, 16);
+	memcpy(m->ram + HDR + 16 * i, &type, 4);
+	memcpy(m->ram + HDR + 16 * i + 8, &sector, 8);
+	m->ram[STATUS + i] = 0xee;
+	tq_set_desc(m, 0, h, HDR + 16 * i, 16, VIRTQ_DESC_F_NEXT, h + 1);
+	tq_set_desc(m, 0, h + 1, DATA + 512 * i, 512, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT,
+		    h + 2);
+	tq_set_desc(m, 0, h + 2, STATUS + i, 1, VIRTQ_DESC_F_WRITE, 0);
+	tq_avail_add(m, 0, QS, h);
+}
+
+static bool wait_used(struct fx *f, uint16_t n)
+{
+	for (int i = 0; i < 5000; i++) {
+		if (__atomic_load_n((uint16_t *)(f->m.ram + tq_used(0) + 2), __ATOMIC_ACQUIRE) == n)
+			return true;
+		usleep(1000);
+	}
+	return false;
+}
+
+static void test_event_loop_path(void **state)
+{
+	struct fx *f = *state;
+	struct loop *loop;
+	pthread_t th;
+	struct blk_config cfg = {.path = f->path, .serial = "x", .num_queues = 1};
+	uint64_t n = 0;
+	int cap = 0;
+
+	virtio_dev_destroy(f->dev);
+	assert_int_equal(loop_create(&loop), 0);
+	assert_int_equal(virtio_blk_create(f->m.pbus, f->m.mem, loop, &cfg, &f->dev), 0);
+	assert_int_equal(pthread_create(&th, NULL, loop_thread, loop), 0);
+	tdrv_attach(&f->drv, &f->m, f->dev->pci.slot);
+	assert_int_equal(tdrv_probe(&f->drv, F_V1 | (1ULL << VIRTIO_F_EVENT_IDX), 1, QS), 0);
+	/* The queue's notify address was handed to the (fake) hypervisor as an ioeventfd. */
+	assert_int_equal(f->m.host.ioeventfds, 1);
+	assert_int_equal(f->m.host.ioevt_addr[0], f->drv.bar0 + VIRTIO_PCI_NOTIFY_OFF);
+	/* MSI-X on, queue 0's vector (1) unmasked. */
+	for (int off = cfg_rd(&f->m, f->dev->pci.slot, PCI_CAP_PTR, 1); off;
+	     off = cfg_rd(&f->m, f->dev->pci.slot, off + 1, 1))
+		if (cfg_rd(&f->m, f->dev->pci.slot, off, 1) == PCI_CAP_ID_MSIX)
+			cap = off;
+	cfg_wr(&f->m, f->dev->pci.slot, cap + 2, 2, PCI_MSIX_FLAGS_ENABLE);
+	mmio_wr(&f->m, f->drv.msix + 16, 4, 0xfee00000);
+	mmio_wr(&f->m, f->drv.msix + 16 + 8, 4, 0x41);
+	mmio_wr(&f->m, f->drv.msix + 16 + 12, 4, 0);
+
+	/* Five reads, one kick (the MMIO fallback path: KVM is not here to catch it). */
+	for (int i = 0; i < 5; i++)
+		post_read(f, i, 100 + i);
+	tdrv_kick(&f->drv, 0);
+	assert_true(wait_used(f, 5));
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(f->m.ram[STATUS + i], S_OK);
+		assert_int_equal(f->m.ram[DATA + 512 * i + 9], pattern((100 + i) * 512 + 9));
+	}
+	assert_int_equal(read(f->dev->pci.msix->vec[1].efd, &n, 8), 8);
+	assert_true(n >= 1);
+
+	/* The same head offered twice while the first is still in flight: NEEDS_RESET. */
+	post_read(f, 0, 1);
+	tq_avail_add(&f->m, 0, QS, 0);
+	tdrv_kick(&f->drv, 0);
+	for (int i = 0; i < 5000 && !(tdrv_status(&f->drv) & VIRTIO_STATUS_NEEDS_RESET); i++)
+		usleep(1000);
+	assert_true(tdrv_status(&f->drv) & VIRTIO_STATUS_NEEDS_RESET);
+
+	/* Reset drains what is in flight; a fresh probe works again. */
+	cc_wr(&f->drv, VIRTIO_PCI_COMMON_STATUS, 1, 0);
+	assert_int_equal(tdrv_status(&f->drv), 0);
+	memset(f->m.ram + tq_desc(0), 0, 0x4000);
+	assert_int_equal(tdrv_probe(&f->drv, F_V1, 1, QS), 0);
+	post_read(f, 2, 7);
+	tdrv_kick(&f->drv, 0);
+	assert_true(wait_used(f, 1));
+	assert_int_equal(f->m.ram[STATUS + 2], S_OK);
+	assert_int_equal(f->m.ram[DATA + 1024 + 3], pattern(7 * 512 + 3));
+
+	loop_stop(loop);
+	pthread_join(th, NULL);
+	virtio_dev_destroy(f->dev);
+	assert_int_equal(f->m.host.ioeventfds, 0);
+	f->dev = NULL;
+	loop_destroy(loop);
+}
+
 static void test_create_errors(void **state)
 {
 	struct tmach m;
@@ -403,6 +523,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_read_only, setup_ro, teardown),
 	    cmocka_unit_test_setup_teardown(test_multiqueue_and_reset, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_loop_needs_reset, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_queue_count_capped, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_event_loop_path, setup, teardown),
 	    cmocka_unit_test(test_create_errors),
 	};
 

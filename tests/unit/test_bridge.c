@@ -3,12 +3,15 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "gcs/protocol.h"
+#include "shim/bridge.h"
+#include "virtio/vsock.h"
 
 #define T_EXEC_REQ  BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_PROCESS, BRIDGE_RPC_EXEC)
 #define T_EXEC_RESP BRIDGE_TYPE(BRIDGE_KIND_RESPONSE, BRIDGE_CAT_PROCESS, BRIDGE_RPC_EXEC)
@@ -96,7 +99,8 @@ static void test_msg_encode(void **state)
 /* Builds a stream of messages into buf; returns its length. */
 static size_t put(uint8_t *buf, uint32_t type, uint32_t size, uint64_t id, const char *body)
 {
-	bridge_hdr_encode(buf, type, size, id);
+	/* size 0: the honest one */
+	bridge_hdr_encode(buf, type, size ? size : 16 + strlen(body), id);
 	memcpy(buf + 16, body, strlen(body));
 	return 16 + strlen(body);
 }
@@ -106,9 +110,9 @@ static void test_rx_split_anywhere(void **state)
 	uint8_t stream[256];
 	size_t len = 0;
 
-	len += put(stream + len, T_EXEC_REQ, 16 + 7, 1, "{\"a\":1}");
+	len += put(stream + len, T_EXEC_REQ, 0, 1, "{\"a\":1}");
 	len += put(stream + len, T_EXEC_RESP, 16, 2, "");
-	len += put(stream + len, T_EXEC_REQ, 16 + 2, 3, "{}");
+	len += put(stream + len, T_EXEC_REQ, 0, 3, "{}");
 
 	/* Every split point into two feeds gives the same three messages. */
 	for (size_t cut = 0; cut <= len; cut++) {
@@ -147,7 +151,7 @@ static void test_rx_split_anywhere(void **state)
 static void test_rx_byte_at_a_time(void **state)
 {
 	uint8_t stream[64];
-	size_t len = put(stream, T_EXEC_REQ, 16 + 7, 5, "{\"a\":1}");
+	size_t len = put(stream, T_EXEC_REQ, 0, 5, "{\"a\":1}");
 	struct bridge_rx rx;
 	struct bridge_rx_event ev;
 	size_t used;
@@ -174,8 +178,8 @@ static void test_rx_refused_keeps_framing(void **state)
 	bridge_hdr_encode(stream, T_EXEC_REQ, 16 + 2000, 11); /* over max 1024 */
 	memset(stream + 16, 'x', 2000);
 	len = 2016;
-	len += put(stream + len, 0x77777777, 16 + 3, 12, "abc"); /* unknown type */
-	len += put(stream + len, T_EXEC_REQ, 16 + 2, 13, "{}");
+	len += put(stream + len, 0x77777777, 0, 12, "abc"); /* unknown type */
+	len += put(stream + len, T_EXEC_REQ, 0, 13, "{}");
 
 	bridge_rx_init(&rx, 1024);
 	assert_int_equal(bridge_rx_feed(&rx, stream, len, &used, &ev), BRIDGE_RX_REFUSED);
@@ -231,6 +235,284 @@ static void test_rx_fini_midway(void **state)
 	bridge_rx_fini(&rx); /* ASan reports a leak if not */
 }
 
+/* ---- the shim's bridge client against a fake guest on the vsock engine --------------- */
+
+#define CID   7
+#define GPORT 3000
+
+struct cfx {
+	struct vsock *vs;
+	struct bridge *b;
+	int ready, ready_err, closed, exited_pid, exited_code;
+	uint32_t guest_fwd;
+	struct bridge_rx rx; /* the guest's reader of what the shim sends */
+	/* the last response delivered to a request */
+	int calls, status;
+	char error[256];
+	char body[512];
+};
+
+static void c_ready(void *o, int err, const cJSON *answer)
+{
+	struct cfx *f = o;
+
+	f->ready++;
+	f->ready_err = err;
+}
+
+static void c_exited(void *o, int pid, int code, int sig)
+{
+	struct cfx *f = o;
+
+	f->exited_pid = pid;
+	f->exited_code = code;
+}
+
+static void c_closed(void *o)
+{
+	((struct cfx *)o)->closed++;
+}
+
+static const struct bridge_ops cops = {
+    .ready = c_ready, .process_exited = c_exited, .closed = c_closed};
+
+static void c_resp(void *o, int status, const char *error, const cJSON *body)
+{
+	struct cfx *f = o;
+	char *t = body ? cJSON_PrintUnformatted(body) : NULL;
+
+	f->calls++;
+	f->status = status;
+	snprintf(f->error, sizeof(f->error), "%s", error ? error : "");
+	snprintf(f->body, sizeof(f->body), "%s", t ? t : "");
+	free(t);
+}
+
+/* The guest sends one vsock packet to the bridge port. */
+static void g_pkt(struct cfx *f, uint16_t op, const void *payload, uint32_t len)
+{
+	struct vsock_hdr h = {.src_cid = CID,
+			      .dst_cid = VSOCK_HOST_CID,
+			      .src_port = GPORT,
+			      .dst_port = BRIDGE_PORT,
+			      .len = len,
+			      .type = VSOCK_TYPE_STREAM,
+			      .op = op,
+			      .buf_alloc = 1 << 20,
+			      .fwd_cnt = f->guest_fwd};
+	struct iovec iov[2] = {{&h, sizeof(h)}, {(void *)payload, len}};
+
+	assert_int_equal(vsock_tx(f->vs, iov, len ? 2 : 1, sizeof(h) + len), 0);
+}
+
+/* The guest writes a bridge message (header + body) on the stream. */
+static void g_msg(struct cfx *f, uint32_t type, uint32_t size, uint64_t id, const char *body)
+{
+	uint8_t buf[4096];
+	size_t blen = strlen(body);
+
+	/* size 0: the honest one */
+	bridge_hdr_encode(buf, type, size ? size : 16 + blen, id);
+	memcpy(buf + 16, body, blen);
+	g_pkt(f, VSOCK_OP_RW, buf, 16 + blen);
+}
+
+/* Drains packets for the guest; returns the next bridge message sent by the shim (or -1). */
+static int g_next(struct cfx *f, struct bridge_hdr *hdr, char *body, size_t cap)
+{
+	static uint8_t pkt[65536 + VSOCK_HDR_SIZE];
+	struct iovec iov = {pkt, sizeof(pkt)};
+	long n;
+
+	while ((n = vsock_rx(f->vs, &iov, 1, sizeof(pkt))) > 0) {
+		struct vsock_hdr h;
+		size_t used, off = 0;
+
+		memcpy(&h, pkt, sizeof(h));
+		if (h.op == VSOCK_OP_RST)
+			return -2;
+		if (h.op != VSOCK_OP_RW)
+			continue;
+		f->guest_fwd += h.len;
+		while (off < h.len) {
+			struct bridge_rx_event ev;
+			enum bridge_rx_result r = bridge_rx_feed(&f->rx, pkt + VSOCK_HDR_SIZE + off,
+								 h.len - off, &used, &ev);
+
+			off += used;
+			if (r == BRIDGE_RX_MSG) {
+				*hdr = ev.hdr;
+				snprintf(body, cap, "%s", ev.body);
+				free(ev.body);
+				assert_int_equal(off, h.len); /* one message per test step */
+				return 0;
+			}
+			assert_int_equal(r, BRIDGE_RX_MORE);
+		}
+	}
+	return -1;
+}
+
+static int csetup(void **state)
+{
+	struct cfx *f = calloc(1, sizeof(*f));
+	struct bridge_hdr h;
+	char body[512];
+
+	assert_int_equal(vsock_engine_create(&f->vs, CID), 0);
+	assert_int_equal(bridge_create(&f->b, f->vs, &cops, f), 0);
+	bridge_rx_init(&f->rx, BRIDGE_MSG_MAX);
+	assert_false(bridge_ready(f->b));
+	/* The GCS dials in; the shim speaks first, with negotiate. */
+	g_pkt(f, VSOCK_OP_REQUEST, NULL, 0);
+	assert_int_equal(g_next(f, &h, body, sizeof(body)), 0);
+	assert_int_equal(h.type,
+			 BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_SYSTEM, BRIDGE_RPC_NEGOTIATE));
+	assert_non_null(strstr(body, "\"max_version\":1"));
+	g_msg(f, bridge_response_type(h.type), 0, h.id, "{\"status\":0,\"version\":1}");
+	assert_int_equal(f->ready, 1);
+	assert_int_equal(f->ready_err, 0);
+	assert_true(bridge_ready(f->b));
+	*state = f;
+	return 0;
+}
+
+static int cteardown(void **state)
+{
+	struct cfx *f = *state;
+
+	bridge_destroy(f->b);
+	vsock_engine_destroy(f->vs);
+	bridge_rx_fini(&f->rx);
+	free(f);
+	return 0;
+}
+
+#define T_WAIT_REQ BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_PROCESS, BRIDGE_RPC_WAIT)
+
+static uint64_t ask(struct cfx *f, uint32_t type)
+{
+	struct bridge_hdr h;
+	char body[512];
+
+	assert_int_equal(bridge_request(f->b, type, cJSON_CreateObject(), c_resp, f), 0);
+	assert_int_equal(g_next(f, &h, body, sizeof(body)), 0);
+	assert_int_equal(h.type, type);
+	return h.id;
+}
+
+static void test_client_out_of_order(void **state)
+{
+	struct cfx *f = *state;
+	uint64_t a = ask(f, T_WAIT_REQ), b = ask(f, T_EXEC_REQ);
+
+	assert_true(a != b);
+	g_msg(f, T_EXEC_RESP, 0, b, "{\"status\":0,\"pid\":42}");
+	assert_int_equal(f->calls, 1);
+	assert_string_equal(f->body, "{\"status\":0,\"pid\":42}");
+	g_msg(f, bridge_response_type(T_WAIT_REQ), 0, a,
+	      "{\"status\":-2,\"error\":\"exec x: No such..\"}");
+	assert_int_equal(f->calls, 2);
+	assert_int_equal(f->status, -2);
+	assert_string_equal(f->error, "exec x: No such..");
+	/* A notification. */
+	g_msg(f, BRIDGE_TYPE(BRIDGE_KIND_NOTIFY, BRIDGE_CAT_PROCESS, BRIDGE_NOTIFY_PROCESS_EXITED),
+	      0, 0, "{\"pid\":42,\"exit_code\":7,\"sig\":0}");
+	assert_int_equal(f->exited_pid, 42);
+	assert_int_equal(f->exited_code, 7);
+	/* A response nobody asked for is ignored. */
+	g_msg(f, T_EXEC_RESP, 0, 9999, "{\"status\":0}");
+	assert_int_equal(f->calls, 2);
+}
+
+/* Malformed guest messages fail the request they answer, and the bridge keeps going. */
+static void test_client_bad_guest_messages(void **state)
+{
+	struct cfx *f = *state;
+	static char big[BRIDGE_MSG_MAX + 100];
+	uint64_t id;
+
+	id = ask(f, T_EXEC_REQ);
+	g_msg(f, T_EXEC_RESP, 0, id, "not json");
+	assert_int_equal(f->status, -EBADMSG);
+	assert_non_null(strstr(f->error, "malformed"));
+
+	id = ask(f, T_EXEC_REQ);
+	g_msg(f, T_EXEC_RESP, 0, id, "{\"pid\":1}"); /* no status */
+	assert_int_equal(f->status, -EBADMSG);
+
+	id = ask(f, T_EXEC_REQ);
+	g_msg(f, bridge_response_type(T_WAIT_REQ), 0, id, "{\"status\":0}"); /* wrong type */
+	assert_int_equal(f->status, -EPROTO);
+
+	/* Oversized: refused by its header, body skipped as it streams in. */
+	id = ask(f, T_EXEC_REQ);
+	memset(big, ' ', sizeof(big));
+	{
+		uint8_t hdr[16];
+		size_t left = sizeof(big);
+
+		bridge_hdr_encode(hdr, T_EXEC_RESP, 16 + sizeof(big), id);
+		g_pkt(f, VSOCK_OP_RW, hdr, 16);
+		assert_int_equal(f->status, -EMSGSIZE);
+		assert_non_null(strstr(f->error, "size limit"));
+		while (left) {
+			size_t n = left < 60000 ? left : 60000;
+
+			g_pkt(f, VSOCK_OP_RW, big, n);
+			left -= n;
+			/* Let the shim credit us back, as a real driver would be told. */
+			{
+				struct bridge_hdr h;
+				char b[64];
+
+				g_next(f, &h, b, sizeof(b));
+			}
+		}
+	}
+	/* Unknown type: skipped. */
+	g_msg(f, 0x7f000001, 0, 5, "{}");
+	/* Still working. */
+	id = ask(f, T_EXEC_REQ);
+	g_msg(f, T_EXEC_RESP, 0, id, "{\"status\":0,\"pid\":43}");
+	assert_int_equal(f->status, 0);
+	assert_int_equal(f->closed, 0);
+}
+
+static void test_client_broken_framing_and_reconnect(void **state)
+{
+	struct cfx *f = *state;
+	struct bridge_hdr h;
+	char body[256];
+
+	ask(f, T_EXEC_REQ);
+	g_msg(f, T_EXEC_RESP, 8, 1, ""); /* size below the header */
+	assert_int_equal(f->status, -ECONNRESET);
+	assert_int_equal(f->closed, 1);
+	assert_false(bridge_ready(f->b));
+	assert_int_equal(g_next(f, &h, body, sizeof(body)), -2); /* the guest got a reset */
+	assert_int_equal(bridge_request(f->b, T_EXEC_REQ, cJSON_CreateObject(), c_resp, f),
+			 -ENOTCONN);
+	/* A new GCS connection negotiates again. */
+	bridge_rx_fini(&f->rx);
+	bridge_rx_init(&f->rx, BRIDGE_MSG_MAX);
+	f->guest_fwd = 0;
+	g_pkt(f, VSOCK_OP_REQUEST, NULL, 0);
+	assert_int_equal(g_next(f, &h, body, sizeof(body)), 0);
+	g_msg(f, bridge_response_type(h.type), 0, h.id, "{\"status\":0}");
+	assert_true(bridge_ready(f->b));
+}
+
+static void test_client_destroy_cancels(void **state)
+{
+	struct cfx *f = *state;
+
+	ask(f, T_WAIT_REQ);
+	bridge_destroy(f->b);
+	f->b = NULL;
+	assert_int_equal(f->status, -ECANCELED);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -243,6 +525,11 @@ int main(void)
 	    cmocka_unit_test(test_rx_refused_keeps_framing),
 	    cmocka_unit_test(test_rx_broken),
 	    cmocka_unit_test(test_rx_fini_midway),
+	    cmocka_unit_test_setup_teardown(test_client_out_of_order, csetup, cteardown),
+	    cmocka_unit_test_setup_teardown(test_client_bad_guest_messages, csetup, cteardown),
+	    cmocka_unit_test_setup_teardown(test_client_broken_framing_and_reconnect, csetup,
+					    cteardown),
+	    cmocka_unit_test_setup_teardown(test_client_destroy_cancels, csetup, cteardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

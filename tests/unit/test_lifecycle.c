@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "shim/ctl.h"
+#include "shim/ctl_serve.h"
 #include "shim/lifecycle.h"
 
 /*
@@ -267,6 +268,19 @@ static void test_through_ctl(void **state)
 	lifecycle_fini(&lc);
 }
 
+/* serve's method table and the state table name the same methods. */
+static void test_serve_table_matches(void **state)
+{
+	const struct ctl_method *m = ctl_serve_methods();
+	size_t n = 0, rows;
+
+	lifecycle_methods(&rows);
+	for (; m->name; m++, n++)
+		if (!lifecycle_method(m->name))
+			fail_msg("%s is served but has no state row", m->name);
+	assert_int_equal(n, rows);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -277,6 +291,7 @@ int main(void)
 	    cmocka_unit_test(test_exclusive),
 	    cmocka_unit_test(test_names),
 	    cmocka_unit_test(test_through_ctl),
+	    cmocka_unit_test(test_serve_table_matches),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

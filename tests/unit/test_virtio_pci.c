@@ -110,7 +110,7 @@ static void test_ids_and_caps(void **state)
 {
 	struct fx *f = *state;
 	struct tmach *m = &f->m;
-	int seen[6] = {0};
+	int seen[6] = {0}, pcicfg = 0;
 
 	assert_int_equal(cfg_rd(m, f->slot, PCI_VENDOR_ID, 2), 0x1af4);
 	assert_int_equal(cfg_rd(m, f->slot, PCI_DEVICE_ID, 2), 0x1040 + 0x1a);
@@ -131,10 +131,12 @@ static void test_ids_and_caps(void **state)
 		uint32_t o = cfg_rd(m, f->slot, off + 8, 4);
 		uint32_t len = cfg_rd(m, f->slot, off + 12, 4);
 
-		assert_true(type >= 1 && type <= 4);
+		assert_true(type >= 1 && type <= 5);
 		assert_int_equal(bar, 0);
 		assert_true(o + len <= VIRTIO_PCI_BAR_SIZE);
 		seen[type]++;
+		if (type == 5)
+			pcicfg = off;
 		if (type == 2) {
 			assert_int_equal(cfg_rd(m, f->slot, off + 2, 1), 20);
 			assert_int_equal(cfg_rd(m, f->slot, off + 16, 4), VIRTIO_PCI_NOTIFY_MULT);
@@ -142,8 +144,31 @@ static void test_ids_and_caps(void **state)
 		if (type == 4)
 			assert_int_equal(len, 8);
 	}
-	for (int i = 0; i <= 4; i++)
+	for (int i = 0; i <= 5; i++)
 		assert_int_equal(seen[i], 1);
+	/* The PCI_CFG window reaches BAR 0 through config space alone. */
+	cfg_wr(m, f->slot, pcicfg + 4, 1, 0);
+	cfg_wr(m, f->slot, pcicfg + 8, 4, VIRTIO_PCI_COMMON_NUMQ);
+	cfg_wr(m, f->slot, pcicfg + 12, 4, 2);
+	assert_int_equal(cfg_rd(m, f->slot, pcicfg + 16, 2), NQ);
+	cfg_wr(m, f->slot, pcicfg + 8, 4, VIRTIO_PCI_COMMON_STATUS);
+	cfg_wr(m, f->slot, pcicfg + 12, 4, 1);
+	cfg_wr(m, f->slot, pcicfg + 16, 1, A);
+	assert_int_equal(tdrv_status(&f->drv), A);
+	assert_int_equal(cfg_rd(m, f->slot, pcicfg + 16, 1), A);
+	/* Bad windows (other BAR, odd length, past the BAR) do nothing. */
+	cfg_wr(m, f->slot, pcicfg + 4, 1, 2);
+	cfg_wr(m, f->slot, pcicfg + 16, 1, 0);
+	assert_int_equal(tdrv_status(&f->drv), A);
+	cfg_wr(m, f->slot, pcicfg + 4, 1, 0);
+	cfg_wr(m, f->slot, pcicfg + 12, 4, 3);
+	cfg_wr(m, f->slot, pcicfg + 16, 1, 0);
+	assert_int_equal(tdrv_status(&f->drv), A);
+	cfg_wr(m, f->slot, pcicfg + 8, 4, 0xfffffffc);
+	cfg_wr(m, f->slot, pcicfg + 12, 4, 4);
+	cfg_rd(m, f->slot, pcicfg + 16, 4);
+	cfg_wr(m, f->slot, pcicfg + 16, 4, 0);
+	assert_int_equal(tdrv_status(&f->drv), A);
 	/* Queue notify offsets follow the multiplier. */
 	cc_wr(&f->drv, VIRTIO_PCI_COMMON_Q_SELECT, 2, 1);
 	assert_int_equal(cc_rd(&f->drv, VIRTIO_PCI_COMMON_Q_NOFF, 2), 1);
