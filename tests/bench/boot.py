@@ -10,6 +10,7 @@ medians and the ratio uvm-shim / QEMU are printed. Needs a real /dev/kvm
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -17,9 +18,24 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 READY = b"uvm-gcs: ready"
-# uvm-shim's base command line (shim/run.c); QEMU gets the same string.
+# QEMU gets the string uvm-shim builds: its base command line (read from
+# shim/run.c so the two cannot drift apart; this copy is the fallback).
 BASE_CMDLINE = ("console=ttyS0 quiet reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp "
                 "i8042.dumbkbd")
+
+
+def shim_base_cmdline():
+    try:
+        with open(os.path.join(REPO, "shim", "run.c")) as f:
+            src = f.read()
+    except OSError:
+        return BASE_CMDLINE
+    m = re.search(r"#define\s+RUN_BASE_CMDLINE\s*\\?\s*((?:\"[^\"]*\"\s*)+)", src)
+    if not m:
+        return BASE_CMDLINE
+    return "".join(re.findall(r"\"([^\"]*)\"", m.group(1)))
+
+
 TARGET = 0.8
 
 
@@ -56,8 +72,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--memory", type=int, default=512)
     ap.add_argument("--cpus", type=int, default=1)
-    ap.add_argument("--extra", default="quiet",
-                    help="added to the kernel command line of both (default: quiet)")
+    ap.add_argument("--extra", default="",
+                    help="added to the kernel command line of both")
     ap.add_argument("--timeout", type=float, default=300)
     args = ap.parse_args()
 
@@ -77,7 +93,7 @@ def main():
     if extra:
         shim_argv += ["--cmdline", extra]
     shim_argv += ["--", "true"]
-    cmdline = " ".join(x for x in (BASE_CMDLINE, extra, "-- true") if x)
+    cmdline = " ".join(x for x in (shim_base_cmdline(), extra, "-- true") if x)
     qemu_argv = ["qemu-system-x86_64", "-M", "pc", "-enable-kvm", "-cpu", "host",
                  "-smp", str(args.cpus), "-m", str(args.memory),
                  "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
@@ -89,7 +105,7 @@ def main():
         for name, argv in (("uvm-shim", shim_argv), ("qemu", qemu_argv)):
             t_ready, t_exit = measure(argv, args.timeout)
             results[name].append((t_ready, t_exit))
-            print("run %d %-8s ready %6.2f s  exit %6.2f s  (load average %.1f)"
+            print("run %d %-8s ready %6.2f s  exit %6.2f s  (test host load %.1f)"
                   % (i + 1, name, t_ready, t_exit, os.getloadavg()[0]), flush=True)
 
     med = {n: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v))
