@@ -109,3 +109,4 @@ def run_vm(paths, kvm):
 def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line("e2e suite total time: %.1f s"
                                 % (time.monotonic() - _suite_start))
+
