@@ -1,0 +1,131 @@
+"""scsi.add no longer stalls the guest agent: while the GCS waits for a disk
+that is slow to appear, an exec (and its wait) is answered.
+
+How the disk is made slow, honestly and without a test hook in the GCS: the
+guest turns PCI driver autoprobing off (`/sys/bus/pci/drivers_autoprobe`)
+before the add. The shim hot-adds the function and the GCS's rescan finds
+it, but no driver binds, so no /sys/block/vdX with the disk's serial shows
+up: the GCS keeps waiting, as it would for a slow guest. Meanwhile an exec
+must answer. Then an exec turns autoprobing back on and probes the unbound
+functions: the disk appears, the GCS mounts it and the scsi.add answers.
+With the old synchronous storage code the first exec would not be answered
+until the add timed out (60 s here), so this test fails on it.
+Needs a real /dev/kvm (`make e2e`)."""
+
+import os
+import shutil
+import tempfile
+import time
+
+import pytest
+
+from test_scsi import make_ext4, need_tools, sh
+from test_serve import Shim
+
+BUSY = -32004
+ADD_TIMEOUT_MS = 60000
+
+
+@pytest.fixture(scope="module")
+def svm(paths, kvm):
+    need_tools()
+    d = tempfile.mkdtemp(prefix="uvm-e2e-scsi-async-")
+    s = Shim(paths, d)
+    s.boot()
+    yield s
+    assert s.close() == 0, s.log()
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def tmp():
+    with tempfile.TemporaryDirectory(prefix="uvm-e2e-scsi-async-t-") as d:
+        yield d
+
+
+PROBE_UNBOUND = ("echo 1 > /sys/bus/pci/drivers_autoprobe; "
+                 "for d in /sys/bus/pci/devices/*; do "
+                 "[ -e $d/driver ] || echo ${d##*/} > /sys/bus/pci/drivers_probe 2>/dev/null; "
+                 "done; true")
+
+
+def unbound_virtio(svm, tmp):
+    """How many virtio PCI functions have no driver bound."""
+    code, out, _ = sh(svm, tmp, "for d in /sys/bus/pci/devices/*; do "
+                                "[ -e $d/driver ] || cat $d/vendor; done")
+    assert code == 0
+    return out.split().count("0x1af4")
+
+
+def wait_unbound(svm, tmp, want):
+    deadline = time.monotonic() + 30
+    while unbound_virtio(svm, tmp) < want:
+        assert time.monotonic() < deadline, "the disk's PCI function never showed up"
+        time.sleep(0.5)
+
+
+def test_exec_answers_while_a_disk_is_awaited(svm, tmp):
+    base = unbound_virtio(svm, tmp)
+    img = os.path.join(tmp, "slow.img")
+    make_ext4(img, label="slow")
+    code, out, err = sh(svm, tmp, "echo 0 > /sys/bus/pci/drivers_autoprobe && "
+                                  "cat /sys/bus/pci/drivers_autoprobe")
+    assert code == 0 and out.strip() == "0", (out, err)
+    try:
+        add_id = svm.send("scsi.add", controller=2, lun=5, host_path=img, read_only=False,
+                          guest_path="/mnt/slow", fs_type="ext4", timeout_ms=ADD_TIMEOUT_MS)
+        # Let the shim hot-add the function and the GCS start its wait (rescan done,
+        # no driver bound): the add must still be pending afterwards.
+        wait_unbound(svm, tmp, base + 1)  # found by the rescan, no driver: ours
+        assert add_id not in svm.responses, svm.responses[add_id]
+
+        # The point: requests are served while the GCS waits for the disk.
+        t0 = time.monotonic()
+        code, out, err = sh(svm, tmp, "echo hi", timeout=30)
+        took = time.monotonic() - t0
+        assert code == 0 and out == "hi\n", (code, out, err)
+        assert add_id not in svm.responses, "the add ended before the exec: %r" % \
+            svm.responses[add_id]
+        assert took < 20, "an exec took %.1f s while a disk was awaited" % took
+        # The host refuses a remove of a disk it is still adding.
+        svm.error("scsi.remove", BUSY, controller=2, lun=5)
+    finally:
+        code, out, err = sh(svm, tmp, PROBE_UNBOUND)
+    # Probed now: the GCS finds the disk, mounts it, and answers the add.
+    r = svm.wait_id(add_id, timeout=ADD_TIMEOUT_MS / 1000 + 30)
+    assert "result" in r, "%r\n%s" % (r, svm.log())
+    dev = r["result"]["device"]
+    assert dev.startswith("/dev/vd"), r
+    code, out, _ = sh(svm, tmp, "cat /proc/mounts")
+    assert "%s /mnt/slow ext4" % dev in out, out
+    svm.ok("scsi.remove", timeout=120, controller=2, lun=5)
+    code, out, _ = sh(svm, tmp, "cat /proc/mounts")
+    assert "/mnt/slow " not in out, out
+
+
+def test_two_disks_in_parallel_and_an_exec(svm, tmp):
+    """Two adds awaited at once, both answered once probed; exec answered meanwhile."""
+    imgs = []
+    for i in range(2):
+        imgs.append(os.path.join(tmp, "p%d.img" % i))
+        make_ext4(imgs[-1], label="p%d" % i)
+    base = unbound_virtio(svm, tmp)
+    code, _, _ = sh(svm, tmp, "echo 0 > /sys/bus/pci/drivers_autoprobe")
+    assert code == 0
+    try:
+        ids = [svm.send("scsi.add", controller=3, lun=i, host_path=imgs[i], read_only=False,
+                        guest_path="/mnt/p%d" % i, timeout_ms=ADD_TIMEOUT_MS) for i in range(2)]
+        wait_unbound(svm, tmp, base + 2)
+        code, out, _ = sh(svm, tmp, "echo still-serving", timeout=30)
+        assert out == "still-serving\n"
+        assert not any(i in svm.responses for i in ids)
+    finally:
+        sh(svm, tmp, PROBE_UNBOUND)
+    devs = set()
+    for rid in ids:
+        r = svm.wait_id(rid, timeout=ADD_TIMEOUT_MS / 1000 + 30)
+        assert "result" in r, "%r\n%s" % (r, svm.log())
+        devs.add(r["result"]["device"])
+    assert len(devs) == 2, devs
+    for i in range(2):
+        svm.ok("scsi.remove", timeout=120, controller=3, lun=i)
