@@ -311,6 +311,7 @@ def check_shim_stacks(vm, s):
     (libc's ioctl under vcpu_thread), the loop thread answers from inside
     the capture, and only io_uring kernel workers may lack frames."""
     pid = vm.proc.pid
+    print(s["shim"])  # shown with pytest -s
     threads = {t["tid"]: t for t in s["shim_threads"]}
     names = {t["name"] for t in threads.values()}
     assert "main" in names or any(t["tid"] == pid for t in threads.values()), s["shim"]
