@@ -2,12 +2,15 @@
 that is slow to appear, an exec (and its wait) is answered.
 
 How the disk is made slow, honestly and without a test hook in the GCS: the
-guest turns PCI driver autoprobing off (`/sys/bus/pci/drivers_autoprobe`)
-before the add. The shim hot-adds the function and the GCS's rescan finds
-it, but no driver binds, so no /sys/block/vdX with the disk's serial shows
-up: the GCS keeps waiting, as it would for a slow guest. Meanwhile an exec
-must answer. Then an exec turns autoprobing back on and probes the unbound
-functions: the disk appears, the GCS mounts it and the scsi.add answers.
+guest turns driver autoprobing off on the virtio bus
+(`/sys/bus/virtio/drivers_autoprobe`; the PCI bus would not do: a function
+found by a rescan is attached whatever its bus's setting) before the add.
+The shim hot-adds the function, the GCS's rescan finds it and virtio-pci
+binds it, but virtio_blk does not bind the virtio device, so no
+/sys/block/vdX with the disk's serial shows up: the GCS keeps waiting, as it
+would for a slow guest. Meanwhile an exec must answer. Then an exec turns
+autoprobing back on and probes the unbound virtio devices: the disk
+appears, the GCS mounts it and the scsi.add answers.
 With the old synchronous storage code the first exec would not be answered
 until the add timed out (60 s here), so this test fails on it.
 Needs a real /dev/kvm (`make e2e`)."""
@@ -43,24 +46,30 @@ def tmp():
         yield d
 
 
-PROBE_UNBOUND = ("echo 1 > /sys/bus/pci/drivers_autoprobe; "
-                 "for d in /sys/bus/pci/devices/*; do "
-                 "[ -e $d/driver ] || echo ${d##*/} > /sys/bus/pci/drivers_probe 2>/dev/null; "
+PROBE_UNBOUND = ("echo 1 > /sys/bus/virtio/drivers_autoprobe; "
+                 "for d in /sys/bus/virtio/devices/*; do "
+                 "[ -e $d/driver ] || echo ${d##*/} > /sys/bus/virtio/drivers_probe 2>/dev/null; "
                  "done; true")
+VIRTIO_BLK = "0x0002"  # /sys/bus/virtio/devices/*/device of a block device
 
 
 def unbound_virtio(svm, tmp):
-    """How many virtio PCI functions have no driver bound."""
-    code, out, _ = sh(svm, tmp, "for d in /sys/bus/pci/devices/*; do "
-                                "[ -e $d/driver ] || cat $d/vendor; done")
+    """How many virtio block devices have no driver bound."""
+    code, out, _ = sh(svm, tmp, "for d in /sys/bus/virtio/devices/*; do "
+                                "[ -e $d/driver ] || cat $d/device; done")
     assert code == 0
-    return out.split().count("0x1af4")
+    return out.split().count(VIRTIO_BLK)
 
 
-def wait_unbound(svm, tmp, want):
+def wait_unbound(svm, tmp, want, ids):
     deadline = time.monotonic() + 30
     while unbound_virtio(svm, tmp) < want:
-        assert time.monotonic() < deadline, "the disk's PCI function never showed up"
+        if time.monotonic() > deadline or any(i in svm.responses for i in ids):
+            _, out, _ = sh(svm, tmp, "for d in /sys/bus/virtio/devices/*; do "
+                                     "echo $d $(cat $d/device) $(readlink $d/driver); "
+                                     "done; ls /sys/block; cat /sys/bus/virtio/drivers_autoprobe")
+            pytest.fail("the disk's PCI function did not show up unbound\n%s\nanswers %r\n%s"
+                        % (out, {i: svm.responses.get(i) for i in ids}, svm.log()))
         time.sleep(0.5)
 
 
@@ -68,15 +77,15 @@ def test_exec_answers_while_a_disk_is_awaited(svm, tmp):
     base = unbound_virtio(svm, tmp)
     img = os.path.join(tmp, "slow.img")
     make_ext4(img, label="slow")
-    code, out, err = sh(svm, tmp, "echo 0 > /sys/bus/pci/drivers_autoprobe && "
-                                  "cat /sys/bus/pci/drivers_autoprobe")
+    code, out, err = sh(svm, tmp, "echo 0 > /sys/bus/virtio/drivers_autoprobe && "
+                                  "cat /sys/bus/virtio/drivers_autoprobe")
     assert code == 0 and out.strip() == "0", (out, err)
     try:
         add_id = svm.send("scsi.add", controller=2, lun=5, host_path=img, read_only=False,
                           guest_path="/mnt/slow", fs_type="ext4", timeout_ms=ADD_TIMEOUT_MS)
         # Let the shim hot-add the function and the GCS start its wait (rescan done,
         # no driver bound): the add must still be pending afterwards.
-        wait_unbound(svm, tmp, base + 1)  # found by the rescan, no driver: ours
+        wait_unbound(svm, tmp, base + 1, [add_id])  # found by the rescan, no virtio_blk: ours
         assert add_id not in svm.responses, svm.responses[add_id]
 
         # The point: requests are served while the GCS waits for the disk.
@@ -110,12 +119,12 @@ def test_two_disks_in_parallel_and_an_exec(svm, tmp):
         imgs.append(os.path.join(tmp, "p%d.img" % i))
         make_ext4(imgs[-1], label="p%d" % i)
     base = unbound_virtio(svm, tmp)
-    code, _, _ = sh(svm, tmp, "echo 0 > /sys/bus/pci/drivers_autoprobe")
+    code, _, _ = sh(svm, tmp, "echo 0 > /sys/bus/virtio/drivers_autoprobe")
     assert code == 0
     try:
         ids = [svm.send("scsi.add", controller=3, lun=i, host_path=imgs[i], read_only=False,
                         guest_path="/mnt/p%d" % i, timeout_ms=ADD_TIMEOUT_MS) for i in range(2)]
-        wait_unbound(svm, tmp, base + 2)
+        wait_unbound(svm, tmp, base + 2, ids)
         code, out, _ = sh(svm, tmp, "echo still-serving", timeout=30)
         assert out == "still-serving\n"
         assert not any(i in svm.responses for i in ids)
