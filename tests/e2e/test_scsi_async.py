@@ -138,3 +138,118 @@ def test_two_disks_in_parallel_and_an_exec(svm, tmp):
     assert len(devs) == 2, devs
     for i in range(2):
         svm.ok("scsi.remove", timeout=120, controller=3, lun=i)
+
+
+# ---- the GCS alone, against a fake host ----------------------------------------------------
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+GCS = os.path.join(REPO, "build", "gcs", "gcs")
+BRIDGE_PORT, LOG_PORT = 0x40000000, 109
+NEGOTIATE, PROPERTIES = 0x10100101, 0x10100301
+SCSI_ADD, SCSI_REMOVE = 0x10300101, 0x10300201
+EBUSY, ETIMEDOUT = 16, 110
+
+
+class FakeHost:
+    """The host side of the bridge over the GCS's Unix-socket test mode
+    (UVM_GCS_UNIX=BASE: the GCS dials BASE_<port> instead of vsock)."""
+
+    def __init__(self, base):
+        import socket
+        self.listeners = {}
+        for port in (BRIDGE_PORT, LOG_PORT):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.bind("%s_%d" % (base, port))
+            s.listen(1)
+            s.settimeout(20)
+            self.listeners[port] = s
+        self.conn = None
+        self.buf = b""
+
+    def accept(self):
+        self.conn, _ = self.listeners[BRIDGE_PORT].accept()
+        self.conn.settimeout(30)
+
+    def send(self, rid, typ, body):
+        import json
+        import struct
+        data = json.dumps(body).encode()
+        self.conn.sendall(struct.pack("<IIQ", typ, 16 + len(data), rid) + data)
+
+    def recv(self):
+        """(type, id, body, arrival time) of the next message."""
+        import json
+        import struct
+        while True:
+            if len(self.buf) >= 16:
+                typ, size, rid = struct.unpack("<IIQ", self.buf[:16])
+                if len(self.buf) >= size:
+                    body, self.buf = self.buf[16:size], self.buf[size:]
+                    return typ, rid, json.loads(body), time.monotonic()
+            chunk = self.conn.recv(65536)
+            assert chunk, "the GCS closed the bridge"
+            self.buf += chunk
+
+    def close(self):
+        if self.conn:
+            self.conn.close()
+        for s in self.listeners.values():
+            s.close()
+
+
+def test_gcs_overlapping_ops_on_one_serial_and_a_request_meanwhile(kvm, tmp):
+    """The GCS's own rules, without a VM: while an add waits for a disk that
+    never comes, a remove of the same serial is refused at once with -EBUSY,
+    another request is answered, and the add ends with -ETIMEDOUT after its
+    timeout; then the serial is free again. The GCS rescans the PCI bus of
+    the machine it runs on, so this runs only where the kvm fixture says we
+    are in the test host (a throwaway machine), as root."""
+    import subprocess
+    if os.geteuid() != 0 or not os.path.exists("/sys/bus/pci/rescan"):
+        pytest.skip("needs root and /sys/bus/pci/rescan (the GCS rescans the bus)")
+    if not os.path.exists(GCS):
+        pytest.skip("%s is not built (make guest)" % GCS)
+    base = os.path.join(tmp, "h")
+    host = FakeHost(base)
+    log = open(os.path.join(tmp, "gcs.log"), "w")
+    env = dict(os.environ, UVM_GCS_UNIX=base)
+    gcs = subprocess.Popen([GCS, "bridge"], env=env, stdin=subprocess.DEVNULL,
+                           stdout=log, stderr=log)
+    try:
+        host.accept()
+        host.send(1, NEGOTIATE, {"min_version": 1, "max_version": 1, "capabilities": []})
+        typ, rid, body, _ = host.recv()
+        assert (typ, rid, body["status"]) == (NEGOTIATE & 0x0fffffff | 2 << 28, 1, 0), body
+        serial = "uvm-test-absent"
+        t_add = time.monotonic()
+        host.send(2, SCSI_ADD, {"serial": serial, "timeout_ms": 4000})
+        host.send(3, SCSI_REMOVE, {"serial": serial, "timeout_ms": 1000})
+        host.send(4, PROPERTIES, {"processes": True, "memory": True})
+        got = {}
+        while 2 not in got:
+            typ, rid, body, t = host.recv()
+            got[rid] = (body, t)
+        # Answered before the add ended: the refused remove and the properties.
+        assert 3 in got and 4 in got, got
+        assert got[3][0]["status"] == -EBUSY, got[3]
+        assert "still running" in got[3][0]["error"], got[3]
+        assert got[4][0]["status"] == 0 and got[4][1] < got[2][1], got
+        assert got[3][1] - t_add < 2.0, "the refusal took %.1f s" % (got[3][1] - t_add)
+        add = got[2][0]
+        assert add["status"] == -ETIMEDOUT and serial in add["error"], add
+        assert got[2][1] - t_add >= 3.9, "the add gave up early"
+        # The serial is free again: a remove now runs (the disk is not there: ok).
+        host.send(5, SCSI_REMOVE, {"serial": serial, "timeout_ms": 1000})
+        typ, rid, body, _ = host.recv()
+        assert (rid, body["status"]) == (5, 0), body
+    finally:
+        host.close()  # the GCS ends when the host goes away
+        try:
+            rc = gcs.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            gcs.kill()
+            rc = gcs.wait()
+        log.close()
+    with open(os.path.join(tmp, "gcs.log")) as f:
+        out = f.read()
+    assert rc == 0, "gcs exited with %s:\n%s" % (rc, out)
