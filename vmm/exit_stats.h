@@ -6,12 +6,12 @@
 
 #include <stdint.h>
 
-#define EXIT_STATS_REASONS   64
+#define EXIT_STATS_REASONS    64
 #define EXIT_STATS_MMIO_SLOTS 256
 
 struct exit_stats {
 	uint64_t reasons[EXIT_STATS_REASONS]; /* by KVM_EXIT_*; larger reasons in the last slot */
-	uint32_t pio[65536];		       /* by port */
+	uint32_t pio[65536];		      /* by port */
 	struct {
 		uint64_t page; /* guest physical address >> 12, plus one (0: free slot) */
 		uint64_t count;
