@@ -101,7 +101,7 @@ def compare(name, kernel, initrd, shim, args, cmdline):
     print("ratio uvm-shim/qemu (%s): to ready %.2fx, to exit %.2fx (target <= %.1fx: %s)"
           % (name, ratio_ready, ratio_exit, TARGET,
              "met" if ratio_exit <= TARGET else "NOT met"), flush=True)
-    return ratio_exit
+    return med["uvm-shim"][1], med["qemu"][1]
 
 
 def main():
@@ -132,8 +132,19 @@ def main():
     extra = args.extra.strip()
     cmdline = " ".join(x for x in (shim_base_cmdline(), extra, "-- true") if x)
     names = ("vmlinux", "bzimage") if args.kernel == "both" else (args.kernel,)
+    exits = {}
     for name in names:
-        compare(name, kernels[name], initrd, shim, args, cmdline)
+        exits[name] = compare(name, kernels[name], initrd, shim, args, cmdline)
+    if len(names) > 1:
+        # Each VMM on the file it boots faster: QEMU loads a large ELF slowly (through
+        # its option ROM), so the vmlinux comparison alone would flatter uvm-shim.
+        u = min(names, key=lambda n: exits[n][0])
+        q = min(names, key=lambda n: exits[n][1])
+        ratio = exits[u][0] / exits[q][1]
+        print("each on its faster file: uvm-shim %.2f s (%s) vs qemu %.2f s (%s): "
+              "%.2fx (target <= %.1fx: %s)"
+              % (exits[u][0], u, exits[q][1], q, ratio, TARGET,
+                 "met" if ratio <= TARGET else "NOT met"))
     print("(%d vCPU, %d MiB, cmdline: %s; inside the test host, times are nested "
           "KVM under TCG)" % (args.cpus, args.memory, cmdline))
 
