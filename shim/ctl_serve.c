@@ -896,7 +896,7 @@ static void m_vm_create(void *opaque, struct ctl_req *req)
 	if (!kernel) {
 		const char *dir = run_default_guest_dir();
 
-		snprintf(kpath, sizeof(kpath), "%s/vmlinuz", dir ? dir : ".");
+		run_default_guest_kernel(kpath, sizeof(kpath), dir);
 		snprintf(ipath, sizeof(ipath), "%s/initrd.img", dir ? dir : ".");
 		kernel = kpath;
 		if (!initrd)

@@ -69,6 +69,18 @@ const char *run_default_guest_dir(void)
 	return dir;
 }
 
+void run_default_guest_kernel(char *buf, size_t len, const char *dir)
+{
+	/*
+	 * The uncompressed ELF vmlinux (PVH entry) when `make guest` left one: it spares the
+	 * guest the bzImage's XZ decompression (2.8 s of the 9.9 s boot in the test host).
+	 */
+	snprintf(buf, len, "%s/vmlinux", dir ? dir : ".");
+	if (access(buf, R_OK) == 0)
+		return;
+	snprintf(buf, len, "%s/vmlinuz", dir ? dir : ".");
+}
+
 /* Guest console bytes, on a vCPU thread. */
 static void run_console_out(void *opaque, const uint8_t *buf, size_t len)
 {
@@ -355,7 +367,7 @@ int run_main(int argc, char **argv)
 	if (!o->kernel) {
 		const char *dir = run_default_guest_dir();
 
-		snprintf(kpath, sizeof(kpath), "%s/vmlinuz", dir ? dir : ".");
+		run_default_guest_kernel(kpath, sizeof(kpath), dir);
 		snprintf(ipath, sizeof(ipath), "%s/initrd.img", dir ? dir : ".");
 		if (access(kpath, R_OK) || access(ipath, R_OK)) {
 			fprintf(stderr,

@@ -2,6 +2,8 @@
 #ifndef SHIM_RUN_H
 #define SHIM_RUN_H
 
+#include <stddef.h>
+
 /* Exit statuses of `uvm-shim run`. */
 #define RUN_EXIT_OK	 0
 #define RUN_EXIT_VMM	 1
@@ -20,5 +22,7 @@ char *run_build_cmdline(const struct run_opts *o);
 
 /* Directory holding the default guest (vmlinuz, initrd.img), or NULL. */
 const char *run_default_guest_dir(void);
+/* The default guest's kernel in dir: vmlinux if present, else vmlinuz. */
+void run_default_guest_kernel(char *buf, size_t len, const char *dir);
 
 #endif

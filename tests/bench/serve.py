@@ -229,13 +229,18 @@ def main():
     ap.add_argument("--cpus", type=int, default=1)
     ap.add_argument("--mib", type=int, default=256, help="vsock transfer size")
     ap.add_argument("--skip-ready", action="store_true")
+    ap.add_argument("--kernel", choices=("vmlinux", "bzimage"), default="vmlinux",
+                    help="the kernel file both VMMs boot (default: the ELF vmlinux, "
+                    "what the default guest boots)")
     args = ap.parse_args()
     global SIZE
     SIZE = args.mib << 20
     if not os.path.exists("/dev/kvm") or os.path.exists("/sys/module/kvm_pvm"):
         die("needs a real /dev/kvm (not PVM): run it with `make bench` (the test host)")
     guest = os.path.join(REPO, "build", "guest")
-    kernel, initrd = os.path.join(guest, "vmlinuz"), os.path.join(guest, "initrd.img")
+    kernel = os.path.join(guest, "vmlinux" if args.kernel == "vmlinux" else "vmlinuz")
+    initrd = os.path.join(guest, "initrd.img")
+    print("kernel for both: %s" % kernel, flush=True)
     shim = os.path.join(REPO, "build", "uvm-shim")
     for f in (kernel, initrd, shim):
         if not os.path.exists(f):
