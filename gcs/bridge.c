@@ -961,6 +961,35 @@ static int vsock_tool(const char *mode, const char *port_s)
 	return 2;
 }
 
+/*
+ * `bridge --vsock-send PORT BYTES`: connects to host port PORT and writes BYTES zero bytes
+ * in 64 KiB writes, then closes. For the throughput benchmark: a shell pipeline feeding
+ * --vsock-dial would measure busybox and the pipe as much as the vsock device.
+ */
+static int vsock_send(const char *port_s, const char *bytes_s)
+{
+	static char zeros[1 << 16];
+	unsigned long long left = strtoull(bytes_s, NULL, 0);
+	int fd = dial(strtoul(port_s, NULL, 0));
+
+	if (fd < 0) {
+		errno = -fd;
+		gcs_log_errno("vsock-send: host port %s", port_s);
+		return 1;
+	}
+	while (left) {
+		size_t n = left < sizeof(zeros) ? left : sizeof(zeros);
+
+		if (write_all(fd, zeros, n) < 0) {
+			gcs_log_errno("vsock-send: write");
+			return 1;
+		}
+		left -= n;
+	}
+	close(fd);
+	return 0;
+}
+
 int gcs_bridge_main(int argc, char **argv)
 {
 	sigset_t set;
@@ -970,6 +999,8 @@ int gcs_bridge_main(int argc, char **argv)
 	B.unix_base = getenv("UVM_GCS_UNIX");
 	if (argc == 3)
 		return vsock_tool(argv[1], argv[2]);
+	if (argc == 4 && strcmp(argv[1], "--vsock-send") == 0)
+		return vsock_send(argv[2], argv[3]);
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);

@@ -144,8 +144,10 @@ def send_all(lst):
 
 
 def guest_cmd():
-    return ("head -c %d /dev/zero | /init bridge --vsock-dial %d; "
-            "/init bridge --vsock-dial %d </dev/null >/dev/null" % (SIZE, PORT_G2H, PORT_H2G))
+    # The guest writes from memory (--vsock-send), not from a busybox pipeline, so
+    # the figure is the vsock path's and not the pipe's.
+    return ("/init bridge --vsock-send %d %d; "
+            "/init bridge --vsock-dial %d </dev/null >/dev/null" % (PORT_G2H, SIZE, PORT_H2G))
 
 
 def run_transfers(make_listener, start_guest, log_what):
