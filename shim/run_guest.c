@@ -125,7 +125,6 @@ static void proc_started(struct guest_proc *p, int status, const char *error)
 	}
 	pr_info(TAG, "%s runs in the guest as pid %d%s", g->cfg.argv[0], p->pid,
 		g->cfg.tty ? " (tty)" : "");
-	arm(g, RG_RUNNING, 0);
 	/* Raw only now: until CMD runs, Ctrl-C is ours and ends the boot. */
 	if (g->cfg.raw)
 		run_tty_raw(g->cfg.raw, STDIN_FILENO, false);
@@ -209,6 +208,7 @@ static void on_ready(void *opaque, int err, const cJSON *answer)
 		vm_request_exit(g->vm, VM_EXIT_TERMINATED);
 		return;
 	}
+	arm(g, RG_RUNNING, 0); /* the agent is up: no deadline while CMD runs */
 	exec_cmd(g);
 }
 

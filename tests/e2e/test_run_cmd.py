@@ -84,8 +84,8 @@ def test_missing_and_unexecutable_programs(shim):
     assert st == 127, why(st, out, err)
     assert re.search(r"/no/such/program.*No such file or directory", err), why(st, out, err)
     assert out == b"", why(st, out, err)
-    # Found but not executable: 126, as a shell says.
-    st, out, err = run_cmd(shim, ["--", "/etc/passwd"])
+    # Found but not executable (a 0444 file): 126, as a shell says.
+    st, out, err = run_cmd(shim, ["--", "/proc/cmdline"])
     assert st == 126, why(st, out, err)
     assert "Permission denied" in err, why(st, out, err)
 
@@ -153,10 +153,10 @@ class Pty:
         self.out = b""
 
     def expect(self, pattern, timeout):
-        """Reads until the regex pattern (bytes) matches the output; returns the match."""
+        """Reads until the regex pattern (bytes, . matching newlines too) matches the output."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            m = re.search(pattern, self.out)
+            m = re.search(pattern, self.out, re.S)
             if m:
                 return m
             r, _, _ = select.select([self.master], [], [], 1.0)
@@ -165,7 +165,7 @@ class Pty:
                     self.out += os.read(self.master, 65536)
                 except OSError:  # EIO: every slave end closed
                     break
-        m = re.search(pattern, self.out)
+        m = re.search(pattern, self.out, re.S)
         assert m, "no %r in the pty output within %.0f s:\n%s" % (
             pattern, timeout, self.out.decode(errors="replace")[-3000:])
         return m
