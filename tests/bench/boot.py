@@ -88,7 +88,9 @@ def main():
             sys.exit("bench: %s missing (run make and make guest)" % f)
 
     extra = args.extra.strip()
-    shim_argv = [shim, "run", "--kernel", kernel, "--initrd", initrd,
+    # The console on stdout, where measure() looks for the readiness line (with a
+    # command, run sends it to stderr by default).
+    shim_argv = [shim, "run", "--console", "stdio", "--kernel", kernel, "--initrd", initrd,
                  "--cpus", str(args.cpus), "--memory", str(args.memory)]
     if extra:
         shim_argv += ["--cmdline", extra]
