@@ -330,12 +330,15 @@ bool run_guest_status(const struct run_guest *g, int *status)
 /* ---- setup -------------------------------------------------------------------------------- */
 
 /*
- * The host end of our fd for a relay. The relay polls it non-blocking and
- * closes it, so it gets its own file description where one can be had
- * (reopening /proc/self/fd/N: a tty, a pipe), leaving the caller's flags
- * alone; a regular file is shared (dup: the offset must move for the
- * parent too) and needs no polling; a socket is shared and made
- * non-blocking, its flags restored at the end.
+ * The host end of our fd for a relay, which polls it non-blocking and closes
+ * it. It gets its own file description where one can be had (reopening
+ * /proc/self/fd/N: a tty, a pipe), so the flags of the caller's (and of our
+ * fd 2, where the console and the log write blocking) stay as they are. A
+ * regular file is shared (dup: the offset must move for the parent too) and
+ * is never polled. Anything else (a socket) is shared: as input it is made
+ * non-blocking (the relay reads until EAGAIN) and restored at the end; as
+ * output it stays blocking, so a slow reader slows the loop but loses nothing
+ * and the console's writes to the same socket never see EAGAIN.
  */
 static int host_end(struct run_guest *g, int fd, bool input)
 {
@@ -353,7 +356,7 @@ static int host_end(struct run_guest *g, int fd, bool input)
 		return nfd;
 	nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 	fl = fcntl(fd, F_GETFL);
-	if (nfd >= 0 && fl >= 0 && !(fl & O_NONBLOCK)) {
+	if (input && nfd >= 0 && fl >= 0 && !(fl & O_NONBLOCK)) {
 		g->restore_fl[fd] = fl;
 		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 	}
