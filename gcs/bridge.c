@@ -47,10 +47,9 @@
 #define MAX_ARGS     4096
 #define CONNECT_SECS 30
 
-static const char *const caps[] = {BRIDGE_CAP_EXEC,	   BRIDGE_CAP_TTY,
-				   BRIDGE_CAP_SIGNAL,	   BRIDGE_CAP_PROPERTIES,
-				   BRIDGE_CAP_DUMP_STACKS, BRIDGE_CAP_SHUTDOWN,
-				   BRIDGE_CAP_SCSI};
+static const char *const caps[] = {
+    BRIDGE_CAP_EXEC,	    BRIDGE_CAP_TTY,	 BRIDGE_CAP_SIGNAL, BRIDGE_CAP_PROPERTIES,
+    BRIDGE_CAP_DUMP_STACKS, BRIDGE_CAP_SHUTDOWN, BRIDGE_CAP_SCSI};
 
 struct waiter {
 	uint64_t id;
@@ -73,13 +72,14 @@ static struct {
 	int fd;	  /* the bridge connection */
 	int epfd; /* epoll: bridge, signalfd, pty relays */
 	int sfd;
+	int storage_fd; /* eventfd: a disk operation finished (storage.c) */
 	bool negotiated;
 	bool quit;
 	struct bridge_rx rx;
 	struct proc *procs;
 	unsigned nr_procs;
 	const char *unix_base; /* test mode */
-} B = {.fd = -1, .epfd = -1, .sfd = -1};
+} B = {.fd = -1, .epfd = -1, .sfd = -1, .storage_fd = -1};
 
 /* ---- dialling the host ---------------------------------------------------------- */
 
@@ -718,50 +718,92 @@ static const char *str_field(const cJSON *o, const char *k)
 }
 
 /*
- * Disks: synchronous on the bridge loop, bounded by the request's timeout.
- * A rescan and a mount take milliseconds; the wait is for a slow guest.
+ * Disks: each operation runs on a worker thread (storage.c, its jobs) and is
+ * answered from the loop when the worker is done, so a disk that takes long
+ * to appear does not stall the other requests. Two operations on one serial
+ * never overlap: the second fails with -EBUSY (storage.c says why).
  */
-static void do_scsi_add(uint32_t type, uint64_t id, const cJSON *req)
+static int copy_field(char *dst, size_t len, const char *src, const char *what, char *err,
+		      size_t errlen)
 {
-	const char *serial = str_field(req, "serial"), *fs = str_field(req, "fs");
-	long timeout = num_field(req, "timeout_ms", 30000);
-	char dev[64], err[512];
-	cJSON *b;
-	int ret;
-
-	if (!serial || !*serial) {
-		respond(type, id, -EINVAL, NULL, "scsi_add: no serial");
-		return;
+	if (!src)
+		src = "";
+	if (strlen(src) >= len) {
+		snprintf(err, errlen, "%s: longer than %zu bytes", what, len - 1);
+		return -ENAMETOOLONG;
 	}
-	ret = gcs_storage_add(serial, str_field(req, "mount"), fs ? fs : "ext4",
-			      str_field(req, "options"),
-			      cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "read_only")),
-			      timeout > 0 ? timeout : 30000, dev, sizeof(dev), err, sizeof(err));
-	if (ret) {
-		respond(type, id, ret, NULL, "%s", err);
-		return;
-	}
-	b = cJSON_CreateObject();
-	cJSON_AddStringToObject(b, "device", dev);
-	respond(type, id, 0, b, NULL);
+	memcpy(dst, src, strlen(src) + 1);
+	return 0;
 }
 
-static void do_scsi_remove(uint32_t type, uint64_t id, const cJSON *req)
+static void scsi_submit(uint32_t type, uint64_t id, const cJSON *req, bool remove)
 {
-	const char *serial = str_field(req, "serial");
+	const char *serial = str_field(req, "serial"), *fs = str_field(req, "fs");
+	long timeout = num_field(req, "timeout_ms", remove ? 10000 : 30000);
+	struct gcs_storage_job *j;
 	char err[512];
 	int ret;
 
 	if (!serial || !*serial) {
-		respond(type, id, -EINVAL, NULL, "scsi_remove: no serial");
+		respond(type, id, -EINVAL, NULL, "%s: no serial",
+			remove ? "scsi_remove" : "scsi_add");
 		return;
 	}
-	ret = gcs_storage_remove(serial, str_field(req, "mount"),
-				 num_field(req, "timeout_ms", 10000), err, sizeof(err));
-	if (ret)
+	j = calloc(1, sizeof(*j));
+	if (!j) {
+		respond(type, id, -ENOMEM, NULL, "out of memory");
+		return;
+	}
+	j->type = type;
+	j->id = id;
+	j->remove = remove;
+	j->read_only = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "read_only"));
+	j->timeout_ms = timeout > 0 ? timeout : (remove ? 10000 : 30000);
+	ret = copy_field(j->serial, sizeof(j->serial), serial, "serial", err, sizeof(err));
+	if (!ret)
+		ret = copy_field(j->mnt, sizeof(j->mnt), str_field(req, "mount"), "mount", err,
+				 sizeof(err));
+	if (!ret)
+		ret = copy_field(j->fs, sizeof(j->fs), fs ? fs : "ext4", "fs", err, sizeof(err));
+	if (!ret)
+		ret = copy_field(j->opts, sizeof(j->opts), str_field(req, "options"), "options",
+				 err, sizeof(err));
+	if (!ret)
+		ret = gcs_storage_submit(j, err, sizeof(err));
+	if (ret) {
 		respond(type, id, ret, NULL, "%s", err);
-	else
-		respond(type, id, 0, NULL, NULL);
+		free(j);
+	}
+}
+
+/* Answers the disk operations whose workers are done. */
+static void scsi_reap(void)
+{
+	struct gcs_storage_job *j;
+
+	while ((j = gcs_storage_reap())) {
+		if (j->ret) {
+			respond(j->type, j->id, j->ret, NULL, "%s", j->err);
+		} else if (j->remove) {
+			respond(j->type, j->id, 0, NULL, NULL);
+		} else {
+			cJSON *b = cJSON_CreateObject();
+
+			cJSON_AddStringToObject(b, "device", j->dev);
+			respond(j->type, j->id, 0, b, NULL);
+		}
+		free(j);
+	}
+}
+
+static void do_scsi_add(uint32_t type, uint64_t id, const cJSON *req)
+{
+	scsi_submit(type, id, req, false);
+}
+
+static void do_scsi_remove(uint32_t type, uint64_t id, const cJSON *req)
+{
+	scsi_submit(type, id, req, true);
 }
 
 static void dispatch(const struct bridge_rx_event *ev)
@@ -801,7 +843,8 @@ static void dispatch(const struct bridge_rx_event *ev)
 		do_shutdown(type, ev->hdr.id, req);
 	else if (type == BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_DEVICE, BRIDGE_RPC_SCSI_ADD))
 		do_scsi_add(type, ev->hdr.id, req);
-	else if (type == BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_DEVICE, BRIDGE_RPC_SCSI_REMOVE))
+	else if (type ==
+		 BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_DEVICE, BRIDGE_RPC_SCSI_REMOVE))
 		do_scsi_remove(type, ev->hdr.id, req);
 	else
 		respond(type, ev->hdr.id, -EOPNOTSUPP, NULL, "%s is not supported",
@@ -918,6 +961,35 @@ static int vsock_tool(const char *mode, const char *port_s)
 	return 2;
 }
 
+/*
+ * `bridge --vsock-send PORT BYTES`: connects to host port PORT and writes BYTES zero bytes
+ * in 64 KiB writes, then closes. For the throughput benchmark: a shell pipeline feeding
+ * --vsock-dial would measure busybox and the pipe as much as the vsock device.
+ */
+static int vsock_send(const char *port_s, const char *bytes_s)
+{
+	static char zeros[1 << 16];
+	unsigned long long left = strtoull(bytes_s, NULL, 0);
+	int fd = dial(strtoul(port_s, NULL, 0));
+
+	if (fd < 0) {
+		errno = -fd;
+		gcs_log_errno("vsock-send: host port %s", port_s);
+		return 1;
+	}
+	while (left) {
+		size_t n = left < sizeof(zeros) ? left : sizeof(zeros);
+
+		if (write_all(fd, zeros, n) < 0) {
+			gcs_log_errno("vsock-send: write");
+			return 1;
+		}
+		left -= n;
+	}
+	close(fd);
+	return 0;
+}
+
 int gcs_bridge_main(int argc, char **argv)
 {
 	sigset_t set;
@@ -927,6 +999,8 @@ int gcs_bridge_main(int argc, char **argv)
 	B.unix_base = getenv("UVM_GCS_UNIX");
 	if (argc == 3)
 		return vsock_tool(argv[1], argv[2]);
+	if (argc == 4 && strcmp(argv[1], "--vsock-send") == 0)
+		return vsock_send(argv[2], argv[3]);
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
@@ -961,6 +1035,15 @@ int gcs_bridge_main(int argc, char **argv)
 	epoll_ctl(B.epfd, EPOLL_CTL_ADD, B.fd, &ev);
 	ev.data.ptr = &B.sfd;
 	epoll_ctl(B.epfd, EPOLL_CTL_ADD, B.sfd, &ev);
+	/* Finished disk operations (storage.c workers) wake the loop. */
+	B.storage_fd = gcs_storage_jobs_init();
+	if (B.storage_fd < 0) {
+		errno = -B.storage_fd;
+		gcs_log_errno("bridge: storage jobs");
+		return 1;
+	}
+	ev.data.ptr = &B.storage_fd;
+	epoll_ctl(B.epfd, EPOLL_CTL_ADD, B.storage_fd, &ev);
 
 	while (!B.quit) {
 		struct epoll_event evs[16];
@@ -981,6 +1064,8 @@ int gcs_bridge_main(int argc, char **argv)
 				while (read(B.sfd, &si, sizeof(si)) == sizeof(si))
 					;
 				reap();
+			} else if (ptr == &B.storage_fd) {
+				scsi_reap();
 			} else {
 				struct proc *p = (struct proc *)((uintptr_t)ptr & ~TAG_IN);
 				bool in = (uintptr_t)ptr & TAG_IN;
@@ -992,6 +1077,8 @@ int gcs_bridge_main(int argc, char **argv)
 		}
 		procs_sweep();
 	}
+	/* Disk operations still running give up; their answers would go nowhere. */
+	gcs_storage_jobs_stop();
 	bridge_rx_fini(&B.rx);
 	close(B.fd);
 	return 0;

@@ -7,7 +7,9 @@
 #define GCS_GCS_H
 
 #include <stdbool.h>
+#include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* log.c: lines "uvm-gcs: ..." on the console (stderr of PID 1). */
@@ -61,5 +63,38 @@ int gcs_storage_add(const char *serial, const char *mnt, const char *fs, const c
 		    size_t errlen);
 int gcs_storage_remove(const char *serial, const char *mnt, long timeout_ms, char *err,
 		       size_t errlen);
+
+/*
+ * storage.c: the same as jobs, each on a worker thread, for the bridge loop.
+ * The bridge fills a malloc'ed job, submits it (-EBUSY when an operation on
+ * the same serial is running, err says which), and when the fd from
+ * gcs_storage_jobs_init() is readable reaps finished jobs (NULL when none
+ * is left), answers them and frees them. jobs_stop cancels the waits, joins
+ * every worker and frees the jobs not reaped.
+ */
+struct gcs_storage_job {
+	/* request (filled by the caller) */
+	uint32_t type;
+	uint64_t id;
+	bool remove;
+	bool read_only;
+	long timeout_ms;
+	char serial[64];
+	char mnt[4096];
+	char fs[64];
+	char opts[1024];
+	/* result */
+	int ret;
+	char dev[64];
+	char err[512];
+	/* private */
+	pthread_t thread;
+	struct gcs_storage_job *next, *done_next;
+};
+int gcs_storage_jobs_init(void);
+int gcs_storage_submit(struct gcs_storage_job *j, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+struct gcs_storage_job *gcs_storage_reap(void);
+void gcs_storage_jobs_stop(void);
 
 #endif

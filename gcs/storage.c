@@ -1,17 +1,24 @@
 /*
  * Hot-plugged disks in the guest: find a virtio-blk disk by the serial the
  * host gave it (after a PCI rescan), mount it; unmount and remove its PCI
- * function before the host unplugs it. Blocking, bounded by a timeout.
+ * function before the host unplugs it. Each operation blocks, bounded by a
+ * timeout, so the bridge runs it on a worker thread of its own (the jobs at
+ * the end of this file) and answers when the worker is done: a disk that
+ * takes seconds to appear does not hold up exec, wait or signal meanwhile.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <time.h>
@@ -21,6 +28,10 @@
 
 #define POLL_MS	  20
 #define RESCAN_MS 1000 /* rescan again in case the first came before the function */
+#define MAX_JOBS  64   /* operations in flight at once (one thread each) */
+
+/* Set by gcs_storage_jobs_stop: the waits below give up (the bridge is ending). */
+static atomic_bool stopping;
 
 static int write_str(const char *path, const char *s)
 {
@@ -208,7 +219,7 @@ static int pci_remove(const char *name, long deadline, char *err, size_t errlen)
 	}
 	snprintf(blk, sizeof(blk), "/sys/block/%s", name);
 	while (access(blk, F_OK) == 0) {
-		if (now_ms() > deadline) {
+		if (now_ms() > deadline || atomic_load(&stopping)) {
 			snprintf(err, errlen, "%s is still there after the removal", blk);
 			return -ETIMEDOUT;
 		}
@@ -238,6 +249,10 @@ int gcs_storage_add(const char *serial, const char *mnt, const char *fs, const c
 		}
 		if (find_by_serial(serial, name, sizeof(name)) == 0)
 			break;
+		if (atomic_load(&stopping)) {
+			snprintf(err, errlen, "cancelled: the bridge is ending");
+			return -ECANCELED;
+		}
 		if (now_ms() - t0 > timeout_ms) {
 			snprintf(err, errlen, "no disk with serial %s appeared within %ld ms",
 				 serial, timeout_ms);
@@ -300,4 +315,130 @@ int gcs_storage_remove(const char *serial, const char *mnt, long timeout_ms, cha
 	}
 	sync();
 	return pci_remove(name, now_ms() + timeout_ms, err, errlen);
+}
+
+/* ---- jobs: one worker thread per operation -------------------------------------- */
+
+/*
+ * Only the bridge thread submits, reaps and stops jobs; a worker touches its
+ * own job and, when done, the done list (under done_lock) and the eventfd.
+ *
+ * Ordering: two operations on the same serial never run at once. A remove
+ * (or a second add) of a serial whose add is still running fails at once
+ * with -EBUSY and says so, rather than queueing behind it: the host's scsi
+ * manager (shim/scsi.c) already refuses to remove a disk it is still adding,
+ * so a queue here would only hide a host bug, and failing keeps the host's
+ * view (adding, then attached or failed) the only source of truth.
+ * Operations on different disks run in parallel: the kernel serializes PCI
+ * rescan and removal itself.
+ */
+static struct gcs_storage_job *running; /* submitted, not yet reaped */
+static struct gcs_storage_job *done;	/* finished, not yet reaped (done_lock) */
+static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
+static int done_fd = -1;
+static unsigned nr_running;
+
+int gcs_storage_jobs_init(void)
+{
+	if (done_fd >= 0)
+		return done_fd;
+	done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	return done_fd >= 0 ? done_fd : -errno;
+}
+
+static void *job_main(void *arg)
+{
+	struct gcs_storage_job *j = arg;
+	uint64_t one = 1;
+
+	if (j->remove)
+		j->ret = gcs_storage_remove(j->serial, j->mnt[0] ? j->mnt : NULL, j->timeout_ms,
+					    j->err, sizeof(j->err));
+	else
+		j->ret = gcs_storage_add(j->serial, j->mnt[0] ? j->mnt : NULL, j->fs,
+					 j->opts[0] ? j->opts : NULL, j->read_only, j->timeout_ms,
+					 j->dev, sizeof(j->dev), j->err, sizeof(j->err));
+	pthread_mutex_lock(&done_lock);
+	j->done_next = done;
+	done = j;
+	pthread_mutex_unlock(&done_lock);
+	if (write(done_fd, &one, sizeof(one)) < 0) {
+		/* the counter cannot overflow with at most MAX_JOBS posts */
+	}
+	return NULL;
+}
+
+int gcs_storage_submit(struct gcs_storage_job *j, char *err, size_t errlen)
+{
+	sigset_t all, old;
+	int ret;
+
+	if (done_fd < 0) {
+		snprintf(err, errlen, "storage jobs are not set up");
+		return -EINVAL;
+	}
+	for (struct gcs_storage_job *r = running; r; r = r->next)
+		if (!strcmp(r->serial, j->serial)) {
+			snprintf(err, errlen, "%s of disk %s is still running",
+				 r->remove ? "a remove" : "an add", j->serial);
+			return -EBUSY;
+		}
+	if (nr_running >= MAX_JOBS) {
+		snprintf(err, errlen, "%u disk operations are already running", nr_running);
+		return -EAGAIN;
+	}
+	/* Workers take no signal: SIGCHLD and the rest stay with the bridge thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	ret = -pthread_create(&j->thread, NULL, job_main, j);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret) {
+		snprintf(err, errlen, "cannot start a worker: %s", strerror(-ret));
+		return ret;
+	}
+	j->next = running;
+	running = j;
+	nr_running++;
+	return 0;
+}
+
+struct gcs_storage_job *gcs_storage_reap(void)
+{
+	struct gcs_storage_job *j, **pp;
+	uint64_t n;
+
+	pthread_mutex_lock(&done_lock);
+	j = done;
+	if (j)
+		done = j->done_next;
+	else if (read(done_fd, &n, sizeof(n)) < 0) {
+		/* drained: EAGAIN */
+	}
+	pthread_mutex_unlock(&done_lock);
+	if (!j)
+		return NULL;
+	pthread_join(j->thread, NULL); /* it has finished its work: returns at once */
+	for (pp = &running; *pp; pp = &(*pp)->next)
+		if (*pp == j) {
+			*pp = j->next;
+			nr_running--;
+			break;
+		}
+	return j;
+}
+
+void gcs_storage_jobs_stop(void)
+{
+	struct gcs_storage_job *j;
+
+	atomic_store(&stopping, true);
+	/* The waits poll every POLL_MS: every worker ends promptly. */
+	while (running) {
+		j = running;
+		pthread_join(j->thread, NULL);
+		running = j->next;
+		free(j);
+	}
+	nr_running = 0;
+	done = NULL;
 }

@@ -114,6 +114,12 @@ static const struct sandbox_rule vcpu_rules[] = {
     ALLOW(tgkill),
     /* Return from vcpu_kick_handler (the SIGUSR1 that makes KVM_RUN return). */
     ALLOW(rt_sigreturn),
+    /*
+     * guest.dump_stacks (shim/stacks.c): the stack-request handler runs on every thread;
+     * its libunwind walk checks that an address is mapped before reading it (mincore),
+     * then sem_post (futex, above) and rt_sigreturn (above).
+     */
+    ALLOW(mincore),
     /* malloc: bus regions registered when the guest maps a BAR; a thread's first arena. */
     ALLOW_NOEXEC(mmap),
     ALLOW_NOEXEC(mprotect),
@@ -175,6 +181,10 @@ static const struct sandbox_rule loop_rules[] = {
     ALLOW(io_uring_register),
     /* virtio_blk_create on a block device: its size. */
     ALLOW_IOCTL(BLKGETSIZE64),
+    /* guest.dump_stacks (shim/stacks.c): one queued signal per thread asks for its stack... */
+    ALLOW(rt_tgsigqueueinfo),
+    /* ...of the threads listed in /proc/self/task (opendir/readdir). */
+    ALLOW(getdents64),
     /*
      * run: isatty/tcgetattr and the tty restore when the VM ends (run_tty_restore);
      * run -- CMD puts the terminal in raw mode once CMD runs (run_guest.c proc_started).

@@ -37,6 +37,7 @@
 #include "shim/machine.h"
 #include "shim/run.h"
 #include "shim/scsi.h"
+#include "shim/stacks.h"
 #include "virtio/virtio.h"
 #include "virtio/vsock.h"
 #include "vmm/legacy.h"
@@ -495,67 +496,84 @@ static void m_guest_properties(void *opaque, struct ctl_req *req)
 	forward(opaque, req, BRIDGE_CAT_SYSTEM, BRIDGE_RPC_PROPERTIES, b);
 }
 
-/* The shim's threads: names and states (their user stacks are not walkable from here). */
-static char *shim_threads(void)
+/*
+ * guest.dump_stacks: the shim's threads are captured when the request comes
+ * (shim/stacks.c: a signal per thread, a bounded wait, so a vCPU or a stuck
+ * thread costs the loop at most STACKS_TIMEOUT_MS twice), the GCS's when
+ * its answer comes; the answer carries both.
+ */
+#define STACKS_TIMEOUT_MS 1000
+
+struct stacks_req {
+	struct ctl_req *req;
+	struct stacks *shim; /* NULL when the capture failed (err says why) */
+	int err;
+};
+
+static void stacks_req_free(struct stacks_req *sr)
 {
-	char *out = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&out, &len);
-	char path[64], buf[256];
-	int pid = getpid();
-
-	if (!f)
-		return NULL;
-	fprintf(f, "uvm-shim pid %d\n", pid);
-	for (int tid = pid; tid < pid + 4096 && tid > 0; tid++) {
-		FILE *st;
-
-		snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid, tid);
-		st = fopen(path, "re");
-		if (!st)
-			continue;
-		if (fgets(buf, sizeof(buf), st))
-			fprintf(f, "  %s", buf);
-		fclose(st);
-	}
-	fclose(f);
-	return out;
+	stacks_free(sr->shim);
+	free(sr);
 }
 
 static void on_stacks_resp(void *opaque, int status, const char *error, const cJSON *body)
 {
-	struct ctl_req *req = opaque;
+	struct stacks_req *sr = opaque;
 	const cJSON *stacks = body ? cJSON_GetObjectItem(body, "stacks") : NULL;
-	char *shim = shim_threads();
+	char *text = NULL;
 	cJSON *r;
 
 	if (status) {
-		free(shim);
-		ctl_req_error(req, guest_err_code(status), "%s", error ? error : "?");
+		ctl_req_error(sr->req, guest_err_code(status), "%s", error ? error : "?");
+		stacks_req_free(sr);
 		return;
 	}
 	r = cJSON_CreateObject();
-	cJSON_AddStringToObject(r, "shim", shim ? shim : "");
+	if (sr->shim) {
+		text = stacks_format(sr->shim);
+		cJSON_AddStringToObject(r, "shim", text ? text : "");
+		cJSON_AddItemToObject(r, "shim_threads", stacks_to_json(sr->shim));
+	} else {
+		char msg[128];
+
+		snprintf(msg, sizeof(msg), "uvm-shim pid %d: stacks not captured: %s\n", getpid(),
+			 strerror(-sr->err));
+		cJSON_AddStringToObject(r, "shim", msg);
+		cJSON_AddArrayToObject(r, "shim_threads");
+	}
 	cJSON_AddStringToObject(r, "gcs", cJSON_IsString(stacks) ? stacks->valuestring : "");
-	free(shim);
-	ctl_req_result(req, r);
+	free(text);
+	ctl_req_result(sr->req, r);
+	stacks_req_free(sr);
 }
 
 static void m_guest_dump_stacks(void *opaque, struct ctl_req *req)
 {
 	struct serve *s = opaque;
+	struct stacks_req *sr;
 	int ret;
 
 	if (!bridge_ready(s->bridge)) {
 		ctl_req_error(req, CTL_ERR_GUEST, "the guest agent is not connected");
 		return;
 	}
+	sr = calloc(1, sizeof(*sr));
+	if (!sr) {
+		ctl_req_error(req, CTL_ERR_INTERNAL, "out of memory");
+		return;
+	}
+	sr->req = req;
+	sr->err = stacks_capture(&sr->shim, STACKS_TIMEOUT_MS);
+	if (sr->err)
+		pr_warn(TAG, "dump_stacks: the shim's stacks: %s", strerror(-sr->err));
 	ret = bridge_request(
 	    s->bridge, BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_SYSTEM, BRIDGE_RPC_DUMP_STACKS),
-	    cJSON_CreateObject(), on_stacks_resp, req);
-	if (ret < 0)
+	    cJSON_CreateObject(), on_stacks_resp, sr);
+	if (ret < 0) {
 		ctl_req_error(req, CTL_ERR_GUEST, "cannot reach the guest agent: %s",
 			      strerror(-ret));
+		stacks_req_free(sr);
+	}
 }
 
 /* ---- the VM ------------------------------------------------------------------------ */
@@ -799,7 +817,7 @@ static void m_vm_create(void *opaque, struct ctl_req *req)
 	if (!kernel) {
 		const char *dir = run_default_guest_dir();
 
-		snprintf(kpath, sizeof(kpath), "%s/vmlinuz", dir ? dir : ".");
+		run_default_guest_kernel(kpath, sizeof(kpath), dir);
 		snprintf(ipath, sizeof(ipath), "%s/initrd.img", dir ? dir : ".");
 		kernel = kpath;
 		if (!initrd)
@@ -1165,6 +1183,9 @@ int ctl_serve_main(int argc, char **argv)
 		return 1;
 	/* --no-seccomp: debugging only (docs/seccomp.md); applied by machine_start. */
 	sandbox_configure(argc > 1 && !strcmp(argv[1], "--no-seccomp"));
+	/* The stack-request handler goes in before any thread or filter exists. */
+	if (stacks_init())
+		pr_warn(TAG, "guest.dump_stacks will not have the shim's stacks");
 	s->sig_fd = s->timer_fd = s->console_fd = -1;
 	scsi_init(&s->scsi);
 	lifecycle_init(&s->lc);

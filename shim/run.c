@@ -73,6 +73,18 @@ const char *run_default_guest_dir(void)
 	return dir;
 }
 
+void run_default_guest_kernel(char *buf, size_t len, const char *dir)
+{
+	/*
+	 * The uncompressed ELF vmlinux (PVH entry) when `make guest` left one: it spares the
+	 * guest the bzImage's XZ decompression (2.8 s of the 9.9 s boot in the test host).
+	 */
+	snprintf(buf, len, "%s/vmlinux", dir ? dir : ".");
+	if (access(buf, R_OK) == 0)
+		return;
+	snprintf(buf, len, "%s/vmlinuz", dir ? dir : ".");
+}
+
 /* Guest console bytes, on a vCPU thread. */
 static void run_console_out(void *opaque, const uint8_t *buf, size_t len)
 {
@@ -325,14 +337,11 @@ int run_main(int argc, char **argv)
 		goto out;
 	}
 	ctx.o = o;
-	/* A command's output is the session: our own chatter only when asked (UVM_LOG). */
-	if (o->guest_argc && !getenv("UVM_LOG"))
-		log_threshold = LOG_WARN;
 	sandbox_configure(o->no_seccomp); /* applied by machine_start */
 	if (!o->kernel) {
 		const char *dir = run_default_guest_dir();
 
-		snprintf(kpath, sizeof(kpath), "%s/vmlinuz", dir ? dir : ".");
+		run_default_guest_kernel(kpath, sizeof(kpath), dir);
 		snprintf(ipath, sizeof(ipath), "%s/initrd.img", dir ? dir : ".");
 		if (access(kpath, R_OK) || access(ipath, R_OK)) {
 			fprintf(
@@ -410,6 +419,9 @@ int run_main(int argc, char **argv)
 					      .tty = tty,
 					      .raw = tty ? &ctx.tty : NULL};
 
+		/* A terminal session is CMD's screen: our info lines only when asked (UVM_LOG). */
+		if (tty && !getenv("UVM_LOG"))
+			log_threshold = LOG_WARN;
 		ret = run_guest_create(&ctx.guest, ctx.m, ctx.loop, &gc, err, sizeof(err));
 		if (ret) {
 			fprintf(stderr, "uvm-shim run: %s\n", err);

@@ -3,6 +3,7 @@
 #define SHIM_RUN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <termios.h>
 
 /* Exit statuses of `uvm-shim run`. */
@@ -36,5 +37,7 @@ void run_tty_restore(struct run_tty *t);
 
 /* Directory holding the default guest (vmlinuz, initrd.img), or NULL. */
 const char *run_default_guest_dir(void);
+/* The default guest's kernel in dir: vmlinux if present, else vmlinuz. */
+void run_default_guest_kernel(char *buf, size_t len, const char *dir);
 
 #endif

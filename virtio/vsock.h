@@ -79,6 +79,13 @@ struct vsock_conn_ops {
 	void (*connected)(void *opaque, struct vsock_conn *c, int err);
 	/* Guest data is waiting: take it with vsock_conn_recv / peek+consume. */
 	void (*readable)(void *opaque, struct vsock_conn *c);
+	/*
+	 * Optional: guest data straight from the packet (guest memory), offered only while
+	 * nothing is buffered, so order holds. Returns the bytes taken without blocking; the
+	 * rest is buffered and announced with readable. Saves a copy per packet.
+	 */
+	size_t (*write_direct)(void *opaque, struct vsock_conn *c, const struct iovec *iov,
+			       int niov);
 	/* Room freed in the host->guest buffer after a short vsock_conn_send. */
 	void (*writable)(void *opaque, struct vsock_conn *c);
 	/* The guest shut down its sending side: EOF once the buffered data is read. */

@@ -604,6 +604,33 @@ static void handle_request(struct vsock *vs, const struct vsock_hdr *h)
 	conn_schedule(c);
 }
 
+/* The payload (after the header) as an iovec array for write_direct; bytes taken.
+ * The caller holds a reference: the endpoint may close the connection meanwhile. */
+static size_t offer_direct(struct vsock_conn *c, const struct iovec *iov, int niov, size_t len)
+{
+	struct iovec part[16];
+	size_t skip = VSOCK_HDR_SIZE, got = 0, taken;
+	int n = 0;
+
+	for (int i = 0; i < niov && got < len; i++) {
+		size_t l = iov[i].iov_len;
+
+		if (skip >= l) {
+			skip -= l;
+			continue;
+		}
+		if (n == (int)(sizeof(part) / sizeof(part[0])))
+			return 0; /* unusually scattered: take the buffered path */
+		part[n].iov_base = (uint8_t *)iov[i].iov_base + skip;
+		part[n].iov_len = l - skip < len - got ? l - skip : len - got;
+		got += part[n].iov_len;
+		skip = 0;
+		n++;
+	}
+	taken = c->ops->write_direct(c->opaque, c, part, n);
+	return taken > got ? got : taken;
+}
+
 static void handle_rw(struct vsock_conn *c, const struct vsock_hdr *h, const struct iovec *iov,
 		      int niov)
 {
@@ -626,6 +653,30 @@ static void handle_rw(struct vsock_conn *c, const struct vsock_hdr *h, const str
 		return;
 	}
 	c->rx_cnt += h->len;
+	if (c->ops && c->ops->write_direct && !c->in.len) {
+		size_t taken;
+
+		conn_get(c);
+		taken = offer_direct(c, iov, niov, h->len);
+		if (conn_put(c))
+			return; /* closed by the endpoint meanwhile */
+		if (taken) {
+			c->fwd_cnt += taken;
+			if (taken == h->len) {
+				conn_after_consume(c);
+				return;
+			}
+			/* The rest is buffered below: skip what the endpoint took. */
+			if (ring_put_iov(&c->in, VSOCK_BUF_ALLOC, iov, niov, VSOCK_HDR_SIZE + taken,
+					 h->len - taken) < h->len - taken) {
+				pr_err(TAG, "out of memory buffering guest data on port %u",
+				       c->host_port);
+				conn_kill(c, true, true);
+				return;
+			}
+			goto announce;
+		}
+	}
 	if (!c->ops) {
 		/* Closed by the endpoint: nobody will read, but keep the guest's credit flowing. */
 		c->fwd_cnt += h->len;
@@ -637,7 +688,8 @@ static void handle_rw(struct vsock_conn *c, const struct vsock_hdr *h, const str
 		conn_kill(c, true, true);
 		return;
 	}
-	if (c->ops->readable) {
+announce:
+	if (c->ops && c->ops->readable) {
 		conn_get(c);
 		c->ops->readable(c->opaque, c);
 		conn_put(c);

@@ -327,6 +327,21 @@ static void uc_connected(void *opaque, struct vsock_conn *c, int err)
 	uc_set_events(uc, EPOLLIN);
 }
 
+/* guest -> host without buffering, while nothing is queued before it. */
+static size_t uc_write_direct(void *opaque, struct vsock_conn *c, const struct iovec *iov, int niov)
+{
+	struct uds_conn *uc = opaque;
+	ssize_t w;
+
+	if (uc->dead || uc->in_flush || uc->state != UC_RELAY || uc->wr_shut)
+		return 0;
+	do
+		w = writev(uc->fd, iov, niov);
+	while (w < 0 && errno == EINTR);
+	/* EAGAIN or an error: the buffered path takes over and reports it. */
+	return w > 0 ? (size_t)w : 0;
+}
+
 static void uc_readable(void *opaque, struct vsock_conn *c)
 {
 	struct uds_conn *uc = opaque;
@@ -366,6 +381,7 @@ static void uc_closed(void *opaque, struct vsock_conn *c)
 static const struct vsock_conn_ops uc_ops = {
     .connected = uc_connected,
     .readable = uc_readable,
+    .write_direct = uc_write_direct,
     .writable = uc_writable,
     .eof = uc_eof,
     .closed = uc_closed,

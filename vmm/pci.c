@@ -31,6 +31,7 @@ struct pci_bus {
 	const struct pci_host_ops *host;
 	void *host_opaque;
 	uint32_t cf8;
+	uint8_t rcr; /* reset control register, port 0xCF9 */
 	struct pci_dev *slots[PCI_NR_SLOTS];
 	struct pci_dev bridge;
 	struct bus_region *cf8_region, *cfc_region;
@@ -547,7 +548,29 @@ static void cf8_access(void *opaque, uint64_t off, uint8_t *data, uint32_t len, 
 {
 	struct pci_bus *pbus = opaque;
 
-	/* Only full dword accesses reach the address register (byte ports are other devices'). */
+	/*
+	 * Byte 0xCF9 is the chipset's reset control register: Linux's reboot=pci and
+	 * some firmware fallbacks write SYS_RST (bit 1) then RST_CPU (bit 2); RST_CPU
+	 * going from 0 to 1 resets the machine, which ends the VM like the i8042 reset.
+	 */
+	if (off == 1 && len == 1) {
+		bool reset = false;
+
+		pthread_mutex_lock(&pbus->lock);
+		if (is_write) {
+			reset = (data[0] & 0x04) && !(pbus->rcr & 0x04);
+			pbus->rcr = data[0] & 0x0a; /* RST_CPU reads back as 0 */
+		} else {
+			data[0] = pbus->rcr;
+		}
+		pthread_mutex_unlock(&pbus->lock);
+		if (reset && pbus->host->reset) {
+			pr_info("pci", "the guest reset the machine through port 0xCF9");
+			pbus->host->reset(pbus->host_opaque);
+		}
+		return;
+	}
+	/* Only full dword accesses reach the address register (other byte ports are absent). */
 	if (off != 0 || len != 4) {
 		if (!is_write)
 			memset(data, 0xff, len);

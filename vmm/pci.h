@@ -88,6 +88,8 @@ struct pci_host_ops {
 	int (*irqfd)(void *opaque, int efd, uint32_t gsi, bool assign);
 	/* MMIO ioeventfd without data match. */
 	int (*ioeventfd)(void *opaque, uint64_t addr, uint32_t len, int efd, bool assign);
+	/* The guest asked for a system reset through port 0xCF9; optional. */
+	void (*reset)(void *opaque);
 };
 
 struct vm;

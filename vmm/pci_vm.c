@@ -28,12 +28,18 @@ static int vm_ioeventfd_op(void *opaque, uint64_t addr, uint32_t len, int efd, b
 	return vm_ioeventfd(opaque, addr, len, efd, false, assign);
 }
 
+static void vm_reset_op(void *opaque)
+{
+	vm_request_exit(opaque, VM_EXIT_RESET);
+}
+
 const struct pci_host_ops pci_host_ops_vm = {
     .gsi_alloc = vm_gsi_alloc,
     .gsi_free = vm_gsi_free,
     .msi_route = vm_msi_route,
     .irqfd = vm_irqfd_op,
     .ioeventfd = vm_ioeventfd_op,
+    .reset = vm_reset_op,
 };
 
 int pci_bus_create_vm(struct pci_bus **out, struct vm *vm)

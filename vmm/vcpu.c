@@ -210,6 +210,7 @@ static void vcpu_pio(struct vcpu *vcpu)
 	uint8_t *data = (uint8_t *)run + run->io.data_offset;
 	bool write = run->io.direction == KVM_EXIT_IO_OUT;
 
+	exit_stats_pio(vcpu->vm->exits, run->io.port);
 	for (uint32_t i = 0; i < run->io.count; i++, data += run->io.size) {
 		if (!bus_access(vcpu->vm->pio, run->io.port, data, run->io.size, write) && !write)
 			memset(data, 0xff, run->io.size);
@@ -221,6 +222,7 @@ static void vcpu_mmio(struct vcpu *vcpu)
 	struct kvm_run *run = vcpu->run;
 	uint32_t len = run->mmio.len;
 
+	exit_stats_mmio(vcpu->vm->exits, run->mmio.phys_addr);
 	if (len > sizeof(run->mmio.data))
 		len = sizeof(run->mmio.data);
 	if (!bus_access(vcpu->vm->mmio, run->mmio.phys_addr, run->mmio.data, len,
@@ -235,6 +237,7 @@ static bool vcpu_handle_exit(struct vcpu *vcpu)
 	struct kvm_run *run = vcpu->run;
 	struct vm *vm = vcpu->vm;
 
+	exit_stats_reason(vm->exits, run->exit_reason);
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		vcpu_pio(vcpu);

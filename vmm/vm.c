@@ -77,6 +77,11 @@ int vm_create(struct vm **out, const struct vm_config *cfg)
 	if (!vm)
 		return -ENOMEM;
 	vm->kvm_fd = vm->vm_fd = vm->exit_fd = -1;
+	vm->exits = calloc(1, sizeof(*vm->exits));
+	if (!vm->exits) {
+		free(vm);
+		return -ENOMEM;
+	}
 	for (int i = 0; i < VM_MAX_VCPUS; i++)
 		vm->vcpus[i].fd = -1;
 	pthread_mutex_init(&vm->pause_lock, NULL);
@@ -174,6 +179,8 @@ void vm_destroy(struct vm *vm)
 		return;
 	vm_request_exit(vm, VM_EXIT_TERMINATED);
 	vm_join(vm);
+	if (log_threshold >= LOG_DEBUG && vm->started_at.tv_sec)
+		exit_stats_log(vm->exits, vm_seconds_since_start(vm));
 	for (int i = 0; i < VM_MAX_VCPUS; i++)
 		vcpu_fini(&vm->vcpus[i]);
 	bus_destroy(vm->pio);
@@ -186,6 +193,7 @@ void vm_destroy(struct vm *vm)
 		close(vm->exit_fd);
 	mem_destroy(vm->mem);
 	free(vm->cpuid);
+	free(vm->exits);
 	free(vm->routing);
 	pthread_mutex_destroy(&vm->pause_lock);
 	pthread_cond_destroy(&vm->pause_cond);
@@ -229,8 +237,24 @@ void vm_set_vcpu_hook(struct vm *vm, int (*fn)(void *opaque, int id), void *opaq
 	vm->vcpu_hook_opaque = opaque;
 }
 
+double vm_seconds_since_start(struct vm *vm)
+{
+	struct timespec now;
+
+	if (!vm->started_at.tv_sec)
+		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - vm->started_at.tv_sec) + (now.tv_nsec - vm->started_at.tv_nsec) / 1e9;
+}
+
+const struct exit_stats *vm_exit_stats(struct vm *vm)
+{
+	return vm->exits;
+}
+
 int vm_start(struct vm *vm)
 {
+	clock_gettime(CLOCK_MONOTONIC, &vm->started_at);
 	for (int i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 		int ret = pthread_create(&v->thread, NULL, vcpu_thread, v);

@@ -5,7 +5,9 @@
 #include <linux/kvm.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <time.h>
 
+#include "exit_stats.h"
 #include "vm.h"
 
 #define VM_GSI_MAX     1024
@@ -28,6 +30,8 @@ struct vm {
 	int nr_vcpus;
 	struct vcpu vcpus[VM_MAX_VCPUS];
 	struct kvm_cpuid2 *cpuid;
+	struct exit_stats *exits;
+	struct timespec started_at; /* vm_start */
 
 	/* Exit: the first reason wins; exit_fd becomes readable. */
 	int exit_reason; /* enum vm_exit, atomic */

@@ -86,10 +86,10 @@ def main():
                      "-smp", str(args.cpus), "-m", str(args.memory),
                      "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
                      "-serial", "stdio", "-kernel", kernel, "-initrd", args.initrd,
-                     # The guest agent runs the words after "--" as an argv; the
-                     # kernel makes one word of a double-quoted string (as uvm-shim
-                     # writes it).
-                     "-append", '%s -- sh -c "%s"' % (BASE_CMDLINE, cmd),
+                     # The guest agent joins the words after "--" with blanks and
+                     # runs them with /bin/sh -c (gcs/cmdline.c): the fio command
+                     # goes there as it is.
+                     "-append", '%s -- %s' % (BASE_CMDLINE, cmd),
                      "-drive", "file=%s,format=raw,if=none,id=d0,cache=writeback" % disk,
                      "-device", "virtio-blk-pci,drive=d0,num-queues=%d" % args.cpus]
         results = {"uvm-shim": [], "qemu": []}

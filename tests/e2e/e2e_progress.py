@@ -33,6 +33,10 @@ def pytest_runtest_logreport(report):
     # A failure in any phase fails the test; a skip in setup skips it.
     if report.failed:
         _outcomes[report.nodeid] = "failed"
+        # The reason too, for a run whose test host dies before pytest's summary.
+        lines = [l for l in report.longreprtext.splitlines() if l.startswith("E ")]
+        for line in (lines or report.longreprtext.splitlines()[-3:])[:12]:
+            _progress_line("note", "%s %s" % (report.nodeid, line))
     elif report.skipped and _outcomes.get(report.nodeid) == "passed":
         _outcomes[report.nodeid] = "skipped"
 

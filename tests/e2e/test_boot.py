@@ -33,6 +33,13 @@ def test_default_guest_boots_and_exits_0_on_reboot(run_vm):
     assert "uvm-gcs: bridge ended" in r.stderr, r.describe()
 
 
+def test_reboot_through_port_cf9(run_vm, paths):
+    # reboot=pci: the kernel resets through the chipset's reset control register.
+    r = run_vm(*explicit(paths), "--cmdline", QUIET + " reboot=pci", "--", "true")
+    assert r.returncode == 0, r.describe()
+    assert "reset the machine through port 0xCF9" in r.stderr, r.describe()
+
+
 def test_run_exits_with_the_guest_commands_status(run_vm, paths):
     r = run_vm(*explicit(paths), "--cmdline", QUIET, "--", "sh", "-c", "exit 4")
     assert r.returncode == 4, r.describe()

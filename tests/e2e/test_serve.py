@@ -305,6 +305,39 @@ def test_missing_binary(vm, tmp):
     assert "No such file" in msg, msg
 
 
+def check_shim_stacks(vm, s):
+    """The shim's own threads in guest.dump_stacks, taken with the seccomp
+    filters on (the default): every vCPU thread answers and sits in KVM_RUN
+    (libc's ioctl under vcpu_thread), the loop thread answers from inside
+    the capture, and only io_uring kernel workers may lack frames."""
+    pid = vm.proc.pid
+    print(s["shim"])  # shown with pytest -s
+    threads = {t["tid"]: t for t in s["shim_threads"]}
+    names = {t["name"] for t in threads.values()}
+    assert "main" in names or any(t["tid"] == pid for t in threads.values()), s["shim"]
+    vcpus = [t for t in threads.values() if t["name"].startswith("vcpu")]
+    assert vcpus, s["shim"]
+    for t in vcpus:
+        with open("/proc/%d/task/%d/status" % (pid, t["tid"])) as f:
+            assert "Seccomp:\t2" in f.read(), "vCPU thread %d is not filtered" % t["tid"]
+        assert t["answered"], s["shim"]
+        fns = [f["function"] for f in t["frames"]]
+        assert "vcpu_thread" in fns, s["shim"]
+        # Stopped by the signal in KVM_RUN, or (rarely) while handling an exit.
+        # (ASan builds add their ioctl interceptor between the two.)
+        assert "ioctl" in fns[:3] or "vcpu_handle_exit" in fns or "bus_access" in fns, s["shim"]
+        assert "thread %d (%s)" % (t["tid"], t["name"]) in s["shim"]
+    loop = threads[pid]
+    assert loop["answered"] and "stacks_capture" in [f["function"] for f in loop["frames"]], \
+        s["shim"]
+    for t in threads.values():
+        assert t["answered"] or t["name"].startswith("iou-"), s["shim"]
+    # A second capture works (slots are reused, nothing left armed).
+    again = vm.ok("guest.dump_stacks")
+    assert all(t["answered"] for t in again["shim_threads"]
+               if not t["name"].startswith("iou-")), again["shim"]
+
+
 def test_properties_stacks_stats(vm):
     p = vm.ok("guest.properties")
     assert p["memory"]["total_kib"] > 0
@@ -312,6 +345,7 @@ def test_properties_stacks_stats(vm):
     s = vm.ok("guest.dump_stacks")
     assert "gcs_bridge_main" in s["gcs"], s
     assert "uvm-shim pid" in s["shim"]
+    check_shim_stacks(vm, s)
     st = vm.ok("vm.stats")
     assert st["state"] == "Running" and st["vsock"]["connections"] >= 1
 

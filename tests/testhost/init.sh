@@ -44,6 +44,14 @@ stty -F /dev/ttyS1 raw -echo
 stty -F /dev/ttyS2 raw -echo
 [ -e /dev/kvm ] || log "no /dev/kvm (nested SVM unavailable)"
 echo up >/results/up
+# A heartbeat for tests/testhost/run: when this test host stops scheduling
+# (seen: both vCPUs wedged, sometimes without any lockup report), the file
+# stops changing and the run is ended instead of waiting out its timeout.
+( while :; do
+	cat /proc/uptime >/results/heartbeat.tmp && mv /results/heartbeat.tmp /results/heartbeat
+	sleep 5
+done ) &
+echo $! >$R/tmp/.testhost/heartbeat.pid  # the selftest stops it
 chroot $R /bin/sh /tmp/.testhost/cmd </dev/null >/dev/ttyS1 2>/dev/ttyS2
 echo $? >/results/rc.tmp && mv /results/rc.tmp /results/rc
 halt_now

@@ -94,6 +94,44 @@ static void test_host_bridge_and_absent(void **state)
 	tm_fini(&m);
 }
 
+/* Port 0xCF9: SYS_RST alone does nothing, RST_CPU going 0 -> 1 resets, once. */
+static void test_reset_control_register(void **state)
+{
+	struct tmach m;
+	uint8_t d[4];
+
+	assert_int_equal(tm_init(&m, 1 << 20), 0);
+	d[0] = 0x02;
+	bus_access(m.pio, 0xcf9, d, 1, true);
+	assert_int_equal(m.host.resets, 0);
+	d[0] = 0;
+	bus_access(m.pio, 0xcf9, d, 1, false);
+	assert_int_equal(d[0], 0x02);
+	d[0] = 0x06;
+	bus_access(m.pio, 0xcf9, d, 1, true);
+	assert_int_equal(m.host.resets, 1);
+	/* RST_CPU does not latch: it reads back clear and a new 0 -> 1 edge resets again. */
+	bus_access(m.pio, 0xcf9, d, 1, false);
+	assert_int_equal(d[0], 0x02);
+	d[0] = 0x06;
+	bus_access(m.pio, 0xcf9, d, 1, true);
+	assert_int_equal(m.host.resets, 2);
+	/* Other byte and word accesses in the address register's dword are not resets. */
+	d[0] = 0xff;
+	d[1] = 0xff;
+	bus_access(m.pio, 0xcf9, d, 2, true);
+	bus_access(m.pio, 0xcfa, d, 1, true);
+	assert_int_equal(m.host.resets, 2);
+	/* The config address register is untouched by any of it. */
+	pci_put_le(d, 4, 0x80000840);
+	bus_access(m.pio, 0xcf8, d, 4, true);
+	d[0] = 0x06;
+	bus_access(m.pio, 0xcf9, d, 1, true);
+	bus_access(m.pio, 0xcf8, d, 4, false);
+	assert_int_equal(pci_get_le(d, 4), 0x80000840);
+	tm_fini(&m);
+}
+
 static void test_readonly_and_masks(void **state)
 {
 	struct tmach m;
@@ -452,6 +490,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_host_bridge_and_absent),
+	    cmocka_unit_test(test_reset_control_register),
 	    cmocka_unit_test(test_readonly_and_masks),
 	    cmocka_unit_test(test_bar_sizing_and_placement),
 	    cmocka_unit_test(test_memory_enable_and_move),

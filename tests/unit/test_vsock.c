@@ -38,6 +38,10 @@ struct ep {
 	bool reset_on_read; /* reset the connection inside readable */
 	bool close_on_eof;  /* close inside eof */
 	int refuse;	    /* accept returns this */
+	bool direct;	    /* offer write_direct */
+	size_t direct_take; /* bytes write_direct takes per call */
+	int direct_calls;
+	bool reset_on_direct;
 };
 
 static void ep_connected(void *o, struct vsock_conn *c, int err)
@@ -94,6 +98,38 @@ static const struct vsock_conn_ops ep_ops = {
     .closed = ep_closed,
 };
 
+/* Takes up to direct_take bytes of the packet, in order, into data. */
+static size_t ep_write_direct(void *o, struct vsock_conn *c, const struct iovec *iov, int niov)
+{
+	struct ep *e = o;
+	size_t took = 0;
+
+	e->direct_calls++;
+	if (e->reset_on_direct) {
+		vsock_conn_reset(c);
+		e->c = NULL;
+		return 0;
+	}
+	for (int i = 0; i < niov && took < e->direct_take; i++) {
+		size_t n = iov[i].iov_len < e->direct_take - took ? iov[i].iov_len
+								     : e->direct_take - took;
+
+		memcpy(e->data + e->got, iov[i].iov_base, n);
+		e->got += n;
+		took += n;
+	}
+	return took;
+}
+
+static const struct vsock_conn_ops ep_direct_ops = {
+    .connected = ep_connected,
+    .readable = ep_readable,
+    .write_direct = ep_write_direct,
+    .writable = ep_writable,
+    .eof = ep_eof,
+    .closed = ep_closed,
+};
+
 static int accept_fn(void *opaque, struct vsock_conn *c, uint32_t port,
 		     const struct vsock_conn_ops **ops, void **conn_opaque)
 {
@@ -102,7 +138,7 @@ static int accept_fn(void *opaque, struct vsock_conn *c, uint32_t port,
 	if (e->refuse)
 		return e->refuse;
 	e->c = c;
-	*ops = &ep_ops;
+	*ops = e->direct ? &ep_direct_ops : &ep_ops;
 	*conn_opaque = e;
 	return 0;
 }
@@ -285,6 +321,80 @@ static void test_guest_to_host_data_and_credit_update(void **state)
 	assert_int_equal(grecv(f, &h, NULL), VSOCK_OP_CREDIT_UPDATE);
 	assert_int_equal(h.fwd_cnt, sent);
 	expect_nothing(f);
+}
+
+/*
+ * write_direct: what the endpoint takes from the packet skips the buffer, the rest is
+ * buffered behind it, nothing is offered directly while older bytes wait, and all of it
+ * counts towards the guest's credit.
+ */
+static void test_guest_to_host_direct(void **state)
+{
+	struct fx *f = *state;
+	static uint8_t chunk[4096], want[4 * 4096];
+	struct vsock_hdr h;
+	size_t sent = 0, base;
+
+	f->ep->direct = true;
+	f->ep->direct_take = sizeof(chunk);
+	connect_guest(f);
+	for (size_t i = 0; i < sizeof(want); i++)
+		want[i] = (uint8_t)(i * 13 + 1);
+	/* All taken directly: nothing buffered, no readable callback. */
+	assert_int_equal(gsend(f, VSOCK_OP_RW, want, sizeof(chunk)), 0);
+	sent += sizeof(chunk);
+	assert_int_equal(f->ep->direct_calls, 1);
+	assert_int_equal(f->ep->readable, 0);
+	assert_int_equal(vsock_conn_readable(f->ep->c), 0);
+	/* Partly taken: the tail is buffered and announced. */
+	f->ep->direct_take = 1000;
+	assert_int_equal(gsend(f, VSOCK_OP_RW, want + sent, sizeof(chunk)), 0);
+	sent += sizeof(chunk);
+	assert_int_equal(f->ep->direct_calls, 2);
+	assert_int_equal(f->ep->readable, 1);
+	assert_int_equal(vsock_conn_readable(f->ep->c), sizeof(chunk) - 1000);
+	/* Bytes are waiting: the next packet must queue behind them, not overtake. */
+	assert_int_equal(gsend(f, VSOCK_OP_RW, want + sent, sizeof(chunk)), 0);
+	sent += sizeof(chunk);
+	assert_int_equal(f->ep->direct_calls, 2);
+	f->ep->got += vsock_conn_recv(f->ep->c, f->ep->data + f->ep->got,
+				      sizeof(f->ep->data) - f->ep->got);
+	/* Drained: direct again. */
+	f->ep->direct_take = sizeof(chunk);
+	assert_int_equal(gsend(f, VSOCK_OP_RW, want + sent, sizeof(chunk)), 0);
+	sent += sizeof(chunk);
+	assert_int_equal(f->ep->direct_calls, 3);
+	assert_int_equal(f->ep->got, sent);
+	assert_memory_equal(f->ep->data, want, sent);
+	/* 16 KiB consumed: under the update threshold; a request reports every byte. */
+	assert_int_equal(gsend(f, VSOCK_OP_CREDIT_REQUEST, NULL, 0), 0);
+	assert_int_equal(grecv(f, &h, NULL), VSOCK_OP_CREDIT_UPDATE);
+	assert_int_equal(h.fwd_cnt, sent);
+	expect_nothing(f);
+	/* A quarter of the buffer past the last update, direct consumption sends one itself. */
+	base = sent;
+	while (sent - base < VSOCK_BUF_ALLOC / 4) {
+		assert_int_equal(gsend(f, VSOCK_OP_RW, chunk, sizeof(chunk)), 0);
+		sent += sizeof(chunk);
+	}
+	assert_int_equal(grecv(f, &h, NULL), VSOCK_OP_CREDIT_UPDATE);
+	assert_int_equal(h.fwd_cnt, sent);
+}
+
+/* An endpoint that resets the connection from write_direct leaves nothing behind. */
+static void test_guest_to_host_direct_reset(void **state)
+{
+	struct fx *f = *state;
+	static uint8_t chunk[512];
+	struct vsock_stats st;
+
+	f->ep->direct = true;
+	f->ep->reset_on_direct = true;
+	connect_guest(f);
+	assert_int_equal(gsend(f, VSOCK_OP_RW, chunk, sizeof(chunk)), 0);
+	expect_op(f, VSOCK_OP_RST, HPORT, GPORT);
+	vsock_get_stats(f->vs, &st);
+	assert_int_equal(st.conns, 0);
 }
 
 /* A guest that ignores our credit is reset: we never buffer more than we offered. */
@@ -1117,6 +1227,8 @@ int main(void)
 	    T(test_connect_and_refuse),
 	    T(test_rst_for_unknown_connections),
 	    T(test_guest_to_host_data_and_credit_update),
+	    T(test_guest_to_host_direct),
+	    T(test_guest_to_host_direct_reset),
 	    T(test_guest_credit_exhaustion),
 	    T(test_guest_credit_partial),
 	    T(test_host_to_guest_credit),

@@ -30,6 +30,7 @@ struct fake_host {
 	int ioeventfds; /* currently assigned */
 	uint64_t ioevt_addr[64];
 	int fail_ioeventfd; /* make ioeventfd fail (MMIO fallback path) */
+	int resets;	    /* port 0xCF9 resets asked for */
 };
 
 static inline int fake_gsi_alloc(void *o, uint32_t *gsi)
@@ -78,12 +79,18 @@ static inline int fake_ioeventfd(void *o, uint64_t addr, uint32_t len, int efd, 
 	return 0;
 }
 
+static inline void fake_reset(void *o)
+{
+	((struct fake_host *)o)->resets++;
+}
+
 static const struct pci_host_ops fake_host_ops = {
     .gsi_alloc = fake_gsi_alloc,
     .gsi_free = fake_gsi_free,
     .msi_route = fake_msi_route,
     .irqfd = fake_irqfd,
     .ioeventfd = fake_ioeventfd,
+    .reset = fake_reset,
 };
 
 /* ---- A machine: buses, PCI, RAM ----------------------------------------------------------- */
