@@ -2,9 +2,11 @@
  * uvm-gcs: the guest's /init. As PID 1 it mounts the basics, loads the
  * kernel modules the initrd lists, says it is ready, then runs the command
  * from the kernel command line (or a shell), reaps children and reboots the
- * VM when that command ends or a reboot is requested. Later it also serves
- * the bridge to the shim over vsock; the event loop below is where that
- * plugs in.
+ * VM when that command ends or a reboot is requested.
+ *
+ * The shim (`serve`, and `run -- CMD`) boots it with "/init bridge" as that
+ * command: the bridge (bridge.c) runs the processes the host asks for and
+ * reports their status over vsock; PID 1 only powers off when it ends.
  */
 #include "gcs/gcs.h"
 
@@ -21,6 +23,8 @@
 
 #define GCS_MODULE_DIR	 "/lib/modules"
 #define GCS_MODULE_ORDER "order"
+/* The command the shim gives (shim/bridge.h BRIDGE_GUEST_COMMAND). */
+#define GCS_BRIDGE_COMMAND "/init bridge"
 
 static long gcs_ms_since(const struct timespec *t0)
 {
@@ -126,7 +130,11 @@ int main(int argc, char **argv)
 			continue;
 		if (si.ssi_signo == SIGCHLD) {
 			if (gcs_reap(child, &status)) {
-				if (cmd)
+				/* The bridge's own status is not the host's command's: say so. */
+				if (cmd && !strcmp(cmd, GCS_BRIDGE_COMMAND))
+					gcs_log("bridge ended (%d): powering off",
+						gcs_exit_code(status));
+				else if (cmd)
 					gcs_log("exit %d", gcs_exit_code(status));
 				else
 					gcs_log("shell ended");

@@ -168,7 +168,10 @@ static const struct sandbox_rule loop_rules[] = {
     ALLOW(newfstatat),
     /* vsock_uds_destroy removes its socket path when the VM is torn down (serve). */
     ALLOW(unlink),
-    /* serve: vm.start arms the start timeout, the bridge's ready disarms it. */
+    /*
+     * serve: vm.start arms the start timeout, the bridge's ready disarms it;
+     * run -- CMD (shim/run_guest.c): the agent, drain and shutdown deadlines.
+     */
     ALLOW(timerfd_settime),
     /* virtio-rng fills the guest's buffers (virtio/rng.c). */
     ALLOW(getrandom),
@@ -182,9 +185,14 @@ static const struct sandbox_rule loop_rules[] = {
     ALLOW(rt_tgsigqueueinfo),
     /* ...of the threads listed in /proc/self/task (opendir/readdir). */
     ALLOW(getdents64),
-    /* run: isatty/tcgetattr and the tty restore when the VM ends (run_tty_restore). */
+    /*
+     * run: isatty/tcgetattr and the tty restore when the VM ends (run_tty_restore);
+     * run -- CMD puts the terminal in raw mode once CMD runs (run_guest.c proc_started).
+     */
     ALLOW_IOCTL(TCGETS),
     ALLOW_IOCTL(TCSETS),
+    /* run -- CMD in tty mode: the terminal's size on SIGWINCH, sent as a resize. */
+    ALLOW_IOCTL(TIOCGWINSZ),
 };
 
 /*

@@ -17,6 +17,9 @@ struct bridge;
 struct vsock;
 struct loop;
 
+/* The guest command (after "--" on the kernel command line) that starts the GCS's bridge. */
+#define BRIDGE_GUEST_COMMAND "/init bridge"
+
 struct bridge_ops {
 	/* Negotiation finished: err 0 and the guest's answer, or -errno. */
 	void (*ready)(void *opaque, int err, const cJSON *answer);

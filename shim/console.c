@@ -1,10 +1,7 @@
 /* Console line watcher: spots kernel panics and power-off in the guest's output. */
 #include "console.h"
 
-#include <stdlib.h>
 #include <string.h>
-
-#define GUEST_EXIT_PREFIX "uvm-gcs: exit "
 
 static enum console_event console_classify(struct console_watch *w)
 {
@@ -20,23 +17,10 @@ static enum console_event console_classify(struct console_watch *w)
 			if (*q == '\r' || *q == ']')
 				*q = '\0';
 		return strstr(w->line, "---[ end Kernel panic") ? CONSOLE_EV_PANIC_END
-							       : CONSOLE_EV_PANIC_BEGIN;
+								: CONSOLE_EV_PANIC_BEGIN;
 	}
 	if (strstr(w->line, "reboot: Power down") || strstr(w->line, "reboot: System halted"))
 		return CONSOLE_EV_POWER_OFF;
-	/* Only a whole line of the agent's exact form: "uvm-gcs: exit 0".."255". */
-	if (strncmp(w->line, GUEST_EXIT_PREFIX, strlen(GUEST_EXIT_PREFIX)) == 0) {
-		const char *num = w->line + strlen(GUEST_EXIT_PREFIX);
-		char *end;
-		long v = strtol(num, &end, 10);
-
-		while (*end == '\r')
-			end++;
-		if (end != num && *num >= '0' && *num <= '9' && *end == '\0' && v >= 0 && v <= 255) {
-			w->guest_exit = (int)v;
-			return CONSOLE_EV_GUEST_EXIT;
-		}
-	}
 	return CONSOLE_EV_NONE;
 }
 

@@ -11,7 +11,6 @@ enum console_event {
 	CONSOLE_EV_PANIC_BEGIN, /* "Kernel panic - not syncing" */
 	CONSOLE_EV_PANIC_END,	/* "---[ end Kernel panic" */
 	CONSOLE_EV_POWER_OFF,	/* "reboot: Power down" / "System halted" */
-	CONSOLE_EV_GUEST_EXIT,	/* the agent's "uvm-gcs: exit N" for the `run -- CMD` command */
 };
 
 /* Splits console bytes into lines and reports lines that end the guest. */
@@ -20,7 +19,6 @@ struct console_watch {
 	size_t len;
 	bool truncated;
 	char panic_msg[200]; /* the panic line, for the error message */
-	int guest_exit;	     /* N of the last "uvm-gcs: exit N" line */
 };
 
 /* Feeds one byte; returns an event when a line completes with one. */

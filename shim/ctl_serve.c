@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@
 #include "shim/bridge.h"
 #include "shim/console.h"
 #include "shim/ctl.h"
+#include "shim/guest_proc.h"
 #include "shim/lifecycle.h"
 #include "shim/machine.h"
 #include "shim/run.h"
@@ -47,7 +49,6 @@
 #define TAG "serve"
 #define BASE_CMDLINE                                                                               \
 	"console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd"
-#define GUEST_COMMAND	      "/init bridge"
 #define UART_PORT	      0x3f8
 #define DEFAULT_START_TIMEOUT 120000 /* ms: a TCG-nested test host boots in ~20 s */
 #define MAX_EXEC_ARGS	      4096
@@ -62,11 +63,8 @@ struct serve;
 
 struct sproc {
 	struct serve *s;
-	int pid; /* -1 until the exec is answered */
-	struct stdio_relay *relay[3];
-	int outputs_open; /* stdout/stderr relays not finished */
-	bool exited, reported;
-	int exit_code, signal;
+	struct guest_proc gp;	  /* pid, relays, exit: shim/guest_proc.c */
+	struct ctl_req *exec_req; /* answered when the exec is */
 	struct req_list *waiters;
 	struct sproc *next;
 };
@@ -185,11 +183,16 @@ static int guest_err_code(int status)
 
 /* ---- processes --------------------------------------------------------------------- */
 
+static struct sproc *sproc_of(struct guest_proc *gp)
+{
+	return (struct sproc *)((char *)gp - offsetof(struct sproc, gp));
+}
+
 static struct sproc *proc_find(struct serve *s, int pid)
 {
 	struct sproc *p = s->procs;
 
-	while (p && p->pid != pid)
+	while (p && p->gp.pid != pid)
 		p = p->next;
 	return p;
 }
@@ -198,42 +201,22 @@ static cJSON *proc_result(const struct sproc *p)
 {
 	cJSON *r = cJSON_CreateObject();
 
-	cJSON_AddNumberToObject(r, "pid", p->pid);
-	cJSON_AddNumberToObject(r, "exit_code", p->exit_code);
-	cJSON_AddNumberToObject(r, "signal", p->signal);
+	cJSON_AddNumberToObject(r, "pid", p->gp.pid);
+	cJSON_AddNumberToObject(r, "exit_code", p->gp.exit_code);
+	cJSON_AddNumberToObject(r, "signal", p->gp.signal);
 	return r;
 }
 
-static void proc_drop_relays(struct sproc *p)
-{
-	for (int i = 0; i < 3; i++) {
-		stdio_relay_destroy(p->relay[i]);
-		p->relay[i] = NULL;
-	}
-}
-
 /* The exit is known and the output is all relayed: tell everyone who asked. */
-static void proc_maybe_report(struct sproc *p)
+static void proc_finished(struct guest_proc *gp)
 {
+	struct sproc *p = sproc_of(gp);
 	struct ctl_req *req;
 
-	if (p->reported || !p->exited || p->outputs_open > 0)
-		return;
-	p->reported = true;
 	ctl_event(p->s->ctl, "process.exited", proc_result(p));
 	while ((req = req_list_pop(&p->waiters)))
 		ctl_req_result(req, proc_result(p));
-	proc_drop_relays(p);
-}
-
-static void proc_exited(struct sproc *p, int code, int sig)
-{
-	if (p->exited)
-		return;
-	p->exited = true;
-	p->exit_code = code;
-	p->signal = sig;
-	proc_maybe_report(p);
+	guest_proc_drop_relays(gp);
 }
 
 /* The VM is gone: nobody will exit any more. */
@@ -244,8 +227,8 @@ static void procs_cancel_all(struct serve *s)
 
 		while ((req = req_list_pop(&p->waiters)))
 			ctl_req_error(req, CTL_ERR_CANCELLED,
-				      "the VM ended before process %d exited", p->pid);
-		proc_drop_relays(p);
+				      "the VM ended before process %d exited", p->gp.pid);
+		guest_proc_drop_relays(&p->gp);
 	}
 }
 
@@ -261,7 +244,7 @@ static void procs_free(struct serve *s)
 	s->nr_procs = 0;
 }
 
-/* Old reported records go first when the table is full. */
+/* Old reported records go first when the table is full (not while a wait is out). */
 static void procs_trim(struct serve *s)
 {
 	struct sproc **pp = &s->procs, **oldest = NULL;
@@ -269,7 +252,7 @@ static void procs_trim(struct serve *s)
 	if (s->nr_procs < MAX_PROCS_KEPT)
 		return;
 	for (; *pp; pp = &(*pp)->next)
-		if ((*pp)->reported)
+		if ((*pp)->gp.finished && !(*pp)->gp.wait_pending)
 			oldest = pp; /* the list is newest first: the last match is the oldest */
 	if (oldest) {
 		struct sproc *p = *oldest;
@@ -280,27 +263,15 @@ static void procs_trim(struct serve *s)
 	}
 }
 
-static void output_done(void *opaque)
+static void proc_unlink_free(struct serve *s, struct sproc *p)
 {
-	struct sproc *p = opaque;
-
-	p->outputs_open--;
-	proc_maybe_report(p);
-}
-
-static void on_wait_resp(void *opaque, int status, const char *error, const cJSON *body)
-{
-	struct sproc *p = opaque;
-
-	if (status == 0) {
-		const cJSON *code = cJSON_GetObjectItem(body, "exit_code");
-		const cJSON *sig = cJSON_GetObjectItem(body, "signal");
-
-		proc_exited(p, cJSON_IsNumber(code) ? code->valueint : -1,
-			    cJSON_IsNumber(sig) ? sig->valueint : 0);
-	} else if (status != -ECANCELED && status != -ECONNRESET) {
-		pr_warn(TAG, "wait for pid %d failed: %s", p->pid, error ? error : "?");
-	}
+	for (struct sproc **pp = &s->procs; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			s->nr_procs--;
+			break;
+		}
+	free(p);
 }
 
 /* The process notification can beat the wait response: either one settles it. */
@@ -309,53 +280,30 @@ static void on_process_exited(void *opaque, int pid, int code, int sig)
 	struct sproc *p = proc_find(opaque, pid);
 
 	if (p)
-		proc_exited(p, code, sig);
+		guest_proc_exited(&p->gp, code, sig);
 }
 
-struct exec_ctx {
-	struct ctl_req *req;
-	struct sproc *p;
-};
-
-static void on_exec_resp(void *opaque, int status, const char *error, const cJSON *body)
+static void proc_started(struct guest_proc *gp, int status, const char *error)
 {
-	struct exec_ctx *x = opaque;
-	struct sproc *p = x->p;
-	struct serve *s = p->s;
-	const cJSON *pid = body ? cJSON_GetObjectItem(body, "pid") : NULL;
+	struct sproc *p = sproc_of(gp);
+	struct ctl_req *req = p->exec_req;
 	cJSON *r;
 
-	if (status != 0 || !cJSON_IsNumber(pid)) {
-		ctl_req_error(x->req, status ? guest_err_code(status) : CTL_ERR_GUEST, "%s",
-			      error ? error : "the guest did not return a pid");
-		proc_drop_relays(p);
-		/* unlink p (it is the newest: at the head) */
-		if (s->procs == p)
-			s->procs = p->next;
-		else
-			for (struct sproc *q = s->procs; q; q = q->next)
-				if (q->next == p) {
-					q->next = p->next;
-					break;
-				}
-		s->nr_procs--;
-		free(p);
-		free(x);
+	p->exec_req = NULL;
+	if (status != 0) {
+		ctl_req_error(req, guest_err_code(status), "%s", error);
+		proc_unlink_free(p->s, p);
 		return;
 	}
-	p->pid = pid->valueint;
 	r = cJSON_CreateObject();
-	cJSON_AddNumberToObject(r, "pid", p->pid);
-	ctl_req_result(x->req, r);
-	free(x);
-	/* Every process is waited for: that is how process.exited gets sent. */
-	r = cJSON_CreateObject();
-	cJSON_AddNumberToObject(r, "pid", p->pid);
-	if (bridge_request(s->bridge,
-			   BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_PROCESS, BRIDGE_RPC_WAIT), r,
-			   on_wait_resp, p) < 0)
-		pr_warn(TAG, "cannot wait for pid %d; relying on its exit notification", p->pid);
+	cJSON_AddNumberToObject(r, "pid", gp->pid);
+	ctl_req_result(req, r);
 }
+
+static const struct guest_proc_ops proc_ops = {
+    .started = proc_started,
+    .finished = proc_finished,
+};
 
 static void m_guest_exec(void *opaque, struct ctl_req *req)
 {
@@ -367,10 +315,8 @@ static void m_guest_exec(void *opaque, struct ctl_req *req)
 	size_t argc, envc;
 	uint64_t uid = 0, gid = 0, rows = 24, cols = 80;
 	bool tty = false;
-	uint32_t ports[3] = {0, 0, 0};
-	struct exec_ctx *x = NULL;
+	struct guest_exec x;
 	struct sproc *p;
-	cJSON *body;
 	int ret;
 
 	if (ctl_param_strv(req->params, "argv", true, MAX_EXEC_ARGS, &argv, &argc, err) ||
@@ -400,68 +346,48 @@ static void m_guest_exec(void *opaque, struct ctl_req *req)
 		ctl_req_error(req, CTL_ERR_GUEST, "the guest agent is not connected");
 		return;
 	}
-	p = calloc(1, sizeof(*p));
-	x = calloc(1, sizeof(*x));
-	if (!p || !x) {
-		free(p);
-		free(x);
-		ctl_req_error(req, CTL_ERR_INTERNAL, "out of memory");
-		return;
-	}
-	p->s = s;
-	p->pid = -1;
+	x = (struct guest_exec){.argv = argv,
+				.env = env,
+				.cwd = cwd,
+				.uid = uid,
+				.gid = gid,
+				.tty = tty,
+				.rows = rows,
+				.cols = cols,
+				.fds = {-1, -1, -1}};
 	for (int i = 0; i < 3; i++) {
-		enum stdio_dir dir = i == 0 ? STDIO_TO_GUEST : STDIO_FROM_GUEST;
-		int fd;
-
 		if (!paths[i])
 			continue;
-		fd = stdio_open_host(paths[i], dir);
-		if (fd < 0) {
+		x.fds[i] = stdio_open_host(paths[i], i == 0 ? STDIO_TO_GUEST : STDIO_FROM_GUEST);
+		if (x.fds[i] < 0) {
 			ctl_req_error(req, CTL_ERR_HOST, "%s %s: %s", names[i], paths[i],
-				      strerror(-fd));
+				      strerror(-x.fds[i]));
 			goto fail;
 		}
-		ret = stdio_relay_create(&p->relay[i], s->vs, s->loop, fd, dir,
-					 i ? output_done : NULL, p, &ports[i]);
-		if (ret < 0) {
-			ctl_req_error(req, CTL_ERR_HOST, "%s: no vsock port: %s", names[i],
-				      strerror(-ret));
-			goto fail;
-		}
-		if (i)
-			p->outputs_open++;
 	}
-	body = cJSON_CreateObject();
-	cJSON_AddItemToObject(body, "argv", cJSON_Duplicate(argv, 1));
-	if (env)
-		cJSON_AddItemToObject(body, "env", cJSON_Duplicate(env, 1));
-	if (cwd)
-		cJSON_AddStringToObject(body, "cwd", cwd);
-	cJSON_AddNumberToObject(body, "uid", uid);
-	cJSON_AddNumberToObject(body, "gid", gid);
-	cJSON_AddBoolToObject(body, "tty", tty);
-	cJSON_AddNumberToObject(body, "rows", rows);
-	cJSON_AddNumberToObject(body, "cols", cols);
-	cJSON_AddNumberToObject(body, "stdin_port", ports[0]);
-	cJSON_AddNumberToObject(body, "stdout_port", ports[1]);
-	cJSON_AddNumberToObject(body, "stderr_port", ports[2]);
-	x->req = req;
-	x->p = p;
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		ctl_req_error(req, CTL_ERR_INTERNAL, "out of memory");
+		goto fail;
+	}
+	p->s = s;
+	p->exec_req = req;
+	guest_proc_init(&p->gp, &proc_ops);
 	procs_trim(s);
 	p->next = s->procs;
 	s->procs = p;
 	s->nr_procs++;
-	ret = bridge_request(s->bridge,
-			     BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_PROCESS, BRIDGE_RPC_EXEC),
-			     body, on_exec_resp, x);
-	if (ret < 0)
-		on_exec_resp(x, ret, "cannot send the request to the guest", NULL);
+	/* From here proc_started answers req (and frees p if the exec failed). */
+	ret = guest_proc_exec(&p->gp, s->bridge, s->vs, s->loop, &x, err, sizeof(err));
+	if (ret < 0) {
+		ctl_req_error(req, CTL_ERR_HOST, "%s", err);
+		proc_unlink_free(s, p);
+	}
 	return;
 fail:
-	proc_drop_relays(p);
-	free(p);
-	free(x);
+	for (int i = 0; i < 3; i++)
+		if (x.fds[i] >= 0)
+			close(x.fds[i]);
 }
 
 /* A request whose answer is the guest's body minus its status. */
@@ -520,7 +446,7 @@ static void m_process_wait(void *opaque, struct ctl_req *req)
 	if (known_pid(s, req, &pid))
 		return;
 	p = proc_find(s, (int)pid);
-	if (p->reported)
+	if (p->gp.finished)
 		ctl_req_result(req, proc_result(p));
 	else
 		req_list_add(&p->waiters, req);
@@ -539,9 +465,7 @@ static void m_process_signal(void *opaque, struct ctl_req *req)
 		ctl_req_bad_params(req, err);
 		return;
 	}
-	b = cJSON_CreateObject();
-	cJSON_AddNumberToObject(b, "pid", pid);
-	cJSON_AddNumberToObject(b, "signal", sig);
+	b = guest_proc_signal_body((int)pid, (int)sig);
 	forward(s, req, BRIDGE_CAT_PROCESS, BRIDGE_RPC_SIGNAL, b);
 }
 
@@ -559,10 +483,7 @@ static void m_process_resize(void *opaque, struct ctl_req *req)
 		ctl_req_bad_params(req, err);
 		return;
 	}
-	b = cJSON_CreateObject();
-	cJSON_AddNumberToObject(b, "pid", pid);
-	cJSON_AddNumberToObject(b, "rows", rows);
-	cJSON_AddNumberToObject(b, "cols", cols);
+	b = guest_proc_resize_body((int)pid, rows, cols);
 	forward(s, req, BRIDGE_CAT_PROCESS, BRIDGE_RPC_RESIZE, b);
 }
 
@@ -904,7 +825,7 @@ static void m_vm_create(void *opaque, struct ctl_req *req)
 	}
 	if ((size_t)snprintf(cmdline, sizeof(cmdline), "%s%s%s -- %s", BASE_CMDLINE,
 			     extra ? " " : "", extra ? extra : "",
-			     GUEST_COMMAND) >= sizeof(cmdline)) {
+			     BRIDGE_GUEST_COMMAND) >= sizeof(cmdline)) {
 		lifecycle_done(&s->lc, req->method);
 		ctl_req_bad_params(req, "params.cmdline: the kernel command line gets too long");
 		return;

@@ -1,4 +1,8 @@
-/* `uvm-shim run`: the VM's whole life on one terminal. */
+/*
+ * `uvm-shim run`: the VM's whole life on one terminal. Without a command the
+ * serial console is the terminal; with `-- CMD` the guest agent runs CMD
+ * with our stdio (run_guest.c) and the console moves to stderr.
+ */
 #include "run.h"
 
 #include <errno.h>
@@ -16,8 +20,10 @@
 #include <unistd.h>
 
 #include "boot/boot.h"
+#include "bridge.h"
 #include "console.h"
 #include "machine.h"
+#include "run_guest.h"
 #include "run_opts.h"
 #include "seccomp/seccomp.h"
 #include "vmm/kvm.h"
@@ -28,7 +34,7 @@
 
 #define RUN_BASE_CMDLINE                                                                           \
 	"console=ttyS0 quiet reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd"
-#define CTRL_A	  0x01
+#define CTRL_A 0x01
 
 struct run_ctx {
 	struct machine *m;
@@ -38,12 +44,10 @@ struct run_ctx {
 	int out_fd;
 	struct console_watch watch;
 	bool panic_seen;
-	bool guest_cmd;	     /* `run -- CMD`: exit with CMD's status */
-	bool guest_exit_seen;
-	int guest_exit;
-	bool escape; /* the previous stdin byte was Ctrl-A */
-	bool tty_raw;
-	struct termios saved_tty;
+	const struct run_opts *o;
+	struct run_guest *guest; /* `run -- CMD`: exit with CMD's status */
+	bool escape;		 /* the previous stdin byte was Ctrl-A */
+	struct run_tty tty;
 	int sig_fd;
 	int signo; /* the signal that ended the VM, if any */
 };
@@ -98,10 +102,6 @@ static void run_console_out(void *opaque, const uint8_t *buf, size_t len)
 		case CONSOLE_EV_POWER_OFF:
 			vm_request_exit(ctx->vm, VM_EXIT_POWEROFF);
 			break;
-		case CONSOLE_EV_GUEST_EXIT:
-			ctx->guest_exit = ctx->watch.guest_exit;
-			ctx->guest_exit_seen = true;
-			break;
 		default:
 			break;
 		}
@@ -137,7 +137,7 @@ static void run_on_stdin(void *opaque, uint32_t events)
 		return;
 	}
 	for (ssize_t i = 0; i < n; i++) {
-		if (ctx->tty_raw && ctx->escape) {
+		if (ctx->tty.raw && ctx->escape) {
 			ctx->escape = false;
 			if (buf[i] == 'x') {
 				vm_request_exit(ctx->vm, VM_EXIT_TERMINATED);
@@ -146,14 +146,15 @@ static void run_on_stdin(void *opaque, uint32_t events)
 			if (buf[i] != CTRL_A)
 				fwd[nf++] = CTRL_A;
 			fwd[nf++] = buf[i];
-		} else if (ctx->tty_raw && buf[i] == CTRL_A) {
+		} else if (ctx->tty.raw && buf[i] == CTRL_A) {
 			ctx->escape = true;
 		} else {
 			fwd[nf++] = buf[i];
 		}
 	}
 	if (nf && uart_input(ctx->uart, fwd, nf) < nf)
-		log_ratelimited(LOG_WARN, "console", "guest is not reading its console; input dropped");
+		log_ratelimited(LOG_WARN, "console",
+				"guest is not reading its console; input dropped");
 }
 
 static void run_on_exit(void *opaque, uint32_t events)
@@ -174,111 +175,92 @@ static void run_on_signal(void *opaque, uint32_t events)
 	if (read(ctx->sig_fd, &si, sizeof(si)) != sizeof(si))
 		return;
 	signo = (int)si.ssi_signo;
+	if (signo == SIGWINCH) {
+		if (ctx->guest)
+			run_guest_winch(ctx->guest);
+		return;
+	}
+	/* With a command, the first one is the command's (as a shell would pass it on). */
+	if (ctx->guest && run_guest_forward_signal(ctx->guest, signo))
+		return;
 	pr_info("run", "signal %d: terminating the VM", signo);
 	if (!ctx->signo)
 		ctx->signo = signo;
 	vm_request_exit(ctx->vm, VM_EXIT_TERMINATED);
 }
 
-static void run_tty_raw(struct run_ctx *ctx)
+void run_tty_raw(struct run_tty *t, int fd, bool keep_opost)
 {
-	struct termios t;
+	struct termios r;
 
-	if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &ctx->saved_tty) < 0)
+	if (t->raw || !isatty(fd) || tcgetattr(fd, &t->saved) < 0)
 		return;
-	t = ctx->saved_tty;
-	cfmakeraw(&t);
-	t.c_oflag |= OPOST | ONLCR; /* keep host-side newlines sane for our own messages */
-	if (tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0)
-		ctx->tty_raw = true;
-}
-
-static void run_tty_restore(struct run_ctx *ctx)
-{
-	if (ctx->tty_raw)
-		tcsetattr(STDIN_FILENO, TCSANOW, &ctx->saved_tty);
-	ctx->tty_raw = false;
-}
-
-/* Appends one guest argument, quoted for the shell the guest agent runs it with. */
-static int run_append_arg(char *s, size_t cap, size_t *len, const char *a)
-{
-	bool plain = *a != '\0', blank = strpbrk(a, " \t\n") != NULL;
-	size_t n = *len;
-
-	for (const char *p = a; *p; p++)
-		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./=:,+-@%",
-			    *p))
-			plain = false;
-#define PUT(c)                                                                                     \
-	do {                                                                                       \
-		if (n + 1 >= cap)                                                                  \
-			return -E2BIG;                                                             \
-		s[n++] = (c);                                                                      \
-	} while (0)
-	PUT(' ');
-	if (plain) {
-		for (const char *p = a; *p; p++)
-			PUT(*p);
-	} else {
-		/* The kernel groups a word with double quotes; the shell then reads the
-		 * single-quoted form, with each ' written as '\''. */
-		if (blank)
-			PUT('"');
-		PUT('\'');
-		for (const char *p = a; *p; p++) {
-			if (*p == '\'') {
-				PUT('\'');
-				PUT('\\');
-				PUT('\'');
-				PUT('\'');
-			} else {
-				PUT(*p);
-			}
-		}
-		PUT('\'');
-		if (blank)
-			PUT('"');
+	r = t->saved;
+	cfmakeraw(&r);
+	if (keep_opost)
+		r.c_oflag |= OPOST | ONLCR; /* host-side newlines stay sane for our own messages */
+	if (tcsetattr(fd, TCSANOW, &r) == 0) {
+		t->raw = true;
+		t->fd = fd;
 	}
-#undef PUT
-	s[n] = '\0';
-	*len = n;
-	return 0;
 }
 
-/* Kernel command line: base, user extras, then the guest command after "--". */
+void run_tty_restore(struct run_tty *t)
+{
+	if (t->raw)
+		tcsetattr(t->fd, TCSANOW, &t->saved);
+	t->raw = false;
+}
+
+/* Kernel command line: base, user extras, then the agent's bridge when a command is given. */
 char *run_build_cmdline(const struct run_opts *o)
 {
-	size_t cap = BOOT_CMDLINE_MAX + 1, len;
+	size_t cap = BOOT_CMDLINE_MAX + 1;
 	char *s = malloc(cap);
+	int len;
 
 	if (!s)
 		return NULL;
-	len = snprintf(s, cap, "%s%s%s", RUN_BASE_CMDLINE, o->cmdline ? " " : "",
-		       o->cmdline ? o->cmdline : "");
-	if (len >= cap)
-		goto too_long;
-	if (o->guest_argc) {
-		if (len + 3 >= cap)
-			goto too_long;
-		len += snprintf(s + len, cap - len, " --");
-	}
-	for (int i = 0; i < o->guest_argc; i++) {
-		if (strchr(o->guest_argv[i], '"')) {
-			fprintf(stderr, "uvm-shim run: a guest argument cannot contain '\"' (the "
-					"kernel command line cannot carry it)\n");
-			free(s);
-			return NULL;
-		}
-		if (run_append_arg(s, cap, &len, o->guest_argv[i]))
-			goto too_long;
+	len = snprintf(s, cap, "%s%s%s%s", RUN_BASE_CMDLINE, o->cmdline ? " " : "",
+		       o->cmdline ? o->cmdline : "",
+		       o->guest_argc ? " -- " BRIDGE_GUEST_COMMAND : "");
+	if (len < 0 || (size_t)len >= cap) {
+		fprintf(
+		    stderr,
+		    "uvm-shim run: the kernel command line would be over the limit of %d bytes\n",
+		    BOOT_CMDLINE_MAX);
+		free(s);
+		return NULL;
 	}
 	return s;
-too_long:
-	fprintf(stderr, "uvm-shim run: the kernel command line would be over the limit of %d bytes\n",
-		BOOT_CMDLINE_MAX);
-	free(s);
-	return NULL;
+}
+
+/* With a command: its status, unless the guest crashed or never told it. */
+static int run_guest_exit_status(struct run_ctx *ctx, enum vm_exit why)
+{
+	const char *cmd = ctx->o->guest_argv[0];
+	int status;
+
+	if (why == VM_EXIT_PANIC || why == VM_EXIT_TRIPLE_FAULT) {
+		pr_err("run", "VM ended: %s%s%s", vm_exit_name(why),
+		       why == VM_EXIT_PANIC && ctx->watch.panic_msg[0] ? ": " : "",
+		       why == VM_EXIT_PANIC ? ctx->watch.panic_msg : "");
+		return RUN_EXIT_GUEST;
+	}
+	if (run_guest_status(ctx->guest, &status)) {
+		pr_info("run", "VM ended: %s; %s exited %d", vm_exit_name(why), cmd, status);
+		return status;
+	}
+	if (ctx->signo) {
+		pr_info("run", "VM ended: %s (signal %d)", vm_exit_name(why), ctx->signo);
+		return 128 + ctx->signo;
+	}
+	if (why == VM_EXIT_ERROR) {
+		pr_err("run", "VM ended: %s", vm_exit_name(why));
+		return RUN_EXIT_VMM;
+	}
+	pr_err("run", "VM ended (%s) before %s's exit status was known", vm_exit_name(why), cmd);
+	return RUN_EXIT_GUEST;
 }
 
 static int run_exit_status(struct run_ctx *ctx)
@@ -287,6 +269,8 @@ static int run_exit_status(struct run_ctx *ctx)
 
 	if (why == VM_EXIT_RESET && ctx->panic_seen)
 		why = VM_EXIT_PANIC;
+	if (ctx->guest)
+		return run_guest_exit_status(ctx, why);
 	if (why == VM_EXIT_TERMINATED && ctx->signo) {
 		pr_info("run", "VM ended: %s (signal %d)", vm_exit_name(why), ctx->signo);
 		return 128 + ctx->signo;
@@ -294,19 +278,6 @@ static int run_exit_status(struct run_ctx *ctx)
 	switch (why) {
 	case VM_EXIT_RESET:
 	case VM_EXIT_POWEROFF:
-		if (ctx->guest_cmd) {
-			if (!ctx->guest_exit_seen) {
-				pr_err("run", "VM ended (%s) without the agent reporting the command's "
-					      "exit status",
-				       vm_exit_name(why));
-				return RUN_EXIT_GUEST;
-			}
-			pr_info("run", "VM ended: %s; the guest command exited %d", vm_exit_name(why),
-				ctx->guest_exit);
-			return ctx->guest_exit;
-		}
-		pr_info("run", "VM ended: %s", vm_exit_name(why));
-		return RUN_EXIT_OK;
 	case VM_EXIT_TERMINATED:
 		pr_info("run", "VM ended: %s", vm_exit_name(why));
 		return RUN_EXIT_OK;
@@ -328,6 +299,8 @@ static int run_open_console(struct run_ctx *ctx, const struct run_opts *o)
 	ctx->out_fd = -1;
 	if (o->console == CONSOLE_STDIO) {
 		ctx->out_fd = STDOUT_FILENO;
+	} else if (o->console == CONSOLE_STDERR) {
+		ctx->out_fd = STDERR_FILENO;
 	} else if (o->console == CONSOLE_FILE) {
 		ctx->out_fd = open(o->console_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		if (ctx->out_fd < 0) {
@@ -363,6 +336,7 @@ int run_main(int argc, char **argv)
 		status = RUN_EXIT_OK;
 		goto out;
 	}
+	ctx.o = o;
 	sandbox_configure(o->no_seccomp); /* applied by machine_start */
 	if (!o->kernel) {
 		const char *dir = run_default_guest_dir();
@@ -370,10 +344,11 @@ int run_main(int argc, char **argv)
 		run_default_guest_kernel(kpath, sizeof(kpath), dir);
 		snprintf(ipath, sizeof(ipath), "%s/initrd.img", dir ? dir : ".");
 		if (access(kpath, R_OK) || access(ipath, R_OK)) {
-			fprintf(stderr,
-				"uvm-shim run: no --kernel given and the default guest is not built "
-				"(%s): run `make guest` or set UVM_GUEST_DIR\n",
-				kpath);
+			fprintf(
+			    stderr,
+			    "uvm-shim run: no --kernel given and the default guest is not built "
+			    "(%s): run `make guest` or set UVM_GUEST_DIR\n",
+			    kpath);
 			status = RUN_EXIT_USAGE;
 			goto out;
 		}
@@ -391,15 +366,21 @@ int run_main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGHUP);
+	/* Not a keyboard signal here (raw terminal): from kill, it ends us cleanly, tty restored.
+	 */
+	sigaddset(&sigs, SIGQUIT);
+	/* The terminal's size, for a command's pty (ignored otherwise, as by default). */
+	sigaddset(&sigs, SIGWINCH);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	ctx.sig_fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
 
 	if (kvm_is_pvm())
-		pr_warn("run", "/dev/kvm is PVM (kvm_pvm): a kernel that is not built as a PVM "
-			       "guest is emulated instruction by instruction and will crawl; a stock "
-			       "Linux kernel never finishes booting here (use tests/testhost/run)");
+		pr_warn("run",
+			"/dev/kvm is PVM (kvm_pvm): a kernel that is not built as a PVM "
+			"guest is emulated instruction by instruction and will crawl; a stock "
+			"Linux kernel never finishes booting here (use tests/testhost/run)");
 	if (run_open_console(&ctx, o))
 		goto out;
 	ret = loop_create(&ctx.loop);
@@ -430,16 +411,31 @@ int run_main(int argc, char **argv)
 		goto out;
 	}
 	ctx.vm = ctx.m->vm;
-	ctx.guest_cmd = o->guest_argc > 0;
 	ctx.uart = ctx.m->uart;
+	if (o->guest_argc) {
+		bool tty = o->tty == RUN_TTY_ON || (o->tty == RUN_TTY_AUTO && isatty(STDIN_FILENO));
+		struct run_guest_config gc = {.argv = o->guest_argv,
+					      .argc = o->guest_argc,
+					      .tty = tty,
+					      .raw = tty ? &ctx.tty : NULL};
+
+		/* A terminal session is CMD's screen: our info lines only when asked (UVM_LOG). */
+		if (tty && !getenv("UVM_LOG"))
+			log_threshold = LOG_WARN;
+		ret = run_guest_create(&ctx.guest, ctx.m, ctx.loop, &gc, err, sizeof(err));
+		if (ret) {
+			fprintf(stderr, "uvm-shim run: %s\n", err);
+			goto out;
+		}
+	}
 
 	if (loop_add(ctx.loop, vm_exit_fd(ctx.vm), EPOLLIN, run_on_exit, &ctx) ||
 	    (ctx.sig_fd >= 0 && loop_add(ctx.loop, ctx.sig_fd, EPOLLIN, run_on_signal, &ctx))) {
 		fprintf(stderr, "uvm-shim run: event loop setup failed\n");
 		goto out;
 	}
-	if (o->console == CONSOLE_STDIO) {
-		run_tty_raw(&ctx);
+	if (o->console == CONSOLE_STDIO && !ctx.guest) {
+		run_tty_raw(&ctx.tty, STDIN_FILENO, true);
 		if (loop_add(ctx.loop, STDIN_FILENO, EPOLLIN, run_on_stdin, &ctx))
 			pr_dbg("run", "stdin cannot be polled; console input disabled");
 	}
@@ -448,10 +444,16 @@ int run_main(int argc, char **argv)
 	loop_run(ctx.loop);
 	vm_request_exit(ctx.vm, VM_EXIT_TERMINATED); /* no-op when the guest ended it */
 	vm_join(ctx.vm);
-	run_tty_restore(&ctx);
+	run_tty_restore(&ctx.tty);
 	status = run_exit_status(&ctx);
 out:
-	run_tty_restore(&ctx);
+	run_tty_restore(&ctx.tty);
+	if (ctx.m) {
+		/* The vsock device goes before the machine, with the vCPUs stopped. */
+		vm_request_exit(ctx.m->vm, VM_EXIT_TERMINATED);
+		vm_join(ctx.m->vm);
+	}
+	run_guest_destroy(ctx.guest);
 	machine_destroy(ctx.m);
 	loop_destroy(ctx.loop);
 	if (ctx.out_fd > STDERR_FILENO)

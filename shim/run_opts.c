@@ -10,30 +10,40 @@
 #include "vmm/vm.h"
 
 const char run_usage[] =
-	"usage: uvm-shim run [options] [-- CMD [ARGS...]]\n"
-	"Boots one Linux guest and shows its serial console.\n"
-	"\n"
-	"  --kernel PATH       bzImage or ELF vmlinux with a PVH note (default: the default guest)\n"
-	"  --initrd PATH       initial ramdisk (default: the default guest's, when --kernel is not given)\n"
-	"  --cmdline STR       extra kernel command line, appended to the base\n"
-	"                      (console=ttyS0 quiet reboot=k panic=-1, i8042 quirks);\n"
-	"                      add loglevel=7 to see the kernel's boot messages\n"
-	"  --cpus N            vCPUs, 1-64 (default 1)\n"
-	"  --memory MiB        guest RAM, 16-1048576 MiB (default 512)\n"
-	"  --console KIND      stdio (default), file:PATH or none\n"
-	"  --disk PATH[,ro][,serial=ID]  attach a virtio-blk disk (repeatable)\n"
-	"  --entry16           enter a bzImage through its 16-bit entry (tiny payloads only:\n"
-	"                      there is no BIOS, so Linux's own setup code cannot run)\n"
-	"  --no-seccomp        debugging: no syscall filters, capabilities kept\n"
-	"                      (also UVM_NO_SECCOMP=1; see docs/seccomp.md)\n"
-	"  -h, --help          this text\n"
-	"\n"
-	"In an interactive terminal, Ctrl-A x ends the VM.\n"
-	"With -- CMD, the default guest's agent runs CMD and uvm-shim exits with CMD's\n"
-	"status (reported by the agent on the console as \"uvm-gcs: exit N\").\n"
-	"Otherwise: 0 when the guest reboots or powers off, 1 on a VMM failure,\n"
-	"2 on bad usage, 3 when the guest crashes (kernel panic, triple fault),\n"
-	"128+N when signal N ended it.\n";
+    "usage: uvm-shim run [options] [-- CMD [ARGS...]]\n"
+    "Boots one Linux guest and shows its serial console, or runs CMD in it.\n"
+    "\n"
+    "  --kernel PATH       bzImage or ELF vmlinux with a PVH note (default: the default guest)\n"
+    "  --initrd PATH       initial ramdisk (default: the default guest's, when --kernel is not "
+    "given)\n"
+    "  --cmdline STR       extra kernel command line, appended to the base\n"
+    "                      (console=ttyS0 quiet reboot=k panic=-1, i8042 quirks);\n"
+    "                      add loglevel=7 to see the kernel's boot messages\n"
+    "  --cpus N            vCPUs, 1-64 (default 1)\n"
+    "  --memory MiB        guest RAM, 16-1048576 MiB (default 512)\n"
+    "  --console KIND      stdio, stderr, file:PATH or none (default: stdio, or\n"
+    "                      stderr when CMD is given)\n"
+    "  --disk PATH[,ro][,serial=ID]  attach a virtio-blk disk (repeatable)\n"
+    "  --tty, --no-tty     with CMD: give it a pseudo-terminal in the guest, or pipes\n"
+    "                      (default: a terminal when stdin is one)\n"
+    "  --entry16           enter a bzImage through its 16-bit entry (tiny payloads only:\n"
+    "                      there is no BIOS, so Linux's own setup code cannot run)\n"
+    "  --no-seccomp        debugging: no syscall filters, capabilities kept\n"
+    "                      (also UVM_NO_SECCOMP=1; see docs/seccomp.md)\n"
+    "  -h, --help          this text\n"
+    "\n"
+    "Without CMD: stdin is the console's input; in an interactive terminal,\n"
+    "Ctrl-A x ends the VM. Exit status: 0 when the guest reboots or powers off,\n"
+    "1 on a VMM failure, 2 on bad usage, 3 when the guest crashes (kernel panic,\n"
+    "triple fault), 128+N when signal N ended it.\n"
+    "\n"
+    "With -- CMD (the guest's /init must be uvm-gcs, as in the default guest):\n"
+    "the agent runs CMD (no shell: write sh -c '...' for one) with uvm-shim's\n"
+    "stdin, stdout and stderr; then the guest powers off and uvm-shim exits with\n"
+    "CMD's status (128+N if signal N killed it, 127 if not found, 126 if it\n"
+    "could not be executed), or 3 if the guest crashed or its agent failed first.\n"
+    "A first SIGINT/SIGTERM/SIGHUP/SIGQUIT goes to CMD, a second ends the VM.\n"
+    "See docs/run.md.\n";
 
 static int parse_uint(const char *s, unsigned long long max, unsigned long long *out)
 {
@@ -95,10 +105,13 @@ static int parse_disk(struct run_opts *o, const char *spec, char *err, size_t er
 
 int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t errlen)
 {
+	bool console_given;
+
 	memset(o, 0, sizeof(*o));
 	o->cpus = 1;
 	o->mem_mib = 512;
 	o->console = CONSOLE_STDIO;
+	console_given = false;
 
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i], *val = NULL, *eq;
@@ -126,6 +139,10 @@ int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t 
 			o->no_seccomp = true;
 			continue;
 		}
+		if (strcmp(arg, "--tty") == 0 || strcmp(arg, "--no-tty") == 0) {
+			o->tty = arg[2] == 't' ? RUN_TTY_ON : RUN_TTY_OFF;
+			continue;
+		}
 		if (strncmp(arg, "--", 2) != 0) {
 			snprintf(err, errlen, "unexpected argument '%s'", arg);
 			return -EINVAL;
@@ -142,8 +159,9 @@ int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t 
 		} else {
 			snprintf(name, sizeof(name), "%s", arg);
 		}
-		if (strcmp(name, "--kernel") && strcmp(name, "--initrd") && strcmp(name, "--cmdline") &&
-		    strcmp(name, "--cpus") && strcmp(name, "--memory") && strcmp(name, "--console") &&
+		if (strcmp(name, "--kernel") && strcmp(name, "--initrd") &&
+		    strcmp(name, "--cmdline") && strcmp(name, "--cpus") &&
+		    strcmp(name, "--memory") && strcmp(name, "--console") &&
 		    strcmp(name, "--disk")) {
 			snprintf(err, errlen, "unknown option '%s' (see uvm-shim run --help)", arg);
 			return -EINVAL;
@@ -176,16 +194,21 @@ int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t 
 			}
 			o->mem_mib = n;
 		} else if (strcmp(name, "--console") == 0) {
+			console_given = true;
 			if (strcmp(val, "stdio") == 0) {
 				o->console = CONSOLE_STDIO;
+			} else if (strcmp(val, "stderr") == 0) {
+				o->console = CONSOLE_STDERR;
 			} else if (strcmp(val, "none") == 0) {
 				o->console = CONSOLE_NONE;
 			} else if (strncmp(val, "file:", 5) == 0 && val[5]) {
 				o->console = CONSOLE_FILE;
 				o->console_path = val + 5;
 			} else {
-				snprintf(err, errlen,
-					 "--console must be stdio, file:PATH or none, got '%s'", val);
+				snprintf(
+				    err, errlen,
+				    "--console must be stdio, stderr, file:PATH or none, got '%s'",
+				    val);
 				return -EINVAL;
 			}
 		} else if (strcmp(name, "--disk") == 0) {
@@ -204,5 +227,12 @@ int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t 
 		snprintf(err, errlen, "--initrd needs --kernel");
 		return -EINVAL;
 	}
+	if (o->tty != RUN_TTY_AUTO && !o->guest_argc) {
+		snprintf(err, errlen, "--tty and --no-tty need a command after '--'");
+		return -EINVAL;
+	}
+	/* stdout is the command's: the console moves out of its way unless told otherwise. */
+	if (o->guest_argc && !console_given)
+		o->console = CONSOLE_STDERR;
 	return 0;
 }

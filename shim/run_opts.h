@@ -8,7 +8,15 @@
 
 #define RUN_MAX_DISKS 32
 
-enum console_kind { CONSOLE_STDIO, CONSOLE_FILE, CONSOLE_NONE };
+/*
+ * Where the serial console goes. Without --console: stdio (stdout, input from
+ * stdin) when no command is given; stderr when one is, so that stdout carries
+ * the command's output only.
+ */
+enum console_kind { CONSOLE_STDIO, CONSOLE_STDERR, CONSOLE_FILE, CONSOLE_NONE };
+
+/* `run -- CMD`: a pty in the guest when stdin is a terminal (auto), always, or never. */
+enum run_tty_mode { RUN_TTY_AUTO, RUN_TTY_ON, RUN_TTY_OFF };
 
 struct run_disk {
 	const char *path;
@@ -29,8 +37,9 @@ struct run_opts {
 	bool no_seccomp; /* --no-seccomp: no filters, no privilege drop (debugging) */
 	struct run_disk disks[RUN_MAX_DISKS];
 	int nr_disks;
-	char **guest_argv; /* after "--": run this command in the default guest */
+	char **guest_argv; /* after "--": run this command in the guest (through its agent) */
 	int guest_argc;
+	enum run_tty_mode tty; /* --tty, --no-tty */
 	char disk_buf[RUN_MAX_DISKS][512];
 };
 

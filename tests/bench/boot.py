@@ -73,7 +73,9 @@ def measure(argv, timeout):
 def compare(name, kernel, initrd, shim, args, cmdline):
     """Alternating runs of both VMMs on one kernel file; returns the exit ratio."""
     extra = args.extra.strip()
-    shim_argv = [shim, "run", "--kernel", kernel, "--initrd", initrd,
+    # The console on stdout, where measure() looks for the readiness line (with a
+    # command, run sends it to stderr by default).
+    shim_argv = [shim, "run", "--console", "stdio", "--kernel", kernel, "--initrd", initrd,
                  "--cpus", str(args.cpus), "--memory", str(args.memory)]
     if extra:
         shim_argv += ["--cmdline", extra]

@@ -106,39 +106,92 @@ static void test_disks(void **state)
 	assert_int_equal(PARSE("--disk", "/a,serial=12345678901234567890"), 0);
 }
 
-static void test_guest_command_quoting(void **state)
+/* The command goes over the bridge: the kernel command line only starts the agent. */
+static void test_guest_command_cmdline(void **state)
 {
 	char *c;
 
 	(void)state;
-	assert_int_equal(PARSE("--cmdline", "quiet", "--", "sh", "-c", "ls /sys; echo it's"), 0);
+	assert_int_equal(PARSE("--cmdline", "quiet", "--", "sh", "-c", "echo \"it's\""), 0);
 	c = run_build_cmdline(&opts);
 	assert_non_null(c);
-	assert_non_null(strstr(c, " quiet -- sh -c \"'ls /sys; echo it'\\''s'\""));
+	assert_non_null(strstr(c, " quiet -- /init bridge"));
+	assert_null(strstr(c, "echo"));
+	assert_int_equal(c[strlen(c) - 1], 'e'); /* nothing after "bridge" */
 	free(c);
-	assert_int_equal(PARSE("--", "echo", "a\"b"), 0);
-	assert_null(run_build_cmdline(&opts));
-	assert_int_equal(PARSE("--", "echo", ""), 0);
+	/* No command: no agent, the initrd's /init runs on its own. */
+	assert_int_equal(PARSE("--cmdline", "quiet"), 0);
 	c = run_build_cmdline(&opts);
-	assert_non_null(strstr(c, "-- echo ''"));
+	assert_non_null(c);
+	assert_null(strstr(c, "--"));
 	free(c);
-	/* Over the 2047-byte limit once quoted. */
-	char *big = malloc(2100);
-	memset(big, 'y', 2099);
-	big[2099] = '\0';
+	/* Arguments of any length and content: none of it is on the command line. */
+	char *big = malloc(3000);
+	memset(big, 'y', 2999);
+	big[2999] = '\0';
 	assert_int_equal(PARSE("--", "echo", big), 0);
+	c = run_build_cmdline(&opts);
+	assert_non_null(c);
+	free(c);
+	free(big);
+	/* --cmdline at its limit plus the bridge word: over, and said so. */
+	big = malloc(2048);
+	memset(big, 'z', 2040);
+	big[2040] = '\0';
+	assert_int_equal(PARSE("--kernel", "k", "--cmdline", big, "--", "true"), 0);
 	assert_null(run_build_cmdline(&opts));
 	free(big);
+}
+
+static void test_console_default_follows_the_command(void **state)
+{
+	(void)state;
+	assert_int_equal(PARSE("--kernel", "k"), 0);
+	assert_int_equal(opts.console, CONSOLE_STDIO);
+	/* stdout carries the command's output: the console steps aside to stderr. */
+	assert_int_equal(PARSE("--", "uname", "-r"), 0);
+	assert_int_equal(opts.console, CONSOLE_STDERR);
+	/* An explicit choice wins, in either order. */
+	assert_int_equal(PARSE("--console", "stdio", "--", "uname"), 0);
+	assert_int_equal(opts.console, CONSOLE_STDIO);
+	assert_int_equal(PARSE("--console=none", "--", "uname"), 0);
+	assert_int_equal(opts.console, CONSOLE_NONE);
+	assert_int_equal(PARSE("--console", "stderr"), 0);
+	assert_int_equal(opts.console, CONSOLE_STDERR);
+	assert_int_equal(PARSE("--console", "stdout"), -EINVAL);
+	assert_non_null(strstr(err, "stderr"));
+}
+
+static void test_tty_options(void **state)
+{
+	(void)state;
+	assert_int_equal(PARSE("--", "sh"), 0);
+	assert_int_equal(opts.tty, RUN_TTY_AUTO);
+	assert_int_equal(PARSE("--tty", "--", "sh"), 0);
+	assert_int_equal(opts.tty, RUN_TTY_ON);
+	assert_int_equal(PARSE("--tty", "--no-tty", "--", "sh"), 0);
+	assert_int_equal(opts.tty, RUN_TTY_OFF); /* the last one wins */
+	/* After "--" they belong to the command. */
+	assert_int_equal(PARSE("--", "sh", "--tty"), 0);
+	assert_int_equal(opts.tty, RUN_TTY_AUTO);
+	assert_int_equal(opts.guest_argc, 2);
+	/* Without a command they mean nothing: refused rather than ignored. */
+	assert_int_equal(PARSE("--tty"), -EINVAL);
+	assert_non_null(strstr(err, "--tty"));
+	assert_int_equal(PARSE("--no-tty", "--kernel", "k"), -EINVAL);
+	assert_int_equal(PARSE("--tty=1", "--", "sh"), -EINVAL);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_defaults_and_values),
-		cmocka_unit_test(test_bad_counts),
-		cmocka_unit_test(test_unknown_and_misc),
-		cmocka_unit_test(test_disks),
-		cmocka_unit_test(test_guest_command_quoting),
+	    cmocka_unit_test(test_defaults_and_values),
+	    cmocka_unit_test(test_bad_counts),
+	    cmocka_unit_test(test_unknown_and_misc),
+	    cmocka_unit_test(test_disks),
+	    cmocka_unit_test(test_guest_command_cmdline),
+	    cmocka_unit_test(test_console_default_follows_the_command),
+	    cmocka_unit_test(test_tty_options),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

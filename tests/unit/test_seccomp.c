@@ -130,6 +130,15 @@ static int child_tcgets(void)
 	return 0;
 }
 
+static int child_tiocgwinsz(void)
+{
+	struct winsize ws;
+
+	/* run -- CMD reads the terminal's size on the loop (SIGWINCH): ENOTTY here, not a kill. */
+	syscall(SYS_ioctl, devnull, TIOCGWINSZ, &ws);
+	return 0;
+}
+
 static int child_mmap_exec(void)
 {
 	void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -217,6 +226,8 @@ static void test_vcpu_ioctl_numbers(void **state)
 	/* A tty ioctl is the loop's (run's console), never a vCPU's. */
 	assert_killed_by_sigsys(run_child(SANDBOX_VCPU, SANDBOX_KILL, child_tcgets));
 	assert_exited_ok(run_child(SANDBOX_LOOP, SANDBOX_KILL, child_tcgets));
+	assert_killed_by_sigsys(run_child(SANDBOX_VCPU, SANDBOX_KILL, child_tiocgwinsz));
+	assert_exited_ok(run_child(SANDBOX_LOOP, SANDBOX_KILL, child_tiocgwinsz));
 	/* KVM_CREATE_VM is for setup only: the loop cannot make a VM either. */
 	assert_killed_by_sigsys(
 	    run_child(SANDBOX_LOOP, SANDBOX_KILL, child_kvm_run_then_create_vm));
