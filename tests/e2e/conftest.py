@@ -30,13 +30,13 @@ class Paths:
 class VmResult:
     args: list
     returncode: int
-    stdout: str  # the guest console, "\r" removed
-    stderr: str  # the shim's log
+    stdout: str  # the guest command's output (the console too with --console stdio), "\r" removed
+    stderr: str  # the shim's log and, with a command, the guest console
     seconds: float
 
     def describe(self):
         """Context for assertion messages: the tail of both streams."""
-        return ("\n--- uvm-shim %s: status %d after %.1f s\n--- console (tail):\n%s\n"
+        return ("\n--- uvm-shim %s: status %d after %.1f s\n--- stdout (tail):\n%s\n"
                 "--- stderr (tail):\n%s" % (
                     " ".join(self.args), self.returncode, self.seconds,
                     "\n".join(self.stdout.splitlines()[-40:]),
@@ -94,7 +94,7 @@ def run_vm(paths, kvm):
         except subprocess.TimeoutExpired as e:
             out = (e.stdout or b"").decode(errors="replace").replace("\r", "")
             err = (e.stderr or b"").decode(errors="replace")
-            pytest.fail("uvm-shim run %s did not end within %.0f s\n--- console (tail):\n%s\n"
+            pytest.fail("uvm-shim run %s did not end within %.0f s\n--- stdout (tail):\n%s\n"
                         "--- stderr (tail):\n%s" % (
                             " ".join(args), timeout, "\n".join(out.splitlines()[-40:]),
                             "\n".join(err.splitlines()[-20:])))

@@ -3,8 +3,8 @@ data read back bit for bit, writes and discards landing in the host file,
 read-only disks, several disks with their serials, and the rng device.
 
 Guest commands print `E2E-NAME=value` markers that the tests read back
-(conftest.VmResult.marker). The guest command cannot contain double quotes
-(it travels on the kernel command line)."""
+(conftest.VmResult.marker). The command goes to the guest agent over the
+bridge as an argv (docs/run.md)."""
 
 import hashlib
 import os
