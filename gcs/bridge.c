@@ -375,6 +375,7 @@ static void do_exec(uint32_t type, uint64_t id, const cJSON *req)
 	const cJSON *jargv = cJSON_GetObjectItemCaseSensitive(req, "argv");
 	const cJSON *jenv = cJSON_GetObjectItemCaseSensitive(req, "env");
 	const cJSON *jcwd = cJSON_GetObjectItemCaseSensitive(req, "cwd");
+	const cJSON *jterm = cJSON_GetObjectItemCaseSensitive(req, "term");
 	bool tty = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "tty"));
 	uint32_t ports[3] = {num_field(req, "stdin_port", 0), num_field(req, "stdout_port", 0),
 			     num_field(req, "stderr_port", 0)};
@@ -451,6 +452,10 @@ static void do_exec(uint32_t type, uint64_t id, const cJSON *req)
 		}
 		if (cJSON_IsString(jcwd) && chdir(jcwd->valuestring) < 0)
 			goto fail;
+		/* The host terminal's type, for a tty; an explicit env has the last word. */
+		if (tty && !envp && cJSON_IsString(jterm) && jterm->valuestring[0] &&
+		    strlen(jterm->valuestring) < 64)
+			setenv("TERM", jterm->valuestring, 1);
 		if (setgid(num_field(req, "gid", 0)) < 0 || setuid(num_field(req, "uid", 0)) < 0)
 			goto fail;
 		if (envp)

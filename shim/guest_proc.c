@@ -138,6 +138,8 @@ int guest_proc_exec(struct guest_proc *p, struct bridge *b, struct vsock *vs, st
 	cJSON_AddBoolToObject(body, "tty", x->tty);
 	cJSON_AddNumberToObject(body, "rows", x->rows);
 	cJSON_AddNumberToObject(body, "cols", x->cols);
+	if (x->tty && x->term && *x->term)
+		cJSON_AddStringToObject(body, "term", x->term);
 	cJSON_AddNumberToObject(body, "stdin_port", ports[0]);
 	cJSON_AddNumberToObject(body, "stdout_port", ports[1]);
 	cJSON_AddNumberToObject(body, "stderr_port", ports[2]);

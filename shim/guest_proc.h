@@ -40,6 +40,7 @@ struct guest_exec {
 	uint32_t uid, gid;
 	bool tty; /* a pty in the guest: one output stream (stdout) */
 	unsigned rows, cols;
+	const char *term; /* tty only: TERM for the process (unless env sets it), or NULL */
 	/* Host ends of stdin, stdout, stderr: -1 for none. Owned by the proc from the call on. */
 	int fds[3];
 };

@@ -171,7 +171,8 @@ static void winsize(struct run_guest *g, unsigned *rows, unsigned *cols)
 
 static void exec_cmd(struct run_guest *g)
 {
-	struct guest_exec x = {.tty = g->cfg.tty};
+	/* The terminal's type goes with a tty, so full-screen programs draw for it. */
+	struct guest_exec x = {.tty = g->cfg.tty, .term = g->cfg.tty ? getenv("TERM") : NULL};
 	char err[256];
 	cJSON *argv = cJSON_CreateArray();
 	int ret;

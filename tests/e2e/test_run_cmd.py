@@ -141,7 +141,7 @@ def set_winsize(fd, rows, cols):
 class Pty:
     """uvm-shim on a pseudo-terminal of ours, as in an interactive shell."""
 
-    def __init__(self, argv):
+    def __init__(self, argv, term=None):
         self.master, self.slave = os.openpty()
         set_winsize(self.slave, 30, 100)
         self.saved = termios.tcgetattr(self.slave)
@@ -149,6 +149,7 @@ class Pty:
         self.proc = subprocess.Popen(
             argv, stdin=self.slave, stdout=self.slave, stderr=self.slave,
             start_new_session=True,
+            env=dict(os.environ, TERM=term) if term else None,
             preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
         self.out = b""
 
@@ -179,14 +180,16 @@ class Pty:
 
 
 def test_tty_session_window_size_resize_and_ctrl_c(shim):
-    script = ("tty; stty size; echo E2E-R1; "
+    script = ("echo E2E-TERM=$TERM; tty; stty size; echo E2E-R1; "
               "trap 'stty size; echo E2E-R2' WINCH; "
               "trap 'echo E2E-GOT-INT; exit 7' INT; "
               "while :; do sleep 1; done")
-    t = Pty([shim, "run", "--", "sh", "-c", script])
+    t = Pty([shim, "run", "--", "sh", "-c", script], term="e2e-term-42")
     try:
         m = t.expect(rb"(/dev/pts/\d+)\r?\n(\d+) (\d+)\r?\nE2E-R1", VM_TIMEOUT)
         assert m.group(2, 3) == (b"30", b"100"), t.out
+        # Our TERM reached the guest process (its terminfo need not exist there).
+        assert b"E2E-TERM=e2e-term-42" in t.out, t.out
         # While CMD runs, our terminal is raw: keys (Ctrl-C too) go to the guest as bytes.
         lflag = termios.tcgetattr(t.slave)[3]
         assert not lflag & (termios.ICANON | termios.ECHO | termios.ISIG), hex(lflag)
