@@ -76,66 +76,27 @@ static const char *reason_name(int r)
 	}
 }
 
-/* Appends the top n (index, count) pairs of a counter array to buf. */
-static void top_ports(const struct exit_stats *s, char *buf, size_t cap, int n)
+#define EXIT_STATS_TOP 8
+
+struct top_entry {
+	uint64_t key, count;
+};
+
+/* Keeps the EXIT_STATS_TOP largest counts in t, largest first; a tie keeps the earlier key. */
+static void top_add(struct top_entry *t, uint64_t key, uint64_t count)
 {
-	uint32_t taken[16] = {0};
-	int nt = 0;
-	size_t len = strlen(buf);
+	int i = EXIT_STATS_TOP - 1;
 
-	for (int k = 0; k < n && k < 16; k++) {
-		uint32_t best = 0, best_port = 0;
-
-		for (uint32_t p = 0; p < 65536; p++) {
-			uint32_t c = __atomic_load_n(&s->pio[p], __ATOMIC_RELAXED);
-			bool seen = false;
-
-			for (int j = 0; j < nt; j++)
-				seen |= taken[j] == p;
-			if (c > best && !seen) {
-				best = c;
-				best_port = p;
-			}
-		}
-		if (!best)
-			break;
-		taken[nt++] = best_port;
-		len += snprintf(buf + len, len < cap ? cap - len : 0, " 0x%x:%u", best_port, best);
-	}
-}
-
-static void top_pages(const struct exit_stats *s, char *buf, size_t cap, int n)
-{
-	int taken[16];
-	int nt = 0;
-	size_t len = strlen(buf);
-
-	for (int k = 0; k < n && k < 16; k++) {
-		uint64_t best = 0;
-		int best_slot = -1;
-
-		for (int i = 0; i < EXIT_STATS_MMIO_SLOTS; i++) {
-			uint64_t c = __atomic_load_n(&s->mmio[i].count, __ATOMIC_RELAXED);
-			bool seen = false;
-
-			for (int j = 0; j < nt; j++)
-				seen |= taken[j] == i;
-			if (c > best && !seen) {
-				best = c;
-				best_slot = i;
-			}
-		}
-		if (best_slot < 0)
-			break;
-		taken[nt++] = best_slot;
-		len += snprintf(buf + len, len < cap ? cap - len : 0, " 0x%llx:%llu",
-				(unsigned long long)((s->mmio[best_slot].page - 1) << 12),
-				(unsigned long long)best);
-	}
+	if (count <= t[i].count)
+		return;
+	for (; i > 0 && t[i - 1].count < count; i--)
+		t[i] = t[i - 1];
+	t[i] = (struct top_entry){key, count};
 }
 
 void exit_stats_log(const struct exit_stats *s, double seconds)
 {
+	struct top_entry ports[EXIT_STATS_TOP], pages[EXIT_STATS_TOP];
 	char buf[512] = "";
 	size_t len = 0;
 
@@ -154,10 +115,24 @@ void exit_stats_log(const struct exit_stats *s, double seconds)
 	}
 	pr_info("exits", "%llu exits to user space in %.1f s:%s",
 		(unsigned long long)exit_stats_total(s), seconds, buf);
-	strcpy(buf, "busiest ports:");
-	top_ports(s, buf, sizeof(buf), 8);
-	pr_info("exits", "%s", buf);
-	strcpy(buf, "busiest MMIO pages:");
-	top_pages(s, buf, sizeof(buf), 8);
-	pr_info("exits", "%s", buf);
+	memset(ports, 0, sizeof(ports));
+	memset(pages, 0, sizeof(pages));
+	for (uint32_t p = 0; p < 65536; p++)
+		top_add(ports, p, __atomic_load_n(&s->pio[p], __ATOMIC_RELAXED));
+	for (int i = 0; i < EXIT_STATS_MMIO_SLOTS; i++)
+		top_add(pages, (s->mmio[i].page - 1) << 12,
+			__atomic_load_n(&s->mmio[i].count, __ATOMIC_RELAXED));
+	const struct {
+		const char *what;
+		const struct top_entry *t;
+	} lists[] = {{"busiest ports:", ports}, {"busiest MMIO pages:", pages}};
+
+	for (size_t l = 0; l < sizeof(lists) / sizeof(lists[0]); l++) {
+		len = snprintf(buf, sizeof(buf), "%s", lists[l].what);
+		for (int i = 0; i < EXIT_STATS_TOP && lists[l].t[i].count; i++)
+			len += snprintf(buf + len, len < sizeof(buf) ? sizeof(buf) - len : 0,
+					" 0x%llx:%llu", (unsigned long long)lists[l].t[i].key,
+					(unsigned long long)lists[l].t[i].count);
+		pr_info("exits", "%s", buf);
+	}
 }

@@ -173,6 +173,14 @@ fail:
 	return ret;
 }
 
+static double vm_seconds_since_start(struct vm *vm)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - vm->started_at.tv_sec) + (now.tv_nsec - vm->started_at.tv_nsec) / 1e9;
+}
+
 void vm_destroy(struct vm *vm)
 {
 	if (!vm)
@@ -237,20 +245,6 @@ void vm_set_vcpu_hook(struct vm *vm, int (*fn)(void *opaque, int id), void *opaq
 	vm->vcpu_hook_opaque = opaque;
 }
 
-double vm_seconds_since_start(struct vm *vm)
-{
-	struct timespec now;
-
-	if (!vm->started_at.tv_sec)
-		return 0;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (now.tv_sec - vm->started_at.tv_sec) + (now.tv_nsec - vm->started_at.tv_nsec) / 1e9;
-}
-
-const struct exit_stats *vm_exit_stats(struct vm *vm)
-{
-	return vm->exits;
-}
 
 int vm_start(struct vm *vm)
 {

@@ -36,11 +36,8 @@ struct vcpu;
 struct vm;
 
 int vm_create(struct vm **out, const struct vm_config *cfg) __attribute__((warn_unused_result));
-struct exit_stats;
+/* With UVM_LOG=debug, logs the VM's exits to user space (vmm/exit_stats.h) first. */
 void vm_destroy(struct vm *vm);
-/* Exits to user space so far (vmm/exit_stats.h); logged at the end with UVM_LOG=debug. */
-const struct exit_stats *vm_exit_stats(struct vm *vm);
-double vm_seconds_since_start(struct vm *vm);
 
 struct guest_mem *vm_mem(struct vm *vm);
 struct bus *vm_pio_bus(struct vm *vm);
