@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "virtio/virtio.h"
 #include "vmm/log.h"
 
 #define TAG "vsock"
@@ -174,43 +175,6 @@ static void ring_free(struct ring *r)
 {
 	free(r->data);
 	memset(r, 0, sizeof(*r));
-}
-
-/* Writes len bytes of buf into an iovec list at offset skip; returns bytes written. */
-static size_t iov_put(const struct iovec *iov, int niov, size_t skip, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-	size_t done = 0;
-
-	for (int i = 0; i < niov && done < len; i++) {
-		size_t n = iov[i].iov_len;
-
-		if (skip >= n) {
-			skip -= n;
-			continue;
-		}
-		n -= skip;
-		if (n > len - done)
-			n = len - done;
-		memcpy((uint8_t *)iov[i].iov_base + skip, p + done, n);
-		done += n;
-		skip = 0;
-	}
-	return done;
-}
-
-static size_t iov_get(const struct iovec *iov, int niov, void *buf, size_t len)
-{
-	uint8_t *p = buf;
-	size_t done = 0;
-
-	for (int i = 0; i < niov && done < len; i++) {
-		size_t n = iov[i].iov_len < len - done ? iov[i].iov_len : len - done;
-
-		memcpy(p + done, iov[i].iov_base, n);
-		done += n;
-	}
-	return done;
 }
 
 /* ---- connections ------------------------------------------------------------ */
@@ -604,31 +568,20 @@ static void handle_request(struct vsock *vs, const struct vsock_hdr *h)
 	conn_schedule(c);
 }
 
-/* The payload (after the header) as an iovec array for write_direct; bytes taken.
- * The caller holds a reference: the endpoint may close the connection meanwhile. */
+/*
+ * The payload (after the header) as an iovec array for write_direct; bytes taken.
+ * The caller holds a reference: the endpoint may close the connection meanwhile.
+ */
 static size_t offer_direct(struct vsock_conn *c, const struct iovec *iov, int niov, size_t len)
 {
 	struct iovec part[16];
-	size_t skip = VSOCK_HDR_SIZE, got = 0, taken;
-	int n = 0;
+	int n = iov_slice(iov, niov, VSOCK_HDR_SIZE, len, part, sizeof(part) / sizeof(part[0]));
+	size_t taken;
 
-	for (int i = 0; i < niov && got < len; i++) {
-		size_t l = iov[i].iov_len;
-
-		if (skip >= l) {
-			skip -= l;
-			continue;
-		}
-		if (n == (int)(sizeof(part) / sizeof(part[0])))
-			return 0; /* unusually scattered: take the buffered path */
-		part[n].iov_base = (uint8_t *)iov[i].iov_base + skip;
-		part[n].iov_len = l - skip < len - got ? l - skip : len - got;
-		got += part[n].iov_len;
-		skip = 0;
-		n++;
-	}
+	if (n < 0)
+		return 0; /* unusually scattered: take the buffered path */
 	taken = c->ops->write_direct(c->opaque, c, part, n);
-	return taken > got ? got : taken;
+	return taken > len ? len : taken;
 }
 
 static void handle_rw(struct vsock_conn *c, const struct vsock_hdr *h, const struct iovec *iov,
@@ -701,7 +654,7 @@ int vsock_tx(struct vsock *vs, const struct iovec *iov, int niov, size_t len)
 	struct vsock_hdr h;
 	struct vsock_conn *c;
 
-	if (len < VSOCK_HDR_SIZE || iov_get(iov, niov, &h, sizeof(h)) < sizeof(h)) {
+	if (len < VSOCK_HDR_SIZE || iov_to_buf(iov, niov, 0, &h, sizeof(h)) < sizeof(h)) {
 		vs->st.malformed++;
 		log_ratelimited(LOG_WARN, TAG, "dropping a %zu-byte packet: shorter than a header",
 				len);
@@ -855,7 +808,7 @@ static long conn_emit(struct vsock_conn *c, const struct iovec *iov, int niov, s
 	c->pend &= ~P_CREDIT_UPDATE;
 	h.len = payload;
 	hdr_to_le(&h);
-	iov_put(iov, niov, 0, &h, sizeof(h));
+	iov_from_buf(iov, niov, 0, &h, sizeof(h));
 	if (payload) {
 		int n = ring_peek(&c->out, span);
 		size_t off = VSOCK_HDR_SIZE, left = payload;
@@ -863,7 +816,7 @@ static long conn_emit(struct vsock_conn *c, const struct iovec *iov, int niov, s
 		for (int i = 0; i < n && left; i++) {
 			size_t k = span[i].iov_len < left ? span[i].iov_len : left;
 
-			iov_put(iov, niov, off, span[i].iov_base, k);
+			iov_from_buf(iov, niov, off, span[i].iov_base, k);
 			off += k;
 			left -= k;
 		}
@@ -895,7 +848,7 @@ long vsock_rx(struct vsock *vs, const struct iovec *iov, int niov, size_t cap)
 		vs->o_head = (vs->o_head + 1) % VSOCK_ORPHAN_MAX;
 		vs->o_len--;
 		hdr_to_le(&h);
-		iov_put(iov, niov, 0, &h, sizeof(h));
+		iov_from_buf(iov, niov, 0, &h, sizeof(h));
 		vs->st.rx_pkts++;
 		return VSOCK_HDR_SIZE;
 	}
