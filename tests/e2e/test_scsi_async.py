@@ -16,34 +16,15 @@ until the add timed out (60 s here), so this test fails on it.
 Needs a real /dev/kvm (`make e2e`)."""
 
 import os
-import shutil
-import tempfile
 import time
 
 import pytest
 
-from test_scsi import make_ext4, need_tools, sh
-from test_serve import Shim
+# svm and tmp are test_scsi's fixtures: module-scoped, so this file still gets a VM of its own.
+from test_scsi import make_ext4, sh, svm, tmp  # noqa: F401
 
 BUSY = -32004
 ADD_TIMEOUT_MS = 60000
-
-
-@pytest.fixture(scope="module")
-def svm(paths, kvm):
-    need_tools()
-    d = tempfile.mkdtemp(prefix="uvm-e2e-scsi-async-")
-    s = Shim(paths, d)
-    s.boot()
-    yield s
-    assert s.close() == 0, s.log()
-    shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture
-def tmp():
-    with tempfile.TemporaryDirectory(prefix="uvm-e2e-scsi-async-t-") as d:
-        yield d
 
 
 PROBE_UNBOUND = ("echo 1 > /sys/bus/virtio/drivers_autoprobe; "
