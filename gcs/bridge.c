@@ -11,7 +11,9 @@
  * GCS relays between the pty master and the sockets.
  *
  * Host-side tests: with UVM_GCS_UNIX=PATH set, every "dial host port P"
- * connects to the Unix socket PATH_P instead (the vsock Unix convention).
+ * connects to the Unix socket PATH_P instead (the vsock Unix convention),
+ * and UVM_GCS_SYSFS=DIR, if set too, stands for /sys in the disk operations
+ * (gcs/selftest-bridge keeps a scsi_add waiting that way).
  */
 #include "gcs/gcs.h"
 #include "gcs/protocol.h"
@@ -40,12 +42,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define UNW_LOCAL_ONLY
-#include <libunwind.h>
-
 #define MAX_PROCS    1024
 #define MAX_ARGS     4096
 #define CONNECT_SECS 30
+/* dump_stacks: how long the loop waits for the threads' answers (twice at most). */
+#define GCS_STACKS_TIMEOUT_MS 1000
 
 static const char *const caps[] = {
     BRIDGE_CAP_EXEC,	    BRIDGE_CAP_TTY,	 BRIDGE_CAP_SIGNAL, BRIDGE_CAP_PROPERTIES,
@@ -653,35 +654,25 @@ static void do_properties(uint32_t type, uint64_t id, const cJSON *req)
 	respond(type, id, 0, b, NULL);
 }
 
-/* The GCS is single-threaded: its one stack, walked with libunwind. */
+/*
+ * Every thread of the bridge process: this one (the loop) and the storage
+ * workers (stacks.c). The loop waits for the answers, at most
+ * GCS_STACKS_TIMEOUT_MS twice; a worker stuck in the kernel costs that.
+ */
 static void do_dump_stacks(uint32_t type, uint64_t id, const cJSON *req)
 {
-	char out[8192], name[128];
-	size_t len = 0;
-	unw_context_t ctx;
-	unw_cursor_t cur;
-	int depth = 0;
+	char *text = gcs_stacks_dump(GCS_STACKS_TIMEOUT_MS);
+	cJSON *b;
 
-	len += snprintf(out, sizeof(out), "gcs pid %d thread %d:\n", getpid(), gettid());
-	if (unw_getcontext(&ctx) == 0 && unw_init_local(&cur, &ctx) == 0) {
-		do {
-			unw_word_t ip = 0, off = 0;
-
-			unw_get_reg(&cur, UNW_REG_IP, &ip);
-			if (unw_get_proc_name(&cur, name, sizeof(name), &off) != 0)
-				snprintf(name, sizeof(name), "?");
-			if (len < sizeof(out))
-				len +=
-				    snprintf(out + len, sizeof(out) - len, "#%d 0x%lx %s+0x%lx\n",
-					     depth, (unsigned long)ip, name, (unsigned long)off);
-		} while (++depth < 64 && unw_step(&cur) > 0);
+	if (!text) {
+		respond(type, id, -EIO, NULL,
+			"dump_stacks: no stack handler, or /proc/self/task unreadable");
+		return;
 	}
-	{
-		cJSON *b = cJSON_CreateObject();
-
-		cJSON_AddStringToObject(b, "stacks", out);
-		respond(type, id, 0, b, NULL);
-	}
+	b = cJSON_CreateObject();
+	cJSON_AddStringToObject(b, "stacks", text);
+	free(text);
+	respond(type, id, 0, b, NULL);
 }
 
 static void do_negotiate(uint32_t type, uint64_t id, const cJSON *req)
@@ -998,15 +989,23 @@ static int vsock_send(const char *port_s, const char *bytes_s)
 int gcs_bridge_main(int argc, char **argv)
 {
 	sigset_t set;
-	int logfd;
+	int logfd, ret;
 	struct epoll_event ev = {.events = EPOLLIN};
 
 	B.unix_base = getenv("UVM_GCS_UNIX");
+	/* Test mode only: disks looked for under a fake sysfs, not the test machine's. */
+	if (B.unix_base && getenv("UVM_GCS_SYSFS"))
+		gcs_storage_set_sysfs(getenv("UVM_GCS_SYSFS"));
 	if (argc == 3)
 		return vsock_tool(argv[1], argv[2]);
 	if (argc == 4 && strcmp(argv[1], "--vsock-send") == 0)
 		return vsock_send(argv[2], argv[3]);
 	signal(SIGPIPE, SIG_IGN);
+	ret = gcs_stacks_init();
+	if (ret) {
+		errno = -ret;
+		gcs_log_errno("bridge: dump_stacks will have no stacks");
+	}
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &set, NULL);

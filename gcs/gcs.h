@@ -63,6 +63,8 @@ int gcs_storage_add(const char *serial, const char *mnt, const char *fs, const c
 		    size_t errlen);
 int gcs_storage_remove(const char *serial, const char *mnt, long timeout_ms, char *err,
 		       size_t errlen);
+/* Host-side tests: a directory standing for /sys (bus/pci/rescan, block/). Set before any job. */
+void gcs_storage_set_sysfs(const char *root);
 
 /*
  * storage.c: the same as jobs, each on a worker thread, for the bridge loop.
@@ -96,5 +98,21 @@ int gcs_storage_submit(struct gcs_storage_job *j, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 struct gcs_storage_job *gcs_storage_reap(void);
 void gcs_storage_jobs_stop(void);
+
+/*
+ * stacks.c: the stacks of every thread of this process (dump_stacks), each
+ * walked by the thread itself in the handler of gcs_stacks_signal().
+ * gcs_stacks_init installs the handler (once, before any thread starts);
+ * a thread that blocks every signal (the storage workers) calls
+ * gcs_stacks_allow to take this one. gcs_stacks_dump asks every thread,
+ * waits at most timeout_ms (twice, for handlers already walking), and
+ * returns the text (malloc'ed; NULL when the threads cannot be listed):
+ * "gcs pid P: N threads\nthread T (name) S:\n  #0 0x... fn+0x1a\n...", a
+ * thread without frames says why on its own line.
+ */
+int gcs_stacks_init(void) __attribute__((warn_unused_result));
+int gcs_stacks_signal(void);
+void gcs_stacks_allow(void);
+char *gcs_stacks_dump(int timeout_ms);
 
 #endif

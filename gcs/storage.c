@@ -32,6 +32,13 @@
 
 /* Set by gcs_storage_jobs_stop: the waits below give up (the bridge is ending). */
 static atomic_bool stopping;
+/* Where sysfs is: "/sys", or a directory posing as it in host-side tests. */
+static const char *sysfs = "/sys";
+
+void gcs_storage_set_sysfs(const char *root)
+{
+	sysfs = root;
+}
 
 static int write_str(const char *path, const char *s)
 {
@@ -79,10 +86,13 @@ static void sleep_ms(long ms)
 /* The vdX whose serial is serial, into name; 0 or -ENOENT. */
 static int find_by_serial(const char *serial, char *name, size_t len)
 {
-	DIR *d = opendir("/sys/block");
+	char dir[PATH_MAX];
+	DIR *d;
 	struct dirent *e;
 	int ret = -ENOENT;
 
+	snprintf(dir, sizeof(dir), "%s/block", sysfs);
+	d = opendir(dir);
 	if (!d)
 		return -errno;
 	while ((e = readdir(d))) {
@@ -90,7 +100,7 @@ static int find_by_serial(const char *serial, char *name, size_t len)
 
 		if (strncmp(e->d_name, "vd", 2) != 0)
 			continue;
-		snprintf(path, sizeof(path), "/sys/block/%s/serial", e->d_name);
+		snprintf(path, sizeof(path), "%s/block/%s/serial", sysfs, e->d_name);
 		if (read_line(path, got, sizeof(got)) == 0 && strcmp(got, serial) == 0) {
 			if (strlen(e->d_name) >= len)
 				continue;
@@ -113,7 +123,7 @@ static int ensure_node(const char *name, char *dev, size_t len)
 	snprintf(dev, len, "/dev/%s", name);
 	if (stat(dev, &st) == 0 && S_ISBLK(st.st_mode))
 		return 0;
-	snprintf(path, sizeof(path), "/sys/block/%s/dev", name);
+	snprintf(path, sizeof(path), "%s/block/%s/dev", sysfs, name);
 	if (read_line(path, mm, sizeof(mm)) || sscanf(mm, "%u:%u", &maj, &min) != 2)
 		return -ENODEV;
 	if (mknod(dev, S_IFBLK | 0600, makedev(maj, min)) < 0 && errno != EEXIST)
@@ -189,7 +199,7 @@ static int pci_dir_of(const char *name, char *out, size_t len)
 	char link[PATH_MAX], real[PATH_MAX], *slash;
 
 	/* /sys/block/vdX/device -> .../0000:00:05.0/virtioN */
-	snprintf(link, sizeof(link), "/sys/block/%s/device", name);
+	snprintf(link, sizeof(link), "%s/block/%s/device", sysfs, name);
 	if (!realpath(link, real))
 		return -errno;
 	slash = strrchr(real, '/');
@@ -217,7 +227,7 @@ static int pci_remove(const char *name, long deadline, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", path, strerror(-ret));
 		return ret;
 	}
-	snprintf(blk, sizeof(blk), "/sys/block/%s", name);
+	snprintf(blk, sizeof(blk), "%s/block/%s", sysfs, name);
 	while (access(blk, F_OK) == 0) {
 		if (now_ms() > deadline || atomic_load(&stopping)) {
 			snprintf(err, errlen, "%s is still there after the removal", blk);
@@ -234,16 +244,17 @@ int gcs_storage_add(const char *serial, const char *mnt, const char *fs, const c
 		    size_t errlen)
 {
 	long t0 = now_ms(), last_scan = -RESCAN_MS;
-	char name[64], data[1024];
+	char name[64], data[1024], rescan[PATH_MAX];
 	unsigned long flags;
 	int ret;
 
+	snprintf(rescan, sizeof(rescan), "%s/bus/pci/rescan", sysfs);
 	for (;;) {
 		if (now_ms() - last_scan >= RESCAN_MS) {
 			last_scan = now_ms();
-			ret = write_str("/sys/bus/pci/rescan", "1");
+			ret = write_str(rescan, "1");
 			if (ret) {
-				snprintf(err, errlen, "/sys/bus/pci/rescan: %s", strerror(-ret));
+				snprintf(err, errlen, "%s: %s", rescan, strerror(-ret));
 				return ret;
 			}
 		}
@@ -351,6 +362,9 @@ static void *job_main(void *arg)
 	struct gcs_storage_job *j = arg;
 	uint64_t one = 1;
 
+	/* Named for dump_stacks and ps; it takes the stack request, no other signal. */
+	pthread_setname_np(pthread_self(), j->remove ? "scsi-remove" : "scsi-add");
+	gcs_stacks_allow();
 	if (j->remove)
 		j->ret = gcs_storage_remove(j->serial, j->mnt[0] ? j->mnt : NULL, j->timeout_ms,
 					    j->err, sizeof(j->err));
@@ -387,7 +401,8 @@ int gcs_storage_submit(struct gcs_storage_job *j, char *err, size_t errlen)
 		snprintf(err, errlen, "%u disk operations are already running", nr_running);
 		return -EAGAIN;
 	}
-	/* Workers take no signal: SIGCHLD and the rest stay with the bridge thread. */
+	/* Workers take no signal (but the stack request, job_main): SIGCHLD and the rest
+	 * stay with the bridge thread. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	ret = -pthread_create(&j->thread, NULL, job_main, j);
