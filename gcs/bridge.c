@@ -17,12 +17,14 @@
  */
 #include "gcs/gcs.h"
 #include "gcs/protocol.h"
+#include "gcs/sock.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/vm_sockets.h>
 #include <pty.h>
 #include <signal.h>
@@ -35,7 +37,6 @@
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -86,36 +87,16 @@ static struct {
 
 static int dial(uint32_t port)
 {
-	int fd;
-
 	if (B.unix_base) {
-		struct sockaddr_un sa = {.sun_family = AF_UNIX};
+		char path[PATH_MAX];
 
-		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s_%u", B.unix_base, port);
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			return -errno;
-		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-			int err = -errno;
-
-			close(fd);
-			return err;
-		}
-		return fd;
+		snprintf(path, sizeof(path), "%s_%u", B.unix_base, port);
+		return sock_connect_unix(path);
 	}
 	struct sockaddr_vm sv = {
 	    .svm_family = AF_VSOCK, .svm_cid = BRIDGE_HOST_CID, .svm_port = port};
 
-	fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&sv, sizeof(sv)) < 0) {
-		int err = -errno;
-
-		close(fd);
-		return err;
-	}
-	return fd;
+	return sock_connect((struct sockaddr *)&sv, sizeof(sv));
 }
 
 /* ---- sending ---------------------------------------------------------------------- */
