@@ -10,8 +10,9 @@ LDLIBS	:= -pthread -lcjson -lseccomp -lcap-ng -luuid -luring -lunwind -lunwind-x
 
 LIB_DIRS := vmm virtio boot seccomp shim
 LIB_SRCS := $(filter-out shim/main.c,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
-# The bridge codec (gcs/protocol.h) is compiled into both the shim and the GCS.
-LIB_SRCS += gcs/bridge_codec.c
+# The bridge codec (gcs/protocol.h) and the socket connect (gcs/sock.h) are
+# compiled into both the shim and the GCS.
+LIB_SRCS += gcs/bridge_codec.c gcs/sock.c
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 ASAN_OBJS := $(LIB_SRCS:%.c=$(BUILD)/asan/obj/%.o)
 
