@@ -10,12 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "gcs/protocol.h"
+#include "gcs/sock.h"
 #include "virtio/vsock.h"
 #include "vmm/log.h"
 #include "vmm/loop.h"
@@ -54,21 +53,9 @@ int stdio_open_host(const char *path, enum stdio_dir dir)
 	if (stat(path, &st) < 0)
 		return -errno;
 	if (S_ISSOCK(st.st_mode)) {
-		struct sockaddr_un sa = {.sun_family = AF_UNIX};
-
-		if (strlen(path) >= sizeof(sa.sun_path))
-			return -ENAMETOOLONG;
-		strcpy(sa.sun_path, path);
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			return -errno;
-		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-			int err = -errno;
-
-			close(fd);
-			return err;
-		}
-		fcntl(fd, F_SETFL, O_NONBLOCK);
+		fd = sock_connect_unix(path);
+		if (fd >= 0)
+			fcntl(fd, F_SETFL, O_NONBLOCK);
 		return fd;
 	}
 	if (S_ISFIFO(st.st_mode)) {

@@ -73,3 +73,32 @@ def test_gcs_stacks_list_a_waiting_storage_worker(svm, tmp):
     # The worker has ended: the bridge thread alone again.
     s = svm.ok("guest.dump_stacks")
     assert re.match(r"gcs pid %d: 1 thread\n" % bridge_tid, s["gcs"]), s["gcs"]
+
+
+def test_stdout_to_a_unix_socket(svm, tmp):
+    """Process stdio to a Unix socket the parent listens on (shim/bridge_stdio.c
+    connects with gcs/sock.c's sock_connect_unix, shared with the GCS's dial):
+    the bytes arrive and EOF follows the process's end. Rides on this file's VM."""
+    import socket
+    path = os.path.join(tmp, "out.sock")
+    lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lst.bind(path)
+    lst.listen(1)
+    lst.settimeout(60)
+    try:
+        pid = svm.ok("guest.exec", argv=["sh", "-c", "echo via-socket; echo two"],
+                     stdout=path)["pid"]
+        c, _ = lst.accept()
+        c.settimeout(60)
+        data = b""
+        while True:
+            chunk = c.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        c.close()
+    finally:
+        lst.close()
+    assert data == b"via-socket\ntwo\n", data
+    st = svm.ok("process.wait", timeout=60, pid=pid)
+    assert st["exit_code"] == 0, st
