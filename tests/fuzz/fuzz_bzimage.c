@@ -9,9 +9,10 @@
 #include <string.h>
 
 #include "boot/boot.h"
+#include "tests/unit/boot_test_image.h"
 
 #define RAM_SIZE (4u << 20)
-#define SETUP	 (5 * 512)
+#define SETUP	 (5 * 512) /* bootimg_bz_setup_size(4) */
 #define PM_SIZE	 0x2000
 
 static uint8_t *ram;
@@ -19,30 +20,13 @@ static uint8_t tmpl[SETUP + PM_SIZE];
 static uint8_t initrd[3 * 4096];
 static char cmdline[3000];
 
-static void put(uint8_t *p, uint64_t v, int n)
-{
-	memcpy(p, &v, (size_t)n);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	ram = malloc(RAM_SIZE);
 	if (!ram)
 		abort();
-	tmpl[0x1f1] = 4;
-	put(tmpl + 0x1f4, PM_SIZE / 16, 4);
-	put(tmpl + 0x1fe, 0xaa55, 2);
-	tmpl[0x201] = 0x6a;
-	memcpy(tmpl + 0x202, "HdrS", 4);
-	put(tmpl + 0x206, 0x020f, 2);
-	tmpl[0x211] = 1;
-	put(tmpl + 0x22c, 0x7fffffff, 4);
-	put(tmpl + 0x230, 0x200000, 4);
-	tmpl[0x234] = 1;
-	put(tmpl + 0x236, 3, 2);
-	put(tmpl + 0x238, 0x7ff, 4);
-	put(tmpl + 0x258, 0x100000, 8); /* pref_address: 1 MiB, so a 4 MiB guest fits */
-	put(tmpl + 0x260, 0x10000, 4);
+	/* pref_address 1 MiB, so that a 4 MiB guest fits. */
+	bootimg_bz_header(tmpl, 4, PM_SIZE, 0x100000, 0x10000);
 	memset(cmdline, 'c', sizeof(cmdline) - 1);
 	return 0;
 }
@@ -62,8 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	data++;
 	size--;
 	if (opt & 0x80) {
-		memcpy(img, tmpl, sizeof(img));
-		memcpy(img + 0x1f1, data, size < sizeof(img) - 0x1f1 ? size : sizeof(img) - 0x1f1);
+		bootimg_overlay(img, tmpl, sizeof(img), 0x1f1, data, size);
 		in.kernel = img;
 		in.kernel_size = sizeof(img);
 	} else {

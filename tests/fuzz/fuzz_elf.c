@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "boot/boot.h"
+#include "tests/unit/boot_test_image.h"
 
 #define RAM_SIZE (4u << 20)
 #define IMG_SIZE 0x2000
@@ -20,13 +21,7 @@ static uint8_t initrd[4096];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	Elf64_Ehdr eh = {.e_type = ET_EXEC,
-			 .e_machine = EM_X86_64,
-			 .e_version = EV_CURRENT,
-			 .e_phoff = 64,
-			 .e_ehsize = 64,
-			 .e_phentsize = sizeof(Elf64_Phdr),
-			 .e_phnum = 3};
+	static const uint8_t gnu_id[8];
 	Elf64_Phdr ph[3] = {
 	    {.p_type = PT_LOAD,
 	     .p_offset = 0x1000,
@@ -38,28 +33,21 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	     .p_paddr = 0x300000,
 	     .p_filesz = 0x800,
 	     .p_memsz = 0x800},
-	    {.p_type = PT_NOTE, .p_offset = 0x200, .p_filesz = 0x28, .p_align = 4},
+	    {.p_type = PT_NOTE, .p_offset = 0x200, .p_align = 4},
 	};
-	Elf64_Nhdr nh = {.n_namesz = 4, .n_descsz = 8, .n_type = 18};
 	uint64_t entry = 0x200010;
+	size_t notes;
 
 	ram = malloc(RAM_SIZE);
 	if (!ram)
 		abort();
-	memcpy(eh.e_ident, ELFMAG, SELFMAG);
-	eh.e_ident[EI_CLASS] = ELFCLASS64;
-	eh.e_ident[EI_DATA] = ELFDATA2LSB;
-	memcpy(tmpl, &eh, sizeof(eh));
-	memcpy(tmpl + 64, ph, sizeof(ph));
-	/* A GNU note first, so the walk has to step over one. */
-	nh.n_type = 3;
-	memcpy(tmpl + 0x200, &nh, sizeof(nh));
-	memcpy(tmpl + 0x20c, "GNU", 4);
-	nh.n_type = 18;
-	memcpy(tmpl + 0x218, &nh, sizeof(nh));
-	memcpy(tmpl + 0x224, "Xen", 4);
-	memcpy(tmpl + 0x228, &entry, 8);
-	((Elf64_Phdr *)(tmpl + 64))[2].p_filesz = 0x30;
+	bootimg_elf_header(tmpl, 0, 3);
+	/* A GNU note first (0x200), so the walk has to step over one; the PVH note at 0x218. */
+	notes = bootimg_elf_add_note(tmpl + 0x200, "GNU", NT_GNU_BUILD_ID, gnu_id, sizeof(gnu_id));
+	notes += bootimg_elf_add_note(tmpl + 0x200 + notes, "Xen", BOOTIMG_NOTE_PVH, &entry, 8);
+	ph[2].p_filesz = notes;
+	for (int i = 0; i < 3; i++)
+		bootimg_elf_set_phdr(tmpl, i, &ph[i]);
 	return 0;
 }
 
@@ -80,10 +68,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (opt & 0x80) {
 		/* Overlay at the ELF header, the program headers or the notes. */
 		static const size_t at[4] = {0, 64, 0x200, 0x218};
-		size_t off = at[(opt >> 1) & 3];
 
-		memcpy(img, tmpl, sizeof(img));
-		memcpy(img + off, data, size < sizeof(img) - off ? size : sizeof(img) - off);
+		bootimg_overlay(img, tmpl, sizeof(img), at[(opt >> 1) & 3], data, size);
 		in.kernel = img;
 		in.kernel_size = sizeof(img);
 	} else {

@@ -11,58 +11,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <cmocka.h>
 
 #include "boot/boot.h"
+#include "tests/unit/boot_test_image.h"
 
-#define MiB	     (1ULL << 20)
-#define RAM_SIZE     (64 * MiB)
-#define BIG_RAM_SIZE (256 * MiB)
-#define PREF	     0x1000000
-#define SETUP_SECTS  4
-#define PM_SIZE	     0x3000
-
-static uint8_t *ram_buf; /* BIG_RAM_SIZE, mmap'd once */
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	memcpy(p, &v, 2);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, 8);
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	uint16_t v;
-
-	memcpy(&v, p, 2);
-	return v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return v;
-}
+#define MiB	    (1ULL << 20)
+#define RAM_SIZE    (64 * MiB)
+#define PREF	    0x1000000
+#define SETUP_SECTS 4
+#define PM_SIZE	    0x3000
 
 struct img {
 	uint8_t *buf;
@@ -72,40 +30,20 @@ struct img {
 /* A minimal protocol-2.15 bzImage: setup_sects setup sectors, pm_size bytes of kernel. */
 static struct img make_bz(unsigned int setup_sects, size_t pm_size)
 {
-	unsigned int sects = setup_sects ? setup_sects : 4;
-	size_t setup = (sects + 1) * 512;
-	struct img im = {.size = setup + pm_size};
+	struct img im = {.size = bootimg_bz_setup_size((uint8_t)setup_sects) + pm_size};
 	size_t i;
 
 	im.buf = calloc(1, im.size);
 	assert_non_null(im.buf);
 	for (i = 0; i < im.size; i++)
 		im.buf[i] = (uint8_t)(i * 7 + 3);
-	memset(im.buf + 0x1f1, 0, 0x290 - 0x1f1);
-	im.buf[0x1f1] = (uint8_t)setup_sects;
-	put32(im.buf + 0x1f4, (uint32_t)(pm_size / 16));
-	put16(im.buf + 0x1fe, 0xaa55);
-	im.buf[0x200] = 0xeb;
-	im.buf[0x201] = 0x6a; /* header ends at 0x26c, as in 2.15 kernels */
-	memcpy(im.buf + 0x202, "HdrS", 4);
-	put16(im.buf + 0x206, 0x020f);
-	im.buf[0x211] = 0x01; /* LOADED_HIGH */
-	put32(im.buf + 0x214, 0x100000);
-	put32(im.buf + 0x22c, 0x7fffffff);
-	put32(im.buf + 0x230, 0x200000);
-	im.buf[0x234] = 1;	       /* relocatable */
-	put16(im.buf + 0x236, 0x3);    /* XLF_KERNEL_64 | XLF_CAN_BE_LOADED_ABOVE_4G */
-	put32(im.buf + 0x238, 0x7ff);  /* cmdline_size */
-	put32(im.buf + 0x248, 0x10);   /* payload_offset */
-	put32(im.buf + 0x24c, 0x100);  /* payload_length */
-	put64(im.buf + 0x258, PREF);   /* pref_address */
-	put32(im.buf + 0x260, 0x8000); /* init_size */
+	bootimg_bz_header(im.buf, (uint8_t)setup_sects, pm_size, PREF, 0x8000);
 	return im;
 }
 
 static struct boot_ram ram_of(uint64_t size)
 {
-	return (struct boot_ram){.lo = ram_buf, .lo_size = size};
+	return (struct boot_ram){.lo = bootimg_ram, .lo_size = size};
 }
 
 static struct boot_input input_of(const struct img *im)
@@ -132,21 +70,7 @@ static void expect_fail(const struct img *im, struct boot_input *in, uint64_t ra
 	char err[256] = "";
 
 	assert_int_equal(load(im, in, ram_size, &regs, err, sizeof(err)), rc);
-	if (!strstr(err, what))
-		fail_msg("error \"%s\" does not mention \"%s\"", err, what);
-}
-
-static int setup_ram(void **state)
-{
-	ram_buf =
-	    mmap(NULL, BIG_RAM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	return ram_buf == MAP_FAILED ? -1 : 0;
-}
-
-static int teardown_ram(void **state)
-{
-	munmap(ram_buf, BIG_RAM_SIZE);
-	return 0;
+	bootimg_expect_err(err, what);
 }
 
 /* ---- good images ---- */
@@ -173,10 +97,10 @@ static void test_load_64(void **state)
 	struct boot_regs regs;
 	struct boot_e820_entry e;
 	char err[256] = "";
-	const uint8_t *zp = ram_buf + BOOT_ADDR_ZERO_PAGE, *gdt = ram_buf + BOOT_ADDR_GDT;
+	const uint8_t *zp = bootimg_ram + BOOT_ADDR_ZERO_PAGE, *gdt = bootimg_ram + BOOT_ADDR_GDT;
 	size_t setup = (SETUP_SECTS + 1) * 512;
 
-	memset(ram_buf, 0xcc, RAM_SIZE);
+	memset(bootimg_ram, 0xcc, RAM_SIZE);
 	assert_int_equal(load(&im, &in, RAM_SIZE, &regs, err, sizeof(err)), 0);
 	assert_string_equal(err, "");
 
@@ -191,20 +115,20 @@ static void test_load_64(void **state)
 	assert_int_equal(regs.rsp, BOOT_ADDR_STACK_TOP);
 
 	/* The protected-mode kernel, byte for byte, at pref_address. */
-	assert_memory_equal(ram_buf + PREF, im.buf + setup, PM_SIZE);
+	assert_memory_equal(bootimg_ram + PREF, im.buf + setup, PM_SIZE);
 
 	/* Zero page: header copied up to its end, the rest ours or zero. */
 	assert_memory_equal(zp + 0x1f1, im.buf + 0x1f1, 0x210 - 0x1f1);
 	assert_memory_equal(zp + 0x202, "HdrS", 4);
 	assert_int_equal(zp[0x210], 0xff);
 	assert_int_equal(zp[0x211], 0x81); /* LOADED_HIGH | CAN_USE_HEAP */
-	assert_int_equal(get32(zp + 0x228), BOOT_ADDR_CMDLINE);
-	assert_int_equal(get32(zp + 0x218), 0);
-	assert_int_equal(get32(zp + 0x21c), 0);
+	assert_int_equal(bootimg_get32(zp + 0x228), BOOT_ADDR_CMDLINE);
+	assert_int_equal(bootimg_get32(zp + 0x218), 0);
+	assert_int_equal(bootimg_get32(zp + 0x21c), 0);
 	assert_int_equal(zp[0x26c], 0); /* past the header: not copied */
 	assert_int_equal(zp[0x1ef], 0); /* sentinel */
 	assert_int_equal(zp[0], 0);
-	assert_string_equal((const char *)ram_buf + BOOT_ADDR_CMDLINE, "console=ttyS0 quiet");
+	assert_string_equal((const char *)bootimg_ram + BOOT_ADDR_CMDLINE, "console=ttyS0 quiet");
 
 	/* e820 in the zero page. */
 	assert_int_equal(zp[0x1e8], 3);
@@ -214,22 +138,24 @@ static void test_load_64(void **state)
 	assert_int_equal(e.type, BOOT_E820_RAM);
 
 	/* Identity map: PML4 -> PDPT -> PD, 2 MiB pages up to 4 GiB. */
-	assert_int_equal(get64(ram_buf + BOOT_ADDR_PML4), BOOT_ADDR_PDPT | 3);
-	assert_int_equal(get64(ram_buf + BOOT_ADDR_PML4 + 8), 0);
-	assert_int_equal(get64(ram_buf + BOOT_ADDR_PDPT + 3 * 8), (BOOT_ADDR_PD + 3 * 4096) | 3);
-	assert_int_equal(get64(ram_buf + BOOT_ADDR_PDPT + 4 * 8), 0);
-	assert_int_equal(get64(ram_buf + BOOT_ADDR_PD), 0x83);
-	assert_int_equal(get64(ram_buf + BOOT_ADDR_PD + 8 * 8), (8ULL << 21) | 0x83);
-	assert_int_equal(get64(ram_buf + BOOT_ADDR_PD + 2047 * 8), (2047ULL << 21) | 0x83);
+	assert_int_equal(bootimg_get64(bootimg_ram + BOOT_ADDR_PML4), BOOT_ADDR_PDPT | 3);
+	assert_int_equal(bootimg_get64(bootimg_ram + BOOT_ADDR_PML4 + 8), 0);
+	assert_int_equal(bootimg_get64(bootimg_ram + BOOT_ADDR_PDPT + 3 * 8),
+			 (BOOT_ADDR_PD + 3 * 4096) | 3);
+	assert_int_equal(bootimg_get64(bootimg_ram + BOOT_ADDR_PDPT + 4 * 8), 0);
+	assert_int_equal(bootimg_get64(bootimg_ram + BOOT_ADDR_PD), 0x83);
+	assert_int_equal(bootimg_get64(bootimg_ram + BOOT_ADDR_PD + 8 * 8), (8ULL << 21) | 0x83);
+	assert_int_equal(bootimg_get64(bootimg_ram + BOOT_ADDR_PD + 2047 * 8),
+			 (2047ULL << 21) | 0x83);
 
 	/* GDT: 64-bit code at 0x10, data at 0x18. */
-	assert_int_equal(get64(gdt), 0);
-	assert_int_equal(get64(gdt + 8), 0);
-	assert_int_equal(get64(gdt + 16), 0x00af9b000000ffffULL);
-	assert_int_equal(get64(gdt + 24), 0x00cf93000000ffffULL);
+	assert_int_equal(bootimg_get64(gdt), 0);
+	assert_int_equal(bootimg_get64(gdt + 8), 0);
+	assert_int_equal(bootimg_get64(gdt + 16), 0x00af9b000000ffffULL);
+	assert_int_equal(bootimg_get64(gdt + 24), 0x00cf93000000ffffULL);
 
 	/* The MP table is written for every format. */
-	assert_memory_equal(ram_buf + BOOT_ADDR_MPTABLE, "_MP_", 4);
+	assert_memory_equal(bootimg_ram + BOOT_ADDR_MPTABLE, "_MP_", 4);
 	free(im.buf);
 }
 
@@ -241,7 +167,7 @@ static void test_initrd_placement(void **state)
 	char err[256] = "";
 	size_t size = MiB + 5;
 	uint8_t *initrd = malloc(2 * MiB + 1); /* the largest size tried below */
-	const uint8_t *zp = ram_buf + BOOT_ADDR_ZERO_PAGE;
+	const uint8_t *zp = bootimg_ram + BOOT_ADDR_ZERO_PAGE;
 	uint32_t addr;
 	size_t i;
 
@@ -253,36 +179,36 @@ static void test_initrd_placement(void **state)
 
 	/* Highest page-aligned place below the end of RAM. */
 	assert_int_equal(load(&im, &in, RAM_SIZE, &regs, err, sizeof(err)), 0);
-	addr = get32(zp + 0x218);
+	addr = bootimg_get32(zp + 0x218);
 	assert_int_equal(addr, (RAM_SIZE - size) & ~0xfffULL);
-	assert_int_equal(get32(zp + 0x21c), size);
-	assert_memory_equal(ram_buf + addr, initrd, size);
+	assert_int_equal(bootimg_get32(zp + 0x21c), size);
+	assert_memory_equal(bootimg_ram + addr, initrd, size);
 
 	/* initrd_addr_max below the end of RAM wins. */
-	put32(im.buf + 0x22c, 40 * MiB - 1);
+	bootimg_put32(im.buf + 0x22c, 40 * MiB - 1);
 	assert_int_equal(load(&im, &in, RAM_SIZE, &regs, err, sizeof(err)), 0);
-	addr = get32(zp + 0x218);
+	addr = bootimg_get32(zp + 0x218);
 	assert_int_equal(addr, (40 * MiB - size) & ~0xfffULL);
-	assert_memory_equal(ram_buf + addr, initrd, size);
+	assert_memory_equal(bootimg_ram + addr, initrd, size);
 
 	/* Exactly enough room above the kernel's init_size footprint. */
-	put32(im.buf + 0x22c, PREF + 0x8000 + 2 * MiB - 1);
+	bootimg_put32(im.buf + 0x22c, PREF + 0x8000 + 2 * MiB - 1);
 	in.initrd_size = 2 * MiB;
 	assert_int_equal(load(&im, &in, RAM_SIZE, &regs, err, sizeof(err)), 0);
-	assert_int_equal(get32(zp + 0x218), PREF + 0x8000);
+	assert_int_equal(bootimg_get32(zp + 0x218), PREF + 0x8000);
 
 	/* One byte more would overlap the kernel. */
 	in.initrd_size = 2 * MiB + 1;
 	expect_fail(&im, &in, RAM_SIZE, -E2BIG, "initrd");
 
 	/* An unaligned kernel end: the page holding its last byte is taken. */
-	put32(im.buf + 0x260, 0x8001);
+	bootimg_put32(im.buf + 0x260, 0x8001);
 	in.initrd_size = 2 * MiB;
 	expect_fail(&im, &in, RAM_SIZE, -E2BIG, "initrd");
-	put32(im.buf + 0x260, 0x8000);
+	bootimg_put32(im.buf + 0x260, 0x8000);
 
 	/* Larger than RAM. */
-	put32(im.buf + 0x22c, 0x7fffffff);
+	bootimg_put32(im.buf + 0x22c, 0x7fffffff);
 	in.initrd_size = RAM_SIZE;
 	in.initrd = malloc(RAM_SIZE);
 	expect_fail(&im, &in, RAM_SIZE, -E2BIG, "initrd");
@@ -306,30 +232,30 @@ static void test_cmdline_limits(void **state)
 
 	assert_non_null(line);
 	/* The header's cmdline_size (without the NUL) is the limit. */
-	put32(im.buf + 0x238, 100);
+	bootimg_put32(im.buf + 0x238, 100);
 	memset(line, 'a', 100);
 	line[100] = 0;
 	in.cmdline = line;
 	assert_int_equal(load(&im, &in, RAM_SIZE, &regs, err, sizeof(err)), 0);
-	assert_int_equal(strlen((char *)ram_buf + BOOT_ADDR_CMDLINE), 100);
+	assert_int_equal(strlen((char *)bootimg_ram + BOOT_ADDR_CMDLINE), 100);
 	line[100] = 'a';
 	line[101] = 0;
 	expect_fail(&im, &in, RAM_SIZE, -E2BIG, "command line");
 
 	/* A huge cmdline_size is capped at BOOT_CMDLINE_MAX. */
-	put32(im.buf + 0x238, 0xffffffff);
+	bootimg_put32(im.buf + 0x238, 0xffffffff);
 	memset(line, 'b', 4999);
 	line[4999] = 0;
 	expect_fail(&im, &in, RAM_SIZE, -E2BIG, "command line");
 	line[BOOT_CMDLINE_MAX] = 0;
 	assert_int_equal(load(&im, &in, RAM_SIZE, &regs, err, sizeof(err)), 0);
-	assert_int_equal(strlen((char *)ram_buf + BOOT_ADDR_CMDLINE), BOOT_CMDLINE_MAX);
+	assert_int_equal(strlen((char *)bootimg_ram + BOOT_ADDR_CMDLINE), BOOT_CMDLINE_MAX);
 
 	/* No command line: an empty one, still pointed at. */
 	in.cmdline = NULL;
-	memset(ram_buf + BOOT_ADDR_CMDLINE, 'x', 16);
+	memset(bootimg_ram + BOOT_ADDR_CMDLINE, 'x', 16);
 	assert_int_equal(load(&im, &in, RAM_SIZE, &regs, err, sizeof(err)), 0);
-	assert_int_equal(ram_buf[BOOT_ADDR_CMDLINE], 0);
+	assert_int_equal(bootimg_ram[BOOT_ADDR_CMDLINE], 0);
 	free(line);
 	free(im.buf);
 }
@@ -344,7 +270,7 @@ static void test_non_relocatable(void **state)
 	im.buf[0x234] = 0;
 	assert_int_equal(load(&im, &in, RAM_SIZE, &regs, err, sizeof(err)), 0);
 	assert_int_equal(regs.rip, 0x100200);
-	assert_memory_equal(ram_buf + 0x100000, im.buf + (SETUP_SECTS + 1) * 512, PM_SIZE);
+	assert_memory_equal(bootimg_ram + 0x100000, im.buf + (SETUP_SECTS + 1) * 512, PM_SIZE);
 	free(im.buf);
 }
 
@@ -360,7 +286,7 @@ static void test_setup_sects_zero(void **state)
 	assert_int_equal(bz.setup_size, 5 * 512);
 	assert_int_equal(bz.pm_size, PM_SIZE);
 	assert_int_equal(load(&im, &in, RAM_SIZE, &regs, err, sizeof(err)), 0);
-	assert_memory_equal(ram_buf + PREF, im.buf + 5 * 512, PM_SIZE);
+	assert_memory_equal(bootimg_ram + PREF, im.buf + 5 * 512, PM_SIZE);
 	free(im.buf);
 }
 
@@ -371,10 +297,10 @@ static void test_real16(void **state)
 	struct boot_regs regs;
 	char err[256] = "";
 	uint8_t initrd[100] = {1, 2, 3};
-	const uint8_t *s = ram_buf + BOOT_ADDR_REAL_SETUP;
+	const uint8_t *s = bootimg_ram + BOOT_ADDR_REAL_SETUP;
 
 	in.entry = BOOT_ENTRY_REAL16;
-	put32(im.buf + 0x214, 0x200000); /* code32_start: we load at 1 MiB and say so */
+	bootimg_put32(im.buf + 0x214, 0x200000); /* code32_start: we load at 1 MiB and say so */
 	in.initrd = initrd;
 	in.initrd_size = sizeof(initrd);
 	assert_int_equal(load(&im, &in, RAM_SIZE, &regs, err, sizeof(err)), 0);
@@ -389,16 +315,16 @@ static void test_real16(void **state)
 	assert_memory_equal(s + 0x26c, im.buf + 0x26c, (SETUP_SECTS + 1) * 512 - 0x26c);
 	assert_int_equal(s[0x210], 0xff);
 	assert_true(s[0x211] & 0x80);
-	assert_int_equal(get16(s + 0x224), 0xe000 - 0x200);
-	assert_int_equal(get32(s + 0x228), BOOT_ADDR_CMDLINE);
-	assert_int_equal(get32(s + 0x214), 0x100000);
-	assert_int_equal(get32(s + 0x21c), sizeof(initrd));
-	assert_int_equal(get32(s + 0x218), (RAM_SIZE - sizeof(initrd)) & ~0xfffULL);
-	assert_memory_equal(ram_buf + get32(s + 0x218), initrd, sizeof(initrd));
-	assert_memory_equal(ram_buf + 0x100000, im.buf + (SETUP_SECTS + 1) * 512, PM_SIZE);
+	assert_int_equal(bootimg_get16(s + 0x224), 0xe000 - 0x200);
+	assert_int_equal(bootimg_get32(s + 0x228), BOOT_ADDR_CMDLINE);
+	assert_int_equal(bootimg_get32(s + 0x214), 0x100000);
+	assert_int_equal(bootimg_get32(s + 0x21c), sizeof(initrd));
+	assert_int_equal(bootimg_get32(s + 0x218), (RAM_SIZE - sizeof(initrd)) & ~0xfffULL);
+	assert_memory_equal(bootimg_ram + bootimg_get32(s + 0x218), initrd, sizeof(initrd));
+	assert_memory_equal(bootimg_ram + 0x100000, im.buf + (SETUP_SECTS + 1) * 512, PM_SIZE);
 
 	/* Real mode works from protocol 2.06 (no xloadflags, no pref_address). */
-	put16(im.buf + 0x206, 0x0206);
+	bootimg_put16(im.buf + 0x206, 0x0206);
 	in.initrd_size = 0;
 	assert_int_equal(load(&im, &in, RAM_SIZE, &regs, err, sizeof(err)), 0);
 	assert_int_equal(regs.mode, BOOT_MODE_REAL16);
@@ -439,26 +365,26 @@ static void test_bad_header(void **state)
 	struct img im = make_bz(SETUP_SECTS, PM_SIZE);
 	struct boot_input in = input_of(&im);
 
-	put16(im.buf + 0x1fe, 0x55aa);
+	bootimg_put16(im.buf + 0x1fe, 0x55aa);
 	expect_fail(&im, &in, RAM_SIZE, -ENOEXEC, "boot_flag");
-	put16(im.buf + 0x1fe, 0xaa55);
+	bootimg_put16(im.buf + 0x1fe, 0xaa55);
 
 	memcpy(im.buf + 0x202, "HdrT", 4);
 	expect_fail(&im, &in, RAM_SIZE, -ENOEXEC, "neither a bzImage");
 	memcpy(im.buf + 0x202, "HdrS", 4);
 
-	put16(im.buf + 0x206, 0x0205);
+	bootimg_put16(im.buf + 0x206, 0x0205);
 	expect_fail(&im, &in, RAM_SIZE, -ENOEXEC, "2.05 is older than 2.06");
-	put16(im.buf + 0x206, 0x0203);
+	bootimg_put16(im.buf + 0x206, 0x0203);
 	expect_fail(&im, &in, RAM_SIZE, -ENOEXEC, "2.03");
 	/* 2.06 to 2.11 parse, but have no xloadflags: no 64-bit entry. */
-	put16(im.buf + 0x206, 0x0206);
+	bootimg_put16(im.buf + 0x206, 0x0206);
 	expect_fail(&im, &in, RAM_SIZE, -ENOEXEC, "64-bit");
-	put16(im.buf + 0x206, 0x020f);
+	bootimg_put16(im.buf + 0x206, 0x020f);
 
-	put16(im.buf + 0x236, 0x2);
+	bootimg_put16(im.buf + 0x236, 0x2);
 	expect_fail(&im, &in, RAM_SIZE, -ENOEXEC, "XLF_KERNEL_64");
-	put16(im.buf + 0x236, 0x3);
+	bootimg_put16(im.buf + 0x236, 0x3);
 
 	im.buf[0x211] = 0;
 	expect_fail(&im, &in, RAM_SIZE, -ENOEXEC, "zImage");
@@ -468,7 +394,7 @@ static void test_bad_header(void **state)
 	{
 		struct img cut = {.buf = im.buf, .size = (SETUP_SECTS + 1) * 512};
 
-		put32(im.buf + 0x1f4, 0);
+		bootimg_put32(im.buf + 0x1f4, 0);
 		expect_fail(
 		    &cut,
 		    &(struct boot_input){.kernel = cut.buf, .kernel_size = cut.size, .nr_cpus = 1},
@@ -476,25 +402,25 @@ static void test_bad_header(void **state)
 	}
 
 	/* syssize says more than the file holds. */
-	put32(im.buf + 0x1f4, PM_SIZE / 16 + 1);
+	bootimg_put32(im.buf + 0x1f4, PM_SIZE / 16 + 1);
 	expect_fail(&im, &in, RAM_SIZE, -ENOEXEC, "truncated");
-	put32(im.buf + 0x1f4, PM_SIZE / 16);
+	bootimg_put32(im.buf + 0x1f4, PM_SIZE / 16);
 
 	/* Compressed payload beyond the kernel, also with 32-bit wraparound. */
-	put32(im.buf + 0x24c, PM_SIZE);
+	bootimg_put32(im.buf + 0x24c, PM_SIZE);
 	expect_fail(&im, &in, RAM_SIZE, -ENOEXEC, "payload");
-	put32(im.buf + 0x248, 0xffffffff);
-	put32(im.buf + 0x24c, 2);
+	bootimg_put32(im.buf + 0x248, 0xffffffff);
+	bootimg_put32(im.buf + 0x24c, 2);
 	expect_fail(&im, &in, RAM_SIZE, -ENOEXEC, "payload");
-	put32(im.buf + 0x248, 0x10);
-	put32(im.buf + 0x24c, 0x100);
+	bootimg_put32(im.buf + 0x248, 0x10);
+	bootimg_put32(im.buf + 0x24c, 0x100);
 
 	/* pref_address that would clobber our low structures, or beyond 4 GiB. */
-	put64(im.buf + 0x258, 0x7000);
+	bootimg_put64(im.buf + 0x258, 0x7000);
 	expect_fail(&im, &in, RAM_SIZE, -ENOEXEC, "pref_address");
-	put64(im.buf + 0x258, UINT64_MAX - 0x100);
+	bootimg_put64(im.buf + 0x258, UINT64_MAX - 0x100);
 	expect_fail(&im, &in, RAM_SIZE, -ENOEXEC, "pref_address");
-	put64(im.buf + 0x258, PREF);
+	bootimg_put64(im.buf + 0x258, PREF);
 
 	/* Still loads once repaired. */
 	{
@@ -536,13 +462,13 @@ static void test_kernel_too_big(void **state)
 	char err[256];
 
 	/* init_size beyond RAM. */
-	put32(im.buf + 0x260, RAM_SIZE);
+	bootimg_put32(im.buf + 0x260, RAM_SIZE);
 	expect_fail(&im, &in, RAM_SIZE, -E2BIG, "init_size");
 	/* Exactly up to the end of RAM fits. */
-	put32(im.buf + 0x260, RAM_SIZE - PREF);
+	bootimg_put32(im.buf + 0x260, RAM_SIZE - PREF);
 	assert_int_equal(load(&im, &in, RAM_SIZE, &regs, err, sizeof(err)), 0);
 	/* RAM smaller than pref_address. */
-	put32(im.buf + 0x260, 0x8000);
+	bootimg_put32(im.buf + 0x260, 0x8000);
 	expect_fail(&im, &in, 8 * MiB, -E2BIG, "low RAM ends");
 	free(im.buf);
 }
@@ -605,11 +531,11 @@ static void test_debian_kernel(void **state)
 	const char *path = real_kernel_path();
 	struct boot_bzimage_info bz;
 	struct boot_input in = {0};
-	struct boot_ram ram = ram_of(BIG_RAM_SIZE);
+	struct boot_ram ram = ram_of(BOOTIMG_RAM_SIZE);
 	struct boot_regs regs;
 	char err[256] = "";
 	uint8_t initrd[8192];
-	const uint8_t *zp = ram_buf + BOOT_ADDR_ZERO_PAGE;
+	const uint8_t *zp = bootimg_ram + BOOT_ADDR_ZERO_PAGE;
 	size_t size;
 	uint8_t *k = read_file(path, &size);
 
@@ -641,9 +567,9 @@ static void test_debian_kernel(void **state)
 	assert_int_equal(regs.mode, BOOT_MODE_LONG64);
 	assert_int_equal(regs.rip, bz.pref_address + 0x200);
 	assert_memory_equal(zp + 0x202, "HdrS", 4);
-	assert_true(get32(zp + 0x218) >= bz.pref_address + bz.init_size);
-	assert_int_equal(get32(zp + 0x218) + sizeof(initrd), BIG_RAM_SIZE);
-	assert_memory_equal(ram_buf + bz.pref_address, k + bz.pm_offset, bz.pm_size);
+	assert_true(bootimg_get32(zp + 0x218) >= bz.pref_address + bz.init_size);
+	assert_int_equal(bootimg_get32(zp + 0x218) + sizeof(initrd), BOOTIMG_RAM_SIZE);
+	assert_memory_equal(bootimg_ram + bz.pref_address, k + bz.pm_offset, bz.pm_size);
 
 	/* Real-mode entry too. */
 	in.entry = BOOT_ENTRY_REAL16;
@@ -670,5 +596,5 @@ int main(void)
 	    cmocka_unit_test(test_debian_kernel),
 	};
 
-	return cmocka_run_group_tests(tests, setup_ram, teardown_ram);
+	return cmocka_run_group_tests(tests, bootimg_ram_setup, bootimg_ram_teardown);
 }

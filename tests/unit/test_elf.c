@@ -12,43 +12,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "boot/boot.h"
+#include "tests/unit/boot_test_image.h"
 
-#define MiB	     (1ULL << 20)
-#define RAM_SIZE     (64 * MiB)
-#define BIG_RAM_SIZE (256 * MiB)
-#define ENTRY	     0x1000100
-#define NOTE_OFF     0x200
-#define SEG0_OFF     0x1000
-#define SEG0_PADDR   0x1000000
-#define SEG0_FILESZ  0x2000
-#define SEG0_MEMSZ   0x3000
-#define SEG1_OFF     0x3000
-#define SEG1_PADDR   0x1200000
-#define SEG1_SIZE    0x800
-#define IMG_SIZE     0x3800
-
-static uint8_t *ram_buf;
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return v;
-}
+#define MiB	    (1ULL << 20)
+#define RAM_SIZE    (64 * MiB)
+#define ENTRY	    0x1000100
+#define NOTE_OFF    0x200
+#define SEG0_OFF    0x1000
+#define SEG0_PADDR  0x1000000
+#define SEG0_FILESZ 0x2000
+#define SEG0_MEMSZ  0x3000
+#define SEG1_OFF    0x3000
+#define SEG1_PADDR  0x1200000
+#define SEG1_SIZE   0x800
+#define IMG_SIZE    0x3800
 
 struct img {
 	uint8_t *buf;
@@ -56,40 +37,11 @@ struct img {
 	size_t note_size;
 };
 
-static size_t add_note(uint8_t *p, const char *name, uint32_t type, const void *desc,
-		       uint32_t descsz)
-{
-	Elf64_Nhdr nh = {
-	    .n_namesz = (uint32_t)strlen(name) + 1, .n_descsz = descsz, .n_type = type};
-	size_t off = sizeof(nh);
-
-	memcpy(p, &nh, sizeof(nh));
-	memcpy(p + off, name, nh.n_namesz);
-	off += (nh.n_namesz + 3) & ~3u;
-	memcpy(p + off, desc, descsz);
-	off += (descsz + 3) & ~3u;
-	return off;
-}
-
-static void set_phdr(struct img *im, int i, const Elf64_Phdr *ph)
-{
-	memcpy(im->buf + 64 + i * sizeof(*ph), ph, sizeof(*ph));
-}
-
-static Elf64_Phdr get_phdr(const struct img *im, int i)
-{
-	Elf64_Phdr ph;
-
-	memcpy(&ph, im->buf + 64 + i * sizeof(ph), sizeof(ph));
-	return ph;
-}
-
 /* Two PT_LOAD (the first with bss) and a PT_NOTE holding a GNU note, a Xen note and the PVH note.
  */
 static struct img make_elf(uint32_t pvh_descsz)
 {
 	struct img im = {.size = IMG_SIZE};
-	Elf64_Ehdr eh = {0};
 	uint8_t gnu[20] = {1, 2, 3}, xen_entry[8] = {0};
 	uint64_t entry = ENTRY;
 	size_t i, off = NOTE_OFF;
@@ -98,56 +50,45 @@ static struct img make_elf(uint32_t pvh_descsz)
 	assert_non_null(im.buf);
 	for (i = SEG0_OFF; i < IMG_SIZE; i++)
 		im.buf[i] = (uint8_t)(i * 13 + 1);
-	memcpy(eh.e_ident, ELFMAG, SELFMAG);
-	eh.e_ident[EI_CLASS] = ELFCLASS64;
-	eh.e_ident[EI_DATA] = ELFDATA2LSB;
-	eh.e_ident[EI_VERSION] = EV_CURRENT;
-	eh.e_type = ET_EXEC;
-	eh.e_machine = EM_X86_64;
-	eh.e_version = EV_CURRENT;
-	eh.e_entry = 0xffffffff81000000ULL;
-	eh.e_phoff = 64;
-	eh.e_ehsize = sizeof(eh);
-	eh.e_phentsize = sizeof(Elf64_Phdr);
-	eh.e_phnum = 3;
-	memcpy(im.buf, &eh, sizeof(eh));
+	bootimg_elf_header(im.buf, 0xffffffff81000000ULL, 3);
 
-	off += add_note(im.buf + off, "GNU", NT_GNU_BUILD_ID, gnu, sizeof(gnu));
-	off +=
-	    add_note(im.buf + off, "Xen", 1, xen_entry, sizeof(xen_entry)); /* XEN_ELFNOTE_ENTRY */
+	off += bootimg_elf_add_note(im.buf + off, "GNU", NT_GNU_BUILD_ID, gnu, sizeof(gnu));
+	off += bootimg_elf_add_note(im.buf + off, "Xen", 1, xen_entry,
+				    sizeof(xen_entry)); /* XEN_ELFNOTE_ENTRY */
 	if (pvh_descsz)
-		off += add_note(im.buf + off, "Xen", 18, &entry, pvh_descsz);
+		off +=
+		    bootimg_elf_add_note(im.buf + off, "Xen", BOOTIMG_NOTE_PVH, &entry, pvh_descsz);
 	im.note_size = off - NOTE_OFF;
 
-	set_phdr(&im, 0,
-		 &(Elf64_Phdr){.p_type = PT_LOAD,
-			       .p_offset = SEG0_OFF,
-			       .p_vaddr = 0xffffffff81000000ULL,
-			       .p_paddr = SEG0_PADDR,
-			       .p_filesz = SEG0_FILESZ,
-			       .p_memsz = SEG0_MEMSZ,
-			       .p_align = 0x200000});
-	set_phdr(&im, 1,
-		 &(Elf64_Phdr){.p_type = PT_LOAD,
-			       .p_offset = SEG1_OFF,
-			       .p_vaddr = 0xffffffff81200000ULL,
-			       .p_paddr = SEG1_PADDR,
-			       .p_filesz = SEG1_SIZE,
-			       .p_memsz = SEG1_SIZE,
-			       .p_align = 0x1000});
-	set_phdr(&im, 2,
-		 &(Elf64_Phdr){.p_type = PT_NOTE,
-			       .p_offset = NOTE_OFF,
-			       .p_filesz = im.note_size,
-			       .p_memsz = im.note_size,
-			       .p_align = 4});
+	bootimg_elf_set_phdr(im.buf, 0,
+			     &(Elf64_Phdr){.p_type = PT_LOAD,
+					   .p_offset = SEG0_OFF,
+					   .p_vaddr = 0xffffffff81000000ULL,
+					   .p_paddr = SEG0_PADDR,
+					   .p_filesz = SEG0_FILESZ,
+					   .p_memsz = SEG0_MEMSZ,
+					   .p_align = 0x200000});
+	bootimg_elf_set_phdr(im.buf, 1,
+			     &(Elf64_Phdr){.p_type = PT_LOAD,
+					   .p_offset = SEG1_OFF,
+					   .p_vaddr = 0xffffffff81200000ULL,
+					   .p_paddr = SEG1_PADDR,
+					   .p_filesz = SEG1_SIZE,
+					   .p_memsz = SEG1_SIZE,
+					   .p_align = 0x1000});
+	bootimg_elf_set_phdr(im.buf, 2,
+			     &(Elf64_Phdr){.p_type = PT_NOTE,
+					   .p_offset = NOTE_OFF,
+					   .p_filesz = im.note_size,
+					   .p_memsz = im.note_size,
+					   .p_align = 4});
 	return im;
 }
 
 static int load(const struct img *im, struct boot_input *in, uint64_t ram_size,
 		struct boot_regs *regs, char *err, size_t errlen)
 {
-	struct boot_ram ram = {.lo = ram_buf, .lo_size = ram_size};
+	struct boot_ram ram = {.lo = bootimg_ram, .lo_size = ram_size};
 
 	in->kernel = im->buf;
 	in->kernel_size = im->size;
@@ -161,21 +102,7 @@ static void expect_fail(const struct img *im, int rc, const char *what)
 	char err[256] = "";
 
 	assert_int_equal(load(im, &in, RAM_SIZE, &regs, err, sizeof(err)), rc);
-	if (!strstr(err, what))
-		fail_msg("error \"%s\" does not mention \"%s\"", err, what);
-}
-
-static int setup_ram(void **state)
-{
-	ram_buf =
-	    mmap(NULL, BIG_RAM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	return ram_buf == MAP_FAILED ? -1 : 0;
-}
-
-static int teardown_ram(void **state)
-{
-	munmap(ram_buf, BIG_RAM_SIZE);
-	return 0;
+	bootimg_expect_err(err, what);
 }
 
 /* ---- good images ---- */
@@ -205,12 +132,12 @@ static void test_load(void **state)
 				.nr_cpus = 3};
 	struct boot_regs regs;
 	char err[256] = "";
-	const uint8_t *si = ram_buf + BOOT_ADDR_PVH_INFO, *mod, *mm;
+	const uint8_t *si = bootimg_ram + BOOT_ADDR_PVH_INFO, *mod, *mm;
 	uint64_t initrd_addr;
 	uint32_t i, n;
 
 	memset(initrd, 0x3c, sizeof(initrd));
-	memset(ram_buf, 0xaa, RAM_SIZE); /* so the bss must really be cleared */
+	memset(bootimg_ram, 0xaa, RAM_SIZE); /* so the bss must really be cleared */
 	assert_int_equal(load(&im, &in, RAM_SIZE, &regs, err, sizeof(err)), 0);
 	assert_string_equal(err, "");
 
@@ -220,48 +147,48 @@ static void test_load(void **state)
 	assert_int_equal(regs.code_sel, 0x10);
 	assert_int_equal(regs.data_sel, 0x18);
 	assert_int_equal(regs.gdt_base, BOOT_ADDR_GDT);
-	assert_int_equal(get64(ram_buf + BOOT_ADDR_GDT + 16), 0x00cf9b000000ffffULL);
-	assert_int_equal(get64(ram_buf + BOOT_ADDR_GDT + 24), 0x00cf93000000ffffULL);
+	assert_int_equal(bootimg_get64(bootimg_ram + BOOT_ADDR_GDT + 16), 0x00cf9b000000ffffULL);
+	assert_int_equal(bootimg_get64(bootimg_ram + BOOT_ADDR_GDT + 24), 0x00cf93000000ffffULL);
 
 	/* Segments at p_paddr, bss zeroed, nothing past it touched. */
-	assert_memory_equal(ram_buf + SEG0_PADDR, im.buf + SEG0_OFF, SEG0_FILESZ);
+	assert_memory_equal(bootimg_ram + SEG0_PADDR, im.buf + SEG0_OFF, SEG0_FILESZ);
 	for (i = SEG0_FILESZ; i < SEG0_MEMSZ; i++)
-		assert_int_equal(ram_buf[SEG0_PADDR + i], 0);
-	assert_int_equal(ram_buf[SEG0_PADDR + SEG0_MEMSZ], 0xaa);
-	assert_memory_equal(ram_buf + SEG1_PADDR, im.buf + SEG1_OFF, SEG1_SIZE);
+		assert_int_equal(bootimg_ram[SEG0_PADDR + i], 0);
+	assert_int_equal(bootimg_ram[SEG0_PADDR + SEG0_MEMSZ], 0xaa);
+	assert_memory_equal(bootimg_ram + SEG1_PADDR, im.buf + SEG1_OFF, SEG1_SIZE);
 
 	/* hvm_start_info v1. */
-	assert_int_equal(get32(si), 0x336ec578);
-	assert_int_equal(get32(si + 4), 1);
-	assert_int_equal(get32(si + 12), 1); /* nr_modules */
-	assert_string_equal((const char *)ram_buf + get64(si + 24), "console=ttyS0");
-	assert_int_equal(get64(si + 32), 0); /* rsdp */
-	mod = ram_buf + get64(si + 16);
-	initrd_addr = get64(mod);
+	assert_int_equal(bootimg_get32(si), 0x336ec578);
+	assert_int_equal(bootimg_get32(si + 4), 1);
+	assert_int_equal(bootimg_get32(si + 12), 1); /* nr_modules */
+	assert_string_equal((const char *)bootimg_ram + bootimg_get64(si + 24), "console=ttyS0");
+	assert_int_equal(bootimg_get64(si + 32), 0); /* rsdp */
+	mod = bootimg_ram + bootimg_get64(si + 16);
+	initrd_addr = bootimg_get64(mod);
 	assert_int_equal(initrd_addr, (RAM_SIZE - sizeof(initrd)) & ~0xfffULL);
-	assert_int_equal(get64(mod + 8), sizeof(initrd));
-	assert_memory_equal(ram_buf + initrd_addr, initrd, sizeof(initrd));
+	assert_int_equal(bootimg_get64(mod + 8), sizeof(initrd));
+	assert_memory_equal(bootimg_ram + initrd_addr, initrd, sizeof(initrd));
 
-	n = get32(si + 48);
+	n = bootimg_get32(si + 48);
 	assert_int_equal(n, 3);
-	mm = ram_buf + get64(si + 40);
-	assert_int_equal(get64(mm + 0), 0);
-	assert_int_equal(get32(mm + 16), 1);
-	assert_int_equal(get64(mm + 24), 0x9fc00);
-	assert_int_equal(get32(mm + 24 + 16), 2);
-	assert_int_equal(get64(mm + 48), MiB);
-	assert_int_equal(get64(mm + 48 + 8), RAM_SIZE - MiB);
-	assert_int_equal(get32(mm + 48 + 16), 1);
-	assert_int_equal(get32(mm + 48 + 20), 0);
+	mm = bootimg_ram + bootimg_get64(si + 40);
+	assert_int_equal(bootimg_get64(mm + 0), 0);
+	assert_int_equal(bootimg_get32(mm + 16), 1);
+	assert_int_equal(bootimg_get64(mm + 24), 0x9fc00);
+	assert_int_equal(bootimg_get32(mm + 24 + 16), 2);
+	assert_int_equal(bootimg_get64(mm + 48), MiB);
+	assert_int_equal(bootimg_get64(mm + 48 + 8), RAM_SIZE - MiB);
+	assert_int_equal(bootimg_get32(mm + 48 + 16), 1);
+	assert_int_equal(bootimg_get32(mm + 48 + 20), 0);
 
-	assert_memory_equal(ram_buf + BOOT_ADDR_MPTABLE, "_MP_", 4);
+	assert_memory_equal(bootimg_ram + BOOT_ADDR_MPTABLE, "_MP_", 4);
 
 	/* No initrd: no module. */
 	in.initrd = NULL;
 	in.initrd_size = 0;
 	assert_int_equal(load(&im, &in, RAM_SIZE, &regs, err, sizeof(err)), 0);
-	assert_int_equal(get32(si + 12), 0);
-	assert_int_equal(get64(si + 16), 0);
+	assert_int_equal(bootimg_get32(si + 12), 0);
+	assert_int_equal(bootimg_get64(si + 16), 0);
 	free(im.buf);
 }
 
@@ -295,9 +222,9 @@ static void test_no_pvh_note(void **state)
 
 	expect_fail(&im, -ENOEXEC, "PVH");
 	/* Without any PT_NOTE at all. */
-	ph = get_phdr(&im, 2);
+	ph = bootimg_elf_get_phdr(im.buf, 2);
 	ph.p_type = PT_NULL;
-	set_phdr(&im, 2, &ph);
+	bootimg_elf_set_phdr(im.buf, 2, &ph);
 	expect_fail(&im, -ENOEXEC, "PVH");
 	free(im.buf);
 
@@ -311,7 +238,7 @@ static void test_no_pvh_note(void **state)
 static void test_bad_notes(void **state)
 {
 	struct img im = make_elf(8);
-	Elf64_Phdr ph = get_phdr(&im, 2);
+	Elf64_Phdr ph = bootimg_elf_get_phdr(im.buf, 2);
 	size_t pvh = NOTE_OFF + 12 + 4 + 20 + 12 + 4 + 8; /* the PVH note's header */
 	uint32_t v;
 
@@ -336,10 +263,10 @@ static void test_bad_notes(void **state)
 	/* Note segment beyond the file. */
 	im = make_elf(8);
 	ph.p_offset = IMG_SIZE - 4;
-	set_phdr(&im, 2, &ph);
+	bootimg_elf_set_phdr(im.buf, 2, &ph);
 	expect_fail(&im, -ENOEXEC, "note segment");
 	ph.p_offset = UINT64_MAX - 2;
-	set_phdr(&im, 2, &ph);
+	bootimg_elf_set_phdr(im.buf, 2, &ph);
 	expect_fail(&im, -ENOEXEC, "note segment");
 	free(im.buf);
 
@@ -390,13 +317,13 @@ static void test_bad_ehdr(void **state)
 static void test_bad_phdrs(void **state)
 {
 	struct img im = make_elf(8);
-	Elf64_Phdr good = get_phdr(&im, 1), ph;
+	Elf64_Phdr good = bootimg_elf_get_phdr(im.buf, 1), ph;
 
 #define TRY(field, val, rc, what)                                                                  \
 	do {                                                                                       \
 		ph = good;                                                                         \
 		ph.field = val;                                                                    \
-		set_phdr(&im, 1, &ph);                                                             \
+		bootimg_elf_set_phdr(im.buf, 1, &ph);                                              \
 		expect_fail(&im, rc, what);                                                        \
 	} while (0)
 	TRY(p_filesz, SEG1_SIZE + 1, -ENOEXEC, "above memory size");
@@ -413,7 +340,7 @@ static void test_bad_phdrs(void **state)
 	/* Touching, not overlapping: fine. */
 	ph = good;
 	ph.p_paddr = SEG0_PADDR + SEG0_MEMSZ;
-	set_phdr(&im, 1, &ph);
+	bootimg_elf_set_phdr(im.buf, 1, &ph);
 	{
 		struct boot_input in = {.nr_cpus = 1};
 		struct boot_regs regs;
@@ -440,8 +367,8 @@ static void test_truncated_everywhere(void **state)
 		in.kernel = copy;
 		in.kernel_size = n;
 		err[0] = 0;
-		rc = boot_load(&(struct boot_ram){.lo = ram_buf, .lo_size = RAM_SIZE}, &in, &regs,
-			       err, sizeof(err));
+		rc = boot_load(&(struct boot_ram){.lo = bootimg_ram, .lo_size = RAM_SIZE}, &in,
+			       &regs, err, sizeof(err));
 		if (rc != -ENOEXEC)
 			fail_msg("prefix of %zu bytes: %d (%s)", n, rc, err);
 		assert_true(strlen(err) > 0);
@@ -513,7 +440,7 @@ out:
 static void test_debian_vmlinux(void **state)
 {
 	const char *path = getenv("UVM_TEST_KERNEL");
-	struct boot_ram ram = {.lo = ram_buf, .lo_size = BIG_RAM_SIZE};
+	struct boot_ram ram = {.lo = bootimg_ram, .lo_size = BOOTIMG_RAM_SIZE};
 	struct boot_input in;
 	struct boot_regs regs;
 	char err[256] = "", why[256] = "";
@@ -559,7 +486,7 @@ static void test_debian_vmlinux(void **state)
 	assert_int_equal(boot_load(&ram, &in, &regs, err, sizeof(err)), 0);
 	assert_int_equal(regs.mode, BOOT_MODE_PROT32);
 	assert_int_equal(regs.rip, entry);
-	assert_int_equal(get32(ram_buf + BOOT_ADDR_PVH_INFO), 0x336ec578);
+	assert_int_equal(bootimg_get32(bootimg_ram + BOOT_ADDR_PVH_INFO), 0x336ec578);
 
 	/* Too small for it. */
 	ram.lo_size = 16 * MiB;
@@ -578,5 +505,5 @@ int main(void)
 	    cmocka_unit_test(test_debian_vmlinux),
 	};
 
-	return cmocka_run_group_tests(tests, setup_ram, teardown_ram);
+	return cmocka_run_group_tests(tests, bootimg_ram_setup, bootimg_ram_teardown);
 }
