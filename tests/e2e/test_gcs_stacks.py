@@ -40,7 +40,8 @@ def test_gcs_stacks_list_a_waiting_storage_worker(svm, tmp):
     m = re.match(r"gcs pid (\d+): (\d+) threads?\n", s["gcs"])
     assert m and int(m.group(2)) == len(idle) >= 1, s["gcs"]
     bridge_tid = int(m.group(1))
-    assert "gcs_bridge_main" in idle[bridge_tid][1], s["gcs"]
+    # The loop thread is named after the binary PID 1 runs as the bridge (/init).
+    assert idle[bridge_tid][0] == "init" and "gcs_bridge_main" in idle[bridge_tid][1], s["gcs"]
 
     base = unbound_virtio(svm, tmp)
     img = os.path.join(tmp, "stk.img")
