@@ -35,9 +35,10 @@
 
 #include <libunwind.h>
 
-#define STK_THREADS  64 /* slots: the GCS has a bridge thread and at most 64 storage workers */
+/* Slots: the bridge thread, up to 64 storage workers (storage.c MAX_JOBS), and room. */
+#define STK_THREADS  128
 #define STK_FRAMES   40
-#define STK_IDX_BITS 6
+#define STK_IDX_BITS 7
 _Static_assert(STK_THREADS == 1 << STK_IDX_BITS, "a slot index fills its bits");
 
 /* ---- the slots and the handler ------------------------------------------------ */
