@@ -5,7 +5,8 @@
    agent dialled in and negotiated), three runs, median; QEMU: exec to the
    init's readiness line ("uvm-gcs: ready") on the same kernel and initrd.
    Target: uvm-shim <= 1.0x QEMU.
-2. vsock throughput over a 256 MiB transfer, guest->host and host->guest:
+2. vsock throughput over a 256 MiB transfer, guest->host and host->guest,
+   alternating runs (--runs, default 3), medians:
    uvm-shim's in-process virtio-vsock (host end: the Unix socket convention)
    against QEMU's vhost-vsock-pci (host end: AF_VSOCK). The guest side is
    the GCS's self-test tool (`/init bridge --vsock-dial PORT`) in both.
@@ -183,7 +184,7 @@ def run_transfers(make_listener, start_guest, log_what):
 
 
 def shim_throughput(shim, kernel, initrd, cpus, mem, tmp, log):
-    path = os.path.join(tmp, "v.sock")
+    path = tempfile.mktemp(prefix="v", suffix=".sock", dir=tmp)  # a fresh name per run
 
     def listener(port):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -271,19 +272,26 @@ def main():
     if args.skip_throughput:
         return
 
-    st = shim_throughput(shim, kernel, initrd, args.cpus, args.memory, tmp, log)
-    print("uvm-shim vsock %d MiB: guest->host %.1f MB/s, host->guest %.1f MB/s"
-          % (args.mib, st["g2h"], st["h2g"]), flush=True)
-    qt = qemu_throughput(kernel, initrd, args.cpus, args.memory)
-    if qt is None:
-        print("QEMU vhost-vsock: skipped (no /dev/vhost-vsock; module vhost_vsock missing)")
-        return
-    print("QEMU vhost-vsock %d MiB: guest->host %.1f MB/s, host->guest %.1f MB/s"
-          % (args.mib, qt["g2h"], qt["h2g"]))
+    # Alternating runs, medians: one transfer each swings by tens of percent.
+    runs = {"uvm-shim": {"g2h": [], "h2g": []}, "qemu": {"g2h": [], "h2g": []}}
+    for i in range(args.runs):
+        st = shim_throughput(shim, kernel, initrd, args.cpus, args.memory, tmp, log)
+        print("run %d uvm-shim vsock %d MiB: guest->host %.1f MB/s, host->guest %.1f MB/s"
+              % (i + 1, args.mib, st["g2h"], st["h2g"]), flush=True)
+        qt = qemu_throughput(kernel, initrd, args.cpus, args.memory)
+        if qt is None:
+            print("QEMU vhost-vsock: skipped (no /dev/vhost-vsock; module vhost_vsock missing)")
+            return
+        print("run %d QEMU vhost-vsock %d MiB: guest->host %.1f MB/s, host->guest %.1f MB/s"
+              % (i + 1, args.mib, qt["g2h"], qt["h2g"]), flush=True)
+        for name, res in (("uvm-shim", st), ("qemu", qt)):
+            for k in ("g2h", "h2g"):
+                runs[name][k].append(res[k])
     for k, name in (("g2h", "guest->host"), ("h2g", "host->guest")):
-        r = st[k] / qt[k]
-        print("ratio %s uvm-shim/QEMU %.2fx (target >= 1.0x: %s)"
-              % (name, r, "met" if r >= 1.0 else "NOT met"))
+        ms, mq = statistics.median(runs["uvm-shim"][k]), statistics.median(runs["qemu"][k])
+        r = ms / mq
+        print("median %s (%d runs): uvm-shim %.1f MB/s, QEMU %.1f MB/s: %.2fx "
+              "(target >= 1.0x: %s)" % (name, args.runs, ms, mq, r, "met" if r >= 1.0 else "NOT met"))
     print("(%d vCPU, %d MiB; inside the test host: nested KVM under TCG)"
           % (args.cpus, args.memory))
 
