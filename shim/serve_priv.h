@@ -113,6 +113,8 @@ void serve_vm_stats(void *opaque, struct ctl_req *req);
 
 /* ---- serve_procs.c ------------------------------------------------------------------ */
 
+/* The callbacks of every record's guest_proc (started: the exec's answer; finished). */
+extern const struct guest_proc_ops serve_proc_ops;
 struct sproc *serve_proc_find(struct serve *s, int pid);
 /* {"pid", "exit_code", "signal"}: process.wait's answer and process.exited's params. */
 cJSON *serve_proc_result(const struct sproc *p);

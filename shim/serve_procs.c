@@ -139,7 +139,7 @@ static void proc_started(struct guest_proc *gp, int status, const char *error)
 	ctl_req_result(req, r);
 }
 
-static const struct guest_proc_ops proc_ops = {
+const struct guest_proc_ops serve_proc_ops = {
     .started = proc_started,
     .finished = proc_finished,
 };
@@ -213,7 +213,7 @@ void serve_guest_exec(void *opaque, struct ctl_req *req)
 	}
 	p->s = s;
 	p->exec_req = req;
-	guest_proc_init(&p->gp, &proc_ops);
+	guest_proc_init(&p->gp, &serve_proc_ops);
 	serve_procs_trim(s, SERVE_MAX_PROCS_KEPT);
 	p->next = s->procs;
 	s->procs = p;
