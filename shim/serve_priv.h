@@ -1,0 +1,153 @@
+/*
+ * `uvm-shim serve`, inside: the state its files share. Not for other modules
+ * (their door is shim/ctl_serve.h).
+ *
+ *   ctl_serve.c    the event loop, stdin and signals, the method table
+ *   serve_vm.c     the VM: vm.* methods, its exit, the bridge's callbacks
+ *   serve_procs.c  guest.exec and process.*: the table of started processes
+ *   serve_guest.c  requests forwarded to the guest agent (guest.properties,
+ *                  guest.dump_stacks, process.signal/resize)
+ *
+ * Everything runs on the event loop thread, except console output (vCPUs).
+ */
+#ifndef SHIM_SERVE_PRIV_H
+#define SHIM_SERVE_PRIV_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "shim/console.h"
+#include "shim/ctl.h"
+#include "shim/guest_proc.h"
+#include "shim/lifecycle.h"
+#include "shim/scsi.h"
+#include "vmm/vm.h"
+
+/* Processes kept for process.wait; old reported ones go first (serve_procs_trim). */
+#define SERVE_MAX_PROCS_KEPT 4096
+
+struct stacks;
+
+/* Requests waiting for one event, newest first. */
+struct req_list {
+	struct ctl_req *req;
+	struct req_list *next;
+};
+
+struct serve;
+
+/* A process started by guest.exec. */
+struct sproc {
+	struct serve *s;
+	struct guest_proc gp;	  /* pid, relays, exit: shim/guest_proc.c */
+	struct ctl_req *exec_req; /* answered when the exec is */
+	struct req_list *waiters;
+	struct sproc *next;
+};
+
+struct serve {
+	struct loop *loop;
+	struct ctl *ctl;
+	struct lifecycle lc;
+	int sig_fd, timer_fd;
+	int status;
+
+	/* the VM */
+	struct machine *m;
+	struct vm *vm; /* m->vm */
+	struct vsock *vs;
+	struct virtio_dev *vsock_dev;
+	struct vsock_uds *uds;
+	struct bridge *bridge;
+	int console_fd;
+	struct console_watch watch;
+	bool panic_seen;
+	int cpus;
+	uint64_t mem_mib;
+	struct timespec t_start;
+	bool started, exited;
+	const char *exit_name;
+
+	/* deferred requests */
+	struct ctl_req *start_req, *shutdown_req;
+	struct req_list *vm_waiters;
+	struct sproc *procs; /* newest first */
+	unsigned nr_procs;
+
+	/* disks by controller/lun (scsi.c) */
+	struct scsi scsi;
+	cJSON *gcs_answer; /* the negotiation answer, kept while boot disks attach */
+};
+
+/* ---- ctl_serve.c: small helpers --------------------------------------------------- */
+
+long serve_ms_since(const struct timespec *t0);
+/* {"state": "Running"} */
+cJSON *serve_state_result(struct serve *s);
+/* Keeps req to answer later (answers it with an error when out of memory). */
+void serve_req_list_add(struct req_list **l, struct ctl_req *req);
+/* The newest request kept, or NULL. */
+struct ctl_req *serve_req_list_pop(struct req_list **l);
+
+/* ---- serve_vm.c --------------------------------------------------------------------- */
+
+/* The word of vm.exited and vm.wait for an exit reason ("poweroff"). */
+const char *serve_exit_word(enum vm_exit why);
+/* Stops the VM now and settles everything. Safe in every state. */
+void serve_terminate(struct serve *s);
+/* The vm.start timeout (s->timer_fd). */
+void serve_on_timer(void *opaque, uint32_t events);
+
+void serve_vm_create(void *opaque, struct ctl_req *req);
+void serve_vm_start(void *opaque, struct ctl_req *req);
+void serve_vm_pause(void *opaque, struct ctl_req *req);
+void serve_vm_resume(void *opaque, struct ctl_req *req);
+void serve_vm_terminate(void *opaque, struct ctl_req *req);
+void serve_vm_shutdown(void *opaque, struct ctl_req *req);
+void serve_vm_wait(void *opaque, struct ctl_req *req);
+void serve_vm_state(void *opaque, struct ctl_req *req);
+void serve_vm_stats(void *opaque, struct ctl_req *req);
+
+/* ---- serve_procs.c ------------------------------------------------------------------ */
+
+/* The callbacks of every record's guest_proc (started: the exec's answer; finished). */
+extern const struct guest_proc_ops serve_proc_ops;
+struct sproc *serve_proc_find(struct serve *s, int pid);
+/* {"pid", "exit_code", "signal"}: process.wait's answer and process.exited's params. */
+cJSON *serve_proc_result(const struct sproc *p);
+/* When s holds max records or more, frees the oldest finished one no wait is out for. */
+void serve_procs_trim(struct serve *s, unsigned max);
+/* Takes p out of s's table (if it is there) and frees it. */
+void serve_proc_unlink_free(struct serve *s, struct sproc *p);
+/* The VM is gone: fails every process.wait still out, drops the relays. */
+void serve_procs_cancel_all(struct serve *s);
+void serve_procs_free(struct serve *s);
+/* The bridge's process_exited notification. */
+void serve_on_process_exited(void *opaque, int pid, int code, int sig);
+
+void serve_guest_exec(void *opaque, struct ctl_req *req);
+void serve_process_wait(void *opaque, struct ctl_req *req);
+void serve_process_signal(void *opaque, struct ctl_req *req);
+void serve_process_resize(void *opaque, struct ctl_req *req);
+
+/* ---- serve_guest.c ------------------------------------------------------------------ */
+
+/* Bridge status (-errno) -> control error code. */
+int serve_guest_err_code(int status);
+/* Sends body (consumed) to the GCS; its answer minus "status" answers req. */
+void serve_forward(struct serve *s, struct ctl_req *req, uint32_t cat, uint32_t rpc, cJSON *body);
+/* The guest's answer body as the control result: a copy without "status". */
+cJSON *serve_forward_result(const cJSON *body);
+/*
+ * guest.dump_stacks's result: the shim's stacks (shim, or NULL with the
+ * capture's -errno in err) and the GCS's answer body (may be NULL).
+ */
+cJSON *serve_stacks_result(const struct stacks *shim, int err, const cJSON *gcs_body);
+
+void serve_guest_properties(void *opaque, struct ctl_req *req);
+void serve_guest_dump_stacks(void *opaque, struct ctl_req *req);
+
+#endif

@@ -1,0 +1,527 @@
+/*
+ * `uvm-shim serve`: the VM. vm.* methods, the machine's creation and
+ * teardown, its exit (vm.exited, vm.wait, vm.shutdown), the console watch
+ * and the bridge's callbacks (ready: vm.start's answer).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "boot/boot.h"
+#include "gcs/protocol.h"
+#include "shim/bridge.h"
+#include "shim/console.h"
+#include "shim/ctl.h"
+#include "shim/lifecycle.h"
+#include "shim/machine.h"
+#include "shim/run.h"
+#include "shim/scsi.h"
+#include "shim/serve_priv.h"
+#include "virtio/virtio.h"
+#include "virtio/vsock.h"
+#include "vmm/log.h"
+#include "vmm/loop.h"
+#include "vmm/vm.h"
+
+#define TAG "serve"
+#define BASE_CMDLINE                                                                               \
+	"console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd"
+#define DEFAULT_START_TIMEOUT 120000 /* ms: a TCG-nested test host boots in ~20 s */
+
+const char *serve_exit_word(enum vm_exit why)
+{
+	switch (why) {
+	case VM_EXIT_RESET:
+		return "reset";
+	case VM_EXIT_POWEROFF:
+		return "poweroff";
+	case VM_EXIT_TRIPLE_FAULT:
+		return "triple_fault";
+	case VM_EXIT_PANIC:
+		return "panic";
+	case VM_EXIT_TERMINATED:
+		return "terminated";
+	case VM_EXIT_ERROR:
+		return "error";
+	default:
+		return "unknown";
+	}
+}
+
+/* ---- the VM ------------------------------------------------------------------------ */
+
+/* vCPU thread: console bytes. */
+static void console_out(void *opaque, const uint8_t *buf, size_t len)
+{
+	struct serve *s = opaque;
+
+	for (size_t i = 0; i < len; i++) {
+		switch (console_watch_byte(&s->watch, buf[i])) {
+		case CONSOLE_EV_PANIC_BEGIN:
+			s->panic_seen = true;
+			break;
+		case CONSOLE_EV_PANIC_END:
+			s->panic_seen = true;
+			vm_request_exit(s->vm, VM_EXIT_PANIC);
+			break;
+		case CONSOLE_EV_POWER_OFF:
+			vm_request_exit(s->vm, VM_EXIT_POWEROFF);
+			break;
+		default:
+			break;
+		}
+	}
+	if (s->console_fd >= 0 && write(s->console_fd, buf, len) < 0) {
+		/* a full disk must not stop the guest */
+	}
+}
+
+static void on_boot_disks(void *opaque, int err, const char *msg)
+{
+	struct serve *s = opaque;
+	struct ctl_req *req = s->start_req;
+	cJSON *r, *gcs;
+
+	if (!req)
+		return; /* the VM ended meanwhile: vm_ended answered */
+	s->start_req = NULL;
+	gcs = s->gcs_answer;
+	s->gcs_answer = NULL;
+	if (err) {
+		cJSON_Delete(gcs);
+		vm_request_exit(s->vm, VM_EXIT_TERMINATED);
+		lifecycle_event(&s->lc, LC_EV_START_FAILED, NULL);
+		lifecycle_done(&s->lc, "vm.start");
+		ctl_req_error(req, CTL_ERR_GUEST, "a disk given before start failed: %s", msg);
+		return;
+	}
+	lifecycle_event(&s->lc, LC_EV_STARTED, NULL);
+	lifecycle_done(&s->lc, "vm.start");
+	r = serve_state_result(s);
+	cJSON_AddNumberToObject(r, "boot_ms", serve_ms_since(&s->t_start));
+	if (gcs) {
+		cJSON_DeleteItemFromObject(gcs, "status");
+		cJSON_AddItemToObject(r, "gcs", gcs);
+	}
+	ctl_req_result(req, r);
+}
+
+static void on_bridge_ready(void *opaque, int err, const cJSON *answer)
+{
+	struct serve *s = opaque;
+	struct ctl_req *req = s->start_req;
+
+	if (!req)
+		return;
+	s->start_req = NULL;
+	timerfd_settime(s->timer_fd, 0, &(struct itimerspec){0}, NULL);
+	if (err) {
+		/* The guest runs but its agent is unusable: that start failed. */
+		vm_request_exit(s->vm, VM_EXIT_TERMINATED);
+		lifecycle_event(&s->lc, LC_EV_START_FAILED, NULL);
+		lifecycle_done(&s->lc, "vm.start");
+		ctl_req_error(req, CTL_ERR_GUEST, "the guest agent failed to negotiate: %s",
+			      strerror(-err));
+		return;
+	}
+	/* vm.start answers once the disks given before it are found and mounted. */
+	s->start_req = req;
+	cJSON_Delete(s->gcs_answer);
+	s->gcs_answer = cJSON_Duplicate(answer, 1);
+	scsi_boot_attach(&s->scsi, s->bridge, on_boot_disks, s);
+}
+
+static void on_bridge_closed(void *opaque)
+{
+	pr_info(TAG, "bridge connection closed");
+}
+
+static const struct bridge_ops bridge_ops = {
+    .ready = on_bridge_ready,
+    .process_exited = serve_on_process_exited,
+    .closed = on_bridge_closed,
+};
+
+/* Frees every device and the VM. The vCPUs must have stopped (vm_join). */
+static void vm_teardown(struct serve *s)
+{
+	bridge_destroy(s->bridge);
+	s->bridge = NULL;
+	serve_procs_cancel_all(s);
+	scsi_unbind(&s->scsi); /* before the bus goes */
+	cJSON_Delete(s->gcs_answer);
+	s->gcs_answer = NULL;
+	if (s->vsock_dev)
+		virtio_dev_destroy(s->vsock_dev);
+	s->vsock_dev = NULL;
+	vsock_uds_destroy(s->uds);
+	s->uds = NULL;
+	vsock_engine_destroy(s->vs);
+	s->vs = NULL;
+	if (s->vm)
+		loop_del(s->loop, vm_exit_fd(s->vm));
+	machine_destroy(s->m);
+	s->m = NULL;
+	s->vm = NULL;
+	if (s->console_fd >= 0)
+		close(s->console_fd);
+	s->console_fd = -1;
+}
+
+/* The VM stopped (any reason): settle everything that waited on it. */
+static void vm_ended(struct serve *s, enum vm_exit why)
+{
+	struct ctl_req *req;
+	cJSON *ev;
+
+	if (s->exited)
+		return;
+	s->exited = true;
+	if (why == VM_EXIT_RESET && s->panic_seen)
+		why = VM_EXIT_PANIC;
+	s->exit_name = serve_exit_word(why);
+	pr_info(TAG, "VM ended: %s", vm_exit_name(why));
+	if (s->start_req) {
+		req = s->start_req;
+		s->start_req = NULL;
+		lifecycle_event(&s->lc, LC_EV_START_FAILED, NULL);
+		lifecycle_done(&s->lc, "vm.start");
+		ctl_req_error(req, why == VM_EXIT_TERMINATED ? CTL_ERR_CANCELLED : CTL_ERR_GUEST,
+			      "the VM ended (%s) before the guest agent was ready",
+			      vm_exit_name(why));
+	} else {
+		lifecycle_event(&s->lc, LC_EV_GUEST_EXITED, NULL);
+	}
+	serve_procs_cancel_all(s);
+	ev = cJSON_CreateObject();
+	cJSON_AddStringToObject(ev, "exit", s->exit_name);
+	ctl_event(s->ctl, "vm.exited", ev);
+	while ((req = serve_req_list_pop(&s->vm_waiters))) {
+		cJSON *r = cJSON_CreateObject();
+
+		cJSON_AddStringToObject(r, "exit", s->exit_name);
+		ctl_req_result(req, r);
+	}
+	if (s->shutdown_req) {
+		cJSON *r = serve_state_result(s);
+
+		cJSON_AddStringToObject(r, "exit", s->exit_name);
+		lifecycle_done(&s->lc, "vm.shutdown");
+		ctl_req_result(s->shutdown_req, r);
+		s->shutdown_req = NULL;
+	}
+}
+
+static void on_vm_exit(void *opaque, uint32_t events)
+{
+	struct serve *s = opaque;
+
+	loop_del(s->loop, vm_exit_fd(s->vm));
+	vm_join(s->vm);
+	vm_ended(s, vm_exit_reason(s->vm));
+	vm_teardown(s);
+}
+
+void serve_on_timer(void *opaque, uint32_t events)
+{
+	struct serve *s = opaque;
+	uint64_t v;
+
+	if (read(s->timer_fd, &v, sizeof(v)) < 0)
+		return;
+	if (s->start_req) {
+		struct ctl_req *req = s->start_req;
+
+		s->start_req = NULL;
+		pr_err(TAG, "the guest agent did not connect in time");
+		lifecycle_event(&s->lc, LC_EV_START_FAILED, NULL);
+		lifecycle_done(&s->lc, "vm.start");
+		ctl_req_error(req, CTL_ERR_TIMEOUT,
+			      "the guest agent did not negotiate within the start timeout");
+		vm_request_exit(s->vm, VM_EXIT_TERMINATED);
+	}
+}
+
+/* ---- vm.* methods ------------------------------------------------------------------- */
+
+void serve_vm_create(void *opaque, struct ctl_req *req)
+{
+	struct serve *s = opaque;
+	const char *kernel = NULL, *initrd = NULL, *extra = NULL, *vsock_path = NULL;
+	const char *console = NULL;
+	char err[256], kpath[PATH_MAX], ipath[PATH_MAX], cmdline[BOOT_CMDLINE_MAX + 1];
+	uint64_t cpus = 1, mem = 512, cid = 3;
+	struct machine_config cfg = {0};
+	const cJSON *disks = cJSON_GetObjectItemCaseSensitive(req->params, "scsi");
+	const cJSON *dj;
+	int ret, code = CTL_ERR_HOST;
+
+	if (ctl_param_u64(req->params, "cpus", false, 1, VM_MAX_VCPUS, &cpus, err) == -EINVAL ||
+	    ctl_param_u64(req->params, "memory_mib", false, 64, VM_MAX_MEM_MIB, &mem, err) ==
+		-EINVAL ||
+	    ctl_param_u64(req->params, "vsock_cid", false, 3, 0xfffffffeULL, &cid, err) ==
+		-EINVAL ||
+	    ctl_param_str(req->params, "kernel", false, &kernel, err) == -EINVAL ||
+	    ctl_param_str(req->params, "initrd", false, &initrd, err) == -EINVAL ||
+	    ctl_param_str(req->params, "cmdline", false, &extra, err) == -EINVAL ||
+	    ctl_param_str(req->params, "vsock_path", false, &vsock_path, err) == -EINVAL ||
+	    ctl_param_str(req->params, "console", false, &console, err) == -EINVAL) {
+		lifecycle_done(&s->lc, req->method);
+		ctl_req_bad_params(req, err);
+		return;
+	}
+	if (disks && !cJSON_IsArray(disks)) {
+		lifecycle_done(&s->lc, req->method);
+		ctl_req_bad_params(req, "params.scsi: expected an array of disks");
+		return;
+	}
+	cJSON_ArrayForEach(dj, disks)
+	{
+		struct scsi_params sp;
+
+		if (scsi_parse_add(dj, &sp, err)) {
+			char msg[sizeof(err) + 32];
+
+			snprintf(msg, sizeof(msg), "params.scsi[]: %s", err);
+			lifecycle_done(&s->lc, req->method);
+			ctl_req_bad_params(req, msg);
+			return;
+		}
+	}
+	if (!kernel) {
+		const char *dir = run_default_guest_dir();
+
+		run_default_guest_kernel(kpath, sizeof(kpath), dir);
+		snprintf(ipath, sizeof(ipath), "%s/initrd.img", dir ? dir : ".");
+		kernel = kpath;
+		if (!initrd)
+			initrd = ipath;
+	}
+	if ((size_t)snprintf(cmdline, sizeof(cmdline), "%s%s%s -- %s", BASE_CMDLINE,
+			     extra ? " " : "", extra ? extra : "",
+			     BRIDGE_GUEST_COMMAND) >= sizeof(cmdline)) {
+		lifecycle_done(&s->lc, req->method);
+		ctl_req_bad_params(req, "params.cmdline: the kernel command line gets too long");
+		return;
+	}
+	s->console_fd = -1;
+	if (console) {
+		s->console_fd = open(console, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (s->console_fd < 0) {
+			snprintf(err, sizeof(err), "console %s: %s", console, strerror(errno));
+			goto fail;
+		}
+	}
+	cfg.cpus = cpus;
+	cfg.mem_mib = mem;
+	cfg.kernel = kernel;
+	cfg.initrd = initrd;
+	cfg.cmdline = cmdline;
+	cfg.console_out = console_out;
+	cfg.console_opaque = s;
+	ret = machine_create(&s->m, &cfg, s->loop, err, sizeof(err));
+	if (ret) {
+		if (ret == -EINVAL || ret == -ENOENT || ret == -ENOEXEC)
+			code = CTL_ERR_BAD_PARAMS;
+		s->m = NULL;
+		goto fail;
+	}
+	s->vm = s->m->vm;
+	scsi_bind(&s->scsi, s->m->pci, vm_mem(s->vm), s->loop, (int)cpus);
+	cJSON_ArrayForEach(dj, disks)
+	{
+		struct scsi_params sp;
+
+		if (scsi_parse_add(dj, &sp, err))
+			goto fail; /* checked above */
+		ret = scsi_attach_cold(&s->scsi, &sp, err, sizeof(err));
+		if (ret) {
+			code = ret == -ENOENT || ret == -EEXIST || ret == -EINVAL
+				   ? CTL_ERR_BAD_PARAMS
+				   : CTL_ERR_HOST;
+			goto fail;
+		}
+	}
+	ret = vsock_engine_create(&s->vs, cid);
+	if (!ret)
+		ret = virtio_vsock_create(s->m->pci, vm_mem(s->vm), s->loop, s->vs, &s->vsock_dev);
+	if (!ret && vsock_path)
+		ret = vsock_uds_create(&s->uds, s->vs, s->loop, vsock_path);
+	if (!ret)
+		ret = bridge_create(&s->bridge, s->vs, &bridge_ops, s);
+	if (!ret)
+		ret = loop_add(s->loop, vm_exit_fd(s->vm), EPOLLIN, on_vm_exit, s);
+	if (ret) {
+		snprintf(err, sizeof(err), "VM setup failed: %s", strerror(-ret));
+		goto fail;
+	}
+	s->cpus = cpus;
+	s->mem_mib = mem;
+	lifecycle_event(&s->lc, LC_EV_CREATED, NULL);
+	lifecycle_done(&s->lc, req->method);
+	ctl_req_result(req, serve_state_result(s));
+	return;
+fail:
+	vm_teardown(s);
+	lifecycle_done(&s->lc, req->method);
+	ctl_req_error(req, code, "%s", err);
+}
+
+void serve_vm_start(void *opaque, struct ctl_req *req)
+{
+	struct serve *s = opaque;
+	char err[CTL_ERRLEN];
+	uint64_t timeout = DEFAULT_START_TIMEOUT;
+	struct itimerspec its = {0};
+	int ret;
+
+	if (ctl_param_u64(req->params, "timeout_ms", false, 1, 3600000, &timeout, err) == -EINVAL) {
+		lifecycle_done(&s->lc, req->method);
+		ctl_req_bad_params(req, err);
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &s->t_start);
+	ret = machine_start(s->m);
+	if (ret) {
+		lifecycle_done(&s->lc, req->method);
+		ctl_req_error(req, CTL_ERR_HOST, "cannot start the vCPUs: %s", strerror(-ret));
+		return;
+	}
+	s->started = true;
+	s->start_req = req;
+	its.it_value.tv_sec = timeout / 1000;
+	its.it_value.tv_nsec = (timeout % 1000) * 1000000;
+	timerfd_settime(s->timer_fd, 0, &its, NULL);
+}
+
+void serve_vm_pause(void *opaque, struct ctl_req *req)
+{
+	struct serve *s = opaque;
+	int ret = vm_pause(s->vm);
+
+	if (!ret)
+		lifecycle_event(&s->lc, LC_EV_PAUSED, NULL);
+	lifecycle_done(&s->lc, req->method);
+	if (ret)
+		ctl_req_error(req, CTL_ERR_HOST, "pause failed: %s", strerror(-ret));
+	else
+		ctl_req_result(req, serve_state_result(s));
+}
+
+void serve_vm_resume(void *opaque, struct ctl_req *req)
+{
+	struct serve *s = opaque;
+	int ret = vm_resume(s->vm);
+
+	if (!ret)
+		lifecycle_event(&s->lc, LC_EV_RESUMED, NULL);
+	lifecycle_done(&s->lc, req->method);
+	if (ret)
+		ctl_req_error(req, CTL_ERR_HOST, "resume failed: %s", strerror(-ret));
+	else
+		ctl_req_result(req, serve_state_result(s));
+}
+
+/* Stops the VM now and settles everything. Safe in every state. */
+void serve_terminate(struct serve *s)
+{
+	if (s->vm) {
+		vm_request_exit(s->vm, VM_EXIT_TERMINATED);
+		if (s->started)
+			vm_join(s->vm);
+		if (s->started || lifecycle_state(&s->lc) != LC_NOT_CREATED)
+			vm_ended(s, VM_EXIT_TERMINATED);
+		vm_teardown(s);
+	}
+	lifecycle_event(&s->lc, LC_EV_TERMINATED, NULL);
+}
+
+void serve_vm_terminate(void *opaque, struct ctl_req *req)
+{
+	struct serve *s = opaque;
+
+	serve_terminate(s);
+	ctl_req_result(req, serve_state_result(s));
+}
+
+static void on_shutdown_resp(void *opaque, int status, const char *error, const cJSON *body)
+{
+	struct serve *s = opaque;
+	struct ctl_req *req = s->shutdown_req;
+
+	if (status == 0 || !req)
+		return; /* the answer comes with the VM's exit */
+	s->shutdown_req = NULL;
+	lifecycle_done(&s->lc, "vm.shutdown");
+	ctl_req_error(req, serve_guest_err_code(status), "shutdown refused: %s",
+		      error ? error : "?");
+}
+
+void serve_vm_shutdown(void *opaque, struct ctl_req *req)
+{
+	struct serve *s = opaque;
+	int ret;
+
+	if (!bridge_ready(s->bridge)) {
+		lifecycle_done(&s->lc, req->method);
+		ctl_req_error(req, CTL_ERR_GUEST, "the guest agent is not connected");
+		return;
+	}
+	s->shutdown_req = req;
+	ret = bridge_request(
+	    s->bridge, BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_SYSTEM, BRIDGE_RPC_SHUTDOWN),
+	    cJSON_CreateObject(), on_shutdown_resp, s);
+	if (ret < 0) {
+		s->shutdown_req = NULL;
+		lifecycle_done(&s->lc, req->method);
+		ctl_req_error(req, CTL_ERR_GUEST, "cannot reach the guest agent: %s",
+			      strerror(-ret));
+	}
+}
+
+void serve_vm_wait(void *opaque, struct ctl_req *req)
+{
+	struct serve *s = opaque;
+
+	if (s->exited || lifecycle_state(&s->lc) == LC_TERMINATED ||
+	    lifecycle_state(&s->lc) == LC_INVALID) {
+		cJSON *r = cJSON_CreateObject();
+
+		cJSON_AddStringToObject(r, "exit", s->exit_name ? s->exit_name : "terminated");
+		ctl_req_result(req, r);
+		return;
+	}
+	serve_req_list_add(&s->vm_waiters, req);
+}
+
+void serve_vm_state(void *opaque, struct ctl_req *req)
+{
+	ctl_req_result(req, serve_state_result(opaque));
+}
+
+void serve_vm_stats(void *opaque, struct ctl_req *req)
+{
+	struct serve *s = opaque;
+	cJSON *r = serve_state_result(s), *v;
+	struct vsock_stats st;
+
+	cJSON_AddNumberToObject(r, "cpus", s->cpus);
+	cJSON_AddNumberToObject(r, "memory_mib", s->mem_mib);
+	cJSON_AddNumberToObject(r, "uptime_ms", s->started ? serve_ms_since(&s->t_start) : 0);
+	if (s->vs) {
+		vsock_get_stats(s->vs, &st);
+		v = cJSON_AddObjectToObject(r, "vsock");
+		cJSON_AddNumberToObject(v, "connections", st.conns);
+		cJSON_AddNumberToObject(v, "from_guest_bytes", st.tx_bytes);
+		cJSON_AddNumberToObject(v, "to_guest_bytes", st.rx_bytes);
+		cJSON_AddNumberToObject(v, "malformed_packets", st.malformed);
+	}
+	ctl_req_result(req, r);
+}
