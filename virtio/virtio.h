@@ -100,6 +100,12 @@ void virtq_reset(struct virtq *q);
  * queue size.
  */
 int virtq_pop(struct virtq *q, struct virtq_chain *chain) __attribute__((warn_unused_result));
+/*
+ * Whether the driver has made a buffer available that virtq_pop has not taken.
+ * Unlike virtq_pop it never asks the driver for a kick (EVENT_IDX), so a
+ * device that polls with it keeps the driver's notifications suppressed.
+ */
+bool virtq_avail_pending(const struct virtq *q);
 /* Returns a chain with len bytes written into its writable buffers. */
 void virtq_push(struct virtq *q, uint16_t head, uint32_t len);
 /* After pushes: whether the driver wants an interrupt now (EVENT_IDX or NO_INTERRUPT). */

@@ -433,6 +433,23 @@ static void test_event_idx_avail_event(void **state)
 	env_free(e);
 }
 
+static void test_avail_pending_keeps_kicks_off(void **state)
+{
+	struct env *e = env_new(true);
+	uint16_t *avail_event = (uint16_t *)(e->ram + USED + 4 + 8 * QSZ);
+
+	desc(e, 0, DATA, 8, 0, 0);
+	*avail_event = 0xdead;
+	assert_false(virtq_avail_pending(&e->q));
+	offer(e, 0);
+	assert_true(virtq_avail_pending(&e->q));
+	assert_int_equal(virtq_pop(&e->q, &e->c), 1);
+	/* Polling an empty ring must not ask the driver for a kick. */
+	assert_false(virtq_avail_pending(&e->q));
+	assert_int_equal(*avail_event, 0xdead);
+	env_free(e);
+}
+
 static void test_zero_length_descriptor_skipped(void **state)
 {
 	struct env *e = env_new(false);
@@ -483,6 +500,7 @@ int main(void)
 	    cmocka_unit_test(test_indirect_hostile),
 	    cmocka_unit_test(test_no_interrupt_flag),
 	    cmocka_unit_test(test_event_idx_notify),
+	    cmocka_unit_test(test_avail_pending_keeps_kicks_off),
 	    cmocka_unit_test(test_event_idx_avail_event),
 	    cmocka_unit_test(test_zero_length_descriptor_skipped),
 	    cmocka_unit_test(test_iov_helpers),
