@@ -149,30 +149,62 @@ static void complete(struct blk_backend *b, struct blk_io *io, int64_t res)
 	io->done(io, res);
 }
 
-void blk_backend_reap(struct blk_backend *b, bool wait_all)
+/* Runs done() for every completion already posted; returns how many. */
+static unsigned drain_posted(struct blk_backend *b)
 {
 	struct io_uring_cqe *cqe;
-	uint64_t v;
+	unsigned n = 0;
 
-	if (read(b->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		log_msg_errno(LOG_WARN, "blk", "completion eventfd");
-	for (;;) {
-		int err;
-
-		if (wait_all && b->inflight) {
-			io_uring_submit(&b->ring);
-			err = io_uring_wait_cqe(&b->ring, &cqe);
-		} else {
-			err = io_uring_peek_cqe(&b->ring, &cqe);
-		}
-		if (err == -EINTR)
-			continue;
-		if (err)
-			return;
+	while (io_uring_peek_cqe(&b->ring, &cqe) == 0) {
 		struct blk_io *io = io_uring_cqe_get_data(cqe);
 		int64_t res = cqe->res;
 
 		io_uring_cqe_seen(&b->ring, cqe);
 		complete(b, io, res);
+		n++;
 	}
+	return n;
+}
+
+static void clear_efd(struct blk_backend *b)
+{
+	uint64_t v;
+
+	if (read(b->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_msg_errno(LOG_WARN, "blk", "completion eventfd");
+}
+
+unsigned blk_backend_poll(struct blk_backend *b)
+{
+	unsigned n;
+
+	/* The eventfd is cleared only after a completion was seen, and the ring read
+	 * again after clearing: a completion posted after the read signals anew. */
+	n = drain_posted(b);
+	if (n) {
+		clear_efd(b);
+		n += drain_posted(b);
+	}
+	return n;
+}
+
+unsigned blk_backend_reap(struct blk_backend *b, bool wait_all)
+{
+	struct io_uring_cqe *cqe;
+	unsigned n;
+
+	clear_efd(b);
+	n = drain_posted(b);
+	while (wait_all && b->inflight) {
+		int err;
+
+		io_uring_submit(&b->ring);
+		err = io_uring_wait_cqe(&b->ring, &cqe);
+		if (err == -EINTR)
+			continue;
+		if (err)
+			break;
+		n += drain_posted(b);
+	}
+	return n;
 }
