@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tests/unit/virtio_test_util.h"
@@ -425,21 +426,52 @@ static bool wait_used(struct fx *f, uint16_t n)
 	return false;
 }
 
+/* Spins (no sleep) for up to ms milliseconds until used->idx reaches n. */
+static bool spin_used(struct fx *f, uint16_t n, int ms)
+{
+	struct timespec t0, t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		if (__atomic_load_n((uint16_t *)(f->m.ram + tq_used(0) + 2), __ATOMIC_ACQUIRE) == n)
+			return true;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < ms);
+	return false;
+}
+
+/* Replaces the fixture's device by one served from an event loop thread, EVENT_IDX on. */
+static void loop_fx_start(struct fx *f, struct loop **loop, pthread_t *th)
+{
+	struct blk_config cfg = {.path = f->path, .serial = "x", .num_queues = 1};
+
+	virtio_dev_destroy(f->dev);
+	assert_int_equal(loop_create(loop), 0);
+	assert_int_equal(virtio_blk_create(f->m.pbus, f->m.mem, *loop, &cfg, &f->dev), 0);
+	assert_int_equal(pthread_create(th, NULL, loop_thread, *loop), 0);
+	tdrv_attach(&f->drv, &f->m, f->dev->pci.slot);
+	assert_int_equal(tdrv_probe(&f->drv, F_V1 | (1ULL << VIRTIO_F_EVENT_IDX), 1, QS), 0);
+}
+
+static void loop_fx_stop(struct fx *f, struct loop *loop, pthread_t th)
+{
+	loop_stop(loop);
+	pthread_join(th, NULL);
+	virtio_dev_destroy(f->dev);
+	assert_int_equal(f->m.host.ioeventfds, 0);
+	f->dev = NULL;
+	loop_destroy(loop);
+}
+
 static void test_event_loop_path(void **state)
 {
 	struct fx *f = *state;
 	struct loop *loop;
 	pthread_t th;
-	struct blk_config cfg = {.path = f->path, .serial = "x", .num_queues = 1};
 	uint64_t n = 0;
 	int cap = 0;
 
-	virtio_dev_destroy(f->dev);
-	assert_int_equal(loop_create(&loop), 0);
-	assert_int_equal(virtio_blk_create(f->m.pbus, f->m.mem, loop, &cfg, &f->dev), 0);
-	assert_int_equal(pthread_create(&th, NULL, loop_thread, loop), 0);
-	tdrv_attach(&f->drv, &f->m, f->dev->pci.slot);
-	assert_int_equal(tdrv_probe(&f->drv, F_V1 | (1ULL << VIRTIO_F_EVENT_IDX), 1, QS), 0);
+	loop_fx_start(f, &loop, &th);
 	/* The queue's notify address was handed to the (fake) hypervisor as an ioeventfd. */
 	assert_int_equal(f->m.host.ioeventfds, 1);
 	assert_int_equal(f->m.host.ioevt_addr[0], f->drv.bar0 + VIRTIO_PCI_NOTIFY_OFF);
@@ -484,12 +516,51 @@ static void test_event_loop_path(void **state)
 	assert_int_equal(f->m.ram[STATUS + 2], S_OK);
 	assert_int_equal(f->m.ram[DATA + 1024 + 3], pattern(7 * 512 + 3));
 
-	loop_stop(loop);
-	pthread_join(th, NULL);
-	virtio_dev_destroy(f->dev);
-	assert_int_equal(f->m.host.ioeventfds, 0);
-	f->dev = NULL;
-	loop_destroy(loop);
+	loop_fx_stop(f, loop, th);
+}
+
+/*
+ * UVM_BLK_POLL_US: after a kick the device keeps looking at the avail ring,
+ * so a request added shortly after is served without a kick; when the poll
+ * ends, avail_event is published again so the next request does kick.
+ */
+static void test_poll_serves_without_kick(void **state)
+{
+	struct fx *f = *state;
+	uint16_t *avail_event = (uint16_t *)(f->m.ram + tq_used(0) + 4 + 8 * QS);
+	struct loop *loop;
+	pthread_t th;
+	uint16_t used = 0;
+	bool served = false;
+
+	setenv("UVM_BLK_POLL_US", "1000", 1);
+	loop_fx_start(f, &loop, &th);
+	unsetenv("UVM_BLK_POLL_US");
+	/* A busy test machine can miss a 1 ms window now and then: a few tries. */
+	for (int attempt = 0; attempt < 8 && !served; attempt++) {
+		post_read(f, 1, 20 + attempt);
+		tdrv_kick(&f->drv, 0);
+		assert_true(spin_used(f, ++used, 5000));
+		assert_int_equal(f->m.ram[STATUS + 1], S_OK);
+		post_read(f, 2, 40 + attempt); /* no kick */
+		served = spin_used(f, used + 1, 200);
+		if (!served) {
+			/* The poll had ended: kicks are armed at the request just added. */
+			assert_int_equal(__atomic_load_n(avail_event, __ATOMIC_ACQUIRE), used);
+			tdrv_kick(&f->drv, 0);
+			assert_true(spin_used(f, used + 1, 5000));
+		}
+		used++;
+		assert_int_equal(f->m.ram[STATUS + 2], S_OK);
+		assert_int_equal(f->m.ram[DATA + 1024 + 5], pattern((40 + attempt) * 512 + 5));
+	}
+	assert_true(served);
+	/* Idle again: the poll ended and asked for a kick at the next request. */
+	assert_true(spin_used(f, used, 10));
+	for (int i = 0; i < 100 && __atomic_load_n(avail_event, __ATOMIC_ACQUIRE) != used; i++)
+		usleep(1000);
+	assert_int_equal(__atomic_load_n(avail_event, __ATOMIC_ACQUIRE), used);
+	loop_fx_stop(f, loop, th);
 }
 
 static void test_create_errors(void **state)
@@ -525,6 +596,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_loop_needs_reset, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_queue_count_capped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_event_loop_path, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_poll_serves_without_kick, setup, teardown),
 	    cmocka_unit_test(test_create_errors),
 	};
 
