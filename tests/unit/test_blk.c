@@ -398,8 +398,8 @@ static void *loop_thread(void *arg)
 	return NULL;
 }
 
-/* A 3-descriptor read of one sector at heads 3i..3i+2, data and status per request. */
-static void post_read(struct fx *f, int i, uint64_t sector)
+/* A 3-descriptor read of one sector on queue q at heads 3i..3i+2, data and status per i. */
+static void post_read_q(struct fx *f, int q, int i, uint64_t sector)
 {
 	struct tmach *m = &f->m;
 	uint16_t h = 3 * i;
@@ -409,11 +409,16 @@ static void post_read(struct fx *f, int i, uint64_t sector)
 	memcpy(m->ram + HDR + 16 * i, &type, 4);
 	memcpy(m->ram + HDR + 16 * i + 8, &sector, 8);
 	m->ram[STATUS + i] = 0xee;
-	tq_set_desc(m, 0, h, HDR + 16 * i, 16, VIRTQ_DESC_F_NEXT, h + 1);
-	tq_set_desc(m, 0, h + 1, DATA + 512 * i, 512, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT,
+	tq_set_desc(m, q, h, HDR + 16 * i, 16, VIRTQ_DESC_F_NEXT, h + 1);
+	tq_set_desc(m, q, h + 1, DATA + 512 * i, 512, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT,
 		    h + 2);
-	tq_set_desc(m, 0, h + 2, STATUS + i, 1, VIRTQ_DESC_F_WRITE, 0);
-	tq_avail_add(m, 0, QS, h);
+	tq_set_desc(m, q, h + 2, STATUS + i, 1, VIRTQ_DESC_F_WRITE, 0);
+	tq_avail_add(m, q, QS, h);
+}
+
+static void post_read(struct fx *f, int i, uint64_t sector)
+{
+	post_read_q(f, 0, i, sector);
 }
 
 static bool wait_used(struct fx *f, uint16_t n)
@@ -426,31 +431,17 @@ static bool wait_used(struct fx *f, uint16_t n)
 	return false;
 }
 
-/* Spins (no sleep) for up to ms milliseconds until used->idx reaches n. */
-static bool spin_used(struct fx *f, uint16_t n, int ms)
-{
-	struct timespec t0, t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	do {
-		if (__atomic_load_n((uint16_t *)(f->m.ram + tq_used(0) + 2), __ATOMIC_ACQUIRE) == n)
-			return true;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-	} while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < ms);
-	return false;
-}
-
 /* Replaces the fixture's device by one served from an event loop thread, EVENT_IDX on. */
-static void loop_fx_start(struct fx *f, struct loop **loop, pthread_t *th)
+static void loop_fx_start(struct fx *f, struct loop **loop, pthread_t *th, int nq)
 {
-	struct blk_config cfg = {.path = f->path, .serial = "x", .num_queues = 1};
+	struct blk_config cfg = {.path = f->path, .serial = "x", .num_queues = nq};
 
 	virtio_dev_destroy(f->dev);
 	assert_int_equal(loop_create(loop), 0);
 	assert_int_equal(virtio_blk_create(f->m.pbus, f->m.mem, *loop, &cfg, &f->dev), 0);
 	assert_int_equal(pthread_create(th, NULL, loop_thread, *loop), 0);
 	tdrv_attach(&f->drv, &f->m, f->dev->pci.slot);
-	assert_int_equal(tdrv_probe(&f->drv, F_V1 | (1ULL << VIRTIO_F_EVENT_IDX), 1, QS), 0);
+	assert_int_equal(tdrv_probe(&f->drv, F_V1 | (1ULL << VIRTIO_F_EVENT_IDX), nq, QS), 0);
 }
 
 static void loop_fx_stop(struct fx *f, struct loop *loop, pthread_t th)
@@ -471,7 +462,7 @@ static void test_event_loop_path(void **state)
 	uint64_t n = 0;
 	int cap = 0;
 
-	loop_fx_start(f, &loop, &th);
+	loop_fx_start(f, &loop, &th, 1);
 	/* The queue's notify address was handed to the (fake) hypervisor as an ioeventfd. */
 	assert_int_equal(f->m.host.ioeventfds, 1);
 	assert_int_equal(f->m.host.ioevt_addr[0], f->drv.bar0 + VIRTIO_PCI_NOTIFY_OFF);
@@ -519,46 +510,62 @@ static void test_event_loop_path(void **state)
 	loop_fx_stop(f, loop, th);
 }
 
+/* Waits up to 5 s for *p == v. */
+static bool wait_u16(const uint16_t *p, uint16_t v)
+{
+	for (int i = 0; i < 5000; i++) {
+		if (__atomic_load_n(p, __ATOMIC_ACQUIRE) == v)
+			return true;
+		usleep(1000);
+	}
+	return false;
+}
+
 /*
- * UVM_BLK_POLL_US: after a kick the device keeps looking at the avail ring,
- * so a request added shortly after is served without a kick; when the poll
- * ends, avail_event is published again so the next request does kick.
+ * UVM_BLK_POLL_US: after a kick the device keeps looking at the avail rings
+ * of all its queues, so a request the driver did not kick for is served; when
+ * the poll ends, every queue's avail_event is published so the next request
+ * kicks again. Deterministic: queue 1's request is there before queue 0's kick.
  */
 static void test_poll_serves_without_kick(void **state)
 {
 	struct fx *f = *state;
-	uint16_t *avail_event = (uint16_t *)(f->m.ram + tq_used(0) + 4 + 8 * QS);
+	uint16_t *used1 = (uint16_t *)(f->m.ram + tq_used(1) + 2);
+	uint16_t *avail_event0 = (uint16_t *)(f->m.ram + tq_used(0) + 4 + 8 * QS);
+	uint16_t *avail_event1 = (uint16_t *)(f->m.ram + tq_used(1) + 4 + 8 * QS);
 	struct loop *loop;
 	pthread_t th;
-	uint16_t used = 0;
-	bool served = false;
 
-	setenv("UVM_BLK_POLL_US", "1000", 1);
-	loop_fx_start(f, &loop, &th);
+	setenv("UVM_BLK_POLL_US", "200", 1);
+	loop_fx_start(f, &loop, &th, 2);
 	unsetenv("UVM_BLK_POLL_US");
-	/* A busy test machine can miss a 1 ms window now and then: many tries. */
-	for (int attempt = 0; attempt < 50 && !served; attempt++) {
-		post_read(f, 1, 20 + attempt);
-		tdrv_kick(&f->drv, 0);
-		assert_true(spin_used(f, ++used, 5000));
-		assert_int_equal(f->m.ram[STATUS + 1], S_OK);
-		post_read(f, 2, 40 + attempt); /* no kick */
-		served = spin_used(f, used + 1, 20);
-		if (!served) {
-			/* Missed the window: the driver kicks as it would now. */
-			tdrv_kick(&f->drv, 0);
-			assert_true(spin_used(f, used + 1, 5000));
-		}
-		used++;
-		assert_int_equal(f->m.ram[STATUS + 2], S_OK);
-		assert_int_equal(f->m.ram[DATA + 1024 + 5], pattern((40 + attempt) * 512 + 5));
-	}
-	assert_true(served);
-	/* Idle again: the poll ended and asked for a kick at the next request. */
-	assert_true(spin_used(f, used, 10));
-	for (int i = 0; i < 100 && __atomic_load_n(avail_event, __ATOMIC_ACQUIRE) != used; i++)
-		usleep(1000);
-	assert_int_equal(__atomic_load_n(avail_event, __ATOMIC_ACQUIRE), used);
+	*avail_event0 = *avail_event1 = 0xdead;
+	post_read_q(f, 1, 2, 40); /* no kick for queue 1 */
+	post_read_q(f, 0, 1, 20);
+	tdrv_kick(&f->drv, 0);
+	assert_true(wait_used(f, 1));
+	assert_int_equal(f->m.ram[STATUS + 1], S_OK);
+	assert_true(wait_u16(used1, 1));
+	assert_int_equal(f->m.ram[STATUS + 2], S_OK);
+	assert_int_equal(f->m.ram[DATA + 1024 + 5], pattern(40 * 512 + 5));
+	/* The poll ended: both queues ask for a kick at their next request. */
+	assert_true(wait_u16(avail_event0, 1));
+	assert_true(wait_u16(avail_event1, 1));
+
+	/* Without polling, queue 1 waits for its own kick. */
+	loop_fx_stop(f, loop, th);
+	setenv("UVM_BLK_POLL_US", "0", 1);
+	memset(f->m.ram + tq_desc(0), 0, 0x8000);
+	loop_fx_start(f, &loop, &th, 2);
+	unsetenv("UVM_BLK_POLL_US");
+	post_read_q(f, 1, 2, 41);
+	post_read_q(f, 0, 1, 21);
+	tdrv_kick(&f->drv, 0);
+	assert_true(wait_used(f, 1));
+	usleep(20000);
+	assert_int_equal(__atomic_load_n(used1, __ATOMIC_ACQUIRE), 0);
+	tdrv_kick(&f->drv, 1);
+	assert_true(wait_u16(used1, 1));
 	loop_fx_stop(f, loop, th);
 }
 
