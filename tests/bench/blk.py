@@ -89,11 +89,13 @@ def run(argv, timeout, env=None, retry=True):
 
 
 def blk_stats_of(err):
-    """uvm-shim's own counters (UVM_LOG=debug, logged when the disk is destroyed)."""
+    """uvm-shim's own counters (UVM_LOG=debug): the disk's, logged when it is
+    destroyed, and the VM's exits to user space."""
+    lines = []
     for line in err.splitlines():
-        if "kicks," in line and "requests" in line:
-            return line.split("blk: ", 1)[-1].strip()
-    return None
+        if ("kicks," in line and "requests" in line) or "exits to user space" in line:
+            lines.append(line.split(": ", 1)[-1].strip())
+    return "\n      ".join(lines) or None
 
 
 def main():
