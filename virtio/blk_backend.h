@@ -41,8 +41,14 @@ int blk_backend_queue(struct blk_backend *b, struct blk_io *io) __attribute__((w
 int blk_backend_kick(struct blk_backend *b);
 /* Readable when completions wait; for the event loop. */
 int blk_backend_event_fd(struct blk_backend *b);
-/* Runs done() for finished requests; with wait_all, until none is in flight. */
-void blk_backend_reap(struct blk_backend *b, bool wait_all);
+/* Runs done() for finished requests; with wait_all, until none is in flight. Returns how many. */
+unsigned blk_backend_reap(struct blk_backend *b, bool wait_all);
+/*
+ * Runs done() for requests already finished, without a system call unless
+ * one was (then the event fd is cleared). For right after a kick: reads from
+ * the page cache complete inside the submit.
+ */
+unsigned blk_backend_poll(struct blk_backend *b);
 unsigned blk_backend_inflight(struct blk_backend *b);
 
 #endif

@@ -19,7 +19,8 @@ struct blk_backend {
 	bool ring_ok;
 	int fd;
 	int efd;
-	unsigned inflight; /* queued or submitted, done() not yet called */
+	unsigned inflight;    /* queued or submitted, done() not yet called */
+	unsigned unsubmitted; /* prepared since the last kick */
 };
 
 int blk_uring_create(struct blk_backend **out, int fd, unsigned depth)
@@ -64,6 +65,12 @@ void blk_backend_destroy(struct blk_backend *b)
 	free(b);
 }
 
+static void submit_now(struct blk_backend *b)
+{
+	b->unsubmitted = 0;
+	io_uring_submit(&b->ring);
+}
+
 static int prep(struct blk_backend *b, struct blk_io *io)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
@@ -71,7 +78,7 @@ static int prep(struct blk_backend *b, struct blk_io *io)
 
 	if (!sqe) {
 		/* Full: push what is queued and try once more. */
-		io_uring_submit(&b->ring);
+		submit_now(b);
 		sqe = io_uring_get_sqe(&b->ring);
 		if (!sqe)
 			return -EBUSY;
@@ -101,6 +108,7 @@ static int prep(struct blk_backend *b, struct blk_io *io)
 		return -EINVAL;
 	}
 	io_uring_sqe_set_data(sqe, io);
+	b->unsubmitted++;
 	return 0;
 }
 
@@ -117,7 +125,13 @@ int blk_backend_queue(struct blk_backend *b, struct blk_io *io)
 
 int blk_backend_kick(struct blk_backend *b)
 {
-	int r = io_uring_submit(&b->ring);
+	int r;
+
+	/* Kicks come often while polling: no system call when there is nothing to start. */
+	if (!b->unsubmitted)
+		return 0;
+	b->unsubmitted = 0;
+	r = io_uring_submit(&b->ring);
 
 	return r < 0 ? r : 0;
 }
@@ -140,7 +154,7 @@ static void complete(struct blk_backend *b, struct blk_io *io, int64_t res)
 		} else if (io->op == BLK_OP_WRITE_ZEROES && !io->retried) {
 			io->retried = true;
 			if (prep(b, io) == 0) {
-				io_uring_submit(&b->ring);
+				submit_now(b);
 				return;
 			}
 		}
@@ -149,30 +163,62 @@ static void complete(struct blk_backend *b, struct blk_io *io, int64_t res)
 	io->done(io, res);
 }
 
-void blk_backend_reap(struct blk_backend *b, bool wait_all)
+/* Runs done() for every completion already posted; returns how many. */
+static unsigned drain_posted(struct blk_backend *b)
 {
 	struct io_uring_cqe *cqe;
-	uint64_t v;
+	unsigned n = 0;
 
-	if (read(b->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		log_msg_errno(LOG_WARN, "blk", "completion eventfd");
-	for (;;) {
-		int err;
-
-		if (wait_all && b->inflight) {
-			io_uring_submit(&b->ring);
-			err = io_uring_wait_cqe(&b->ring, &cqe);
-		} else {
-			err = io_uring_peek_cqe(&b->ring, &cqe);
-		}
-		if (err == -EINTR)
-			continue;
-		if (err)
-			return;
+	while (io_uring_peek_cqe(&b->ring, &cqe) == 0) {
 		struct blk_io *io = io_uring_cqe_get_data(cqe);
 		int64_t res = cqe->res;
 
 		io_uring_cqe_seen(&b->ring, cqe);
 		complete(b, io, res);
+		n++;
 	}
+	return n;
+}
+
+static void clear_efd(struct blk_backend *b)
+{
+	uint64_t v;
+
+	if (read(b->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_msg_errno(LOG_WARN, "blk", "completion eventfd");
+}
+
+unsigned blk_backend_poll(struct blk_backend *b)
+{
+	unsigned n;
+
+	/* The eventfd is cleared only after a completion was seen, and the ring read
+	 * again after clearing: a completion posted after the read signals anew. */
+	n = drain_posted(b);
+	if (n) {
+		clear_efd(b);
+		n += drain_posted(b);
+	}
+	return n;
+}
+
+unsigned blk_backend_reap(struct blk_backend *b, bool wait_all)
+{
+	struct io_uring_cqe *cqe;
+	unsigned n;
+
+	clear_efd(b);
+	n = drain_posted(b);
+	while (wait_all && b->inflight) {
+		int err;
+
+		submit_now(b);
+		err = io_uring_wait_cqe(&b->ring, &cqe);
+		if (err == -EINTR)
+			continue;
+		if (err)
+			break;
+		n += drain_posted(b);
+	}
+	return n;
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tests/unit/virtio_test_util.h"
@@ -397,8 +398,8 @@ static void *loop_thread(void *arg)
 	return NULL;
 }
 
-/* A 3-descriptor read of one sector at heads 3i..3i+2, data and status per request. */
-static void post_read(struct fx *f, int i, uint64_t sector)
+/* A 3-descriptor read of one sector on queue q at heads 3i..3i+2, data and status per i. */
+static void post_read_q(struct fx *f, int q, int i, uint64_t sector)
 {
 	struct tmach *m = &f->m;
 	uint16_t h = 3 * i;
@@ -408,11 +409,16 @@ static void post_read(struct fx *f, int i, uint64_t sector)
 	memcpy(m->ram + HDR + 16 * i, &type, 4);
 	memcpy(m->ram + HDR + 16 * i + 8, &sector, 8);
 	m->ram[STATUS + i] = 0xee;
-	tq_set_desc(m, 0, h, HDR + 16 * i, 16, VIRTQ_DESC_F_NEXT, h + 1);
-	tq_set_desc(m, 0, h + 1, DATA + 512 * i, 512, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT,
+	tq_set_desc(m, q, h, HDR + 16 * i, 16, VIRTQ_DESC_F_NEXT, h + 1);
+	tq_set_desc(m, q, h + 1, DATA + 512 * i, 512, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT,
 		    h + 2);
-	tq_set_desc(m, 0, h + 2, STATUS + i, 1, VIRTQ_DESC_F_WRITE, 0);
-	tq_avail_add(m, 0, QS, h);
+	tq_set_desc(m, q, h + 2, STATUS + i, 1, VIRTQ_DESC_F_WRITE, 0);
+	tq_avail_add(m, q, QS, h);
+}
+
+static void post_read(struct fx *f, int i, uint64_t sector)
+{
+	post_read_q(f, 0, i, sector);
 }
 
 static bool wait_used(struct fx *f, uint16_t n)
@@ -425,21 +431,38 @@ static bool wait_used(struct fx *f, uint16_t n)
 	return false;
 }
 
+/* Replaces the fixture's device by one served from an event loop thread, EVENT_IDX on. */
+static void loop_fx_start(struct fx *f, struct loop **loop, pthread_t *th, int nq)
+{
+	struct blk_config cfg = {.path = f->path, .serial = "x", .num_queues = nq};
+
+	virtio_dev_destroy(f->dev);
+	assert_int_equal(loop_create(loop), 0);
+	assert_int_equal(virtio_blk_create(f->m.pbus, f->m.mem, *loop, &cfg, &f->dev), 0);
+	assert_int_equal(pthread_create(th, NULL, loop_thread, *loop), 0);
+	tdrv_attach(&f->drv, &f->m, f->dev->pci.slot);
+	assert_int_equal(tdrv_probe(&f->drv, F_V1 | (1ULL << VIRTIO_F_EVENT_IDX), nq, QS), 0);
+}
+
+static void loop_fx_stop(struct fx *f, struct loop *loop, pthread_t th)
+{
+	loop_stop(loop);
+	pthread_join(th, NULL);
+	virtio_dev_destroy(f->dev);
+	assert_int_equal(f->m.host.ioeventfds, 0);
+	f->dev = NULL;
+	loop_destroy(loop);
+}
+
 static void test_event_loop_path(void **state)
 {
 	struct fx *f = *state;
 	struct loop *loop;
 	pthread_t th;
-	struct blk_config cfg = {.path = f->path, .serial = "x", .num_queues = 1};
 	uint64_t n = 0;
 	int cap = 0;
 
-	virtio_dev_destroy(f->dev);
-	assert_int_equal(loop_create(&loop), 0);
-	assert_int_equal(virtio_blk_create(f->m.pbus, f->m.mem, loop, &cfg, &f->dev), 0);
-	assert_int_equal(pthread_create(&th, NULL, loop_thread, loop), 0);
-	tdrv_attach(&f->drv, &f->m, f->dev->pci.slot);
-	assert_int_equal(tdrv_probe(&f->drv, F_V1 | (1ULL << VIRTIO_F_EVENT_IDX), 1, QS), 0);
+	loop_fx_start(f, &loop, &th, 1);
 	/* The queue's notify address was handed to the (fake) hypervisor as an ioeventfd. */
 	assert_int_equal(f->m.host.ioeventfds, 1);
 	assert_int_equal(f->m.host.ioevt_addr[0], f->drv.bar0 + VIRTIO_PCI_NOTIFY_OFF);
@@ -484,12 +507,66 @@ static void test_event_loop_path(void **state)
 	assert_int_equal(f->m.ram[STATUS + 2], S_OK);
 	assert_int_equal(f->m.ram[DATA + 1024 + 3], pattern(7 * 512 + 3));
 
-	loop_stop(loop);
-	pthread_join(th, NULL);
-	virtio_dev_destroy(f->dev);
-	assert_int_equal(f->m.host.ioeventfds, 0);
-	f->dev = NULL;
-	loop_destroy(loop);
+	loop_fx_stop(f, loop, th);
+}
+
+/* Waits up to 5 s for *p == v. */
+static bool wait_u16(const uint16_t *p, uint16_t v)
+{
+	for (int i = 0; i < 5000; i++) {
+		if (__atomic_load_n(p, __ATOMIC_ACQUIRE) == v)
+			return true;
+		usleep(1000);
+	}
+	return false;
+}
+
+/*
+ * UVM_BLK_POLL_US: after a kick the device keeps looking at the avail rings
+ * of all its queues, so a request the driver did not kick for is served; when
+ * the poll ends, every queue's avail_event is published so the next request
+ * kicks again. Deterministic: queue 1's request is there before queue 0's kick.
+ */
+static void test_poll_serves_without_kick(void **state)
+{
+	struct fx *f = *state;
+	uint16_t *used1 = (uint16_t *)(f->m.ram + tq_used(1) + 2);
+	uint16_t *avail_event0 = (uint16_t *)(f->m.ram + tq_used(0) + 4 + 8 * QS);
+	uint16_t *avail_event1 = (uint16_t *)(f->m.ram + tq_used(1) + 4 + 8 * QS);
+	struct loop *loop;
+	pthread_t th;
+
+	setenv("UVM_BLK_POLL_US", "200", 1);
+	loop_fx_start(f, &loop, &th, 2);
+	unsetenv("UVM_BLK_POLL_US");
+	*avail_event0 = *avail_event1 = 0xdead;
+	post_read_q(f, 1, 2, 40); /* no kick for queue 1 */
+	post_read_q(f, 0, 1, 20);
+	tdrv_kick(&f->drv, 0);
+	assert_true(wait_used(f, 1));
+	assert_int_equal(f->m.ram[STATUS + 1], S_OK);
+	assert_true(wait_u16(used1, 1));
+	assert_int_equal(f->m.ram[STATUS + 2], S_OK);
+	assert_int_equal(f->m.ram[DATA + 1024 + 5], pattern(40 * 512 + 5));
+	/* The poll ended: both queues ask for a kick at their next request. */
+	assert_true(wait_u16(avail_event0, 1));
+	assert_true(wait_u16(avail_event1, 1));
+
+	/* Without polling, queue 1 waits for its own kick. */
+	loop_fx_stop(f, loop, th);
+	setenv("UVM_BLK_POLL_US", "0", 1);
+	memset(f->m.ram + tq_desc(0), 0, 0x8000);
+	loop_fx_start(f, &loop, &th, 2);
+	unsetenv("UVM_BLK_POLL_US");
+	post_read_q(f, 1, 2, 41);
+	post_read_q(f, 0, 1, 21);
+	tdrv_kick(&f->drv, 0);
+	assert_true(wait_used(f, 1));
+	usleep(20000);
+	assert_int_equal(__atomic_load_n(used1, __ATOMIC_ACQUIRE), 0);
+	tdrv_kick(&f->drv, 1);
+	assert_true(wait_u16(used1, 1));
+	loop_fx_stop(f, loop, th);
 }
 
 static void test_create_errors(void **state)
@@ -525,6 +602,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_loop_needs_reset, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_queue_count_capped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_event_loop_path, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_poll_serves_without_kick, setup, teardown),
 	    cmocka_unit_test(test_create_errors),
 	};
 
