@@ -14,20 +14,26 @@
 #endif
 
 static const char usage[] =
-	"usage: uvm-shim COMMAND [options]\n"
-	"\n"
-	"uvm-shim boots one Linux guest on KVM and serves its parent over stdin/stdout.\n"
-	"\n"
-	"commands:\n"
-	"  run [options] [-- CMD...]  boot a guest: its console on this terminal, or CMD run\n"
-	"                             in it with this terminal attached\n"
-	"  serve [--no-seccomp]       speak the control protocol on stdin/stdout (docs/protocol.md)\n"
-	"  check                      report what this host's KVM offers (and whether it is PVM)\n"
-	"  version                    print the version\n"
-	"  help                       this text\n"
-	"\n"
-	"`uvm-shim run --help` lists the run options. Logs go to stderr; set\n"
-	"UVM_LOG=debug for more.\n";
+    "usage: uvm-shim COMMAND [options]\n"
+    "\n"
+    "uvm-shim boots one Linux guest on KVM and serves its parent over stdin/stdout.\n"
+    "\n"
+    "commands:\n"
+    "  run [options] [-- CMD...]  boot a guest: its console on this terminal, or CMD run\n"
+    "                             in it with this terminal attached\n"
+    "  serve [--no-seccomp]       speak the control protocol on stdin/stdout (docs/protocol.md)\n"
+    "  check                      report what this host's KVM offers (and whether it is PVM)\n"
+    "  version                    print the version\n"
+    "  help                       this text\n"
+    "\n"
+    "environment:\n"
+    "  UVM_LOG=warn|info|debug    log level (default info; logs go to stderr)\n"
+    "  UVM_GUEST_DIR=DIR          the default guest's kernel and initrd (default: build/guest)\n"
+    "  UVM_NO_SECCOMP=1           no seccomp filters (docs/seccomp.md)\n"
+    "  UVM_BLK_POLL_US=N          poll disk queues N us after a kick (default 200, 0 off;\n"
+    "                             docs/virtio.md)\n"
+    "\n"
+    "`uvm-shim run --help` lists the run options.\n";
 
 int main(int argc, char **argv)
 {
