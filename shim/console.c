@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "vmm/vm.h"
+
 static enum console_event console_classify(struct console_watch *w)
 {
 	const char *p;
@@ -40,4 +42,24 @@ enum console_event console_watch_byte(struct console_watch *w, uint8_t c)
 	else
 		w->truncated = true; /* over-long lines are never fatal markers */
 	return ev;
+}
+
+void console_watch_feed(struct console_watch *w, struct vm *vm, const uint8_t *buf, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		switch (console_watch_byte(w, buf[i])) {
+		case CONSOLE_EV_PANIC_BEGIN:
+			w->panic_seen = true;
+			break;
+		case CONSOLE_EV_PANIC_END:
+			w->panic_seen = true;
+			vm_request_exit(vm, VM_EXIT_PANIC);
+			break;
+		case CONSOLE_EV_POWER_OFF:
+			vm_request_exit(vm, VM_EXIT_POWEROFF);
+			break;
+		default:
+			break;
+		}
+	}
 }

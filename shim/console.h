@@ -19,9 +19,17 @@ struct console_watch {
 	size_t len;
 	bool truncated;
 	char panic_msg[200]; /* the panic line, for the error message */
+	bool panic_seen;     /* a panic line went by (a reset after it is a crash) */
 };
+
+struct vm;
 
 /* Feeds one byte; returns an event when a line completes with one. */
 enum console_event console_watch_byte(struct console_watch *w, uint8_t c);
+/*
+ * Feeds console output from a vCPU thread: records a panic, and asks the VM
+ * to exit at the end of a panic report or at power-off.
+ */
+void console_watch_feed(struct console_watch *w, struct vm *vm, const uint8_t *buf, size_t len);
 
 #endif

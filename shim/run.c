@@ -43,7 +43,6 @@ struct run_ctx {
 	struct uart *uart;
 	int out_fd;
 	struct console_watch watch;
-	bool panic_seen;
 	const struct run_opts *o;
 	struct run_guest *guest; /* `run -- CMD`: exit with CMD's status */
 	bool escape;		 /* the previous stdin byte was Ctrl-A */
@@ -90,22 +89,7 @@ static void run_console_out(void *opaque, const uint8_t *buf, size_t len)
 {
 	struct run_ctx *ctx = opaque;
 
-	for (size_t i = 0; i < len; i++) {
-		switch (console_watch_byte(&ctx->watch, buf[i])) {
-		case CONSOLE_EV_PANIC_BEGIN:
-			ctx->panic_seen = true;
-			break;
-		case CONSOLE_EV_PANIC_END:
-			ctx->panic_seen = true;
-			vm_request_exit(ctx->vm, VM_EXIT_PANIC);
-			break;
-		case CONSOLE_EV_POWER_OFF:
-			vm_request_exit(ctx->vm, VM_EXIT_POWEROFF);
-			break;
-		default:
-			break;
-		}
-	}
+	console_watch_feed(&ctx->watch, ctx->vm, buf, len);
 	if (ctx->out_fd < 0)
 		return;
 	while (len) {
@@ -267,7 +251,7 @@ static int run_exit_status(struct run_ctx *ctx)
 {
 	enum vm_exit why = vm_exit_reason(ctx->vm);
 
-	if (why == VM_EXIT_RESET && ctx->panic_seen)
+	if (why == VM_EXIT_RESET && ctx->watch.panic_seen)
 		why = VM_EXIT_PANIC;
 	if (ctx->guest)
 		return run_guest_exit_status(ctx, why);

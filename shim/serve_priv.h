@@ -64,7 +64,6 @@ struct serve {
 	struct bridge *bridge;
 	int console_fd;
 	struct console_watch watch;
-	bool panic_seen;
 	int cpus;
 	uint64_t mem_mib;
 	struct timespec t_start;

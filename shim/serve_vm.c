@@ -62,22 +62,7 @@ static void console_out(void *opaque, const uint8_t *buf, size_t len)
 {
 	struct serve *s = opaque;
 
-	for (size_t i = 0; i < len; i++) {
-		switch (console_watch_byte(&s->watch, buf[i])) {
-		case CONSOLE_EV_PANIC_BEGIN:
-			s->panic_seen = true;
-			break;
-		case CONSOLE_EV_PANIC_END:
-			s->panic_seen = true;
-			vm_request_exit(s->vm, VM_EXIT_PANIC);
-			break;
-		case CONSOLE_EV_POWER_OFF:
-			vm_request_exit(s->vm, VM_EXIT_POWEROFF);
-			break;
-		default:
-			break;
-		}
-	}
+	console_watch_feed(&s->watch, s->vm, buf, len);
 	if (s->console_fd >= 0 && write(s->console_fd, buf, len) < 0) {
 		/* a full disk must not stop the guest */
 	}
@@ -184,7 +169,7 @@ static void vm_ended(struct serve *s, enum vm_exit why)
 	if (s->exited)
 		return;
 	s->exited = true;
-	if (why == VM_EXIT_RESET && s->panic_seen)
+	if (why == VM_EXIT_RESET && s->watch.panic_seen)
 		why = VM_EXIT_PANIC;
 	s->exit_name = serve_exit_word(why);
 	pr_info(TAG, "VM ended: %s", vm_exit_name(why));
