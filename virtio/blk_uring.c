@@ -19,8 +19,7 @@ struct blk_backend {
 	bool ring_ok;
 	int fd;
 	int efd;
-	unsigned inflight;    /* queued or submitted, done() not yet called */
-	unsigned unsubmitted; /* prepared since the last kick */
+	unsigned inflight; /* queued or submitted, done() not yet called */
 };
 
 int blk_uring_create(struct blk_backend **out, int fd, unsigned depth)
@@ -65,12 +64,6 @@ void blk_backend_destroy(struct blk_backend *b)
 	free(b);
 }
 
-static void submit_now(struct blk_backend *b)
-{
-	b->unsubmitted = 0;
-	io_uring_submit(&b->ring);
-}
-
 static int prep(struct blk_backend *b, struct blk_io *io)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
@@ -78,7 +71,7 @@ static int prep(struct blk_backend *b, struct blk_io *io)
 
 	if (!sqe) {
 		/* Full: push what is queued and try once more. */
-		submit_now(b);
+		io_uring_submit(&b->ring);
 		sqe = io_uring_get_sqe(&b->ring);
 		if (!sqe)
 			return -EBUSY;
@@ -108,7 +101,6 @@ static int prep(struct blk_backend *b, struct blk_io *io)
 		return -EINVAL;
 	}
 	io_uring_sqe_set_data(sqe, io);
-	b->unsubmitted++;
 	return 0;
 }
 
@@ -128,9 +120,8 @@ int blk_backend_kick(struct blk_backend *b)
 	int r;
 
 	/* Kicks come often while polling: no system call when there is nothing to start. */
-	if (!b->unsubmitted)
+	if (!io_uring_sq_ready(&b->ring))
 		return 0;
-	b->unsubmitted = 0;
 	r = io_uring_submit(&b->ring);
 
 	return r < 0 ? r : 0;
@@ -154,7 +145,7 @@ static void complete(struct blk_backend *b, struct blk_io *io, int64_t res)
 		} else if (io->op == BLK_OP_WRITE_ZEROES && !io->retried) {
 			io->retried = true;
 			if (prep(b, io) == 0) {
-				submit_now(b);
+				io_uring_submit(&b->ring);
 				return;
 			}
 		}
@@ -212,7 +203,7 @@ unsigned blk_backend_reap(struct blk_backend *b, bool wait_all)
 	while (wait_all && b->inflight) {
 		int err;
 
-		submit_now(b);
+		io_uring_submit(&b->ring);
 		err = io_uring_wait_cqe(&b->ring, &cqe);
 		if (err == -EINTR)
 			continue;
