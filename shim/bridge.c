@@ -11,6 +11,9 @@
 #include "virtio/vsock.h"
 #include "vmm/log.h"
 
+/* Statuses are 0 or -errno; anything past the kernel's errno range is malformed. */
+#define BRIDGE_MAX_ERRNO 4095
+
 #define TAG "bridge"
 /* Our outgoing queue: a guest that stops reading cannot grow us past this. */
 #define OUT_MAX (4u * BRIDGE_MSG_MAX)
@@ -189,6 +192,10 @@ static void handle_msg(struct bridge *b, const struct bridge_rx_event *ev)
 
 		if (!cJSON_IsNumber(st))
 			finish(p, -EBADMSG, "malformed response from the guest (no status)", body);
+		else if (st->valuedouble > 0 || st->valuedouble < -BRIDGE_MAX_ERRNO)
+			/* Callers negate it for strerror: -INT_MIN would be undefined. */
+			finish(p, -EPROTO, "malformed response from the guest (status out of range)",
+			       body);
 		else
 			finish(p, st->valueint,
 			       cJSON_IsString(err)

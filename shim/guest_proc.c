@@ -4,6 +4,7 @@
 #include "shim/guest_proc.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -37,7 +38,7 @@ static void maybe_finish(struct guest_proc *p)
 
 void guest_proc_exited(struct guest_proc *p, int exit_code, int signal)
 {
-	if (p->exited)
+	if (p->exited || p->pid <= 0)
 		return;
 	p->exited = true;
 	p->exit_code = exit_code;
@@ -52,6 +53,11 @@ void guest_proc_abandon_output(struct guest_proc *p)
 	guest_proc_drop_relays(p);
 	p->outputs_open = 0;
 	maybe_finish(p);
+}
+
+bool guest_proc_busy(const struct guest_proc *p)
+{
+	return p->exec_pending || p->wait_pending;
 }
 
 static void output_done(void *opaque)
@@ -84,10 +90,16 @@ static void on_exec_resp(void *opaque, int status, const char *error, const cJSO
 	const cJSON *pid = body ? cJSON_GetObjectItem(body, "pid") : NULL;
 	cJSON *w;
 
-	if (status != 0 || !cJSON_IsNumber(pid)) {
+	p->exec_pending = false;
+	/* A pid the guest made up (0, negative, fractional, huge) is as good as none. */
+	if (status == 0 && (!cJSON_IsNumber(pid) || pid->valuedouble < 1 ||
+			    pid->valuedouble > INT32_MAX || pid->valuedouble != pid->valueint)) {
+		status = -EPROTO;
+		error = "the guest did not return a valid pid";
+	}
+	if (status != 0) {
 		guest_proc_drop_relays(p);
-		p->ops->started(p, status ? status : -EPROTO,
-				error ? error : "the guest did not return a pid");
+		p->ops->started(p, status, error ? error : "the guest did not return a pid");
 		return;
 	}
 	p->pid = pid->valueint;
@@ -143,6 +155,7 @@ int guest_proc_exec(struct guest_proc *p, struct bridge *b, struct vsock *vs, st
 	cJSON_AddNumberToObject(body, "stdin_port", ports[0]);
 	cJSON_AddNumberToObject(body, "stdout_port", ports[1]);
 	cJSON_AddNumberToObject(body, "stderr_port", ports[2]);
+	p->exec_pending = true;
 	ret =
 	    bridge_request(b, BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_PROCESS, BRIDGE_RPC_EXEC),
 			   body, on_exec_resp, p);

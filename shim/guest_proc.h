@@ -53,6 +53,7 @@ struct guest_proc {
 	struct stdio_relay *relay[3];
 	int outputs_open; /* stdout/stderr relays not finished */
 	bool exited, finished;
+	bool exec_pending; /* the exec request is out: p must outlive its answer or the bridge */
 	bool wait_pending; /* a wait request is out: p must outlive its answer or the bridge */
 	int exit_code;	   /* as a shell reports it: N, or 128 + signal */
 	int signal;	   /* the signal that killed it, else 0 */
@@ -70,8 +71,15 @@ int guest_proc_exec(struct guest_proc *p, struct bridge *b, struct vsock *vs, st
 		    const struct guest_exec *x, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
-/* A process_exited notification or a wait answer: either one settles it. */
+/*
+ * A process_exited notification or a wait answer: either one settles it.
+ * Ignored until the exec was answered with a pid (a guest-sent exit cannot
+ * settle a process it has not started).
+ */
 void guest_proc_exited(struct guest_proc *p, int exit_code, int signal);
+
+/* Whether a request about p is still out on the bridge: p must not be freed. */
+bool guest_proc_busy(const struct guest_proc *p);
 
 /* Gives up on the output still open (a background child holds it): finished follows. */
 void guest_proc_abandon_output(struct guest_proc *p);

@@ -83,7 +83,7 @@ void serve_procs_free(struct serve *s)
 	s->nr_procs = 0;
 }
 
-/* Old reported records go first when the table is full (not while a wait is out). */
+/* Old reported records go first when the table is full (never while a request is out). */
 void serve_procs_trim(struct serve *s, unsigned max)
 {
 	struct sproc **pp = &s->procs, **oldest = NULL;
@@ -91,7 +91,7 @@ void serve_procs_trim(struct serve *s, unsigned max)
 	if (s->nr_procs < max)
 		return;
 	for (; *pp; pp = &(*pp)->next)
-		if ((*pp)->gp.finished && !(*pp)->gp.wait_pending)
+		if ((*pp)->gp.finished && !guest_proc_busy(&(*pp)->gp))
 			oldest = pp; /* the list is newest first: the last match is the oldest */
 	if (oldest) {
 		struct sproc *p = *oldest;
@@ -113,10 +113,14 @@ void serve_proc_unlink_free(struct serve *s, struct sproc *p)
 	free(p);
 }
 
-/* The process notification can beat the wait response: either one settles it. */
+/*
+ * The process notification can beat the wait response: either one settles it.
+ * The pid is the guest's word: -1 and 0 would match records whose exec is
+ * still unanswered (their pid is -1 until then).
+ */
 void serve_on_process_exited(void *opaque, int pid, int code, int sig)
 {
-	struct sproc *p = serve_proc_find(opaque, pid);
+	struct sproc *p = pid > 0 ? serve_proc_find(opaque, pid) : NULL;
 
 	if (p)
 		guest_proc_exited(&p->gp, code, sig);

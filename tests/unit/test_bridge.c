@@ -13,6 +13,8 @@
 #include "shim/bridge.h"
 #include "virtio/vsock.h"
 
+#include "fake_gcs.h"
+
 #define T_EXEC_REQ  BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_PROCESS, BRIDGE_RPC_EXEC)
 #define T_EXEC_RESP BRIDGE_TYPE(BRIDGE_KIND_RESPONSE, BRIDGE_CAT_PROCESS, BRIDGE_RPC_EXEC)
 
@@ -237,15 +239,11 @@ static void test_rx_fini_midway(void **state)
 
 /* ---- the shim's bridge client against a fake guest on the vsock engine --------------- */
 
-#define CID   7
-#define GPORT 3000
-
 struct cfx {
 	struct vsock *vs;
 	struct bridge *b;
+	struct fake_gcs g;
 	int ready, ready_err, closed, exited_pid, exited_code;
-	uint32_t guest_fwd;
-	struct bridge_rx rx; /* the guest's reader of what the shim sends */
 	/* the last response delivered to a request */
 	int calls, status;
 	char error[256];
@@ -288,88 +286,19 @@ static void c_resp(void *o, int status, const char *error, const cJSON *body)
 	free(t);
 }
 
-/* The guest sends one vsock packet to the bridge port. */
-static void g_pkt(struct cfx *f, uint16_t op, const void *payload, uint32_t len)
-{
-	struct vsock_hdr h = {.src_cid = CID,
-			      .dst_cid = VSOCK_HOST_CID,
-			      .src_port = GPORT,
-			      .dst_port = BRIDGE_PORT,
-			      .len = len,
-			      .type = VSOCK_TYPE_STREAM,
-			      .op = op,
-			      .buf_alloc = 1 << 20,
-			      .fwd_cnt = f->guest_fwd};
-	struct iovec iov[2] = {{&h, sizeof(h)}, {(void *)payload, len}};
-
-	assert_int_equal(vsock_tx(f->vs, iov, len ? 2 : 1, sizeof(h) + len), 0);
-}
-
-/* The guest writes a bridge message (header + body) on the stream. */
-static void g_msg(struct cfx *f, uint32_t type, uint32_t size, uint64_t id, const char *body)
-{
-	uint8_t buf[4096];
-	size_t blen = strlen(body);
-
-	/* size 0: the honest one */
-	bridge_hdr_encode(buf, type, size ? size : 16 + blen, id);
-	memcpy(buf + 16, body, blen);
-	g_pkt(f, VSOCK_OP_RW, buf, 16 + blen);
-}
-
-/* Drains packets for the guest; returns the next bridge message sent by the shim (or -1). */
-static int g_next(struct cfx *f, struct bridge_hdr *hdr, char *body, size_t cap)
-{
-	static uint8_t pkt[65536 + VSOCK_HDR_SIZE];
-	struct iovec iov = {pkt, sizeof(pkt)};
-	long n;
-
-	while ((n = vsock_rx(f->vs, &iov, 1, sizeof(pkt))) > 0) {
-		struct vsock_hdr h;
-		size_t used, off = 0;
-
-		memcpy(&h, pkt, sizeof(h));
-		if (h.op == VSOCK_OP_RST)
-			return -2;
-		if (h.op != VSOCK_OP_RW)
-			continue;
-		f->guest_fwd += h.len;
-		while (off < h.len) {
-			struct bridge_rx_event ev;
-			enum bridge_rx_result r = bridge_rx_feed(&f->rx, pkt + VSOCK_HDR_SIZE + off,
-								 h.len - off, &used, &ev);
-
-			off += used;
-			if (r == BRIDGE_RX_MSG) {
-				*hdr = ev.hdr;
-				snprintf(body, cap, "%s", ev.body);
-				free(ev.body);
-				assert_int_equal(off, h.len); /* one message per test step */
-				return 0;
-			}
-			assert_int_equal(r, BRIDGE_RX_MORE);
-		}
-	}
-	return -1;
-}
+#define g_pkt(f, op, p, len)	       assert_int_equal(fake_gcs_pkt(&(f)->g, op, p, len), 0)
+#define g_msg(f, type, size, id, body) assert_int_equal(fake_gcs_msg(&(f)->g, type, size, id, body), 0)
+#define g_next(f, h, body, cap)	       fake_gcs_next(&(f)->g, h, body, cap)
 
 static int csetup(void **state)
 {
 	struct cfx *f = calloc(1, sizeof(*f));
-	struct bridge_hdr h;
-	char body[512];
 
-	assert_int_equal(vsock_engine_create(&f->vs, CID), 0);
+	assert_int_equal(vsock_engine_create(&f->vs, FAKE_GCS_CID), 0);
 	assert_int_equal(bridge_create(&f->b, f->vs, &cops, f), 0);
-	bridge_rx_init(&f->rx, BRIDGE_MSG_MAX);
 	assert_false(bridge_ready(f->b));
 	/* The GCS dials in; the shim speaks first, with negotiate. */
-	g_pkt(f, VSOCK_OP_REQUEST, NULL, 0);
-	assert_int_equal(g_next(f, &h, body, sizeof(body)), 0);
-	assert_int_equal(h.type,
-			 BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_SYSTEM, BRIDGE_RPC_NEGOTIATE));
-	assert_non_null(strstr(body, "\"max_version\":1"));
-	g_msg(f, bridge_response_type(h.type), 0, h.id, "{\"status\":0,\"version\":1}");
+	assert_int_equal(fake_gcs_connect(&f->g, f->vs), 0);
 	assert_int_equal(f->ready, 1);
 	assert_int_equal(f->ready_err, 0);
 	assert_true(bridge_ready(f->b));
@@ -383,7 +312,7 @@ static int cteardown(void **state)
 
 	bridge_destroy(f->b);
 	vsock_engine_destroy(f->vs);
-	bridge_rx_fini(&f->rx);
+	fake_gcs_fini(&f->g);
 	free(f);
 	return 0;
 }
@@ -494,9 +423,9 @@ static void test_client_broken_framing_and_reconnect(void **state)
 	assert_int_equal(bridge_request(f->b, T_EXEC_REQ, cJSON_CreateObject(), c_resp, f),
 			 -ENOTCONN);
 	/* A new GCS connection negotiates again. */
-	bridge_rx_fini(&f->rx);
-	bridge_rx_init(&f->rx, BRIDGE_MSG_MAX);
-	f->guest_fwd = 0;
+	bridge_rx_fini(&f->g.rx);
+	bridge_rx_init(&f->g.rx, BRIDGE_MSG_MAX);
+	f->g.fwd = 0;
 	g_pkt(f, VSOCK_OP_REQUEST, NULL, 0);
 	assert_int_equal(g_next(f, &h, body, sizeof(body)), 0);
 	g_msg(f, bridge_response_type(h.type), 0, h.id, "{\"status\":0}");

@@ -18,6 +18,9 @@
 
 #include "shim/ctl.h"
 #include "shim/serve_priv.h"
+#include "virtio/vsock.h"
+
+#include "fake_gcs.h"
 
 static const struct ctl_method methods[] = {
     {"guest.exec", serve_guest_exec},
@@ -367,6 +370,148 @@ static void test_signal_resize_params(void **state)
 		     CTL_ERR_GUEST, "the guest agent is not connected");
 }
 
+/* ---- a hostile guest behind a real bridge ------------------------------------------- */
+
+#define T_EXEC_RESP BRIDGE_TYPE(BRIDGE_KIND_RESPONSE, BRIDGE_CAT_PROCESS, BRIDGE_RPC_EXEC)
+#define T_NOTIFY_EXITED                                                                  \
+	BRIDGE_TYPE(BRIDGE_KIND_NOTIFY, BRIDGE_CAT_PROCESS, BRIDGE_NOTIFY_PROCESS_EXITED)
+
+struct gfixture {
+	struct fixture f; /* first: setup/teardown's */
+	struct fake_gcs g;
+};
+
+static void g_ready(void *o, int err, const cJSON *answer)
+{
+}
+
+static void g_closed(void *o)
+{
+}
+
+static const struct bridge_ops gops = {
+    .ready = g_ready, .process_exited = serve_on_process_exited, .closed = g_closed};
+
+static int gsetup(void **state)
+{
+	struct gfixture *gf = calloc(1, sizeof(*gf));
+	struct fixture *f = &gf->f;
+	struct ctl_config cfg = {.methods = methods};
+
+	assert_non_null(gf);
+	assert_int_equal(pipe2(f->out, O_CLOEXEC), 0);
+	fcntl(f->out[0], F_SETFL, O_NONBLOCK);
+	cfg.out_fd = f->out[1];
+	cfg.opaque = &f->s;
+	assert_int_equal(ctl_create(&f->s.ctl, &cfg), 0);
+	assert_int_equal(vsock_engine_create(&f->s.vs, FAKE_GCS_CID), 0);
+	assert_int_equal(bridge_create(&f->s.bridge, f->s.vs, &gops, &f->s), 0);
+	assert_int_equal(fake_gcs_connect(&gf->g, f->s.vs), 0);
+	assert_true(bridge_ready(f->s.bridge));
+	*state = gf;
+	return 0;
+}
+
+static int gteardown(void **state)
+{
+	struct gfixture *gf = *state;
+	struct fixture *f = &gf->f;
+
+	/* Pending requests are failed here: their records must still be alive. */
+	bridge_destroy(f->s.bridge);
+	serve_procs_free(&f->s);
+	vsock_engine_destroy(f->s.vs);
+	fake_gcs_fini(&gf->g);
+	ctl_destroy(f->s.ctl);
+	close(f->out[0]);
+	close(f->out[1]);
+	free(gf);
+	return 0;
+}
+
+/* The parent asks for an exec; returns the bridge id of the request the guest got. */
+static uint64_t exec_sent(struct gfixture *gf, int ctl_id)
+{
+	char line[128], body[1024];
+	struct bridge_hdr h;
+
+	snprintf(line, sizeof(line),
+		 "{\"id\":%d,\"method\":\"guest.exec\",\"params\":{\"argv\":[\"true\"]}}\n", ctl_id);
+	feed(&gf->f, line);
+	assert_int_equal(fake_gcs_next(&gf->g, &h, body, sizeof(body)), 0);
+	assert_int_equal(bridge_type_rpc(h.type), BRIDGE_RPC_EXEC);
+	return h.id;
+}
+
+/*
+ * Issue 9, defect 1: a guest-sent process_exited with pid -1 matched a record
+ * whose exec was unanswered; with the table full it was trimmed while its
+ * exec was on the bridge, and the answer ran on freed memory (ASan).
+ */
+static void test_exit_for_unanswered_exec(void **state)
+{
+	struct gfixture *gf = *state;
+	struct fixture *f = &gf->f;
+	char want[64];
+	uint64_t id;
+
+	/* A full table of processes still running: none can be trimmed. */
+	for (int i = 0; i < SERVE_MAX_PROCS_KEPT - 1; i++)
+		add_proc(&f->s, 100 + i, false, true);
+	id = exec_sent(gf, 1);
+	assert_int_equal(fake_gcs_msg(&gf->g, T_NOTIFY_EXITED, 0, 0,
+				      "{\"pid\":-1,\"exit_code\":0,\"signal\":0}"),
+			 0);
+	assert_int_equal(fake_gcs_msg(&gf->g, T_NOTIFY_EXITED, 0, 0,
+				      "{\"pid\":0,\"exit_code\":0,\"signal\":0}"),
+			 0);
+	assert_string_equal(drain(f), ""); /* no process.exited for a process never started */
+	exec_sent(gf, 2);		   /* trims: the unanswered exec must stay */
+	assert_int_equal(fake_gcs_msg(&gf->g, T_EXEC_RESP, 0, id, "{\"status\":0,\"pid\":9000}"), 0);
+	snprintf(want, sizeof(want), "{\"id\":1,\"result\":{\"pid\":9000}}\n");
+	assert_string_equal(drain(f), want);
+	assert_non_null(serve_proc_find(&f->s, 9000));
+}
+
+/* A record with a request out is never trimmed, finished or not. */
+static void test_trim_spares_busy(void **state)
+{
+	struct fixture *f = *state;
+	struct sproc *p = add_proc(&f->s, 5, true, false);
+
+	p->gp.exec_pending = true;
+	serve_procs_trim(&f->s, 1);
+	assert_string_equal(pids(&f->s), "5");
+	p->gp.exec_pending = false;
+	serve_procs_trim(&f->s, 1);
+	assert_string_equal(pids(&f->s), "");
+}
+
+/* Pids the guest makes up fail the exec; statuses out of range do not reach strerror. */
+static void test_exec_bogus_answers(void **state)
+{
+	struct gfixture *gf = *state;
+	struct fixture *f = &gf->f;
+	static const char *const bodies[] = {
+	    "{\"status\":0,\"pid\":0}",	      "{\"status\":0,\"pid\":-7}",
+	    "{\"status\":0,\"pid\":1.5}",     "{\"status\":0,\"pid\":1e12}",
+	    "{\"status\":0,\"pid\":\"12\"}",  "{\"status\":0}",
+	    "{\"status\":-2147483648}",	      "{\"status\":-1e300}",
+	    "{\"status\":17,\"pid\":12}",
+	};
+
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		uint64_t id = exec_sent(gf, 1);
+		const char *out;
+
+		assert_int_equal(fake_gcs_msg(&gf->g, T_EXEC_RESP, 0, id, bodies[i]), 0);
+		out = drain(f);
+		if (!strstr(out, "\"error\""))
+			fail_msg("%s: answered %s", bodies[i], out);
+	}
+	assert_string_equal(pids(&f->s), ""); /* every failed exec left the table */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -382,6 +527,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_cancel_all, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_exec_params, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_signal_resize_params, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_trim_spares_busy, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_exit_for_unanswered_exec, gsetup, gteardown),
+	    cmocka_unit_test_setup_teardown(test_exec_bogus_answers, gsetup, gteardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
