@@ -2,6 +2,7 @@
 #include "shim/scsi.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "shim/bridge.h"
 #include "virtio/virtio.h"
 #include "vmm/log.h"
+#include "vmm/loop.h"
 
 #define TAG "scsi"
 
@@ -222,8 +224,65 @@ void scsi_bind(struct scsi *sc, struct pci_bus *pci, struct guest_mem *mem, stru
 	sc->num_queues = num_queues;
 }
 
+/* Unplugs every retired disk and answers its request. Loop thread, no device lock held. */
+static void reap_retired(struct scsi *sc)
+{
+	sc->reap_queued = false;
+	for (int i = 0; i < SCSI_MAX_DISKS; i++) {
+		struct scsi_disk *d = &sc->disks[i];
+		struct ctl_req *req = d->req;
+		cJSON *r;
+
+		if (d->state != SCSI_RETIRING)
+			continue;
+		virtio_dev_destroy(d->dev);
+		d->req = NULL;
+		if (req && d->retire_code) {
+			ctl_req_error(req, d->retire_code, "%s", d->retire_msg);
+		} else if (req) {
+			r = cJSON_CreateObject();
+			cJSON_AddNumberToObject(r, "controller", d->controller);
+			cJSON_AddNumberToObject(r, "lun", d->lun);
+			ctl_req_result(req, r);
+		}
+		scsi_release(d);
+	}
+}
+
+static void reap_cb(void *opaque, uint32_t events)
+{
+	reap_retired(opaque);
+}
+
+/*
+ * The guest is done with d: unplug it and answer d->req from the loop (code 0:
+ * {controller, lun}; else that error with msg). Safe inside a bridge callback.
+ */
+static void retire(struct scsi_disk *d, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void retire(struct scsi_disk *d, int code, const char *fmt, ...)
+{
+	struct scsi *sc = d->owner;
+	va_list ap;
+
+	d->state = SCSI_RETIRING;
+	d->retire_code = code;
+	va_start(ap, fmt);
+	vsnprintf(d->retire_msg, sizeof(d->retire_msg), fmt, ap);
+	va_end(ap);
+	if (sc->reap_queued)
+		return;
+	if (sc->loop && loop_defer(sc->loop, reap_cb, sc) == 0) {
+		sc->reap_queued = true;
+		return;
+	}
+	/* No loop (unit tests) or out of memory: do it now rather than never. */
+	reap_retired(sc);
+}
+
 void scsi_unbind(struct scsi *sc)
 {
+	reap_retired(sc);
 	for (int i = 0; i < SCSI_MAX_DISKS; i++) {
 		struct scsi_disk *d = &sc->disks[i];
 
@@ -339,19 +398,15 @@ static void on_add_resp(void *opaque, int status, const char *error, const cJSON
 	struct scsi_disk *d = opaque;
 	struct ctl_req *req = d->req;
 
-	d->req = NULL;
 	if (status) {
 		/* The GCS took the function out again if it had found it. */
 		pr_err(TAG, "%s: the guest failed to attach it: %s", d->serial,
 		       error ? error : strerror(-status));
-		virtio_dev_destroy(d->dev);
-		scsi_release(d);
-		if (req)
-			ctl_req_error(req, guest_code(status),
-				      "the guest could not attach the disk: %s",
-				      error ? error : strerror(-status));
+		retire(d, guest_code(status), "the guest could not attach the disk: %s",
+		       error ? error : strerror(-status));
 		return;
 	}
+	d->req = NULL;
 	note_device(d, body);
 	d->state = SCSI_ATTACHED;
 	pr_info(TAG, "%s: attached as %s", d->serial, d->device);
@@ -434,12 +489,12 @@ void scsi_method_add(struct scsi *sc, struct bridge *bridge, bool running, struc
 static void on_remove_resp(void *opaque, int status, const char *error, const cJSON *body)
 {
 	struct scsi_disk *d = opaque;
-	struct ctl_req *req = d->req;
-	cJSON *r;
 
-	d->req = NULL;
 	if (status && status != -ECANCELED) {
+		struct ctl_req *req = d->req;
+
 		/* Still in the guest: keep the function, the parent may retry. */
+		d->req = NULL;
 		d->state = SCSI_ATTACHED;
 		if (req)
 			ctl_req_error(req, guest_code(status),
@@ -447,22 +502,11 @@ static void on_remove_resp(void *opaque, int status, const char *error, const cJ
 				      error ? error : strerror(-status));
 		return;
 	}
-	/* Only now that the guest let go: unplug and close the backend. */
-	r = cJSON_CreateObject();
-	cJSON_AddNumberToObject(r, "controller", d->controller);
-	cJSON_AddNumberToObject(r, "lun", d->lun);
-	virtio_dev_destroy(d->dev);
-	scsi_release(d);
-	if (!req) {
-		cJSON_Delete(r);
-		return;
-	}
+	/* Only now that the guest let go: unplug and close the backend (from the loop). */
 	if (status)
-		ctl_req_error(req, CTL_ERR_CANCELLED, "the VM went away during the removal");
+		retire(d, CTL_ERR_CANCELLED, "the VM went away during the removal");
 	else
-		ctl_req_result(req, r);
-	if (status)
-		cJSON_Delete(r);
+		retire(d, 0, "removed");
 }
 
 void scsi_method_remove(struct scsi *sc, struct bridge *bridge, bool running, struct ctl_req *req)

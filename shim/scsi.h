@@ -11,7 +11,11 @@
  * Disks added before vm.start (scsi.add in Created, or vm.create's "scsi"
  * array) are cold-plugged; scsi_boot_attach() mounts them once the GCS is up.
  *
- * Everything runs on the control thread.
+ * Everything runs on the control thread. Bridge answers arrive inside the
+ * vsock device's lock, so a disk the guest let go of is not torn down there
+ * (teardown takes the PCI bus lock, which a vCPU resetting the vsock device
+ * holds while it waits for the vsock lock): it is retired, unplugged from a
+ * loop_defer()red call, and only then is the request answered.
  */
 #ifndef SHIM_SCSI_H
 #define SHIM_SCSI_H
@@ -53,6 +57,7 @@ enum scsi_disk_state {
 	SCSI_ADDING,   /* the guest is looking for it / mounting */
 	SCSI_ATTACHED, /* on the bus (and mounted if asked) */
 	SCSI_REMOVING, /* the guest is unmounting / removing it */
+	SCSI_RETIRING, /* the guest let go: unplugged on the loop, then answered */
 };
 
 struct scsi_disk {
@@ -67,6 +72,9 @@ struct scsi_disk {
 	char device[32]; /* guest device, "/dev/vdb" */
 	struct virtio_dev *dev;
 	struct ctl_req *req; /* the add/remove being served */
+	/* SCSI_RETIRING: the answer req gets once the device is gone (0: a result) */
+	int retire_code;
+	char retire_msg[256];
 };
 
 typedef void (*scsi_boot_fn)(void *opaque, int err, const char *msg);
@@ -78,6 +86,7 @@ struct scsi {
 	struct guest_mem *mem;
 	struct loop *loop;
 	int num_queues;
+	bool reap_queued; /* a loop_defer of the retired disks' teardown is out */
 	/* boot-time attach in progress */
 	scsi_boot_fn boot_fn;
 	void *boot_opaque;

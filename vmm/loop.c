@@ -5,6 +5,7 @@
 #include "loop.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
@@ -19,9 +20,21 @@ struct loop_entry {
 	struct loop_entry *next;
 };
 
+struct loop_deferred {
+	loop_fn fn;
+	void *opaque;
+	struct loop_deferred *next;
+};
+
+/* Marks the deferred-work eventfd in epoll (the stop fd is NULL). */
+static char defer_marker;
+
 struct loop {
 	int epfd;
 	int stop_fd;
+	int defer_fd;
+	pthread_mutex_t defer_lock;
+	struct loop_deferred *deferred, **deferred_tail; /* oldest first */
 	bool stopping;
 	struct loop_entry *entries;
 	struct loop_entry *graveyard; /* deleted during a batch, freed after it */
@@ -35,12 +48,18 @@ int loop_create(struct loop **out)
 	*out = NULL;
 	if (!loop)
 		return -ENOMEM;
+	pthread_mutex_init(&loop->defer_lock, NULL);
+	loop->deferred_tail = &loop->deferred;
 	loop->epfd = epoll_create1(EPOLL_CLOEXEC);
 	loop->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (loop->epfd < 0 || loop->stop_fd < 0)
+	loop->defer_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (loop->epfd < 0 || loop->stop_fd < 0 || loop->defer_fd < 0)
 		goto fail;
 	ev.data.ptr = NULL; /* NULL marks the stop fd */
 	if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->stop_fd, &ev) < 0)
+		goto fail;
+	ev.data.ptr = &defer_marker;
+	if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->defer_fd, &ev) < 0)
 		goto fail;
 	*out = loop;
 	return 0;
@@ -51,6 +70,9 @@ fail:;
 		close(loop->epfd);
 	if (loop->stop_fd >= 0)
 		close(loop->stop_fd);
+	if (loop->defer_fd >= 0)
+		close(loop->defer_fd);
+	pthread_mutex_destroy(&loop->defer_lock);
 	free(loop);
 	return err;
 }
@@ -71,8 +93,16 @@ void loop_destroy(struct loop *loop)
 		return;
 	loop_free_list(loop->entries);
 	loop_free_list(loop->graveyard);
+	while (loop->deferred) {
+		struct loop_deferred *d = loop->deferred;
+
+		loop->deferred = d->next;
+		free(d);
+	}
 	close(loop->epfd);
 	close(loop->stop_fd);
+	close(loop->defer_fd);
+	pthread_mutex_destroy(&loop->defer_lock);
 	free(loop);
 }
 
@@ -134,33 +164,84 @@ int loop_del(struct loop *loop, int fd)
 	return 0;
 }
 
-int loop_run(struct loop *loop)
+int loop_defer(struct loop *loop, loop_fn fn, void *opaque)
+{
+	struct loop_deferred *d = calloc(1, sizeof(*d));
+	uint64_t one = 1;
+
+	if (!d)
+		return -ENOMEM;
+	d->fn = fn;
+	d->opaque = opaque;
+	pthread_mutex_lock(&loop->defer_lock);
+	*loop->deferred_tail = d;
+	loop->deferred_tail = &d->next;
+	pthread_mutex_unlock(&loop->defer_lock);
+	if (write(loop->defer_fd, &one, sizeof(one)) < 0) {
+		/* Counter overflow only: a wakeup is pending. */
+	}
+	return 0;
+}
+
+/* Runs what was deferred before this call; what those defer runs on the next wakeup. */
+static void run_deferred(struct loop *loop)
+{
+	struct loop_deferred *d;
+	uint64_t v;
+
+	if (read(loop->defer_fd, &v, sizeof(v)) < 0) {
+		/* EAGAIN: nothing new */
+	}
+	pthread_mutex_lock(&loop->defer_lock);
+	d = loop->deferred;
+	loop->deferred = NULL;
+	loop->deferred_tail = &loop->deferred;
+	pthread_mutex_unlock(&loop->defer_lock);
+	while (d) {
+		struct loop_deferred *next = d->next;
+
+		d->fn(d->opaque, 0);
+		free(d);
+		d = next;
+	}
+}
+
+int loop_run_once(struct loop *loop, int timeout_ms)
 {
 	struct epoll_event evs[32];
+	int n = epoll_wait(loop->epfd, evs, 32, timeout_ms);
 
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	for (int i = 0; i < n; i++) {
+		struct loop_entry *e = evs[i].data.ptr;
+
+		if (!e) {
+			uint64_t v;
+
+			if (read(loop->stop_fd, &v, sizeof(v)) == sizeof(v))
+				loop->stopping = true;
+			continue;
+		}
+		if ((void *)e == &defer_marker) {
+			run_deferred(loop);
+			continue;
+		}
+		if (!e->dead)
+			e->fn(e->opaque, evs[i].events);
+	}
+	loop_free_list(loop->graveyard);
+	loop->graveyard = NULL;
+	return n;
+}
+
+int loop_run(struct loop *loop)
+{
 	while (!loop->stopping) {
-		int n = epoll_wait(loop->epfd, evs, 32, -1);
+		int n = loop_run_once(loop, -1);
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		for (int i = 0; i < n; i++) {
-			struct loop_entry *e = evs[i].data.ptr;
-
-			if (!e) {
-				uint64_t v;
-
-				if (read(loop->stop_fd, &v, sizeof(v)) == sizeof(v))
-					loop->stopping = true;
-				continue;
-			}
-			if (!e->dead)
-				e->fn(e->opaque, evs[i].events);
-		}
-		loop_free_list(loop->graveyard);
-		loop->graveyard = NULL;
+		if (n < 0)
+			return n;
 	}
 	loop->stopping = false;
 	return 0;

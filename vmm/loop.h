@@ -16,6 +16,19 @@ int loop_add(struct loop *loop, int fd, uint32_t events, loop_fn fn, void *opaqu
 int loop_mod(struct loop *loop, int fd, uint32_t events);
 /* Safe from inside a callback: no callback for fd runs after this returns. */
 int loop_del(struct loop *loop, int fd);
+/*
+ * Runs fn(opaque, 0) once on the loop's thread, as a callback of its own: after
+ * the callback now running has returned and released whatever it holds. The
+ * way to tear a device down from code that runs inside another device's lock
+ * (a bridge answer arrives inside the vsock device's tx drain). Thread-safe.
+ * Deferred calls still queued when the loop is destroyed are dropped.
+ */
+int loop_defer(struct loop *loop, loop_fn fn, void *opaque) __attribute__((warn_unused_result));
+/*
+ * Waits up to timeout_ms (-1: for ever) for one batch of events and runs its
+ * callbacks; returns how many ran, or -errno. For tests and shutdown drains.
+ */
+int loop_run_once(struct loop *loop, int timeout_ms);
 /* Runs until loop_stop(); returns 0 or -errno. */
 int loop_run(struct loop *loop);
 /* Thread-safe; may be called from any thread or a signal-free context. */

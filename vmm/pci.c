@@ -729,7 +729,13 @@ void pci_dev_remove(struct pci_dev *dev)
 		return;
 	pthread_mutex_lock(&pbus->lock);
 	pbus->slots[dev->slot] = NULL;
-	/* BAR callbacks never take the bus lock, so waiting for them here cannot deadlock. */
+	/*
+	 * bar_unmap waits for BAR callbacks in flight, which never take the bus
+	 * lock. Config-space callbacks do run under it (a status write through
+	 * the PCI_CFG window resets a device, which takes that device's lock), so
+	 * nobody may call this while holding a device's lock: managers retire
+	 * devices from the loop (loop_defer), never from a device callback.
+	 */
 	for (int i = 0; i < PCI_NR_BARS; i++) {
 		if (!dev->bars[i].size)
 			continue;

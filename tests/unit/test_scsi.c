@@ -1,5 +1,7 @@
 /* The scsi manager's pure parts: params, serials, slots; and its answers to bad requests. */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +13,10 @@
 
 #include "shim/ctl.h"
 #include "shim/scsi.h"
+#include "vmm/loop.h"
+
+#include "fake_gcs.h"
+#include "virtio_test_util.h"
 
 static int parse(const char *json, struct scsi_params *p, char err[CTL_ERRLEN])
 {
@@ -252,6 +258,143 @@ static void test_methods_errors(void **state)
 	close(fds[1]);
 }
 
+/* ---- hot-add and remove behind a real bridge and PCI bus --------------------------- */
+
+static struct bridge *g_bridge;
+
+static void m_add_live(void *opaque, struct ctl_req *req)
+{
+	scsi_method_add(&g_sc, g_bridge, true, req);
+}
+
+static void m_remove_live(void *opaque, struct ctl_req *req)
+{
+	scsi_method_remove(&g_sc, g_bridge, true, req);
+}
+
+static const struct ctl_method live_methods[] = {
+    {"scsi.add", m_add_live},
+    {"scsi.remove", m_remove_live},
+    {NULL, NULL},
+};
+
+static void nop_ready(void *o, int err, const cJSON *answer)
+{
+}
+
+static const struct bridge_ops nop_ops = {.ready = nop_ready};
+
+static char *drain_fd(int fd)
+{
+	static char buf[4096];
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+/* Whether any function answers config reads at a slot (vendor id). */
+static bool slot_used(struct tmach *m, int slot)
+{
+	return cfg_rd(m, slot, 0, 2) != 0xffff;
+}
+
+/*
+ * Issue 9, defect 2: the guest's answer to scsi.remove (or a failed scsi.add)
+ * arrives inside the vsock device's lock; tearing the disk down there takes the
+ * PCI bus lock, which a vCPU resetting the vsock device through the PCI_CFG
+ * window holds while it waits for the vsock lock. The teardown, and then the
+ * answer, must come from the loop, after the bridge callback returned.
+ */
+static void test_teardown_leaves_the_bridge_callback(void **state)
+{
+	char disk[] = "/tmp/test_scsi_XXXXXX", body[1024], *out;
+	struct fake_gcs g = {0};
+	struct bridge_hdr h;
+	struct vsock *vs;
+	struct loop *loop;
+	struct tmach m;
+	struct ctl *ctl;
+	int fds[2], fd, slot = -1;
+
+	fd = mkstemp(disk);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	assert_int_equal(pipe2(fds, O_CLOEXEC | O_NONBLOCK), 0);
+	assert_int_equal(tm_init(&m, 1 << 20), 0);
+	assert_int_equal(loop_create(&loop), 0);
+	assert_int_equal(vsock_engine_create(&vs, FAKE_GCS_CID), 0);
+	assert_int_equal(bridge_create(&g_bridge, vs, &nop_ops, NULL), 0);
+	assert_int_equal(fake_gcs_connect(&g, vs), 0);
+	scsi_init(&g_sc);
+	scsi_bind(&g_sc, m.pbus, m.mem, loop, 1);
+	assert_int_equal(
+	    ctl_create(&ctl, &(struct ctl_config){.out_fd = fds[1], .methods = live_methods}), 0);
+
+	/* Hot-add: plugged at once, answered when the guest found it. */
+	snprintf(body, sizeof(body),
+		 "{\"id\":1,\"method\":\"scsi.add\",\"params\":{\"controller\":0,\"lun\":1,"
+		 "\"host_path\":\"%s\"}}\n",
+		 disk);
+	ctl_feed(ctl, body, strlen(body));
+	for (int i = 0; i < 32; i++)
+		if (slot_used(&m, i))
+			slot = i;
+	assert_true(slot >= 0);
+	assert_int_equal(fake_gcs_next(&g, &h, body, sizeof(body)), 0);
+	assert_int_equal(fake_gcs_msg(&g, bridge_response_type(h.type), 0, h.id,
+				      "{\"status\":0,\"device\":\"/dev/vdb\"}"),
+			 0);
+	assert_non_null(strstr(drain_fd(fds[0]), "\"device\":\"/dev/vdb\""));
+
+	/* Remove: the guest's ack comes inside the bridge callback... */
+	ctl_feed(ctl,
+		 "{\"id\":2,\"method\":\"scsi.remove\",\"params\":{\"controller\":0,\"lun\":1}}\n",
+		 strlen("{\"id\":2,\"method\":\"scsi.remove\",\"params\":{\"controller\":0,"
+			"\"lun\":1}}\n"));
+	assert_int_equal(fake_gcs_next(&g, &h, body, sizeof(body)), 0);
+	assert_int_equal(fake_gcs_msg(&g, bridge_response_type(h.type), 0, h.id, "{\"status\":0}"),
+			 0);
+	/* ...where nothing was torn down and nothing answered yet. */
+	assert_true(slot_used(&m, slot));
+	assert_string_equal(drain_fd(fds[0]), "");
+	/* The loop does it, then answers. */
+	assert_true(loop_run_once(loop, 1000) > 0);
+	assert_false(slot_used(&m, slot));
+	out = drain_fd(fds[0]);
+	assert_non_null(strstr(out, "\"id\":2,\"result\":{\"controller\":0,\"lun\":1}"));
+	assert_int_equal(scsi_count(&g_sc), 0);
+
+	/* A failed hot-add goes the same way. */
+	snprintf(body, sizeof(body),
+		 "{\"id\":3,\"method\":\"scsi.add\",\"params\":{\"controller\":0,\"lun\":2,"
+		 "\"host_path\":\"%s\"}}\n",
+		 disk);
+	ctl_feed(ctl, body, strlen(body));
+	assert_int_equal(fake_gcs_next(&g, &h, body, sizeof(body)), 0);
+	assert_int_equal(fake_gcs_msg(&g, bridge_response_type(h.type), 0, h.id,
+				      "{\"status\":-110,\"error\":\"no such serial\"}"),
+			 0);
+	assert_int_equal(scsi_count(&g_sc), 1);
+	assert_string_equal(drain_fd(fds[0]), "");
+	assert_true(loop_run_once(loop, 1000) > 0);
+	assert_non_null(strstr(drain_fd(fds[0]), "no such serial"));
+	assert_int_equal(scsi_count(&g_sc), 0);
+
+	scsi_unbind(&g_sc);
+	ctl_destroy(ctl);
+	bridge_destroy(g_bridge);
+	g_bridge = NULL;
+	vsock_engine_destroy(vs);
+	fake_gcs_fini(&g);
+	loop_destroy(loop);
+	tm_fini(&m);
+	close(fds[0]);
+	close(fds[1]);
+	unlink(disk);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -259,6 +402,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_bad),	 cmocka_unit_test(test_parse_options_too_long),
 	    cmocka_unit_test(test_parse_remove), cmocka_unit_test(test_serial),
 	    cmocka_unit_test(test_slots),	 cmocka_unit_test(test_methods_errors),
+	    cmocka_unit_test(test_teardown_leaves_the_bridge_callback),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
