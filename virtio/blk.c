@@ -46,6 +46,7 @@
 #define BLK_SECTOR	    512
 #define BLK_QUEUE_SIZE	    256
 #define BLK_MAX_QUEUES	    16
+#define BLK_QUEUE_BUDGET    BLK_QUEUE_SIZE /* chains per call before yielding the loop */
 #define BLK_MAX_DISCARD_SEC 0x400000 /* 2 GiB per request */
 /*
  * Poll window after a kick, in microseconds. Measured in the nested test host
@@ -300,19 +301,23 @@ static int req_start(struct blk_dev *blk, struct blk_req *req, struct virtq_chai
  * Takes and starts the queue's available requests. With arm, it goes on until
  * virtq_pop finds the ring empty, which asks the driver for a kick at the
  * next one; without, it stops at the last one and kicks stay suppressed (for
- * polling). Called with blk->lock held. Returns -EIO when the driver broke
- * the ring rules.
+ * polling). At most BLK_QUEUE_BUDGET chains per call: requests that finish
+ * at once (bad ones) free their slot, so a guest refilling the ring could
+ * otherwise hold the loop here. Called with blk->lock held. Returns 1 when
+ * the budget ran out with work left, -EIO when the driver broke the rules.
  */
 static int process_queue(struct blk_dev *blk, int qi, bool arm)
 {
 	struct blk_queue *bq = &blk->queues[qi];
 	struct virtq *vq = &blk->vdev.vqs[qi];
 	struct virtq_chain *c = &bq->chain;
-	int r, st;
+	int r, st, budget = BLK_QUEUE_BUDGET;
 
 	for (;;) {
 		if (!arm && !virtq_avail_pending(vq))
 			return 0;
+		if (budget-- == 0)
+			return 1;
 		r = virtq_pop(vq, c);
 		if (r <= 0)
 			break;
@@ -380,14 +385,15 @@ static int poll_queues(struct blk_dev *blk)
 	for (;;) {
 		bool found = false;
 
-		for (int q = 0; q < blk->nr_queues && !err; q++) {
+		for (int q = 0; q < blk->nr_queues && err >= 0; q++) {
 			if (virtq_avail_pending(&blk->vdev.vqs[q])) {
 				found = true;
 				err = process_queue(blk, q, false);
 			}
 		}
-		if (err)
+		if (err < 0)
 			return err;
+		err = 0; /* out of budget: the poll comes back to it */
 		t = now_ns();
 		if (found) {
 			blk->stats.poll_hits++;
@@ -407,8 +413,11 @@ static int poll_queues(struct blk_dev *blk)
 			break;
 		__builtin_ia32_pause();
 	}
-	for (int q = 0; q < blk->nr_queues && !err; q++)
-		err = process_queue(blk, q, true);
+	for (int q = 0; q < blk->nr_queues && err >= 0; q++)
+		if ((err = process_queue(blk, q, true)) > 0) {
+			virtio_dev_rekick(&blk->vdev, q);
+			err = 0;
+		}
 	return err;
 }
 
@@ -423,13 +432,15 @@ static void blk_queue_notify(struct virtio_dev *vdev, int q)
 		blk->stats.kicks++;
 		err = process_queue(blk, q, !poll);
 		submit_and_complete(blk);
-		if (poll && !err) {
+		if (err > 0 && !poll)
+			virtio_dev_rekick(vdev, q);
+		if (poll && err >= 0) {
 			err = poll_queues(blk);
 			submit_and_complete(blk); /* what came in while kicks were re-armed */
 		}
 	}
 	pthread_mutex_unlock(&blk->lock);
-	if (err)
+	if (err < 0)
 		virtio_dev_set_needs_reset(vdev);
 }
 

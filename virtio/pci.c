@@ -118,6 +118,20 @@ static void notify_write(struct virtio_dev *dev, uint32_t q)
 		log_msg_errno(LOG_WARN, "virtio", "%s: kick", dev->name);
 }
 
+void virtio_dev_rekick(struct virtio_dev *dev, int q)
+{
+	uint64_t one = 1;
+
+	if (q < 0 || q >= dev->nr_queues)
+		return;
+	dev->rekicks++;
+	/* Without a loop (unit tests) the caller kicks again itself. */
+	if (!dev->loop || dev->kick_fd[q] < 0)
+		return;
+	if (write(dev->kick_fd[q], &one, sizeof(one)) < 0)
+		log_msg_errno(LOG_WARN, "virtio", "%s: re-kick", dev->name);
+}
+
 /* Moves the queue ioeventfds along with BAR 0. Called with the PCI bus lock held. */
 static void virtio_bar_map(struct pci_dev *p, int bar, uint64_t addr, bool mapped)
 {

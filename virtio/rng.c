@@ -12,6 +12,7 @@
 
 #define RNG_QUEUE_SIZE 64
 #define RNG_MAX_BYTES  (64 * 1024) /* per request: keeps one kick short */
+#define RNG_BUDGET     RNG_QUEUE_SIZE /* requests per kick before yielding the loop */
 
 struct rng_dev {
 	struct virtio_dev vdev;
@@ -53,11 +54,11 @@ static void rng_queue_notify(struct virtio_dev *vdev, int q)
 	struct rng_dev *rng = to_rng(vdev);
 	struct virtq *vq = &vdev->vqs[0];
 	bool pushed = false;
-	int r = 0;
+	int r = 0, budget = RNG_BUDGET;
 
 	pthread_mutex_lock(&rng->lock);
 	if (rng->active && q == 0) {
-		while ((r = virtq_pop(vq, &rng->chain)) > 0) {
+		while (budget-- > 0 && (r = virtq_pop(vq, &rng->chain)) > 0) {
 			struct virtq_chain *c = &rng->chain;
 
 			/* Readable buffers mean nothing to this device; only the writable part
@@ -67,6 +68,8 @@ static void rng_queue_notify(struct virtio_dev *vdev, int q)
 		}
 		if (pushed)
 			virtio_dev_notify(vdev, 0);
+		if (budget < 0)
+			virtio_dev_rekick(vdev, 0); /* more may be waiting: after the others */
 	}
 	pthread_mutex_unlock(&rng->lock);
 	if (r < 0)

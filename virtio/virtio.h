@@ -213,6 +213,7 @@ struct virtio_dev {
 	uint64_t notify_base;	   /* guest address of the notify area while mapped, else 0 */
 	bool ioeventfds;	   /* kick_fds are registered as ioeventfds */
 	uint8_t pcicfg_cap;	   /* config offset of the PCI_CFG access capability */
+	uint64_t rekicks;	   /* virtio_dev_rekick calls: handlers that ran out of budget */
 };
 
 /*
@@ -231,6 +232,12 @@ void virtio_dev_destroy(struct virtio_dev *dev);
 
 /* Raises queue q's interrupt if the driver wants one (virtq_should_notify). */
 void virtio_dev_notify(struct virtio_dev *dev, int q);
+/*
+ * A queue handler used up its per-kick budget with work left: queue q is
+ * handled again once the loop has served everyone else, so a guest that keeps
+ * refilling a ring cannot hold the loop. Loop thread.
+ */
+void virtio_dev_rekick(struct virtio_dev *dev, int q);
 /* The driver broke the protocol: set DEVICE_NEEDS_RESET and raise a config interrupt. */
 void virtio_dev_set_needs_reset(struct virtio_dev *dev);
 /* The device config changed (e.g. capacity): bump the generation and notify. */

@@ -116,13 +116,8 @@ static void drain_tx_locked(struct vsock_dev *d)
 	}
 	if (pushed)
 		virtio_dev_notify(&d->vdev, Q_TX);
-	if (budget < 0) {
-		uint64_t one = 1;
-
-		/* More may be waiting: come back after others had their turn. */
-		if (write(d->vdev.kick_fd[Q_TX], &one, sizeof(one)) < 0)
-			log_msg_errno(LOG_WARN, TAG, "re-kick tx");
-	}
+	if (budget < 0)
+		virtio_dev_rekick(&d->vdev, Q_TX); /* more may be waiting: after the others */
 }
 
 /* Loop thread: handle a reset the driver asked for, before any new ring work. */

@@ -7,6 +7,7 @@
 #define TESTS_VIRTIO_TEST_UTIL_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -309,6 +310,36 @@ static inline void tq_used_elem(struct tmach *m, int q, uint16_t qsize, uint16_t
 
 	memcpy(id, e, 4);
 	memcpy(len, e + 4, 4);
+}
+
+/*
+ * A hostile driver on another thread (a vCPU): keeps queue q full by making
+ * head (avail idx % qsize) available again as soon as the device used one,
+ * up to max times. The test sets every head's descriptors up first.
+ */
+struct tq_refiller {
+	struct tmach *m;
+	int q;
+	uint16_t qsize;
+	unsigned max, added;
+	bool stop; /* atomics */
+};
+
+static inline void *tq_refill_thread(void *opaque)
+{
+	struct tq_refiller *r = opaque;
+	uint16_t *av = (uint16_t *)(r->m->ram + tq_avail(r->q));
+	uint16_t *used_idx = (uint16_t *)(r->m->ram + tq_used(r->q) + 2);
+
+	while (r->added < r->max && !__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+		uint16_t a = av[1], u = __atomic_load_n(used_idx, __ATOMIC_ACQUIRE);
+
+		if ((uint16_t)(a - u) >= r->qsize)
+			continue;
+		tq_avail_add(r->m, r->q, r->qsize, a % r->qsize);
+		r->added++;
+	}
+	return NULL;
 }
 
 #endif
