@@ -36,7 +36,7 @@ static int vm_routing_init(struct vm *vm)
 	struct kvm_irq_routing *r;
 	int n = 0;
 
-	r = calloc(1, sizeof(*r) + VM_GSI_MAX * sizeof(r->entries[0]));
+	r = calloc(1, sizeof(*r) + VM_ROUTES_MAX * sizeof(r->entries[0]));
 	if (!r)
 		return -ENOMEM;
 	/* The routes KVM_CREATE_IRQCHIP installs: PIC pins 0-15 (not 2), IOAPIC 0-23. */
@@ -389,6 +389,11 @@ int vm_msi_route_set(struct vm *vm, uint32_t gsi, uint64_t addr, uint32_t data)
 		return -EINVAL;
 	pthread_mutex_lock(&vm->route_lock);
 	vm_route_drop(vm, gsi);
+	if (addr && r->nr >= VM_ROUTES_MAX) {
+		/* Cannot happen while each GSI has at most one entry; never write past the table. */
+		pthread_mutex_unlock(&vm->route_lock);
+		return -ENOSPC;
+	}
 	if (addr) {
 		r->entries[r->nr++] = (struct kvm_irq_routing_entry){
 			.gsi = gsi,

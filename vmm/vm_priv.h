@@ -12,6 +12,8 @@
 
 #define VM_GSI_MAX     1024
 #define VM_IOAPIC_PINS 24
+/* Routing entries: PIC pins 0-15 but 2, every IOAPIC pin, one MSI per GSI above them. */
+#define VM_ROUTES_MAX (15 + VM_IOAPIC_PINS + (VM_GSI_MAX - VM_IOAPIC_PINS))
 
 struct vcpu {
 	struct vm *vm;
