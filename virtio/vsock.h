@@ -200,7 +200,10 @@ struct vsock_uds;
 
 /*
  * Listens on path for host programs ("CONNECT <port>\n") and routes guest
- * connections to ports without an in-process listener to "<path>_<port>".
+ * connections to ports without an in-process listener to "<path>_<port>"
+ * (at most 128 of those open at once: each holds a host fd; more are reset).
+ * A socket left at path by an earlier run is replaced; anything else there
+ * fails with -EEXIST and is left alone.
  */
 int vsock_uds_create(struct vsock_uds **out, struct vsock *vs, struct loop *loop, const char *path)
     __attribute__((warn_unused_result));

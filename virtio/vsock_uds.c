@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -25,6 +26,11 @@
 #define TAG	 "vsock-uds"
 #define LINE_MAX 32 /* "CONNECT 4294967295\n" is 19 */
 #define CHUNK	 65536
+/*
+ * Guest-initiated connections to host Unix sockets open at once: each costs a
+ * host fd, and the shim's fd limit is shared with disks, relays and the parent.
+ */
+#define UDS_MAX_GUEST_CONNS 128
 
 enum uc_state {
 	UC_HANDSHAKE,  /* reading "CONNECT <port>\n" */
@@ -49,6 +55,7 @@ struct uds_conn {
 	bool in_flush;
 	int busy;  /* entry points running for this connection */
 	bool dead; /* unlinked and closed; memory goes when busy drops to 0 */
+	bool from_guest; /* counted in nr_guest_conns */
 	struct uds_conn *next;
 };
 
@@ -58,6 +65,7 @@ struct vsock_uds {
 	char *path;
 	int listen_fd;
 	struct uds_conn *conns;
+	unsigned nr_guest_conns;
 };
 
 static const struct vsock_conn_ops uc_ops;
@@ -95,6 +103,8 @@ static void uc_free(struct uds_conn *uc)
 	if (uc->dead)
 		return;
 	uc->dead = true;
+	if (uc->from_guest)
+		uc->u->nr_guest_conns--;
 	while (*pp && *pp != uc)
 		pp = &(*pp)->next;
 	if (*pp)
@@ -432,6 +442,11 @@ static int uds_fallback(void *opaque, struct vsock_conn *c, uint32_t port,
 	if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s_%u", u->path, port) >=
 	    sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
+	if (u->nr_guest_conns >= UDS_MAX_GUEST_CONNS) {
+		log_ratelimited(LOG_WARN, TAG, "guest connect to port %u refused: %d open", port,
+				UDS_MAX_GUEST_CONNS);
+		return -EMFILE;
+	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
@@ -449,6 +464,8 @@ static int uds_fallback(void *opaque, struct vsock_conn *c, uint32_t port,
 		return -ENOMEM;
 	}
 	uc->vc = c;
+	uc->from_guest = true;
+	u->nr_guest_conns++;
 	*ops = &uc_ops;
 	*conn_opaque = uc;
 	return 0;
@@ -458,6 +475,7 @@ int vsock_uds_create(struct vsock_uds **out, struct vsock *vs, struct loop *loop
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct vsock_uds *u;
+	struct stat st;
 	int ret;
 
 	/* Room for "_4294967295" so every guest-initiated path fits too. */
@@ -480,7 +498,14 @@ int vsock_uds_create(struct vsock_uds **out, struct vsock *vs, struct loop *loop
 		ret = -errno;
 		goto fail;
 	}
-	unlink(path); /* a stale socket from an earlier run */
+	/* A stale socket from an earlier run goes; anything else at path is not ours to remove. */
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			ret = -EEXIST;
+			goto fail;
+		}
+		unlink(path);
+	}
 	if (bind(u->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
 	    listen(u->listen_fd, 64) < 0) {
 		ret = -errno;

@@ -3,6 +3,7 @@
  * way a guest driver would put them on the tx queue and find them on rx.
  */
 #include <errno.h>
+#include <sys/stat.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1220,6 +1221,60 @@ static void test_device_tx_batch_and_credit(void **state)
 	assert_true(e->data[sent - 1] == 95);
 }
 
+/* Issue 9, defect 5: guest connections to host sockets cost host fds: bounded. */
+static void test_uds_guest_connect_limit(void **state)
+{
+	struct ufx *u = *state;
+	struct fx *f = &u->f;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct vsock_hdr h;
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), n = 0;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s_800", u->path);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(lfd, 512), 0);
+	for (uint32_t i = 0; i < 200; i++) {
+		gsend_ports(f, VSOCK_OP_REQUEST, 5000 + i, 800, NULL, 0, 0);
+		if (grecv(f, &h, NULL) == VSOCK_OP_RESPONSE)
+			n++;
+		else
+			assert_int_equal(h.op, VSOCK_OP_RST);
+	}
+	assert_int_equal(n, 128);
+	/* One closes: room for one more. */
+	gsend_ports(f, VSOCK_OP_RST, 5000, 800, NULL, 0, 0);
+	pump(u);
+	gsend_ports(f, VSOCK_OP_REQUEST, 6000, 800, NULL, 0, 0);
+	assert_int_equal(grecv(f, &h, NULL), VSOCK_OP_RESPONSE);
+	close(lfd);
+}
+
+/* Whatever is at the socket path and is not a socket stays, and the listener fails. */
+static void test_uds_path_not_a_socket(void **state)
+{
+	struct vsock *vs;
+	struct loop *loop;
+	struct vsock_uds *uds;
+	char dir[] = "/tmp/vsock-test-XXXXXX", path[128], cmd[160];
+	struct stat st;
+	int fd;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/precious", dir);
+	fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(vsock_engine_create(&vs, CID), 0);
+	assert_int_equal(loop_create(&loop), 0);
+	assert_int_equal(vsock_uds_create(&uds, vs, loop, path), -EEXIST);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	loop_destroy(loop);
+	vsock_engine_destroy(vs);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1246,6 +1301,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_uds_host_connect_refused_and_bad, usetup,
 					    uteardown),
 	    cmocka_unit_test_setup_teardown(test_uds_guest_connect, usetup, uteardown),
+	    cmocka_unit_test_setup_teardown(test_uds_guest_connect_limit, usetup, uteardown),
+	    cmocka_unit_test(test_uds_path_not_a_socket),
 	    cmocka_unit_test_setup_teardown(test_uds_bulk_echo, usetup, uteardown),
 	    cmocka_unit_test_setup_teardown(test_device_end_to_end, dsetup, dteardown),
 	    cmocka_unit_test_setup_teardown(test_device_tx_batch_and_credit, dsetup, dteardown),
