@@ -56,8 +56,11 @@ enum stdio_dir {
 };
 
 /*
- * Opens a host path named by the parent: a FIFO, a Unix socket (connected) or
- * for output a regular file (appended). Returns the fd or -errno.
+ * Opens a host path named by the parent: a FIFO, a Unix socket (connected), a
+ * character device, or a regular file (appended for output). A symbolic link
+ * as the last component is refused (-ELOOP), a directory (-EISDIR) and other
+ * types (-EINVAL) too; never becomes a controlling terminal. Returns the fd
+ * or -errno.
  */
 int stdio_open_host(const char *path, enum stdio_dir dir);
 

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -47,32 +48,52 @@ static uint32_t next_port = BRIDGE_STDIO_PORT_BASE;
 
 int stdio_open_host(const char *path, enum stdio_dir dir)
 {
+	char proc[32];
 	struct stat st;
-	int fd;
+	int pfd, fd, flags;
 
-	if (stat(path, &st) < 0)
+	/*
+	 * One lookup: the O_PATH fd pins the inode whose type decides how to open
+	 * it, and the open goes through that fd, so a rename or a symlink planted
+	 * between the check and the open cannot redirect it.
+	 */
+	pfd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (pfd < 0)
 		return -errno;
+	if (fstat(pfd, &st) < 0) {
+		fd = -errno;
+		goto out;
+	}
+	if (S_ISLNK(st.st_mode)) { /* O_PATH | O_NOFOLLOW opens the link itself */
+		fd = -ELOOP;
+		goto out;
+	}
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", pfd);
 	if (S_ISSOCK(st.st_mode)) {
-		fd = sock_connect_unix(path);
+		fd = sock_connect_unix(proc);
 		if (fd >= 0)
 			fcntl(fd, F_SETFL, O_NONBLOCK);
-		return fd;
+		goto out;
 	}
-	if (S_ISFIFO(st.st_mode)) {
+	if (S_ISFIFO(st.st_mode))
 		/*
 		 * Input: read-only, so EOF comes when the parent's writer closes (epoll
 		 * reports nothing until a writer has appeared). Output: read-write, so
 		 * opening never fails for want of a reader yet and our close is the EOF.
 		 */
-		fd = open(path,
-			  (dir == STDIO_TO_GUEST ? O_RDONLY : O_RDWR) | O_NONBLOCK | O_CLOEXEC);
-		return fd < 0 ? -errno : fd;
+		flags = (dir == STDIO_TO_GUEST ? O_RDONLY : O_RDWR) | O_NONBLOCK;
+	else if (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode))
+		flags = dir == STDIO_TO_GUEST ? O_RDONLY : O_WRONLY | O_APPEND;
+	else {
+		fd = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+		goto out;
 	}
-	if (dir == STDIO_TO_GUEST)
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-	else
-		fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
-	return fd < 0 ? -errno : fd;
+	fd = open(proc, flags | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		fd = -errno;
+out:
+	close(pfd);
+	return fd;
 }
 
 static void relay_hold(struct stdio_relay *r)

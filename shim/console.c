@@ -1,7 +1,14 @@
-/* Console line watcher: spots kernel panics and power-off in the guest's output. */
+/*
+ * Console line watcher: spots kernel panics and power-off in the guest's
+ * output. Console sink: where the bytes go, capped for files.
+ */
 #include "console.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "vmm/vm.h"
 
@@ -62,4 +69,69 @@ void console_watch_feed(struct console_watch *w, struct vm *vm, const uint8_t *b
 			break;
 		}
 	}
+}
+
+/* ---- the sink ------------------------------------------------------------------------ */
+
+void console_sink_fd(struct console_sink *s, int fd)
+{
+	*s = (struct console_sink){.fd = fd};
+}
+
+int console_sink_open(struct console_sink *s, const char *path)
+{
+	struct stat st;
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0644);
+
+	console_sink_fd(s, -1);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 ||
+	    !(S_ISREG(st.st_mode) || S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode))) {
+		close(fd);
+		return -EINVAL;
+	}
+	s->fd = fd;
+	s->own = true;
+	s->cap = S_ISREG(st.st_mode) ? CONSOLE_FILE_CAP : 0;
+	return 0;
+}
+
+void console_sink_write(struct console_sink *s, const uint8_t *buf, size_t len)
+{
+	static const char note[] = "\n[uvm-shim: console output past the 64 MiB cap dropped]\n";
+	bool capped = false;
+
+	if (s->fd < 0 || s->dropped)
+		return;
+	if (s->cap && s->written + len > s->cap) {
+		len = s->cap - s->written;
+		capped = true;
+	}
+	while (len) {
+		ssize_t n = write(s->fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			s->dropped = true; /* the reader went away or the disk is full: the guest goes on */
+			return;
+		}
+		buf += n;
+		len -= n;
+		s->written += n;
+	}
+	if (capped) {
+		s->dropped = true;
+		if (write(s->fd, note, sizeof(note) - 1) < 0) {
+			/* nothing more to do */
+		}
+	}
+}
+
+void console_sink_close(struct console_sink *s)
+{
+	if (s->own && s->fd >= 0)
+		close(s->fd);
+	console_sink_fd(s, -1);
 }

@@ -226,7 +226,8 @@ int ctl_serve_main(int argc, char **argv)
 	/* The stack-request handler goes in before any thread or filter exists. */
 	if (stacks_init())
 		pr_warn(TAG, "guest.dump_stacks will not have the shim's stacks");
-	s->sig_fd = s->timer_fd = s->console_fd = -1;
+	s->sig_fd = s->timer_fd = -1;
+	console_sink_fd(&s->console, -1);
 	scsi_init(&s->scsi);
 	lifecycle_init(&s->lc);
 	/* The parent's death ends us like SIGTERM: the VM goes with the shim. */

@@ -41,7 +41,7 @@ struct run_ctx {
 	struct vm *vm;
 	struct loop *loop;
 	struct uart *uart;
-	int out_fd;
+	struct console_sink console;
 	struct console_watch watch;
 	const struct run_opts *o;
 	struct run_guest *guest; /* `run -- CMD`: exit with CMD's status */
@@ -90,20 +90,7 @@ static void run_console_out(void *opaque, const uint8_t *buf, size_t len)
 	struct run_ctx *ctx = opaque;
 
 	console_watch_feed(&ctx->watch, ctx->vm, buf, len);
-	if (ctx->out_fd < 0)
-		return;
-	while (len) {
-		ssize_t n = write(ctx->out_fd, buf, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			ctx->out_fd = -1; /* the reader went away; keep the guest running */
-			return;
-		}
-		buf += n;
-		len -= n;
-	}
+	console_sink_write(&ctx->console, buf, len);
 }
 
 static void run_on_stdin(void *opaque, uint32_t events)
@@ -280,17 +267,22 @@ static int run_exit_status(struct run_ctx *ctx)
 
 static int run_open_console(struct run_ctx *ctx, const struct run_opts *o)
 {
-	ctx->out_fd = -1;
+	int ret;
+
+	console_sink_fd(&ctx->console, -1);
 	if (o->console == CONSOLE_STDIO) {
-		ctx->out_fd = STDOUT_FILENO;
+		console_sink_fd(&ctx->console, STDOUT_FILENO);
 	} else if (o->console == CONSOLE_STDERR) {
-		ctx->out_fd = STDERR_FILENO;
+		console_sink_fd(&ctx->console, STDERR_FILENO);
 	} else if (o->console == CONSOLE_FILE) {
-		ctx->out_fd = open(o->console_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (ctx->out_fd < 0) {
+		ret = console_sink_open(&ctx->console, o->console_path);
+		if (ret) {
 			fprintf(stderr, "uvm-shim run: cannot open console file '%s': %s\n",
-				o->console_path, strerror(errno));
-			return -errno;
+				o->console_path,
+				ret == -ELOOP	 ? "it is a symbolic link"
+				: ret == -EINVAL ? "not a regular file, FIFO or character device"
+						 : strerror(-ret));
+			return ret;
 		}
 	}
 	return 0;
@@ -299,7 +291,7 @@ static int run_open_console(struct run_ctx *ctx, const struct run_opts *o)
 int run_main(int argc, char **argv)
 {
 	char err[512], kpath[PATH_MAX], ipath[PATH_MAX];
-	struct run_ctx ctx = {.out_fd = -1, .sig_fd = -1};
+	struct run_ctx ctx = {.console = {.fd = -1}, .sig_fd = -1};
 	struct machine_config *mc = NULL;
 	struct run_opts *o;
 	char *cmdline = NULL;
@@ -440,8 +432,7 @@ out:
 	run_guest_destroy(ctx.guest);
 	machine_destroy(ctx.m);
 	loop_destroy(ctx.loop);
-	if (ctx.out_fd > STDERR_FILENO)
-		close(ctx.out_fd);
+	console_sink_close(&ctx.console);
 	if (ctx.sig_fd >= 0)
 		close(ctx.sig_fd);
 	free(cmdline);

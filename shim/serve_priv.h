@@ -62,7 +62,7 @@ struct serve {
 	struct virtio_dev *vsock_dev;
 	struct vsock_uds *uds;
 	struct bridge *bridge;
-	int console_fd;
+	struct console_sink console;
 	struct console_watch watch;
 	int cpus;
 	uint64_t mem_mib;

@@ -63,9 +63,7 @@ static void console_out(void *opaque, const uint8_t *buf, size_t len)
 	struct serve *s = opaque;
 
 	console_watch_feed(&s->watch, s->vm, buf, len);
-	if (s->console_fd >= 0 && write(s->console_fd, buf, len) < 0) {
-		/* a full disk must not stop the guest */
-	}
+	console_sink_write(&s->console, buf, len);
 }
 
 static void on_boot_disks(void *opaque, int err, const char *msg)
@@ -155,9 +153,7 @@ static void vm_teardown(struct serve *s)
 	machine_destroy(s->m);
 	s->m = NULL;
 	s->vm = NULL;
-	if (s->console_fd >= 0)
-		close(s->console_fd);
-	s->console_fd = -1;
+	console_sink_close(&s->console);
 }
 
 /* The VM stopped (any reason): settle everything that waited on it. */
@@ -296,11 +292,14 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 		ctl_req_bad_params(req, "params.cmdline: the kernel command line gets too long");
 		return;
 	}
-	s->console_fd = -1;
+	console_sink_fd(&s->console, -1);
 	if (console) {
-		s->console_fd = open(console, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (s->console_fd < 0) {
-			snprintf(err, sizeof(err), "console %s: %s", console, strerror(errno));
+		ret = console_sink_open(&s->console, console);
+		if (ret) {
+			snprintf(err, sizeof(err), "params.console: %s: %s", console,
+				 ret == -ELOOP	  ? "is a symbolic link"
+				 : ret == -EINVAL ? "not a regular file, FIFO or character device"
+						  : strerror(-ret));
 			goto fail;
 		}
 	}

@@ -11,16 +11,45 @@ enum log_level log_threshold = LOG_INFO;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
+size_t log_escape(char *dst, size_t cap, const char *src)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = 0;
+
+	if (!cap)
+		return 0;
+	for (; *src; src++) {
+		unsigned char c = (unsigned char)*src;
+
+		if (c >= 0x20 && c != 0x7f && c != '\\') {
+			if (n + 1 >= cap)
+				break;
+			dst[n++] = c;
+		} else {
+			if (n + 4 >= cap)
+				break;
+			dst[n++] = '\\';
+			dst[n++] = 'x';
+			dst[n++] = hex[c >> 4];
+			dst[n++] = hex[c & 15];
+		}
+	}
+	dst[n] = '\0';
+	return n;
+}
+
 static __attribute__((format(printf, 4, 0))) void log_vmsg(enum log_level lvl, const char *tag,
 							       int err, const char *fmt, va_list ap)
 {
 	char thread[16] = "?";
-	char msg[1024];
+	char raw[1024], msg[1024];
 
 	if (lvl > log_threshold)
 		return;
 	pthread_getname_np(pthread_self(), thread, sizeof(thread));
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	/* Messages quote guest text: no escape sequences or forged lines reach the terminal. */
+	log_escape(msg, sizeof(msg), raw);
 	if (err)
 		fprintf(stderr, "uvm-shim[%s] %s %s: %s: %s\n", thread, level_names[lvl], tag, msg,
 			strerror(err));

@@ -2,11 +2,18 @@
 #ifndef VMM_LOG_H
 #define VMM_LOG_H
 
+#include <stddef.h>
+
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 extern enum log_level log_threshold;
 
-/* Each line: "uvm-shim[thread] LEVEL tag: message". */
+/*
+ * Each line: "uvm-shim[thread] LEVEL tag: message". Control characters, DEL
+ * and backslashes in the message are written as \xNN (log_escape): messages
+ * quote what the guest sent, and a guest must not forge log lines or drive
+ * the terminal of whoever reads stderr.
+ */
 void log_msg(enum log_level lvl, const char *tag, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Same, with ": strerror(errno)" appended. */
@@ -21,6 +28,8 @@ void log_msg_errno(enum log_level lvl, const char *tag, const char *fmt, ...)
 			log_msg(lvl, tag, __VA_ARGS__);                                            \
 	} while (0)
 int log_ratelimit_ok(long *sec, int *count);
+/* Copies src into dst (cap bytes, NUL included) with the escaping above; returns the length. */
+size_t log_escape(char *dst, size_t cap, const char *src);
 
 #define pr_err(tag, ...)  log_msg(LOG_ERROR, tag, __VA_ARGS__)
 #define pr_warn(tag, ...) log_msg(LOG_WARN, tag, __VA_ARGS__)

@@ -55,7 +55,8 @@ static int setup(void **state)
 	cfg.out_fd = f->out[1];
 	cfg.opaque = &f->s;
 	assert_int_equal(ctl_create(&f->s.ctl, &cfg), 0);
-	f->s.sig_fd = f->s.timer_fd = f->s.console_fd = -1;
+	f->s.sig_fd = f->s.timer_fd = -1;
+	console_sink_fd(&f->s.console, -1);
 	lifecycle_init(&f->s.lc);
 	*state = f;
 	return 0;
