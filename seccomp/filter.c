@@ -44,6 +44,7 @@
 struct sandbox_rule {
 	int nr;
 	unsigned int nargs;
+	bool self_pid; /* arg[0].datum_a is filled with getpid() when the filter is built */
 	struct scmp_arg_cmp arg[1];
 };
 
@@ -66,6 +67,12 @@ struct sandbox_rule {
 			 .op = SCMP_CMP_MASKED_EQ,                                                 \
 			 .datum_a = 0xffffffffULL,                                                 \
 			 .datum_b = (uint32_t)(req)}},                                             \
+	}
+/* A signal call whose target thread group (argument 0) is this process: set at load. */
+#define ALLOW_SELF(name)                                                                           \
+	{                                                                                          \
+		.nr = SCMP_SYS(name), .nargs = 1, .self_pid = true,                                \
+		.arg = {{.arg = 0, .op = SCMP_CMP_EQ}},                                            \
 	}
 /* mmap/mprotect: never an executable mapping. */
 #define ALLOW_NOEXEC(name)                                                                         \
@@ -100,8 +107,11 @@ static const struct sandbox_rule vcpu_rules[] = {
     ALLOW(write),
     /* blk_reset -> blk_backend_reap: a guest reset drains the completion eventfd... */
     ALLOW(read),
-    /* ...and waits for the I/O in flight on the io_uring (virtio/blk_uring.c). */
-    ALLOW(io_uring_enter),
+    /*
+     * ...and waits for the I/O in flight by polling it (virtio/blk_uring.c): never
+     * io_uring_enter here, a vCPU has no business inside a ring.
+     */
+    ALLOW(ppoll),
     /* Mutexes of the buses, the PCI bridge and the devices; the pause condition. */
     ALLOW(futex),
     /* A futex wait interrupted by the kick signal restarts through this. */
@@ -111,7 +121,7 @@ static const struct sandbox_rule vcpu_rules[] = {
     ALLOW(rt_sigprocmask),
     ALLOW(getpid),
     ALLOW(gettid),
-    ALLOW(tgkill),
+    ALLOW_SELF(tgkill), /* only threads of this process */
     /* Return from vcpu_kick_handler (the SIGUSR1 that makes KVM_RUN return). */
     ALLOW(rt_sigreturn),
     /*
@@ -175,14 +185,19 @@ static const struct sandbox_rule loop_rules[] = {
     ALLOW(timerfd_settime),
     /* virtio-rng fills the guest's buffers (virtio/rng.c). */
     ALLOW(getrandom),
-    /* virtio-blk on io_uring (blk_uring.c): submissions and completions... */
+    /*
+     * virtio-blk on io_uring (blk_uring.c): rings are created disabled, restricted to
+     * readv, writev, fsync and fallocate (IORING_REGISTER_RESTRICTIONS), then enabled;
+     * submissions and completions go through io_uring_enter.
+     */
     ALLOW(io_uring_setup),
+    ALLOW(io_uring_enter),
     /* ...and a disk created at run time registers its completion eventfd. */
     ALLOW(io_uring_register),
     /* virtio_blk_create on a block device: its size. */
     ALLOW_IOCTL(BLKGETSIZE64),
     /* guest.dump_stacks (shim/stacks.c): one queued signal per thread asks for its stack... */
-    ALLOW(rt_tgsigqueueinfo),
+    ALLOW_SELF(rt_tgsigqueueinfo),
     /* ...of the threads listed in /proc/self/task (opendir/readdir). */
     ALLOW(getdents64),
     /*
@@ -288,8 +303,13 @@ void sandbox_configure(bool disable)
 static int add_rules(scmp_filter_ctx ctx, const struct sandbox_rule *r, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		int ret = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, r[i].nr, r[i].nargs,
-						 r[i].nargs ? r[i].arg : NULL);
+		struct scmp_arg_cmp arg = r[i].arg[0];
+		int ret;
+
+		if (r[i].self_pid)
+			arg.datum_a = (scmp_datum_t)getpid();
+		ret = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, r[i].nr, r[i].nargs,
+					     r[i].nargs ? &arg : NULL);
 
 		/* -EEXIST: the same unconditional rule twice (the ASan list repeats some). */
 		if (ret && ret != -EEXIST) {

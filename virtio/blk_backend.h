@@ -50,5 +50,7 @@ unsigned blk_backend_reap(struct blk_backend *b, bool wait_all);
  */
 unsigned blk_backend_poll(struct blk_backend *b);
 unsigned blk_backend_inflight(struct blk_backend *b);
+/* The io_uring's fd (tests check its restrictions). */
+int blk_backend_ring_fd(struct blk_backend *b);
 
 #endif

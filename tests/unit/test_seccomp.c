@@ -172,6 +172,39 @@ static int child_inet_socket(void)
 	return CHILD_SURVIVED;
 }
 
+
+/* Signals to this process's own threads pass; to any other process they kill (issue 9). */
+static int child_tgkill_self_then_parent(void)
+{
+	if (syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), 0) != 0)
+		return CHILD_ALLOWED_FAILED;
+	syscall(SYS_tgkill, getppid(), getppid(), 0);
+	return CHILD_SURVIVED;
+}
+
+static int child_sigqueue_other(void)
+{
+	siginfo_t si = {.si_code = SI_QUEUE};
+
+	syscall(SYS_rt_tgsigqueueinfo, 1, 1, 0, &si);
+	return CHILD_SURVIVED;
+}
+
+/* A vCPU never enters an io_uring: only the loop's rings (issue 9). */
+static int child_io_uring_enter(void)
+{
+	syscall(SYS_io_uring_enter, -1, 0, 0, 0, NULL, 0);
+	return CHILD_SURVIVED;
+}
+
+static int child_io_uring_enter_ok(void)
+{
+	/* EBADF from the kernel, not SIGSYS. */
+	return syscall(SYS_io_uring_enter, -1, 0, 0, 0, NULL, 0) < 0 && errno == EBADF
+		   ? 0
+		   : CHILD_ALLOWED_FAILED;
+}
+
 /* ---- tests ------------------------------------------------------------------------------ */
 
 static void test_vcpu_allows_write_forbids_inet_socket(void **state)
@@ -410,11 +443,30 @@ static void test_class_names(void **state)
 	assert_int_equal(sandbox_apply_action(SANDBOX_NR_CLASSES, SANDBOX_KILL), -EINVAL);
 }
 
+static void test_signals_pinned_to_self(void **state)
+{
+	(void)state;
+	assert_killed_by_sigsys(
+	    run_child(SANDBOX_VCPU, SANDBOX_KILL, child_tgkill_self_then_parent));
+	assert_killed_by_sigsys(
+	    run_child(SANDBOX_LOOP, SANDBOX_KILL, child_tgkill_self_then_parent));
+	assert_killed_by_sigsys(run_child(SANDBOX_LOOP, SANDBOX_KILL, child_sigqueue_other));
+}
+
+static void test_io_uring_loop_only(void **state)
+{
+	(void)state;
+	assert_killed_by_sigsys(run_child(SANDBOX_VCPU, SANDBOX_KILL, child_io_uring_enter));
+	assert_exited_ok(run_child(SANDBOX_LOOP, SANDBOX_KILL, child_io_uring_enter_ok));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_vcpu_allows_write_forbids_inet_socket),
 	    cmocka_unit_test(test_vcpu_forbids_execve),
+	    cmocka_unit_test(test_signals_pinned_to_self),
+	    cmocka_unit_test(test_io_uring_loop_only),
 	    cmocka_unit_test(test_loop_forbids_execve),
 	    cmocka_unit_test(test_vcpu_forbids_unix_socket),
 	    cmocka_unit_test(test_loop_allows_unix_socket_only),
