@@ -99,7 +99,7 @@ static inline int fake_gcs_next(struct fake_gcs *g, struct bridge_hdr *hdr, char
 /* Dials the bridge and answers its negotiation: 0 once the shim's side is ready. */
 static inline int fake_gcs_connect(struct fake_gcs *g, struct vsock *vs)
 {
-	struct bridge_hdr h;
+	struct bridge_hdr h = {0};
 	char body[512];
 
 	g->vs = vs;

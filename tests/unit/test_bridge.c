@@ -43,7 +43,7 @@ static void test_type_layout(void **state)
 static void test_header_roundtrip_le(void **state)
 {
 	uint8_t b[16];
-	struct bridge_hdr h;
+	struct bridge_hdr h = {0};
 
 	bridge_hdr_encode(b, T_EXEC_REQ, 0x20, 0x0102030405060708ULL);
 	static const uint8_t want[16] = {0x01, 0x01, 0x20, 0x10, 0x20, 0,    0,	   0,
@@ -58,7 +58,7 @@ static void test_header_roundtrip_le(void **state)
 static void test_header_checks(void **state)
 {
 	uint8_t b[16];
-	struct bridge_hdr h;
+	struct bridge_hdr h = {0};
 
 	for (uint32_t size = 0; size < BRIDGE_HDR_SIZE; size++) {
 		bridge_hdr_encode(b, T_EXEC_REQ, size, 1);
@@ -82,7 +82,7 @@ static void test_header_checks(void **state)
 static void test_msg_encode(void **state)
 {
 	uint8_t *buf = NULL;
-	struct bridge_hdr h;
+	struct bridge_hdr h = {0};
 	long n = bridge_msg_encode(&buf, T_EXEC_RESP, 77, "{\"status\":0}", 12, BRIDGE_MSG_MAX);
 
 	assert_int_equal(n, 28);
@@ -321,7 +321,7 @@ static int cteardown(void **state)
 
 static uint64_t ask(struct cfx *f, uint32_t type)
 {
-	struct bridge_hdr h;
+	struct bridge_hdr h = {0};
 	char body[512];
 
 	assert_int_equal(bridge_request(f->b, type, cJSON_CreateObject(), c_resp, f), 0);
@@ -411,7 +411,7 @@ static void test_client_bad_guest_messages(void **state)
 static void test_client_broken_framing_and_reconnect(void **state)
 {
 	struct cfx *f = *state;
-	struct bridge_hdr h;
+	struct bridge_hdr h = {0};
 	char body[256];
 
 	ask(f, T_EXEC_REQ);

@@ -25,14 +25,14 @@ static void probe_fn(void *opaque, uint64_t off, uint8_t *data, uint32_t len, bo
 
 	if (p->delay_us)
 		usleep(p->delay_us);
-	p->last_off = off;
-	p->last_len = len;
+	__atomic_store_n(&p->last_off, off, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->last_len, len, __ATOMIC_RELAXED);
 	if (is_write) {
-		p->writes++;
-		p->value = data[0];
+		__atomic_fetch_add(&p->writes, 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&p->value, data[0], __ATOMIC_RELAXED);
 	} else {
-		p->reads++;
-		memset(data, p->value, len);
+		__atomic_fetch_add(&p->reads, 1, __ATOMIC_RELAXED);
+		memset(data, __atomic_load_n(&p->value, __ATOMIC_RELAXED), len);
 	}
 }
 
@@ -99,7 +99,7 @@ static void test_overlap_and_bad_ranges(void **state)
 
 struct hammer {
 	struct bus *bus;
-	volatile bool stop;
+	bool stop; /* atomics */
 	long hits;
 };
 
@@ -108,7 +108,7 @@ static void *hammer_thread(void *arg)
 	struct hammer *h = arg;
 	uint8_t d;
 
-	while (!h->stop)
+	while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE))
 		if (bus_access(h->bus, 0x2000, &d, 1, false))
 			h->hits++;
 	return NULL;
@@ -133,7 +133,7 @@ static void test_remove_while_in_use(void **state)
 	int reads = __atomic_load_n(&p.reads, __ATOMIC_SEQ_CST);
 	usleep(2000);
 	assert_int_equal(__atomic_load_n(&p.reads, __ATOMIC_SEQ_CST), reads);
-	h.stop = true;
+	__atomic_store_n(&h.stop, true, __ATOMIC_RELEASE);
 	pthread_join(t, NULL);
 	assert_true(h.hits >= 3);
 	bus_destroy(h.bus);

@@ -536,7 +536,7 @@ static void test_debian_kernel(void **state)
 	char err[256] = "";
 	uint8_t initrd[8192];
 	const uint8_t *zp = bootimg_ram + BOOT_ADDR_ZERO_PAGE;
-	size_t size;
+	size_t size = 0;
 	uint8_t *k = read_file(path, &size);
 
 	if (!k) {

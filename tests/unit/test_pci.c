@@ -394,7 +394,7 @@ static void test_msix(void **state)
 struct hammer {
 	struct tmach *m;
 	int slot;
-	volatile bool stop;
+	bool stop; /* atomics */
 	long reads, present, absent, bad;
 };
 
@@ -402,7 +402,7 @@ static void *hammer_fn(void *arg)
 {
 	struct hammer *h = arg;
 
-	while (!h->stop) {
+	while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE)) {
 		uint32_t v = pci_config_read(h->m->pbus, h->slot, PCI_VENDOR_ID, 4);
 		uint32_t b = pci_config_read(h->m->pbus, h->slot, PCI_BAR0, 4);
 
@@ -445,7 +445,7 @@ static void test_hotplug_under_load(void **state)
 		pci_dev_remove(&t.pci);
 		pci_msix_cleanup(&t.pci);
 	}
-	h.stop = true;
+	__atomic_store_n(&h.stop, true, __ATOMIC_RELEASE);
 	pthread_join(th, NULL);
 	assert_int_equal(h.bad, 0);
 	assert_true(h.reads > 0);

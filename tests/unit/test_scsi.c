@@ -310,7 +310,7 @@ static void test_teardown_leaves_the_bridge_callback(void **state)
 {
 	char disk[] = "/tmp/test_scsi_XXXXXX", body[1024], *out;
 	struct fake_gcs g = {0};
-	struct bridge_hdr h;
+	struct bridge_hdr h = {0};
 	struct vsock *vs;
 	struct loop *loop;
 	struct tmach m;

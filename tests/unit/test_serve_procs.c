@@ -433,7 +433,7 @@ static int gteardown(void **state)
 static uint64_t exec_sent(struct gfixture *gf, int ctl_id)
 {
 	char line[128], body[1024];
-	struct bridge_hdr h;
+	struct bridge_hdr h = {0};
 
 	snprintf(line, sizeof(line),
 		 "{\"id\":%d,\"method\":\"guest.exec\",\"params\":{\"argv\":[\"true\"]}}\n", ctl_id);

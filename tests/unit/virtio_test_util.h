@@ -337,7 +337,7 @@ static inline void *tq_refill_thread(void *opaque)
 		if ((uint16_t)(a - u) >= r->qsize)
 			continue;
 		tq_avail_add(r->m, r->q, r->qsize, a % r->qsize);
-		r->added++;
+		__atomic_store_n(&r->added, r->added + 1, __ATOMIC_RELEASE);
 	}
 	return NULL;
 }
