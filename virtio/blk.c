@@ -127,9 +127,7 @@ struct blk_stats {
 };
 
 struct blk_dev {
-	struct virtio_dev vdev;
-	pthread_mutex_t lock; /* everything below; taken inside the transport lock */
-	bool active;
+	struct virtio_dev vdev; /* vdev.dev_lock covers everything below */
 	int fd;
 	bool read_only;
 	uint64_t capacity; /* sectors */
@@ -146,7 +144,7 @@ struct blk_dev {
 
 static struct blk_dev *to_blk(struct virtio_dev *vdev)
 {
-	return (struct blk_dev *)((char *)vdev - offsetof(struct blk_dev, vdev));
+	return container_of(vdev, struct blk_dev, vdev);
 }
 
 /* ---- Completion --------------------------------------------------------------------------- */
@@ -157,7 +155,7 @@ static void req_finish(struct blk_req *req, uint8_t status)
 
 	req->busy = false;
 	/* After a reset the ring belongs to nobody: drop the result. */
-	if (!bq->blk->active)
+	if (!bq->blk->vdev.active)
 		return;
 	*req->status = status;
 	virtq_push(&bq->blk->vdev.vqs[bq->index], req->head, req->used_len);
@@ -195,12 +193,12 @@ static void blk_completion_ready(void *opaque, uint32_t events)
 {
 	struct blk_dev *blk = opaque;
 
-	pthread_mutex_lock(&blk->lock);
+	pthread_mutex_lock(&blk->vdev.dev_lock);
 	blk->stats.async_wakes++;
 	blk->stats.done_async += blk_backend_reap(blk->backend, false);
-	if (blk->active)
+	if (blk->vdev.active)
 		signal_queues(blk);
-	pthread_mutex_unlock(&blk->lock);
+	pthread_mutex_unlock(&blk->vdev.dev_lock);
 }
 
 /* ---- Request parsing ---------------------------------------------------------------------- */
@@ -303,7 +301,7 @@ static int req_start(struct blk_dev *blk, struct blk_req *req, struct virtq_chai
  * next one; without, it stops at the last one and kicks stay suppressed (for
  * polling). At most BLK_QUEUE_BUDGET chains per call: requests that finish
  * at once (bad ones) free their slot, so a guest refilling the ring could
- * otherwise hold the loop here. Called with blk->lock held. Returns 1 when
+ * otherwise hold the loop here. Called with blk->vdev.dev_lock held. Returns 1 when
  * the budget ran out with work left, -EIO when the driver broke the rules.
  */
 static int process_queue(struct blk_dev *blk, int qi, bool arm)
@@ -427,8 +425,8 @@ static void blk_queue_notify(struct virtio_dev *vdev, int q)
 	bool poll = blk->poll_ns && vdev->loop;
 	int err = 0;
 
-	pthread_mutex_lock(&blk->lock);
-	if (blk->active && q < blk->nr_queues) {
+	pthread_mutex_lock(&blk->vdev.dev_lock);
+	if (blk->vdev.active && q < blk->nr_queues) {
 		blk->stats.kicks++;
 		err = process_queue(blk, q, !poll);
 		submit_and_complete(blk);
@@ -439,7 +437,7 @@ static void blk_queue_notify(struct virtio_dev *vdev, int q)
 			submit_and_complete(blk); /* what came in while kicks were re-armed */
 		}
 	}
-	pthread_mutex_unlock(&blk->lock);
+	pthread_mutex_unlock(&blk->vdev.dev_lock);
 	if (err < 0)
 		virtio_dev_set_needs_reset(vdev);
 }
@@ -453,22 +451,10 @@ static void blk_config_read(struct virtio_dev *vdev, uint32_t off, void *data, u
 	memcpy(data, (uint8_t *)&blk->cfg + off, len);
 }
 
-static int blk_activate(struct virtio_dev *vdev)
-{
-	struct blk_dev *blk = to_blk(vdev);
-
-	pthread_mutex_lock(&blk->lock);
-	blk->active = true;
-	pthread_mutex_unlock(&blk->lock);
-	return 0;
-}
-
 static void blk_reset(struct virtio_dev *vdev)
 {
 	struct blk_dev *blk = to_blk(vdev);
 
-	pthread_mutex_lock(&blk->lock);
-	blk->active = false;
 	/* Wait for the host to finish what it was given; results are dropped. */
 	if (blk->backend)
 		blk_backend_reap(blk->backend, true);
@@ -477,7 +463,6 @@ static void blk_reset(struct virtio_dev *vdev)
 		for (int i = 0; i < BLK_QUEUE_SIZE; i++)
 			blk->queues[q].reqs[i].busy = false;
 	}
-	pthread_mutex_unlock(&blk->lock);
 }
 
 static void blk_destroy(struct virtio_dev *vdev)
@@ -499,13 +484,11 @@ static void blk_destroy(struct virtio_dev *vdev)
 	if (blk->fd >= 0)
 		close(blk->fd);
 	free(blk->queues);
-	pthread_mutex_destroy(&blk->lock);
 	free(blk);
 }
 
 static const struct virtio_dev_ops blk_ops = {
     .config_read = blk_config_read,
-    .activate = blk_activate,
     .queue_notify = blk_queue_notify,
     .reset = blk_reset,
     .destroy = blk_destroy,
@@ -557,7 +540,6 @@ int virtio_blk_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop *
 	blk = calloc(1, sizeof(*blk));
 	if (!blk)
 		return -ENOMEM;
-	pthread_mutex_init(&blk->lock, NULL);
 	blk->fd = -1;
 	snprintf(blk->name, sizeof(blk->name), "blk%d", __atomic_fetch_add(&counter, 1, 0));
 	blk->read_only = cfg->read_only;
@@ -614,8 +596,7 @@ int virtio_blk_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop *
 		blk->cfg.write_zeroes_may_unmap = 1;
 	}
 
-	/* Class 0x0180: mass storage, other. */
-	err = virtio_dev_init(&blk->vdev, blk->name, VIRTIO_ID_BLK, 0x018000, nq, BLK_QUEUE_SIZE,
+	err = virtio_dev_init(&blk->vdev, blk->name, VIRTIO_ID_BLK, nq, BLK_QUEUE_SIZE,
 			      sizeof(blk->cfg), features, &blk_ops, mem, loop);
 	if (err)
 		goto fail_free;
@@ -644,7 +625,6 @@ fail_free:
 	if (blk->fd >= 0)
 		close(blk->fd);
 	free(blk->queues);
-	pthread_mutex_destroy(&blk->lock);
 	free(blk);
 	return err;
 }

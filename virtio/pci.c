@@ -34,7 +34,31 @@
 
 static struct virtio_dev *to_vdev(struct pci_dev *p)
 {
-	return (struct virtio_dev *)((char *)p - offsetof(struct virtio_dev, pci));
+	return container_of(p, struct virtio_dev, pci);
+}
+
+/*
+ * The PCI class a device type presents (24 bits: class, subclass, prog-if),
+ * as other VMMs do; drivers bind by vendor/device id, the class is for lspci
+ * and firmware. Unlisted types are "unclassified, other" (0x00ff00).
+ */
+static uint32_t class_of(uint16_t device_id)
+{
+	static const struct {
+		uint16_t id;
+		uint32_t cls;
+	} classes[] = {
+	    {1, 0x020000},  /* net: ethernet controller */
+	    {2, 0x018000},  /* blk: mass storage, other */
+	    {9, 0x000200},  /* 9p */
+	    {19, 0x078000}, /* vsock: communication controller, other */
+	    {27, 0x050000}, /* pmem: memory controller, RAM */
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(classes); i++)
+		if (classes[i].id == device_id)
+			return classes[i].cls;
+	return 0x00ff00;
 }
 
 uint8_t virtio_dev_status(const struct virtio_dev *dev)
@@ -174,10 +198,19 @@ static void virtio_bar_map(struct pci_dev *p, int bar, uint64_t addr, bool mappe
 
 /* ---- Status and reset --------------------------------------------------------------------- */
 
-static void reset_locked(struct virtio_dev *dev)
+/* The device stops: active goes, then its own reset runs (both under dev_lock). */
+static void device_stop(struct virtio_dev *dev)
 {
+	pthread_mutex_lock(&dev->dev_lock);
+	dev->active = false;
 	if (dev->ops->reset)
 		dev->ops->reset(dev);
+	pthread_mutex_unlock(&dev->dev_lock);
+}
+
+static void reset_locked(struct virtio_dev *dev)
+{
+	device_stop(dev);
 	for (int q = 0; q < dev->nr_queues; q++)
 		virtq_reset(&dev->vqs[q]);
 	dev->guest_features = 0;
@@ -204,6 +237,7 @@ static bool features_ok(struct virtio_dev *dev)
 static int activate(struct virtio_dev *dev)
 {
 	bool evidx = virtio_dev_has_feature(dev, VIRTIO_F_EVENT_IDX);
+	int err = 0;
 
 	for (int q = 0; q < dev->nr_queues; q++) {
 		if (!dev->vqs[q].enabled)
@@ -211,7 +245,12 @@ static int activate(struct virtio_dev *dev)
 		if (!dev->vqs[q].desc && virtq_start(&dev->vqs[q], dev->mem, evidx))
 			return -EINVAL;
 	}
-	return dev->ops->activate ? dev->ops->activate(dev) : 0;
+	pthread_mutex_lock(&dev->dev_lock);
+	dev->active = true;
+	if (dev->ops->activate && (err = dev->ops->activate(dev)))
+		dev->active = false;
+	pthread_mutex_unlock(&dev->dev_lock);
+	return err;
 }
 
 /*
@@ -460,8 +499,10 @@ static void bar0_access(void *opaque, uint64_t off, uint8_t *data, uint32_t len,
 			return;
 		}
 		pthread_mutex_lock(&dev->lock);
-		if (!is_write)
+		if (!is_write && dev->ops->config_read)
 			dev->ops->config_read(dev, o, data, len);
+		else if (!is_write)
+			memset(data, 0, len);
 		else if (dev->ops->config_write)
 			dev->ops->config_write(dev, o, data, len);
 		pthread_mutex_unlock(&dev->lock);
@@ -542,7 +583,7 @@ static int add_cap(struct pci_dev *p, uint8_t type, uint32_t off, uint32_t len, 
 }
 
 int virtio_dev_init(struct virtio_dev *dev, const char *name, uint16_t device_id,
-		    uint32_t pci_class, int nr_queues, uint16_t queue_size, uint32_t config_len,
+		    int nr_queues, uint16_t queue_size, uint32_t config_len,
 		    uint64_t features, const struct virtio_dev_ops *ops, struct guest_mem *mem,
 		    struct loop *loop)
 {
@@ -550,12 +591,13 @@ int virtio_dev_init(struct virtio_dev *dev, const char *name, uint16_t device_id
 
 	if (nr_queues < 1 || nr_queues > VIRTIO_MAX_QUEUES || nr_queues + 1 > PCI_MSIX_MAX ||
 	    !queue_size || queue_size > VIRTQ_MAX_SIZE || (queue_size & (queue_size - 1)) ||
-	    config_len > VIRTIO_PCI_NOTIFY_OFF - VIRTIO_PCI_DEVCFG_OFF || !ops->config_read)
+	    config_len > VIRTIO_PCI_NOTIFY_OFF - VIRTIO_PCI_DEVCFG_OFF)
 		return -EINVAL;
 	memset(dev, 0, sizeof(*dev));
 	for (q = 0; q < VIRTIO_MAX_QUEUES; q++)
 		dev->kick_fd[q] = -1;
 	pthread_mutex_init(&dev->lock, NULL);
+	pthread_mutex_init(&dev->dev_lock, NULL);
 	dev->name = name;
 	dev->ops = ops;
 	dev->mem = mem;
@@ -570,7 +612,7 @@ int virtio_dev_init(struct virtio_dev *dev, const char *name, uint16_t device_id
 		virtq_reset(&dev->vqs[q]);
 	}
 
-	pci_dev_init(&dev->pci, name, VIRTIO_PCI_VENDOR, VIRTIO_PCI_DEVICE(device_id), pci_class, 1,
+	pci_dev_init(&dev->pci, name, VIRTIO_PCI_VENDOR, VIRTIO_PCI_DEVICE(device_id), class_of(device_id), 1,
 		     VIRTIO_PCI_VENDOR, VIRTIO_PCI_DEVICE(device_id), &virtio_pci_ops);
 	err = pci_dev_set_bar(&dev->pci, 0, VIRTIO_PCI_BAR_SIZE, false, bar0_access, dev);
 	if (err)
@@ -629,6 +671,7 @@ fail:
 	}
 	pci_msix_cleanup(&dev->pci);
 	pthread_mutex_destroy(&dev->lock);
+	pthread_mutex_destroy(&dev->dev_lock);
 	return err;
 }
 
@@ -644,8 +687,7 @@ void virtio_dev_destroy(struct virtio_dev *dev)
 	/* Unplug first: after this no vCPU reaches the registers and no ioeventfd fires. */
 	pci_dev_remove(&dev->pci);
 	pthread_mutex_lock(&dev->lock);
-	if (dev->ops->reset)
-		dev->ops->reset(dev);
+	device_stop(dev);
 	pthread_mutex_unlock(&dev->lock);
 	for (int q = 0; q < VIRTIO_MAX_QUEUES; q++) {
 		if (dev->kick_fd[q] >= 0) {
@@ -656,6 +698,7 @@ void virtio_dev_destroy(struct virtio_dev *dev)
 	}
 	pci_msix_cleanup(&dev->pci);
 	pthread_mutex_destroy(&dev->lock);
+	pthread_mutex_destroy(&dev->dev_lock);
 	if (dev->ops->destroy)
 		dev->ops->destroy(dev);
 }

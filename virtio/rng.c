@@ -16,14 +16,12 @@
 
 struct rng_dev {
 	struct virtio_dev vdev;
-	pthread_mutex_t lock;
-	bool active;
-	struct virtq_chain chain;
+	struct virtq_chain chain; /* under vdev.dev_lock */
 };
 
 static struct rng_dev *to_rng(struct virtio_dev *vdev)
 {
-	return (struct rng_dev *)((char *)vdev - offsetof(struct rng_dev, vdev));
+	return container_of(vdev, struct rng_dev, vdev);
 }
 
 static uint32_t fill(const struct iovec *iov, int n)
@@ -56,8 +54,8 @@ static void rng_queue_notify(struct virtio_dev *vdev, int q)
 	bool pushed = false;
 	int r = 0, budget = RNG_BUDGET;
 
-	pthread_mutex_lock(&rng->lock);
-	if (rng->active && q == 0) {
+	pthread_mutex_lock(&vdev->dev_lock);
+	if (vdev->active && q == 0) {
 		while (budget-- > 0 && (r = virtq_pop(vq, &rng->chain)) > 0) {
 			struct virtq_chain *c = &rng->chain;
 
@@ -71,48 +69,19 @@ static void rng_queue_notify(struct virtio_dev *vdev, int q)
 		if (budget < 0)
 			virtio_dev_rekick(vdev, 0); /* more may be waiting: after the others */
 	}
-	pthread_mutex_unlock(&rng->lock);
+	pthread_mutex_unlock(&vdev->dev_lock);
 	if (r < 0)
 		virtio_dev_set_needs_reset(vdev);
 }
 
-static void rng_config_read(struct virtio_dev *vdev, uint32_t off, void *data, uint32_t len)
-{
-	/* No device configuration. */
-}
-
-static int rng_activate(struct virtio_dev *vdev)
-{
-	struct rng_dev *rng = to_rng(vdev);
-
-	pthread_mutex_lock(&rng->lock);
-	rng->active = true;
-	pthread_mutex_unlock(&rng->lock);
-	return 0;
-}
-
-static void rng_reset(struct virtio_dev *vdev)
-{
-	struct rng_dev *rng = to_rng(vdev);
-
-	pthread_mutex_lock(&rng->lock);
-	rng->active = false;
-	pthread_mutex_unlock(&rng->lock);
-}
-
 static void rng_destroy(struct virtio_dev *vdev)
 {
-	struct rng_dev *rng = to_rng(vdev);
-
-	pthread_mutex_destroy(&rng->lock);
-	free(rng);
+	free(to_rng(vdev));
 }
 
+/* No config space, nothing to do at activation or reset beyond the transport's. */
 static const struct virtio_dev_ops rng_ops = {
-    .config_read = rng_config_read,
-    .activate = rng_activate,
     .queue_notify = rng_queue_notify,
-    .reset = rng_reset,
     .destroy = rng_destroy,
 };
 
@@ -125,12 +94,9 @@ int virtio_rng_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop *
 	rng = calloc(1, sizeof(*rng));
 	if (!rng)
 		return -ENOMEM;
-	pthread_mutex_init(&rng->lock, NULL);
-	/* Class 0x00ff00: unclassified device, as other VMMs present virtio-rng. */
-	err = virtio_dev_init(&rng->vdev, "rng", VIRTIO_ID_RNG, 0x00ff00, 1, RNG_QUEUE_SIZE, 0, 0,
-			      &rng_ops, mem, loop);
+	err = virtio_dev_init(&rng->vdev, "rng", VIRTIO_ID_RNG, 1, RNG_QUEUE_SIZE, 0, 0, &rng_ops,
+			      mem, loop);
 	if (err) {
-		pthread_mutex_destroy(&rng->lock);
 		free(rng);
 		return err;
 	}

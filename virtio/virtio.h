@@ -5,8 +5,10 @@
  * Three layers: the transport (virtio/pci.c) owns the PCI function, the
  * registers, feature negotiation and device status; a device (blk.c, rng.c)
  * plugs in through a const struct virtio_dev_ops and reaches its own struct
- * with container_of; a host backend (blk_uring.c) does the device's I/O.
- * Devices raise interrupts with virtio_dev_notify() and never see PCI.
+ * with container_of (vmm/util.h); a host backend (blk_uring.c) does the
+ * device's I/O.
+ * Devices raise interrupts with virtio_dev_notify(), ask for another turn
+ * with virtio_dev_rekick(), and never see PCI or the transport's fds.
  *
  * What the VMM calls (all return 0 or -errno):
  *
@@ -35,6 +37,7 @@
 
 #include "vmm/mem.h"
 #include "vmm/pci.h"
+#include "vmm/util.h"
 
 struct loop;
 
@@ -170,16 +173,26 @@ int iov_slice(const struct iovec *src, int n, size_t skip, size_t len, struct io
 
 struct virtio_dev;
 
-/* What a device gives the transport. Every hook is optional except config_read. */
+/*
+ * What a device gives the transport; every hook is optional. The transport
+ * sets dev->active under dev->dev_lock at DRIVER_OK and clears it on reset,
+ * so a device without more to do at those moments needs neither hook.
+ */
 struct virtio_dev_ops {
-	/* Device-specific config space (bounds already checked against config_len). */
+	/* Device-specific config space (bounds already checked; absent: reads as zeroes). */
 	void (*config_read)(struct virtio_dev *dev, uint32_t off, void *data, uint32_t len);
 	void (*config_write)(struct virtio_dev *dev, uint32_t off, const void *data, uint32_t len);
-	/* DRIVER_OK with negotiated features and started queues; nonzero -> NEEDS_RESET. */
+	/*
+	 * DRIVER_OK with negotiated features and started queues; dev_lock held,
+	 * active already set; nonzero -> NEEDS_RESET.
+	 */
 	int (*activate)(struct virtio_dev *dev);
 	/* The driver kicked queue q (runs on the event loop). */
 	void (*queue_notify)(struct virtio_dev *dev, int q);
-	/* Stop all work and forget in-flight requests; returns once nothing touches the rings. */
+	/*
+	 * Stop all work and forget in-flight requests; returns once nothing
+	 * touches the rings. dev_lock held, active already cleared.
+	 */
 	void (*reset)(struct virtio_dev *dev);
 	/* Release the device's resources (after it has been unplugged). */
 	void (*destroy)(struct virtio_dev *dev);
@@ -195,6 +208,14 @@ struct virtio_dev {
 	uint32_t config_len;
 	uint64_t host_features;	 /* offered (the transport adds its own bits) */
 	uint64_t guest_features; /* accepted by the driver */
+
+	/*
+	 * The device's lock: its ring work (queue_notify, completions) runs under
+	 * it, and the transport takes it to flip active around activate/reset.
+	 * Taken inside lock, never the other way round.
+	 */
+	pthread_mutex_t dev_lock;
+	bool active; /* DRIVER_OK and not reset: under dev_lock */
 
 	pthread_mutex_t lock; /* registers below */
 	uint32_t dfselect, gfselect;
@@ -217,11 +238,12 @@ struct virtio_dev {
 };
 
 /*
- * Builds the PCI function for a device (ids, capabilities, BARs, MSI-X with
- * nr_queues + 1 vectors, kick eventfds on the loop) without plugging it.
+ * Builds the PCI function for a device (ids, the class its device id calls
+ * for, capabilities, BARs, MSI-X with nr_queues + 1 vectors, kick eventfds on
+ * the loop) without plugging it.
  */
 int virtio_dev_init(struct virtio_dev *dev, const char *name, uint16_t device_id,
-		    uint32_t pci_class, int nr_queues, uint16_t queue_size, uint32_t config_len,
+		    int nr_queues, uint16_t queue_size, uint32_t config_len,
 		    uint64_t features, const struct virtio_dev_ops *ops, struct guest_mem *mem,
 		    struct loop *loop) __attribute__((warn_unused_result));
 /* Places the function on the bus (hot-add when the guest runs); returns the slot. */

@@ -7,7 +7,7 @@
  * there as eventfds). The engine asks for rx through an eventfd too, never
  * synchronously, so an endpoint sending from inside a callback cannot
  * re-enter the ring code. activate/reset come from vCPU threads and only
- * flip state under the lock; the engine itself is reset on the loop.
+ * flip state under vdev.dev_lock; the engine itself is reset on the loop.
  */
 #include "virtio/vsock.h"
 
@@ -37,8 +37,7 @@ struct vsock_dev {
 	struct vsock *vs;
 	struct loop *loop;
 	int rx_efd; /* the engine has something for the guest, or a reset is due */
-	pthread_mutex_t lock;
-	bool active;
+	/* Under vdev.dev_lock: */
 	bool reset_pending; /* reset by the driver: drop every connection on the loop */
 	bool ring_work;	    /* the loop is in drain/fill: it looks at the engine before leaving */
 	struct virtq_chain chain;
@@ -48,7 +47,7 @@ struct vsock_dev {
 
 static struct vsock_dev *to_vsock(struct virtio_dev *vdev)
 {
-	return (struct vsock_dev *)((char *)vdev - offsetof(struct vsock_dev, vdev));
+	return container_of(vdev, struct vsock_dev, vdev);
 }
 
 /* Loop thread, lock held. Fills guest rx buffers while the engine has packets. */
@@ -57,7 +56,7 @@ static void fill_rx_locked(struct vsock_dev *d)
 	struct virtq *vq = &d->vdev.vqs[Q_RX];
 	bool pushed = false;
 
-	while (d->active && vsock_rx_pending(d->vs)) {
+	while (d->vdev.active && vsock_rx_pending(d->vs)) {
 		struct virtq_chain *c = &d->chain;
 		long n;
 		int r = virtq_pop(vq, c);
@@ -68,7 +67,7 @@ static void fill_rx_locked(struct vsock_dev *d)
 		}
 		if (r < 0) {
 			virtio_dev_set_needs_reset(&d->vdev);
-			d->active = false;
+			d->vdev.active = false;
 			break;
 		}
 		n = vsock_rx(d->vs, c->iov + c->nr_out, c->nr_in, c->in_len);
@@ -77,7 +76,7 @@ static void fill_rx_locked(struct vsock_dev *d)
 					c->in_len);
 			virtq_push(vq, c->head, 0);
 			virtio_dev_set_needs_reset(&d->vdev);
-			d->active = false;
+			d->vdev.active = false;
 			pushed = true;
 			break;
 		}
@@ -97,7 +96,7 @@ static void drain_tx_locked(struct vsock_dev *d)
 	bool pushed = false;
 	int budget = TX_BUDGET, r;
 
-	while (d->active && budget-- > 0) {
+	while (d->vdev.active && budget-- > 0) {
 		struct virtq_chain *c = &d->chain;
 
 		r = virtq_pop(vq, c);
@@ -105,7 +104,7 @@ static void drain_tx_locked(struct vsock_dev *d)
 			break;
 		if (r < 0) {
 			virtio_dev_set_needs_reset(&d->vdev);
-			d->active = false;
+			d->vdev.active = false;
 			break;
 		}
 		/* Malformed packets are the engine's business (dropped or reset), not fatal. */
@@ -134,7 +133,7 @@ static void vsock_queue_notify(struct virtio_dev *vdev, int q)
 {
 	struct vsock_dev *d = to_vsock(vdev);
 
-	pthread_mutex_lock(&d->lock);
+	pthread_mutex_lock(&d->vdev.dev_lock);
 	d->ring_work = true;
 	process_reset_locked(d);
 	if (q == Q_TX) {
@@ -145,7 +144,7 @@ static void vsock_queue_notify(struct virtio_dev *vdev, int q)
 	fill_rx_locked(d);
 	/* Q_EVENT: buffers are kept for transport-reset events, which we never send. */
 	d->ring_work = false;
-	pthread_mutex_unlock(&d->lock);
+	pthread_mutex_unlock(&d->vdev.dev_lock);
 }
 
 static void rx_efd_ready(void *opaque, uint32_t events)
@@ -156,12 +155,12 @@ static void rx_efd_ready(void *opaque, uint32_t events)
 	if (read(d->rx_efd, &v, sizeof(v)) < 0) {
 		/* EAGAIN: a previous run already took it */
 	}
-	pthread_mutex_lock(&d->lock);
+	pthread_mutex_lock(&d->vdev.dev_lock);
 	d->ring_work = true;
 	process_reset_locked(d);
 	fill_rx_locked(d);
 	d->ring_work = false;
-	pthread_mutex_unlock(&d->lock);
+	pthread_mutex_unlock(&d->vdev.dev_lock);
 }
 
 /* Engine -> device: something is pending for the guest. Any thread on the loop side. */
@@ -199,14 +198,10 @@ static void vsock_config_read(struct virtio_dev *vdev, uint32_t off, void *data,
 	memcpy(data, (uint8_t *)&cid + off, len);
 }
 
+/* vCPU thread, dev_lock held (transport): the ring work itself happens on the loop. */
 static int vsock_activate(struct virtio_dev *vdev)
 {
-	struct vsock_dev *d = to_vsock(vdev);
-
-	pthread_mutex_lock(&d->lock);
-	d->active = true;
-	pthread_mutex_unlock(&d->lock);
-	engine_kick(d); /* packets queued before activation (e.g. a connect) */
+	engine_kick(to_vsock(vdev)); /* packets queued before activation (e.g. a connect) */
 	return 0;
 }
 
@@ -214,10 +209,7 @@ static void vsock_dev_reset(struct virtio_dev *vdev)
 {
 	struct vsock_dev *d = to_vsock(vdev);
 
-	pthread_mutex_lock(&d->lock);
-	d->active = false;
 	d->reset_pending = true;
-	pthread_mutex_unlock(&d->lock);
 	engine_kick(d);
 }
 
@@ -240,7 +232,6 @@ static void vsock_destroy(struct virtio_dev *vdev)
 		loop_del(d->loop, d->rx_efd);
 		close(d->rx_efd);
 	}
-	pthread_mutex_destroy(&d->lock);
 	free(d);
 }
 
@@ -265,7 +256,6 @@ int virtio_vsock_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop
 		return -ENOMEM;
 	d->vs = vs;
 	d->loop = loop;
-	pthread_mutex_init(&d->lock, NULL);
 	d->rx_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (d->rx_efd < 0) {
 		err = -errno;
@@ -276,9 +266,8 @@ int virtio_vsock_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop
 		close(d->rx_efd);
 		goto fail;
 	}
-	/* Class 0x078000: communication controller, other (as QEMU presents vhost-vsock). */
-	err = virtio_dev_init(&d->vdev, "vsock", VIRTIO_ID_VSOCK, 0x078000, VSOCK_NR_QUEUES,
-			      VSOCK_QSIZE, sizeof(uint64_t), 0, &vsock_ops, mem, loop);
+	err = virtio_dev_init(&d->vdev, "vsock", VIRTIO_ID_VSOCK, VSOCK_NR_QUEUES, VSOCK_QSIZE,
+			      sizeof(uint64_t), 0, &vsock_ops, mem, loop);
 	if (err) {
 		loop_del(loop, d->rx_efd);
 		close(d->rx_efd);
@@ -293,7 +282,6 @@ int virtio_vsock_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop
 	*out = &d->vdev;
 	return 0;
 fail:
-	pthread_mutex_destroy(&d->lock);
 	free(d);
 	return err;
 }

@@ -44,6 +44,9 @@ static void d_cfg_write(struct virtio_dev *v, uint32_t off, const void *data, ui
 
 static int d_activate(struct virtio_dev *v)
 {
+	/* The transport set active, under the device lock it holds. */
+	assert_true(v->active);
+	assert_int_equal(pthread_mutex_trylock(&v->dev_lock), EBUSY);
 	to_dummy(v)->activations++;
 	return to_dummy(v)->fail_activate ? -EIO : 0;
 }
@@ -55,6 +58,8 @@ static void d_notify(struct virtio_dev *v, int q)
 
 static void d_reset(struct virtio_dev *v)
 {
+	assert_false(v->active);
+	assert_int_equal(pthread_mutex_trylock(&v->dev_lock), EBUSY);
 	to_dummy(v)->resets++;
 }
 
@@ -85,7 +90,7 @@ static int setup(void **state)
 	struct fx *f = calloc(1, sizeof(*f));
 
 	assert_int_equal(tm_init(&f->m, 1 << 20), 0);
-	assert_int_equal(virtio_dev_init(&f->d.vdev, "dummy", 0x1a, 0xff0000, NQ, QSIZE,
+	assert_int_equal(virtio_dev_init(&f->d.vdev, "dummy", 0x1a, NQ, QSIZE,
 					 sizeof(f->d.cfg), DUMMY_FEATURE, &dummy_ops, f->m.mem,
 					 NULL),
 			 0);
@@ -116,6 +121,8 @@ static void test_ids_and_caps(void **state)
 	assert_int_equal(cfg_rd(m, f->slot, PCI_VENDOR_ID, 2), 0x1af4);
 	assert_int_equal(cfg_rd(m, f->slot, PCI_DEVICE_ID, 2), 0x1040 + 0x1a);
 	assert_int_equal(cfg_rd(m, f->slot, PCI_REVISION_ID, 1), 1);
+	/* The class comes from the device type: an unknown one is "unclassified, other". */
+	assert_int_equal(cfg_rd(m, f->slot, PCI_REVISION_ID, 4) >> 8, 0x00ff00);
 	assert_int_equal(cfg_rd(m, f->slot, PCI_SUBSYS_VENDOR, 2), 0x1af4);
 	for (int off = cfg_rd(m, f->slot, PCI_CAP_PTR, 1); off;
 	     off = cfg_rd(m, f->slot, off + 1, 1)) {
