@@ -21,6 +21,7 @@ struct ctl {
 	const struct ctl_method *methods;
 	void *opaque;
 	ctl_gate_fn gate;
+	ctl_release_fn release;
 	size_t line_max;
 
 	/* Line reader: only touched by the thread that feeds input. */
@@ -230,6 +231,9 @@ static void req_answer(struct ctl_req *req, const char *key, cJSON *payload)
 	struct ctl *ctl = req->ctl;
 	cJSON *obj;
 
+	/* The gate opens before the parent can see the answer and send the next request. */
+	if (ctl->release && req->m)
+		ctl->release(ctl->opaque, req->m);
 	pthread_mutex_lock(&ctl->lock);
 	req_unlink_locked(ctl, req);
 	obj = make_response(req->id, key, payload);
@@ -359,7 +363,7 @@ static void dispatch_line(struct ctl *ctl, const char *line, size_t len)
 	}
 	if (ctl->gate) {
 		msg[0] = 0;
-		code = ctl->gate(ctl->opaque, m->name, msg, sizeof(msg));
+		code = ctl->gate(ctl->opaque, m, msg, sizeof(msg));
 		if (code) {
 			reply_error_id(ctl, id, code, "%s", msg[0] ? msg : "not allowed now");
 			goto out;
@@ -368,17 +372,22 @@ static void dispatch_line(struct ctl *ctl, const char *line, size_t len)
 
 	req = calloc(1, sizeof(*req));
 	if (!req) {
+		if (ctl->release)
+			ctl->release(ctl->opaque, m);
 		reply_error_id(ctl, id, CTL_ERR_INTERNAL, "out of memory");
 		goto out;
 	}
 	req->ctl = ctl;
 	req->method = m->name;
+	req->m = m;
 	req->id = cJSON_DetachItemViaPointer(root, id);
 	if (params && cJSON_IsObject(params))
 		req->params = cJSON_DetachItemViaPointer(root, params);
 	else
 		req->params = cJSON_CreateObject();
 	if (!req->params) {
+		if (ctl->release)
+			ctl->release(ctl->opaque, m);
 		reply_error_id(ctl, req->id, CTL_ERR_INTERNAL, "out of memory");
 		req_free(req);
 		goto out;
@@ -492,6 +501,7 @@ int ctl_create(struct ctl **out, const struct ctl_config *cfg)
 	ctl->methods = cfg->methods;
 	ctl->opaque = cfg->opaque;
 	ctl->gate = cfg->gate;
+	ctl->release = cfg->release;
 	ctl->line_max = cfg->line_max ? cfg->line_max : CTL_LINE_MAX;
 	pthread_mutex_init(&ctl->lock, NULL);
 	*out = ctl;

@@ -49,10 +49,13 @@ struct ctl;
  * answer it exactly once, now or later, from any thread, with ctl_req_result()
  * or ctl_req_error(); either one frees it.
  */
+struct ctl_method;
+
 struct ctl_req {
 	struct ctl *ctl;
 	cJSON *id;		     /* detached copy of the request's id: number or string */
 	const char *method;	     /* points into the method table */
+	const struct ctl_method *m;  /* its row */
 	cJSON *params;		     /* always an object (empty when the request had none) */
 	void *data;		     /* free for the handler while the request is pending */
 	struct ctl_req *prev, *next; /* pending list, under ctl->lock */
@@ -61,21 +64,33 @@ struct ctl_req {
 typedef void (*ctl_handler_fn)(void *opaque, struct ctl_req *req);
 
 /*
- * Decides whether method may run now. Returns 0, or an error code with a
- * message written into msg (e.g. "vm.start is not allowed in state Running").
+ * One row per method: its name, the states it may run in and its flags
+ * (meaning the owner's: serve's are lifecycle.h's LC_BIT masks and LC_F_*
+ * flags; ctl only hands them to the gate), and the handler. New managers add
+ * rows; nothing else lists methods.
  */
-typedef int (*ctl_gate_fn)(void *opaque, const char *method, char *msg, size_t msglen);
-
 struct ctl_method {
 	const char *name;
 	ctl_handler_fn fn;
+	uint32_t allowed;
+	uint32_t flags;
 };
+
+/*
+ * Decides whether a request for m may run now. Returns 0, or an error code
+ * with a message written into msg (e.g. "vm.start is not allowed in state
+ * Running"). A request the gate let through is released (below) when it is
+ * answered, whichever answer and from wherever.
+ */
+typedef int (*ctl_gate_fn)(void *opaque, const struct ctl_method *m, char *msg, size_t msglen);
+typedef void (*ctl_release_fn)(void *opaque, const struct ctl_method *m);
 
 struct ctl_config {
 	int out_fd;			  /* where responses and events go (stdout) */
 	const struct ctl_method *methods; /* terminated by a {NULL} entry */
-	void *opaque;			  /* passed to handlers and gate */
+	void *opaque;			  /* passed to handlers, gate and release */
 	ctl_gate_fn gate;		  /* may be NULL: every method allowed */
+	ctl_release_fn release;		  /* may be NULL; runs before the answer goes out */
 	size_t line_max;		  /* 0: CTL_LINE_MAX */
 };
 

@@ -100,55 +100,69 @@ static void m_scsi_remove(void *opaque, struct ctl_req *req)
 
 static void m_unsupported(void *opaque, struct ctl_req *req)
 {
-	struct serve *s = opaque;
-
-	lifecycle_done(&s->lc, req->method);
 	ctl_req_error(req, CTL_ERR_UNSUPPORTED, "%s is not implemented in this build", req->method);
 }
 
 static void m_vm_capabilities(void *opaque, struct ctl_req *req);
 
+#define B(s) LC_BIT(LC_##s)
+#define X    LC_F_EXCLUSIVE
+#define L    LC_F_LONG
+
+/*
+ * The control protocol: every method with the states it may run in, its
+ * flags (X: changes the state, one at a time; L: answers later), and its
+ * handler. The gate (lifecycle_begin) reads the states and flags; the
+ * release when a request is answered frees an X method's turn.
+ */
 static const struct ctl_method methods[] = {
-    {"vm.create", serve_vm_create},
-    {"vm.start", serve_vm_start},
-    {"vm.pause", serve_vm_pause},
-    {"vm.resume", serve_vm_resume},
-    {"vm.terminate", serve_vm_terminate},
-    {"vm.shutdown", serve_vm_shutdown},
-    {"vm.wait", serve_vm_wait},
-    {"vm.state", serve_vm_state},
-    {"vm.stats", serve_vm_stats},
-    {"vm.capabilities", m_vm_capabilities},
-    {"guest.exec", serve_guest_exec},
-    {"guest.dump_stacks", serve_guest_dump_stacks},
-    {"guest.properties", serve_guest_properties},
-    {"process.wait", serve_process_wait},
-    {"process.signal", serve_process_signal},
-    {"process.resize", serve_process_resize},
-    {"scsi.add", m_scsi_add},
-    {"scsi.remove", m_scsi_remove},
+    {"vm.create", serve_vm_create, B(NOT_CREATED), X},
+    {"vm.start", serve_vm_start, B(CREATED), X | L},
+    {"vm.pause", serve_vm_pause, B(RUNNING), X},
+    {"vm.resume", serve_vm_resume, B(PAUSED), X},
+    {"vm.save", m_unsupported, B(PAUSED), X},
+    /* Not exclusive: terminate must be able to cut short a start or shutdown. */
+    {"vm.terminate", serve_vm_terminate, LC_ANY, 0},
+    {"vm.shutdown", serve_vm_shutdown, B(RUNNING), X | L},
+    {"vm.wait", serve_vm_wait, LC_NOT_NEW, L},
+    {"vm.state", serve_vm_state, LC_ANY, 0},
+    {"vm.stats", serve_vm_stats, LC_LIVE, 0},
+    {"vm.capabilities", m_vm_capabilities, LC_ANY, 0},
+    {"vm.update_memory", m_unsupported, LC_UP, 0},
+    {"vm.update_cpu_limits", m_unsupported, LC_UP, 0},
+    {"guest.exec", serve_guest_exec, LC_UP, L},
+    {"guest.dump_stacks", serve_guest_dump_stacks, LC_UP, L},
+    {"guest.properties", serve_guest_properties, LC_UP, L},
+    /* A paused guest cannot answer, but the wait can be queued and signals delivered later. */
+    {"process.wait", serve_process_wait, LC_UP | B(PAUSED), L},
+    {"process.signal", serve_process_signal, LC_UP, L},
+    {"process.resize", serve_process_resize, LC_UP, L},
+    /* Resources may be attached before start (cold) or while running (hot). */
+    {"scsi.add", m_scsi_add, LC_HOTPLUG, L},
+    {"scsi.remove", m_scsi_remove, LC_HOTPLUG, L},
     /* Known to the protocol, not built yet: they fail with -32008 after the state check. */
-    {"vm.save", m_unsupported},
-    {"vm.update_memory", m_unsupported},
-    {"vm.update_cpu_limits", m_unsupported},
-    {"nic.add", m_unsupported},
-    {"nic.remove", m_unsupported},
-    {"nic.update", m_unsupported},
-    {"vpmem.add", m_unsupported},
-    {"vpmem.remove", m_unsupported},
-    {"plan9.add", m_unsupported},
-    {"plan9.remove", m_unsupported},
-    {"vsock.update_service", m_unsupported},
-    {"vsock.remove_service", m_unsupported},
-    {"container.create", m_unsupported},
-    {"container.start", m_unsupported},
-    {"container.exec", m_unsupported},
-    {"container.signal", m_unsupported},
-    {"container.wait", m_unsupported},
-    {"container.delete", m_unsupported},
-    {"container.stats", m_unsupported},
-    {NULL, NULL},
+    {"nic.add", m_unsupported, LC_HOTPLUG, 0},
+    {"nic.remove", m_unsupported, LC_HOTPLUG, 0},
+    {"nic.update", m_unsupported, LC_UP, 0},
+    {"vpmem.add", m_unsupported, LC_HOTPLUG, 0},
+    {"vpmem.remove", m_unsupported, LC_HOTPLUG, 0},
+    {"plan9.add", m_unsupported, LC_HOTPLUG, 0},
+    {"plan9.remove", m_unsupported, LC_HOTPLUG, 0},
+    {"vsock.update_service", m_unsupported, LC_HOTPLUG, 0},
+    {"vsock.remove_service", m_unsupported, LC_HOTPLUG, 0},
+    {"container.create", m_unsupported, LC_UP, 0},
+    {"container.start", m_unsupported, LC_UP, 0},
+    {"container.exec", m_unsupported, LC_UP, 0},
+    {"container.signal", m_unsupported, LC_UP, 0},
+    {"container.wait", m_unsupported, LC_UP | B(PAUSED), 0},
+    {"container.delete", m_unsupported, LC_UP, 0},
+    {"container.stats", m_unsupported, LC_UP, 0},
+    {NULL, NULL, 0, 0},
 };
+
+#undef B
+#undef X
+#undef L
 
 const struct ctl_method *ctl_serve_methods(void)
 {
@@ -172,9 +186,17 @@ static void m_vm_capabilities(void *opaque, struct ctl_req *req)
 
 /* ---- the loop ------------------------------------------------------------------------ */
 
-static int gate(void *opaque, const char *method, char *msg, size_t len)
+static int gate(void *opaque, const struct ctl_method *m, char *msg, size_t len)
 {
-	return lifecycle_begin(&((struct serve *)opaque)->lc, method, msg, len);
+	return lifecycle_begin(&((struct serve *)opaque)->lc, m->name, m->allowed, m->flags, msg,
+			       len);
+}
+
+/* Answered: an exclusive method's turn is over (whatever the answer, wherever it came from). */
+static void release(void *opaque, const struct ctl_method *m)
+{
+	if (m->flags & LC_F_EXCLUSIVE)
+		lifecycle_done(&((struct serve *)opaque)->lc, m->name);
 }
 
 static void stop(struct serve *s, const char *why)
@@ -246,7 +268,11 @@ int ctl_serve_main(int argc, char **argv)
 	}
 	if (ctl_create(&s->ctl,
 		       &(struct ctl_config){
-			   .out_fd = STDOUT_FILENO, .methods = methods, .opaque = s, .gate = gate}))
+			   .out_fd = STDOUT_FILENO,
+			   .methods = methods,
+			   .opaque = s,
+			   .gate = gate,
+			   .release = release}))
 		goto out;
 	fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
 	if (loop_add(s->loop, STDIN_FILENO, EPOLLIN, on_stdin, s) ||

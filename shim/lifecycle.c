@@ -43,54 +43,6 @@ static const struct {
     {LC_LIVE, LC_EV_TERMINATE_FAILED, LC_INVALID},
 };
 
-#define VM_UP	(B(RUNNING))
-#define HAS_VM	(LC_LIVE)
-#define NOT_NEW (LC_ANY & ~B(NOT_CREATED))
-
-/* Every method of the control protocol, with the states it may run in. */
-static const struct lc_method methods[] = {
-    {"vm.create", B(NOT_CREATED), LC_F_EXCLUSIVE},
-    {"vm.start", B(CREATED), LC_F_EXCLUSIVE},
-    {"vm.pause", B(RUNNING), LC_F_EXCLUSIVE},
-    {"vm.resume", B(PAUSED), LC_F_EXCLUSIVE},
-    {"vm.save", B(PAUSED), LC_F_EXCLUSIVE},
-    /* Not exclusive: terminate must be able to cut short a start or shutdown. */
-    {"vm.terminate", LC_ANY, 0},
-    {"vm.shutdown", B(RUNNING), LC_F_EXCLUSIVE},
-    {"vm.wait", NOT_NEW, 0},
-    {"vm.state", LC_ANY, 0},
-    {"vm.stats", HAS_VM, 0},
-    {"vm.capabilities", LC_ANY, 0},
-    {"vm.update_memory", VM_UP, 0},
-    {"vm.update_cpu_limits", VM_UP, 0},
-    /* Resources may be attached before start (cold) or while running (hot). */
-    {"scsi.add", B(CREATED) | VM_UP, 0},
-    {"scsi.remove", B(CREATED) | VM_UP, 0},
-    {"nic.add", B(CREATED) | VM_UP, 0},
-    {"nic.remove", B(CREATED) | VM_UP, 0},
-    {"nic.update", VM_UP, 0},
-    {"vpmem.add", B(CREATED) | VM_UP, 0},
-    {"vpmem.remove", B(CREATED) | VM_UP, 0},
-    {"plan9.add", B(CREATED) | VM_UP, 0},
-    {"plan9.remove", B(CREATED) | VM_UP, 0},
-    {"vsock.update_service", B(CREATED) | VM_UP, 0},
-    {"vsock.remove_service", B(CREATED) | VM_UP, 0},
-    {"guest.exec", VM_UP, 0},
-    {"guest.dump_stacks", VM_UP, 0},
-    {"guest.properties", VM_UP, 0},
-    /* A paused guest cannot answer, but the wait can be queued and signals delivered later. */
-    {"process.wait", VM_UP | B(PAUSED), 0},
-    {"process.signal", VM_UP, 0},
-    {"process.resize", VM_UP, 0},
-    {"container.create", VM_UP, 0},
-    {"container.start", VM_UP, 0},
-    {"container.exec", VM_UP, 0},
-    {"container.signal", VM_UP, 0},
-    {"container.wait", VM_UP | B(PAUSED), 0},
-    {"container.delete", VM_UP, 0},
-    {"container.stats", VM_UP, 0},
-};
-
 const char *lifecycle_state_name(enum lc_state s)
 {
 	return (unsigned)s < LC_NR_STATES ? state_names[s] : "?";
@@ -99,20 +51,6 @@ const char *lifecycle_state_name(enum lc_state s)
 const char *lifecycle_event_name(enum lc_event ev)
 {
 	return (unsigned)ev < LC_NR_EVENTS ? event_names[ev] : "?";
-}
-
-const struct lc_method *lifecycle_method(const char *name)
-{
-	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
-		if (strcmp(methods[i].name, name) == 0)
-			return &methods[i];
-	return NULL;
-}
-
-const struct lc_method *lifecycle_methods(size_t *count)
-{
-	*count = sizeof(methods) / sizeof(methods[0]);
-	return methods;
 }
 
 int lifecycle_next(enum lc_state from, enum lc_event ev)
@@ -147,26 +85,22 @@ enum lc_state lifecycle_state(struct lifecycle *lc)
 	return s;
 }
 
-int lifecycle_begin(struct lifecycle *lc, const char *method, char *msg, size_t msglen)
+int lifecycle_begin(struct lifecycle *lc, const char *method, uint32_t allowed, uint32_t flags,
+		    char *msg, size_t msglen)
 {
-	const struct lc_method *m = lifecycle_method(method);
 	int ret = 0;
 
-	if (!m) {
-		snprintf(msg, msglen, "%s has no row in the state table", method);
-		return CTL_ERR_INTERNAL;
-	}
 	pthread_mutex_lock(&lc->lock);
-	if (!(m->allowed & LC_BIT(lc->state))) {
+	if (!(allowed & LC_BIT(lc->state))) {
 		snprintf(msg, msglen, "%s is not allowed in state %s", method,
 			 state_names[lc->state]);
 		ret = CTL_ERR_WRONG_STATE;
-	} else if ((m->flags & LC_F_EXCLUSIVE) && lc->busy) {
+	} else if ((flags & LC_F_EXCLUSIVE) && lc->busy) {
 		snprintf(msg, msglen, "%s refused: %s is in progress (state %s)", method, lc->busy,
 			 state_names[lc->state]);
 		ret = CTL_ERR_BUSY;
-	} else if (m->flags & LC_F_EXCLUSIVE) {
-		lc->busy = m->name;
+	} else if (flags & LC_F_EXCLUSIVE) {
+		lc->busy = method;
 	}
 	pthread_mutex_unlock(&lc->lock);
 	return ret;

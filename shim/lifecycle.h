@@ -1,7 +1,7 @@
 /*
  * The VM's lifecycle (DESIGN.md "Lifecycle"): its states, the events that move
- * it between them, and for each control method the states it is allowed in.
- * One table of each, so the documentation, the gate and the tests agree.
+ * them, and the gate a control request passes. The states each method may run
+ * in are columns of the one method table (shim/ctl_serve.c, struct ctl_method).
  */
 #ifndef SHIM_LIFECYCLE_H
 #define SHIM_LIFECYCLE_H
@@ -38,14 +38,14 @@ enum lc_event {
 	LC_NR_EVENTS,
 };
 
-/* Method flags. */
+/* Method flags (struct ctl_method.flags). */
 #define LC_F_EXCLUSIVE 0x1 /* changes the state: one such method in flight at a time */
+#define LC_F_LONG      0x2 /* answers later (a guest round trip, the VM's exit): documentation */
 
-struct lc_method {
-	const char *name;
-	uint32_t allowed; /* LC_BIT mask */
-	uint32_t flags;
-};
+/* Shorthands for method rows. */
+#define LC_UP	   LC_BIT(LC_RUNNING)
+#define LC_NOT_NEW (LC_ANY & ~LC_BIT(LC_NOT_CREATED))
+#define LC_HOTPLUG (LC_BIT(LC_CREATED) | LC_UP) /* cold before start, hot while running */
 
 struct lifecycle {
 	pthread_mutex_t lock;
@@ -60,18 +60,15 @@ const char *lifecycle_state_name(enum lc_state s);
 const char *lifecycle_event_name(enum lc_event ev);
 enum lc_state lifecycle_state(struct lifecycle *lc);
 
-/* The row of method, or NULL when the table has none. */
-const struct lc_method *lifecycle_method(const char *name);
-/* The whole table (for docs and tests). */
-const struct lc_method *lifecycle_methods(size_t *count);
 
 /*
- * Whether method may start now. Returns 0, or a ctl error code (-32001 wrong
- * state, -32004 busy, -32603 no row) with a message naming the state. On 0 for
- * an LC_F_EXCLUSIVE method, marks it in flight: the caller must call
- * lifecycle_done() once that method has answered.
+ * Whether method (allowed: LC_BIT mask of states) may start now. Returns 0, or
+ * a ctl error code (-32001 wrong state, -32004 busy) with a message naming the
+ * state. On 0 with LC_F_EXCLUSIVE, marks it in flight until lifecycle_done()
+ * (serve calls it when the request is answered). method must outlive that.
  */
-int lifecycle_begin(struct lifecycle *lc, const char *method, char *msg, size_t msglen);
+int lifecycle_begin(struct lifecycle *lc, const char *method, uint32_t allowed, uint32_t flags,
+		    char *msg, size_t msglen);
 void lifecycle_done(struct lifecycle *lc, const char *method);
 
 /*

@@ -81,12 +81,10 @@ static void on_boot_disks(void *opaque, int err, const char *msg)
 		cJSON_Delete(gcs);
 		vm_request_exit(s->vm, VM_EXIT_TERMINATED);
 		lifecycle_event(&s->lc, LC_EV_START_FAILED, NULL);
-		lifecycle_done(&s->lc, "vm.start");
 		ctl_req_error(req, CTL_ERR_GUEST, "a disk given before start failed: %s", msg);
 		return;
 	}
 	lifecycle_event(&s->lc, LC_EV_STARTED, NULL);
-	lifecycle_done(&s->lc, "vm.start");
 	r = serve_state_result(s);
 	cJSON_AddNumberToObject(r, "boot_ms", serve_ms_since(&s->t_start));
 	if (gcs) {
@@ -109,7 +107,6 @@ static void on_bridge_ready(void *opaque, int err, const cJSON *answer)
 		/* The guest runs but its agent is unusable: that start failed. */
 		vm_request_exit(s->vm, VM_EXIT_TERMINATED);
 		lifecycle_event(&s->lc, LC_EV_START_FAILED, NULL);
-		lifecycle_done(&s->lc, "vm.start");
 		ctl_req_error(req, CTL_ERR_GUEST, "the guest agent failed to negotiate: %s",
 			      strerror(-err));
 		return;
@@ -173,7 +170,6 @@ static void vm_ended(struct serve *s, enum vm_exit why)
 		req = s->start_req;
 		s->start_req = NULL;
 		lifecycle_event(&s->lc, LC_EV_START_FAILED, NULL);
-		lifecycle_done(&s->lc, "vm.start");
 		ctl_req_error(req, why == VM_EXIT_TERMINATED ? CTL_ERR_CANCELLED : CTL_ERR_GUEST,
 			      "the VM ended (%s) before the guest agent was ready",
 			      vm_exit_name(why));
@@ -194,7 +190,6 @@ static void vm_ended(struct serve *s, enum vm_exit why)
 		cJSON *r = serve_state_result(s);
 
 		cJSON_AddStringToObject(r, "exit", s->exit_name);
-		lifecycle_done(&s->lc, "vm.shutdown");
 		ctl_req_result(s->shutdown_req, r);
 		s->shutdown_req = NULL;
 	}
@@ -223,7 +218,6 @@ void serve_on_timer(void *opaque, uint32_t events)
 		s->start_req = NULL;
 		pr_err(TAG, "the guest agent did not connect in time");
 		lifecycle_event(&s->lc, LC_EV_START_FAILED, NULL);
-		lifecycle_done(&s->lc, "vm.start");
 		ctl_req_error(req, CTL_ERR_TIMEOUT,
 			      "the guest agent did not negotiate within the start timeout");
 		vm_request_exit(s->vm, VM_EXIT_TERMINATED);
@@ -254,12 +248,10 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 	    ctl_param_str(req->params, "cmdline", false, &extra, err) == -EINVAL ||
 	    ctl_param_str(req->params, "vsock_path", false, &vsock_path, err) == -EINVAL ||
 	    ctl_param_str(req->params, "console", false, &console, err) == -EINVAL) {
-		lifecycle_done(&s->lc, req->method);
 		ctl_req_bad_params(req, err);
 		return;
 	}
 	if (disks && !cJSON_IsArray(disks)) {
-		lifecycle_done(&s->lc, req->method);
 		ctl_req_bad_params(req, "params.scsi: expected an array of disks");
 		return;
 	}
@@ -271,7 +263,6 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 			char msg[sizeof(err) + 32];
 
 			snprintf(msg, sizeof(msg), "params.scsi[]: %s", err);
-			lifecycle_done(&s->lc, req->method);
 			ctl_req_bad_params(req, msg);
 			return;
 		}
@@ -288,7 +279,6 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 	if ((size_t)snprintf(cmdline, sizeof(cmdline), "%s%s%s -- %s", BASE_CMDLINE,
 			     extra ? " " : "", extra ? extra : "",
 			     BRIDGE_GUEST_COMMAND) >= sizeof(cmdline)) {
-		lifecycle_done(&s->lc, req->method);
 		ctl_req_bad_params(req, "params.cmdline: the kernel command line gets too long");
 		return;
 	}
@@ -349,12 +339,10 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 	s->cpus = cpus;
 	s->mem_mib = mem;
 	lifecycle_event(&s->lc, LC_EV_CREATED, NULL);
-	lifecycle_done(&s->lc, req->method);
 	ctl_req_result(req, serve_state_result(s));
 	return;
 fail:
 	vm_teardown(s);
-	lifecycle_done(&s->lc, req->method);
 	ctl_req_error(req, code, "%s", err);
 }
 
@@ -367,14 +355,12 @@ void serve_vm_start(void *opaque, struct ctl_req *req)
 	int ret;
 
 	if (ctl_param_u64(req->params, "timeout_ms", false, 1, 3600000, &timeout, err) == -EINVAL) {
-		lifecycle_done(&s->lc, req->method);
 		ctl_req_bad_params(req, err);
 		return;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &s->t_start);
 	ret = machine_start(s->m);
 	if (ret) {
-		lifecycle_done(&s->lc, req->method);
 		ctl_req_error(req, CTL_ERR_HOST, "cannot start the vCPUs: %s", strerror(-ret));
 		return;
 	}
@@ -392,7 +378,6 @@ void serve_vm_pause(void *opaque, struct ctl_req *req)
 
 	if (!ret)
 		lifecycle_event(&s->lc, LC_EV_PAUSED, NULL);
-	lifecycle_done(&s->lc, req->method);
 	if (ret)
 		ctl_req_error(req, CTL_ERR_HOST, "pause failed: %s", strerror(-ret));
 	else
@@ -406,7 +391,6 @@ void serve_vm_resume(void *opaque, struct ctl_req *req)
 
 	if (!ret)
 		lifecycle_event(&s->lc, LC_EV_RESUMED, NULL);
-	lifecycle_done(&s->lc, req->method);
 	if (ret)
 		ctl_req_error(req, CTL_ERR_HOST, "resume failed: %s", strerror(-ret));
 	else
@@ -443,7 +427,6 @@ static void on_shutdown_resp(void *opaque, int status, const char *error, const 
 	if (status == 0 || !req)
 		return; /* the answer comes with the VM's exit */
 	s->shutdown_req = NULL;
-	lifecycle_done(&s->lc, "vm.shutdown");
 	ctl_req_error(req, serve_guest_err_code(status), "shutdown refused: %s",
 		      error ? error : "?");
 }
@@ -454,7 +437,6 @@ void serve_vm_shutdown(void *opaque, struct ctl_req *req)
 	int ret;
 
 	if (!bridge_ready(s->bridge)) {
-		lifecycle_done(&s->lc, req->method);
 		ctl_req_error(req, CTL_ERR_GUEST, "the guest agent is not connected");
 		return;
 	}
@@ -464,7 +446,6 @@ void serve_vm_shutdown(void *opaque, struct ctl_req *req)
 	    cJSON_CreateObject(), on_shutdown_resp, s);
 	if (ret < 0) {
 		s->shutdown_req = NULL;
-		lifecycle_done(&s->lc, req->method);
 		ctl_req_error(req, CTL_ERR_GUEST, "cannot reach the guest agent: %s",
 			      strerror(-ret));
 	}

@@ -42,16 +42,16 @@ static void h_defer(void *opaque, struct ctl_req *req)
 	held = req;
 }
 
-static int gate(void *opaque, const char *method, char *msg, size_t len)
+static int gate(void *opaque, const struct ctl_method *m, char *msg, size_t len)
 {
-	return method[0] == 'g' ? CTL_ERR_WRONG_STATE : 0;
+	return m->name[0] == 'g' ? CTL_ERR_WRONG_STATE : 0;
 }
 
 static const struct ctl_method methods[] = {
-    {"a", h_sync},
-    {"d", h_defer},
-    {"g", h_sync},
-    {NULL, NULL},
+    {"a", h_sync, 0, 0},
+    {"d", h_defer, 0, 0},
+    {"g", h_sync, 0, 0},
+    {NULL, NULL, 0, 0},
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

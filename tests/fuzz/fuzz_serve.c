@@ -63,15 +63,15 @@ static void m_scsi_remove(void *opaque, struct ctl_req *req)
 }
 
 static const struct ctl_method methods[] = {
-    {"guest.exec", serve_guest_exec},
-    {"guest.properties", serve_guest_properties},
-    {"guest.dump_stacks", serve_guest_dump_stacks},
-    {"process.wait", serve_process_wait},
-    {"process.signal", serve_process_signal},
-    {"process.resize", serve_process_resize},
-    {"scsi.add", m_scsi_add},
-    {"scsi.remove", m_scsi_remove},
-    {NULL, NULL},
+    {"guest.exec", serve_guest_exec, 0, 0},
+    {"guest.properties", serve_guest_properties, 0, 0},
+    {"guest.dump_stacks", serve_guest_dump_stacks, 0, 0},
+    {"process.wait", serve_process_wait, 0, 0},
+    {"process.signal", serve_process_signal, 0, 0},
+    {"process.resize", serve_process_resize, 0, 0},
+    {"scsi.add", m_scsi_add, 0, 0},
+    {"scsi.remove", m_scsi_remove, 0, 0},
+    {NULL, NULL, 0, 0},
 };
 
 static void on_ready(void *o, int err, const cJSON *answer)

@@ -45,11 +45,11 @@ static void h_fail(void *opaque, struct ctl_req *req)
 	ctl_req_error(req, CTL_ERR_NOT_FOUND, "no process %d", 42);
 }
 
-static int gate(void *opaque, const char *method, char *msg, size_t len)
+static int gate(void *opaque, const struct ctl_method *m, char *msg, size_t len)
 {
 	struct fixture *f = opaque;
 
-	if (f->gate_code && strcmp(method, "echo") == 0) {
+	if (f->gate_code && strcmp(m->name, "echo") == 0) {
 		snprintf(msg, len, "%s", f->gate_msg);
 		return f->gate_code;
 	}
@@ -57,10 +57,10 @@ static int gate(void *opaque, const char *method, char *msg, size_t len)
 }
 
 static const struct ctl_method methods[] = {
-    {"echo", h_echo},
-    {"slow", h_defer},
-    {"fail", h_fail},
-    {NULL, NULL},
+    {"echo", h_echo, 0, 0},
+    {"slow", h_defer, 0, 0},
+    {"fail", h_fail, 0, 0},
+    {NULL, NULL, 0, 0},
 };
 
 static struct fixture *fixture_new(size_t line_max)

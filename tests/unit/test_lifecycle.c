@@ -1,4 +1,8 @@
-/* Lifecycle: every method in every state, every event from every state. */
+/*
+ * Lifecycle: every method of serve's one table (shim/ctl_serve.c) in every
+ * state, every event from every state, the gate released when a request is
+ * answered.
+ */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,7 +18,7 @@
 #include "shim/lifecycle.h"
 
 /*
- * The expected allowed states, restated independently of lifecycle.c:
+ * The expected allowed states, restated independently of the table:
  * N NotCreated, C Created, R Running, P Paused, T Terminated, I Invalid.
  */
 static const struct {
@@ -71,26 +75,36 @@ static void force_state(struct lifecycle *lc, enum lc_state s)
 	lc->busy = NULL;
 }
 
+static const struct ctl_method *row(const char *name)
+{
+	for (const struct ctl_method *m = ctl_serve_methods(); m->name; m++)
+		if (!strcmp(m->name, name))
+			return m;
+	return NULL;
+}
+
 static void test_every_method_every_state(void **state)
 {
 	struct lifecycle lc;
-	size_t n;
+	size_t n = 0;
 
 	lifecycle_init(&lc);
-	lifecycle_methods(&n);
 	/* The table has no method the test does not know, and the reverse. */
+	for (const struct ctl_method *m = ctl_serve_methods(); m->name; m++, n++)
+		assert_non_null(m->fn);
 	assert_int_equal(n, sizeof(expect) / sizeof(expect[0]));
 	for (size_t i = 0; i < n; i++) {
-		const struct lc_method *m = lifecycle_method(expect[i].method);
+		const struct ctl_method *m = row(expect[i].method);
 
-		assert_non_null(m);
+		if (!m)
+			fail_msg("%s has no row", expect[i].method);
 		for (int s = 0; s < LC_NR_STATES; s++) {
 			bool ok = strchr(expect[i].states, letters[s]) != NULL;
 			char msg[128] = "";
 			int ret;
 
 			force_state(&lc, s);
-			ret = lifecycle_begin(&lc, expect[i].method, msg, sizeof(msg));
+			ret = lifecycle_begin(&lc, m->name, m->allowed, m->flags, msg, sizeof(msg));
 			if (ok) {
 				if (ret)
 					fail_msg("%s refused in %s: %s", expect[i].method,
@@ -113,15 +127,18 @@ static void test_every_method_every_state(void **state)
 	lifecycle_fini(&lc);
 }
 
-static void test_unknown_method(void **state)
+/* The methods that change the state are the exclusive ones, and only those. */
+static void test_exclusive_rows(void **state)
 {
-	struct lifecycle lc;
-	char msg[128];
+	static const char *const x[] = {"vm.create", "vm.start",  "vm.pause",
+					"vm.resume", "vm.save",	  "vm.shutdown"};
+	size_t n = 0;
 
-	lifecycle_init(&lc);
-	assert_null(lifecycle_method("vm.fly"));
-	assert_int_equal(lifecycle_begin(&lc, "vm.fly", msg, sizeof(msg)), CTL_ERR_INTERNAL);
-	lifecycle_fini(&lc);
+	for (size_t i = 0; i < sizeof(x) / sizeof(x[0]); i++)
+		assert_true(row(x[i])->flags & LC_F_EXCLUSIVE);
+	for (const struct ctl_method *m = ctl_serve_methods(); m->name; m++)
+		n += !!(m->flags & LC_F_EXCLUSIVE);
+	assert_int_equal(n, sizeof(x) / sizeof(x[0]));
 }
 
 /* Expected transitions, restated: -1 means refused. */
@@ -187,6 +204,13 @@ static void test_paths(void **state)
 	lifecycle_fini(&lc);
 }
 
+static int begin(struct lifecycle *lc, const char *name, char *msg, size_t len)
+{
+	const struct ctl_method *m = row(name);
+
+	return lifecycle_begin(lc, m->name, m->allowed, m->flags, msg, len);
+}
+
 static void test_exclusive(void **state)
 {
 	struct lifecycle lc;
@@ -194,18 +218,18 @@ static void test_exclusive(void **state)
 
 	lifecycle_init(&lc);
 	force_state(&lc, LC_CREATED);
-	assert_int_equal(lifecycle_begin(&lc, "vm.start", msg, sizeof(msg)), 0);
+	assert_int_equal(begin(&lc, "vm.start", msg, sizeof(msg)), 0);
 	/* A second start while the first is in flight is busy, not wrong state. */
-	assert_int_equal(lifecycle_begin(&lc, "vm.start", msg, sizeof(msg)), CTL_ERR_BUSY);
+	assert_int_equal(begin(&lc, "vm.start", msg, sizeof(msg)), CTL_ERR_BUSY);
 	assert_non_null(strstr(msg, "vm.start is in progress"));
 	/* Non-exclusive methods still run; terminate can cut the start short. */
-	assert_int_equal(lifecycle_begin(&lc, "vm.state", msg, sizeof(msg)), 0);
-	assert_int_equal(lifecycle_begin(&lc, "vm.terminate", msg, sizeof(msg)), 0);
+	assert_int_equal(begin(&lc, "vm.state", msg, sizeof(msg)), 0);
+	assert_int_equal(begin(&lc, "vm.terminate", msg, sizeof(msg)), 0);
 	/* Done by another name does not release it. */
 	lifecycle_done(&lc, "vm.pause");
-	assert_int_equal(lifecycle_begin(&lc, "vm.start", msg, sizeof(msg)), CTL_ERR_BUSY);
+	assert_int_equal(begin(&lc, "vm.start", msg, sizeof(msg)), CTL_ERR_BUSY);
 	lifecycle_done(&lc, "vm.start");
-	assert_int_equal(lifecycle_begin(&lc, "vm.start", msg, sizeof(msg)), 0);
+	assert_int_equal(begin(&lc, "vm.start", msg, sizeof(msg)), 0);
 	lifecycle_done(&lc, "vm.start");
 	lifecycle_fini(&lc);
 }
@@ -223,20 +247,37 @@ static void test_names(void **state)
 }
 
 /* The lifecycle as the control protocol's gate: the parent sees the state named. */
-static int gate(void *opaque, const char *method, char *msg, size_t len)
+static int gate(void *opaque, const struct ctl_method *m, char *msg, size_t len)
 {
-	return lifecycle_begin(opaque, method, msg, len);
+	return lifecycle_begin(opaque, m->name, m->allowed, m->flags, msg, len);
 }
 
+static void release(void *opaque, const struct ctl_method *m)
+{
+	if (m->flags & LC_F_EXCLUSIVE)
+		lifecycle_done(opaque, m->name);
+}
+
+/* Answers without any lifecycle call: the release on answering frees the turn. */
 static void h_ok(void *opaque, struct ctl_req *req)
 {
-	lifecycle_done(opaque, req->method);
 	ctl_req_result(req, NULL);
+}
+
+static struct ctl_req *held;
+
+static void h_hold(void *opaque, struct ctl_req *req)
+{
+	held = req;
 }
 
 static void test_through_ctl(void **state)
 {
-	static const struct ctl_method m[] = {{"vm.start", h_ok}, {"vm.state", h_ok}, {NULL}};
+	static const struct ctl_method m[] = {
+	    {"vm.start", h_ok, LC_BIT(LC_CREATED), LC_F_EXCLUSIVE},
+	    {"vm.state", h_ok, LC_ANY, 0},
+	    {"vm.pause", h_hold, LC_BIT(LC_CREATED), LC_F_EXCLUSIVE},
+	    {NULL}};
 	struct lifecycle lc;
 	struct ctl *ctl;
 	int fds[2];
@@ -249,7 +290,11 @@ static void test_through_ctl(void **state)
 	assert_int_equal(
 	    ctl_create(
 		&ctl,
-		&(struct ctl_config){.out_fd = fds[1], .methods = m, .opaque = &lc, .gate = gate}),
+		&(struct ctl_config){.out_fd = fds[1],
+				     .methods = m,
+				     .opaque = &lc,
+				     .gate = gate,
+				     .release = release}),
 	    0);
 	ctl_feed(ctl, l, strlen(l));
 	n = read(fds[0], buf, sizeof(buf) - 1);
@@ -262,36 +307,42 @@ static void test_through_ctl(void **state)
 	n = read(fds[0], buf, sizeof(buf) - 1);
 	buf[n] = 0;
 	assert_string_equal(buf, "{\"id\":1,\"result\":{}}\n");
+	/* Answered, released: the same exclusive method runs again. */
+	ctl_feed(ctl, l, strlen(l));
+	n = read(fds[0], buf, sizeof(buf) - 1);
+	buf[n] = 0;
+	assert_string_equal(buf, "{\"id\":1,\"result\":{}}\n");
+	/* One held unanswered keeps every other exclusive one out, until its answer. */
+	l = "{\"id\":2,\"method\":\"vm.pause\"}\n";
+	ctl_feed(ctl, l, strlen(l));
+	assert_non_null(held);
+	l = "{\"id\":3,\"method\":\"vm.start\"}\n";
+	ctl_feed(ctl, l, strlen(l));
+	n = read(fds[0], buf, sizeof(buf) - 1);
+	buf[n] = 0;
+	assert_non_null(strstr(buf, "-32004"));
+	ctl_req_error(held, CTL_ERR_HOST, "no");
+	n = read(fds[0], buf, sizeof(buf) - 1);
+	ctl_feed(ctl, l, strlen(l));
+	n = read(fds[0], buf, sizeof(buf) - 1);
+	buf[n] = 0;
+	assert_string_equal(buf, "{\"id\":3,\"result\":{}}\n");
 	ctl_destroy(ctl);
 	close(fds[0]);
 	close(fds[1]);
 	lifecycle_fini(&lc);
 }
 
-/* serve's method table and the state table name the same methods. */
-static void test_serve_table_matches(void **state)
-{
-	const struct ctl_method *m = ctl_serve_methods();
-	size_t n = 0, rows;
-
-	lifecycle_methods(&rows);
-	for (; m->name; m++, n++)
-		if (!lifecycle_method(m->name))
-			fail_msg("%s is served but has no state row", m->name);
-	assert_int_equal(n, rows);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_every_method_every_state),
-	    cmocka_unit_test(test_unknown_method),
+	    cmocka_unit_test(test_exclusive_rows),
 	    cmocka_unit_test(test_every_event_every_state),
 	    cmocka_unit_test(test_paths),
 	    cmocka_unit_test(test_exclusive),
 	    cmocka_unit_test(test_names),
 	    cmocka_unit_test(test_through_ctl),
-	    cmocka_unit_test(test_serve_table_matches),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -211,9 +211,9 @@ static void m_remove(void *opaque, struct ctl_req *req)
 }
 
 static const struct ctl_method methods[] = {
-    {"scsi.add", m_add},
-    {"scsi.remove", m_remove},
-    {NULL, NULL},
+    {"scsi.add", m_add, 0, 0},
+    {"scsi.remove", m_remove, 0, 0},
+    {NULL, NULL, 0, 0},
 };
 
 static void call(struct ctl *ctl, int rfd, const char *line, char *out, size_t len)
@@ -273,9 +273,9 @@ static void m_remove_live(void *opaque, struct ctl_req *req)
 }
 
 static const struct ctl_method live_methods[] = {
-    {"scsi.add", m_add_live},
-    {"scsi.remove", m_remove_live},
-    {NULL, NULL},
+    {"scsi.add", m_add_live, 0, 0},
+    {"scsi.remove", m_remove_live, 0, 0},
+    {NULL, NULL, 0, 0},
 };
 
 static void nop_ready(void *o, int err, const cJSON *answer)

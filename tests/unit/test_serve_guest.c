@@ -129,9 +129,9 @@ static void test_stacks_result_captured(void **state)
 /* ---- no agent connected ------------------------------------------------------------ */
 
 static const struct ctl_method methods[] = {
-    {"guest.properties", serve_guest_properties},
-    {"guest.dump_stacks", serve_guest_dump_stacks},
-    {NULL, NULL},
+    {"guest.properties", serve_guest_properties, 0, 0},
+    {"guest.dump_stacks", serve_guest_dump_stacks, 0, 0},
+    {NULL, NULL, 0, 0},
 };
 
 static void test_not_connected(void **state)

@@ -23,11 +23,11 @@
 #include "fake_gcs.h"
 
 static const struct ctl_method methods[] = {
-    {"guest.exec", serve_guest_exec},
-    {"process.wait", serve_process_wait},
-    {"process.signal", serve_process_signal},
-    {"process.resize", serve_process_resize},
-    {NULL, NULL},
+    {"guest.exec", serve_guest_exec, 0, 0},
+    {"process.wait", serve_process_wait, 0, 0},
+    {"process.signal", serve_process_signal, 0, 0},
+    {"process.resize", serve_process_resize, 0, 0},
+    {NULL, NULL, 0, 0},
 };
 
 struct fixture {

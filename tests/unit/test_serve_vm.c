@@ -33,11 +33,11 @@ static void test_exit_word(void **state)
 /* ---- methods on a serve with no VM ----------------------------------------------- */
 
 static const struct ctl_method methods[] = {
-    {"vm.state", serve_vm_state},
-    {"vm.stats", serve_vm_stats},
-    {"vm.wait", serve_vm_wait},
-    {"vm.terminate", serve_vm_terminate},
-    {NULL, NULL},
+    {"vm.state", serve_vm_state, 0, 0},
+    {"vm.stats", serve_vm_stats, 0, 0},
+    {"vm.wait", serve_vm_wait, 0, 0},
+    {"vm.terminate", serve_vm_terminate, 0, 0},
+    {NULL, NULL, 0, 0},
 };
 
 struct fixture {
