@@ -2,6 +2,8 @@
 #include "machine.h"
 
 #include <errno.h>
+#include <libgen.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,11 +13,55 @@
 
 #include "boot/boot.h"
 #include "seccomp/seccomp.h"
+#include "shim/bridge.h"
 #include "virtio/virtio.h"
 #include "vmm/pci.h"
 #include "vmm/vm.h"
 
 #define UART_PORT 0x3f8
+
+/* ---- the default guest and its command line ----------------------------------------- */
+
+const char *machine_guest_dir(void)
+{
+	static char dir[PATH_MAX];
+	char exe[PATH_MAX], *base;
+	const char *env = getenv("UVM_GUEST_DIR");
+	ssize_t n;
+
+	if (env && *env)
+		return env;
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return NULL;
+	exe[n] = '\0';
+	base = dirname(exe);
+	/* build/uvm-shim finds build/guest; build/asan/uvm-shim finds it one level up. */
+	snprintf(dir, sizeof(dir), "%s/guest", base);
+	if (access(dir, F_OK) != 0)
+		snprintf(dir, sizeof(dir), "%s/../guest", base);
+	return dir;
+}
+
+int machine_default_guest(const char *dir, char *kernel, size_t klen, char *initrd, size_t ilen)
+{
+	if (!dir)
+		dir = ".";
+	/* The bzImage's XZ decompression is 2.8 s of a 9.9 s boot in the test host. */
+	snprintf(kernel, klen, "%s/vmlinux", dir);
+	if (access(kernel, R_OK) != 0)
+		snprintf(kernel, klen, "%s/vmlinuz", dir);
+	snprintf(initrd, ilen, "%s/initrd.img", dir);
+	return access(kernel, R_OK) || access(initrd, R_OK) ? -ENOENT : 0;
+}
+
+int machine_cmdline(char *out, size_t cap, const char *extra, bool agent)
+{
+	int n = snprintf(out, cap, "%s%s%s%s", MACHINE_BASE_CMDLINE, extra ? " " : "",
+			 extra ? extra : "", agent ? " -- " BRIDGE_GUEST_COMMAND : "");
+
+	return n < 0 || (size_t)n >= cap || n > BOOT_CMDLINE_MAX ? -E2BIG : 0;
+}
 
 struct loaded_file {
 	uint8_t *data;

@@ -13,6 +13,28 @@
 
 #define MACHINE_MAX_DISKS 32
 
+/*
+ * The kernel command line every guest starts from, `run` and `serve` alike.
+ * `quiet`: every console byte is a VM exit. (The benchmarks in tests/bench read it here.)
+ */
+#define MACHINE_BASE_CMDLINE                                                                       \
+	"console=ttyS0 quiet reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd"
+
+/* Where the default guest lives: $UVM_GUEST_DIR, else build/guest beside the binary; or NULL. */
+const char *machine_guest_dir(void);
+/*
+ * The default guest's files in dir: the ELF vmlinux (PVH entry, no XZ to
+ * undo) when `make guest` left one, else the bzImage; and initrd.img.
+ * Returns -ENOENT when either is missing (the buffers hold the paths tried).
+ */
+int machine_default_guest(const char *dir, char *kernel, size_t klen, char *initrd, size_t ilen);
+/*
+ * The whole command line: the base, then extra, then (agent) the word that
+ * starts the guest agent's bridge ("-- /init bridge"). -E2BIG when it would
+ * not fit cap or the boot protocol's limit.
+ */
+int machine_cmdline(char *out, size_t cap, const char *extra, bool agent);
+
 struct loop;
 struct vm;
 struct pci_bus;

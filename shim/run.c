@@ -32,8 +32,6 @@
 #include "vmm/loop.h"
 #include "vmm/vm.h"
 
-#define RUN_BASE_CMDLINE                                                                           \
-	"console=ttyS0 quiet reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd"
 #define CTRL_A 0x01
 
 struct run_ctx {
@@ -50,39 +48,6 @@ struct run_ctx {
 	int sig_fd;
 	int signo; /* the signal that ended the VM, if any */
 };
-
-const char *run_default_guest_dir(void)
-{
-	static char dir[PATH_MAX];
-	char exe[PATH_MAX], *base;
-	const char *env = getenv("UVM_GUEST_DIR");
-	ssize_t n;
-
-	if (env && *env)
-		return env;
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return NULL;
-	exe[n] = '\0';
-	base = dirname(exe);
-	/* build/uvm-shim finds build/guest; build/asan/uvm-shim finds it one level up. */
-	snprintf(dir, sizeof(dir), "%s/guest", base);
-	if (access(dir, F_OK) != 0)
-		snprintf(dir, sizeof(dir), "%s/../guest", base);
-	return dir;
-}
-
-void run_default_guest_kernel(char *buf, size_t len, const char *dir)
-{
-	/*
-	 * The uncompressed ELF vmlinux (PVH entry) when `make guest` left one: it spares the
-	 * guest the bzImage's XZ decompression (2.8 s of the 9.9 s boot in the test host).
-	 */
-	snprintf(buf, len, "%s/vmlinux", dir ? dir : ".");
-	if (access(buf, R_OK) == 0)
-		return;
-	snprintf(buf, len, "%s/vmlinuz", dir ? dir : ".");
-}
 
 /* Guest console bytes, on a vCPU thread. */
 static void run_console_out(void *opaque, const uint8_t *buf, size_t len)
@@ -188,14 +153,10 @@ char *run_build_cmdline(const struct run_opts *o)
 {
 	size_t cap = BOOT_CMDLINE_MAX + 1;
 	char *s = malloc(cap);
-	int len;
 
 	if (!s)
 		return NULL;
-	len = snprintf(s, cap, "%s%s%s%s", RUN_BASE_CMDLINE, o->cmdline ? " " : "",
-		       o->cmdline ? o->cmdline : "",
-		       o->guest_argc ? " -- " BRIDGE_GUEST_COMMAND : "");
-	if (len < 0 || (size_t)len >= cap) {
+	if (machine_cmdline(s, cap, o->cmdline, o->guest_argc > 0)) {
 		fprintf(
 		    stderr,
 		    "uvm-shim run: the kernel command line would be over the limit of %d bytes\n",
@@ -315,11 +276,8 @@ int run_main(int argc, char **argv)
 	ctx.o = o;
 	sandbox_configure(o->no_seccomp); /* applied by machine_start */
 	if (!o->kernel) {
-		const char *dir = run_default_guest_dir();
-
-		run_default_guest_kernel(kpath, sizeof(kpath), dir);
-		snprintf(ipath, sizeof(ipath), "%s/initrd.img", dir ? dir : ".");
-		if (access(kpath, R_OK) || access(ipath, R_OK)) {
+		if (machine_default_guest(machine_guest_dir(), kpath, sizeof(kpath), ipath,
+					  sizeof(ipath))) {
 			fprintf(
 			    stderr,
 			    "uvm-shim run: no --kernel given and the default guest is not built "

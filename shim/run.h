@@ -35,9 +35,5 @@ struct run_tty {
 void run_tty_raw(struct run_tty *t, int fd, bool keep_opost);
 void run_tty_restore(struct run_tty *t);
 
-/* Directory holding the default guest (vmlinuz, initrd.img), or NULL. */
-const char *run_default_guest_dir(void);
-/* The default guest's kernel in dir: vmlinux if present, else vmlinuz. */
-void run_default_guest_kernel(char *buf, size_t len, const char *dir);
 
 #endif

@@ -28,6 +28,7 @@
 
 #include "gcs/protocol.h"
 #include "shim/bridge.h"
+#include "shim/guest_link.h"
 #include "shim/guest_proc.h"
 #include "shim/machine.h"
 #include "shim/run.h"
@@ -35,10 +36,10 @@
 #include "virtio/vsock.h"
 #include "vmm/log.h"
 #include "vmm/loop.h"
+#include "vmm/util.h"
 #include "vmm/vm.h"
 
 #define TAG	       "run"
-#define RUN_GUEST_CID  3
 #define EXIT_NOT_FOUND 127 /* a shell's status for a command it cannot find... */
 #define EXIT_NO_EXEC   126 /* ...and for one it found but could not execute */
 
@@ -47,9 +48,9 @@ enum rg_phase { RG_BOOT, RG_RUNNING, RG_DRAIN, RG_SHUTDOWN };
 struct run_guest {
 	struct loop *loop;
 	struct vm *vm;
-	struct vsock *vs;
-	struct virtio_dev *vsock_dev;
-	struct bridge *bridge;
+	struct guest_link link;
+	struct vsock *vs;      /* link.vs */
+	struct bridge *bridge; /* link.bridge */
 	struct guest_proc proc;
 	bool exec_sent;
 	struct run_guest_config cfg;
@@ -65,7 +66,7 @@ struct run_guest {
 
 static struct run_guest *rg_of(struct guest_proc *p)
 {
-	return (struct run_guest *)((char *)p - offsetof(struct run_guest, proc));
+	return container_of(p, struct run_guest, proc);
 }
 
 static void arm(struct run_guest *g, enum rg_phase phase, int seconds)
@@ -398,13 +399,12 @@ int run_guest_create(struct run_guest **out, struct machine *m, struct loop *loo
 		snprintf(err, errlen, "timerfd: %s", strerror(errno));
 		goto fail;
 	}
-	ret = vsock_engine_create(&g->vs, RUN_GUEST_CID);
-	if (!ret)
-		ret = virtio_vsock_create(m->pci, vm_mem(m->vm), loop, g->vs, &g->vsock_dev);
-	if (!ret)
-		ret = bridge_create(&g->bridge, g->vs, &bridge_ops, g);
-	if (!ret)
-		ret = loop_add(loop, g->timer_fd, EPOLLIN, on_timer, g);
+	ret = guest_link_create(&g->link, m, loop, 0, NULL, &bridge_ops, g, err, errlen);
+	if (ret)
+		goto fail;
+	g->vs = g->link.vs;
+	g->bridge = g->link.bridge;
+	ret = loop_add(loop, g->timer_fd, EPOLLIN, on_timer, g);
 	if (ret) {
 		snprintf(err, errlen, "guest agent link setup failed: %s", strerror(-ret));
 		goto fail;
@@ -422,11 +422,9 @@ void run_guest_destroy(struct run_guest *g)
 	if (!g)
 		return;
 	/* The bridge first: its pending requests (wait, signal) point into g. */
-	bridge_destroy(g->bridge);
-	guest_proc_drop_relays(&g->proc);
-	if (g->vsock_dev)
-		virtio_dev_destroy(g->vsock_dev);
-	vsock_engine_destroy(g->vs);
+	guest_link_close_bridge(&g->link);
+	guest_proc_drop_relays(&g->proc); /* relays listen on the engine */
+	guest_link_destroy(&g->link);
 	if (g->timer_fd >= 0) {
 		loop_del(g->loop, g->timer_fd);
 		close(g->timer_fd);

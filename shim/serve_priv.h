@@ -21,6 +21,7 @@
 
 #include "shim/console.h"
 #include "shim/ctl.h"
+#include "shim/guest_link.h"
 #include "shim/guest_proc.h"
 #include "shim/lifecycle.h"
 #include "shim/scsi.h"
@@ -58,10 +59,9 @@ struct serve {
 	/* the VM */
 	struct machine *m;
 	struct vm *vm; /* m->vm */
-	struct vsock *vs;
-	struct virtio_dev *vsock_dev;
-	struct vsock_uds *uds;
-	struct bridge *bridge;
+	struct guest_link link; /* vsock, device, Unix sockets, bridge */
+	struct vsock *vs;	/* link.vs, or a test's */
+	struct bridge *bridge;	/* link.bridge, or a test's */
 	struct console_sink console;
 	struct console_watch watch;
 	int cpus;

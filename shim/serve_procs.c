@@ -17,6 +17,7 @@
 #include "shim/ctl.h"
 #include "shim/guest_proc.h"
 #include "shim/serve_priv.h"
+#include "vmm/util.h"
 
 #define MAX_EXEC_ARGS 4096
 
@@ -24,7 +25,7 @@
 
 static struct sproc *sproc_of(struct guest_proc *gp)
 {
-	return (struct sproc *)((char *)gp - offsetof(struct sproc, gp));
+	return container_of(gp, struct sproc, gp);
 }
 
 struct sproc *serve_proc_find(struct serve *s, int pid)

@@ -19,9 +19,9 @@
 #include "shim/bridge.h"
 #include "shim/console.h"
 #include "shim/ctl.h"
+#include "shim/guest_link.h"
 #include "shim/lifecycle.h"
 #include "shim/machine.h"
-#include "shim/run.h"
 #include "shim/scsi.h"
 #include "shim/serve_priv.h"
 #include "virtio/virtio.h"
@@ -31,8 +31,6 @@
 #include "vmm/vm.h"
 
 #define TAG "serve"
-#define BASE_CMDLINE                                                                               \
-	"console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd"
 #define DEFAULT_START_TIMEOUT 120000 /* ms: a TCG-nested test host boots in ~20 s */
 
 const char *serve_exit_word(enum vm_exit why)
@@ -132,18 +130,13 @@ static const struct bridge_ops bridge_ops = {
 /* Frees every device and the VM. The vCPUs must have stopped (vm_join). */
 static void vm_teardown(struct serve *s)
 {
-	bridge_destroy(s->bridge);
+	guest_link_close_bridge(&s->link);
 	s->bridge = NULL;
 	serve_procs_cancel_all(s);
 	scsi_unbind(&s->scsi); /* before the bus goes */
 	cJSON_Delete(s->gcs_answer);
 	s->gcs_answer = NULL;
-	if (s->vsock_dev)
-		virtio_dev_destroy(s->vsock_dev);
-	s->vsock_dev = NULL;
-	vsock_uds_destroy(s->uds);
-	s->uds = NULL;
-	vsock_engine_destroy(s->vs);
+	guest_link_destroy(&s->link);
 	s->vs = NULL;
 	if (s->vm)
 		loop_del(s->loop, vm_exit_fd(s->vm));
@@ -268,17 +261,14 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 		}
 	}
 	if (!kernel) {
-		const char *dir = run_default_guest_dir();
-
-		run_default_guest_kernel(kpath, sizeof(kpath), dir);
-		snprintf(ipath, sizeof(ipath), "%s/initrd.img", dir ? dir : ".");
+		/* A missing default guest shows up below, naming the file. */
+		machine_default_guest(machine_guest_dir(), kpath, sizeof(kpath), ipath,
+				      sizeof(ipath));
 		kernel = kpath;
 		if (!initrd)
 			initrd = ipath;
 	}
-	if ((size_t)snprintf(cmdline, sizeof(cmdline), "%s%s%s -- %s", BASE_CMDLINE,
-			     extra ? " " : "", extra ? extra : "",
-			     BRIDGE_GUEST_COMMAND) >= sizeof(cmdline)) {
+	if (machine_cmdline(cmdline, sizeof(cmdline), extra, true)) {
 		ctl_req_bad_params(req, "params.cmdline: the kernel command line gets too long");
 		return;
 	}
@@ -323,15 +313,16 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 			goto fail;
 		}
 	}
-	ret = vsock_engine_create(&s->vs, cid);
-	if (!ret)
-		ret = virtio_vsock_create(s->m->pci, vm_mem(s->vm), s->loop, s->vs, &s->vsock_dev);
-	if (!ret && vsock_path)
-		ret = vsock_uds_create(&s->uds, s->vs, s->loop, vsock_path);
-	if (!ret)
-		ret = bridge_create(&s->bridge, s->vs, &bridge_ops, s);
-	if (!ret)
-		ret = loop_add(s->loop, vm_exit_fd(s->vm), EPOLLIN, on_vm_exit, s);
+	ret = guest_link_create(&s->link, s->m, s->loop, cid, vsock_path, &bridge_ops, s, err,
+				sizeof(err));
+	if (ret) {
+		if (ret == -EEXIST || ret == -ENAMETOOLONG)
+			code = CTL_ERR_BAD_PARAMS; /* vsock_path */
+		goto fail;
+	}
+	s->vs = s->link.vs;
+	s->bridge = s->link.bridge;
+	ret = loop_add(s->loop, vm_exit_fd(s->vm), EPOLLIN, on_vm_exit, s);
 	if (ret) {
 		snprintf(err, sizeof(err), "VM setup failed: %s", strerror(-ret));
 		goto fail;

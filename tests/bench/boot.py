@@ -29,11 +29,11 @@ BASE_CMDLINE = ("console=ttyS0 quiet reboot=k panic=-1 i8042.noaux i8042.nomux i
 
 def shim_base_cmdline():
     try:
-        with open(os.path.join(REPO, "shim", "run.c")) as f:
+        with open(os.path.join(REPO, "shim", "machine.h")) as f:
             src = f.read()
     except OSError:
         return BASE_CMDLINE
-    m = re.search(r"#define\s+RUN_BASE_CMDLINE\s*\\?\s*((?:\"[^\"]*\"\s*)+)", src)
+    m = re.search(r"#define\s+MACHINE_BASE_CMDLINE\s*\\?\s*((?:\"[^\"]*\"\s*)+)", src)
     if not m:
         return BASE_CMDLINE
     return "".join(re.findall(r"\"([^\"]*)\"", m.group(1)))
