@@ -51,8 +51,10 @@ struct boot_regs {
 	 * cs = real_cs (0x1020), ip = rip (0); ds = es = fs = gs = ss = real_ds
 	 * (0x1000, the segment of the loaded boot sector + setup); sp = rsp
 	 * (0xe000, heap_end, stack grows down below it). Segment bases are
-	 * selector << 4, limits 0xffff. Interrupts off. The setup code then asks
-	 * the BIOS for memory (int 15h e820) and video: vmm/ must answer those.
+	 * selector << 4, limits 0xffff. Interrupts off. Linux's setup code
+	 * would then ask the BIOS for memory (int 15h e820) and video, and
+	 * there is no BIOS: this entry is for the tests/kvm payloads, which
+	 * make no BIOS calls; real kernels enter in 64-bit or PVH mode.
 	 */
 	uint16_t real_cs;
 	uint16_t real_ds;
