@@ -35,6 +35,8 @@ int gcs_bridge_watch(int fd, struct gcs_watch *w);
 /* Ends the loop once the current event is handled (shutdown). */
 void gcs_bridge_quit(void);
 
+/* ---- fields.c: reading the host's requests ---------------------------------------- */
+
 /*
  * An integer field o[k] within [min, max] into *out: def when absent; -EINVAL
  * when it is not a number or is out of range (a host's 1e300 must not reach a

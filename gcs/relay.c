@@ -117,8 +117,9 @@ static void on_src(struct gcs_watch *w, uint32_t events)
 	struct gcs_relay *r = gcs_container_of(w, struct gcs_relay, src_w);
 	ssize_t n;
 
-	if (r->src < 0)
-		return; /* closed earlier in this epoll batch */
+	/* Closed earlier in this epoll batch, or full (a read of 0 bytes would look like EOF). */
+	if (r->src < 0 || r->len == GCS_RELAY_BUF)
+		return;
 	if (r->head && r->head + r->len == GCS_RELAY_BUF) {
 		memmove(r->buf, r->buf + r->head, r->len);
 		r->head = 0;
