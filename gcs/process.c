@@ -250,8 +250,9 @@ static const char *exec_nums_get(const cJSON *req, struct exec_nums *x)
 }
 
 /* In the child: never returns. Reports exec's errno on errfd. */
-static void exec_child(const cJSON *req, char **argv, char **envp, bool tty, int slave,
-		       const int socks[3], const struct exec_nums *x, int errfd)
+__attribute__((noreturn)) static void exec_child(const cJSON *req, char **argv, char **envp,
+						 bool tty, int slave, const int socks[3],
+						 const struct exec_nums *x, int errfd)
 {
 	const char *cwd = gcs_bridge_str(req, "cwd"), *term = gcs_bridge_str(req, "term");
 	int nullfd = open("/dev/null", O_RDWR), cerr;
