@@ -10,9 +10,9 @@ LDLIBS	:= -pthread -lcjson -lseccomp -lcap-ng -luuid -luring -lunwind -lunwind-x
 
 LIB_DIRS := vmm virtio boot seccomp shim
 LIB_SRCS := $(filter-out shim/main.c,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
-# The bridge codec (gcs/protocol.h) and the socket connect (gcs/sock.h) are
-# compiled into both the shim and the GCS.
-LIB_SRCS += gcs/bridge_codec.c gcs/sock.c
+# The bridge codec (gcs/protocol.h), the socket connect (gcs/sock.h) and the
+# stack capture (gcs/stacks_core.h) are compiled into both the shim and the GCS.
+LIB_SRCS += gcs/bridge_codec.c gcs/sock.c gcs/stacks_core.c
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 ASAN_OBJS := $(LIB_SRCS:%.c=$(BUILD)/asan/obj/%.o)
 

@@ -1,7 +1,7 @@
 /*
  * The guest agent (GCS): the guest's /init. What the pieces of gcs/ offer
- * each other; main() lives in init.c, the bridge to the shim comes later
- * (its wire format will be in protocol.h).
+ * each other; main() lives in init.c, the bridge to the shim in bridge.c
+ * (its wire format in protocol.h, its private pieces in bridge.h).
  */
 #ifndef GCS_GCS_H
 #define GCS_GCS_H
@@ -42,11 +42,58 @@ char *gcs_read_cmdline(void);
 int gcs_spawn_command(const char *cmd, pid_t *pid) __attribute__((warn_unused_result));
 /* Runs an interactive shell with the console as its controlling tty. */
 int gcs_spawn_shell(pid_t *pid) __attribute__((warn_unused_result));
+/* In a child: no signal blocked or handled (the parent takes its own through a signalfd). */
+void gcs_child_reset_signals(void);
 /* Reaps every exited child without blocking; when `watch` is among them,
  * sets *status (wait status) and returns 1, else 0. */
 int gcs_reap(pid_t watch, int *status);
 /* Wait status as a shell would report it: code, or 128 + signal. */
 int gcs_exit_code(int status);
+
+/*
+ * The bridge's event loop watches fds through these: epoll's data.ptr is a
+ * struct gcs_watch, embedded in its owner, and fn runs with the events.
+ */
+struct gcs_watch {
+	void (*fn)(struct gcs_watch *w, uint32_t events);
+};
+
+#define gcs_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/*
+ * relay.c: one stream copied from src to dst without ever blocking the loop:
+ * both fds non-blocking, at most GCS_RELAY_BUF bytes held; src is not read
+ * while the buffer is full (back-pressure), dst is watched only while it
+ * holds bytes. At src's end (EOF or error) what is held is still written,
+ * then eof_byte (when >= 0: a tty's ^D), then dst is shut down and closed.
+ * A dst that fails (the reader went away) is closed and src read on and
+ * discarded, so the writer never stalls on it. src_ended, if set, runs once
+ * when src ends. The struct lives in its owner, which frees it only between
+ * epoll batches (an event of the current batch may still point at it).
+ */
+#define GCS_RELAY_BUF (16 * 1024)
+
+struct gcs_relay {
+	int epfd;
+	int src, dst; /* -1 once closed */
+	struct gcs_watch src_w, dst_w;
+	uint32_t src_ev, dst_ev; /* the events each is registered for (0: not) */
+	char *buf;
+	size_t head, len; /* held bytes: buf[head .. head + len) */
+	bool src_done;
+	int eof_byte; /* -1: none, else still to write after the data */
+	void (*src_ended)(struct gcs_relay *r);
+};
+
+/* An idle relay: no fds, nothing held (what an owner does before start, or instead). */
+void gcs_relay_init(struct gcs_relay *r);
+/* Takes src and dst (dst may be -1: discard), even on failure. 0 or -errno. */
+int gcs_relay_start(struct gcs_relay *r, int epfd, int src, int dst, int eof_byte,
+		    void (*src_ended)(struct gcs_relay *r)) __attribute__((warn_unused_result));
+/* Closes both ends now, dropping what is held; an idle relay stays idle. */
+void gcs_relay_close(struct gcs_relay *r);
+/* True while either end is open. */
+bool gcs_relay_active(const struct gcs_relay *r);
 
 /* bridge.c: `/init bridge`, the command the shim boots the guest with: dials the
  * host over vsock and serves the bridge (gcs/protocol.h) until shutdown or

@@ -5,7 +5,7 @@
  * VM when that command ends or a reboot is requested.
  *
  * The shim (`serve`, and `run -- CMD`) boots it with "/init bridge" as that
- * command: the bridge (bridge.c) runs the processes the host asks for and
+ * command: the bridge (bridge.c, process.c ...) runs the processes the host asks for and
  * reports their status over vsock; PID 1 only powers off when it ends.
  */
 #include "gcs/gcs.h"

@@ -15,7 +15,7 @@
 
 /* The parent blocks the signals it takes through a signalfd; children must
  * not inherit that. */
-static void gcs_child_reset_signals(void)
+void gcs_child_reset_signals(void)
 {
 	sigset_t none;
 

@@ -125,7 +125,7 @@ static const struct sandbox_rule vcpu_rules[] = {
     /* Return from vcpu_kick_handler (the SIGUSR1 that makes KVM_RUN return). */
     ALLOW(rt_sigreturn),
     /*
-     * guest.dump_stacks (shim/stacks.c): the stack-request handler runs on every thread;
+     * guest.dump_stacks (gcs/stacks_core.c): the stack-request handler runs on every thread;
      * its libunwind walk checks that an address is mapped before reading it (mincore),
      * then sem_post (futex, above) and rt_sigreturn (above).
      */
@@ -196,7 +196,7 @@ static const struct sandbox_rule loop_rules[] = {
     ALLOW(io_uring_register),
     /* virtio_blk_create on a block device: its size. */
     ALLOW_IOCTL(BLKGETSIZE64),
-    /* guest.dump_stacks (shim/stacks.c): one queued signal per thread asks for its stack... */
+    /* guest.dump_stacks (gcs/stacks_core.c): one queued signal per thread asks for its stack... */
     ALLOW_SELF(rt_tgsigqueueinfo),
     /* ...of the threads listed in /proc/self/task (opendir/readdir). */
     ALLOW(getdents64),

@@ -1,132 +1,24 @@
 /*
- * Stacks of the shim's own threads (stacks.h): a real-time signal per thread,
- * a libunwind walk inside its handler, symbols resolved afterwards.
+ * Stacks of the shim's own threads (stacks.h): the capture is
+ * gcs/stacks_core.c (a real-time signal per thread, a libunwind walk inside
+ * its handler); here the frames are named from the ELF files and shaped
+ * into text and JSON.
  */
-#define UNW_LOCAL_ONLY
 #include "shim/stacks.h"
 
-#include <dirent.h>
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <link.h>
-#include <pthread.h>
-#include <semaphore.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
-
-#include <libunwind.h>
-
-#include "vmm/log.h"
-
-#define TAG "stacks"
-
-/* /proc/<pid>/stat flags: the kernel's PF_IO_WORKER (io_uring's iou-wrk/iou-sqp threads). */
-#define PF_IO_WORKER 0x00000010
-
-/* ---- the handler and its slots ---------------------------------------------------- */
-
-/*
- * One slot per thread being captured, in static storage so that a handler
- * running late (its thread had the signal blocked, then unblocked it) never
- * writes into freed memory. A slot's state word is (generation << 2) | phase;
- * the signal carries the slot index and the generation, and the handler
- * writes only after moving its exact (generation, ARMED) to CLAIMED. The
- * capturing thread gives up on a slot by moving (generation, ARMED) to IDLE,
- * so a late handler then finds nothing to claim.
- */
-enum { SLOT_IDLE = 0, SLOT_ARMED = 1, SLOT_CLAIMED = 2, SLOT_DONE = 3 };
-#define SLOT_GEN_BITS 22
-#define SLOT_IDX_BITS 8
-_Static_assert(STACKS_MAX_THREADS <= 1 << SLOT_IDX_BITS, "slot index must fit the signal value");
-_Static_assert(SLOT_GEN_BITS + SLOT_IDX_BITS < 31, "the signal value is a positive int");
-
-struct slot {
-	_Atomic uint32_t state;
-	int tid;
-	int n;
-	uintptr_t ip[STACKS_MAX_FRAMES];
-};
-
-static struct slot slots[STACKS_MAX_THREADS];
-static sem_t answered; /* posted by each handler that finished */
-static uint32_t generation;
-static pid_t own_pid;
-static uid_t own_uid;
-static bool initialized;
-static pthread_mutex_t capture_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static uint32_t slot_word(uint32_t gen, uint32_t phase)
-{
-	return gen << 2 | phase;
-}
-
-/*
- * Walks the interrupted context: unw_init_local2 with UNW_INIT_SIGNAL_FRAME
- * starts at the instruction the signal interrupted, so the handler's own
- * frames are not in the trace. libunwind documents unw_init_local, unw_step
- * and unw_get_reg as safe in a signal handler for local unwinding; they do
- * not malloc (their caches are mmap'ed) and, under the vCPU filter, need
- * nothing beyond mmap/munmap/rt_sigprocmask/futex (tests/unit/test_stacks.c
- * runs this under both filters).
- */
-static int walk(void *uc, uintptr_t *ip, int max)
-{
-	unw_cursor_t cur;
-	int n = 0;
-
-	if (unw_init_local2(&cur, (unw_context_t *)uc, UNW_INIT_SIGNAL_FRAME) < 0)
-		return 0;
-	do {
-		unw_word_t w = 0;
-
-		if (unw_get_reg(&cur, UNW_REG_IP, &w) < 0 || !w)
-			break;
-		ip[n++] = w;
-	} while (n < max && unw_step(&cur) > 0);
-	return n;
-}
-
-/*
- * Async-signal-safe: atomics, libunwind's local walk (above) and sem_post.
- * Names are not looked up here: libunwind's unw_get_proc_name opens and maps
- * the ELF file, which the vCPU filter forbids (no openat) and which may take
- * locks the interrupted code holds.
- */
-static void stacks_handler(int sig, siginfo_t *si, void *uc)
-{
-	int saved_errno = errno;
-	uint32_t v, idx, gen, expect;
-	struct slot *s;
-
-	(void)sig;
-	if (si->si_code != SI_QUEUE || si->si_pid != own_pid)
-		goto out; /* not ours: someone else's sigqueue */
-	v = (uint32_t)si->si_value.sival_int;
-	idx = v & ((1u << SLOT_IDX_BITS) - 1);
-	gen = v >> SLOT_IDX_BITS;
-	if (idx >= STACKS_MAX_THREADS)
-		goto out;
-	s = &slots[idx];
-	expect = slot_word(gen, SLOT_ARMED);
-	if (!atomic_compare_exchange_strong(&s->state, &expect, slot_word(gen, SLOT_CLAIMED)))
-		goto out; /* the capture gave up on us, or a stale signal */
-	s->n = walk(uc, s->ip, STACKS_MAX_FRAMES);
-	atomic_store(&s->state, slot_word(gen, SLOT_DONE));
-	sem_post(&answered);
-out:
-	errno = saved_errno;
-}
 
 int stacks_signal(void)
 {
@@ -135,230 +27,7 @@ int stacks_signal(void)
 
 int stacks_init(void)
 {
-	struct sigaction sa = {.sa_sigaction = stacks_handler, .sa_flags = SA_SIGINFO | SA_RESTART};
-	unw_context_t ctx;
-	uintptr_t ip[4];
-
-	if (initialized)
-		return 0;
-	if (sem_init(&answered, 0, 0) < 0)
-		return -errno;
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(stacks_signal(), &sa, NULL) < 0)
-		return -errno;
-	own_pid = getpid();
-	own_uid = getuid();
-	/* libunwind sets itself up on first use: do it here, unfiltered. */
-	if (unw_getcontext(&ctx) == 0)
-		(void)walk(&ctx, ip, 4);
-	initialized = true;
-	return 0;
-}
-
-/* ---- the threads ------------------------------------------------------------------ */
-
-/* Name, state and kernel flags from /proc/self/task/<tid>/stat. */
-static int read_task(int tid, struct stacks_thread *t, unsigned long *flags)
-{
-	char path[64], buf[512], *open_paren, *close_paren;
-	unsigned long fl = 0;
-	ssize_t n;
-	size_t len;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -EIO;
-	buf[n] = '\0';
-	/* "tid (comm) S ppid pgrp session tty tpgid flags ...": comm may hold spaces and ')'. */
-	open_paren = strchr(buf, '(');
-	close_paren = strrchr(buf, ')');
-	if (!open_paren || !close_paren || close_paren < open_paren)
-		return -EIO;
-	len = close_paren - open_paren - 1;
-	if (len >= sizeof(t->name))
-		len = sizeof(t->name) - 1;
-	memcpy(t->name, open_paren + 1, len);
-	t->name[len] = '\0';
-	if (sscanf(close_paren + 1, " %c %*d %*d %*d %*d %*d %lu", &t->state, &fl) != 2)
-		return -EIO;
-	*flags = fl;
-	return 0;
-}
-
-static int list_threads(struct stacks *st)
-{
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	int cap = 16;
-
-	if (!d)
-		return -errno;
-	st->threads = calloc(cap, sizeof(*st->threads));
-	if (!st->threads) {
-		closedir(d);
-		return -ENOMEM;
-	}
-	while ((e = readdir(d))) {
-		struct stacks_thread *t;
-		unsigned long flags = 0;
-		int tid = atoi(e->d_name);
-
-		if (tid <= 0)
-			continue;
-		if (st->nthreads == cap) {
-			void *p = realloc(st->threads, 2 * cap * sizeof(*st->threads));
-
-			if (!p)
-				break; /* report what we have */
-			st->threads = p;
-			memset(st->threads + cap, 0, cap * sizeof(*st->threads));
-			cap *= 2;
-		}
-		t = &st->threads[st->nthreads];
-		t->tid = tid;
-		if (read_task(tid, t, &flags) == -ENOENT)
-			continue; /* ended meanwhile */
-		if (flags & PF_IO_WORKER)
-			t->status = STACKS_KERNEL_WORKER;
-		st->nthreads++;
-	}
-	closedir(d);
-	return 0;
-}
-
-/* ---- the capture ------------------------------------------------------------------ */
-
-static int send_request(int tid, uint32_t value)
-{
-	siginfo_t si;
-
-	memset(&si, 0, sizeof(si));
-	si.si_signo = stacks_signal();
-	si.si_code = SI_QUEUE;
-	si.si_pid = own_pid;
-	si.si_uid = own_uid;
-	si.si_value.sival_int = (int)value;
-	if (syscall(SYS_rt_tgsigqueueinfo, own_pid, tid, stacks_signal(), &si) < 0)
-		return -errno;
-	return 0;
-}
-
-static void deadline_in(struct timespec *ts, int ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
-/* Waits until every slot in use[] left `phase`, or the deadline. */
-static void wait_phase(const int *use, int n, uint32_t gen, uint32_t phase,
-		       const struct timespec *deadline)
-{
-	for (;;) {
-		bool pending = false;
-
-		for (int i = 0; i < n && !pending; i++)
-			if (use[i] >= 0 &&
-			    atomic_load(&slots[use[i]].state) == slot_word(gen, phase))
-				pending = true;
-		if (!pending)
-			return;
-		/* Any post wakes us to recheck (a stale one from a late handler too). */
-		if (sem_clockwait(&answered, CLOCK_MONOTONIC, deadline) < 0 && errno == ETIMEDOUT)
-			return;
-	}
-}
-
-/* A free slot (IDLE); a slot left CLAIMED by a stuck handler is never reused. */
-static int slot_get(int *next)
-{
-	for (; *next < STACKS_MAX_THREADS; (*next)++)
-		if (atomic_load(&slots[*next].state) == SLOT_IDLE)
-			return (*next)++;
-	return -1;
-}
-
-static void capture_locked(struct stacks *st, int timeout_ms)
-{
-	int *use = malloc(st->nthreads * sizeof(*use));
-	int next = 0;
-	struct timespec deadline;
-	uint32_t gen;
-
-	if (!use) {
-		for (int i = 0; i < st->nthreads; i++)
-			if (st->threads[i].status == STACKS_OK)
-				st->threads[i].status = STACKS_TOO_MANY;
-		return;
-	}
-	generation = generation % ((1u << SLOT_GEN_BITS) - 1) + 1;
-	gen = generation;
-	while (sem_trywait(&answered) == 0)
-		; /* posts of earlier, late handlers */
-	for (int i = 0; i < st->nthreads; i++) {
-		struct stacks_thread *t = &st->threads[i];
-		int idx, ret;
-
-		use[i] = -1;
-		if (t->status != STACKS_OK)
-			continue;
-		idx = slot_get(&next);
-		if (idx < 0) {
-			t->status = STACKS_TOO_MANY;
-			continue;
-		}
-		slots[idx].tid = t->tid;
-		slots[idx].n = 0;
-		atomic_store(&slots[idx].state, slot_word(gen, SLOT_ARMED));
-		use[i] = idx;
-		ret = send_request(t->tid, (uint32_t)idx | gen << SLOT_IDX_BITS);
-		if (ret) {
-			atomic_store(&slots[idx].state, SLOT_IDLE);
-			use[i] = -1;
-			t->status = ret == -ESRCH ? STACKS_GONE : STACKS_SEND_FAILED;
-			t->err = -ret;
-		}
-	}
-	deadline_in(&deadline, timeout_ms);
-	wait_phase(use, st->nthreads, gen, SLOT_ARMED, &deadline);
-	/* Give up on the silent ones; a handler already walking gets some more time. */
-	for (int i = 0; i < st->nthreads; i++) {
-		uint32_t expect = slot_word(gen, SLOT_ARMED);
-
-		if (use[i] >= 0 &&
-		    atomic_compare_exchange_strong(&slots[use[i]].state, &expect, SLOT_IDLE)) {
-			st->threads[i].status = STACKS_NO_ANSWER;
-			use[i] = -1;
-		}
-	}
-	deadline_in(&deadline, timeout_ms);
-	wait_phase(use, st->nthreads, gen, SLOT_CLAIMED, &deadline);
-	for (int i = 0; i < st->nthreads; i++) {
-		struct slot *s;
-
-		if (use[i] < 0)
-			continue;
-		s = &slots[use[i]];
-		if (atomic_load(&s->state) != slot_word(gen, SLOT_DONE)) {
-			st->threads[i].status = STACKS_STUCK; /* the slot stays CLAIMED */
-			continue;
-		}
-		st->threads[i].nframes = s->n;
-		for (int f = 0; f < s->n; f++)
-			st->threads[i].frames[f].ip = s->ip[f];
-		atomic_store(&s->state, SLOT_IDLE);
-	}
-	free(use);
+	return stacks_core_init(stacks_signal());
 }
 
 /* ---- symbols ------------------------------------------------------------------------ */
@@ -539,27 +208,40 @@ static void symbolize(struct stacks *st)
 
 int stacks_capture(struct stacks **out, int timeout_ms)
 {
+	struct stacks_core_thread *ts;
 	struct stacks *st;
-	int ret;
+	int n, ret;
 
 	*out = NULL;
-	if (!initialized)
-		return -EINVAL;
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
 	st->timeout_ms = timeout_ms;
-	pthread_mutex_lock(&capture_lock);
-	own_pid = getpid(); /* a forked child captures its own threads */
-	st->pid = own_pid;
-	ret = list_threads(st);
-	if (!ret)
-		capture_locked(st, timeout_ms);
-	pthread_mutex_unlock(&capture_lock);
+	ret = stacks_core_capture(timeout_ms, &ts, &n, &st->pid);
 	if (ret) {
 		stacks_free(st);
 		return ret;
 	}
+	st->threads = calloc(n ? n : 1, sizeof(*st->threads));
+	if (!st->threads) {
+		free(ts);
+		stacks_free(st);
+		return -ENOMEM;
+	}
+	for (int i = 0; i < n; i++) {
+		struct stacks_thread *t = &st->threads[i];
+
+		t->tid = ts[i].tid;
+		memcpy(t->name, ts[i].name, sizeof(t->name));
+		t->state = ts[i].state;
+		t->status = (enum stacks_status)ts[i].result;
+		t->err = ts[i].err;
+		t->nframes = ts[i].nframes;
+		for (int f = 0; f < ts[i].nframes; f++)
+			t->frames[f].ip = ts[i].ip[f];
+	}
+	st->nthreads = n;
+	free(ts);
 	symbolize(st);
 	*out = st;
 	return 0;

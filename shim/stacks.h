@@ -1,12 +1,13 @@
 /*
  * Backtraces of every thread of the shim process (guest.dump_stacks).
  *
- * Each thread is sent STACKS_SIGNAL (a real-time signal, queued with
- * rt_tgsigqueueinfo); its handler walks its own stack with libunwind into a
- * preallocated slot and posts a semaphore. The caller waits a bounded time:
- * a thread that blocks the signal (or never returns to user space) is
- * reported as not answering. Symbols are resolved afterwards, on the calling
- * thread, from the ELF files themselves (stacks.c says why not in the handler).
+ * The capture is the GCS's too (gcs/stacks_core.h): each thread is sent
+ * stacks_signal() (a real-time signal, queued with rt_tgsigqueueinfo); its
+ * handler walks its own stack with libunwind into a preallocated slot and
+ * posts a semaphore. The caller waits a bounded time: a thread that blocks
+ * the signal (or never returns to user space) is reported as not answering.
+ * Symbols are resolved afterwards, on the calling thread, from the ELF files
+ * themselves (stacks.c says why not in the handler).
  *
  * Under the sandbox (docs/seccomp.md): call stacks_init() before the filters
  * go on (it installs the handler and warms libunwind up); the handler needs
@@ -20,19 +21,21 @@
 
 #include <cjson/cJSON.h>
 
-#define STACKS_MAX_FRAMES  48
-#define STACKS_MAX_THREADS 256
+#include "gcs/stacks_core.h"
+
+#define STACKS_MAX_FRAMES  STACKS_CORE_FRAMES
+#define STACKS_MAX_THREADS STACKS_CORE_SLOTS
 #define STACKS_NAME_MAX	   96
 
-/* Why a thread has no frames (struct stacks_thread.status). */
+/* Why a thread has no frames (struct stacks_thread.status): the core's results. */
 enum stacks_status {
-	STACKS_OK,	      /* frames captured */
-	STACKS_NO_ANSWER,     /* the handler did not run within the bound (signal blocked?) */
-	STACKS_STUCK,	      /* the handler started but did not finish in time */
-	STACKS_GONE,	      /* the thread ended before it could be signalled */
-	STACKS_KERNEL_WORKER, /* an io_uring worker: kernel code only, takes no signal */
-	STACKS_TOO_MANY,      /* over STACKS_MAX_THREADS */
-	STACKS_SEND_FAILED,   /* rt_tgsigqueueinfo failed (errno in err) */
+	STACKS_OK = STACKS_CORE_OK,			  /* frames captured */
+	STACKS_NO_ANSWER = STACKS_CORE_NO_ANSWER,	  /* no handler within the bound */
+	STACKS_STUCK = STACKS_CORE_STUCK,		  /* the handler did not finish in time */
+	STACKS_GONE = STACKS_CORE_GONE,			  /* ended before it could be signalled */
+	STACKS_KERNEL_WORKER = STACKS_CORE_KERNEL_WORKER, /* io_uring worker: no user stack */
+	STACKS_TOO_MANY = STACKS_CORE_TOO_MANY,		  /* over STACKS_MAX_THREADS */
+	STACKS_SEND_FAILED = STACKS_CORE_SEND_FAILED, /* rt_tgsigqueueinfo failed (errno in err) */
 };
 
 struct stacks_frame {

@@ -188,7 +188,7 @@ static void test_a_blocked_thread_is_silent_then_answers(void **state)
 
 static void test_more_threads_than_slots(void **state)
 {
-	enum { N = STK_THREADS + 3 };
+	enum { N = STACKS_CORE_SLOTS + 3 };
 	struct parked *ps = calloc(N, sizeof(*ps));
 	char *text;
 	int over;
@@ -199,9 +199,9 @@ static void test_more_threads_than_slots(void **state)
 		park(&ps[i], false);
 	text = gcs_stacks_dump(2000);
 	assert_non_null(text);
-	/* N parked threads and this one: the slots take STK_THREADS, the rest are named. */
+	/* N parked threads and this one: the slots take STACKS_CORE_SLOTS, the rest are named. */
 	over = count(text, ": not asked: too many threads\n");
-	if (over != N + 1 - STK_THREADS || count(text, "\nthread ") != N + 1)
+	if (over != N + 1 - STACKS_CORE_SLOTS || count(text, "\nthread ") != N + 1)
 		fail_msg("%d over the slots; %.2000s", over, text);
 	free(text);
 	for (int i = 0; i < N; i++)

@@ -1,0 +1,76 @@
+/*
+ * The GCS's bridge server, as its pieces see each other: bridge.c owns the
+ * connection, the event loop and the dispatch table; each request is
+ * handled by a module of its own (process.c, system.c, scsi.c), which
+ * answers through gcs_bridge_respond, now or later from the loop.
+ */
+#ifndef GCS_BRIDGE_H
+#define GCS_BRIDGE_H
+
+#include "gcs/gcs.h"
+#include "gcs/protocol.h"
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+/* A row of the dispatch table: the request type and what serves it. */
+typedef void (*gcs_bridge_handler)(uint32_t type, uint64_t id, const cJSON *req);
+
+/* ---- bridge.c: the connection and the loop -------------------------------------- */
+
+/* Sends a message with body obj (consumed). A failed write ends the loop. */
+void gcs_bridge_send(uint32_t type, uint64_t id, cJSON *obj);
+/* Answers request (req_type, id): body (consumed; NULL: {}) gets "status", and
+ * "error" (from fmt) when status is non-zero. */
+void gcs_bridge_respond(uint32_t req_type, uint64_t id, int status, cJSON *body, const char *fmt,
+			...) __attribute__((format(printf, 5, 6)));
+/* Connects to host port `port` (vsock, or PATH_port in the Unix test mode): fd or -errno. */
+int gcs_bridge_dial(uint32_t port);
+/* Writes all of buf to a blocking fd: 0 or -errno. */
+int gcs_write_all(int fd, const void *buf, size_t len);
+/* The loop's epoll fd, for modules that watch fds of their own (relays). */
+int gcs_bridge_epoll(void);
+/* Adds fd to the loop for EPOLLIN, w->fn runs when it fires. 0 or -errno. */
+int gcs_bridge_watch(int fd, struct gcs_watch *w);
+/* Ends the loop once the current event is handled (shutdown). */
+void gcs_bridge_quit(void);
+
+/* ---- fields.c: reading the host's requests ---------------------------------------- */
+
+/*
+ * An integer field o[k] within [min, max] into *out: def when absent; -EINVAL
+ * when it is not a number or is out of range (a host's 1e300 must not reach a
+ * cast). Every handler reads its numbers through this.
+ */
+int gcs_bridge_int(const cJSON *o, const char *k, long long min, long long max, long long def,
+		   long long *out) __attribute__((warn_unused_result));
+/* o[k] when it is a string, else NULL. */
+const char *gcs_bridge_str(const cJSON *o, const char *k);
+
+/* ---- process.c: processes the host runs (exec) ---------------------------------- */
+void gcs_process_exec(uint32_t type, uint64_t id, const cJSON *req);
+void gcs_process_wait(uint32_t type, uint64_t id, const cJSON *req);
+void gcs_process_signal(uint32_t type, uint64_t id, const cJSON *req);
+void gcs_process_resize(uint32_t type, uint64_t id, const cJSON *req);
+/* SIGCHLD: reaps, notifies the host and answers the waits. */
+void gcs_process_reap(void);
+/* Frees what is done with; only between epoll batches. */
+void gcs_process_sweep(void);
+
+/* ---- system.c: reports on the guest ---------------------------------------------- */
+void gcs_system_properties(uint32_t type, uint64_t id, const cJSON *req);
+void gcs_system_dump_stacks(uint32_t type, uint64_t id, const cJSON *req);
+
+/* ---- scsi.c: disks, on storage.c's worker threads --------------------------------- */
+/* Starts the workers' completion watch in the loop. 0 or -errno. */
+int gcs_scsi_init(void) __attribute__((warn_unused_result));
+void gcs_scsi_add(uint32_t type, uint64_t id, const cJSON *req);
+void gcs_scsi_remove(uint32_t type, uint64_t id, const cJSON *req);
+/* Operations still running give up (their answers would go nowhere). */
+void gcs_scsi_stop(void);
+
+/* ---- vsock_tool.c: `bridge --vsock-*`, guest-side vsock programs for the tests --- */
+/* Returns the exit status, or -1 when argv is not one of its commands. */
+int gcs_vsock_tool(int argc, char **argv);
+
+#endif

@@ -1,0 +1,120 @@
+/*
+ * Disks (scsi_add, scsi_remove): each operation runs on a worker thread
+ * (storage.c, its jobs) and is answered from the loop when the worker is
+ * done, so a disk that takes long to appear does not stall the other
+ * requests. Two operations on one serial never overlap: the second fails
+ * with -EBUSY (storage.c says why).
+ */
+#include "gcs/bridge.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct gcs_watch done_w; /* storage.c's eventfd: a worker finished */
+
+static int copy_field(char *dst, size_t len, const char *src, const char *what, char *err,
+		      size_t errlen)
+{
+	if (!src)
+		src = "";
+	if (strlen(src) >= len) {
+		snprintf(err, errlen, "%s: longer than %zu bytes", what, len - 1);
+		return -ENAMETOOLONG;
+	}
+	memcpy(dst, src, strlen(src) + 1);
+	return 0;
+}
+
+static void scsi_submit(uint32_t type, uint64_t id, const cJSON *req, bool remove)
+{
+	const char *what = remove ? "scsi_remove" : "scsi_add";
+	const char *serial = gcs_bridge_str(req, "serial"), *fs = gcs_bridge_str(req, "fs");
+	long long def = remove ? 10000 : 30000, timeout;
+	struct gcs_storage_job *j;
+	char err[512];
+	int ret;
+
+	if (!serial || !*serial) {
+		gcs_bridge_respond(type, id, -EINVAL, NULL, "%s: no serial", what);
+		return;
+	}
+	/* int range: a deadline of now + timeout must not overflow (the shim sends <= 1 h). */
+	if (gcs_bridge_int(req, "timeout_ms", INT32_MIN, INT32_MAX, def, &timeout)) {
+		gcs_bridge_respond(type, id, -EINVAL, NULL,
+				   "%s: timeout_ms must be an integer of at most %d", what,
+				   INT32_MAX);
+		return;
+	}
+	j = calloc(1, sizeof(*j));
+	if (!j) {
+		gcs_bridge_respond(type, id, -ENOMEM, NULL, "out of memory");
+		return;
+	}
+	j->type = type;
+	j->id = id;
+	j->remove = remove;
+	j->read_only = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "read_only"));
+	j->timeout_ms = timeout > 0 ? timeout : def;
+	ret = copy_field(j->serial, sizeof(j->serial), serial, "serial", err, sizeof(err));
+	if (!ret)
+		ret = copy_field(j->mnt, sizeof(j->mnt), gcs_bridge_str(req, "mount"), "mount", err,
+				 sizeof(err));
+	if (!ret)
+		ret = copy_field(j->fs, sizeof(j->fs), fs ? fs : "ext4", "fs", err, sizeof(err));
+	if (!ret)
+		ret = copy_field(j->opts, sizeof(j->opts), gcs_bridge_str(req, "options"),
+				 "options", err, sizeof(err));
+	if (!ret)
+		ret = gcs_storage_submit(j, err, sizeof(err));
+	if (ret) {
+		gcs_bridge_respond(type, id, ret, NULL, "%s", err);
+		free(j);
+	}
+}
+
+/* Answers the disk operations whose workers are done. */
+static void on_jobs_done(struct gcs_watch *w, uint32_t events)
+{
+	struct gcs_storage_job *j;
+
+	while ((j = gcs_storage_reap())) {
+		if (j->ret) {
+			gcs_bridge_respond(j->type, j->id, j->ret, NULL, "%s", j->err);
+		} else if (j->remove) {
+			gcs_bridge_respond(j->type, j->id, 0, NULL, NULL);
+		} else {
+			cJSON *b = cJSON_CreateObject();
+
+			cJSON_AddStringToObject(b, "device", j->dev);
+			gcs_bridge_respond(j->type, j->id, 0, b, NULL);
+		}
+		free(j);
+	}
+}
+
+int gcs_scsi_init(void)
+{
+	int fd = gcs_storage_jobs_init();
+
+	if (fd < 0)
+		return fd;
+	done_w.fn = on_jobs_done;
+	return gcs_bridge_watch(fd, &done_w);
+}
+
+void gcs_scsi_add(uint32_t type, uint64_t id, const cJSON *req)
+{
+	scsi_submit(type, id, req, false);
+}
+
+void gcs_scsi_remove(uint32_t type, uint64_t id, const cJSON *req)
+{
+	scsi_submit(type, id, req, true);
+}
+
+void gcs_scsi_stop(void)
+{
+	gcs_storage_jobs_stop();
+}
