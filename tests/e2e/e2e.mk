@@ -18,3 +18,18 @@ e2e: $(BUILD)/uvm-shim $(BUILD)/asan/uvm-shim guest $(BUILD)/kvm/payload_bz.bin 
 	exit $$rc
 
 TEST_STEPS += e2e
+
+# The hostile guest program (tests/e2e/test_hostile.py): static, appended to a
+# copy of the default initrd as /bin/hostile (initramfs takes concatenated cpios).
+$(BUILD)/e2e/hostile: tests/e2e/hostile/hostile.c
+	@mkdir -p $(dir $@)
+	$(CC) -D_GNU_SOURCE -std=gnu11 -O2 -static $(WARN) -o $@ $<
+
+$(BUILD)/e2e/hostile-initrd.img: $(BUILD)/e2e/hostile $(BUILD)/guest/initrd.img
+	@rm -rf $(BUILD)/e2e/hostile-root && mkdir -p $(BUILD)/e2e/hostile-root/bin
+	cp $< $(BUILD)/e2e/hostile-root/bin/hostile
+	(cd $(BUILD)/e2e/hostile-root && echo bin/hostile | cpio -o -H newc --quiet) > $@.extra
+	cat $(BUILD)/guest/initrd.img $@.extra > $@
+	rm -f $@.extra
+
+e2e: $(BUILD)/e2e/hostile-initrd.img
