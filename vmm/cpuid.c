@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include "kvm.h"
 #include "log.h"
 
 #define CPUID_MAX_ENTRIES 256
@@ -13,22 +14,22 @@
 int cpuid_setup(struct vm *vm)
 {
 	struct kvm_cpuid2 *c;
+	long ret;
 
 	c = calloc(1, sizeof(*c) + CPUID_MAX_ENTRIES * sizeof(c->entries[0]));
 	if (!c)
 		return -ENOMEM;
 	c->nent = CPUID_MAX_ENTRIES;
-	if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) < 0) {
-		int err = -errno;
-
-		log_msg_errno(LOG_ERROR, "kvm", "KVM_GET_SUPPORTED_CPUID");
+	ret = kvm_ioctl_ptr(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c, NULL);
+	if (ret < 0) {
 		free(c);
-		return err;
+		return ret;
 	}
 	/* KVM emulates the TSC-deadline timer but leaves advertising it to user space;
 	 * without it Linux calibrates the LAPIC timer against the PIT, which fails
 	 * under load and nesting and leaves the guest ticking on the PIT. */
-	bool tsc_deadline = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
+	bool tsc_deadline =
+	    kvm_ioctl_raw(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
 
 	for (uint32_t i = 0; i < c->nent; i++) {
 		struct kvm_cpuid_entry2 *e = &c->entries[i];
@@ -81,10 +82,9 @@ int cpuid_apply(struct vm *vm, struct vcpu *vcpu)
 			break;
 		}
 	}
-	if (ioctl(vcpu->fd, KVM_SET_CPUID2, c) < 0) {
-		ret = -errno;
-		log_msg_errno(LOG_ERROR, "kvm", "KVM_SET_CPUID2 vcpu%d", vcpu->id);
-	}
+	ret = kvm_ioctl_ptr(vcpu->fd, KVM_SET_CPUID2, c, "(vCPU)");
+	if (ret > 0)
+		ret = 0;
 	free(c);
 	return ret;
 }

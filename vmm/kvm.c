@@ -8,6 +8,8 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "log.h"
+
 struct kvm_cap_need {
 	int cap;
 	const char *name;
@@ -98,4 +100,21 @@ int kvm_report(FILE *out)
 		fprintf(out, "kvm: hardware virtualization (not PVM)\n");
 	close(fd);
 	return 0;
+}
+
+long kvm_ioctl_raw(int fd, unsigned long req, unsigned long arg)
+{
+	long r = ioctl(fd, req, arg);
+
+	return r < 0 ? -errno : r;
+}
+
+long kvm_ioctl_named(int fd, unsigned long req, unsigned long arg, const char *name,
+		     const char *what)
+{
+	long r = kvm_ioctl_raw(fd, req, arg);
+
+	if (r < 0)
+		pr_err("kvm", "%s%s%s: %s", name, what ? " " : "", what ? what : "", strerror(-r));
+	return r;
 }

@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "kvm.h"
 #include "log.h"
 
 #define VCPU_KICK_SIGNAL SIGUSR1
@@ -52,11 +53,14 @@ static int vcpu_lapic_init(struct vcpu *vcpu)
 {
 	struct kvm_lapic_state st;
 
-	if (ioctl(vcpu->fd, KVM_GET_LAPIC, &st) < 0)
-		return -errno;
+	long r = kvm_ioctl_ptr(vcpu->fd, KVM_GET_LAPIC, &st, NULL);
+
+	if (r < 0)
+		return r;
 	lapic_set_lvt(&st, APIC_LVT0, APIC_MODE_EXTINT);
 	lapic_set_lvt(&st, APIC_LVT1, APIC_MODE_NMI);
-	return ioctl(vcpu->fd, KVM_SET_LAPIC, &st) < 0 ? -errno : 0;
+	r = kvm_ioctl_ptr(vcpu->fd, KVM_SET_LAPIC, &st, NULL);
+	return r < 0 ? r : 0;
 }
 
 int vcpu_init(struct vm *vm, struct vcpu *vcpu, int id)
@@ -67,13 +71,10 @@ int vcpu_init(struct vm *vm, struct vcpu *vcpu, int id)
 	vcpu_signal_setup();
 	vcpu->vm = vm;
 	vcpu->id = id;
-	vcpu->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, id);
-	if (vcpu->fd < 0) {
-		ret = -errno;
-		log_msg_errno(LOG_ERROR, "kvm", "KVM_CREATE_VCPU %d", id);
-		return ret;
-	}
-	size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	vcpu->fd = kvm_ioctl(vm->vm_fd, KVM_CREATE_VCPU, id, NULL);
+	if (vcpu->fd < 0)
+		return vcpu->fd;
+	size = kvm_ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0, NULL);
 	if (size < (int)sizeof(struct kvm_run))
 		return -EINVAL;
 	vcpu->run = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd, 0);
@@ -90,9 +91,8 @@ int vcpu_init(struct vm *vm, struct vcpu *vcpu, int id)
 		pr_err("kvm", "vcpu%d: LAPIC setup failed: %s", id, strerror(-ret));
 		return ret;
 	}
-	if (ioctl(vcpu->fd, KVM_SET_FPU, &fpu) < 0)
-		return -errno;
-	return 0;
+	ret = kvm_ioctl_ptr(vcpu->fd, KVM_SET_FPU, &fpu, NULL);
+	return ret < 0 ? ret : 0;
 }
 
 void vcpu_fini(struct vcpu *vcpu)
@@ -131,8 +131,10 @@ int vcpu_set_boot_regs(struct vcpu *vcpu, const struct boot_regs *br)
 	struct kvm_sregs sregs;
 	struct kvm_regs regs = {.rflags = 0x2};
 
-	if (ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) < 0)
-		return -errno;
+	long r = kvm_ioctl_ptr(vcpu->fd, KVM_GET_SREGS, &sregs, NULL);
+
+	if (r < 0)
+		return r;
 	regs.rip = br->rip;
 	regs.rsp = br->rsp;
 	regs.rsi = br->rsi;
@@ -169,11 +171,10 @@ int vcpu_set_boot_regs(struct vcpu *vcpu, const struct boot_regs *br)
 	default:
 		return -EINVAL;
 	}
-	if (ioctl(vcpu->fd, KVM_SET_SREGS, &sregs) < 0)
-		return -errno;
-	if (ioctl(vcpu->fd, KVM_SET_REGS, &regs) < 0)
-		return -errno;
-	return 0;
+	r = kvm_ioctl_ptr(vcpu->fd, KVM_SET_SREGS, &sregs, "(boot registers)");
+	if (r >= 0)
+		r = kvm_ioctl_ptr(vcpu->fd, KVM_SET_REGS, &regs, "(boot registers)");
+	return r < 0 ? r : 0;
 }
 
 void vcpu_kick(struct vcpu *vcpu)
@@ -190,10 +191,9 @@ void vcpu_dump(struct vcpu *vcpu)
 	struct kvm_regs r;
 	struct kvm_sregs s;
 
-	if (ioctl(vcpu->fd, KVM_GET_REGS, &r) < 0 || ioctl(vcpu->fd, KVM_GET_SREGS, &s) < 0) {
-		log_msg_errno(LOG_ERROR, "vcpu", "vcpu%d: cannot read registers", vcpu->id);
+	if (kvm_ioctl_ptr(vcpu->fd, KVM_GET_REGS, &r, "(register dump)") < 0 ||
+	    kvm_ioctl_ptr(vcpu->fd, KVM_GET_SREGS, &s, "(register dump)") < 0)
 		return;
-	}
 	pr_err("vcpu", "vcpu%d: rip %016llx rsp %016llx rflags %08llx", vcpu->id, r.rip, r.rsp,
 	       r.rflags);
 	pr_err("vcpu", "vcpu%d: rax %016llx rbx %016llx rcx %016llx rdx %016llx", vcpu->id, r.rax,
@@ -329,10 +329,12 @@ void *vcpu_thread(void *arg)
 		__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 		if (!vcpu_pause_point(vcpu))
 			break;
-		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
-			if (errno == EINTR || errno == EAGAIN)
+		long r = kvm_ioctl_raw(vcpu->fd, KVM_RUN, 0);
+
+		if (r < 0) {
+			if (r == -EINTR || r == -EAGAIN)
 				continue;
-			log_msg_errno(LOG_ERROR, "vcpu", "vcpu%d: KVM_RUN", vcpu->id);
+			pr_err("vcpu", "vcpu%d: KVM_RUN: %s", vcpu->id, strerror((int)-r));
 			vm_request_exit(vcpu->vm, VM_EXIT_ERROR);
 			break;
 		}

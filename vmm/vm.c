@@ -94,10 +94,9 @@ int vm_create(struct vm **out, const struct vm_config *cfg)
 		pr_err("kvm", "%s", err);
 		goto fail;
 	}
-	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	vm->vm_fd = kvm_ioctl(vm->kvm_fd, KVM_CREATE_VM, 0, NULL);
 	if (vm->vm_fd < 0) {
-		ret = -errno;
-		log_msg_errno(LOG_ERROR, "kvm", "KVM_CREATE_VM");
+		ret = vm->vm_fd;
 		goto fail;
 	}
 	vm->exit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -105,27 +104,12 @@ int vm_create(struct vm **out, const struct vm_config *cfg)
 		ret = -errno;
 		goto fail;
 	}
-	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, TSS_ADDR) < 0) {
-		ret = -errno;
-		log_msg_errno(LOG_ERROR, "kvm", "KVM_SET_TSS_ADDR");
-		goto fail;
-	}
 	uint64_t idmap = IDENTITY_MAP_ADDR;
-	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0) {
-		ret = -errno;
-		log_msg_errno(LOG_ERROR, "kvm", "KVM_SET_IDENTITY_MAP_ADDR");
+	if ((ret = kvm_ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, TSS_ADDR, NULL)) < 0 ||
+	    (ret = kvm_ioctl_ptr(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap, NULL)) < 0 ||
+	    (ret = kvm_ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0, NULL)) < 0 ||
+	    (ret = kvm_ioctl_ptr(vm->vm_fd, KVM_CREATE_PIT2, &pit, NULL)) < 0)
 		goto fail;
-	}
-	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
-		ret = -errno;
-		log_msg_errno(LOG_ERROR, "kvm", "KVM_CREATE_IRQCHIP");
-		goto fail;
-	}
-	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
-		ret = -errno;
-		log_msg_errno(LOG_ERROR, "kvm", "KVM_CREATE_PIT2");
-		goto fail;
-	}
 	ret = vm_routing_init(vm);
 	if (ret)
 		goto fail;
@@ -145,11 +129,9 @@ int vm_create(struct vm **out, const struct vm_config *cfg)
 			.userspace_addr = (uintptr_t)mr->hva,
 		};
 
-		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0) {
-			ret = -errno;
-			log_msg_errno(LOG_ERROR, "kvm", "KVM_SET_USER_MEMORY_REGION slot %d", i);
+		ret = kvm_ioctl_ptr(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot, "(guest RAM)");
+		if (ret < 0)
 			goto fail;
-		}
 	}
 	ret = bus_create(&vm->pio, "pio");
 	if (ret == 0)
@@ -335,7 +317,9 @@ int vm_irq_line(struct vm *vm, uint32_t gsi, bool level)
 {
 	struct kvm_irq_level irq = {.irq = gsi, .level = level};
 
-	return ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0 ? -errno : 0;
+	long r = kvm_ioctl_ptr(vm->vm_fd, KVM_IRQ_LINE, &irq, NULL);
+
+	return r < 0 ? r : 0;
 }
 
 int vm_msi_gsi_alloc(struct vm *vm, uint32_t *gsi)
@@ -375,8 +359,7 @@ void vm_msi_gsi_free(struct vm *vm, uint32_t gsi)
 	pthread_mutex_lock(&vm->route_lock);
 	vm_route_drop(vm, gsi);
 	vm->gsi_used[gsi] = 0;
-	if (ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, vm->routing) < 0)
-		log_msg_errno(LOG_WARN, "vm", "KVM_SET_GSI_ROUTING");
+	kvm_ioctl_ptr(vm->vm_fd, KVM_SET_GSI_ROUTING, vm->routing, "(MSI route removed)");
 	pthread_mutex_unlock(&vm->route_lock);
 }
 
@@ -402,8 +385,9 @@ int vm_msi_route_set(struct vm *vm, uint32_t gsi, uint64_t addr, uint32_t data)
 				  .address_hi = (uint32_t)(addr >> 32),
 				  .data = data}};
 	}
-	if (ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, r) < 0)
-		ret = -errno;
+	ret = kvm_ioctl_ptr_raw(vm->vm_fd, KVM_SET_GSI_ROUTING, r);
+	if (ret > 0)
+		ret = 0;
 	pthread_mutex_unlock(&vm->route_lock);
 	return ret;
 }
@@ -412,7 +396,9 @@ int vm_irqfd(struct vm *vm, int efd, uint32_t gsi, bool assign)
 {
 	struct kvm_irqfd req = {.fd = efd, .gsi = gsi, .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN};
 
-	return ioctl(vm->vm_fd, KVM_IRQFD, &req) < 0 ? -errno : 0;
+	long r = kvm_ioctl_ptr(vm->vm_fd, KVM_IRQFD, &req, NULL);
+
+	return r < 0 ? r : 0;
 }
 
 int vm_ioeventfd(struct vm *vm, uint64_t addr, uint32_t len, int efd, bool pio, bool assign)
@@ -423,5 +409,7 @@ int vm_ioeventfd(struct vm *vm, uint64_t addr, uint32_t len, int efd, bool pio, 
 		req.flags |= KVM_IOEVENTFD_FLAG_PIO;
 	if (!assign)
 		req.flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
-	return ioctl(vm->vm_fd, KVM_IOEVENTFD, &req) < 0 ? -errno : 0;
+	long r = kvm_ioctl_ptr(vm->vm_fd, KVM_IOEVENTFD, &req, NULL);
+
+	return r < 0 ? r : 0;
 }
