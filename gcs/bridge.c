@@ -767,6 +767,8 @@ static void scsi_reap(void)
 			cJSON *b = cJSON_CreateObject();
 
 			cJSON_AddStringToObject(b, "device", j->dev);
+			if (j->run)
+				cJSON_AddBoolToObject(b, "dax", j->dax);
 			respond(j->type, j->id, 0, b, NULL);
 		}
 		free(j);
@@ -781,6 +783,49 @@ static void do_scsi_add(uint32_t type, uint64_t id, const cJSON *req)
 static void do_scsi_remove(uint32_t type, uint64_t id, const cJSON *req)
 {
 	scsi_submit(type, id, req, true);
+}
+
+/* pmem devices: the same jobs, keyed "pmemN" so that two operations on one never overlap. */
+static void pmem_submit(uint32_t type, uint64_t id, const cJSON *req, bool remove)
+{
+	long timeout = num_field(req, "timeout_ms", remove ? 10000 : 30000);
+	long slot = num_field(req, "pci_slot", -1), dev = num_field(req, "device", -1);
+	const char *fs = str_field(req, "fs");
+	struct gcs_storage_job *j;
+	char err[512];
+	int ret;
+
+	if (slot < 1 || slot > 31 || dev < 0 || dev > 1023) {
+		respond(type, id, -EINVAL, NULL, "%s: bad device or pci_slot",
+			remove ? "pmem_remove" : "pmem_add");
+		return;
+	}
+	j = calloc(1, sizeof(*j));
+	if (!j) {
+		respond(type, id, -ENOMEM, NULL, "out of memory");
+		return;
+	}
+	j->type = type;
+	j->id = id;
+	j->remove = remove;
+	j->run = remove ? gcs_pmem_remove : gcs_pmem_add;
+	j->pci_slot = (int)slot;
+	j->read_only = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "read_only"));
+	j->timeout_ms = timeout > 0 ? timeout : (remove ? 10000 : 30000);
+	snprintf(j->serial, sizeof(j->serial), "pmem%ld", dev);
+	ret = copy_field(j->mnt, sizeof(j->mnt), str_field(req, "mount"), "mount", err,
+			 sizeof(err));
+	if (!ret)
+		ret = copy_field(j->fs, sizeof(j->fs), fs ? fs : "ext4", "fs", err, sizeof(err));
+	if (!ret)
+		ret = copy_field(j->opts, sizeof(j->opts), str_field(req, "options"), "options",
+				 err, sizeof(err));
+	if (!ret)
+		ret = gcs_storage_submit(j, err, sizeof(err));
+	if (ret) {
+		respond(type, id, ret, NULL, "%s", err);
+		free(j);
+	}
 }
 
 static void dispatch(const struct bridge_rx_event *ev)
@@ -823,6 +868,11 @@ static void dispatch(const struct bridge_rx_event *ev)
 	else if (type ==
 		 BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_DEVICE, BRIDGE_RPC_SCSI_REMOVE))
 		do_scsi_remove(type, ev->hdr.id, req);
+	else if (type == BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_DEVICE, BRIDGE_RPC_PMEM_ADD))
+		pmem_submit(type, ev->hdr.id, req, false);
+	else if (type ==
+		 BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_DEVICE, BRIDGE_RPC_PMEM_REMOVE))
+		pmem_submit(type, ev->hdr.id, req, true);
 	else
 		respond(type, ev->hdr.id, -EOPNOTSUPP, NULL, "%s is not supported",
 			bridge_type_name(type));

@@ -33,6 +33,7 @@
 #include "shim/scsi.h"
 #include "shim/serve_priv.h"
 #include "shim/stacks.h"
+#include "shim/vpmem.h"
 #include "vmm/log.h"
 #include "vmm/loop.h"
 
@@ -98,6 +99,20 @@ static void m_scsi_remove(void *opaque, struct ctl_req *req)
 	scsi_method_remove(&s->scsi, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
 }
 
+static void m_vpmem_add(void *opaque, struct ctl_req *req)
+{
+	struct serve *s = opaque;
+
+	vpmem_method_add(&s->vpmem, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
+}
+
+static void m_vpmem_remove(void *opaque, struct ctl_req *req)
+{
+	struct serve *s = opaque;
+
+	vpmem_method_remove(&s->vpmem, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
+}
+
 static void m_unsupported(void *opaque, struct ctl_req *req)
 {
 	struct serve *s = opaque;
@@ -127,6 +142,8 @@ static const struct ctl_method methods[] = {
     {"process.resize", serve_process_resize},
     {"scsi.add", m_scsi_add},
     {"scsi.remove", m_scsi_remove},
+    {"vpmem.add", m_vpmem_add},
+    {"vpmem.remove", m_vpmem_remove},
     /* Known to the protocol, not built yet: they fail with -32008 after the state check. */
     {"vm.save", m_unsupported},
     {"vm.update_memory", m_unsupported},
@@ -134,8 +151,6 @@ static const struct ctl_method methods[] = {
     {"nic.add", m_unsupported},
     {"nic.remove", m_unsupported},
     {"nic.update", m_unsupported},
-    {"vpmem.add", m_unsupported},
-    {"vpmem.remove", m_unsupported},
     {"plan9.add", m_unsupported},
     {"plan9.remove", m_unsupported},
     {"vsock.update_service", m_unsupported},
@@ -228,6 +243,7 @@ int ctl_serve_main(int argc, char **argv)
 		pr_warn(TAG, "guest.dump_stacks will not have the shim's stacks");
 	s->sig_fd = s->timer_fd = s->console_fd = -1;
 	scsi_init(&s->scsi);
+	vpmem_init(&s->vpmem, VPMEM_DEFAULT_COUNT, VPMEM_DEFAULT_MAX_BYTES);
 	lifecycle_init(&s->lc);
 	/* The parent's death ends us like SIGTERM: the VM goes with the shim. */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);

@@ -296,7 +296,7 @@ int virtio_pmem_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop 
 {
 	static int counter;
 	struct pmem_dev *pm;
-	uint64_t size;
+	uint64_t size = 0;
 	int ret, slot;
 
 	*out = NULL;
