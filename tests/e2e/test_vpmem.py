@@ -61,7 +61,7 @@ def make_ext4_layer(path, src, mib=8):
 
 
 def make_erofs_layer(path, src):
-    subprocess.run([tool("mkfs.erofs"), "-q", path, src], check=True,
+    subprocess.run([tool("mkfs.erofs"), "--quiet", path, src], check=True,
                    stdout=subprocess.DEVNULL)
     size = os.path.getsize(path)
     assert size % 4096 == 0, size
