@@ -230,3 +230,19 @@ def test_vpmem_at_create(paths, kvm, layers, tmp):
         assert s.ok("vm.stats")["memory_slots"]["count"] == 0
     finally:
         assert s.close() == 0, s.log()
+
+
+def test_run_pmem_option(paths, kvm, layers):
+    """`uvm-shim run --pmem PATH,ro`: the file is /dev/pmem0 in the guest, read-only content."""
+    p = subprocess.run([paths.shim, "run", "--pmem", layers["erofs"] + ",ro", "--",
+                        "sh", "-c", "cat /sys/block/pmem0/size; "
+                        "head -c 4 /dev/pmem0 | od -An -tx1"],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=600)
+    assert p.returncode == 0, p.stderr.decode(errors="replace")[-2000:]
+    size_sectors, first = p.stdout.decode().split("\n", 1)
+    # The slot is the file rounded up to 2 MiB.
+    want = (os.path.getsize(layers["erofs"]) + (2 << 20) - 1) // (2 << 20) * (2 << 20)
+    assert int(size_sectors) * 512 == want, p.stdout
+    with open(layers["erofs"], "rb") as f:
+        assert first.split() == ["%02x" % b for b in f.read(4)], p.stdout
