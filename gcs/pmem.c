@@ -165,9 +165,9 @@ int gcs_pmem_add(struct gcs_storage_job *j)
 		}
 		if (gcs_now_ms() - t0 > j->timeout_ms) {
 			set_err(j->err, sizeof(j->err),
-				 "no pmem block device under PCI slot %d within %ld ms "
-				 "(modules virtio_pmem and nd_pmem loaded?)",
-				 j->pci_slot, j->timeout_ms);
+				"no pmem block device under PCI slot %d within %ld ms "
+				"(modules virtio_pmem and nd_pmem loaded?)",
+				j->pci_slot, j->timeout_ms);
 			ret = -ETIMEDOUT;
 			name[0] = '\0';
 			goto undo;
@@ -200,12 +200,12 @@ int gcs_pmem_add(struct gcs_storage_job *j)
 	ret = mount_dax(j, flags, data);
 	if (ret) {
 		set_err(j->err, sizeof(j->err), "mount %s on %s (%s, %s): %s", j->dev, j->mnt,
-			 j->fs, j->opts, strerror(-ret));
+			j->fs, j->opts, strerror(-ret));
 		goto undo;
 	}
 	gcs_log("pmem: %s mounted on %s%s", j->dev, j->mnt, j->dax ? " with DAX" : "");
 	return 0;
-undo: {
+undo : {
 	/* The host unplugs it on failure: take it out here first. */
 	char why[256];
 

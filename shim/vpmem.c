@@ -42,7 +42,8 @@ static int parse_number(const cJSON *params, unsigned count, bool required, int 
 
 	*out = -1;
 	if (!count) {
-		snprintf(err, CTL_ERRLEN, "vpmem is off for this VM (vm.create's vpmem_count is 0)");
+		snprintf(err, CTL_ERRLEN,
+			 "vpmem is off for this VM (vm.create's vpmem_count is 0)");
 		return -EINVAL;
 	}
 	ret = ctl_param_u64(params, "device", required, 0, count - 1, &v, err);
@@ -91,8 +92,7 @@ int vpmem_parse_add(const cJSON *params, unsigned count, struct vpmem_params *p,
 	return scsi_parse_options(params, p->options, err);
 }
 
-int vpmem_parse_remove(const cJSON *params, unsigned count, unsigned *number,
-		       char err[CTL_ERRLEN])
+int vpmem_parse_remove(const cJSON *params, unsigned count, unsigned *number, char err[CTL_ERRLEN])
 {
 	int n;
 
@@ -236,8 +236,7 @@ static int plug(struct vpmem *vp, struct vpmem_dev *d, char *err, size_t errlen)
 		snprintf(err, errlen, "there is no VM");
 		return -ENODEV;
 	}
-	return virtio_pmem_create(vp->pci, vp->mem, vp->loop, vp->slots, &pc, &d->dev, err,
-				  errlen);
+	return virtio_pmem_create(vp->pci, vp->mem, vp->loop, vp->slots, &pc, &d->dev, err, errlen);
 }
 
 static int plug_err_code(int ret)
@@ -428,8 +427,7 @@ static void on_remove_resp(void *opaque, int status, const char *error, const cJ
 	}
 }
 
-void vpmem_method_remove(struct vpmem *vp, struct bridge *bridge, bool running,
-			 struct ctl_req *req)
+void vpmem_method_remove(struct vpmem *vp, struct bridge *bridge, bool running, struct ctl_req *req)
 {
 	struct vpmem_dev *d;
 	char err[CTL_ERRLEN];

@@ -28,7 +28,7 @@
 #define VPMEM_MAX_COUNT		128
 #define VPMEM_DEFAULT_MAX_BYTES (4ULL << 30)
 #define VPMEM_MAX_MAX_BYTES	(64ULL << 30) /* vm.create's vpmem_max_bytes ceiling */
-#define VPMEM_DEFAULT_TIMEOUT	30000	       /* ms */
+#define VPMEM_DEFAULT_TIMEOUT	30000	      /* ms */
 
 struct bridge;
 struct guest_mem;
@@ -88,8 +88,7 @@ int vpmem_parse_limits(const cJSON *params, unsigned *count, uint64_t *max_bytes
 /* vpmem.add params; count bounds "device". -EINVAL with err. */
 int vpmem_parse_add(const cJSON *params, unsigned count, struct vpmem_params *p,
 		    char err[CTL_ERRLEN]);
-int vpmem_parse_remove(const cJSON *params, unsigned count, unsigned *number,
-		       char err[CTL_ERRLEN]);
+int vpmem_parse_remove(const cJSON *params, unsigned count, unsigned *number, char err[CTL_ERRLEN]);
 
 void vpmem_init(struct vpmem *vp, unsigned count, uint64_t max_bytes);
 struct vpmem_dev *vpmem_find(struct vpmem *vp, unsigned number);

@@ -15,7 +15,7 @@
 #include "vmm/loop.h"
 #include "vmm/mem_slots.h"
 
-#define TAG	    "pmem"
+#define TAG	     "pmem"
 #define RESP_IOV_MAX 4 /* a 4-byte answer split over more buffers is refused */
 
 struct pmem_dev;

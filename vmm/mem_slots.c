@@ -150,7 +150,7 @@ static int map_file(struct mem_slot *s, int fd)
 	madvise(p, s->size, MADV_DONTFORK);
 	s->hva = p;
 	return 0;
-fail: {
+fail : {
 	int ret = -errno;
 
 	munmap(p, s->size);
@@ -197,8 +197,8 @@ int mem_slot_add(struct mem_slots *ms, int fd, uint64_t file_size, bool read_onl
 	ms->slots[idx] = s;
 	ms->nr++;
 	pthread_mutex_unlock(&ms->lock);
-	pr_info(TAG, "slot %u: %s 0x%llx+0x%llx (file %llu bytes)", s->id,
-		read_only ? "ro" : "rw", (unsigned long long)s->gpa, (unsigned long long)s->size,
+	pr_info(TAG, "slot %u: %s 0x%llx+0x%llx (file %llu bytes)", s->id, read_only ? "ro" : "rw",
+		(unsigned long long)s->gpa, (unsigned long long)s->size,
 		(unsigned long long)file_size);
 	*out = s;
 	return 0;

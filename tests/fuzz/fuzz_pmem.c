@@ -37,8 +37,7 @@ static void init_once(void)
 	for (int i = 0; i < 2; i++) {
 		struct pmem_config cfg = {.path = path, .read_only = i == 1};
 
-		if (virtio_pmem_create(m.pbus, m.mem, NULL, slots, &cfg, &dev[i], err,
-				       sizeof(err)))
+		if (virtio_pmem_create(m.pbus, m.mem, NULL, slots, &cfg, &dev[i], err, sizeof(err)))
 			abort();
 		tdrv_attach(&drv[i], &m, dev[i]->pci.slot);
 	}

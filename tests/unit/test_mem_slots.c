@@ -23,9 +23,9 @@ static void test_alloc_init(void **state)
 	assert_int_equal(gpa_alloc_init(&a, 1, 3 * SEC, SEC), 0);
 	assert_int_equal(a.base, SEC); /* rounded up */
 	assert_int_equal(gpa_alloc_init(&a, 0, SEC + 5, SEC), 0);
-	assert_int_equal(a.end, SEC); /* rounded down */
-	assert_int_equal(gpa_alloc_init(&a, 5, SEC, SEC), -EINVAL);	  /* nothing left */
-	assert_int_equal(gpa_alloc_init(&a, 0, SEC, 3), -EINVAL);	  /* not a power of 2 */
+	assert_int_equal(a.end, SEC);				    /* rounded down */
+	assert_int_equal(gpa_alloc_init(&a, 5, SEC, SEC), -EINVAL); /* nothing left */
+	assert_int_equal(gpa_alloc_init(&a, 0, SEC, 3), -EINVAL);   /* not a power of 2 */
 	assert_int_equal(gpa_alloc_init(&a, UINT64_MAX - 5, UINT64_MAX, SEC), -EINVAL);
 }
 

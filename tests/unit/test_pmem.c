@@ -15,12 +15,12 @@
 #include "virtio/pmem.h"
 #include "vmm/mem_slots.h"
 
-#define QS	 16
-#define REQ	 0x40000 /* request buffers: 8 bytes apart */
-#define RESP	 0x60000
-#define FILE_SZ	 (3 * 4096)
-#define F_V1	 (1ULL << VIRTIO_F_VERSION_1)
-#define BASE	 (68ULL << 30)
+#define QS	16
+#define REQ	0x40000 /* request buffers: 8 bytes apart */
+#define RESP	0x60000
+#define FILE_SZ (3 * 4096)
+#define F_V1	(1ULL << VIRTIO_F_VERSION_1)
+#define BASE	(68ULL << 30)
 
 struct fx {
 	struct tmach m;
@@ -106,8 +106,7 @@ static int teardown(void **state)
 }
 
 /* Builds one chain from (addr, len, writable) triples and makes it available. */
-static uint16_t post(struct fx *f, int n, const uint64_t *addr, const uint32_t *len,
-		     const bool *wr)
+static uint16_t post(struct fx *f, int n, const uint64_t *addr, const uint32_t *len, const bool *wr)
 {
 	uint16_t h = f->next_head;
 
@@ -249,11 +248,11 @@ static void test_malformed_chains(void **state)
 		uint32_t l[6];
 		bool w[6];
 	} cases[] = {
-	    {1, {REQ}, {4}, {false}},				  /* no answer buffer */
-	    {1, {RESP}, {4}, {true}},				  /* no request */
-	    {2, {REQ, RESP}, {3, 4}, {false, true}},		  /* short request */
-	    {2, {REQ, RESP}, {4, 3}, {false, true}},		  /* short answer */
-	    {2, {REQ, RESP}, {0, 0}, {false, true}},		  /* empty buffers */
+	    {1, {REQ}, {4}, {false}},		     /* no answer buffer */
+	    {1, {RESP}, {4}, {true}},		     /* no request */
+	    {2, {REQ, RESP}, {3, 4}, {false, true}}, /* short request */
+	    {2, {REQ, RESP}, {4, 3}, {false, true}}, /* short answer */
+	    {2, {REQ, RESP}, {0, 0}, {false, true}}, /* empty buffers */
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -13,8 +13,7 @@
 #include "tests/unit/virtio_test_util.h"
 #include "vmm/mem_slots.h"
 
-static int parse_add(const char *json, unsigned count, struct vpmem_params *p,
-		     char err[CTL_ERRLEN])
+static int parse_add(const char *json, unsigned count, struct vpmem_params *p, char err[CTL_ERRLEN])
 {
 	static char host[256], guest[256], fs[64];
 	cJSON *o = cJSON_Parse(json);
@@ -234,8 +233,7 @@ static void test_methods_cold(void **state)
 	call(ctl, fds[0], line, out, sizeof(out));
 	assert_non_null(strstr(out, "-32004"));
 	assert_non_null(strstr(out, "in use"));
-	call(ctl, fds[0],
-	     "{\"id\":2,\"method\":\"vpmem.remove\",\"params\":{\"device\":1}}\n", out,
+	call(ctl, fds[0], "{\"id\":2,\"method\":\"vpmem.remove\",\"params\":{\"device\":1}}\n", out,
 	     sizeof(out));
 	assert_non_null(strstr(out, "\"result\":{\"device\":1}"));
 	assert_int_equal(mem_slots_count(slots), 1);
@@ -255,8 +253,7 @@ static void test_methods_cold(void **state)
 	assert_non_null(strstr(out, "directory"));
 	assert_int_equal(mem_slots_count(slots), 1);
 	assert_int_equal(vpmem_count_used(&g_vp), 1);
-	call(ctl, fds[0],
-	     "{\"id\":4,\"method\":\"vpmem.remove\",\"params\":{\"device\":1}}\n", out,
+	call(ctl, fds[0], "{\"id\":4,\"method\":\"vpmem.remove\",\"params\":{\"device\":1}}\n", out,
 	     sizeof(out));
 	assert_non_null(strstr(out, "-32003"));
 
