@@ -200,6 +200,8 @@ static const struct {
     {REQ(PROCESS, RESIZE), gcs_process_resize},
     {REQ(DEVICE, SCSI_ADD), gcs_scsi_add},
     {REQ(DEVICE, SCSI_REMOVE), gcs_scsi_remove},
+    {REQ(DEVICE, PMEM_ADD), gcs_pmem_add_req},
+    {REQ(DEVICE, PMEM_REMOVE), gcs_pmem_remove_req},
 };
 
 static void dispatch(const struct bridge_rx_event *ev)

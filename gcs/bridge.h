@@ -61,13 +61,16 @@ void gcs_process_sweep(void);
 void gcs_system_properties(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_system_dump_stacks(uint32_t type, uint64_t id, const cJSON *req);
 
-/* ---- scsi.c: disks, on storage.c's worker threads --------------------------------- */
+/* ---- scsi.c: disks and pmem devices, on storage.c's worker threads ---------------- */
 /* Starts the workers' completion watch in the loop. 0 or -errno. */
 int gcs_scsi_init(void) __attribute__((warn_unused_result));
 void gcs_scsi_add(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_scsi_remove(uint32_t type, uint64_t id, const cJSON *req);
 /* Operations still running give up (their answers would go nowhere). */
 void gcs_scsi_stop(void);
+/* pmem devices on the same workers (pmem.c does the work), keyed "pmemN". */
+void gcs_pmem_add_req(uint32_t type, uint64_t id, const cJSON *req);
+void gcs_pmem_remove_req(uint32_t type, uint64_t id, const cJSON *req);
 
 /* ---- vsock_tool.c: `bridge --vsock-*`, guest-side vsock programs for the tests --- */
 /* Returns the exit status, or -1 when argv is not one of its commands. */

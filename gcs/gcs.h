@@ -112,6 +112,18 @@ int gcs_storage_remove(const char *serial, const char *mnt, long timeout_ms, cha
 		       size_t errlen);
 /* Host-side tests: a directory standing for /sys (bus/pci/rescan, block/). Set before any job. */
 void gcs_storage_set_sysfs(const char *root);
+/* storage.c helpers shared with pmem.c. */
+const char *gcs_sysfs(void);
+bool gcs_storage_stopping(void); /* the bridge is ending: waits give up */
+int gcs_write_str(const char *path, const char *s);
+int gcs_read_line(const char *path, char *buf, size_t len);
+long gcs_now_ms(void);
+void gcs_sleep_ms(long ms);
+/* /dev/<name> for /sys/block/<name> (made with mknod if devtmpfs lacks it). */
+int gcs_blk_node(const char *name, char *dev, size_t len);
+int gcs_mkdir_p(const char *path);
+/* "ro,noatime,data=ordered" -> MS_* flags, and the fs's own options into data. */
+unsigned long gcs_mount_flags(const char *opts, char *data, size_t len);
 
 /*
  * storage.c: the same as jobs, each on a worker thread, for the bridge loop.
@@ -132,8 +144,11 @@ struct gcs_storage_job {
 	char mnt[4096];
 	char fs[64];
 	char opts[1024];
+	int pci_slot;				     /* pmem: the function's slot */
+	int (*run)(struct gcs_storage_job *j); /* NULL: the scsi add/remove above */
 	/* result */
 	int ret;
+	bool dax; /* pmem: mounted with DAX */
 	char dev[64];
 	char err[512];
 	/* private */
@@ -141,6 +156,9 @@ struct gcs_storage_job {
 	struct gcs_storage_job *next, *done_next;
 };
 int gcs_storage_jobs_init(void);
+/* pmem.c: job bodies (j->run) for a virtio-pmem device found by PCI slot. */
+int gcs_pmem_add(struct gcs_storage_job *j);
+int gcs_pmem_remove(struct gcs_storage_job *j);
 int gcs_storage_submit(struct gcs_storage_job *j, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 struct gcs_storage_job *gcs_storage_reap(void);

@@ -78,6 +78,8 @@ enum {
 
 	BRIDGE_RPC_SCSI_ADD = 1,    /* device */
 	BRIDGE_RPC_SCSI_REMOVE = 2, /* device */
+	BRIDGE_RPC_PMEM_ADD = 3,    /* device: a virtio-pmem function, found by PCI slot */
+	BRIDGE_RPC_PMEM_REMOVE = 4, /* device */
 
 	BRIDGE_NOTIFY_PROCESS_EXITED = 1, /* process: sent by the guest, no response */
 };

@@ -88,6 +88,8 @@ static void on_jobs_done(struct gcs_watch *w, uint32_t events)
 			cJSON *b = cJSON_CreateObject();
 
 			cJSON_AddStringToObject(b, "device", j->dev);
+			if (j->run) /* pmem: whether the mount got DAX */
+				cJSON_AddBoolToObject(b, "dax", j->dax);
 			gcs_bridge_respond(j->type, j->id, 0, b, NULL);
 		}
 		free(j);
@@ -112,6 +114,60 @@ void gcs_scsi_add(uint32_t type, uint64_t id, const cJSON *req)
 void gcs_scsi_remove(uint32_t type, uint64_t id, const cJSON *req)
 {
 	scsi_submit(type, id, req, true);
+}
+
+/* pmem devices: the same jobs, keyed "pmemN" so that two operations on one never overlap. */
+static void pmem_submit(uint32_t type, uint64_t id, const cJSON *req, bool remove)
+{
+	const char *what = remove ? "pmem_remove" : "pmem_add", *fs = gcs_bridge_str(req, "fs");
+	long long def = remove ? 10000 : 30000, timeout, slot, dev;
+	struct gcs_storage_job *j;
+	char err[512];
+	int ret;
+
+	if (gcs_bridge_int(req, "timeout_ms", INT32_MIN, INT32_MAX, def, &timeout) ||
+	    gcs_bridge_int(req, "pci_slot", 1, 31, -1, &slot) || slot < 1 ||
+	    gcs_bridge_int(req, "device", 0, 1023, -1, &dev) || dev < 0) {
+		gcs_bridge_respond(type, id, -EINVAL, NULL, "%s: bad device, pci_slot or timeout_ms",
+				   what);
+		return;
+	}
+	j = calloc(1, sizeof(*j));
+	if (!j) {
+		gcs_bridge_respond(type, id, -ENOMEM, NULL, "out of memory");
+		return;
+	}
+	j->type = type;
+	j->id = id;
+	j->remove = remove;
+	j->run = remove ? gcs_pmem_remove : gcs_pmem_add;
+	j->pci_slot = (int)slot;
+	j->read_only = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "read_only"));
+	j->timeout_ms = timeout > 0 ? timeout : def;
+	snprintf(j->serial, sizeof(j->serial), "pmem%lld", dev);
+	ret = copy_field(j->mnt, sizeof(j->mnt), gcs_bridge_str(req, "mount"), "mount", err,
+			 sizeof(err));
+	if (!ret)
+		ret = copy_field(j->fs, sizeof(j->fs), fs ? fs : "ext4", "fs", err, sizeof(err));
+	if (!ret)
+		ret = copy_field(j->opts, sizeof(j->opts), gcs_bridge_str(req, "options"),
+				 "options", err, sizeof(err));
+	if (!ret)
+		ret = gcs_storage_submit(j, err, sizeof(err));
+	if (ret) {
+		gcs_bridge_respond(type, id, ret, NULL, "%s", err);
+		free(j);
+	}
+}
+
+void gcs_pmem_add_req(uint32_t type, uint64_t id, const cJSON *req)
+{
+	pmem_submit(type, id, req, false);
+}
+
+void gcs_pmem_remove_req(uint32_t type, uint64_t id, const cJSON *req)
+{
+	pmem_submit(type, id, req, true);
 }
 
 void gcs_scsi_stop(void)

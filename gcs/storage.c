@@ -40,7 +40,17 @@ void gcs_storage_set_sysfs(const char *root)
 	sysfs = root;
 }
 
-static int write_str(const char *path, const char *s)
+const char *gcs_sysfs(void)
+{
+	return sysfs;
+}
+
+bool gcs_storage_stopping(void)
+{
+	return atomic_load(&stopping);
+}
+
+int gcs_write_str(const char *path, const char *s)
 {
 	int fd = open(path, O_WRONLY | O_CLOEXEC), ret = 0;
 
@@ -52,7 +62,7 @@ static int write_str(const char *path, const char *s)
 	return ret;
 }
 
-static int read_line(const char *path, char *buf, size_t len)
+int gcs_read_line(const char *path, char *buf, size_t len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	ssize_t n;
@@ -68,7 +78,7 @@ static int read_line(const char *path, char *buf, size_t len)
 	return 0;
 }
 
-static long now_ms(void)
+long gcs_now_ms(void)
 {
 	struct timespec t;
 
@@ -76,7 +86,7 @@ static long now_ms(void)
 	return t.tv_sec * 1000L + t.tv_nsec / 1000000;
 }
 
-static void sleep_ms(long ms)
+void gcs_sleep_ms(long ms)
 {
 	struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
 
@@ -101,7 +111,7 @@ static int find_by_serial(const char *serial, char *name, size_t len)
 		if (strncmp(e->d_name, "vd", 2) != 0)
 			continue;
 		snprintf(path, sizeof(path), "%s/block/%s/serial", sysfs, e->d_name);
-		if (read_line(path, got, sizeof(got)) == 0 && strcmp(got, serial) == 0) {
+		if (gcs_read_line(path, got, sizeof(got)) == 0 && strcmp(got, serial) == 0) {
 			if (strlen(e->d_name) >= len)
 				continue;
 			memcpy(name, e->d_name, strlen(e->d_name) + 1);
@@ -114,7 +124,7 @@ static int find_by_serial(const char *serial, char *name, size_t len)
 }
 
 /* Makes /dev/<name> exist (devtmpfs usually has it already). */
-static int ensure_node(const char *name, char *dev, size_t len)
+int gcs_blk_node(const char *name, char *dev, size_t len)
 {
 	char path[PATH_MAX], mm[32];
 	unsigned maj, min;
@@ -124,14 +134,14 @@ static int ensure_node(const char *name, char *dev, size_t len)
 	if (stat(dev, &st) == 0 && S_ISBLK(st.st_mode))
 		return 0;
 	snprintf(path, sizeof(path), "%s/block/%s/dev", sysfs, name);
-	if (read_line(path, mm, sizeof(mm)) || sscanf(mm, "%u:%u", &maj, &min) != 2)
+	if (gcs_read_line(path, mm, sizeof(mm)) || sscanf(mm, "%u:%u", &maj, &min) != 2)
 		return -ENODEV;
 	if (mknod(dev, S_IFBLK | 0600, makedev(maj, min)) < 0 && errno != EEXIST)
 		return -errno;
 	return 0;
 }
 
-static int mkdir_p(const char *path)
+int gcs_mkdir_p(const char *path)
 {
 	char buf[PATH_MAX];
 	size_t n = strlen(path);
@@ -155,7 +165,7 @@ static int mkdir_p(const char *path)
 }
 
 /* Splits "ro,noatime,data=ordered" into mount flags and the fs's own data. */
-static unsigned long mount_flags(const char *opts, char *data, size_t len)
+unsigned long gcs_mount_flags(const char *opts, char *data, size_t len)
 {
 	static const struct {
 		const char *name;
@@ -222,18 +232,18 @@ static int pci_remove(const char *name, long deadline, char *err, size_t errlen)
 		return ret;
 	}
 	snprintf(path, sizeof(path), "%s/remove", dir);
-	ret = write_str(path, "1");
+	ret = gcs_write_str(path, "1");
 	if (ret) {
 		snprintf(err, errlen, "%s: %s", path, strerror(-ret));
 		return ret;
 	}
 	snprintf(blk, sizeof(blk), "%s/block/%s", sysfs, name);
 	while (access(blk, F_OK) == 0) {
-		if (now_ms() > deadline || atomic_load(&stopping)) {
+		if (gcs_now_ms() > deadline || atomic_load(&stopping)) {
 			snprintf(err, errlen, "%s is still there after the removal", blk);
 			return -ETIMEDOUT;
 		}
-		sleep_ms(POLL_MS);
+		gcs_sleep_ms(POLL_MS);
 	}
 	gcs_log("storage: removed %s (%s)", name, dir);
 	return 0;
@@ -243,16 +253,16 @@ int gcs_storage_add(const char *serial, const char *mnt, const char *fs, const c
 		    bool read_only, long timeout_ms, char *dev, size_t devlen, char *err,
 		    size_t errlen)
 {
-	long t0 = now_ms(), last_scan = -RESCAN_MS;
+	long t0 = gcs_now_ms(), last_scan = -RESCAN_MS;
 	char name[64], data[1024], rescan[PATH_MAX];
 	unsigned long flags;
 	int ret;
 
 	snprintf(rescan, sizeof(rescan), "%s/bus/pci/rescan", sysfs);
 	for (;;) {
-		if (now_ms() - last_scan >= RESCAN_MS) {
-			last_scan = now_ms();
-			ret = write_str(rescan, "1");
+		if (gcs_now_ms() - last_scan >= RESCAN_MS) {
+			last_scan = gcs_now_ms();
+			ret = gcs_write_str(rescan, "1");
 			if (ret) {
 				snprintf(err, errlen, "%s: %s", rescan, strerror(-ret));
 				return ret;
@@ -264,14 +274,14 @@ int gcs_storage_add(const char *serial, const char *mnt, const char *fs, const c
 			snprintf(err, errlen, "cancelled: the bridge is ending");
 			return -ECANCELED;
 		}
-		if (now_ms() - t0 > timeout_ms) {
+		if (gcs_now_ms() - t0 > timeout_ms) {
 			snprintf(err, errlen, "no disk with serial %s appeared within %ld ms",
 				 serial, timeout_ms);
 			return -ETIMEDOUT;
 		}
-		sleep_ms(POLL_MS);
+		gcs_sleep_ms(POLL_MS);
 	}
-	ret = ensure_node(name, dev, devlen);
+	ret = gcs_blk_node(name, dev, devlen);
 	if (ret) {
 		snprintf(err, errlen, "no device node for %s: %s", name, strerror(-ret));
 		goto undo;
@@ -279,12 +289,12 @@ int gcs_storage_add(const char *serial, const char *mnt, const char *fs, const c
 	gcs_log("storage: %s is %s", serial, dev);
 	if (!mnt || !*mnt)
 		return 0;
-	ret = mkdir_p(mnt);
+	ret = gcs_mkdir_p(mnt);
 	if (ret) {
 		snprintf(err, errlen, "mkdir %s: %s", mnt, strerror(-ret));
 		goto undo;
 	}
-	flags = mount_flags(opts, data, sizeof(data));
+	flags = gcs_mount_flags(opts, data, sizeof(data));
 	if (read_only)
 		flags |= MS_RDONLY;
 	if (mount(dev, mnt, fs, flags, data[0] ? data : NULL) < 0) {
@@ -299,7 +309,7 @@ undo : {
 	/* The host unplugs it on failure: take it out here first. */
 	char why[256];
 
-	if (pci_remove(name, now_ms() + 5000, why, sizeof(why)))
+	if (pci_remove(name, gcs_now_ms() + 5000, why, sizeof(why)))
 		gcs_log("storage: cleanup of %s failed: %s", name, why);
 }
 	return ret;
@@ -325,7 +335,7 @@ int gcs_storage_remove(const char *serial, const char *mnt, long timeout_ms, cha
 		return 0;
 	}
 	sync();
-	return pci_remove(name, now_ms() + timeout_ms, err, errlen);
+	return pci_remove(name, gcs_now_ms() + timeout_ms, err, errlen);
 }
 
 /* ---- jobs: one worker thread per operation -------------------------------------- */
@@ -363,9 +373,12 @@ static void *job_main(void *arg)
 	uint64_t one = 1;
 
 	/* Named for dump_stacks and ps; it takes the stack request, no other signal. */
-	pthread_setname_np(pthread_self(), j->remove ? "scsi-remove" : "scsi-add");
+	pthread_setname_np(pthread_self(), j->run ? (j->remove ? "pmem-remove" : "pmem-add")
+					   : (j->remove ? "scsi-remove" : "scsi-add"));
 	gcs_stacks_allow();
-	if (j->remove)
+	if (j->run)
+		j->ret = j->run(j);
+	else if (j->remove)
 		j->ret = gcs_storage_remove(j->serial, j->mnt[0] ? j->mnt : NULL, j->timeout_ms,
 					    j->err, sizeof(j->err));
 	else

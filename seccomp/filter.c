@@ -196,6 +196,8 @@ static const struct sandbox_rule loop_rules[] = {
     ALLOW(io_uring_register),
     /* virtio_blk_create on a block device: its size. */
     ALLOW_IOCTL(BLKGETSIZE64),
+    /* vpmem.add/remove at run time (vmm/mem_slots.c): a file's memory slot in and out. */
+    ALLOW_IOCTL(KVM_SET_USER_MEMORY_REGION),
     /* guest.dump_stacks (gcs/stacks_core.c): one queued signal per thread asks for its stack... */
     ALLOW_SELF(rt_tgsigqueueinfo),
     /* ...of the threads listed in /proc/self/task (opendir/readdir). */

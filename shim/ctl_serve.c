@@ -33,6 +33,7 @@
 #include "shim/scsi.h"
 #include "shim/serve_priv.h"
 #include "shim/stacks.h"
+#include "shim/vpmem.h"
 #include "vmm/log.h"
 #include "vmm/loop.h"
 
@@ -98,6 +99,20 @@ static void m_scsi_remove(void *opaque, struct ctl_req *req)
 	scsi_method_remove(&s->scsi, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
 }
 
+static void m_vpmem_add(void *opaque, struct ctl_req *req)
+{
+	struct serve *s = opaque;
+
+	vpmem_method_add(&s->vpmem, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
+}
+
+static void m_vpmem_remove(void *opaque, struct ctl_req *req)
+{
+	struct serve *s = opaque;
+
+	vpmem_method_remove(&s->vpmem, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
+}
+
 static void m_unsupported(void *opaque, struct ctl_req *req)
 {
 	ctl_req_error(req, CTL_ERR_UNSUPPORTED, "%s is not implemented in this build", req->method);
@@ -140,12 +155,12 @@ static const struct ctl_method methods[] = {
     /* Resources may be attached before start (cold) or while running (hot). */
     {"scsi.add", m_scsi_add, LC_HOTPLUG, L},
     {"scsi.remove", m_scsi_remove, LC_HOTPLUG, L},
+    {"vpmem.add", m_vpmem_add, LC_HOTPLUG, L},
+    {"vpmem.remove", m_vpmem_remove, LC_HOTPLUG, L},
     /* Known to the protocol, not built yet: they fail with -32008 after the state check. */
     {"nic.add", m_unsupported, LC_HOTPLUG, 0},
     {"nic.remove", m_unsupported, LC_HOTPLUG, 0},
     {"nic.update", m_unsupported, LC_UP, 0},
-    {"vpmem.add", m_unsupported, LC_HOTPLUG, 0},
-    {"vpmem.remove", m_unsupported, LC_HOTPLUG, 0},
     {"plan9.add", m_unsupported, LC_HOTPLUG, 0},
     {"plan9.remove", m_unsupported, LC_HOTPLUG, 0},
     {"vsock.update_service", m_unsupported, LC_HOTPLUG, 0},
@@ -251,6 +266,7 @@ int ctl_serve_main(int argc, char **argv)
 	s->sig_fd = s->timer_fd = -1;
 	console_sink_fd(&s->console, -1);
 	scsi_init(&s->scsi);
+	vpmem_init(&s->vpmem, VPMEM_DEFAULT_COUNT, VPMEM_DEFAULT_MAX_BYTES);
 	lifecycle_init(&s->lc);
 	/* The parent's death ends us like SIGTERM: the VM goes with the shim. */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);

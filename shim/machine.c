@@ -14,6 +14,8 @@
 #include "boot/boot.h"
 #include "seccomp/seccomp.h"
 #include "shim/bridge.h"
+#include "shim/vpmem.h"
+#include "virtio/pmem.h"
 #include "virtio/virtio.h"
 #include "vmm/pci.h"
 #include "vmm/vm.h"
@@ -188,6 +190,10 @@ int machine_create(struct machine **out, const struct machine_config *cfg, struc
 		snprintf(err, errlen, "at most %d disks", MACHINE_MAX_DISKS);
 		return -EINVAL;
 	}
+	if (cfg->nr_pmems < 0 || cfg->nr_pmems > MACHINE_MAX_PMEM) {
+		snprintf(err, errlen, "at most %d pmem devices", MACHINE_MAX_PMEM);
+		return -EINVAL;
+	}
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
@@ -232,6 +238,17 @@ int machine_create(struct machine **out, const struct machine_config *cfg, struc
 		}
 		m->nr_disks++;
 	}
+	for (int i = 0; i < cfg->nr_pmems; i++) {
+		struct pmem_config pc = {.path = cfg->pmems[i].path,
+					 .read_only = cfg->pmems[i].read_only,
+					 .max_bytes = VPMEM_DEFAULT_MAX_BYTES};
+
+		ret = virtio_pmem_create(m->pci, vm_mem(m->vm), loop, vm_mem_slots(m->vm), &pc,
+					 &m->pmems[i], err, errlen);
+		if (ret)
+			goto fail;
+		m->nr_pmems++;
+	}
 	*out = m;
 	return 0;
 fail:
@@ -264,6 +281,8 @@ void machine_destroy(struct machine *m)
 		vm_request_exit(m->vm, VM_EXIT_TERMINATED); /* no-op if it already ended */
 		vm_join(m->vm);
 	}
+	for (int i = m->nr_pmems - 1; i >= 0; i--)
+		virtio_dev_destroy(m->pmems[i]);
 	for (int i = m->nr_disks - 1; i >= 0; i--)
 		virtio_dev_destroy(m->disks[i]);
 	virtio_dev_destroy(m->rng);

@@ -12,6 +12,7 @@
 #include "vmm/legacy.h"
 
 #define MACHINE_MAX_DISKS 32
+#define MACHINE_MAX_PMEM  16
 
 /*
  * The kernel command line every guest starts from, `run` and `serve` alike.
@@ -45,6 +46,11 @@ struct machine_disk {
 	const char *serial;
 };
 
+struct machine_pmem {
+	const char *path;
+	bool read_only;
+};
+
 struct machine_config {
 	int cpus;
 	uint64_t mem_mib;
@@ -56,6 +62,8 @@ struct machine_config {
 	void *console_opaque;
 	struct machine_disk disks[MACHINE_MAX_DISKS];
 	int nr_disks;
+	struct machine_pmem pmems[MACHINE_MAX_PMEM]; /* virtio-pmem, 4 GiB each at most */
+	int nr_pmems;
 };
 
 struct machine {
@@ -68,6 +76,8 @@ struct machine {
 	struct virtio_dev *rng;
 	struct virtio_dev *disks[MACHINE_MAX_DISKS];
 	int nr_disks;
+	struct virtio_dev *pmems[MACHINE_MAX_PMEM];
+	int nr_pmems;
 };
 
 /*

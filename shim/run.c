@@ -331,7 +331,11 @@ int run_main(int argc, char **argv)
 				      .entry16 = o->entry16,
 				      .console_out = run_console_out,
 				      .console_opaque = &ctx,
-				      .nr_disks = o->nr_disks};
+				      .nr_disks = o->nr_disks,
+				      .nr_pmems = o->nr_pmems};
+	for (int i = 0; i < o->nr_pmems; i++)
+		mc->pmems[i] = (struct machine_pmem){.path = o->pmems[i].path,
+						     .read_only = o->pmems[i].read_only};
 	for (int i = 0; i < o->nr_disks; i++)
 		mc->disks[i] = (struct machine_disk){.path = o->disks[i].path,
 						     .read_only = o->disks[i].read_only,

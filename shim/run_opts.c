@@ -24,6 +24,8 @@ const char run_usage[] =
     "  --console KIND      stdio, stderr, file:PATH or none (default: stdio, or\n"
     "                      stderr when CMD is given)\n"
     "  --disk PATH[,ro][,serial=ID]  attach a virtio-blk disk (repeatable)\n"
+    "  --pmem PATH[,ro]    attach a file as a virtio-pmem device, /dev/pmemN in the\n"
+    "                      guest (repeatable; a multiple of 4 KiB, at most 4 GiB)\n"
     "  --tty, --no-tty     with CMD: give it a pseudo-terminal in the guest, or pipes\n"
     "                      (default: a terminal when stdin is one)\n"
     "  --entry16           enter a bzImage through its 16-bit entry (tiny payloads only:\n"
@@ -103,6 +105,40 @@ static int parse_disk(struct run_opts *o, const char *spec, char *err, size_t er
 	return 0;
 }
 
+static int parse_pmem(struct run_opts *o, const char *spec, char *err, size_t errlen)
+{
+	struct run_pmem *p;
+	char *buf, *tok, *save;
+
+	if (o->nr_pmems >= RUN_MAX_PMEM) {
+		snprintf(err, errlen, "too many pmem devices (at most %d)", RUN_MAX_PMEM);
+		return -EINVAL;
+	}
+	buf = o->pmem_buf[o->nr_pmems];
+	if (strlen(spec) >= sizeof(o->pmem_buf[0])) {
+		snprintf(err, errlen, "--pmem argument too long");
+		return -EINVAL;
+	}
+	strcpy(buf, spec);
+	p = &o->pmems[o->nr_pmems];
+	*p = (struct run_pmem){0};
+	tok = strtok_r(buf, ",", &save);
+	if (!tok || !*tok || spec[0] == ',') {
+		snprintf(err, errlen, "--pmem needs a path: --pmem PATH[,ro]");
+		return -EINVAL;
+	}
+	p->path = tok;
+	while ((tok = strtok_r(NULL, ",", &save))) {
+		if (strcmp(tok, "ro") != 0) {
+			snprintf(err, errlen, "unknown pmem option '%s' (expected ro)", tok);
+			return -EINVAL;
+		}
+		p->read_only = true;
+	}
+	o->nr_pmems++;
+	return 0;
+}
+
 int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t errlen)
 {
 	bool console_given;
@@ -162,7 +198,7 @@ int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t 
 		if (strcmp(name, "--kernel") && strcmp(name, "--initrd") &&
 		    strcmp(name, "--cmdline") && strcmp(name, "--cpus") &&
 		    strcmp(name, "--memory") && strcmp(name, "--console") &&
-		    strcmp(name, "--disk")) {
+		    strcmp(name, "--disk") && strcmp(name, "--pmem")) {
 			snprintf(err, errlen, "unknown option '%s' (see uvm-shim run --help)", arg);
 			return -EINVAL;
 		}
@@ -213,6 +249,11 @@ int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t 
 			}
 		} else if (strcmp(name, "--disk") == 0) {
 			int ret = parse_disk(o, val, err, errlen);
+
+			if (ret)
+				return ret;
+		} else if (strcmp(name, "--pmem") == 0) {
+			int ret = parse_pmem(o, val, err, errlen);
 
 			if (ret)
 				return ret;

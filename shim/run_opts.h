@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #define RUN_MAX_DISKS 32
+#define RUN_MAX_PMEM  16
 
 /*
  * Where the serial console goes. Without --console: stdio (stdout, input from
@@ -22,6 +23,11 @@ struct run_disk {
 	const char *path;
 	bool read_only;
 	const char *serial;
+};
+
+struct run_pmem {
+	const char *path;
+	bool read_only;
 };
 
 struct run_opts {
@@ -41,6 +47,9 @@ struct run_opts {
 	int guest_argc;
 	enum run_tty_mode tty; /* --tty, --no-tty */
 	char disk_buf[RUN_MAX_DISKS][512];
+	struct run_pmem pmems[RUN_MAX_PMEM]; /* --pmem PATH[,ro] */
+	int nr_pmems;
+	char pmem_buf[RUN_MAX_PMEM][512];
 };
 
 /* Parses argv (argv[0] is "run"); returns 0 or -EINVAL with a message in err. */

@@ -33,8 +33,7 @@ static int parse_addr(const cJSON *params, unsigned *c, unsigned *l, char err[CT
 	return 0;
 }
 
-/* "options": a string ("ro,noatime") or an array of strings, joined with commas. */
-static int parse_options(const cJSON *params, char out[SCSI_OPTIONS_MAX], char err[CTL_ERRLEN])
+int scsi_parse_options(const cJSON *params, char out[SCSI_OPTIONS_MAX], char err[CTL_ERRLEN])
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(params, "options");
 	const cJSON *o;
@@ -106,7 +105,7 @@ int scsi_parse_add(const cJSON *params, struct scsi_params *p, char err[CTL_ERRL
 		snprintf(err, CTL_ERRLEN, "params.fs_type: expected a file system name");
 		return -EINVAL;
 	}
-	return parse_options(params, p->options, err);
+	return scsi_parse_options(params, p->options, err);
 }
 
 int scsi_parse_remove(const cJSON *params, unsigned *controller, unsigned *lun,

@@ -98,6 +98,11 @@ struct scsi {
 
 /* Parses scsi.add params (or one entry of vm.create's "scsi"); -EINVAL with err. */
 int scsi_parse_add(const cJSON *params, struct scsi_params *p, char err[CTL_ERRLEN]);
+/*
+ * params.options: a string ("ro,noatime") or an array of strings, joined with
+ * commas into out ("" when absent). Shared with the vpmem manager.
+ */
+int scsi_parse_options(const cJSON *params, char out[SCSI_OPTIONS_MAX], char err[CTL_ERRLEN]);
 /* Parses scsi.remove params. */
 int scsi_parse_remove(const cJSON *params, unsigned *controller, unsigned *lun,
 		      char err[CTL_ERRLEN]);

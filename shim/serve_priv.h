@@ -25,6 +25,7 @@
 #include "shim/guest_proc.h"
 #include "shim/lifecycle.h"
 #include "shim/scsi.h"
+#include "shim/vpmem.h"
 #include "vmm/vm.h"
 
 /* Processes kept for process.wait; old reported ones go first (serve_procs_trim). */
@@ -78,6 +79,8 @@ struct serve {
 
 	/* disks by controller/lun (scsi.c) */
 	struct scsi scsi;
+	/* pmem layers by device number (vpmem.c) */
+	struct vpmem vpmem;
 	cJSON *gcs_answer; /* the negotiation answer, kept while boot disks attach */
 };
 

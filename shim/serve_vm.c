@@ -24,8 +24,10 @@
 #include "shim/machine.h"
 #include "shim/scsi.h"
 #include "shim/serve_priv.h"
+#include "shim/vpmem.h"
 #include "virtio/virtio.h"
 #include "virtio/vsock.h"
+#include "vmm/mem_slots.h"
 #include "vmm/log.h"
 #include "vmm/loop.h"
 #include "vmm/vm.h"
@@ -64,7 +66,7 @@ static void console_out(void *opaque, const uint8_t *buf, size_t len)
 	console_sink_write(&s->console, buf, len);
 }
 
-static void on_boot_disks(void *opaque, int err, const char *msg)
+static void on_boot_pmem(void *opaque, int err, const char *msg)
 {
 	struct serve *s = opaque;
 	struct ctl_req *req = s->start_req;
@@ -90,6 +92,17 @@ static void on_boot_disks(void *opaque, int err, const char *msg)
 		cJSON_AddItemToObject(r, "gcs", gcs);
 	}
 	ctl_req_result(req, r);
+}
+
+/* Disks first, then pmem devices: vm.start answers when both are in. */
+static void on_boot_disks(void *opaque, int err, const char *msg)
+{
+	struct serve *s = opaque;
+
+	if (err || !s->start_req)
+		on_boot_pmem(s, err, msg);
+	else
+		vpmem_boot_attach(&s->vpmem, s->bridge, on_boot_pmem, s);
 }
 
 static void on_bridge_ready(void *opaque, int err, const cJSON *answer)
@@ -134,6 +147,7 @@ static void vm_teardown(struct serve *s)
 	s->bridge = NULL;
 	serve_procs_cancel_all(s);
 	scsi_unbind(&s->scsi); /* before the bus goes */
+	vpmem_unbind(&s->vpmem);
 	cJSON_Delete(s->gcs_answer);
 	s->gcs_answer = NULL;
 	guest_link_destroy(&s->link);
@@ -229,6 +243,8 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 	struct machine_config cfg = {0};
 	const cJSON *disks = cJSON_GetObjectItemCaseSensitive(req->params, "scsi");
 	const cJSON *dj;
+	unsigned vpmem_count;
+	uint64_t vpmem_max;
 	int ret, code = CTL_ERR_HOST;
 
 	if (ctl_param_u64(req->params, "cpus", false, 1, VM_MAX_VCPUS, &cpus, err) == -EINVAL ||
@@ -241,6 +257,10 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 	    ctl_param_str(req->params, "cmdline", false, &extra, err) == -EINVAL ||
 	    ctl_param_str(req->params, "vsock_path", false, &vsock_path, err) == -EINVAL ||
 	    ctl_param_str(req->params, "console", false, &console, err) == -EINVAL) {
+		ctl_req_bad_params(req, err);
+		return;
+	}
+	if (vpmem_parse_limits(req->params, &vpmem_count, &vpmem_max, err)) {
 		ctl_req_bad_params(req, err);
 		return;
 	}
@@ -298,6 +318,8 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 		goto fail;
 	}
 	s->vm = s->m->vm;
+	vpmem_init(&s->vpmem, vpmem_count, vpmem_max);
+	vpmem_bind(&s->vpmem, s->m->pci, vm_mem(s->vm), s->loop, vm_mem_slots(s->vm));
 	scsi_bind(&s->scsi, s->m->pci, vm_mem(s->vm), s->loop, (int)cpus);
 	cJSON_ArrayForEach(dj, disks)
 	{
@@ -471,6 +493,17 @@ void serve_vm_stats(void *opaque, struct ctl_req *req)
 	cJSON_AddNumberToObject(r, "cpus", s->cpus);
 	cJSON_AddNumberToObject(r, "memory_mib", s->mem_mib);
 	cJSON_AddNumberToObject(r, "uptime_ms", s->started ? serve_ms_since(&s->t_start) : 0);
+	if (s->vm) {
+		uint64_t reserved, mapped;
+
+		/* Runtime memory slots (pmem): a slot left after a remove shows here. */
+		mem_slots_usage(vm_mem_slots(s->vm), &reserved, &mapped);
+		v = cJSON_AddObjectToObject(r, "memory_slots");
+		cJSON_AddNumberToObject(v, "count", mem_slots_count(vm_mem_slots(s->vm)));
+		cJSON_AddNumberToObject(v, "reserved_bytes", (double)reserved);
+		cJSON_AddNumberToObject(v, "mapped_bytes", (double)mapped);
+		cJSON_AddNumberToObject(v, "vpmem_devices", vpmem_count_used(&s->vpmem));
+	}
 	if (s->vs) {
 		vsock_get_stats(s->vs, &st);
 		v = cJSON_AddObjectToObject(r, "vsock");

@@ -52,7 +52,7 @@ static uint32_t class_of(uint16_t device_id)
 	    {2, 0x018000},  /* blk: mass storage, other */
 	    {9, 0x000200},  /* 9p */
 	    {19, 0x078000}, /* vsock: communication controller, other */
-	    {27, 0x050000}, /* pmem: memory controller, RAM */
+	    {27, 0x058000}, /* pmem: memory controller, other */
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(classes); i++)

@@ -10,6 +10,8 @@
 
 #include "kvm.h"
 #include "log.h"
+#include "mem_slots.h"
+#include "pci.h"
 
 #define TSS_ADDR	  0xfffbd000ULL
 #define IDENTITY_MAP_ADDR 0xfffbc000ULL
@@ -60,6 +62,35 @@ static int vm_routing_init(struct vm *vm)
 	r->nr = n;
 	vm->routing = r;
 	return 0;
+}
+
+/*
+ * Runtime slots (virtio-pmem) go above RAM and the 64-bit PCI window, up to
+ * the guest's physical address width (CPUID 0x80000008 as the guest sees it).
+ */
+static int vm_slots_init(struct vm *vm)
+{
+	uint64_t base = mem_top(vm->mem) + PCI_MMIO64_SIZE, end = 0;
+	unsigned bits = 36;
+	bool ro;
+	int ret;
+
+	for (uint32_t i = 0; i < vm->cpuid->nent; i++)
+		if (vm->cpuid->entries[i].function == 0x80000008 &&
+		    (vm->cpuid->entries[i].eax & 0xff) >= 36)
+			bits = vm->cpuid->entries[i].eax & 0xff;
+	if (bits < 64)
+		end = 1ULL << bits;
+	ro = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) > 0;
+	ret = mem_slots_create(&vm->slots, vm->vm_fd, base, end, ro);
+	if (ret == -EINVAL) {
+		/* A guest too narrow for the window: no runtime slots, not a failure. */
+		pr_warn("vm", "no room for memory slots under the %u-bit physical limit", bits);
+		ret = mem_slots_create(&vm->slots, vm->vm_fd, 0, MEM_SLOT_SECTION, ro);
+		if (!ret)
+			vm->slots->alloc.end = vm->slots->alloc.base; /* empty */
+	}
+	return ret;
 }
 
 int vm_create(struct vm **out, const struct vm_config *cfg)
@@ -142,6 +173,9 @@ int vm_create(struct vm **out, const struct vm_config *cfg)
 	ret = cpuid_setup(vm);
 	if (ret)
 		goto fail;
+	ret = vm_slots_init(vm);
+	if (ret)
+		goto fail;
 	vm->nr_vcpus = cfg->nr_cpus;
 	for (int i = 0; i < vm->nr_vcpus; i++) {
 		ret = vcpu_init(vm, &vm->vcpus[i], i);
@@ -175,6 +209,7 @@ void vm_destroy(struct vm *vm)
 		vcpu_fini(&vm->vcpus[i]);
 	bus_destroy(vm->pio);
 	bus_destroy(vm->mmio);
+	mem_slots_destroy(vm->slots);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)
@@ -194,6 +229,11 @@ void vm_destroy(struct vm *vm)
 struct guest_mem *vm_mem(struct vm *vm)
 {
 	return vm->mem;
+}
+
+struct mem_slots *vm_mem_slots(struct vm *vm)
+{
+	return vm->slots;
 }
 
 struct bus *vm_pio_bus(struct vm *vm)

@@ -32,6 +32,7 @@ struct vm_config {
 	uint64_t mem_mib;
 };
 
+struct mem_slots;
 struct vcpu;
 struct vm;
 
@@ -40,6 +41,8 @@ int vm_create(struct vm **out, const struct vm_config *cfg) __attribute__((warn_
 void vm_destroy(struct vm *vm);
 
 struct guest_mem *vm_mem(struct vm *vm);
+/* Guest memory added at runtime (vmm/mem_slots.h). */
+struct mem_slots *vm_mem_slots(struct vm *vm);
 struct bus *vm_pio_bus(struct vm *vm);
 struct bus *vm_mmio_bus(struct vm *vm);
 int vm_fd(struct vm *vm);

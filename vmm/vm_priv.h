@@ -28,6 +28,7 @@ struct vcpu {
 struct vm {
 	int kvm_fd, vm_fd;
 	struct guest_mem *mem;
+	struct mem_slots *slots; /* runtime slots (mem_slots.h) */
 	struct bus *pio, *mmio;
 	int nr_vcpus;
 	struct vcpu vcpus[VM_MAX_VCPUS];

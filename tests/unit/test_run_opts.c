@@ -90,6 +90,22 @@ static void test_unknown_and_misc(void **state)
 	free(big);
 }
 
+static void test_pmem(void **state)
+{
+	(void)state;
+	assert_int_equal(PARSE("--pmem", "/l.erofs,ro", "--pmem=/s.img"), 0);
+	assert_int_equal(opts.nr_pmems, 2);
+	assert_string_equal(opts.pmems[0].path, "/l.erofs");
+	assert_true(opts.pmems[0].read_only);
+	assert_string_equal(opts.pmems[1].path, "/s.img");
+	assert_false(opts.pmems[1].read_only);
+	assert_int_equal(PARSE("--pmem", ",ro"), -EINVAL);
+	assert_non_null(strstr(err, "--pmem needs a path"));
+	assert_int_equal(PARSE("--pmem", "/a,rw"), -EINVAL);
+	assert_non_null(strstr(err, "unknown pmem option 'rw'"));
+	assert_int_equal(PARSE("--pmem"), -EINVAL);
+}
+
 static void test_disks(void **state)
 {
 	(void)state;
@@ -188,7 +204,7 @@ int main(void)
 	    cmocka_unit_test(test_defaults_and_values),
 	    cmocka_unit_test(test_bad_counts),
 	    cmocka_unit_test(test_unknown_and_misc),
-	    cmocka_unit_test(test_disks),
+	    cmocka_unit_test(test_disks), cmocka_unit_test(test_pmem),
 	    cmocka_unit_test(test_guest_command_cmdline),
 	    cmocka_unit_test(test_console_default_follows_the_command),
 	    cmocka_unit_test(test_tty_options),
