@@ -9,6 +9,7 @@
 
 #include "gcs/protocol.h"
 #include "shim/bridge.h"
+#include "shim/manager.h"
 #include "virtio/virtio.h"
 #include "vmm/log.h"
 #include "vmm/loop.h"
@@ -220,68 +221,35 @@ void scsi_bind(struct scsi *sc, struct pci_bus *pci, struct guest_mem *mem, stru
 	sc->pci = pci;
 	sc->mem = mem;
 	sc->loop = loop;
+	sc->reaper.loop = loop;
 	sc->num_queues = num_queues;
 }
 
-/* Unplugs every retired disk and answers its request. Loop thread, no device lock held. */
-static void reap_retired(struct scsi *sc)
+static void release_cb(void *opaque)
 {
-	sc->reap_queued = false;
-	for (int i = 0; i < SCSI_MAX_DISKS; i++) {
-		struct scsi_disk *d = &sc->disks[i];
-		struct ctl_req *req = d->req;
-		cJSON *r;
-
-		if (d->state != SCSI_RETIRING)
-			continue;
-		virtio_dev_destroy(d->dev);
-		d->req = NULL;
-		if (req && d->retire_code) {
-			ctl_req_error(req, d->retire_code, "%s", d->retire_msg);
-		} else if (req) {
-			r = cJSON_CreateObject();
-			cJSON_AddNumberToObject(r, "controller", d->controller);
-			cJSON_AddNumberToObject(r, "lun", d->lun);
-			ctl_req_result(req, r);
-		}
-		scsi_release(d);
-	}
+	scsi_release(opaque);
 }
 
-static void reap_cb(void *opaque, uint32_t events)
+/* The guest is done with d: unplugged from the loop, slot freed, then req answered. */
+static void retire(struct scsi_disk *d, int code, cJSON *result, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void retire(struct scsi_disk *d, int code, cJSON *result, const char *fmt, ...)
 {
-	reap_retired(opaque);
-}
-
-/*
- * The guest is done with d: unplug it and answer d->req from the loop (code 0:
- * {controller, lun}; else that error with msg). Safe inside a bridge callback.
- */
-static void retire(struct scsi_disk *d, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void retire(struct scsi_disk *d, int code, const char *fmt, ...)
-{
-	struct scsi *sc = d->owner;
+	struct ctl_req *req = d->req;
+	char msg[256];
 	va_list ap;
 
-	d->state = SCSI_RETIRING;
-	d->retire_code = code;
 	va_start(ap, fmt);
-	vsnprintf(d->retire_msg, sizeof(d->retire_msg), fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (sc->reap_queued)
-		return;
-	if (sc->loop && loop_defer(sc->loop, reap_cb, sc) == 0) {
-		sc->reap_queued = true;
-		return;
-	}
-	/* No loop (unit tests) or out of memory: do it now rather than never. */
-	reap_retired(sc);
+	d->state = SCSI_RETIRING;
+	d->req = NULL;
+	mgr_retire(&d->owner->reaper, d->dev, req, code, result, msg, release_cb, d);
 }
 
 void scsi_unbind(struct scsi *sc)
 {
-	reap_retired(sc);
+	mgr_reap(&sc->reaper);
 	for (int i = 0; i < SCSI_MAX_DISKS; i++) {
 		struct scsi_disk *d = &sc->disks[i];
 
@@ -296,6 +264,7 @@ void scsi_unbind(struct scsi *sc)
 	sc->pci = NULL;
 	sc->mem = NULL;
 	sc->loop = NULL;
+	sc->reaper.loop = NULL;
 	sc->boot_fn = NULL;
 }
 
@@ -401,7 +370,7 @@ static void on_add_resp(void *opaque, int status, const char *error, const cJSON
 		/* The GCS took the function out again if it had found it. */
 		pr_err(TAG, "%s: the guest failed to attach it: %s", d->serial,
 		       error ? error : strerror(-status));
-		retire(d, guest_code(status), "the guest could not attach the disk: %s",
+		retire(d, guest_code(status), NULL, "the guest could not attach the disk: %s",
 		       error ? error : strerror(-status));
 		return;
 	}
@@ -502,10 +471,15 @@ static void on_remove_resp(void *opaque, int status, const char *error, const cJ
 		return;
 	}
 	/* Only now that the guest let go: unplug and close the backend (from the loop). */
-	if (status)
-		retire(d, CTL_ERR_CANCELLED, "the VM went away during the removal");
-	else
-		retire(d, 0, "removed");
+	if (status) {
+		retire(d, CTL_ERR_CANCELLED, NULL, "the VM went away during the removal");
+	} else {
+		cJSON *r = cJSON_CreateObject();
+
+		cJSON_AddNumberToObject(r, "controller", d->controller);
+		cJSON_AddNumberToObject(r, "lun", d->lun);
+		retire(d, 0, r, "removed");
+	}
 }
 
 void scsi_method_remove(struct scsi *sc, struct bridge *bridge, bool running, struct ctl_req *req)

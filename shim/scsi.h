@@ -11,11 +11,8 @@
  * Disks added before vm.start (scsi.add in Created, or vm.create's "scsi"
  * array) are cold-plugged; scsi_boot_attach() mounts them once the GCS is up.
  *
- * Everything runs on the control thread. Bridge answers arrive inside the
- * vsock device's lock, so a disk the guest let go of is not torn down there
- * (teardown takes the PCI bus lock, which a vCPU resetting the vsock device
- * holds while it waits for the vsock lock): it is retired, unplugged from a
- * loop_defer()red call, and only then is the request answered.
+ * Everything runs on the control thread. A disk the guest let go of is
+ * retired (shim/manager.h says why): unplugged from the loop, then answered.
  */
 #ifndef SHIM_SCSI_H
 #define SHIM_SCSI_H
@@ -26,6 +23,7 @@
 #include <cjson/cJSON.h>
 
 #include "shim/ctl.h"
+#include "shim/manager.h"
 
 #define SCSI_MAX_DISKS	     32
 #define SCSI_MAX_CONTROLLERS 4
@@ -72,9 +70,6 @@ struct scsi_disk {
 	char device[32]; /* guest device, "/dev/vdb" */
 	struct virtio_dev *dev;
 	struct ctl_req *req; /* the add/remove being served */
-	/* SCSI_RETIRING: the answer req gets once the device is gone (0: a result) */
-	int retire_code;
-	char retire_msg[256];
 };
 
 typedef void (*scsi_boot_fn)(void *opaque, int err, const char *msg);
@@ -86,7 +81,7 @@ struct scsi {
 	struct guest_mem *mem;
 	struct loop *loop;
 	int num_queues;
-	bool reap_queued; /* a loop_defer of the retired disks' teardown is out */
+	struct mgr_reaper reaper; /* disks the guest let go of, torn down from the loop */
 	/* boot-time attach in progress */
 	scsi_boot_fn boot_fn;
 	void *boot_opaque;

@@ -204,11 +204,13 @@ void vpmem_bind(struct vpmem *vp, struct pci_bus *pci, struct guest_mem *mem, st
 	vp->pci = pci;
 	vp->mem = mem;
 	vp->loop = loop;
+	vp->reaper.loop = loop;
 	vp->slots = slots;
 }
 
 void vpmem_unbind(struct vpmem *vp)
 {
+	mgr_reap(&vp->reaper);
 	for (int i = 0; i < VPMEM_MAX_COUNT; i++) {
 		struct vpmem_dev *d = &vp->devs[i];
 
@@ -223,6 +225,7 @@ void vpmem_unbind(struct vpmem *vp)
 	vp->pci = NULL;
 	vp->mem = NULL;
 	vp->loop = NULL;
+	vp->reaper.loop = NULL;
 	vp->slots = NULL;
 	vp->boot_fn = NULL;
 }
@@ -319,6 +322,20 @@ static void note_device(struct vpmem_dev *d, const cJSON *body)
 
 /* ---- vpmem.add ---------------------------------------------------------------------- */
 
+static void release_cb(void *opaque)
+{
+	vpmem_release(opaque);
+}
+
+/* The guest is done with d: unplugged from the loop, slot freed, then req answered. */
+static void retire(struct vpmem_dev *d, struct ctl_req *req, int code, cJSON *result,
+		   const char *msg)
+{
+	d->state = VPMEM_RETIRING;
+	d->req = NULL;
+	mgr_retire(&d->owner->reaper, d->dev, req, code, result, msg, release_cb, d);
+}
+
 static void on_add_resp(void *opaque, int status, const char *error, const cJSON *body)
 {
 	struct vpmem_dev *d = opaque;
@@ -327,14 +344,13 @@ static void on_add_resp(void *opaque, int status, const char *error, const cJSON
 	d->req = NULL;
 	if (status) {
 		/* The GCS took the function out again if it had found it. */
+		char msg[256];
+
 		pr_err(TAG, "device %u: the guest failed to attach it: %s", d->number,
 		       error ? error : strerror(-status));
-		virtio_dev_destroy(d->dev);
-		vpmem_release(d);
-		if (req)
-			ctl_req_error(req, guest_code(status),
-				      "the guest could not attach pmem device: %s",
-				      error ? error : strerror(-status));
+		snprintf(msg, sizeof(msg), "the guest could not attach pmem device: %s",
+			 error ? error : strerror(-status));
+		retire(d, req, guest_code(status), NULL, msg);
 		return;
 	}
 	note_device(d, body);
@@ -412,19 +428,14 @@ static void on_remove_resp(void *opaque, int status, const char *error, const cJ
 				      error ? error : strerror(-status));
 		return;
 	}
-	/* Only now that the guest let go: unplug, delete the slot, unmap, close. */
-	virtio_dev_destroy(d->dev);
+	/* Only now that the guest let go: unplug, delete the slot, unmap, close (from the loop). */
+	if (status) {
+		retire(d, req, CTL_ERR_CANCELLED, NULL, "the VM went away during the removal");
+		return;
+	}
 	r = cJSON_CreateObject();
 	cJSON_AddNumberToObject(r, "device", d->number);
-	vpmem_release(d);
-	if (!req) {
-		cJSON_Delete(r);
-	} else if (status) {
-		cJSON_Delete(r);
-		ctl_req_error(req, CTL_ERR_CANCELLED, "the VM went away during the removal");
-	} else {
-		ctl_req_result(req, r);
-	}
+	retire(d, req, 0, r, NULL);
 }
 
 void vpmem_method_remove(struct vpmem *vp, struct bridge *bridge, bool running, struct ctl_req *req)

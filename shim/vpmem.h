@@ -22,6 +22,7 @@
 #include <cjson/cJSON.h>
 
 #include "shim/ctl.h"
+#include "shim/manager.h"
 #include "shim/scsi.h"
 
 #define VPMEM_DEFAULT_COUNT	64
@@ -48,7 +49,8 @@ struct vpmem_params {
 	uint64_t timeout_ms;
 };
 
-enum vpmem_state { VPMEM_FREE = 0, VPMEM_ADDING, VPMEM_ATTACHED, VPMEM_REMOVING };
+/* RETIRING: the guest let go; unplugged from the loop, then answered (shim/manager.h). */
+enum vpmem_state { VPMEM_FREE = 0, VPMEM_ADDING, VPMEM_ATTACHED, VPMEM_REMOVING, VPMEM_RETIRING };
 
 struct vpmem_dev {
 	struct vpmem *owner;
@@ -68,6 +70,7 @@ typedef void (*vpmem_boot_fn)(void *opaque, int err, const char *msg);
 
 struct vpmem {
 	struct vpmem_dev devs[VPMEM_MAX_COUNT];
+	struct mgr_reaper reaper; /* devices the guest let go of, torn down from the loop */
 	unsigned count;	    /* numbers 0..count-1 (vm.create's vpmem_count) */
 	uint64_t max_bytes; /* per file (vpmem_max_bytes) */
 	struct pci_bus *pci;
