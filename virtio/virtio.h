@@ -1,9 +1,11 @@
 /*
  * virtio/: split virtqueues, the modern virtio-pci transport and the devices
- * built on them (blk, rng).
+ * built on them (blk, rng, vsock, pmem; each has its header or a section
+ * below).
  *
  * Three layers: the transport (virtio/pci.c) owns the PCI function, the
- * registers, feature negotiation and device status; a device (blk.c, rng.c)
+ * registers, feature negotiation, device status, the device lock and the
+ * active flag; a device (blk.c, rng.c ...)
  * plugs in through a const struct virtio_dev_ops and reaches its own struct
  * with container_of (vmm/util.h); a host backend (blk_uring.c) does the
  * device's I/O.
