@@ -67,18 +67,27 @@ def test_hostile_guest_costs_only_itself(paths, kvm):
                     b_runs += 1
                     next_b = time.monotonic() + 3
                 time.sleep(0.25)
-            # How the attackers ended, when the agent can still say (PCI garbage may
-            # have taken the guest's vsock device away: then the wait fails, fine).
-            ends = {}
-            for name, pid in pids.items():
-                w = a.call("process.wait", timeout=20, pid=pid)
-                ends[name] = w["result"]["exit_code"] if "result" in w else w["error"]["message"]
+            # How the attackers ended, when the agent can still say: PCI garbage may
+            # have taken the guest's vsock device away, and then a wait stays pending
+            # (until vm.terminate cancels it below).
+            ends, waits = {}, {name: a.send("process.wait", pid=pid) for name, pid in pids.items()}
+            for name, rid in waits.items():
+                try:
+                    w = a.wait_id(rid, timeout=10)
+                    ends[name] = (w["result"]["exit_code"] if "result" in w
+                                  else w["error"]["message"])
+                except TimeoutError:
+                    ends[name] = "no answer: the agent is gone"
             print("hostile guest: %d vm.state answers, the slowest in %.3f s; "
                   "the other VM ran %d commands; the attacked VM is %s; attackers: %r"
                   % (answered, worst, b_runs, r["result"]["state"], ends))
             assert worst < 1.0, "vm.state took %.3f s under attack\n%s" % (worst, a.log())
-            # The attacked VM ends on request, whatever the guest is doing.
+            # The attacked VM ends on request, whatever the guest is doing; waits still
+            # out are answered (cancelled) first.
             assert a.ok("vm.terminate", timeout=30)["state"] == "Terminated"
+            for name, rid in waits.items():
+                if ends[name] == "no answer: the agent is gone":
+                    assert "error" in a.wait_id(rid, timeout=10)
             assert a.close() == 0, a.log()
             # The attack reached the devices: the shim's own counters say so.
             log = open(a.log_path).read()
