@@ -19,7 +19,7 @@ from test_serve import Shim
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HOSTILE_INITRD = os.path.join(REPO, "build", "e2e", "hostile-initrd.img")
-ATTACK_S = 25
+ATTACK_S = 15
 
 
 def exec_ok(shim, argv, timeout=120):
@@ -43,57 +43,56 @@ def test_hostile_guest_costs_only_itself(paths, kvm):
             b.boot()
             dev = a.ok("scsi.add", controller=0, lun=0, host_path=disk, timeout=120)["device"]
             seed = str(int(time.time()))
-            # vsock and disk first: they leave the agent alone; PCI garbage last.
-            pids = {}
+            state = {"worst": 0.0, "answered": 0, "b_runs": 0, "next_b": 0.0}
+
+            def watch(seconds):
+                """vm.state to the attacked shim 4 times a second; a command in the other VM."""
+                end = time.monotonic() + seconds
+                while time.monotonic() < end:
+                    t0 = time.monotonic()
+                    r = a.call("vm.state", timeout=10)
+                    state["worst"] = max(state["worst"], time.monotonic() - t0)
+                    assert "result" in r, r
+                    state["answered"] += 1
+                    if time.monotonic() >= state["next_b"]:
+                        assert exec_ok(b, ["true"])["exit_code"] == 0
+                        state["b_runs"] += 1
+                        state["next_b"] = time.monotonic() + 3
+                    time.sleep(0.25)
+
+            # Phase 1: vsock flood and disk hammering, the agent still alive to report.
+            outs, pids = {}, {}
             for name, argv in (("vsock", ["/bin/hostile", "vsock", str(ATTACK_S)]),
                                ("blk", ["/bin/hostile", "blk", dev, str(ATTACK_S)])):
-                pids[name] = a.ok("guest.exec", argv=argv, env=["SEED=" + seed])["pid"]
-            time.sleep(3)
-            pids["pci"] = a.ok("guest.exec", argv=["/bin/hostile", "pci", str(ATTACK_S)],
-                               env=["SEED=" + seed])["pid"]
-
-            worst, answered, b_runs = 0.0, 0, 0
-            end = time.monotonic() + ATTACK_S + 10
-            next_b = time.monotonic()
-            while time.monotonic() < end:
-                t0 = time.monotonic()
-                r = a.call("vm.state", timeout=10)
-                took = time.monotonic() - t0
-                assert "result" in r, r
-                worst = max(worst, took)
-                answered += 1
-                if time.monotonic() >= next_b:
-                    assert exec_ok(b, ["true"])["exit_code"] == 0
-                    b_runs += 1
-                    next_b = time.monotonic() + 3
-                time.sleep(0.25)
-            # How the attackers ended, when the agent can still say: PCI garbage may
-            # have taken the guest's vsock device away, and then a wait stays pending
-            # (until vm.terminate cancels it below).
-            ends, waits = {}, {name: a.send("process.wait", pid=pid) for name, pid in pids.items()}
+                outs[name] = os.path.join(da, name + ".out")
+                open(outs[name], "w").close()
+                pids[name] = a.ok("guest.exec", argv=argv, env=["SEED=" + seed],
+                                  stdout=outs[name], stderr=outs[name])["pid"]
+            waits = {name: a.send("process.wait", pid=pid) for name, pid in pids.items()}
+            watch(ATTACK_S + 5)
             for name, rid in waits.items():
-                try:
-                    w = a.wait_id(rid, timeout=10)
-                    ends[name] = (w["result"]["exit_code"] if "result" in w
-                                  else w["error"]["message"])
-                except TimeoutError:
-                    ends[name] = "no answer: the agent is gone"
+                w = a.wait_id(rid, timeout=120)
+                assert w["result"]["exit_code"] == 0, (name, w, open(outs[name]).read())
+            report = {n: open(p).read().strip() for n, p in outs.items()}
+            print("hostile guest, phase 1: %r" % report)
+            conns = int(report["vsock"].split("vsock: ")[1].split()[0])
+            assert conns + int(report["vsock"].split(", ")[1].split()[0]) > 0, report
+            assert int(report["blk"].split("blk: ")[1].split()[0]) > 0, report
+            # Phase 2: garbage through PCI config space and the BARs (resets under load).
+            a.send("guest.exec", argv=["/bin/hostile", "pci", str(ATTACK_S)], env=["SEED=" + seed])
+            watch(ATTACK_S + 5)
+            r = a.ok("vm.state")
             print("hostile guest: %d vm.state answers, the slowest in %.3f s; "
-                  "the other VM ran %d commands; the attacked VM is %s; attackers: %r"
-                  % (answered, worst, b_runs, r["result"]["state"], ends))
-            assert worst < 1.0, "vm.state took %.3f s under attack\n%s" % (worst, a.log())
-            # The attacked VM ends on request, whatever the guest is doing; waits still
-            # out are answered (cancelled) first.
+                  "the other VM ran %d commands; the attacked VM is %s"
+                  % (state["answered"], state["worst"], state["b_runs"], r["state"]))
+            assert state["worst"] < 1.0, "vm.state took %.3f s under attack\n%s" % (
+                state["worst"], a.log())
+            # The attacked VM ends on request, whatever the guest is doing.
             assert a.ok("vm.terminate", timeout=30)["state"] == "Terminated"
-            for name, rid in waits.items():
-                if ends[name] == "no answer: the agent is gone":
-                    assert "error" in a.wait_id(rid, timeout=10)
             assert a.close() == 0, a.log()
-            # The attack reached the devices: the shim's own counters say so.
             log = open(a.log_path).read()
-            vs = [l for l in log.splitlines() if "vsock: tx:" in l]
-            print("attacked shim: %d warnings; %s" % (log.count(" warn "), vs[-1] if vs else "-"))
-            assert vs and int(vs[-1].split("tx: ")[1].split()[0]) > 1000, log[-3000:]
+            print("attacked shim: %d warnings; %s" % (
+                log.count(" warn "), [l for l in log.splitlines() if "vsock: tx:" in l][-1:]))
             # The other VM never noticed.
             assert exec_ok(b, ["sh", "-c", "exit 7"])["exit_code"] == 7
         finally:
