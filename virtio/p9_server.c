@@ -147,6 +147,8 @@ size_t p9_server_handle(struct p9_server *s, const uint8_t *in, size_t in_len, u
 		return p9_build_rlerror(out, out_cap, P9_NOTAG, EINVAL);
 	if (size != in_len || size > P9_MSIZE_MAX)
 		return p9_build_rlerror(out, out_cap, tag, EINVAL);
+	if (type != P9_TVERSION && size > p9_server_msize(s))
+		return p9_build_rlerror(out, out_cap, tag, EMSGSIZE);
 	row = (type & 1) || type >= 128 ? NULL : &p9_ops[type];
 	if (!row || !row->fn)
 		return p9_build_rlerror(out, out_cap, tag, EOPNOTSUPP);
