@@ -18,16 +18,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define P9_MSIZE_MAX	 (512 * 1024) /* largest msize the server agrees to */
-#define P9_MSIZE_MIN	 4096	      /* smaller Tversion msize: refused */
-#define P9_MAX_FIDS_DEF	 4096	      /* per server (device) */
-#define P9_HDR_SIZE	 7	      /* size[4] type[1] tag[2] */
-#define P9_MAX_ALLOWED	 256	      /* allowed names per restricted share */
+#define P9_MSIZE_MAX	(512 * 1024) /* largest msize the server agrees to */
+#define P9_MSIZE_MIN	4096	     /* smaller Tversion msize: refused */
+#define P9_MAX_FIDS_DEF 4096	     /* per server (device) */
+#define P9_HDR_SIZE	7	     /* size[4] type[1] tag[2] */
+#define P9_MAX_ALLOWED	256	     /* allowed names per restricted share */
 
 struct p9_share_config {
-	const char *path;  /* host directory (trusted: given by the parent) */
-	bool read_only;	   /* every modifying operation fails with EROFS */
-	bool allow_xdev;   /* walks may cross into mounts beneath the root */
+	const char *path;   /* host directory (trusted: given by the parent) */
+	bool read_only;	    /* every modifying operation fails with EROFS */
+	bool allow_xdev;    /* walks may cross into mounts beneath the root */
 	bool allow_devices; /* mknod of char/block nodes, opening device nodes */
 	/* Restricted share: only these entries of the root are shown or opened. */
 	const char *const *allowed_names;
@@ -58,11 +58,39 @@ uint32_t p9_server_msize(const struct p9_server *s);
 int p9_server_nr_fids(struct p9_server *s);
 
 /* Wire helpers the device needs without the whole codec. */
-#define P9_TFLUSH 108
+#define P9_TFLUSH  108
 #define P9_RLERROR 7
 /* Writes an Rlerror for tag into out (11 bytes); returns its length or 0 if cap is short. */
 size_t p9_build_rlerror(uint8_t *out, size_t cap, uint16_t tag, uint32_t ecode);
 /* Writes an Rflush for tag (7 bytes); returns its length or 0 if cap is short. */
 size_t p9_build_rflush(uint8_t *out, size_t cap, uint16_t tag);
+
+/* ---- Worker pool (p9_pool.c), shared by the 9p devices of a VM ----------------------------- */
+
+struct p9_pool;
+
+/* Each worker's buffers, P9_MSIZE_MAX bytes each. */
+struct p9_worker_bufs {
+	uint8_t *in, *out;
+};
+
+/* A unit of work; fn runs on a worker (bufs NULL if the worker could not get its buffers). */
+struct p9_work {
+	void (*fn)(struct p9_work *w, struct p9_worker_bufs *bufs);
+	struct p9_work *next;
+};
+
+/*
+ * nr threads (1..16); each calls thread_init(opaque) first when given (the
+ * place to install a seccomp filter of its own). Create it while threads may
+ * still be created (before the event loop's sandbox).
+ */
+int p9_pool_create(int nr, void (*thread_init)(void *opaque), void *opaque, struct p9_pool **out)
+    __attribute__((warn_unused_result));
+/* Stops and joins the workers (no device may still use the pool). NULL ok. */
+void p9_pool_destroy(struct p9_pool *pool);
+void p9_pool_submit(struct p9_pool *pool, struct p9_work *w);
+/* Takes w back if no worker took it yet; returns whether it did. */
+bool p9_pool_cancel(struct p9_pool *pool, struct p9_work *w);
 
 #endif

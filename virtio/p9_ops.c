@@ -398,7 +398,8 @@ int p9_op_statfs(struct p9_server *s, struct p9_rd *in, struct p9_wr *out)
 	p9_put_u64(out, sf.f_bavail);
 	p9_put_u64(out, sf.f_files);
 	p9_put_u64(out, sf.f_ffree);
-	p9_put_u64(out, (uint64_t)(uint32_t)sf.f_fsid.__val[0] | (uint64_t)sf.f_fsid.__val[1] << 32);
+	p9_put_u64(out,
+		   (uint64_t)(uint32_t)sf.f_fsid.__val[0] | (uint64_t)sf.f_fsid.__val[1] << 32);
 	p9_put_u32(out, sf.f_namelen);
 	return 0;
 }

@@ -381,8 +381,7 @@ out:
 
 /* ---- Locks: open file description locks, never blocking a worker ---------------------------- */
 
-static int lock_args(struct p9_rd *in, struct flock *fl, uint8_t type, uint64_t start,
-		     uint64_t len)
+static int lock_args(struct p9_rd *in, struct flock *fl, uint8_t type, uint64_t start, uint64_t len)
 {
 	if (start > INT64_MAX || len > INT64_MAX)
 		return -EINVAL;
@@ -443,8 +442,8 @@ int p9_op_lock(struct p9_server *s, struct p9_rd *in, struct p9_wr *out)
 	} else if (fcntl(fd, F_OFD_SETLK, &fl) == 0) {
 		p9_put_u8(out, P9_LOCK_SUCCESS);
 	} else {
-		p9_put_u8(out, errno == EAGAIN || errno == EACCES ? P9_LOCK_BLOCKED
-								  : P9_LOCK_ERROR);
+		p9_put_u8(out,
+			  errno == EAGAIN || errno == EACCES ? P9_LOCK_BLOCKED : P9_LOCK_ERROR);
 	}
 	p9_fid_put(f);
 	return err;

@@ -43,17 +43,17 @@ enum {
 	P9_TREMOVE = 122,
 };
 
-#define P9_NOTAG      0xffff
-#define P9_NOFID      0xffffffffu
-#define P9_MAXWELEM   16
-#define P9_QID_SIZE   13
-#define P9_IOHDRSZ    24 /* header of Rread/Twrite plus slack, as clients assume */
-#define P9_QTDIR      0x80
-#define P9_QTSYMLINK  0x02
-#define P9_QTFILE     0x00
-#define P9_XATTR_MAX  (64 * 1024) /* XATTR_SIZE_MAX */
-#define P9_NAME_MAX   255
-#define P9_PATH_MAX   4095
+#define P9_NOTAG     0xffff
+#define P9_NOFID     0xffffffffu
+#define P9_MAXWELEM  16
+#define P9_QID_SIZE  13
+#define P9_IOHDRSZ   24 /* header of Rread/Twrite plus slack, as clients assume */
+#define P9_QTDIR     0x80
+#define P9_QTSYMLINK 0x02
+#define P9_QTFILE    0x00
+#define P9_XATTR_MAX (64 * 1024) /* XATTR_SIZE_MAX */
+#define P9_NAME_MAX  255
+#define P9_PATH_MAX  4095
 
 /* ---- Codec (p9_codec.c) --------------------------------------------------------------------- */
 
@@ -117,7 +117,7 @@ enum p9_xattr_kind { P9_XATTR_NONE, P9_XATTR_READ, P9_XATTR_WRITE };
 
 struct p9_fid {
 	uint32_t id;
-	int refs; /* atomics: the table holds one, each request in flight one */
+	int refs;	     /* atomics: the table holds one, each request in flight one */
 	struct p9_fid *next; /* hash chain */
 	int fd;	       /* the object, beneath the root: O_PATH, or the open fd after lcreate */
 	int parent_fd; /* O_PATH of the directory it was walked from (-1 at the root) */
@@ -172,7 +172,8 @@ struct p9_fid *p9_fid_remove(struct p9_server *s, uint32_t id);
 /* Drops every fid (Tversion, destroy). */
 void p9_fid_clear(struct p9_server *s);
 
-/* Resolves one checked name beneath dirfd into an O_PATH fd (the object itself, no link followed). */
+/* Resolves one checked name beneath dirfd into an O_PATH fd (the object itself, no link followed).
+ */
 int p9_walk_one(struct p9_server *s, int dirfd, const char *name);
 /* Opens a real fd on the object fd refers to (/proc/self/fd/N); refuses symlinks. */
 int p9_reopen(struct p9_server *s, int fd, int flags);
@@ -185,8 +186,9 @@ bool p9_name_allowed(const struct p9_server *s, const char *name);
 typedef int (*p9_op_fn)(struct p9_server *s, struct p9_rd *in, struct p9_wr *out);
 
 #define P9_OPS_CORE(X)                                                                             \
-	X(version) X(attach) X(walk) X(clunk) X(remove) X(getattr) X(setattr) X(lopen)           \
-	X(lcreate) X(read) X(write) X(fsync) X(statfs) X(flush)
+	X(version)                                                                                 \
+	X(attach) X(walk) X(clunk) X(remove) X(getattr) X(setattr) X(lopen) X(lcreate) X(read)     \
+	    X(write) X(fsync) X(statfs) X(flush)
 #define P9_DECLARE_OP(n) int p9_op_##n(struct p9_server *s, struct p9_rd *in, struct p9_wr *out);
 P9_OPS_CORE(P9_DECLARE_OP)
 

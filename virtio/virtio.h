@@ -260,13 +260,15 @@ int virtio_rng_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop *
 		      struct virtio_dev **out) __attribute__((warn_unused_result));
 
 struct p9_share_config; /* virtio/p9.h */
+struct p9_pool;		/* virtio/p9.h: the VM's 9p workers, p9_pool_create */
 
 /*
  * Shares a host directory under a mount tag (at most 64 bytes) through the
- * 9P2000.L server of virtio/p9.h; a small worker pool serves the requests.
+ * 9P2000.L server of virtio/p9.h; the pool's workers serve the requests.
  */
 int virtio_9p_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop *loop,
-		     const char *tag, const struct p9_share_config *share, struct virtio_dev **out)
+		     struct p9_pool *pool, const char *tag, const struct p9_share_config *share,
+		     struct virtio_dev **out)
     __attribute__((warn_unused_result));
 
 #endif

@@ -23,6 +23,7 @@ struct fx {
 	struct tmach m;
 	struct tdrv d;
 	struct virtio_dev *dev;
+	struct p9_pool *pool;
 	uint16_t used_seen;
 	uint16_t tag;
 };
@@ -36,8 +37,9 @@ static int setup(void **state)
 	assert_int_equal(p9t_tree(fx->dir, fx->share), 0);
 	share.path = fx->share;
 	assert_int_equal(tm_init(&fx->m, RAM), 0);
-	assert_int_equal(virtio_9p_create(fx->m.pbus, fx->m.mem, NULL, "share0", &share, &fx->dev),
-			 0);
+	assert_int_equal(p9_pool_create(4, NULL, NULL, &fx->pool), 0);
+	assert_int_equal(
+	    virtio_9p_create(fx->m.pbus, fx->m.mem, NULL, fx->pool, "share0", &share, &fx->dev), 0);
 	tdrv_attach(&fx->d, &fx->m, fx->dev->pci.slot);
 	assert_int_equal(tdrv_probe(&fx->d, (1ULL << VIRTIO_F_VERSION_1) | 1, 1, QS), 0);
 	*state = fx;
@@ -49,6 +51,7 @@ static int teardown(void **state)
 	struct fx *fx = *state;
 
 	virtio_dev_destroy(fx->dev);
+	p9_pool_destroy(fx->pool);
 	tm_fini(&fx->m);
 	p9t_tree_remove(fx->dir);
 	free(fx);
@@ -61,8 +64,8 @@ static uint64_t req_gpa(int i)
 }
 
 /* Writes a T-message (type, body) as request slot i and makes it available. */
-static void post(struct fx *fx, int i, uint8_t type, const uint8_t *body, size_t blen,
-		 uint16_t tag, uint32_t in_cap)
+static void post(struct fx *fx, int i, uint8_t type, const uint8_t *body, size_t blen, uint16_t tag,
+		 uint32_t in_cap)
 {
 	uint8_t *p = fx->m.ram + req_gpa(i);
 	struct p9_wr w = {.p = p, .cap = 0x2000};
@@ -257,11 +260,14 @@ static void test_create_errors(void **state)
 	struct p9_share_config share = {.path = "/nonexistent/p9"};
 	struct virtio_dev *d = NULL;
 
-	assert_int_equal(virtio_9p_create(fx->m.pbus, fx->m.mem, NULL, "t", &share, &d), -ENOENT);
+	assert_int_equal(virtio_9p_create(fx->m.pbus, fx->m.mem, NULL, fx->pool, "t", &share, &d),
+			 -ENOENT);
 	share.path = "/etc/passwd";
-	assert_int_equal(virtio_9p_create(fx->m.pbus, fx->m.mem, NULL, "t", &share, &d), -ENOTDIR);
+	assert_int_equal(virtio_9p_create(fx->m.pbus, fx->m.mem, NULL, fx->pool, "t", &share, &d),
+			 -ENOTDIR);
 	share.path = fx->share;
-	assert_int_equal(virtio_9p_create(fx->m.pbus, fx->m.mem, NULL, "", &share, &d), -EINVAL);
+	assert_int_equal(virtio_9p_create(fx->m.pbus, fx->m.mem, NULL, fx->pool, "", &share, &d),
+			 -EINVAL);
 	assert_null(d);
 }
 

@@ -103,7 +103,8 @@ static void test_names(void **state)
 	assert_int_equal(p9_name_check((struct p9_str){"a/b", 3}, buf), -EINVAL);
 	assert_int_equal(p9_name_check((struct p9_str){"a\0b", 3}, buf), -EINVAL);
 	assert_int_equal(p9_name_check((struct p9_str){"\xff", 1}, buf), -EILSEQ);
-	assert_int_equal(p9_name_check((struct p9_str){"\xc0\xaf", 2}, buf), -EILSEQ); /* overlong '/' */
+	assert_int_equal(p9_name_check((struct p9_str){"\xc0\xaf", 2}, buf),
+			 -EILSEQ); /* overlong '/' */
 	assert_int_equal(p9_name_check((struct p9_str){"\xed\xa0\x80", 3}, buf), -EILSEQ);
 	assert_int_equal(p9_name_check((struct p9_str){"\xe2\x82", 2}, buf), -EILSEQ); /* cut */
 	assert_int_equal(p9_name_check((struct p9_str){"caf\xc3\xa9", 5}, buf), 0);

@@ -364,7 +364,8 @@ static void test_restricted(void **state)
 		p9_get_bytes(&r, P9_QID_SIZE + 8 + 1);
 		name = p9_get_str(&r);
 		assert_false(r.err);
-		if ((name.len == 1 && name.s[0] == '.') || (name.len == 2 && !memcmp(name.s, "..", 2)))
+		if ((name.len == 1 && name.s[0] == '.') ||
+		    (name.len == 2 && !memcmp(name.s, "..", 2)))
 			continue;
 		assert_true((name.len == 4 && !memcmp(name.s, "file", 4)) ||
 			    (name.len == 2 && !memcmp(name.s, "d1", 2)) ||
