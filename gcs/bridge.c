@@ -51,7 +51,7 @@
 
 static const char *const caps[] = {
     BRIDGE_CAP_EXEC,	    BRIDGE_CAP_TTY,	 BRIDGE_CAP_SIGNAL, BRIDGE_CAP_PROPERTIES,
-    BRIDGE_CAP_DUMP_STACKS, BRIDGE_CAP_SHUTDOWN, BRIDGE_CAP_SCSI};
+    BRIDGE_CAP_DUMP_STACKS, BRIDGE_CAP_SHUTDOWN, BRIDGE_CAP_SCSI, BRIDGE_CAP_PLAN9};
 
 struct waiter {
 	uint64_t id;
@@ -773,6 +773,47 @@ static void scsi_reap(void)
 	}
 }
 
+/* 9p shares ride the same jobs, keyed by their mount tag. */
+static void plan9_submit(uint32_t type, uint64_t id, const cJSON *req, bool remove)
+{
+	const char *tag = str_field(req, "tag"), *mnt = str_field(req, "mount");
+	long timeout = num_field(req, "timeout_ms", remove ? 10000 : 30000);
+	struct gcs_storage_job *j;
+	char err[512];
+	int ret;
+
+	if (!tag || !*tag || !mnt || mnt[0] != '/') {
+		respond(type, id, -EINVAL, NULL, "%s: expected a tag and an absolute mount",
+			remove ? "plan9_remove" : "plan9_add");
+		return;
+	}
+	j = calloc(1, sizeof(*j));
+	if (!j) {
+		respond(type, id, -ENOMEM, NULL, "out of memory");
+		return;
+	}
+	j->type = type;
+	j->id = id;
+	j->remove = remove;
+	j->plan9 = true;
+	j->read_only = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "read_only"));
+	j->msize = num_field(req, "msize", 512000);
+	j->timeout_ms = timeout > 0 ? timeout : (remove ? 10000 : 30000);
+	ret = copy_field(j->serial, sizeof(j->serial), tag, "tag", err, sizeof(err));
+	if (!ret)
+		ret = copy_field(j->mnt, sizeof(j->mnt), mnt, "mount", err, sizeof(err));
+	if (!ret && (j->msize < 4096 || j->msize > (1 << 20))) {
+		snprintf(err, sizeof(err), "msize %ld out of range", j->msize);
+		ret = -EINVAL;
+	}
+	if (!ret)
+		ret = gcs_storage_submit(j, err, sizeof(err));
+	if (ret) {
+		respond(type, id, ret, NULL, "%s", err);
+		free(j);
+	}
+}
+
 static void do_scsi_add(uint32_t type, uint64_t id, const cJSON *req)
 {
 	scsi_submit(type, id, req, false);
@@ -823,6 +864,11 @@ static void dispatch(const struct bridge_rx_event *ev)
 	else if (type ==
 		 BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_DEVICE, BRIDGE_RPC_SCSI_REMOVE))
 		do_scsi_remove(type, ev->hdr.id, req);
+	else if (type == BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_DEVICE, BRIDGE_RPC_PLAN9_ADD))
+		plan9_submit(type, ev->hdr.id, req, false);
+	else if (type ==
+		 BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_DEVICE, BRIDGE_RPC_PLAN9_REMOVE))
+		plan9_submit(type, ev->hdr.id, req, true);
 	else
 		respond(type, ev->hdr.id, -EOPNOTSUPP, NULL, "%s is not supported",
 			bridge_type_name(type));

@@ -78,6 +78,8 @@ enum {
 
 	BRIDGE_RPC_SCSI_ADD = 1,    /* device */
 	BRIDGE_RPC_SCSI_REMOVE = 2, /* device */
+	BRIDGE_RPC_PLAN9_ADD = 3,    /* device: mount a virtio-9p share by its tag */
+	BRIDGE_RPC_PLAN9_REMOVE = 4, /* device: unmount it and remove its function */
 
 	BRIDGE_NOTIFY_PROCESS_EXITED = 1, /* process: sent by the guest, no response */
 };
@@ -148,6 +150,7 @@ static inline uint32_t bridge_response_type(uint32_t t)
 #define BRIDGE_CAP_DUMP_STACKS "dump_stacks"
 #define BRIDGE_CAP_SHUTDOWN    "shutdown"
 #define BRIDGE_CAP_SCSI	       "scsi"
+#define BRIDGE_CAP_PLAN9       "plan9"
 
 /* ---- codec (gcs/bridge_codec.c, compiled into both sides) ------------------ */
 
