@@ -98,6 +98,20 @@ static void m_scsi_remove(void *opaque, struct ctl_req *req)
 	scsi_method_remove(&s->scsi, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
 }
 
+static void m_plan9_add(void *opaque, struct ctl_req *req)
+{
+	struct serve *s = opaque;
+
+	plan9_method_add(&s->plan9, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
+}
+
+static void m_plan9_remove(void *opaque, struct ctl_req *req)
+{
+	struct serve *s = opaque;
+
+	plan9_method_remove(&s->plan9, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
+}
+
 static void m_unsupported(void *opaque, struct ctl_req *req)
 {
 	struct serve *s = opaque;
@@ -136,8 +150,8 @@ static const struct ctl_method methods[] = {
     {"nic.update", m_unsupported},
     {"vpmem.add", m_unsupported},
     {"vpmem.remove", m_unsupported},
-    {"plan9.add", m_unsupported},
-    {"plan9.remove", m_unsupported},
+    {"plan9.add", m_plan9_add},
+    {"plan9.remove", m_plan9_remove},
     {"vsock.update_service", m_unsupported},
     {"vsock.remove_service", m_unsupported},
     {"container.create", m_unsupported},
@@ -228,6 +242,7 @@ int ctl_serve_main(int argc, char **argv)
 		pr_warn(TAG, "guest.dump_stacks will not have the shim's stacks");
 	s->sig_fd = s->timer_fd = s->console_fd = -1;
 	scsi_init(&s->scsi);
+	plan9_init(&s->plan9);
 	lifecycle_init(&s->lc);
 	/* The parent's death ends us like SIGTERM: the VM goes with the shim. */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);

@@ -23,6 +23,7 @@
 #include "shim/ctl.h"
 #include "shim/guest_proc.h"
 #include "shim/lifecycle.h"
+#include "shim/plan9.h"
 #include "shim/scsi.h"
 #include "vmm/vm.h"
 
@@ -78,6 +79,8 @@ struct serve {
 
 	/* disks by controller/lun (scsi.c) */
 	struct scsi scsi;
+	/* 9p shares by name (plan9.c) */
+	struct plan9 plan9;
 	cJSON *gcs_answer; /* the negotiation answer, kept while boot disks attach */
 };
 

@@ -98,6 +98,17 @@ static void on_boot_disks(void *opaque, int err, const char *msg)
 	ctl_req_result(req, r);
 }
 
+/* Disks done: then the 9p shares (a failed disk fails the start at once). */
+static void on_boot_scsi(void *opaque, int err, const char *msg)
+{
+	struct serve *s = opaque;
+
+	if (err || !s->start_req)
+		on_boot_disks(s, err, msg);
+	else
+		plan9_boot_attach(&s->plan9, s->bridge, on_boot_disks, s);
+}
+
 static void on_bridge_ready(void *opaque, int err, const cJSON *answer)
 {
 	struct serve *s = opaque;
@@ -116,11 +127,11 @@ static void on_bridge_ready(void *opaque, int err, const cJSON *answer)
 			      strerror(-err));
 		return;
 	}
-	/* vm.start answers once the disks given before it are found and mounted. */
+	/* vm.start answers once the disks and shares given before it are mounted. */
 	s->start_req = req;
 	cJSON_Delete(s->gcs_answer);
 	s->gcs_answer = cJSON_Duplicate(answer, 1);
-	scsi_boot_attach(&s->scsi, s->bridge, on_boot_disks, s);
+	scsi_boot_attach(&s->scsi, s->bridge, on_boot_scsi, s);
 }
 
 static void on_bridge_closed(void *opaque)
@@ -141,6 +152,7 @@ static void vm_teardown(struct serve *s)
 	s->bridge = NULL;
 	serve_procs_cancel_all(s);
 	scsi_unbind(&s->scsi); /* before the bus goes */
+	plan9_unbind(&s->plan9);
 	cJSON_Delete(s->gcs_answer);
 	s->gcs_answer = NULL;
 	if (s->vsock_dev)
@@ -245,6 +257,7 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 	uint64_t cpus = 1, mem = 512, cid = 3;
 	struct machine_config cfg = {0};
 	const cJSON *disks = cJSON_GetObjectItemCaseSensitive(req->params, "scsi");
+	const cJSON *shares = cJSON_GetObjectItemCaseSensitive(req->params, "plan9");
 	const cJSON *dj;
 	int ret, code = CTL_ERR_HOST;
 
@@ -261,6 +274,24 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 		lifecycle_done(&s->lc, req->method);
 		ctl_req_bad_params(req, err);
 		return;
+	}
+	if (shares && !cJSON_IsArray(shares)) {
+		lifecycle_done(&s->lc, req->method);
+		ctl_req_bad_params(req, "params.plan9: expected an array of shares");
+		return;
+	}
+	cJSON_ArrayForEach(dj, shares)
+	{
+		struct plan9_params pp;
+
+		if (plan9_parse_add(dj, &pp, err)) {
+			char msg[sizeof(err) + 32];
+
+			snprintf(msg, sizeof(msg), "params.plan9[]: %s", err);
+			lifecycle_done(&s->lc, req->method);
+			ctl_req_bad_params(req, msg);
+			return;
+		}
 	}
 	if (disks && !cJSON_IsArray(disks)) {
 		lifecycle_done(&s->lc, req->method);
@@ -331,6 +362,23 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 			code = ret == -ENOENT || ret == -EEXIST || ret == -EINVAL
 				   ? CTL_ERR_BAD_PARAMS
 				   : CTL_ERR_HOST;
+			goto fail;
+		}
+	}
+	ret = plan9_bind(&s->plan9, s->m->pci, vm_mem(s->vm), s->loop);
+	if (ret) {
+		snprintf(err, sizeof(err), "9p workers: %s", strerror(-ret));
+		goto fail;
+	}
+	cJSON_ArrayForEach(dj, shares)
+	{
+		struct plan9_params pp;
+
+		if (plan9_parse_add(dj, &pp, err))
+			goto fail; /* checked above */
+		ret = plan9_attach_cold(&s->plan9, &pp, err, sizeof(err));
+		if (ret) {
+			code = ret == -ENOMEM || ret == -EIO ? CTL_ERR_HOST : CTL_ERR_BAD_PARAMS;
 			goto fail;
 		}
 	}
