@@ -6,7 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RUN_MAX_DISKS 32
+#define RUN_MAX_DISKS  32
+#define RUN_MAX_SHARES 16
 
 /*
  * Where the serial console goes. Without --console: stdio (stdout, input from
@@ -22,6 +23,12 @@ struct run_disk {
 	const char *path;
 	bool read_only;
 	const char *serial;
+};
+
+/* --share HOSTDIR:GUESTDIR[,ro]: a 9p share mounted before CMD runs (needs -- CMD). */
+struct run_share {
+	const char *host, *guest;
+	bool read_only;
 };
 
 struct run_opts {
@@ -41,6 +48,9 @@ struct run_opts {
 	int guest_argc;
 	enum run_tty_mode tty; /* --tty, --no-tty */
 	char disk_buf[RUN_MAX_DISKS][512];
+	struct run_share shares[RUN_MAX_SHARES];
+	int nr_shares;
+	char share_buf[RUN_MAX_SHARES][1024];
 };
 
 /* Parses argv (argv[0] is "run"); returns 0 or -EINVAL with a message in err. */

@@ -173,3 +173,23 @@ def test_plan9_errors(pvm, tmp):
     pvm.error("plan9.add", BAD_PARAMS, host_path=tmp, guest_path="/mnt/x")
     pvm.error("plan9.remove", NOT_FOUND, name="nope")
     pvm.error("plan9.remove", BAD_PARAMS)
+
+
+def test_run_share(paths, kvm, tmp):
+    """`uvm-shim run --share HOST:GUEST[,ro] -- CMD`: mounted before CMD runs."""
+    from test_run_cmd import run_cmd, why
+    rw = os.path.join(tmp, "rw")
+    ro = os.path.join(tmp, "ro")
+    os.mkdir(rw)
+    os.mkdir(ro)
+    with open(os.path.join(ro, "in"), "w") as f:
+        f.write("host data\n")
+    st, out, err = run_cmd(paths.shim, ["--share", rw + ":/mnt/rw", "--share", ro + ":/mnt/ro,ro",
+                                        "--", "sh", "-c",
+                                        "cat /mnt/ro/in > /mnt/rw/out; touch /mnt/ro/x; "
+                                        "echo rc=$?"])
+    assert st == 0, why(st, out, err)
+    assert b"rc=0" not in out, why(st, out, err)
+    with open(os.path.join(rw, "out")) as f:
+        assert f.read() == "host data\n"
+    assert sorted(os.listdir(ro)) == ["in"]
