@@ -166,12 +166,12 @@ static void req_work(struct p9_work *w, struct p9_worker_bufs *b)
 
 /* ---- Kicks (event loop) ------------------------------------------------------------------- */
 
-static struct p9_req *find_tag(struct p9_dev *p9, uint16_t tag, struct p9_req * not )
+static struct p9_req *find_tag(struct p9_dev *p9, uint16_t tag, struct p9_req *skip)
 {
 	for (int i = 0; i < P9_QUEUE_SIZE; i++) {
 		struct p9_req *r = &p9->reqs[i];
 
-		if (r != not &&r->tag == tag &&
+		if (r != skip && r->tag == tag &&
 		    (r->state == P9_REQ_QUEUED || r->state == P9_REQ_RUNNING))
 			return r;
 	}

@@ -48,9 +48,10 @@ int p9_stat_qid(int fd, struct stat *st, struct p9_qid *q)
 void p9_own_new(struct p9_server *s, int fd, uint32_t uid, uint32_t gid)
 {
 	/* Best effort, as a passthrough server without privileges would: the
-	 * object keeps the shim's ids when it may not give it the guest's. */
-	if (s->can_chown)
-		(void)fchownat(fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+	 * object keeps the shim's ids when it may not give it the guest's (EPERM).
+	 * Tried every time: the share is made on the loop thread, whose seccomp
+	 * list has no geteuid. */
+	(void)fchownat(fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
 }
 
 static bool writes(int flags)

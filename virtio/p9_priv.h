@@ -148,7 +148,6 @@ struct p9_server {
 	int nr_allowed;
 	int max_fids;
 	uint32_t msize; /* atomics */
-	bool can_chown;
 
 	pthread_mutex_t fids_lock;
 	int nr_fids;

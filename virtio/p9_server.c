@@ -83,7 +83,6 @@ int p9_server_create(const struct p9_share_config *cfg, struct p9_server **out)
 	s->allow_devices = cfg->allow_devices;
 	s->max_fids = cfg->max_fids ? cfg->max_fids : P9_MAX_FIDS_DEF;
 	s->msize = P9_MSIZE_MAX;
-	s->can_chown = geteuid() == 0;
 	if (cfg->nr_allowed) {
 		s->allowed = calloc(cfg->nr_allowed, sizeof(char *));
 		if (!s->allowed) {
