@@ -207,7 +207,7 @@ int p9_xattr_commit(struct p9_server *s, struct p9_fid *f)
 	proc_path(f->fd, path);
 	if (f->xfill != f->xlen)
 		r = (errno = EINVAL, -1);
-	else if (f->xlen == 0 && !f->xflags)
+	else if (f->xlen == 0)
 		r = removexattr(path, f->xname); /* what the Linux client sends to remove */
 	else
 		r = setxattr(path, f->xname, f->xbuf, f->xlen, f->xflags);
