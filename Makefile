@@ -39,6 +39,8 @@ $(BUILD)/asan/uvm-shim: $(BUILD)/asan/obj/shim/main.o $(ASAN_OBJS)
 	$(CC) $(CFLAGS) $(ASAN) -o $@ $^ $(LDLIBS)
 
 # Unit tests: tests/unit/test_<module>.c, each linked with every library object.
+# Only the test's own .c and the objects: the .d of a test that #includes a .c
+# (test_gcs_stacks) names that .c as a prerequisite, which must not be linked twice.
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/tests/%)
 

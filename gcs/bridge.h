@@ -71,6 +71,9 @@ void gcs_scsi_stop(void);
 /* pmem devices on the same workers (pmem.c does the work), keyed "pmemN". */
 void gcs_pmem_add_req(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_pmem_remove_req(uint32_t type, uint64_t id, const cJSON *req);
+/* 9p shares on the same workers (storage.c mounts by tag), keyed by the tag. */
+void gcs_plan9_add_req(uint32_t type, uint64_t id, const cJSON *req);
+void gcs_plan9_remove_req(uint32_t type, uint64_t id, const cJSON *req);
 
 /* ---- vsock_tool.c: `bridge --vsock-*`, guest-side vsock programs for the tests --- */
 /* Returns the exit status, or -1 when argv is not one of its commands. */

@@ -110,6 +110,15 @@ int gcs_storage_add(const char *serial, const char *mnt, const char *fs, const c
 		    size_t errlen);
 int gcs_storage_remove(const char *serial, const char *mnt, long timeout_ms, char *err,
 		       size_t errlen);
+/*
+ * storage.c: a hot-plugged virtio-9p share found by its mount tag and mounted
+ * (trans=virtio, 9p2000.L, msize, cache=mmap); or unmounted and its function
+ * removed. dev gets the virtio device name ("virtio3").
+ */
+int gcs_plan9_add(const char *tag, const char *mnt, bool read_only, long msize, long timeout_ms,
+		  char *dev, size_t devlen, char *err, size_t errlen);
+int gcs_plan9_remove(const char *tag, const char *mnt, long timeout_ms, char *err,
+		     size_t errlen);
 /* Host-side tests: a directory standing for /sys (bus/pci/rescan, block/). Set before any job. */
 void gcs_storage_set_sysfs(const char *root);
 /* storage.c helpers shared with pmem.c. */
@@ -139,6 +148,8 @@ struct gcs_storage_job {
 	uint64_t id;
 	bool remove;
 	bool read_only;
+	bool plan9; /* serial is a 9p mount tag (gcs_plan9_*) */
+	long msize; /* plan9 */
 	long timeout_ms;
 	char serial[64];
 	char mnt[4096];

@@ -80,6 +80,8 @@ enum {
 	BRIDGE_RPC_SCSI_REMOVE = 2, /* device */
 	BRIDGE_RPC_PMEM_ADD = 3,    /* device: a virtio-pmem function, found by PCI slot */
 	BRIDGE_RPC_PMEM_REMOVE = 4, /* device */
+	BRIDGE_RPC_PLAN9_ADD = 5,    /* device: mount a virtio-9p share by its tag */
+	BRIDGE_RPC_PLAN9_REMOVE = 6, /* device: unmount it and remove its function */
 
 	BRIDGE_NOTIFY_PROCESS_EXITED = 1, /* process: sent by the guest, no response */
 };
@@ -150,6 +152,7 @@ static inline uint32_t bridge_response_type(uint32_t t)
 #define BRIDGE_CAP_DUMP_STACKS "dump_stacks"
 #define BRIDGE_CAP_SHUTDOWN    "shutdown"
 #define BRIDGE_CAP_SCSI	       "scsi"
+#define BRIDGE_CAP_PLAN9       "plan9"
 
 /* ---- codec (gcs/bridge_codec.c, compiled into both sides) ------------------ */
 

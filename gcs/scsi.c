@@ -170,6 +170,59 @@ void gcs_pmem_remove_req(uint32_t type, uint64_t id, const cJSON *req)
 	pmem_submit(type, id, req, true);
 }
 
+/* 9p shares: the same jobs, keyed by the mount tag. */
+static void plan9_submit(uint32_t type, uint64_t id, const cJSON *req, bool remove)
+{
+	const char *what = remove ? "plan9_remove" : "plan9_add";
+	const char *tag = gcs_bridge_str(req, "tag"), *mnt = gcs_bridge_str(req, "mount");
+	long long def = remove ? 10000 : 30000, timeout, msize;
+	struct gcs_storage_job *j;
+	char err[512];
+	int ret;
+
+	if (!tag || !*tag || !mnt || mnt[0] != '/') {
+		gcs_bridge_respond(type, id, -EINVAL, NULL, "%s: expected a tag and an absolute mount",
+				   what);
+		return;
+	}
+	if (gcs_bridge_int(req, "timeout_ms", INT32_MIN, INT32_MAX, def, &timeout) ||
+	    gcs_bridge_int(req, "msize", 4096, 1 << 20, 512000, &msize)) {
+		gcs_bridge_respond(type, id, -EINVAL, NULL, "%s: bad timeout_ms or msize", what);
+		return;
+	}
+	j = calloc(1, sizeof(*j));
+	if (!j) {
+		gcs_bridge_respond(type, id, -ENOMEM, NULL, "out of memory");
+		return;
+	}
+	j->type = type;
+	j->id = id;
+	j->remove = remove;
+	j->plan9 = true;
+	j->read_only = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "read_only"));
+	j->msize = msize;
+	j->timeout_ms = timeout > 0 ? timeout : def;
+	ret = copy_field(j->serial, sizeof(j->serial), tag, "tag", err, sizeof(err));
+	if (!ret)
+		ret = copy_field(j->mnt, sizeof(j->mnt), mnt, "mount", err, sizeof(err));
+	if (!ret)
+		ret = gcs_storage_submit(j, err, sizeof(err));
+	if (ret) {
+		gcs_bridge_respond(type, id, ret, NULL, "%s", err);
+		free(j);
+	}
+}
+
+void gcs_plan9_add_req(uint32_t type, uint64_t id, const cJSON *req)
+{
+	plan9_submit(type, id, req, false);
+}
+
+void gcs_plan9_remove_req(uint32_t type, uint64_t id, const cJSON *req)
+{
+	plan9_submit(type, id, req, true);
+}
+
 void gcs_scsi_stop(void)
 {
 	gcs_storage_jobs_stop();

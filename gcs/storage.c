@@ -220,10 +220,13 @@ static int pci_dir_of(const char *name, char *out, size_t len)
 	return 0;
 }
 
+static int remove_function(const char *name, const char *dir, const char *blk, long deadline,
+			   char *err, size_t errlen);
+
 /* Removes the function in the guest and waits (bounded) for the disk to go. */
 static int pci_remove(const char *name, long deadline, char *err, size_t errlen)
 {
-	char dir[PATH_MAX], path[PATH_MAX + 16], blk[PATH_MAX];
+	char dir[PATH_MAX], blk[PATH_MAX];
 	int ret = pci_dir_of(name, dir, sizeof(dir));
 
 	if (ret) {
@@ -231,13 +234,23 @@ static int pci_remove(const char *name, long deadline, char *err, size_t errlen)
 			 strerror(-ret));
 		return ret;
 	}
+	snprintf(blk, sizeof(blk), "%s/block/%s", sysfs, name);
+	return remove_function(name, dir, blk, deadline, err, errlen);
+}
+
+/* Writes 1 to dir/remove and waits (bounded) for gone to disappear. */
+static int remove_function(const char *name, const char *dir, const char *blk, long deadline,
+			   char *err, size_t errlen)
+{
+	char path[PATH_MAX + 16];
+	int ret;
+
 	snprintf(path, sizeof(path), "%s/remove", dir);
 	ret = gcs_write_str(path, "1");
 	if (ret) {
 		snprintf(err, errlen, "%s: %s", path, strerror(-ret));
 		return ret;
 	}
-	snprintf(blk, sizeof(blk), "%s/block/%s", sysfs, name);
 	while (access(blk, F_OK) == 0) {
 		if (gcs_now_ms() > deadline || atomic_load(&stopping)) {
 			snprintf(err, errlen, "%s is still there after the removal", blk);
@@ -338,6 +351,126 @@ int gcs_storage_remove(const char *serial, const char *mnt, long timeout_ms, cha
 	return pci_remove(name, gcs_now_ms() + timeout_ms, err, errlen);
 }
 
+/* ---- 9p shares ------------------------------------------------------------------- */
+
+/* The virtio device whose 9p mount tag (9pnet_virtio's mount_tag) is tag. */
+static int find_by_tag(const char *tag, char *name, size_t len)
+{
+	char dir[PATH_MAX];
+	struct dirent *e;
+	int ret = -ENOENT;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/bus/virtio/devices", sysfs);
+	d = opendir(dir);
+	if (!d)
+		return -errno;
+	while ((e = readdir(d))) {
+		char path[PATH_MAX + 300], got[128];
+
+		if (strncmp(e->d_name, "virtio", 6) != 0 || strlen(e->d_name) >= len)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s/mount_tag", dir, e->d_name);
+		if (gcs_read_line(path, got, sizeof(got)) == 0 && strcmp(got, tag) == 0) {
+			memcpy(name, e->d_name, strlen(e->d_name) + 1);
+			ret = 0;
+			break;
+		}
+	}
+	closedir(d);
+	return ret;
+}
+
+/* Removes the PCI function under virtio device name and waits for it to go. */
+static int virtio_remove(const char *name, long deadline, char *err, size_t errlen)
+{
+	char link[PATH_MAX], real[PATH_MAX], *slash;
+
+	snprintf(link, sizeof(link), "%s/bus/virtio/devices/%s", sysfs, name);
+	if (!realpath(link, real) || !(slash = strrchr(real, '/'))) {
+		snprintf(err, errlen, "cannot find the PCI function of %s: %s", name,
+			 strerror(errno));
+		return -ENODEV;
+	}
+	*slash = '\0';
+	return remove_function(name, real, link, deadline, err, errlen);
+}
+
+int gcs_plan9_add(const char *tag, const char *mnt, bool read_only, long msize, long timeout_ms,
+		  char *dev, size_t devlen, char *err, size_t errlen)
+{
+	long t0 = gcs_now_ms(), last_scan = -RESCAN_MS;
+	char name[64], data[256], rescan[PATH_MAX];
+	int ret;
+
+	snprintf(rescan, sizeof(rescan), "%s/bus/pci/rescan", sysfs);
+	while (find_by_tag(tag, name, sizeof(name)) != 0) {
+		if (atomic_load(&stopping)) {
+			snprintf(err, errlen, "cancelled: the bridge is ending");
+			return -ECANCELED;
+		}
+		if (gcs_now_ms() - t0 > timeout_ms) {
+			snprintf(err, errlen, "no 9p share with tag %s appeared within %ld ms", tag,
+				 timeout_ms);
+			return -ETIMEDOUT;
+		}
+		if (gcs_now_ms() - last_scan >= RESCAN_MS) {
+			last_scan = gcs_now_ms();
+			ret = gcs_write_str(rescan, "1");
+			if (ret) {
+				snprintf(err, errlen, "%s: %s", rescan, strerror(-ret));
+				return ret;
+			}
+		}
+		gcs_sleep_ms(POLL_MS);
+	}
+	snprintf(dev, devlen, "%s", name);
+	ret = gcs_mkdir_p(mnt);
+	if (ret) {
+		snprintf(err, errlen, "mkdir %s: %s", mnt, strerror(-ret));
+		goto undo;
+	}
+	/* cache=mmap: reads and writes go to the host (changes there are seen at
+	 * once), mmap (and so exec and shared writable maps) works. */
+	snprintf(data, sizeof(data), "trans=virtio,version=9p2000.L,msize=%ld,cache=mmap", msize);
+	if (mount(tag, mnt, "9p", read_only ? MS_RDONLY : 0, data) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "mount 9p %s on %s (%s): %s", tag, mnt, data,
+			 strerror(errno));
+		goto undo;
+	}
+	gcs_log("storage: 9p %s (%s) mounted on %s", tag, name, mnt);
+	return 0;
+undo : {
+	char why[256];
+
+	if (virtio_remove(name, gcs_now_ms() + 5000, why, sizeof(why)))
+		gcs_log("storage: cleanup of %s failed: %s", name, why);
+}
+	return ret;
+}
+
+int gcs_plan9_remove(const char *tag, const char *mnt, long timeout_ms, char *err,
+		     size_t errlen)
+{
+	char name[64];
+	int ret;
+
+	if (mnt && *mnt) {
+		if (umount2(mnt, 0) < 0 && errno != EINVAL && errno != ENOENT) {
+			ret = -errno;
+			snprintf(err, errlen, "umount %s: %s", mnt, strerror(errno));
+			return ret;
+		}
+		gcs_log("storage: unmounted 9p %s from %s", tag, mnt);
+	}
+	if (find_by_tag(tag, name, sizeof(name))) {
+		gcs_log("storage: 9p %s is not in the guest", tag);
+		return 0;
+	}
+	return virtio_remove(name, gcs_now_ms() + timeout_ms, err, errlen);
+}
+
 /* ---- jobs: one worker thread per operation -------------------------------------- */
 
 /*
@@ -373,11 +506,18 @@ static void *job_main(void *arg)
 	uint64_t one = 1;
 
 	/* Named for dump_stacks and ps; it takes the stack request, no other signal. */
-	pthread_setname_np(pthread_self(), j->run ? (j->remove ? "pmem-remove" : "pmem-add")
-					   : (j->remove ? "scsi-remove" : "scsi-add"));
+	pthread_setname_np(pthread_self(), j->run	? (j->remove ? "pmem-remove" : "pmem-add")
+					   : j->plan9	? (j->remove ? "9p-remove" : "9p-add")
+					   : j->remove ? "scsi-remove"
+						       : "scsi-add");
 	gcs_stacks_allow();
 	if (j->run)
 		j->ret = j->run(j);
+	else if (j->plan9 && j->remove)
+		j->ret = gcs_plan9_remove(j->serial, j->mnt, j->timeout_ms, j->err, sizeof(j->err));
+	else if (j->plan9)
+		j->ret = gcs_plan9_add(j->serial, j->mnt, j->read_only, j->msize, j->timeout_ms,
+				       j->dev, sizeof(j->dev), j->err, sizeof(j->err));
 	else if (j->remove)
 		j->ret = gcs_storage_remove(j->serial, j->mnt[0] ? j->mnt : NULL, j->timeout_ms,
 					    j->err, sizeof(j->err));

@@ -99,6 +99,20 @@ static void m_scsi_remove(void *opaque, struct ctl_req *req)
 	scsi_method_remove(&s->scsi, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
 }
 
+static void m_plan9_add(void *opaque, struct ctl_req *req)
+{
+	struct serve *s = opaque;
+
+	plan9_method_add(&s->plan9, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
+}
+
+static void m_plan9_remove(void *opaque, struct ctl_req *req)
+{
+	struct serve *s = opaque;
+
+	plan9_method_remove(&s->plan9, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
+}
+
 static void m_vpmem_add(void *opaque, struct ctl_req *req)
 {
 	struct serve *s = opaque;
@@ -157,12 +171,12 @@ static const struct ctl_method methods[] = {
     {"scsi.remove", m_scsi_remove, LC_HOTPLUG, L},
     {"vpmem.add", m_vpmem_add, LC_HOTPLUG, L},
     {"vpmem.remove", m_vpmem_remove, LC_HOTPLUG, L},
+    {"plan9.add", m_plan9_add, LC_HOTPLUG, L},
+    {"plan9.remove", m_plan9_remove, LC_HOTPLUG, L},
     /* Known to the protocol, not built yet: they fail with -32008 after the state check. */
     {"nic.add", m_unsupported, LC_HOTPLUG, 0},
     {"nic.remove", m_unsupported, LC_HOTPLUG, 0},
     {"nic.update", m_unsupported, LC_UP, 0},
-    {"plan9.add", m_unsupported, LC_HOTPLUG, 0},
-    {"plan9.remove", m_unsupported, LC_HOTPLUG, 0},
     {"vsock.update_service", m_unsupported, LC_HOTPLUG, 0},
     {"vsock.remove_service", m_unsupported, LC_HOTPLUG, 0},
     {"container.create", m_unsupported, LC_UP, 0},
@@ -267,6 +281,7 @@ int ctl_serve_main(int argc, char **argv)
 	console_sink_fd(&s->console, -1);
 	scsi_init(&s->scsi);
 	vpmem_init(&s->vpmem, VPMEM_DEFAULT_COUNT, VPMEM_DEFAULT_MAX_BYTES);
+	plan9_init(&s->plan9);
 	lifecycle_init(&s->lc);
 	/* The parent's death ends us like SIGTERM: the VM goes with the shim. */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);

@@ -23,6 +23,7 @@
 #include "bridge.h"
 #include "console.h"
 #include "machine.h"
+#include "plan9.h"
 #include "run_guest.h"
 #include "run_opts.h"
 #include "seccomp/seccomp.h"
@@ -47,7 +48,42 @@ struct run_ctx {
 	struct run_tty tty;
 	int sig_fd;
 	int signo; /* the signal that ended the VM, if any */
+	struct plan9 *shares; /* --share, or NULL */
 };
+
+/* --share: cold-plugged 9p shares named share0, share1 ..., mounted before CMD runs. */
+static int run_add_shares(struct run_ctx *ctx, const struct run_opts *o)
+{
+	char err[256];
+	int ret;
+
+	ctx->shares = calloc(1, sizeof(*ctx->shares));
+	if (!ctx->shares)
+		return -ENOMEM;
+	plan9_init(ctx->shares);
+	ret = plan9_bind(ctx->shares, ctx->m->pci, vm_mem(ctx->vm), ctx->loop);
+	if (ret) {
+		fprintf(stderr, "uvm-shim run: 9p workers: %s\n", strerror(-ret));
+		return ret;
+	}
+	for (int i = 0; i < o->nr_shares; i++) {
+		char name[16];
+		struct plan9_params p = {.name = name,
+					 .host_path = o->shares[i].host,
+					 .guest_path = o->shares[i].guest,
+					 .read_only = o->shares[i].read_only,
+					 .timeout_ms = PLAN9_DEFAULT_TIMEOUT};
+
+		snprintf(name, sizeof(name), "share%d", i);
+		ret = plan9_attach_cold(ctx->shares, &p, err, sizeof(err));
+		if (ret) {
+			fprintf(stderr, "uvm-shim run: --share %s:%s: %s\n", p.host_path,
+				p.guest_path, err);
+			return ret;
+		}
+	}
+	return 0;
+}
 
 /* Guest console bytes, on a vCPU thread. */
 static void run_console_out(void *opaque, const uint8_t *buf, size_t len)
@@ -357,6 +393,15 @@ int run_main(int argc, char **argv)
 					      .tty = tty,
 					      .raw = tty ? &ctx.tty : NULL};
 
+		if (o->nr_shares) {
+			ret = run_add_shares(&ctx, o);
+			if (ret) {
+				status = RUN_EXIT_USAGE;
+				goto out;
+			}
+			gc.shares = ctx.shares;
+		}
+
 		/* A terminal session is CMD's screen: our info lines only when asked (UVM_LOG). */
 		if (tty && !getenv("UVM_LOG"))
 			log_threshold = LOG_WARN;
@@ -392,6 +437,9 @@ out:
 		vm_join(ctx.m->vm);
 	}
 	run_guest_destroy(ctx.guest);
+	if (ctx.shares)
+		plan9_unbind(ctx.shares); /* before the bus goes */
+	free(ctx.shares);
 	machine_destroy(ctx.m);
 	loop_destroy(ctx.loop);
 	console_sink_close(&ctx.console);

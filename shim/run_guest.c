@@ -31,6 +31,7 @@
 #include "shim/guest_link.h"
 #include "shim/guest_proc.h"
 #include "shim/machine.h"
+#include "shim/plan9.h"
 #include "shim/run.h"
 #include "virtio/virtio.h"
 #include "virtio/vsock.h"
@@ -198,6 +199,20 @@ static void exec_cmd(struct run_guest *g)
 
 /* ---- the bridge ------------------------------------------------------------------------ */
 
+/* --share: every share mounted (or one failed, which ends the VM). */
+static void on_shares_mounted(void *opaque, int err, const char *msg)
+{
+	struct run_guest *g = opaque;
+
+	if (err) {
+		pr_err(TAG, "cannot mount a share in the guest: %s", msg);
+		vm_request_exit(g->vm, VM_EXIT_TERMINATED);
+		return;
+	}
+	arm(g, RG_RUNNING, 0); /* the agent is up: no deadline while CMD runs */
+	exec_cmd(g);
+}
+
 static void on_ready(void *opaque, int err, const cJSON *answer)
 {
 	struct run_guest *g = opaque;
@@ -208,6 +223,10 @@ static void on_ready(void *opaque, int err, const cJSON *answer)
 	if (err) {
 		pr_err(TAG, "the guest agent failed to negotiate: %s", strerror(-err));
 		vm_request_exit(g->vm, VM_EXIT_TERMINATED);
+		return;
+	}
+	if (g->cfg.shares) {
+		plan9_boot_attach(g->cfg.shares, g->bridge, on_shares_mounted, g);
 		return;
 	}
 	arm(g, RG_RUNNING, 0); /* the agent is up: no deadline while CMD runs */

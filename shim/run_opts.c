@@ -26,6 +26,8 @@ const char run_usage[] =
     "  --disk PATH[,ro][,serial=ID]  attach a virtio-blk disk (repeatable)\n"
     "  --pmem PATH[,ro]    attach a file as a virtio-pmem device, /dev/pmemN in the\n"
     "                      guest (repeatable; a multiple of 4 KiB, at most 4 GiB)\n"
+    "  --share HOSTDIR:GUESTDIR[,ro]  share a host directory over 9p, mounted on GUESTDIR\n"
+    "                      before CMD runs (repeatable; needs -- CMD)\n"
     "  --tty, --no-tty     with CMD: give it a pseudo-terminal in the guest, or pipes\n"
     "                      (default: a terminal when stdin is one)\n"
     "  --entry16           enter a bzImage through its 16-bit entry (tiny payloads only:\n"
@@ -139,6 +141,43 @@ static int parse_pmem(struct run_opts *o, const char *spec, char *err, size_t er
 	return 0;
 }
 
+static int parse_share(struct run_opts *o, const char *spec, char *err, size_t errlen)
+{
+	struct run_share *sh;
+	char *buf, *colon, *comma;
+
+	if (o->nr_shares >= RUN_MAX_SHARES) {
+		snprintf(err, errlen, "too many shares (at most %d)", RUN_MAX_SHARES);
+		return -EINVAL;
+	}
+	buf = o->share_buf[o->nr_shares];
+	if (strlen(spec) >= sizeof(o->share_buf[0])) {
+		snprintf(err, errlen, "--share argument too long");
+		return -EINVAL;
+	}
+	strcpy(buf, spec);
+	sh = &o->shares[o->nr_shares];
+	*sh = (struct run_share){.host = buf};
+	colon = strchr(buf, ':');
+	if (!colon || colon == buf || colon[1] != '/') {
+		snprintf(err, errlen, "--share needs HOSTDIR:GUESTDIR[,ro] (GUESTDIR absolute)");
+		return -EINVAL;
+	}
+	*colon = '\0';
+	sh->guest = colon + 1;
+	comma = strchr(colon + 1, ',');
+	if (comma) {
+		*comma = '\0';
+		if (strcmp(comma + 1, "ro") != 0) {
+			snprintf(err, errlen, "unknown share option '%s' (expected ro)", comma + 1);
+			return -EINVAL;
+		}
+		sh->read_only = true;
+	}
+	o->nr_shares++;
+	return 0;
+}
+
 int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t errlen)
 {
 	bool console_given;
@@ -198,7 +237,7 @@ int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t 
 		if (strcmp(name, "--kernel") && strcmp(name, "--initrd") &&
 		    strcmp(name, "--cmdline") && strcmp(name, "--cpus") &&
 		    strcmp(name, "--memory") && strcmp(name, "--console") &&
-		    strcmp(name, "--disk") && strcmp(name, "--pmem")) {
+		    strcmp(name, "--disk") && strcmp(name, "--pmem") && strcmp(name, "--share")) {
 			snprintf(err, errlen, "unknown option '%s' (see uvm-shim run --help)", arg);
 			return -EINVAL;
 		}
@@ -257,6 +296,11 @@ int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t 
 
 			if (ret)
 				return ret;
+		} else if (strcmp(name, "--share") == 0) {
+			int ret = parse_share(o, val, err, errlen);
+
+			if (ret)
+				return ret;
 		}
 	}
 	if (o->cmdline && strlen(o->cmdline) > BOOT_CMDLINE_MAX) {
@@ -266,6 +310,10 @@ int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t 
 	}
 	if (o->initrd && !o->kernel) {
 		snprintf(err, errlen, "--initrd needs --kernel");
+		return -EINVAL;
+	}
+	if (o->nr_shares && !o->guest_argc) {
+		snprintf(err, errlen, "--share needs a command after '--' (the guest agent mounts it)");
 		return -EINVAL;
 	}
 	if (o->tty != RUN_TTY_AUTO && !o->guest_argc) {

@@ -6,8 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RUN_MAX_DISKS 32
-#define RUN_MAX_PMEM  16
+#define RUN_MAX_DISKS  32
+#define RUN_MAX_PMEM   16
+#define RUN_MAX_SHARES 16
 
 /*
  * Where the serial console goes. Without --console: stdio (stdout, input from
@@ -27,6 +28,12 @@ struct run_disk {
 
 struct run_pmem {
 	const char *path;
+	bool read_only;
+};
+
+/* --share HOSTDIR:GUESTDIR[,ro]: a 9p share mounted before CMD runs (needs -- CMD). */
+struct run_share {
+	const char *host, *guest;
 	bool read_only;
 };
 
@@ -50,6 +57,9 @@ struct run_opts {
 	struct run_pmem pmems[RUN_MAX_PMEM]; /* --pmem PATH[,ro] */
 	int nr_pmems;
 	char pmem_buf[RUN_MAX_PMEM][512];
+	struct run_share shares[RUN_MAX_SHARES]; /* --share HOSTDIR:GUESTDIR[,ro] */
+	int nr_shares;
+	char share_buf[RUN_MAX_SHARES][1024];
 };
 
 /* Parses argv (argv[0] is "run"); returns 0 or -EINVAL with a message in err. */

@@ -24,6 +24,7 @@
 #include "shim/guest_link.h"
 #include "shim/guest_proc.h"
 #include "shim/lifecycle.h"
+#include "shim/plan9.h"
 #include "shim/scsi.h"
 #include "shim/vpmem.h"
 #include "vmm/vm.h"
@@ -81,6 +82,8 @@ struct serve {
 	struct scsi scsi;
 	/* pmem layers by device number (vpmem.c) */
 	struct vpmem vpmem;
+	/* 9p shares by name (plan9.c) */
+	struct plan9 plan9;
 	cJSON *gcs_answer; /* the negotiation answer, kept while boot disks attach */
 };
 

@@ -66,7 +66,7 @@ static void console_out(void *opaque, const uint8_t *buf, size_t len)
 	console_sink_write(&s->console, buf, len);
 }
 
-static void on_boot_pmem(void *opaque, int err, const char *msg)
+static void on_boot_done(void *opaque, int err, const char *msg)
 {
 	struct serve *s = opaque;
 	struct ctl_req *req = s->start_req;
@@ -81,7 +81,7 @@ static void on_boot_pmem(void *opaque, int err, const char *msg)
 		cJSON_Delete(gcs);
 		vm_request_exit(s->vm, VM_EXIT_TERMINATED);
 		lifecycle_event(&s->lc, LC_EV_START_FAILED, NULL);
-		ctl_req_error(req, CTL_ERR_GUEST, "a disk given before start failed: %s", msg);
+		ctl_req_error(req, CTL_ERR_GUEST, "a device given before start failed: %s", msg);
 		return;
 	}
 	lifecycle_event(&s->lc, LC_EV_STARTED, NULL);
@@ -94,13 +94,27 @@ static void on_boot_pmem(void *opaque, int err, const char *msg)
 	ctl_req_result(req, r);
 }
 
-/* Disks first, then pmem devices: vm.start answers when both are in. */
-static void on_boot_disks(void *opaque, int err, const char *msg)
+/*
+ * What was given before start attaches in turn: disks, then pmem devices,
+ * then 9p shares; vm.start answers when all are in (on_boot_done), and the
+ * first failure fails it at once.
+ */
+static void on_boot_pmem(void *opaque, int err, const char *msg)
 {
 	struct serve *s = opaque;
 
 	if (err || !s->start_req)
-		on_boot_pmem(s, err, msg);
+		on_boot_done(s, err, msg);
+	else
+		plan9_boot_attach(&s->plan9, s->bridge, on_boot_done, s);
+}
+
+static void on_boot_scsi(void *opaque, int err, const char *msg)
+{
+	struct serve *s = opaque;
+
+	if (err || !s->start_req)
+		on_boot_done(s, err, msg);
 	else
 		vpmem_boot_attach(&s->vpmem, s->bridge, on_boot_pmem, s);
 }
@@ -122,11 +136,11 @@ static void on_bridge_ready(void *opaque, int err, const cJSON *answer)
 			      strerror(-err));
 		return;
 	}
-	/* vm.start answers once the disks given before it are found and mounted. */
+	/* vm.start answers once the disks and shares given before it are mounted. */
 	s->start_req = req;
 	cJSON_Delete(s->gcs_answer);
 	s->gcs_answer = cJSON_Duplicate(answer, 1);
-	scsi_boot_attach(&s->scsi, s->bridge, on_boot_disks, s);
+	scsi_boot_attach(&s->scsi, s->bridge, on_boot_scsi, s);
 }
 
 static void on_bridge_closed(void *opaque)
@@ -148,6 +162,7 @@ static void vm_teardown(struct serve *s)
 	serve_procs_cancel_all(s);
 	scsi_unbind(&s->scsi); /* before the bus goes */
 	vpmem_unbind(&s->vpmem);
+	plan9_unbind(&s->plan9);
 	cJSON_Delete(s->gcs_answer);
 	s->gcs_answer = NULL;
 	guest_link_destroy(&s->link);
@@ -242,6 +257,7 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 	uint64_t cpus = 1, mem = 512, cid = 3;
 	struct machine_config cfg = {0};
 	const cJSON *disks = cJSON_GetObjectItemCaseSensitive(req->params, "scsi");
+	const cJSON *shares = cJSON_GetObjectItemCaseSensitive(req->params, "plan9");
 	const cJSON *dj;
 	unsigned vpmem_count;
 	uint64_t vpmem_max;
@@ -263,6 +279,24 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 	if (vpmem_parse_limits(req->params, &vpmem_count, &vpmem_max, err)) {
 		ctl_req_bad_params(req, err);
 		return;
+	}
+	if (shares && !cJSON_IsArray(shares)) {
+		lifecycle_done(&s->lc, req->method);
+		ctl_req_bad_params(req, "params.plan9: expected an array of shares");
+		return;
+	}
+	cJSON_ArrayForEach(dj, shares)
+	{
+		struct plan9_params pp;
+
+		if (plan9_parse_add(dj, &pp, err)) {
+			char msg[sizeof(err) + 32];
+
+			snprintf(msg, sizeof(msg), "params.plan9[]: %s", err);
+			lifecycle_done(&s->lc, req->method);
+			ctl_req_bad_params(req, msg);
+			return;
+		}
 	}
 	if (disks && !cJSON_IsArray(disks)) {
 		ctl_req_bad_params(req, "params.scsi: expected an array of disks");
@@ -332,6 +366,23 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 			code = ret == -ENOENT || ret == -EEXIST || ret == -EINVAL
 				   ? CTL_ERR_BAD_PARAMS
 				   : CTL_ERR_HOST;
+			goto fail;
+		}
+	}
+	ret = plan9_bind(&s->plan9, s->m->pci, vm_mem(s->vm), s->loop);
+	if (ret) {
+		snprintf(err, sizeof(err), "9p workers: %s", strerror(-ret));
+		goto fail;
+	}
+	cJSON_ArrayForEach(dj, shares)
+	{
+		struct plan9_params pp;
+
+		if (plan9_parse_add(dj, &pp, err))
+			goto fail; /* checked above */
+		ret = plan9_attach_cold(&s->plan9, &pp, err, sizeof(err));
+		if (ret) {
+			code = ret == -ENOMEM || ret == -EIO ? CTL_ERR_HOST : CTL_ERR_BAD_PARAMS;
 			goto fail;
 		}
 	}

@@ -50,7 +50,7 @@ static uint32_t class_of(uint16_t device_id)
 	} classes[] = {
 	    {1, 0x020000},  /* net: ethernet controller */
 	    {2, 0x018000},  /* blk: mass storage, other */
-	    {9, 0x000200},  /* 9p */
+	    {9, 0x018000},  /* 9p: mass storage, other */
 	    {19, 0x078000}, /* vsock: communication controller, other */
 	    {27, 0x058000}, /* pmem: memory controller, other */
 	};

@@ -141,6 +141,7 @@ int iov_slice(const struct iovec *src, int n, size_t skip, size_t len, struct io
 #define VIRTIO_ID_NET 1
 #define VIRTIO_ID_BLK 2
 #define VIRTIO_ID_RNG 4
+#define VIRTIO_ID_9P  9
 
 /* BAR 0 layout of the transport (offsets of each structure). */
 #define VIRTIO_PCI_COMMON_OFF  0x0000
@@ -288,5 +289,17 @@ int virtio_blk_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop *
 /* Entropy device backed by getrandom(). */
 int virtio_rng_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop *loop,
 		      struct virtio_dev **out) __attribute__((warn_unused_result));
+
+struct p9_share_config; /* virtio/p9.h */
+struct p9_pool;		/* virtio/p9.h: the VM's 9p workers, p9_pool_create */
+
+/*
+ * Shares a host directory under a mount tag (at most 64 bytes) through the
+ * 9P2000.L server of virtio/p9.h; the pool's workers serve the requests.
+ */
+int virtio_9p_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop *loop,
+		     struct p9_pool *pool, const char *tag, const struct p9_share_config *share,
+		     struct virtio_dev **out)
+    __attribute__((warn_unused_result));
 
 #endif

@@ -122,6 +122,24 @@ static void test_disks(void **state)
 	assert_int_equal(PARSE("--disk", "/a,serial=12345678901234567890"), 0);
 }
 
+static void test_shares(void **state)
+{
+	assert_int_equal(PARSE("--share", "/srv/a:/mnt/a", "--share=/b:/mnt/b,ro", "--", "ls"), 0);
+	assert_int_equal(opts.nr_shares, 2);
+	assert_string_equal(opts.shares[0].host, "/srv/a");
+	assert_string_equal(opts.shares[0].guest, "/mnt/a");
+	assert_false(opts.shares[0].read_only);
+	assert_string_equal(opts.shares[1].guest, "/mnt/b");
+	assert_true(opts.shares[1].read_only);
+	assert_int_equal(PARSE("--share", "/a:/b"), -EINVAL); /* no command */
+	assert_non_null(strstr(err, "--share needs a command"));
+	assert_int_equal(PARSE("--share", "/a", "--", "ls"), -EINVAL);
+	assert_int_equal(PARSE("--share", ":/b", "--", "ls"), -EINVAL);
+	assert_int_equal(PARSE("--share", "/a:rel", "--", "ls"), -EINVAL);
+	assert_int_equal(PARSE("--share", "/a:/b,rw", "--", "ls"), -EINVAL);
+	assert_non_null(strstr(err, "share option"));
+}
+
 /* The command goes over the bridge: the kernel command line only starts the agent. */
 static void test_guest_command_cmdline(void **state)
 {
@@ -205,6 +223,7 @@ int main(void)
 	    cmocka_unit_test(test_bad_counts),
 	    cmocka_unit_test(test_unknown_and_misc),
 	    cmocka_unit_test(test_disks), cmocka_unit_test(test_pmem),
+	    cmocka_unit_test(test_shares),
 	    cmocka_unit_test(test_guest_command_cmdline),
 	    cmocka_unit_test(test_console_default_follows_the_command),
 	    cmocka_unit_test(test_tty_options),

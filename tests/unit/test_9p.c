@@ -1,0 +1,286 @@
+/*
+ * virtio-9p device: config space (mount tag), requests through the ring
+ * served by the workers, a Tflush cancelling a waiting request, hostile
+ * chains, reset with requests in flight.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "tests/unit/p9_test_util.h"
+#include "tests/unit/virtio_test_util.h"
+
+#define RAM  (1 << 20)
+#define QS   16
+#define REQS 0x40000 /* request i at REQS + i * 0x4000: 8 KiB out, 8 KiB in */
+
+struct fx {
+	char dir[64], share[96];
+	struct tmach m;
+	struct tdrv d;
+	struct virtio_dev *dev;
+	struct p9_pool *pool;
+	uint16_t used_seen;
+	uint16_t tag;
+};
+
+static int setup(void **state)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+	struct p9_share_config share = {0};
+
+	assert_non_null(fx);
+	assert_int_equal(p9t_tree(fx->dir, fx->share), 0);
+	share.path = fx->share;
+	assert_int_equal(tm_init(&fx->m, RAM), 0);
+	assert_int_equal(p9_pool_create(4, NULL, NULL, &fx->pool), 0);
+	assert_int_equal(
+	    virtio_9p_create(fx->m.pbus, fx->m.mem, NULL, fx->pool, "share0", &share, &fx->dev), 0);
+	tdrv_attach(&fx->d, &fx->m, fx->dev->pci.slot);
+	assert_int_equal(tdrv_probe(&fx->d, (1ULL << VIRTIO_F_VERSION_1) | 1, 1, QS), 0);
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *fx = *state;
+
+	virtio_dev_destroy(fx->dev);
+	p9_pool_destroy(fx->pool);
+	tm_fini(&fx->m);
+	p9t_tree_remove(fx->dir);
+	free(fx);
+	return 0;
+}
+
+static uint64_t req_gpa(int i)
+{
+	return REQS + 0x4000ULL * i;
+}
+
+/* Writes a T-message (type, body) as request slot i and makes it available. */
+static void post(struct fx *fx, int i, uint8_t type, const uint8_t *body, size_t blen, uint16_t tag,
+		 uint32_t in_cap)
+{
+	uint8_t *p = fx->m.ram + req_gpa(i);
+	struct p9_wr w = {.p = p, .cap = 0x2000};
+
+	p9_put_u32(&w, P9_HDR_SIZE + blen);
+	p9_put_u8(&w, type);
+	p9_put_u16(&w, tag);
+	memcpy(p9_put_space(&w, blen), body, blen);
+	tq_set_desc(&fx->m, 0, 2 * i, req_gpa(i), w.off, VIRTQ_DESC_F_NEXT, 2 * i + 1);
+	tq_set_desc(&fx->m, 0, 2 * i + 1, req_gpa(i) + 0x2000, in_cap, VIRTQ_DESC_F_WRITE, 0);
+	tq_avail_add(&fx->m, 0, QS, 2 * i);
+}
+
+/* Waits for the next used entry (5 s at most); returns its head and fills the answer. */
+static int wait_used(struct fx *fx, uint32_t *len)
+{
+	uint32_t id = 0;
+
+	for (int t = 0; t < 5000 && tq_used_idx(&fx->m, 0) == fx->used_seen; t++)
+		nanosleep(&(struct timespec){0, 1000000}, NULL);
+	assert_int_not_equal(tq_used_idx(&fx->m, 0), fx->used_seen);
+	tq_used_elem(&fx->m, 0, QS, fx->used_seen++, &id, len);
+	return id;
+}
+
+/* One request on slot 0, answered; returns the R type and leaves the answer at slot 0's in. */
+static uint8_t call(struct fx *fx, uint8_t type, struct p9_wr *body, struct p9_rd *r)
+{
+	uint32_t len;
+
+	post(fx, 0, type, body->p, body->off, ++fx->tag, 0x2000);
+	tdrv_kick(&fx->d, 0);
+	assert_int_equal(wait_used(fx, &len), 0);
+	*r = (struct p9_rd){.p = fx->m.ram + req_gpa(0) + 0x2000, .len = len};
+	assert_int_equal(p9_get_u32(r), len);
+	type = p9_get_u8(r);
+	assert_int_equal(p9_get_u16(r), fx->tag);
+	return type;
+}
+
+static void test_config(void **state)
+{
+	struct fx *fx = *state;
+	uint64_t cfg = fx->d.bar0 + VIRTIO_PCI_DEVCFG_OFF;
+	char tag[7] = "";
+
+	assert_int_equal(cfg_rd(&fx->m, fx->d.slot, 2, 2), 0x1040 + VIRTIO_ID_9P);
+	assert_true(tdrv_device_features(&fx->d) & 1);
+	assert_int_equal(mmio_rd(&fx->m, cfg, 2), 6);
+	for (int i = 0; i < 6; i++)
+		tag[i] = mmio_rd(&fx->m, cfg + 2 + i, 1);
+	assert_string_equal(tag, "share0");
+}
+
+static void test_session(void **state)
+{
+	struct fx *fx = *state;
+	uint8_t b[256];
+	struct p9_wr w = {.p = b, .cap = sizeof(b)};
+	struct p9_rd r;
+
+	p9_put_u32(&w, 65536);
+	p9_put_str(&w, "9P2000.L", 8);
+	assert_int_equal(call(fx, P9_TVERSION, &w, &r), P9_TVERSION + 1);
+	assert_int_equal(p9_get_u32(&r), 65536);
+	w.off = 0;
+	p9_put_u32(&w, 1);
+	p9_put_u32(&w, P9_NOFID);
+	p9_put_str(&w, "u", 1);
+	p9_put_str(&w, "", 0);
+	p9_put_u32(&w, 0);
+	assert_int_equal(call(fx, P9_TATTACH, &w, &r), P9_TATTACH + 1);
+	w.off = 0;
+	p9_put_u32(&w, 1);
+	p9_put_str(&w, "f", 1);
+	p9_put_u32(&w, O_RDWR);
+	p9_put_u32(&w, 0644);
+	p9_put_u32(&w, 0);
+	assert_int_equal(call(fx, P9_TLCREATE, &w, &r), P9_TLCREATE + 1);
+	w.off = 0;
+	p9_put_u32(&w, 1);
+	p9_put_u64(&w, 0);
+	p9_put_u32(&w, 5);
+	memcpy(p9_put_space(&w, 5), "hello", 5);
+	assert_int_equal(call(fx, P9_TWRITE, &w, &r), P9_TWRITE + 1);
+	assert_int_equal(p9_get_u32(&r), 5);
+	w.off = 0;
+	p9_put_u32(&w, 1);
+	p9_put_u64(&w, 0);
+	p9_put_u32(&w, 100);
+	assert_int_equal(call(fx, P9_TREAD, &w, &r), P9_TREAD + 1);
+	assert_int_equal(p9_get_u32(&r), 5);
+	assert_memory_equal(p9_get_bytes(&r, 5), "hello", 5);
+	/* An unknown fid: Rlerror, and the device keeps serving. */
+	w.off = 0;
+	p9_put_u32(&w, 77);
+	assert_int_equal(call(fx, P9_TCLUNK, &w, &r), P9_RLERROR);
+	assert_int_equal(p9_get_u32(&r), EBADF);
+	w.off = 0;
+	p9_put_u32(&w, 1);
+	assert_int_equal(call(fx, P9_TCLUNK, &w, &r), P9_TCLUNK + 1);
+}
+
+static void test_flush_cancels_waiting(void **state)
+{
+	struct fx *fx = *state;
+	uint8_t ver[14], fl[2] = {5, 0};
+	struct p9_wr w = {.p = ver, .cap = sizeof(ver)};
+	uint32_t len, ids[2];
+	struct p9_rd r;
+
+	/* One kick brings both: the flush is seen before any worker takes tag 5. */
+	p9_put_u32(&w, 65536);
+	p9_put_str(&w, "9P2000.L", 8);
+	post(fx, 0, P9_TVERSION, ver, w.off, 5, 0x2000);
+	post(fx, 1, P9_TFLUSH, fl, 2, 6, 0x2000);
+	tdrv_kick(&fx->d, 0);
+	ids[0] = wait_used(fx, &len);
+	assert_int_equal(ids[0], 0);
+	r = (struct p9_rd){.p = fx->m.ram + req_gpa(0) + 0x2000, .len = len};
+	p9_get_u32(&r);
+	assert_int_equal(p9_get_u8(&r), P9_RLERROR);
+	assert_int_equal(p9_get_u16(&r), 5);
+	assert_int_equal(p9_get_u32(&r), EINTR);
+	ids[1] = wait_used(fx, &len);
+	assert_int_equal(ids[1], 2);
+	assert_int_equal(len, 7);
+	assert_int_equal(fx->m.ram[req_gpa(1) + 0x2000 + 4], P9_TFLUSH + 1);
+	/* A flush of a tag nobody uses is answered at once. */
+	fl[0] = 99;
+	post(fx, 1, P9_TFLUSH, fl, 2, 7, 0x2000);
+	tdrv_kick(&fx->d, 0);
+	assert_int_equal(wait_used(fx, &len), 2);
+}
+
+static void test_hostile_chains(void **state)
+{
+	struct fx *fx = *state;
+	uint32_t len;
+
+	/* Shorter than a header. */
+	tq_set_desc(&fx->m, 0, 0, req_gpa(0), 3, VIRTQ_DESC_F_NEXT, 1);
+	tq_set_desc(&fx->m, 0, 1, req_gpa(0) + 0x2000, 64, VIRTQ_DESC_F_WRITE, 0);
+	tq_avail_add(&fx->m, 0, QS, 0);
+	tdrv_kick(&fx->d, 0);
+	assert_int_equal(wait_used(fx, &len), 0);
+	assert_int_equal(len, 11);
+	assert_int_equal(fx->m.ram[req_gpa(0) + 0x2000 + 4], P9_RLERROR);
+	/* No room for the answer: the chain comes back empty. */
+	post(fx, 1, P9_TVERSION, (const uint8_t *)"\0\0\1\0\0\0", 6, 1, 0);
+	tq_set_desc(&fx->m, 0, 2, req_gpa(1), 13, 0, 0);
+	tdrv_kick(&fx->d, 0);
+	assert_int_equal(wait_used(fx, &len), 2);
+	assert_int_equal(len, 0);
+	/* A size field larger than the chain: Rlerror EINVAL. */
+	post(fx, 2, P9_TCLUNK, (const uint8_t *)"\1\0\0\0", 4, 3, 64);
+	fx->m.ram[req_gpa(2)] = 200;
+	tdrv_kick(&fx->d, 0);
+	assert_int_equal(wait_used(fx, &len), 4);
+	assert_int_equal(fx->m.ram[req_gpa(2) + 0x2000 + 4], P9_RLERROR);
+	assert_false(tdrv_status(&fx->d) & VIRTIO_STATUS_NEEDS_RESET);
+}
+
+static void test_reset_in_flight(void **state)
+{
+	struct fx *fx = *state;
+	uint8_t ver[14];
+	struct p9_wr w = {.p = ver, .cap = sizeof(ver)};
+
+	p9_put_u32(&w, 65536);
+	p9_put_str(&w, "9P2000.L", 8);
+	for (int i = 0; i < QS / 2; i++)
+		post(fx, i, P9_TVERSION, ver, w.off, i, 0x2000);
+	tdrv_kick(&fx->d, 0);
+	/* Reset right away: it waits for running requests, drops the rest. */
+	cc_wr(&fx->d, VIRTIO_PCI_COMMON_STATUS, 1, 0);
+	assert_int_equal(tdrv_status(&fx->d), 0);
+	assert_int_equal(tdrv_probe(&fx->d, (1ULL << VIRTIO_F_VERSION_1) | 1, 1, QS), 0);
+	memset(fx->m.ram + tq_avail(0), 0, 0x1000);
+	memset(fx->m.ram + tq_used(0), 0, 0x1000);
+	fx->used_seen = 0;
+	{
+		struct p9_rd r;
+
+		assert_int_equal(call(fx, P9_TVERSION, &w, &r), P9_TVERSION + 1);
+	}
+}
+
+static void test_create_errors(void **state)
+{
+	struct fx *fx = *state;
+	struct p9_share_config share = {.path = "/nonexistent/p9"};
+	struct virtio_dev *d = NULL;
+
+	assert_int_equal(virtio_9p_create(fx->m.pbus, fx->m.mem, NULL, fx->pool, "t", &share, &d),
+			 -ENOENT);
+	share.path = "/etc/passwd";
+	assert_int_equal(virtio_9p_create(fx->m.pbus, fx->m.mem, NULL, fx->pool, "t", &share, &d),
+			 -ENOTDIR);
+	share.path = fx->share;
+	assert_int_equal(virtio_9p_create(fx->m.pbus, fx->m.mem, NULL, fx->pool, "", &share, &d),
+			 -EINVAL);
+	assert_null(d);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_config, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_session, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_flush_cancels_waiting, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hostile_chains, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reset_in_flight, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_create_errors, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

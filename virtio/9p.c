@@ -1,0 +1,359 @@
+/*
+ * virtio-9p (virtio 1.x, device id 9): one request queue, the mount tag in
+ * config space, the 9P2000.L server of p9_server.c behind it.
+ *
+ * Host I/O never runs on the event loop: a kick only takes chains and peeks
+ * at their 9P header; the VM's 9p worker pool (p9_pool.c) copies each
+ * request out of guest memory, serves it and writes the answer back, so
+ * requests are served in parallel (a slow fsync does not hold up a stat). A Tflush for a
+ * request still waiting is answered on the loop: the old request gets
+ * Rlerror(EINTR), then the flush its Rflush; for one already running, the
+ * Rflush follows its answer.
+ *
+ * Locking: vdev.dev_lock covers the ring, the request slots and the work queue;
+ * it is taken inside the transport lock (reset), and workers hold it only to
+ * mark a request running and to push its answer; the pool's lock is taken
+ * inside it. Reset takes back what waits and waits for what runs.
+ */
+#include "virtio.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "p9.h"
+#include "vmm/log.h"
+
+#define VIRTIO_9P_F_MOUNT_TAG 0
+#define P9_QUEUE_SIZE	      128
+#define P9_TAG_MAX	      64
+
+enum p9_req_state { P9_REQ_FREE, P9_REQ_QUEUED, P9_REQ_RUNNING, P9_REQ_FLUSH_WAIT };
+
+struct p9_dev;
+
+struct p9_req {
+	struct p9_work work; /* first: what the pool runs */
+	struct p9_dev *dev;
+	enum p9_req_state state;
+	bool submitted; /* QUEUED and given to the pool (else still in this kick's batch) */
+	uint16_t head;
+	uint16_t tag;
+	uint16_t nr_out, nr_in;
+	uint32_t out_len, in_len;
+	struct p9_req *flush_waiter; /* a Tflush answered once this one is */
+	struct iovec iov[VIRTQ_MAX_SIZE];
+};
+
+struct p9_dev {
+	struct virtio_dev vdev;
+	struct p9_server *server;
+	struct p9_pool *pool;
+	char name[16];
+
+	/* vdev.dev_lock covers what follows; vdev.active is the transport's */
+	pthread_cond_t idle_cv;
+	int inflight; /* given to the pool and not finished */
+	struct virtq_chain chain;
+	struct p9_req reqs[P9_QUEUE_SIZE]; /* indexed by descriptor head */
+	/* What one kick took, given to the pool once the kick is done: a Tflush in
+	 * the same kick finds its request still here and cancels it for sure. */
+	struct p9_req *batch[P9_QUEUE_SIZE];
+	int nr_batch;
+
+	uint8_t cfg[2 + P9_TAG_MAX]; /* virtio_9p_config: le16 tag_len, tag bytes */
+};
+
+static struct p9_dev *to_p9(struct virtio_dev *vdev)
+{
+	return container_of(vdev, struct p9_dev, vdev);
+}
+
+/* ---- Answers ------------------------------------------------------------------------------ */
+
+/* Writes len bytes of answer into req's writable buffers and returns the chain. Lock held. */
+static void req_push(struct p9_dev *p9, struct p9_req *req, const uint8_t *buf, size_t len)
+{
+	struct virtq *vq = &p9->vdev.vqs[0];
+	size_t done = 0;
+
+	req->state = P9_REQ_FREE;
+	if (!p9->vdev.active)
+		return; /* the ring was reset: nobody waits for this */
+	if (buf && len)
+		done = iov_from_buf(req->iov + req->nr_out, req->nr_in, 0, buf, len);
+	virtq_push(vq, req->head, done);
+	virtio_dev_notify(&p9->vdev, 0);
+}
+
+static void req_push_small(struct p9_dev *p9, struct p9_req *req, bool flush, uint32_t ecode)
+{
+	uint8_t msg[16];
+	size_t n = flush ? p9_build_rflush(msg, sizeof(msg), req->tag)
+			 : p9_build_rlerror(msg, sizeof(msg), req->tag, ecode);
+
+	req_push(p9, req, msg, n);
+}
+
+/* ---- Workers ------------------------------------------------------------------------------ */
+
+static size_t serve(struct p9_dev *p9, struct p9_req *req, struct p9_worker_bufs *b)
+{
+	size_t in_len = req->out_len, cap = req->in_len;
+
+	if (in_len > P9_MSIZE_MAX)
+		return p9_build_rlerror(b->out, P9_MSIZE_MAX, req->tag, EMSGSIZE);
+	iov_to_buf(req->iov, req->nr_out, 0, b->in, in_len);
+	if (cap > P9_MSIZE_MAX)
+		cap = P9_MSIZE_MAX;
+	return p9_server_handle(p9->server, b->in, in_len, b->out, cap);
+}
+
+/* Done with a request given to the pool. Lock held. */
+static void req_retire(struct p9_dev *p9)
+{
+	if (--p9->inflight == 0)
+		pthread_cond_broadcast(&p9->idle_cv);
+}
+
+static void req_work(struct p9_work *w, struct p9_worker_bufs *b)
+{
+	struct p9_req *req = (struct p9_req *)w;
+	struct p9_dev *p9 = req->dev;
+	const uint8_t *ans = b ? b->out : NULL;
+	uint8_t small[16];
+	size_t len, done;
+
+	pthread_mutex_lock(&p9->vdev.dev_lock);
+	if (!p9->vdev.active || req->state != P9_REQ_QUEUED) {
+		/* Reset while it waited: nobody wants the answer. */
+		req->state = P9_REQ_FREE;
+		req_retire(p9);
+		pthread_mutex_unlock(&p9->vdev.dev_lock);
+		return;
+	}
+	req->state = P9_REQ_RUNNING;
+	pthread_mutex_unlock(&p9->vdev.dev_lock);
+
+	/* Guest memory stays valid while inflight > 0: reset and destroy wait for us. */
+	if (b) {
+		len = serve(p9, req, b);
+	} else {
+		len = p9_build_rlerror(small, sizeof(small), req->tag, ENOMEM);
+		ans = small;
+	}
+	done = len ? iov_from_buf(req->iov + req->nr_out, req->nr_in, 0, ans, len) : 0;
+
+	pthread_mutex_lock(&p9->vdev.dev_lock);
+	if (p9->vdev.active) {
+		struct p9_req *fw = req->flush_waiter;
+
+		req->state = P9_REQ_FREE;
+		req->flush_waiter = NULL;
+		virtq_push(&p9->vdev.vqs[0], req->head, done);
+		virtio_dev_notify(&p9->vdev, 0);
+		if (fw)
+			req_push_small(p9, fw, true, 0);
+	} else {
+		req->state = P9_REQ_FREE;
+		req->flush_waiter = NULL;
+	}
+	req_retire(p9);
+	pthread_mutex_unlock(&p9->vdev.dev_lock);
+}
+
+/* ---- Kicks (event loop) ------------------------------------------------------------------- */
+
+static struct p9_req *find_tag(struct p9_dev *p9, uint16_t tag, struct p9_req *skip)
+{
+	for (int i = 0; i < P9_QUEUE_SIZE; i++) {
+		struct p9_req *r = &p9->reqs[i];
+
+		if (r != skip && r->tag == tag &&
+		    (r->state == P9_REQ_QUEUED || r->state == P9_REQ_RUNNING))
+			return r;
+	}
+	return NULL;
+}
+
+/* A Tflush: cancel the request it names if it still waits. Lock held. */
+static void flush(struct p9_dev *p9, struct p9_req *req, uint16_t oldtag)
+{
+	struct p9_req *old = find_tag(p9, oldtag, req);
+
+	if (old && old->state == P9_REQ_QUEUED &&
+	    (!old->submitted || p9_pool_cancel(p9->pool, &old->work))) {
+		if (old->submitted)
+			req_retire(p9);
+		req_push_small(p9, old, false, EINTR);
+	} else if (old && !old->flush_waiter) {
+		old->flush_waiter = req;
+		req->state = P9_REQ_FLUSH_WAIT;
+		return;
+	}
+	req_push_small(p9, req, true, 0);
+}
+
+/* Takes every available chain. Lock held. Returns -EIO when the driver broke the ring. */
+static int take_requests(struct p9_dev *p9)
+{
+	struct virtq *vq = &p9->vdev.vqs[0];
+	struct virtq_chain *c = &p9->chain;
+	int r;
+
+	while ((r = virtq_pop(vq, c)) > 0) {
+		struct p9_req *req = &p9->reqs[c->head % P9_QUEUE_SIZE];
+		uint8_t hdr[P9_HDR_SIZE + 2] = {0};
+
+		if (c->head >= P9_QUEUE_SIZE || req->state != P9_REQ_FREE)
+			return -EIO; /* a head in flight handed out twice */
+		req->head = c->head;
+		req->nr_out = c->nr_out;
+		req->nr_in = c->nr_in;
+		req->out_len = c->out_len;
+		req->in_len = c->in_len;
+		req->flush_waiter = NULL;
+		memcpy(req->iov, c->iov, (c->nr_out + c->nr_in) * sizeof(c->iov[0]));
+		iov_to_buf(c->iov, c->nr_out, 0, hdr, sizeof(hdr));
+		req->tag = hdr[5] | hdr[6] << 8;
+		if (c->out_len < P9_HDR_SIZE) {
+			req_push_small(p9, req, false, EINVAL);
+		} else if (hdr[4] == P9_TFLUSH && c->out_len == P9_HDR_SIZE + 2) {
+			flush(p9, req, hdr[7] | hdr[8] << 8);
+		} else {
+			req->state = P9_REQ_QUEUED;
+			req->submitted = false;
+			p9->batch[p9->nr_batch++] = req;
+		}
+	}
+	return r;
+}
+
+/* Gives the pool what the kick took and no flush cancelled. Lock held. */
+static void submit_batch(struct p9_dev *p9)
+{
+	for (int i = 0; i < p9->nr_batch; i++) {
+		struct p9_req *req = p9->batch[i];
+
+		if (req->state != P9_REQ_QUEUED || req->submitted)
+			continue;
+		req->submitted = true;
+		p9->inflight++;
+		p9_pool_submit(p9->pool, &req->work);
+	}
+	p9->nr_batch = 0;
+}
+
+static void p9_queue_notify(struct virtio_dev *vdev, int q)
+{
+	struct p9_dev *p9 = to_p9(vdev);
+	int err = 0;
+
+	pthread_mutex_lock(&p9->vdev.dev_lock);
+	if (p9->vdev.active && q == 0) {
+		err = take_requests(p9);
+		submit_batch(p9);
+	}
+	pthread_mutex_unlock(&p9->vdev.dev_lock);
+	if (err)
+		virtio_dev_set_needs_reset(vdev);
+}
+
+/* ---- Device ops --------------------------------------------------------------------------- */
+
+static void p9_config_read(struct virtio_dev *vdev, uint32_t off, void *data, uint32_t len)
+{
+	memcpy(data, to_p9(vdev)->cfg + off, len);
+}
+
+static void p9_reset(struct virtio_dev *vdev)
+{
+	struct p9_dev *p9 = to_p9(vdev);
+
+	/* Waiting requests are dropped; running ones finish (their answers are dropped). */
+	for (int i = 0; i < P9_QUEUE_SIZE; i++) {
+		struct p9_req *r = &p9->reqs[i];
+
+		if (r->state == P9_REQ_QUEUED && r->submitted &&
+		    p9_pool_cancel(p9->pool, &r->work)) {
+			r->state = P9_REQ_FREE;
+			req_retire(p9);
+		}
+	}
+	while (p9->inflight)
+		pthread_cond_wait(&p9->idle_cv, &p9->vdev.dev_lock);
+	for (int i = 0; i < P9_QUEUE_SIZE; i++) {
+		p9->reqs[i].state = P9_REQ_FREE;
+		p9->reqs[i].flush_waiter = NULL;
+	}
+}
+
+static void p9_free(struct p9_dev *p9)
+{
+	p9_server_destroy(p9->server);
+	pthread_cond_destroy(&p9->idle_cv);
+	free(p9);
+}
+
+static void p9_destroy(struct virtio_dev *vdev)
+{
+	p9_free(to_p9(vdev));
+}
+
+static const struct virtio_dev_ops p9_ops = {
+    .config_read = p9_config_read,
+    .queue_notify = p9_queue_notify,
+    .reset = p9_reset,
+    .destroy = p9_destroy,
+};
+
+/* ---- Creation ----------------------------------------------------------------------------- */
+
+int virtio_9p_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop *loop,
+		     struct p9_pool *pool, const char *tag, const struct p9_share_config *share,
+		     struct virtio_dev **out)
+{
+	static int counter;
+	size_t tag_len = tag ? strlen(tag) : 0;
+	struct p9_dev *p9;
+	int err, slot;
+
+	if (tag_len == 0 || tag_len > P9_TAG_MAX || !share || !pool)
+		return -EINVAL;
+	p9 = calloc(1, sizeof(*p9));
+	if (!p9)
+		return -ENOMEM;
+	pthread_cond_init(&p9->idle_cv, NULL);
+	p9->pool = pool;
+	for (int i = 0; i < P9_QUEUE_SIZE; i++) {
+		p9->reqs[i].dev = p9;
+		p9->reqs[i].work.fn = req_work;
+	}
+	snprintf(p9->name, sizeof(p9->name), "9p%d", __atomic_fetch_add(&counter, 1, 0));
+	p9->cfg[0] = tag_len & 0xff;
+	p9->cfg[1] = tag_len >> 8;
+	memcpy(p9->cfg + 2, tag, tag_len);
+	err = p9_server_create(share, &p9->server);
+	if (err) {
+		log_msg(LOG_ERROR, "9p", "%s: cannot share %s (%s)", p9->name, share->path,
+			strerror(-err));
+		p9_free(p9);
+		return err;
+	}
+	err = virtio_dev_init(&p9->vdev, p9->name, VIRTIO_ID_9P, 1, P9_QUEUE_SIZE,
+			      2 + tag_len, 1ULL << VIRTIO_9P_F_MOUNT_TAG, &p9_ops, mem, loop);
+	if (err) {
+		p9_free(p9);
+		return err;
+	}
+	slot = virtio_dev_plug(&p9->vdev, pbus);
+	if (slot < 0) {
+		virtio_dev_destroy(&p9->vdev);
+		return slot;
+	}
+	log_msg(LOG_INFO, "9p", "%s: tag %s, %s%s, slot %d", p9->name, tag, share->path,
+		share->read_only ? " (ro)" : "", slot);
+	*out = &p9->vdev;
+	return 0;
+}
