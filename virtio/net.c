@@ -134,8 +134,15 @@ static int rx_deliver(struct net_dev *d, bool *pushed)
 	while (!net_rx_fill_done(&f)) {
 		struct virtq_chain *c = n == 0 ? &d->first : &d->cur;
 
-		if (n == vq->size)
-			return -EIO; /* more chains than the ring holds: avail idx is lying */
+		if (n == vq->size) {
+			/* The whole ring cannot hold it: drop the frame, keep the buffers. */
+			virtq_unpop(vq, n);
+			d->st.rx_drops++;
+			d->rx_pending = false;
+			log_ratelimited(LOG_WARN, TAG, "%s: rx frame of %zu bytes > the whole ring",
+					d->name, d->rx_len);
+			return 1;
+		}
 		r = virtq_pop(vq, c);
 		if (r < 0)
 			return -EIO;

@@ -113,7 +113,7 @@ int net_tap_open(const char *ifname, const char *netns_path, struct net_backend 
 /*
  * A backend on an fd with tap semantics (one read or write = one frame behind
  * a 12-byte virtio-net header): a tap fd handed over by a parent, or a
- * datagram socket in tests. Takes fd.
+ * SOCK_SEQPACKET socket in tests. Takes fd.
  */
 int net_fd_backend(int fd, struct net_backend **out) __attribute__((warn_unused_result));
 

@@ -4,7 +4,7 @@
  * checksum and segmentation offloads pass through the host kernel both ways.
  * The offloads the tap may hand us (TUNSETOFFLOAD) follow what the guest
  * negotiated. The same code serves any fd with those semantics (a tap fd
- * handed over by a parent, a datagram socket in tests).
+ * handed over by a parent, a SOCK_SEQPACKET socket in tests).
  */
 #include "virtio/net.h"
 
@@ -56,6 +56,9 @@ static ssize_t tap_recv(struct net_backend *be, struct net_hdr *hdr, void *buf, 
 
 	if (n < 0)
 		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : -errno;
+	/* End of file: a socket whose peer closed (a tap never reads 0). */
+	if (n == 0)
+		return -EPIPE;
 	/* Shorter than a header: nothing usable (the device drops a 0-byte frame and counts it). */
 	if ((size_t)n < NET_HDR_LEN) {
 		memset(hdr, 0, sizeof(*hdr));
