@@ -61,6 +61,7 @@ struct net_dev {
 	bool rx_pending;  /* the bounce buffer holds a frame for the guest */
 	bool rx_wait_buf; /* not reading until the guest adds rx buffers */
 	bool tx_blocked;  /* the backend is full: tx waits for EPOLLOUT */
+	bool offloads_pending; /* features negotiated, not yet applied to the backend */
 	size_t rx_len;	  /* header + frame bytes in bounce */
 	uint8_t *bounce;  /* NET_HDR_LEN + NET_MAX_FRAME */
 	struct net_cfg_layout cfg;
@@ -355,6 +356,8 @@ void virtio_net_backend_ready(struct virtio_dev *vdev, uint32_t events)
 		virtio_net_set_link(vdev, false);
 }
 
+static void apply_offloads(struct net_dev *d);
+
 static void be_fd_ready(void *opaque, uint32_t events)
 {
 	virtio_net_backend_ready(opaque, events);
@@ -369,6 +372,7 @@ static void efd_ready(void *opaque, uint32_t events)
 		/* EAGAIN: an earlier run took it */
 	}
 	pthread_mutex_lock(&d->lock);
+	apply_offloads(d);
 	rx_run(d);
 	update_events(d);
 	pthread_mutex_unlock(&d->lock);
@@ -401,24 +405,41 @@ static void net_config_read(struct virtio_dev *vdev, uint32_t off, void *data, u
 	pthread_mutex_unlock(&d->lock);
 }
 
+/*
+ * Lock held, loop thread (or the test's thread without a loop): what the tap may
+ * hand us follows the guest's features. Until this runs the tap hands plain
+ * frames (no offloads, as opened), which every guest takes.
+ */
+static void apply_offloads(struct net_dev *d)
+{
+	int err;
+
+	if (!d->offloads_pending)
+		return;
+	d->offloads_pending = false;
+	if (!d->be->ops->set_offloads || d->be_dead)
+		return;
+	err = d->be->ops->set_offloads(d->be, d->features);
+	if (err)
+		pr_warn(TAG, "%s: offloads %#llx on %s: %s; frames stay without offloads",
+			d->name, (unsigned long long)d->features, d->be->name, strerror(-err));
+}
+
 static int net_activate(struct virtio_dev *vdev)
 {
 	struct net_dev *d = to_net(vdev);
-	int err = 0;
 
 	pthread_mutex_lock(&d->lock);
 	d->features = vdev->guest_features;
-	if (d->be->ops->set_offloads)
-		err = d->be->ops->set_offloads(d->be, d->features);
-	if (err)
-		pr_err(TAG, "%s: setting offloads %#llx on %s: %s", d->name,
-		       (unsigned long long)d->features, d->be->name, strerror(-err));
-	else
-		d->active = true;
+	d->active = true;
+	/* vCPU thread: the ioctl belongs to the loop (its seccomp class allows it). */
+	d->offloads_pending = true;
+	if (!d->loop)
+		apply_offloads(d);
 	pthread_mutex_unlock(&d->lock);
 	/* The loop starts polling the backend (the fd's events belong to the loop thread). */
 	wake_loop(d);
-	return err;
+	return 0;
 }
 
 static void net_reset(struct virtio_dev *vdev)
@@ -432,6 +453,9 @@ static void net_reset(struct virtio_dev *vdev)
 	d->rx_pending = false;
 	d->rx_wait_buf = false;
 	d->features = 0;
+	d->offloads_pending = true; /* back to none */
+	if (!d->loop)
+		apply_offloads(d);
 	pthread_mutex_unlock(&d->lock);
 	wake_loop(d);
 }
