@@ -51,7 +51,7 @@
 
 static const char *const caps[] = {
     BRIDGE_CAP_EXEC,	    BRIDGE_CAP_TTY,	 BRIDGE_CAP_SIGNAL, BRIDGE_CAP_PROPERTIES,
-    BRIDGE_CAP_DUMP_STACKS, BRIDGE_CAP_SHUTDOWN, BRIDGE_CAP_SCSI};
+    BRIDGE_CAP_DUMP_STACKS, BRIDGE_CAP_SHUTDOWN, BRIDGE_CAP_SCSI, BRIDGE_CAP_NIC};
 
 struct waiter {
 	uint64_t id;
@@ -783,6 +783,34 @@ static void do_scsi_remove(uint32_t type, uint64_t id, const cJSON *req)
 	scsi_submit(type, id, req, true);
 }
 
+/*
+ * nic_*: done inline on the bridge loop. An add waits for the interface (a PCI
+ * rescan finds it in well under a second; the timeout bounds the wait).
+ */
+static void do_nic(uint32_t type, uint64_t id, const cJSON *req)
+{
+	char err[256] = "", ifname[32] = "";
+	unsigned rpc = bridge_type_rpc(type);
+	int ret;
+
+	if (rpc == BRIDGE_RPC_NIC_ADD)
+		ret = gcs_net_add(req, ifname, sizeof(ifname), err, sizeof(err));
+	else if (rpc == BRIDGE_RPC_NIC_UPDATE)
+		ret = gcs_net_update(req, err, sizeof(err));
+	else
+		ret = gcs_net_remove(req, err, sizeof(err));
+	if (ret) {
+		respond(type, id, ret, NULL, "%s", err);
+	} else if (rpc == BRIDGE_RPC_NIC_ADD) {
+		cJSON *b = cJSON_CreateObject();
+
+		cJSON_AddStringToObject(b, "interface", ifname);
+		respond(type, id, 0, b, NULL);
+	} else {
+		respond(type, id, 0, NULL, NULL);
+	}
+}
+
 static void dispatch(const struct bridge_rx_event *ev)
 {
 	uint32_t type = ev->hdr.type;
@@ -823,6 +851,10 @@ static void dispatch(const struct bridge_rx_event *ev)
 	else if (type ==
 		 BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_DEVICE, BRIDGE_RPC_SCSI_REMOVE))
 		do_scsi_remove(type, ev->hdr.id, req);
+	else if (type == BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_DEVICE, BRIDGE_RPC_NIC_ADD) ||
+		 type == BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_DEVICE, BRIDGE_RPC_NIC_UPDATE) ||
+		 type == BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_DEVICE, BRIDGE_RPC_NIC_REMOVE))
+		do_nic(type, ev->hdr.id, req);
 	else
 		respond(type, ev->hdr.id, -EOPNOTSUPP, NULL, "%s is not supported",
 			bridge_type_name(type));

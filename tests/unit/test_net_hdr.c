@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "shim/net_addr.h"
+#include "gcs/net_addr.h"
 #include "virtio/net_hdr.h"
 
 #define F(b)	    NET_FBIT(VIRTIO_NET_F_##b)

@@ -1,5 +1,5 @@
 /* MAC and IP prefix parsing for the NIC parameters (net_addr.h). */
-#include "shim/net_addr.h"
+#include "gcs/net_addr.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

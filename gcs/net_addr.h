@@ -1,9 +1,10 @@
 /*
  * MAC addresses and IP prefixes as the parent writes them ("52:54:00:12:34:56",
- * "10.0.0.2/24", "fd00::2/64"). Pure parsing, shared by nic.* and run --net.
+ * "10.0.0.2/24", "fd00::2/64"). Pure parsing, compiled into both the shim
+ * (nic.* and run --net check them) and the GCS (which applies them).
  */
-#ifndef SHIM_NET_ADDR_H
-#define SHIM_NET_ADDR_H
+#ifndef GCS_NET_ADDR_H
+#define GCS_NET_ADDR_H
 
 #include <stdint.h>
 
