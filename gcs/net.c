@@ -354,6 +354,16 @@ static int apply(struct gnic *g, int ifindex, const cJSON *body, char *err, size
 		}
 		rhv[nr++] = v != NULL;
 	}
+	/* A new gateway alone keeps the routes set before. */
+	if (!routes && gw) {
+		for (int i = 0; i < g->nr_routes && nr < NET_MAX_ITEMS - 1; i++) {
+			if (!g->route_dst[i].prefix)
+				continue;
+			rd[nr] = g->route_dst[i];
+			rv[nr] = g->route_via[i];
+			rhv[nr++] = g->route_has_via[i];
+		}
+	}
 	/* The default route is one more route, through the gateway. */
 	if (cJSON_IsString(gw)) {
 		if (net_parse_cidr(gw->valuestring, 1, &rv[nr])) {

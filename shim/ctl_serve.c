@@ -98,6 +98,27 @@ static void m_scsi_remove(void *opaque, struct ctl_req *req)
 	scsi_method_remove(&s->scsi, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
 }
 
+static void m_nic_add(void *opaque, struct ctl_req *req)
+{
+	struct serve *s = opaque;
+
+	nic_method_add(&s->nics, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
+}
+
+static void m_nic_remove(void *opaque, struct ctl_req *req)
+{
+	struct serve *s = opaque;
+
+	nic_method_remove(&s->nics, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
+}
+
+static void m_nic_update(void *opaque, struct ctl_req *req)
+{
+	struct serve *s = opaque;
+
+	nic_method_update(&s->nics, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
+}
+
 static void m_unsupported(void *opaque, struct ctl_req *req)
 {
 	struct serve *s = opaque;
@@ -127,13 +148,13 @@ static const struct ctl_method methods[] = {
     {"process.resize", serve_process_resize},
     {"scsi.add", m_scsi_add},
     {"scsi.remove", m_scsi_remove},
+    {"nic.add", m_nic_add},
+    {"nic.remove", m_nic_remove},
+    {"nic.update", m_nic_update},
     /* Known to the protocol, not built yet: they fail with -32008 after the state check. */
     {"vm.save", m_unsupported},
     {"vm.update_memory", m_unsupported},
     {"vm.update_cpu_limits", m_unsupported},
-    {"nic.add", m_unsupported},
-    {"nic.remove", m_unsupported},
-    {"nic.update", m_unsupported},
     {"vpmem.add", m_unsupported},
     {"vpmem.remove", m_unsupported},
     {"plan9.add", m_unsupported},
@@ -228,6 +249,7 @@ int ctl_serve_main(int argc, char **argv)
 		pr_warn(TAG, "guest.dump_stacks will not have the shim's stacks");
 	s->sig_fd = s->timer_fd = s->console_fd = -1;
 	scsi_init(&s->scsi);
+	nic_init(&s->nics);
 	lifecycle_init(&s->lc);
 	/* The parent's death ends us like SIGTERM: the VM goes with the shim. */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);

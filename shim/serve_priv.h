@@ -23,6 +23,7 @@
 #include "shim/ctl.h"
 #include "shim/guest_proc.h"
 #include "shim/lifecycle.h"
+#include "shim/nic.h"
 #include "shim/scsi.h"
 #include "vmm/vm.h"
 
@@ -78,7 +79,10 @@ struct serve {
 
 	/* disks by controller/lun (scsi.c) */
 	struct scsi scsi;
+	/* NICs by id (nic.c) */
+	struct nic_mgr nics;
 	cJSON *gcs_answer; /* the negotiation answer, kept while boot disks attach */
+	const char *boot_what; /* "disk" or "NIC": which boot attach vm.start waits for */
 };
 
 /* ---- ctl_serve.c: small helpers --------------------------------------------------- */

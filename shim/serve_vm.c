@@ -57,6 +57,22 @@ const char *serve_exit_word(enum vm_exit why)
 
 /* ---- the VM ------------------------------------------------------------------------ */
 
+static void on_boot_nics(void *opaque, int err, const char *msg);
+
+/* The disks given before start are attached: the NICs next (or the failure is reported). */
+static void on_boot_disks(void *opaque, int err, const char *msg)
+{
+	struct serve *s = opaque;
+
+	s->boot_what = "disk";
+	if (err || !s->start_req) {
+		on_boot_nics(s, err, msg);
+		return;
+	}
+	s->boot_what = "NIC";
+	nic_boot_attach(&s->nics, s->bridge, on_boot_nics, s);
+}
+
 /* vCPU thread: console bytes. */
 static void console_out(void *opaque, const uint8_t *buf, size_t len)
 {
@@ -68,7 +84,7 @@ static void console_out(void *opaque, const uint8_t *buf, size_t len)
 	}
 }
 
-static void on_boot_disks(void *opaque, int err, const char *msg)
+static void on_boot_nics(void *opaque, int err, const char *msg)
 {
 	struct serve *s = opaque;
 	struct ctl_req *req = s->start_req;
@@ -84,7 +100,8 @@ static void on_boot_disks(void *opaque, int err, const char *msg)
 		vm_request_exit(s->vm, VM_EXIT_TERMINATED);
 		lifecycle_event(&s->lc, LC_EV_START_FAILED, NULL);
 		lifecycle_done(&s->lc, "vm.start");
-		ctl_req_error(req, CTL_ERR_GUEST, "a disk given before start failed: %s", msg);
+		ctl_req_error(req, CTL_ERR_GUEST, "a %s given before start failed: %s",
+			      s->boot_what, msg);
 		return;
 	}
 	lifecycle_event(&s->lc, LC_EV_STARTED, NULL);
@@ -141,6 +158,7 @@ static void vm_teardown(struct serve *s)
 	s->bridge = NULL;
 	serve_procs_cancel_all(s);
 	scsi_unbind(&s->scsi); /* before the bus goes */
+	nic_unbind(&s->nics);
 	cJSON_Delete(s->gcs_answer);
 	s->gcs_answer = NULL;
 	if (s->vsock_dev)
@@ -245,6 +263,7 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 	uint64_t cpus = 1, mem = 512, cid = 3;
 	struct machine_config cfg = {0};
 	const cJSON *disks = cJSON_GetObjectItemCaseSensitive(req->params, "scsi");
+	const cJSON *nics = cJSON_GetObjectItemCaseSensitive(req->params, "nics");
 	const cJSON *dj;
 	int ret, code = CTL_ERR_HOST;
 
@@ -279,6 +298,25 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 			ctl_req_bad_params(req, msg);
 			return;
 		}
+	}
+	if (nics && !cJSON_IsArray(nics)) {
+		lifecycle_done(&s->lc, req->method);
+		ctl_req_bad_params(req, "params.nics: expected an array of NICs");
+		return;
+	}
+	cJSON_ArrayForEach(dj, nics)
+	{
+		struct nic_params np;
+
+		if (nic_parse_add(dj, &np, err)) {
+			char msg[sizeof(err) + 32];
+
+			snprintf(msg, sizeof(msg), "params.nics[]: %s", err);
+			lifecycle_done(&s->lc, req->method);
+			ctl_req_bad_params(req, msg);
+			return;
+		}
+		nic_params_free(&np);
 	}
 	if (!kernel) {
 		const char *dir = run_default_guest_dir();
@@ -334,6 +372,24 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 			goto fail;
 		}
 	}
+	nic_bind(&s->nics, s->m->pci, vm_mem(s->vm), s->loop);
+	cJSON_ArrayForEach(dj, nics)
+	{
+		struct nic_params np;
+		char why[200];
+
+		if (nic_parse_add(dj, &np, err))
+			goto fail; /* checked above */
+		ret = nic_attach_cold(&s->nics, &np, why, sizeof(why), &code);
+		nic_params_free(&np);
+		if (ret) {
+			snprintf(err, sizeof(err), "nics[] (id %s): %s",
+				 cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(dj, "id")),
+				 why);
+			goto fail;
+		}
+	}
+	code = CTL_ERR_HOST;
 	ret = vsock_engine_create(&s->vs, cid);
 	if (!ret)
 		ret = virtio_vsock_create(s->m->pci, vm_mem(s->vm), s->loop, s->vs, &s->vsock_dev);
@@ -508,5 +564,7 @@ void serve_vm_stats(void *opaque, struct ctl_req *req)
 		cJSON_AddNumberToObject(v, "to_guest_bytes", st.rx_bytes);
 		cJSON_AddNumberToObject(v, "malformed_packets", st.malformed);
 	}
+	if (nic_count(&s->nics))
+		cJSON_AddItemToObject(r, "nics", nic_stats(&s->nics));
 	ctl_req_result(req, r);
 }
