@@ -14,6 +14,7 @@
  * A missed deadline ends the VM (or, in drain, drops the rest of the output).
  */
 #include "shim/run_guest.h"
+#include "shim/nic.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -197,6 +198,16 @@ static void exec_cmd(struct run_guest *g)
 
 /* ---- the bridge ------------------------------------------------------------------------ */
 
+/* The --net NICs are configured (or not): CMD runs either way, a failure is said. */
+static void on_nics_ready(void *opaque, int err, const char *msg)
+{
+	struct run_guest *g = opaque;
+
+	if (err)
+		pr_err(TAG, "network: %s", msg);
+	exec_cmd(g);
+}
+
 static void on_ready(void *opaque, int err, const cJSON *answer)
 {
 	struct run_guest *g = opaque;
@@ -210,6 +221,11 @@ static void on_ready(void *opaque, int err, const cJSON *answer)
 		return;
 	}
 	arm(g, RG_RUNNING, 0); /* the agent is up: no deadline while CMD runs */
+	if (g->cfg.nics && nic_count(g->cfg.nics)) {
+		g->exec_sent = true; /* a second ready must not run CMD twice */
+		nic_boot_attach(g->cfg.nics, g->bridge, on_nics_ready, g);
+		return;
+	}
 	exec_cmd(g);
 }
 

@@ -13,6 +13,7 @@ struct loop;
 struct machine;
 struct run_guest;
 struct run_tty;
+struct nic_mgr;
 
 /* Seconds the guest agent gets to dial in and negotiate after the VM starts. */
 #define RUN_AGENT_TIMEOUT_S 120
@@ -27,6 +28,7 @@ struct run_guest_config {
 	bool tty; /* a pty in the guest; stdout and stderr merged */
 	struct run_tty
 	    *raw; /* put in raw mode once CMD runs (tty mode, stdin a terminal), or NULL */
+	struct nic_mgr *nics; /* --net NICs the agent configures before CMD runs, or NULL */
 };
 
 /*

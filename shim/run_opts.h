@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #define RUN_MAX_DISKS 32
+#define RUN_MAX_NICS  8
 
 /*
  * Where the serial console goes. Without --console: stdio (stdout, input from
@@ -41,10 +42,20 @@ struct run_opts {
 	int guest_argc;
 	enum run_tty_mode tty; /* --tty, --no-tty */
 	char disk_buf[RUN_MAX_DISKS][512];
+	const char *nets[RUN_MAX_NICS]; /* --net specs, checked by run_net_params */
+	int nr_nets;
 };
 
 /* Parses argv (argv[0] is "run"); returns 0 or -EINVAL with a message in err. */
 int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t errlen);
+
+/*
+ * A --net spec ("user", or "tap=NAME[,mac=MAC][,ip=CIDR][,gw=IP][,mtu=N]") as
+ * nic.add parameters (id "net<index>"), checked like nic.add checks them.
+ * Returns 0 with *out (the caller deletes it) or -EINVAL with err.
+ */
+struct cJSON;
+int run_net_params(const char *spec, int index, struct cJSON **out, char *err, size_t errlen);
 
 extern const char run_usage[];
 
