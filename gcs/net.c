@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -301,6 +302,9 @@ static int write_resolv_conf(void)
 	if (!any)
 		return 0;
 	snprintf(tmp, sizeof(tmp), "%s.tmp", resolv_conf);
+	/* The initrd may come without /etc. */
+	if (!strcmp(resolv_conf, RESOLV_CONF) && mkdir("/etc", 0755) && errno != EEXIST)
+		return -errno;
 	f = fopen(tmp, "we");
 	if (!f)
 		return -errno;
