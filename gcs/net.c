@@ -517,8 +517,13 @@ int gcs_net_remove(const cJSON *body, char *err, size_t errlen)
 		return 0;
 	}
 	link_set(ifindex, 0, 0);
-	snprintf(path, sizeof(path), "%s/class/net/%s/device/remove", sysfs, name);
+	/* device is the virtio device; the PCI function (with "remove") is its parent. */
+	snprintf(path, sizeof(path), "%s/class/net/%s/device/../remove", sysfs, name);
 	ret = write_small(path, "1");
+	if (ret == -ENOENT) {
+		snprintf(path, sizeof(path), "%s/class/net/%s/device/remove", sysfs, name);
+		ret = write_small(path, "1");
+	}
 	if (ret) {
 		snprintf(err, errlen, "removing the PCI function of %s: %s", name, strerror(-ret));
 		return ret;

@@ -200,6 +200,13 @@ static void test_passt_arp(void **state)
 		poll(&p, 1, 100);
 		n = be->ops->recv(be, &h, rbuf, sizeof(rbuf));
 	}
+	if (n < 0 && n != -EAGAIN) {
+		/* passt exited: this version needs an interface with an IPv4 default route. */
+		net_backend_destroy(be);
+		print_message("skip: passt exited (no external interface with an IPv4 default "
+			      "route here?)\n");
+		skip();
+	}
 	assert_true(n >= 42);
 	assert_memory_equal(rbuf, mac, 6);			   /* to us */
 	assert_int_equal(rbuf[12] << 8 | rbuf[13], 0x0806);	   /* ARP */

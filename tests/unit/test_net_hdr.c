@@ -1,4 +1,4 @@
-/* virtio/net_hdr.c and shim/net_addr.c: header rules per offload, checksums, mergeable filling, parsing. */
+/* virtio/net_hdr.c and gcs/net_addr.c: header rules per offload, checksums, mergeable filling, parsing. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
