@@ -442,6 +442,9 @@ static int body_mac(const cJSON *body, uint8_t mac[6], char *err, size_t errlen)
 	return 0;
 }
 
+static int unplug(const uint8_t mac[6], const char *name, int ifindex, long deadline, char *err,
+		  size_t errlen);
+
 int gcs_net_add(const cJSON *body, char *ifname, size_t len, char *err, size_t errlen)
 {
 	const cJSON *t = cJSON_GetObjectItemCaseSensitive(body, "timeout_ms");
@@ -473,7 +476,12 @@ int gcs_net_add(const cJSON *body, char *ifname, size_t len, char *err, size_t e
 	g->used = true;
 	ret = apply(g, ifindex, body, err, errlen);
 	if (ret) {
+		char why[128];
+
+		/* As for disks: the function goes again, so the host can unplug it safely. */
 		g->used = false;
+		if (unplug(mac, g->ifname, ifindex, now_ms() + timeout, why, sizeof(why)))
+			gcs_log("net: %s: %s", g->ifname, why);
 		return ret;
 	}
 	snprintf(ifname, len, "%s", g->ifname);
@@ -497,12 +505,41 @@ int gcs_net_update(const cJSON *body, char *err, size_t errlen)
 	return apply(g, ifindex, body, err, errlen);
 }
 
+/* Takes the interface down and removes its PCI function; waits until it is gone. */
+static int unplug(const uint8_t mac[6], const char *name, int ifindex, long deadline, char *err,
+		  size_t errlen)
+{
+	char path[512], left[IFNAMSIZ];
+	int ret;
+
+	link_set(ifindex, 0, 0);
+	/* device is the virtio device; the PCI function (with "remove") is its parent. */
+	snprintf(path, sizeof(path), "%s/class/net/%s/device/../remove", sysfs, name);
+	ret = write_small(path, "1");
+	if (ret == -ENOENT) {
+		snprintf(path, sizeof(path), "%s/class/net/%s/device/remove", sysfs, name);
+		ret = write_small(path, "1");
+	}
+	if (ret) {
+		snprintf(err, errlen, "removing the PCI function of %s: %s", name, strerror(-ret));
+		return ret;
+	}
+	while (!find_by_mac(mac, left, &ifindex)) {
+		if (now_ms() > deadline) {
+			snprintf(err, errlen, "%s did not go away", name);
+			return -ETIMEDOUT;
+		}
+		nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
+	}
+	return 0;
+}
+
 int gcs_net_remove(const cJSON *body, char *err, size_t errlen)
 {
 	const cJSON *t = cJSON_GetObjectItemCaseSensitive(body, "timeout_ms");
 	long deadline = now_ms() + (cJSON_IsNumber(t) && t->valuedouble > 0 ? (long)t->valuedouble
 									     : 30000);
-	char name[IFNAMSIZ], path[512];
+	char name[IFNAMSIZ];
 	struct gnic *g;
 	uint8_t mac[6];
 	int ifindex, ret;
@@ -516,25 +553,9 @@ int gcs_net_remove(const cJSON *body, char *err, size_t errlen)
 			g->used = false;
 		return 0;
 	}
-	link_set(ifindex, 0, 0);
-	/* device is the virtio device; the PCI function (with "remove") is its parent. */
-	snprintf(path, sizeof(path), "%s/class/net/%s/device/../remove", sysfs, name);
-	ret = write_small(path, "1");
-	if (ret == -ENOENT) {
-		snprintf(path, sizeof(path), "%s/class/net/%s/device/remove", sysfs, name);
-		ret = write_small(path, "1");
-	}
-	if (ret) {
-		snprintf(err, errlen, "removing the PCI function of %s: %s", name, strerror(-ret));
+	ret = unplug(mac, name, ifindex, deadline, err, errlen);
+	if (ret)
 		return ret;
-	}
-	while (!find_by_mac(mac, name, &ifindex)) {
-		if (now_ms() > deadline) {
-			snprintf(err, errlen, "%s did not go away", name);
-			return -ETIMEDOUT;
-		}
-		nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
-	}
 	if (g) {
 		g->used = false;
 		g->nr_dns = 0;
