@@ -28,10 +28,10 @@
 #include "gcs/gcs.h"
 #include "gcs/net_addr.h"
 
-#define NET_MAX_NICS   16
-#define NET_MAX_ITEMS  16
-#define NL_BUF	       8192
-#define RESOLV_CONF    "/etc/resolv.conf"
+#define NET_MAX_NICS  16
+#define NET_MAX_ITEMS 16
+#define NL_BUF	      8192
+#define RESOLV_CONF   "/etc/resolv.conf"
 
 struct gnic {
 	bool used;
@@ -353,7 +353,8 @@ static int apply(struct gnic *g, int ifindex, const cJSON *body, char *err, size
 		if (nr >= NET_MAX_ITEMS - 1 || !cJSON_IsString(d) ||
 		    net_parse_cidr(d->valuestring, 0, &rd[nr]) ||
 		    (v && (!cJSON_IsString(v) || net_parse_cidr(v->valuestring, 1, &rv[nr])))) {
-			snprintf(err, errlen, "routes[%d]: expected {\"dst\": CIDR, \"via\": IP}", nr);
+			snprintf(err, errlen, "routes[%d]: expected {\"dst\": CIDR, \"via\": IP}",
+				 nr);
 			return -EINVAL;
 		}
 		rhv[nr++] = v != NULL;
@@ -537,8 +538,8 @@ static int unplug(const uint8_t mac[6], const char *name, int ifindex, long dead
 int gcs_net_remove(const cJSON *body, char *err, size_t errlen)
 {
 	const cJSON *t = cJSON_GetObjectItemCaseSensitive(body, "timeout_ms");
-	long deadline = now_ms() + (cJSON_IsNumber(t) && t->valuedouble > 0 ? (long)t->valuedouble
-									     : 30000);
+	long deadline =
+	    now_ms() + (cJSON_IsNumber(t) && t->valuedouble > 0 ? (long)t->valuedouble : 30000);
 	char name[IFNAMSIZ];
 	struct gnic *g;
 	uint8_t mac[6];

@@ -115,8 +115,8 @@ static int open_backend(const struct nic_params *p, struct net_backend **be, cha
 
 	if (p->backend == NIC_USER) {
 		char addr[64], gw[64];
-		struct net_passt_config pc = {.addr = addr, .prefix = p->user_addr.prefix,
-					      .gw = gw, .mtu = p->mtu};
+		struct net_passt_config pc = {
+		    .addr = addr, .prefix = p->user_addr.prefix, .gw = gw, .mtu = p->mtu};
 
 		net_cidr_format(&p->user_addr, addr, sizeof(addr));
 		*strchr(addr, '/') = '\0';
@@ -124,8 +124,9 @@ static int open_backend(const struct nic_params *p, struct net_backend **be, cha
 		*strchr(gw, '/') = '\0';
 		ret = net_passt_start(&pc, be);
 		if (ret == -ENOENT)
-			snprintf(err, errlen, "params.backend: user networking needs passt, which "
-					      "is not installed (Debian package passt)");
+			snprintf(err, errlen,
+				 "params.backend: user networking needs passt, which "
+				 "is not installed (Debian package passt)");
 		else if (ret)
 			snprintf(err, errlen, "params.backend: starting passt: %s", strerror(-ret));
 		return ret;
@@ -148,8 +149,9 @@ static int open_backend(const struct nic_params *p, struct net_backend **be, cha
 	else if (ret == -EINVAL && p->netns)
 		snprintf(err, errlen, "params.netns: %s is not a network namespace", p->netns);
 	else if (ret == -EPERM)
-		snprintf(err, errlen, "params.%s: not permitted (once the VM runs the shim has no "
-				      "capabilities: give taps and namespaces at vm.create)",
+		snprintf(err, errlen,
+			 "params.%s: not permitted (once the VM runs the shim has no "
+			 "capabilities: give taps and namespaces at vm.create)",
 			 p->netns ? "netns" : "tap");
 	else if (ret)
 		snprintf(err, errlen, "params.tap: '%s': %s", p->tap, strerror(-ret));
@@ -182,8 +184,7 @@ static int plug(struct nic_mgr *nm, struct nic *n, const struct nic_params *p, c
 
 static int err_code(int ret)
 {
-	return ret == -ENOENT || ret == -EINVAL || ret == -EEXIST || ret == -EPERM ||
-		       ret == -EACCES
+	return ret == -ENOENT || ret == -EINVAL || ret == -EEXIST || ret == -EPERM || ret == -EACCES
 		   ? CTL_ERR_BAD_PARAMS
 	       : ret == -EBUSY || ret == -ENOSPC ? CTL_ERR_BUSY
 						 : CTL_ERR_HOST;
@@ -368,8 +369,7 @@ static struct nic *method_target(struct nic_mgr *nm, struct ctl_req *req, const 
 	return n;
 }
 
-void nic_method_remove(struct nic_mgr *nm, struct bridge *bridge, bool running,
-		       struct ctl_req *req)
+void nic_method_remove(struct nic_mgr *nm, struct bridge *bridge, bool running, struct ctl_req *req)
 {
 	const char *id;
 	char err[CTL_ERRLEN];
@@ -425,8 +425,7 @@ static void on_update_resp(void *opaque, int status, const char *error, const cJ
 		ctl_req_result(req, nic_result(n));
 }
 
-void nic_method_update(struct nic_mgr *nm, struct bridge *bridge, bool running,
-		       struct ctl_req *req)
+void nic_method_update(struct nic_mgr *nm, struct bridge *bridge, bool running, struct ctl_req *req)
 {
 	const char *id;
 	char err[CTL_ERRLEN];
@@ -457,8 +456,8 @@ void nic_method_update(struct nic_mgr *nm, struct bridge *bridge, bool running,
 		return;
 	}
 	/* Remembered for the record; the agent replaces what it set before. */
-	cJSON_ArrayForEach(x, guest) cJSON_ReplaceItemInObjectCaseSensitive(
-	    n->guest, x->string, cJSON_Duplicate(x, 1));
+	cJSON_ArrayForEach(x, guest)
+	    cJSON_ReplaceItemInObjectCaseSensitive(n->guest, x->string, cJSON_Duplicate(x, 1));
 	cJSON_AddStringToObject(guest, "mac", n->mac_str);
 	n->req = req;
 	n->state = NIC_UPDATING;

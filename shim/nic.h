@@ -44,7 +44,7 @@ struct nic_params {
 	uint8_t mac[6];
 	uint16_t mtu;
 	struct net_cidr user_addr, user_gw; /* user: what passt assumes the guest has */
-	cJSON *guest; /* what the agent applies (owned: nic_params_free) */
+	cJSON *guest;			    /* what the agent applies (owned: nic_params_free) */
 	uint64_t timeout_ms;
 };
 

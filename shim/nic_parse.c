@@ -101,9 +101,10 @@ static int parse_guest_fields(const cJSON *params, cJSON *guest, char err[CTL_ER
 		if (!cJSON_IsString(d) || net_parse_cidr(d->valuestring, 0, &dc) ||
 		    (v && (!cJSON_IsString(v) || net_parse_cidr(v->valuestring, 1, &vc) ||
 			   vc.family != dc.family)))
-			return BAD(err,
-				   "params.routes[%d]: expected {\"dst\": \"ADDR/PREFIX\", \"via\": IP}",
-				   i);
+			return BAD(
+			    err,
+			    "params.routes[%d]: expected {\"dst\": \"ADDR/PREFIX\", \"via\": IP}",
+			    i);
 		r = cJSON_CreateObject();
 		net_cidr_format(&dc, buf, sizeof(buf));
 		cJSON_AddStringToObject(r, "dst", buf);

@@ -49,7 +49,7 @@ struct net_dev {
 	struct virtio_dev vdev;
 	struct net_backend *be;
 	struct loop *loop;
-	int efd;      /* wakes the loop: state changed (activate/reset) or rx has more */
+	int efd; /* wakes the loop: state changed (activate/reset) or rx has more */
 	bool fd_on_loop;
 	uint32_t events; /* what the backend fd is polled for now */
 
@@ -58,12 +58,12 @@ struct net_dev {
 	bool link_up;
 	bool be_dead; /* the backend failed (passt exited, tap gone): traffic is dropped */
 	uint64_t features;
-	bool rx_pending;  /* the bounce buffer holds a frame for the guest */
-	bool rx_wait_buf; /* not reading until the guest adds rx buffers */
-	bool tx_blocked;  /* the backend is full: tx waits for EPOLLOUT */
+	bool rx_pending;       /* the bounce buffer holds a frame for the guest */
+	bool rx_wait_buf;      /* not reading until the guest adds rx buffers */
+	bool tx_blocked;       /* the backend is full: tx waits for EPOLLOUT */
 	bool offloads_pending; /* features negotiated, not yet applied to the backend */
-	size_t rx_len;	  /* header + frame bytes in bounce */
-	uint8_t *bounce;  /* NET_HDR_LEN + NET_MAX_FRAME */
+	size_t rx_len;	       /* header + frame bytes in bounce */
+	uint8_t *bounce;       /* NET_HDR_LEN + NET_MAX_FRAME */
 	struct net_cfg_layout cfg;
 	struct net_stats st;
 	struct virtq_chain first, cur; /* rx: the packet's first chain, the one being filled */
@@ -421,8 +421,8 @@ static void apply_offloads(struct net_dev *d)
 		return;
 	err = d->be->ops->set_offloads(d->be, d->features);
 	if (err)
-		pr_warn(TAG, "%s: offloads %#llx on %s: %s; frames stay without offloads",
-			d->name, (unsigned long long)d->features, d->be->name, strerror(-err));
+		pr_warn(TAG, "%s: offloads %#llx on %s: %s; frames stay without offloads", d->name,
+			(unsigned long long)d->features, d->be->name, strerror(-err));
 }
 
 static int net_activate(struct virtio_dev *vdev)

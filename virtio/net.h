@@ -56,8 +56,8 @@ struct net_stats {
 
 /* Plugs a virtio-net function. It owns be from this call on, also when it fails. */
 int virtio_net_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop *loop,
-		      const struct net_config *cfg, struct net_backend *be,
-		      struct virtio_dev **out) __attribute__((warn_unused_result));
+		      const struct net_config *cfg, struct net_backend *be, struct virtio_dev **out)
+    __attribute__((warn_unused_result));
 /* Link up/down: STATUS in config space and a config interrupt. Down drops traffic both ways. */
 void virtio_net_set_link(struct virtio_dev *dev, bool up);
 void virtio_net_get_stats(struct virtio_dev *dev, struct net_stats *st);

@@ -56,12 +56,12 @@ struct net_hdr {
 } __attribute__((packed));
 _Static_assert(sizeof(struct net_hdr) == 12, "virtio_net_hdr_v1 is 12 bytes");
 
-#define NET_HDR_LEN	   12u
-#define NET_ETH_HLEN	   14u
+#define NET_HDR_LEN  12u
+#define NET_ETH_HLEN 14u
 /* Largest frame either way: a 64 KiB GSO packet plus Ethernet and VLAN headers, with slack. */
-#define NET_MAX_FRAME	   (65536u + 256u)
-#define NET_MTU_MIN	   68u
-#define NET_MTU_MAX	   65520u
+#define NET_MAX_FRAME (65536u + 256u)
+#define NET_MTU_MIN   68u
+#define NET_MTU_MAX   65520u
 
 /*
  * A header the guest sent with a frame of frame_len bytes, against the

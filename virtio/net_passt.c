@@ -57,8 +57,8 @@ static int stream_flush(struct net_backend *be)
 
 		if (n < 0)
 			return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN
-			       : errno == EINTR			 ? -EAGAIN
-								 : -errno;
+			       : errno == EINTR			       ? -EAGAIN
+								       : -errno;
 		s->out_off += n;
 	}
 	s->out_off = s->out_len = 0;
@@ -122,7 +122,8 @@ static ssize_t stream_recv(struct net_backend *be, struct net_hdr *hdr, void *bu
 		if (flen == -EPROTO) {
 			log_ratelimited(LOG_ERROR, TAG, "%s: frame length beyond %u", be->name,
 					NET_MAX_FRAME);
-			return -EPROTO; /* the stream is out of step: nothing after it can be trusted */
+			return -EPROTO; /* the stream is out of step: nothing after it can be
+					   trusted */
 		}
 		if (flen >= 0) {
 			size_t take = (size_t)flen < cap ? (size_t)flen : cap;

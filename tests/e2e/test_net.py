@@ -210,6 +210,22 @@ def test_hot_add_and_remove(nvm, tmp):
     assert host_ping(GUEST0, ns=NS).returncode == 0
 
 
+def test_guest_failure_takes_the_nic_out(nvm, tmp):
+    """A route the guest kernel refuses (its gateway is on no link): the agent fails,
+    removes the function again, the shim unplugs it, and the id is free."""
+    msg = nvm.error("nic.add", -32002, timeout=120, id="eth2", backend="tap", tap=TAP1,
+                    mac=MAC1, addresses=[GUEST1 + "/24"],
+                    routes=[{"dst": "10.70.0.0/16", "via": "10.99.0.1"}])
+    assert "route" in msg, msg
+    code, out, _ = sh(nvm, tmp, "cat /sys/class/net/*/address")
+    assert MAC1 not in out, out
+    r = nvm.ok("nic.add", timeout=120, id="eth2", backend="tap", tap=TAP1, mac=MAC1,
+               addresses=[GUEST1 + "/24"])
+    assert host_ping(GUEST1).returncode == 0
+    nvm.ok("nic.remove", timeout=120, id="eth2")
+    assert host_ping(GUEST0, ns=NS, count=1).returncode == 0
+
+
 def test_bad_requests_leave_the_vm_running(nvm, tmp):
     msg = nvm.error("nic.add", BAD_PARAMS, id="x", backend="tap", tap="uvmnosuch0")
     assert "params.tap" in msg, msg

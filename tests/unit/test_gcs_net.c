@@ -194,13 +194,13 @@ static void test_add_update_remove(void **state)
 	assert_null(strstr(rt, "00000000/0100090A"));
 	assert_non_null(strstr(rt, "0000140A/FE00090A"));
 	/* Hostile or broken bodies: refused, named, nothing changed. */
-	assert_int_equal(call("update", "{\"mac\":\"" MAC "\",\"addresses\":[\"10.9.0.8\"]}", err,
-			      ifname),
-			 -EINVAL);
+	assert_int_equal(
+	    call("update", "{\"mac\":\"" MAC "\",\"addresses\":[\"10.9.0.8\"]}", err, ifname),
+	    -EINVAL);
 	assert_non_null(strstr(err, "addresses"));
-	assert_int_equal(call("update", "{\"mac\":\"" MAC "\",\"routes\":[{\"via\":\"1.2.3.4\"}]}",
-			      err, ifname),
-			 -EINVAL);
+	assert_int_equal(
+	    call("update", "{\"mac\":\"" MAC "\",\"routes\":[{\"via\":\"1.2.3.4\"}]}", err, ifname),
+	    -EINVAL);
 	assert_non_null(strstr(err, "routes[0]"));
 	assert_int_equal(call("update", "{\"mac\":\"" MAC "\",\"mtu\":10}", err, ifname), -EINVAL);
 	assert_non_null(strstr(err, "mtu"));
@@ -208,15 +208,15 @@ static void test_add_update_remove(void **state)
 			 -EINVAL);
 	assert_int_equal(call("update", "{\"mac\":5}", err, ifname), -EINVAL);
 	assert_non_null(strstr(err, "mac"));
-	assert_int_equal(call("update", "{\"mac\":\"02:00:00:00:00:99\",\"mtu\":1500}", err, ifname),
-			 -ENOENT);
+	assert_int_equal(
+	    call("update", "{\"mac\":\"02:00:00:00:00:99\",\"mtu\":1500}", err, ifname), -ENOENT);
 	if_state(addr, &mtu, &up);
 	assert_string_equal(addr, "10.9.0.7");
 	assert_int_equal(mtu, 1400);
 	/* A MAC that never shows up: the wait ends at its timeout. */
-	assert_int_equal(call("add", "{\"mac\":\"02:00:00:00:00:98\",\"timeout_ms\":200}", err,
-			      ifname),
-			 -ETIMEDOUT);
+	assert_int_equal(
+	    call("add", "{\"mac\":\"02:00:00:00:00:98\",\"timeout_ms\":200}", err, ifname),
+	    -ETIMEDOUT);
 }
 
 int main(void)

@@ -240,8 +240,11 @@ static void test_tx_malformed(void **state)
 	post_tx(f, &h, 0, short_hdr, 1);
 	post_tx(f, &h, 13, runt, 1);
 	/* An offload the guest did not negotiate (TSO4), a checksum past the frame. */
-	h = (struct net_hdr){.flags = NET_HDR_F_NEEDS_CSUM, .gso_type = NET_GSO_TCPV4,
-			     .gso_size = 1000, .csum_start = 34, .csum_offset = 16};
+	h = (struct net_hdr){.flags = NET_HDR_F_NEEDS_CSUM,
+			     .gso_type = NET_GSO_TCPV4,
+			     .gso_size = 1000,
+			     .csum_start = 34,
+			     .csum_offset = 16};
 	post_tx(f, &h, 60, ok, 1);
 	h = (struct net_hdr){.flags = NET_HDR_F_NEEDS_CSUM, .csum_start = 59, .csum_offset = 0};
 	post_tx(f, &h, 60, ok, 1);
@@ -431,8 +434,12 @@ static void test_rx_too_big(void **state)
 static void test_rx_offloads(void **state)
 {
 	struct fx *f = fx_new(F_BASE | F(GUEST_CSUM) | F(GUEST_TSO4), true);
-	struct net_hdr gso4 = {.flags = NET_HDR_F_NEEDS_CSUM, .gso_type = NET_GSO_TCPV4,
-			       .gso_size = 1448, .hdr_len = 54, .csum_start = 34, .csum_offset = 16};
+	struct net_hdr gso4 = {.flags = NET_HDR_F_NEEDS_CSUM,
+			       .gso_type = NET_GSO_TCPV4,
+			       .gso_size = 1448,
+			       .hdr_len = 54,
+			       .csum_start = 34,
+			       .csum_offset = 16};
 	struct net_hdr gso6 = gso4;
 
 	gso6.gso_type = NET_GSO_TCPV6;

@@ -187,7 +187,7 @@ static void test_passt_arp(void **state)
 	assert_int_equal(err, 0);
 	memset(arp, 0xff, 6);
 	memcpy(arp + 6, mac, 6);
-	arp[12] = 0x08, arp[13] = 0x06;				/* ARP */
+	arp[12] = 0x08, arp[13] = 0x06;			       /* ARP */
 	arp[14] = 0, arp[15] = 1, arp[16] = 0x08, arp[17] = 0; /* Ethernet, IPv4 */
 	arp[18] = 6, arp[19] = 4, arp[20] = 0, arp[21] = 1;    /* request */
 	memcpy(arp + 22, mac, 6);
@@ -208,11 +208,11 @@ static void test_passt_arp(void **state)
 		skip();
 	}
 	assert_true(n >= 42);
-	assert_memory_equal(rbuf, mac, 6);			   /* to us */
-	assert_int_equal(rbuf[12] << 8 | rbuf[13], 0x0806);	   /* ARP */
-	assert_int_equal(rbuf[20] << 8 | rbuf[21], 2);		   /* reply */
+	assert_memory_equal(rbuf, mac, 6);		       /* to us */
+	assert_int_equal(rbuf[12] << 8 | rbuf[13], 0x0806);    /* ARP */
+	assert_int_equal(rbuf[20] << 8 | rbuf[21], 2);	       /* reply */
 	assert_memory_equal(rbuf + 28, "\x0a\x00\x02\x02", 4); /* the gateway */
-	net_backend_destroy(be);				   /* reaps passt */
+	net_backend_destroy(be);			       /* reaps passt */
 }
 
 static void test_passt_missing(void **state)

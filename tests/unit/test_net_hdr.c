@@ -1,4 +1,5 @@
-/* virtio/net_hdr.c and gcs/net_addr.c: header rules per offload, checksums, mergeable filling, parsing. */
+/* virtio/net_hdr.c and gcs/net_addr.c: header rules per offload, checksums, mergeable filling,
+ * parsing. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -12,9 +13,9 @@
 #include "gcs/net_addr.h"
 #include "virtio/net_hdr.h"
 
-#define F(b)	    NET_FBIT(VIRTIO_NET_F_##b)
-#define HOST_ALL    (F(CSUM) | F(HOST_TSO4) | F(HOST_TSO6) | F(HOST_ECN))
-#define GUEST_ALL   (F(GUEST_CSUM) | F(GUEST_TSO4) | F(GUEST_TSO6) | F(GUEST_ECN))
+#define F(b)	  NET_FBIT(VIRTIO_NET_F_##b)
+#define HOST_ALL  (F(CSUM) | F(HOST_TSO4) | F(HOST_TSO6) | F(HOST_ECN))
+#define GUEST_ALL (F(GUEST_CSUM) | F(GUEST_TSO4) | F(GUEST_TSO6) | F(GUEST_ECN))
 
 static struct net_hdr hdr(uint8_t flags, uint8_t gso, uint16_t hdr_len, uint16_t gso_size,
 			  uint16_t start, uint16_t off)
@@ -68,7 +69,8 @@ static void test_tx_csum(void **state)
 	assert_int_equal(out.flags, NET_HDR_F_NEEDS_CSUM);
 	assert_int_equal(out.csum_start, 34);
 	assert_int_equal(out.csum_offset, 16);
-	/* The checksum field must lie inside the frame: exactly at the end is fine, one past not. */
+	/* The checksum field must lie inside the frame: exactly at the end is fine, one past not.
+	 */
 	assert_int_equal(net_hdr_tx_check(&in, 52, F(CSUM), &out), 0);
 	assert_int_equal(net_hdr_tx_check(&in, 51, F(CSUM), &out), -EINVAL);
 	in = hdr(NET_HDR_F_NEEDS_CSUM, 0, 0, 0, 0xffff, 0xffff);
@@ -287,9 +289,18 @@ static void test_mac_parse(void **state)
 	uint8_t m[6] = {0}, g[6];
 	char s[18];
 	static const char *bad[] = {
-	    "",	 "52:54:00:12:34", "52:54:00:12:34:56:78", "52:54:00:12:34:5g",
-	    "52-54:00:12:34:56", "01:00:5e:00:00:01", "00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff",
-	    " 52:54:00:12:34:5", "52:54:00:12:34:56 ", "525400123456", "52::54:00:12:34:5",
+	    "",
+	    "52:54:00:12:34",
+	    "52:54:00:12:34:56:78",
+	    "52:54:00:12:34:5g",
+	    "52-54:00:12:34:56",
+	    "01:00:5e:00:00:01",
+	    "00:00:00:00:00:00",
+	    "ff:ff:ff:ff:ff:ff",
+	    " 52:54:00:12:34:5",
+	    "52:54:00:12:34:56 ",
+	    "525400123456",
+	    "52::54:00:12:34:5",
 	};
 
 	assert_int_equal(net_parse_mac("52:54:00:AB:cd:EF", m), 0);
@@ -315,9 +326,21 @@ static void test_cidr_parse(void **state)
 	struct net_cidr c;
 	char buf[64];
 	static const char *bad[] = {
-	    "",		   "/24",	  "10.0.0.1/",	 "10.0.0.1/33",	 "10.0.0.1/-1",
-	    "10.0.0.1/+8", "10.0.0.1/ 8", "10.0.0.1/8 ", "10.0.0.256/8", "10.0.0/8",
-	    "fd00::1/129", "fd00:::1/64", "10.0.0.1/0008", "host/24",	 "10.0.0.1/2a",
+	    "",
+	    "/24",
+	    "10.0.0.1/",
+	    "10.0.0.1/33",
+	    "10.0.0.1/-1",
+	    "10.0.0.1/+8",
+	    "10.0.0.1/ 8",
+	    "10.0.0.1/8 ",
+	    "10.0.0.256/8",
+	    "10.0.0/8",
+	    "fd00::1/129",
+	    "fd00:::1/64",
+	    "10.0.0.1/0008",
+	    "host/24",
+	    "10.0.0.1/2a",
 	};
 
 	assert_int_equal(net_parse_cidr("10.1.2.3/24", 0, &c), 0);
@@ -349,11 +372,11 @@ static void test_cidr_parse(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_tx_plain),	   cmocka_unit_test(test_tx_frame_size),
-	    cmocka_unit_test(test_tx_csum),	   cmocka_unit_test(test_tx_tso),
-	    cmocka_unit_test(test_csum_fill),	   cmocka_unit_test(test_rx_csum),
-	    cmocka_unit_test(test_rx_gso),	   cmocka_unit_test(test_rx_fill_chains),
-	    cmocka_unit_test(test_mac_parse),	   cmocka_unit_test(test_cidr_parse),
+	    cmocka_unit_test(test_tx_plain),  cmocka_unit_test(test_tx_frame_size),
+	    cmocka_unit_test(test_tx_csum),   cmocka_unit_test(test_tx_tso),
+	    cmocka_unit_test(test_csum_fill), cmocka_unit_test(test_rx_csum),
+	    cmocka_unit_test(test_rx_gso),    cmocka_unit_test(test_rx_fill_chains),
+	    cmocka_unit_test(test_mac_parse), cmocka_unit_test(test_cidr_parse),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,4 +1,5 @@
-/* shim/nic_parse.c and shim/nic.c without a guest: parameters, slots, cold-plug on a fake machine. */
+/* shim/nic_parse.c and shim/nic.c without a guest: parameters, slots, cold-plug on a fake machine.
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -36,10 +37,11 @@ static void test_parse_add_ok(void **state)
 {
 	struct nic_params p;
 	char err[CTL_ERRLEN], *txt;
-	cJSON *j = J("{\"id\":\"eth1\",\"backend\":\"tap\",\"tap\":\"tap0\",\"netns\":\"/run/netns/"
-		     "x\",\"mac\":\"02:AA:bb:00:00:01\",\"mtu\":9000,\"addresses\":[\"10.0.0.2/24\","
-		     "\"fd00::0002/64\"],\"gateway\":\"10.0.0.1\",\"routes\":[{\"dst\":\"10.1.0.0/"
-		     "16\",\"via\":\"10.0.0.254\"},{\"dst\":\"192.168.0.0/24\"}],\"dns\":[\"1.1.1.1\"]}");
+	cJSON *j =
+	    J("{\"id\":\"eth1\",\"backend\":\"tap\",\"tap\":\"tap0\",\"netns\":\"/run/netns/"
+	      "x\",\"mac\":\"02:AA:bb:00:00:01\",\"mtu\":9000,\"addresses\":[\"10.0.0.2/24\","
+	      "\"fd00::0002/64\"],\"gateway\":\"10.0.0.1\",\"routes\":[{\"dst\":\"10.1.0.0/"
+	      "16\",\"via\":\"10.0.0.254\"},{\"dst\":\"192.168.0.0/24\"}],\"dns\":[\"1.1.1.1\"]}");
 
 	assert_int_equal(nic_parse_add(j, &p, err), 0);
 	assert_string_equal(p.id, "eth1");
@@ -131,10 +133,11 @@ static void test_parse_add_bad(void **state)
 			fail_msg("%s: error '%s' does not name %s", bad[i].json, e, bad[i].names);
 	}
 	/* Nine addresses is one too many. */
-	assert_non_null(strstr(add_err("{\"id\":\"a\",\"backend\":\"tap\",\"tap\":\"t\",\"dns\":["
-				       "\"1.1.1.1\",\"1.1.1.1\",\"1.1.1.1\",\"1.1.1.1\",\"1.1.1.1\","
-				       "\"1.1.1.1\",\"1.1.1.1\",\"1.1.1.1\",\"1.1.1.1\"]}"),
-			       "params.dns"));
+	assert_non_null(
+	    strstr(add_err("{\"id\":\"a\",\"backend\":\"tap\",\"tap\":\"t\",\"dns\":["
+			   "\"1.1.1.1\",\"1.1.1.1\",\"1.1.1.1\",\"1.1.1.1\",\"1.1.1.1\","
+			   "\"1.1.1.1\",\"1.1.1.1\",\"1.1.1.1\",\"1.1.1.1\"]}"),
+		   "params.dns"));
 }
 
 static void test_parse_update(void **state)

@@ -7,8 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "shim/run.h"
 #include <cjson/cJSON.h>
+
+#include "shim/run.h"
 
 #include "shim/run_opts.h"
 
@@ -111,7 +112,9 @@ static void test_disks(void **state)
 /* The command goes over the bridge: the kernel command line only starts the agent. */
 static void test_nets(void **state)
 {
-	const char *ok[] = {"run", "--net", "user", "--net=tap=tap0,mac=02:00:00:00:00:09,ip=10.0.0.2/24,gw=10.0.0.1,mtu=9000", "--", "true"};
+	const char *ok[] = {
+	    "run", "--net", "user",
+	    "--net=tap=tap0,mac=02:00:00:00:00:09,ip=10.0.0.2/24,gw=10.0.0.1,mtu=9000", "--", "true"};
 	cJSON *j;
 	char *txt;
 
