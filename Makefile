@@ -13,6 +13,8 @@ LIB_SRCS := $(filter-out shim/main.c,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c
 # The bridge codec (gcs/protocol.h), the socket connect (gcs/sock.h) and the
 # stack capture (gcs/stacks_core.h) are compiled into both the shim and the GCS.
 LIB_SRCS += gcs/bridge_codec.c gcs/sock.c gcs/stacks_core.c
+# MAC and prefix parsing (gcs/net_addr.h): the shim checks nic.* parameters, the GCS applies them.
+LIB_SRCS += gcs/net_addr.c
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 ASAN_OBJS := $(LIB_SRCS:%.c=$(BUILD)/asan/obj/%.o)
 

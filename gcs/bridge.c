@@ -141,7 +141,8 @@ void gcs_bridge_quit(void)
 
 static const char *const caps[] = {
     BRIDGE_CAP_EXEC,	    BRIDGE_CAP_TTY,	 BRIDGE_CAP_SIGNAL, BRIDGE_CAP_PROPERTIES,
-    BRIDGE_CAP_DUMP_STACKS, BRIDGE_CAP_SHUTDOWN, BRIDGE_CAP_SCSI, BRIDGE_CAP_PLAN9};
+    BRIDGE_CAP_DUMP_STACKS, BRIDGE_CAP_SHUTDOWN, BRIDGE_CAP_SCSI, BRIDGE_CAP_PLAN9,
+    BRIDGE_CAP_NIC};
 
 static void do_negotiate(uint32_t type, uint64_t id, const cJSON *req)
 {
@@ -204,6 +205,9 @@ static const struct {
     {REQ(DEVICE, PMEM_REMOVE), gcs_pmem_remove_req},
     {REQ(DEVICE, PLAN9_ADD), gcs_plan9_add_req},
     {REQ(DEVICE, PLAN9_REMOVE), gcs_plan9_remove_req},
+    {REQ(DEVICE, NIC_ADD), gcs_nic_req},
+    {REQ(DEVICE, NIC_UPDATE), gcs_nic_req},
+    {REQ(DEVICE, NIC_REMOVE), gcs_nic_req},
 };
 
 static void dispatch(const struct bridge_rx_event *ev)

@@ -75,6 +75,9 @@ void gcs_pmem_remove_req(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_plan9_add_req(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_plan9_remove_req(uint32_t type, uint64_t id, const cJSON *req);
 
+/* ---- nic_req.c: NICs (nic_add, nic_update, nic_remove), done inline on the loop - */
+void gcs_nic_req(uint32_t type, uint64_t id, const cJSON *req);
+
 /* ---- vsock_tool.c: `bridge --vsock-*`, guest-side vsock programs for the tests --- */
 /* Returns the exit status, or -1 when argv is not one of its commands. */
 int gcs_vsock_tool(int argc, char **argv);

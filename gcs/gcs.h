@@ -119,6 +119,17 @@ int gcs_plan9_add(const char *tag, const char *mnt, bool read_only, long msize, 
 		  char *dev, size_t devlen, char *err, size_t errlen);
 int gcs_plan9_remove(const char *tag, const char *mnt, long timeout_ms, char *err,
 		     size_t errlen);
+
+/*
+ * net.c: NICs found by MAC and configured over rtnetlink (bodies of nic_add,
+ * nic_update, nic_remove in protocol.h). 0 or -errno with err filled.
+ */
+struct cJSON;
+int gcs_net_add(const struct cJSON *body, char *ifname, size_t len, char *err, size_t errlen);
+int gcs_net_update(const struct cJSON *body, char *err, size_t errlen);
+int gcs_net_remove(const struct cJSON *body, char *err, size_t errlen);
+/* Host-side tests: a directory standing for /sys, and a resolv.conf path. */
+void gcs_net_set_paths(const char *sys, const char *resolv);
 /* Host-side tests: a directory standing for /sys (bus/pci/rescan, block/). Set before any job. */
 void gcs_storage_set_sysfs(const char *root);
 /* storage.c helpers shared with pmem.c. */

@@ -82,6 +82,9 @@ enum {
 	BRIDGE_RPC_PMEM_REMOVE = 4, /* device */
 	BRIDGE_RPC_PLAN9_ADD = 5,    /* device: mount a virtio-9p share by its tag */
 	BRIDGE_RPC_PLAN9_REMOVE = 6, /* device: unmount it and remove its function */
+	BRIDGE_RPC_NIC_ADD = 7,	    /* device */
+	BRIDGE_RPC_NIC_REMOVE = 8,  /* device */
+	BRIDGE_RPC_NIC_UPDATE = 9,  /* device */
 
 	BRIDGE_NOTIFY_PROCESS_EXITED = 1, /* process: sent by the guest, no response */
 };
@@ -140,6 +143,15 @@ static inline uint32_t bridge_response_type(uint32_t t)
  *                   rescan (and mounted); on failure the guest removed it again
  * scsi_remove req  {"controller":C,"lun":L,"serial":"uvm-c0-l1","mount":"/path"}
  *             resp {"status":0} once unmounted and its PCI function removed
+ * nic_add     req  {"mac":"02:..","mtu":1500,"addresses":["10.0.0.2/24"],"gateway":"10.0.0.1",
+ *                   "routes":[{"dst":"10.1.0.0/16","via":"10.0.0.254"}],"dns":["10.0.0.1"],
+ *                   "timeout_ms":N}  (all but mac optional)
+ *             resp {"status":0,"interface":"eth1"}: found by MAC after a PCI rescan, up,
+ *                   configured over rtnetlink; DNS servers written to /etc/resolv.conf
+ * nic_update  req  {"mac":"02:..", and any of mtu, addresses, gateway, routes, dns}
+ *             resp {"status":0}: the fields given replace what was set before
+ * nic_remove  req  {"mac":"02:..","timeout_ms":N}
+ *             resp {"status":0} once the link is down and its PCI function removed
  * process_exited notify {"pid":N,"exit_code":N,"signal":S}
  */
 #define BRIDGE_NEGOTIATE_TIMEOUT_MS 10000
@@ -153,6 +165,7 @@ static inline uint32_t bridge_response_type(uint32_t t)
 #define BRIDGE_CAP_SHUTDOWN    "shutdown"
 #define BRIDGE_CAP_SCSI	       "scsi"
 #define BRIDGE_CAP_PLAN9       "plan9"
+#define BRIDGE_CAP_NIC	       "nic"
 
 /* ---- codec (gcs/bridge_codec.c, compiled into both sides) ------------------ */
 

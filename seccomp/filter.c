@@ -9,7 +9,10 @@
 #include "seccomp/seccomp.h"
 
 #include <errno.h>
+#include <linux/if_tun.h>
 #include <linux/kvm.h>
+#include <linux/sockios.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -210,6 +213,20 @@ static const struct sandbox_rule loop_rules[] = {
     ALLOW_IOCTL(TCSETS),
     /* run -- CMD in tty mode: the terminal's size on SIGWINCH, sent as a resize. */
     ALLOW_IOCTL(TIOCGWINSZ),
+    /* virtio-net on a tap (virtio/net_tap.c): a frame and its header in one read. */
+    ALLOW(readv),
+    /* net_tap.c apply_offloads: the offloads the guest negotiated, set on the loop. */
+    ALLOW_IOCTL(TUNSETOFFLOAD),
+    /* nic.add of a tap while the VM runs: the tap exists (if_nametoindex), is opened... */
+    ALLOW_IOCTL(SIOCGIFINDEX),
+    ALLOW_IOCTL(TUNSETIFF),
+    ALLOW_IOCTL(TUNSETVNETHDRSZ),
+    ALLOW_IOCTL(TUNGETIFF),
+    /* ...in the pod's network namespace when one is named (net_tap_open: there and back). */
+    ALLOW_ARG(setns, 1, CLONE_NEWNET),
+    /* A user-mode NIC's passt (net_passt.c) is killed and reaped when its NIC goes. */
+    ALLOW(kill),
+    ALLOW(wait4),
 };
 
 /*

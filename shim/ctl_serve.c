@@ -99,6 +99,27 @@ static void m_scsi_remove(void *opaque, struct ctl_req *req)
 	scsi_method_remove(&s->scsi, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
 }
 
+static void m_nic_add(void *opaque, struct ctl_req *req)
+{
+	struct serve *s = opaque;
+
+	nic_method_add(&s->nics, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
+}
+
+static void m_nic_remove(void *opaque, struct ctl_req *req)
+{
+	struct serve *s = opaque;
+
+	nic_method_remove(&s->nics, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
+}
+
+static void m_nic_update(void *opaque, struct ctl_req *req)
+{
+	struct serve *s = opaque;
+
+	nic_method_update(&s->nics, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
+}
+
 static void m_plan9_add(void *opaque, struct ctl_req *req)
 {
 	struct serve *s = opaque;
@@ -173,10 +194,10 @@ static const struct ctl_method methods[] = {
     {"vpmem.remove", m_vpmem_remove, LC_HOTPLUG, L},
     {"plan9.add", m_plan9_add, LC_HOTPLUG, L},
     {"plan9.remove", m_plan9_remove, LC_HOTPLUG, L},
+    {"nic.add", m_nic_add, LC_HOTPLUG, L},
+    {"nic.remove", m_nic_remove, LC_HOTPLUG, L},
+    {"nic.update", m_nic_update, LC_UP, L},
     /* Known to the protocol, not built yet: they fail with -32008 after the state check. */
-    {"nic.add", m_unsupported, LC_HOTPLUG, 0},
-    {"nic.remove", m_unsupported, LC_HOTPLUG, 0},
-    {"nic.update", m_unsupported, LC_UP, 0},
     {"vsock.update_service", m_unsupported, LC_HOTPLUG, 0},
     {"vsock.remove_service", m_unsupported, LC_HOTPLUG, 0},
     {"container.create", m_unsupported, LC_UP, 0},
@@ -282,6 +303,7 @@ int ctl_serve_main(int argc, char **argv)
 	scsi_init(&s->scsi);
 	vpmem_init(&s->vpmem, VPMEM_DEFAULT_COUNT, VPMEM_DEFAULT_MAX_BYTES);
 	plan9_init(&s->plan9);
+	nic_init(&s->nics);
 	lifecycle_init(&s->lc);
 	/* The parent's death ends us like SIGTERM: the VM goes with the shim. */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);

@@ -24,6 +24,7 @@
 #include "console.h"
 #include "machine.h"
 #include "plan9.h"
+#include "nic.h"
 #include "run_guest.h"
 #include "run_opts.h"
 #include "seccomp/seccomp.h"
@@ -44,6 +45,7 @@ struct run_ctx {
 	struct console_watch watch;
 	const struct run_opts *o;
 	struct run_guest *guest; /* `run -- CMD`: exit with CMD's status */
+	struct nic_mgr *nics;	 /* --net */
 	bool escape;		 /* the previous stdin byte was Ctrl-A */
 	struct run_tty tty;
 	int sig_fd;
@@ -201,6 +203,41 @@ char *run_build_cmdline(const struct run_opts *o)
 		return NULL;
 	}
 	return s;
+}
+
+/* --net: plug the NICs (the agent configures them before CMD runs). */
+static int run_add_nics(struct run_ctx *ctx, const struct run_opts *o)
+{
+	char err[256];
+
+	ctx->nics = calloc(1, sizeof(*ctx->nics));
+	if (!ctx->nics)
+		return -ENOMEM;
+	nic_init(ctx->nics);
+	nic_bind(ctx->nics, ctx->m->pci, vm_mem(ctx->vm), ctx->loop);
+	for (int i = 0; i < o->nr_nets; i++) {
+		struct nic_params p;
+		cJSON *j;
+		int ret, code;
+
+		if (run_net_params(o->nets[i], i, &j, err, sizeof(err)) ||
+		    nic_parse_add(j, &p, err)) {
+			fprintf(stderr, "uvm-shim run: %s\n", err);
+			cJSON_Delete(j);
+			return -EINVAL;
+		}
+		ret = nic_attach_cold(ctx->nics, &p, err, sizeof(err), &code);
+		nic_params_free(&p);
+		cJSON_Delete(j);
+		if (ret) {
+			fprintf(stderr, "uvm-shim run: --net %s: %s\n", o->nets[i], err);
+			return ret;
+		}
+	}
+	if (!o->guest_argc)
+		pr_warn("run", "--net without -- CMD: the NICs are plugged but nothing configures "
+			       "them in the guest");
+	return 0;
 }
 
 /* With a command: its status, unless the guest crashed or never told it. */
@@ -386,12 +423,15 @@ int run_main(int argc, char **argv)
 	}
 	ctx.vm = ctx.m->vm;
 	ctx.uart = ctx.m->uart;
+	if (o->nr_nets && run_add_nics(&ctx, o))
+		goto out;
 	if (o->guest_argc) {
 		bool tty = o->tty == RUN_TTY_ON || (o->tty == RUN_TTY_AUTO && isatty(STDIN_FILENO));
 		struct run_guest_config gc = {.argv = o->guest_argv,
 					      .argc = o->guest_argc,
 					      .tty = tty,
-					      .raw = tty ? &ctx.tty : NULL};
+					      .raw = tty ? &ctx.tty : NULL,
+					      .nics = ctx.nics};
 
 		if (o->nr_shares) {
 			ret = run_add_shares(&ctx, o);
@@ -440,6 +480,9 @@ out:
 	if (ctx.shares)
 		plan9_unbind(ctx.shares); /* before the bus goes */
 	free(ctx.shares);
+	if (ctx.nics)
+		nic_unbind(ctx.nics); /* before the bus goes */
+	free(ctx.nics);
 	machine_destroy(ctx.m);
 	loop_destroy(ctx.loop);
 	console_sink_close(&ctx.console);

@@ -14,6 +14,7 @@
  * A missed deadline ends the VM (or, in drain, drops the rest of the output).
  */
 #include "shim/run_guest.h"
+#include "shim/nic.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -199,6 +200,27 @@ static void exec_cmd(struct run_guest *g)
 
 /* ---- the bridge ------------------------------------------------------------------------ */
 
+/* The --net NICs are configured (or not): CMD runs either way, a failure is said. */
+static void on_nics_ready(void *opaque, int err, const char *msg)
+{
+	struct run_guest *g = opaque;
+
+	if (err)
+		pr_err(TAG, "network: %s", msg);
+	exec_cmd(g);
+}
+
+/* The agent is up and the shares are in: configure the NICs, then run CMD. */
+static void nics_then_exec(struct run_guest *g)
+{
+	arm(g, RG_RUNNING, 0); /* the agent is up: no deadline while CMD runs */
+	if (g->cfg.nics && nic_count(g->cfg.nics)) {
+		nic_boot_attach(g->cfg.nics, g->bridge, on_nics_ready, g);
+		return;
+	}
+	exec_cmd(g);
+}
+
 /* --share: every share mounted (or one failed, which ends the VM). */
 static void on_shares_mounted(void *opaque, int err, const char *msg)
 {
@@ -209,8 +231,7 @@ static void on_shares_mounted(void *opaque, int err, const char *msg)
 		vm_request_exit(g->vm, VM_EXIT_TERMINATED);
 		return;
 	}
-	arm(g, RG_RUNNING, 0); /* the agent is up: no deadline while CMD runs */
-	exec_cmd(g);
+	nics_then_exec(g);
 }
 
 static void on_ready(void *opaque, int err, const cJSON *answer)
@@ -225,12 +246,12 @@ static void on_ready(void *opaque, int err, const cJSON *answer)
 		vm_request_exit(g->vm, VM_EXIT_TERMINATED);
 		return;
 	}
+	g->exec_sent = true; /* a second ready must not run CMD twice */
 	if (g->cfg.shares) {
 		plan9_boot_attach(g->cfg.shares, g->bridge, on_shares_mounted, g);
 		return;
 	}
-	arm(g, RG_RUNNING, 0); /* the agent is up: no deadline while CMD runs */
-	exec_cmd(g);
+	nics_then_exec(g);
 }
 
 static void on_process_exited(void *opaque, int pid, int code, int sig)

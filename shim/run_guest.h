@@ -14,6 +14,7 @@ struct machine;
 struct run_guest;
 struct run_tty;
 struct plan9;
+struct nic_mgr;
 
 /* Seconds the guest agent gets to dial in and negotiate after the VM starts. */
 #define RUN_AGENT_TIMEOUT_S 120
@@ -29,6 +30,7 @@ struct run_guest_config {
 	struct run_tty
 	    *raw; /* put in raw mode once CMD runs (tty mode, stdin a terminal), or NULL */
 	struct plan9 *shares; /* --share: mounted once the agent is up, before CMD; or NULL */
+	struct nic_mgr *nics; /* --net NICs the agent configures before CMD runs, or NULL */
 };
 
 /*

@@ -6,7 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "boot/boot.h"
+#include "shim/nic.h"
 #include "vmm/vm.h"
 
 const char run_usage[] =
@@ -28,6 +31,10 @@ const char run_usage[] =
     "                      guest (repeatable; a multiple of 4 KiB, at most 4 GiB)\n"
     "  --share HOSTDIR:GUESTDIR[,ro]  share a host directory over 9p, mounted on GUESTDIR\n"
     "                      before CMD runs (repeatable; needs -- CMD)\n"
+    "  --net user          a NIC on user-mode networking (passt; no root needed): the\n"
+    "                      guest is 10.0.2.15/24, the host's loopback is 10.0.2.2\n"
+    "  --net tap=NAME[,mac=MAC][,ip=CIDR][,gw=IP][,mtu=N]  a NIC on an existing tap\n"
+    "                      (repeatable; the agent configures it, with -- CMD only)\n"
     "  --tty, --no-tty     with CMD: give it a pseudo-terminal in the guest, or pipes\n"
     "                      (default: a terminal when stdin is one)\n"
     "  --entry16           enter a bzImage through its 16-bit entry (tiny payloads only:\n"
@@ -178,6 +185,69 @@ static int parse_share(struct run_opts *o, const char *spec, char *err, size_t e
 	return 0;
 }
 
+int run_net_params(const char *spec, int index, cJSON **out, char *err, size_t errlen)
+{
+	char buf[512], id[16], perr[CTL_ERRLEN], *save = NULL, *tok;
+	struct nic_params p;
+	cJSON *j = cJSON_CreateObject();
+
+	*out = NULL;
+	if (!j || strlen(spec) >= sizeof(buf)) {
+		snprintf(err, errlen, "--net %s: too long", spec);
+		cJSON_Delete(j);
+		return -EINVAL;
+	}
+	snprintf(id, sizeof(id), "net%d", index);
+	cJSON_AddStringToObject(j, "id", id);
+	strcpy(buf, spec);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *v = strchr(tok, '=');
+
+		if (v)
+			*v++ = '\0';
+		if (!strcmp(tok, "user") && !v && !cJSON_GetObjectItem(j, "backend")) {
+			cJSON_AddStringToObject(j, "backend", "user");
+		} else if (!strcmp(tok, "tap") && v && !cJSON_GetObjectItem(j, "backend")) {
+			cJSON_AddStringToObject(j, "backend", "tap");
+			cJSON_AddStringToObject(j, "tap", v);
+		} else if (!strcmp(tok, "mac") && v) {
+			cJSON_AddStringToObject(j, "mac", v);
+		} else if (!strcmp(tok, "ip") && v) {
+			cJSON_AddItemToArray(cJSON_AddArrayToObject(j, "addresses"),
+					     cJSON_CreateString(v));
+		} else if (!strcmp(tok, "gw") && v) {
+			cJSON_AddStringToObject(j, "gateway", v);
+		} else if (!strcmp(tok, "mtu") && v) {
+			char *end;
+			long n = strtol(v, &end, 10);
+
+			if (!*v || *end) {
+				snprintf(err, errlen, "--net %s: mtu must be a number", spec);
+				cJSON_Delete(j);
+				return -EINVAL;
+			}
+			cJSON_AddNumberToObject(j, "mtu", (double)n);
+		} else {
+			snprintf(err, errlen,
+				 "--net %s: '%s' is not understood (user, or tap=NAME with mac=, "
+				 "ip=, gw=, mtu=)",
+				 spec, tok);
+			cJSON_Delete(j);
+			return -EINVAL;
+		}
+	}
+	if (nic_parse_add(j, &p, perr)) {
+		/* "params.mac: ..." names the nic.add field; here it is a --net key. */
+		snprintf(err, errlen, "--net %s: %s", spec,
+			 !strncmp(perr, "params.", 7) ? perr + 7 : perr);
+		cJSON_Delete(j);
+		return -EINVAL;
+	}
+	nic_params_free(&p);
+	*out = j;
+	return 0;
+}
+
 int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t errlen)
 {
 	bool console_given;
@@ -237,7 +307,8 @@ int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t 
 		if (strcmp(name, "--kernel") && strcmp(name, "--initrd") &&
 		    strcmp(name, "--cmdline") && strcmp(name, "--cpus") &&
 		    strcmp(name, "--memory") && strcmp(name, "--console") &&
-		    strcmp(name, "--disk") && strcmp(name, "--pmem") && strcmp(name, "--share")) {
+		    strcmp(name, "--disk") && strcmp(name, "--pmem") && strcmp(name, "--share") &&
+		    strcmp(name, "--net")) {
 			snprintf(err, errlen, "unknown option '%s' (see uvm-shim run --help)", arg);
 			return -EINVAL;
 		}
@@ -286,6 +357,17 @@ int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t 
 				    val);
 				return -EINVAL;
 			}
+		} else if (strcmp(name, "--net") == 0) {
+			cJSON *j;
+
+			if (o->nr_nets >= RUN_MAX_NICS) {
+				snprintf(err, errlen, "too many --net (at most %d)", RUN_MAX_NICS);
+				return -EINVAL;
+			}
+			if (run_net_params(val, o->nr_nets, &j, err, errlen))
+				return -EINVAL;
+			cJSON_Delete(j);
+			o->nets[o->nr_nets++] = val;
 		} else if (strcmp(name, "--disk") == 0) {
 			int ret = parse_disk(o, val, err, errlen);
 

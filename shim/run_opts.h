@@ -9,6 +9,7 @@
 #define RUN_MAX_DISKS  32
 #define RUN_MAX_PMEM   16
 #define RUN_MAX_SHARES 16
+#define RUN_MAX_NICS   8
 
 /*
  * Where the serial console goes. Without --console: stdio (stdout, input from
@@ -60,10 +61,20 @@ struct run_opts {
 	struct run_share shares[RUN_MAX_SHARES]; /* --share HOSTDIR:GUESTDIR[,ro] */
 	int nr_shares;
 	char share_buf[RUN_MAX_SHARES][1024];
+	const char *nets[RUN_MAX_NICS]; /* --net specs, checked by run_net_params */
+	int nr_nets;
 };
 
 /* Parses argv (argv[0] is "run"); returns 0 or -EINVAL with a message in err. */
 int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t errlen);
+
+/*
+ * A --net spec ("user", or "tap=NAME[,mac=MAC][,ip=CIDR][,gw=IP][,mtu=N]") as
+ * nic.add parameters (id "net<index>"), checked like nic.add checks them.
+ * Returns 0 with *out (the caller deletes it) or -EINVAL with err.
+ */
+struct cJSON;
+int run_net_params(const char *spec, int index, struct cJSON **out, char *err, size_t errlen);
 
 extern const char run_usage[];
 

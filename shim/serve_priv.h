@@ -25,6 +25,7 @@
 #include "shim/guest_proc.h"
 #include "shim/lifecycle.h"
 #include "shim/plan9.h"
+#include "shim/nic.h"
 #include "shim/scsi.h"
 #include "shim/vpmem.h"
 #include "vmm/vm.h"
@@ -84,7 +85,10 @@ struct serve {
 	struct vpmem vpmem;
 	/* 9p shares by name (plan9.c) */
 	struct plan9 plan9;
+	/* NICs by id (nic.c) */
+	struct nic_mgr nics;
 	cJSON *gcs_answer; /* the negotiation answer, kept while boot disks attach */
+	const char *boot_what; /* "disk", "pmem device", "9p share", "NIC": what vm.start waits for */
 };
 
 /* ---- ctl_serve.c: small helpers --------------------------------------------------- */

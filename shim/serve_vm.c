@@ -81,7 +81,8 @@ static void on_boot_done(void *opaque, int err, const char *msg)
 		cJSON_Delete(gcs);
 		vm_request_exit(s->vm, VM_EXIT_TERMINATED);
 		lifecycle_event(&s->lc, LC_EV_START_FAILED, NULL);
-		ctl_req_error(req, CTL_ERR_GUEST, "a device given before start failed: %s", msg);
+		ctl_req_error(req, CTL_ERR_GUEST, "a %s given before start failed: %s",
+			      s->boot_what, msg);
 		return;
 	}
 	lifecycle_event(&s->lc, LC_EV_STARTED, NULL);
@@ -95,28 +96,44 @@ static void on_boot_done(void *opaque, int err, const char *msg)
 }
 
 /*
- * What was given before start attaches in turn: disks, then pmem devices,
- * then 9p shares; vm.start answers when all are in (on_boot_done), and the
- * first failure fails it at once.
+ * What was given before start attaches in turn: disks, pmem devices, 9p
+ * shares, then NICs; vm.start answers when all are in (on_boot_done), and
+ * the first failure fails it at once, naming the kind (boot_what).
  */
+static void on_boot_shares(void *opaque, int err, const char *msg)
+{
+	struct serve *s = opaque;
+
+	if (err || !s->start_req) {
+		on_boot_done(s, err, msg);
+		return;
+	}
+	s->boot_what = "NIC";
+	nic_boot_attach(&s->nics, s->bridge, on_boot_done, s);
+}
+
 static void on_boot_pmem(void *opaque, int err, const char *msg)
 {
 	struct serve *s = opaque;
 
-	if (err || !s->start_req)
+	if (err || !s->start_req) {
 		on_boot_done(s, err, msg);
-	else
-		plan9_boot_attach(&s->plan9, s->bridge, on_boot_done, s);
+		return;
+	}
+	s->boot_what = "9p share";
+	plan9_boot_attach(&s->plan9, s->bridge, on_boot_shares, s);
 }
 
 static void on_boot_scsi(void *opaque, int err, const char *msg)
 {
 	struct serve *s = opaque;
 
-	if (err || !s->start_req)
+	if (err || !s->start_req) {
 		on_boot_done(s, err, msg);
-	else
-		vpmem_boot_attach(&s->vpmem, s->bridge, on_boot_pmem, s);
+		return;
+	}
+	s->boot_what = "pmem device";
+	vpmem_boot_attach(&s->vpmem, s->bridge, on_boot_pmem, s);
 }
 
 static void on_bridge_ready(void *opaque, int err, const cJSON *answer)
@@ -140,6 +157,7 @@ static void on_bridge_ready(void *opaque, int err, const cJSON *answer)
 	s->start_req = req;
 	cJSON_Delete(s->gcs_answer);
 	s->gcs_answer = cJSON_Duplicate(answer, 1);
+	s->boot_what = "disk";
 	scsi_boot_attach(&s->scsi, s->bridge, on_boot_scsi, s);
 }
 
@@ -163,6 +181,7 @@ static void vm_teardown(struct serve *s)
 	scsi_unbind(&s->scsi); /* before the bus goes */
 	vpmem_unbind(&s->vpmem);
 	plan9_unbind(&s->plan9);
+	nic_unbind(&s->nics);
 	cJSON_Delete(s->gcs_answer);
 	s->gcs_answer = NULL;
 	guest_link_destroy(&s->link);
@@ -258,6 +277,7 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 	struct machine_config cfg = {0};
 	const cJSON *disks = cJSON_GetObjectItemCaseSensitive(req->params, "scsi");
 	const cJSON *shares = cJSON_GetObjectItemCaseSensitive(req->params, "plan9");
+	const cJSON *nics = cJSON_GetObjectItemCaseSensitive(req->params, "nics");
 	const cJSON *dj;
 	unsigned vpmem_count;
 	uint64_t vpmem_max;
@@ -313,6 +333,25 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 			ctl_req_bad_params(req, msg);
 			return;
 		}
+	}
+	if (nics && !cJSON_IsArray(nics)) {
+		lifecycle_done(&s->lc, req->method);
+		ctl_req_bad_params(req, "params.nics: expected an array of NICs");
+		return;
+	}
+	cJSON_ArrayForEach(dj, nics)
+	{
+		struct nic_params np;
+
+		if (nic_parse_add(dj, &np, err)) {
+			char msg[sizeof(err) + 32];
+
+			snprintf(msg, sizeof(msg), "params.nics[]: %s", err);
+			lifecycle_done(&s->lc, req->method);
+			ctl_req_bad_params(req, msg);
+			return;
+		}
+		nic_params_free(&np);
 	}
 	if (!kernel) {
 		/* A missing default guest shows up below, naming the file. */
@@ -386,6 +425,24 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 			goto fail;
 		}
 	}
+	nic_bind(&s->nics, s->m->pci, vm_mem(s->vm), s->loop);
+	cJSON_ArrayForEach(dj, nics)
+	{
+		struct nic_params np;
+		char why[200];
+
+		if (nic_parse_add(dj, &np, err))
+			goto fail; /* checked above */
+		ret = nic_attach_cold(&s->nics, &np, why, sizeof(why), &code);
+		nic_params_free(&np);
+		if (ret) {
+			snprintf(err, sizeof(err), "nics[] (id %s): %s",
+				 cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(dj, "id")),
+				 why);
+			goto fail;
+		}
+	}
+	code = CTL_ERR_HOST;
 	ret = guest_link_create(&s->link, s->m, s->loop, cid, vsock_path, &bridge_ops, s, err,
 				sizeof(err));
 	if (ret) {
@@ -563,5 +620,7 @@ void serve_vm_stats(void *opaque, struct ctl_req *req)
 		cJSON_AddNumberToObject(v, "to_guest_bytes", st.rx_bytes);
 		cJSON_AddNumberToObject(v, "malformed_packets", st.malformed);
 	}
+	if (nic_count(&s->nics))
+		cJSON_AddItemToObject(r, "nics", nic_stats(&s->nics));
 	ctl_req_result(req, r);
 }

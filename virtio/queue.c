@@ -174,6 +174,11 @@ int virtq_pop(struct virtq *q, struct virtq_chain *chain)
 	return 1;
 }
 
+void virtq_unpop(struct virtq *q, uint16_t n)
+{
+	q->last_avail -= n;
+}
+
 bool virtq_avail_pending(const struct virtq *q)
 {
 	return q->desc && load16(&q->avail[AVAIL_IDX]) != q->last_avail;

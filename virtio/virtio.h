@@ -106,6 +106,11 @@ void virtq_reset(struct virtq *q);
  */
 int virtq_pop(struct virtq *q, struct virtq_chain *chain) __attribute__((warn_unused_result));
 /*
+ * Gives back the last n chains virtq_pop took and that were not pushed: the
+ * next pops return them again (a mergeable rx packet that did not fit).
+ */
+void virtq_unpop(struct virtq *q, uint16_t n);
+/*
  * Whether the driver has made a buffer available that virtq_pop has not taken.
  * Unlike virtq_pop it never asks the driver for a kick (EVENT_IDX), so a
  * device that polls with it keeps the driver's notifications suppressed.

@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "shim/run.h"
+
 #include "shim/run_opts.h"
 
 static struct run_opts opts;
@@ -141,6 +144,49 @@ static void test_shares(void **state)
 }
 
 /* The command goes over the bridge: the kernel command line only starts the agent. */
+static void test_nets(void **state)
+{
+	const char *ok[] = {
+	    "run", "--net", "user",
+	    "--net=tap=tap0,mac=02:00:00:00:00:09,ip=10.0.0.2/24,gw=10.0.0.1,mtu=9000", "--", "true"};
+	cJSON *j;
+	char *txt;
+
+	assert_int_equal(parse(6, ok), 0);
+	assert_int_equal(opts.nr_nets, 2);
+	assert_int_equal(run_net_params(opts.nets[1], 1, &j, err, sizeof(err)), 0);
+	txt = cJSON_PrintUnformatted(j);
+	assert_string_equal(txt, "{\"id\":\"net1\",\"backend\":\"tap\",\"tap\":\"tap0\","
+				 "\"mac\":\"02:00:00:00:00:09\",\"addresses\":[\"10.0.0.2/24\"],"
+				 "\"gateway\":\"10.0.0.1\",\"mtu\":9000}");
+	free(txt);
+	cJSON_Delete(j);
+	/* Each bad spec is refused at parse time, naming what is wrong. */
+	static const struct {
+		const char *spec, *says;
+	} bad[] = {
+	    {"", "backend"},
+	    {"vde", "'vde' is not understood"},
+	    {"user,user", "'user' is not understood"},
+	    {"tap", "'tap' is not understood"},
+	    {"tap=", "tap:"},
+	    {"tap=t,mac=01:00:00:00:00:01", "mac:"},
+	    {"tap=t,ip=10.0.0.1", "addresses[0]"},
+	    {"tap=t,gw=10.0.0.1/8", "gateway"},
+	    {"tap=t,mtu=9x", "mtu must be a number"},
+	    {"tap=t,mtu=20", "mtu:"},
+	    {"tap=t,speed=10", "'speed' is not understood"},
+	    {"user,ip=fd00::1/64", "IPv4 address"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *a[] = {"run", "--net", bad[i].spec};
+
+		assert_int_equal(parse(3, a), -EINVAL);
+		if (!strstr(err, bad[i].says))
+			fail_msg("--net %s: '%s' does not say '%s'", bad[i].spec, err, bad[i].says);
+	}
+}
+
 static void test_guest_command_cmdline(void **state)
 {
 	char *c;
@@ -224,6 +270,7 @@ int main(void)
 	    cmocka_unit_test(test_unknown_and_misc),
 	    cmocka_unit_test(test_disks), cmocka_unit_test(test_pmem),
 	    cmocka_unit_test(test_shares),
+	    cmocka_unit_test(test_nets),
 	    cmocka_unit_test(test_guest_command_cmdline),
 	    cmocka_unit_test(test_console_default_follows_the_command),
 	    cmocka_unit_test(test_tty_options),
