@@ -32,10 +32,11 @@ BASE_CMDLINE = ("console=ttyS0 quiet reboot=k panic=-1 i8042.noaux i8042.nomux i
                 "i8042.dumbkbd")
 SIZE = 256 << 20  # --mib changes it
 PORT_G2H, PORT_H2G = 7000, 7001
+PROG = "bench-serve"  # the prefix of error messages (tests/bench/pmem.py sets its own)
 
 
 def die(msg):
-    sys.stderr.write("bench-serve: %s\n" % msg)
+    sys.stderr.write("%s: %s\n" % (PROG, msg))
     sys.exit(1)
 
 
