@@ -224,9 +224,13 @@ static const struct sandbox_rule loop_rules[] = {
     ALLOW_IOCTL(TUNGETIFF),
     /* ...in the pod's network namespace when one is named (net_tap_open: there and back). */
     ALLOW_ARG(setns, 1, CLONE_NEWNET),
-    /* A user-mode NIC's passt (net_passt.c) is killed and reaped when its NIC goes. */
-    ALLOW(kill),
-    ALLOW(wait4),
+    /*
+     * A user-mode NIC's passt (net_passt.c) is killed and reaped when its NIC goes,
+     * through the pidfd taken when it was spawned (before this filter): no kill(),
+     * which would reach any process.
+     */
+    ALLOW(pidfd_send_signal),
+    ALLOW(waitid),
 };
 
 /*

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -36,7 +37,8 @@ extern char **environ;
 
 struct stream_be {
 	struct net_backend be;
-	pid_t pid; /* passt, or 0 */
+	pid_t pid;  /* passt, or 0 */
+	int pidfd; /* passt's pidfd (made before the sandbox), or -1: the only way to signal it */
 	uint8_t *in;
 	size_t in_off, in_len; /* unread bytes are in[in_off, in_len) */
 	uint8_t *out;
@@ -163,12 +165,17 @@ static void stream_destroy(struct net_backend *be)
 		close(be->fd);
 	/*
 	 * passt keeps no state worth a graceful end; killing it keeps the teardown free
-	 * of sleeps (it runs on the sandboxed loop thread: kill and wait4 only).
+	 * of sleeps. It runs on the sandboxed loop thread, which may signal a process
+	 * only through a pidfd it already holds (pidfd_send_signal, waitid on it): no
+	 * kill() to any pid, so a compromised shim cannot reach other processes.
 	 */
-	if (s->pid > 0) {
-		kill(s->pid, SIGKILL);
-		while (waitpid(s->pid, NULL, 0) < 0 && errno == EINTR)
+	if (s->pidfd >= 0) {
+		siginfo_t si;
+
+		syscall(SYS_pidfd_send_signal, s->pidfd, SIGKILL, NULL, 0);
+		while (waitid(P_PIDFD, s->pidfd, &si, WEXITED) < 0 && errno == EINTR)
 			;
+		close(s->pidfd);
 	}
 	free(s->in);
 	free(s->out);
@@ -197,6 +204,7 @@ int net_stream_backend(int fd, struct net_backend **out)
 	}
 	s->be.ops = &stream_ops;
 	s->be.fd = fd;
+	s->pidfd = -1;
 	snprintf(s->be.name, sizeof(s->be.name), "stream fd %d", fd);
 	s->in = malloc(STREAM_IN_SIZE);
 	s->out = malloc(STREAM_MAX);
@@ -218,7 +226,7 @@ int net_passt_start(const struct net_passt_config *cfg, struct net_backend **out
 	const char *argv[32];
 	posix_spawn_file_actions_t fa;
 	struct net_backend *be;
-	int sv[2], argc = 0, err;
+	int sv[2], argc = 0, err, pidfd;
 	pid_t pid;
 
 	snprintf(prefix, sizeof(prefix), "%d", cfg->prefix ? cfg->prefix : 24);
@@ -256,13 +264,19 @@ int net_passt_start(const struct net_passt_config *cfg, struct net_backend **out
 		close(sv[0]);
 		return err;
 	}
-	err = net_stream_backend(sv[0], &be);
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	err = pidfd < 0 ? -errno : net_stream_backend(sv[0], &be);
 	if (err) {
-		kill(pid, SIGKILL);
+		kill(pid, SIGKILL); /* still before the sandbox */
 		waitpid(pid, NULL, 0);
+		if (pidfd >= 0)
+			close(pidfd);
+		if (pidfd < 0)
+			close(sv[0]);
 		return err;
 	}
 	to_stream(be)->pid = pid;
+	to_stream(be)->pidfd = pidfd;
 	snprintf(be->name, sizeof(be->name), "passt pid %d", (int)pid);
 	*out = be;
 	return 0;
