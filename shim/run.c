@@ -434,6 +434,11 @@ int run_main(int argc, char **argv)
 					      .nics = ctx.nics};
 
 		if (o->nr_shares) {
+			fprintf(stderr, "uvm-shim run: --share: %s\n", PLAN9_DISABLED_WHY);
+			status = RUN_EXIT_USAGE;
+			goto out;
+		}
+		if (o->nr_shares) {
 			ret = run_add_shares(&ctx, o);
 			if (ret) {
 				status = RUN_EXIT_USAGE;
