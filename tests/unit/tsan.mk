@@ -25,3 +25,4 @@ tsan: $(TSAN_BINS)
 		TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" $$t; done
 
 TEST_STEPS += tsan
+.SECONDARY: $(TSAN_OBJS)

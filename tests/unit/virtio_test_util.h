@@ -297,9 +297,10 @@ static inline void tq_avail_add(struct tmach *m, int q, uint16_t qsize, uint16_t
 	__atomic_store_n(&av[1], (uint16_t)(idx + 1), __ATOMIC_RELEASE);
 }
 
+/* Acquire: a device thread publishes the used entries before the index. */
 static inline uint16_t tq_used_idx(struct tmach *m, int q)
 {
-	return *(uint16_t *)(m->ram + tq_used(q) + 2);
+	return __atomic_load_n((uint16_t *)(m->ram + tq_used(q) + 2), __ATOMIC_ACQUIRE);
 }
 
 /* The (id, len) of used entry i. */
