@@ -27,10 +27,53 @@ static int copy_field(char *dst, size_t len, const char *src, const char *what, 
 	return 0;
 }
 
+/* A job for request (type, id) with what every kind shares; NULL (answered) when out of memory. */
+static struct gcs_storage_job *job_new(uint32_t type, uint64_t id, const cJSON *req, bool remove,
+				       long long timeout, long long def)
+{
+	struct gcs_storage_job *j = calloc(1, sizeof(*j));
+
+	if (!j) {
+		gcs_bridge_respond(type, id, -ENOMEM, NULL, "out of memory");
+		return NULL;
+	}
+	j->type = type;
+	j->id = id;
+	j->remove = remove;
+	j->read_only = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "read_only"));
+	j->timeout_ms = timeout > 0 ? timeout : def;
+	return j;
+}
+
+/* The request's mount, fs (default ext4) and options into j; 0 or -errno with err. */
+static int job_mount_fields(struct gcs_storage_job *j, const cJSON *req, char *err, size_t len)
+{
+	const char *fs = gcs_bridge_str(req, "fs");
+	int ret = copy_field(j->mnt, sizeof(j->mnt), gcs_bridge_str(req, "mount"), "mount", err, len);
+
+	if (!ret)
+		ret = copy_field(j->fs, sizeof(j->fs), fs ? fs : "ext4", "fs", err, len);
+	if (!ret)
+		ret = copy_field(j->opts, sizeof(j->opts), gcs_bridge_str(req, "options"), "options",
+				 err, len);
+	return ret;
+}
+
+/* Hands j to the workers unless ret already failed; a failure is answered and j freed. */
+static void job_submit(struct gcs_storage_job *j, int ret, char *err, size_t len)
+{
+	if (!ret)
+		ret = gcs_storage_submit(j, err, len);
+	if (ret) {
+		gcs_bridge_respond(j->type, j->id, ret, NULL, "%s", err);
+		free(j);
+	}
+}
+
 static void scsi_submit(uint32_t type, uint64_t id, const cJSON *req, bool remove)
 {
 	const char *what = remove ? "scsi_remove" : "scsi_add";
-	const char *serial = gcs_bridge_str(req, "serial"), *fs = gcs_bridge_str(req, "fs");
+	const char *serial = gcs_bridge_str(req, "serial");
 	long long def = remove ? 10000 : 30000, timeout;
 	struct gcs_storage_job *j;
 	char err[512];
@@ -47,31 +90,13 @@ static void scsi_submit(uint32_t type, uint64_t id, const cJSON *req, bool remov
 				   INT32_MAX);
 		return;
 	}
-	j = calloc(1, sizeof(*j));
-	if (!j) {
-		gcs_bridge_respond(type, id, -ENOMEM, NULL, "out of memory");
+	j = job_new(type, id, req, remove, timeout, def);
+	if (!j)
 		return;
-	}
-	j->type = type;
-	j->id = id;
-	j->remove = remove;
-	j->read_only = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "read_only"));
-	j->timeout_ms = timeout > 0 ? timeout : def;
 	ret = copy_field(j->serial, sizeof(j->serial), serial, "serial", err, sizeof(err));
 	if (!ret)
-		ret = copy_field(j->mnt, sizeof(j->mnt), gcs_bridge_str(req, "mount"), "mount", err,
-				 sizeof(err));
-	if (!ret)
-		ret = copy_field(j->fs, sizeof(j->fs), fs ? fs : "ext4", "fs", err, sizeof(err));
-	if (!ret)
-		ret = copy_field(j->opts, sizeof(j->opts), gcs_bridge_str(req, "options"),
-				 "options", err, sizeof(err));
-	if (!ret)
-		ret = gcs_storage_submit(j, err, sizeof(err));
-	if (ret) {
-		gcs_bridge_respond(type, id, ret, NULL, "%s", err);
-		free(j);
-	}
+		ret = job_mount_fields(j, req, err, sizeof(err));
+	job_submit(j, ret, err, sizeof(err));
 }
 
 /* Answers the disk operations whose workers are done. */
@@ -119,7 +144,7 @@ void gcs_scsi_remove(uint32_t type, uint64_t id, const cJSON *req)
 /* pmem devices: the same jobs, keyed "pmemN" so that two operations on one never overlap. */
 static void pmem_submit(uint32_t type, uint64_t id, const cJSON *req, bool remove)
 {
-	const char *what = remove ? "pmem_remove" : "pmem_add", *fs = gcs_bridge_str(req, "fs");
+	const char *what = remove ? "pmem_remove" : "pmem_add";
 	long long def = remove ? 10000 : 30000, timeout, slot, dev;
 	struct gcs_storage_job *j;
 	char err[512];
@@ -132,32 +157,14 @@ static void pmem_submit(uint32_t type, uint64_t id, const cJSON *req, bool remov
 				   what);
 		return;
 	}
-	j = calloc(1, sizeof(*j));
-	if (!j) {
-		gcs_bridge_respond(type, id, -ENOMEM, NULL, "out of memory");
+	j = job_new(type, id, req, remove, timeout, def);
+	if (!j)
 		return;
-	}
-	j->type = type;
-	j->id = id;
-	j->remove = remove;
 	j->run = remove ? gcs_pmem_remove : gcs_pmem_add;
 	j->pci_slot = (int)slot;
-	j->read_only = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "read_only"));
-	j->timeout_ms = timeout > 0 ? timeout : def;
 	snprintf(j->serial, sizeof(j->serial), "pmem%lld", dev);
-	ret = copy_field(j->mnt, sizeof(j->mnt), gcs_bridge_str(req, "mount"), "mount", err,
-			 sizeof(err));
-	if (!ret)
-		ret = copy_field(j->fs, sizeof(j->fs), fs ? fs : "ext4", "fs", err, sizeof(err));
-	if (!ret)
-		ret = copy_field(j->opts, sizeof(j->opts), gcs_bridge_str(req, "options"),
-				 "options", err, sizeof(err));
-	if (!ret)
-		ret = gcs_storage_submit(j, err, sizeof(err));
-	if (ret) {
-		gcs_bridge_respond(type, id, ret, NULL, "%s", err);
-		free(j);
-	}
+	ret = job_mount_fields(j, req, err, sizeof(err));
+	job_submit(j, ret, err, sizeof(err));
 }
 
 void gcs_pmem_add_req(uint32_t type, uint64_t id, const cJSON *req)
@@ -190,27 +197,15 @@ static void plan9_submit(uint32_t type, uint64_t id, const cJSON *req, bool remo
 		gcs_bridge_respond(type, id, -EINVAL, NULL, "%s: bad timeout_ms or msize", what);
 		return;
 	}
-	j = calloc(1, sizeof(*j));
-	if (!j) {
-		gcs_bridge_respond(type, id, -ENOMEM, NULL, "out of memory");
+	j = job_new(type, id, req, remove, timeout, def);
+	if (!j)
 		return;
-	}
-	j->type = type;
-	j->id = id;
-	j->remove = remove;
 	j->plan9 = true;
-	j->read_only = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(req, "read_only"));
 	j->msize = msize;
-	j->timeout_ms = timeout > 0 ? timeout : def;
 	ret = copy_field(j->serial, sizeof(j->serial), tag, "tag", err, sizeof(err));
 	if (!ret)
 		ret = copy_field(j->mnt, sizeof(j->mnt), mnt, "mount", err, sizeof(err));
-	if (!ret)
-		ret = gcs_storage_submit(j, err, sizeof(err));
-	if (ret) {
-		gcs_bridge_respond(type, id, ret, NULL, "%s", err);
-		free(j);
-	}
+	job_submit(j, ret, err, sizeof(err));
 }
 
 void gcs_plan9_add_req(uint32_t type, uint64_t id, const cJSON *req)
