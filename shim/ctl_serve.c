@@ -120,10 +120,25 @@ static void m_nic_update(void *opaque, struct ctl_req *req)
 	nic_method_update(&s->nics, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
 }
 
-/* Switched off (PLAN9_DISABLED_WHY); plan9_method_add/remove are what they will call. */
-static void m_plan9_disabled(void *opaque, struct ctl_req *req)
+static void m_plan9_add(void *opaque, struct ctl_req *req)
 {
-	ctl_req_error(req, CTL_ERR_UNSUPPORTED, "%s", PLAN9_DISABLED_WHY);
+	struct serve *s = opaque;
+
+	if (PLAN9_DISABLED) /* shim/plan9.h */
+		ctl_req_error(req, CTL_ERR_UNSUPPORTED, "%s", PLAN9_DISABLED_WHY);
+	else
+		plan9_method_add(&s->plan9, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
+}
+
+static void m_plan9_remove(void *opaque, struct ctl_req *req)
+{
+	struct serve *s = opaque;
+
+	if (PLAN9_DISABLED) /* shim/plan9.h */
+		ctl_req_error(req, CTL_ERR_UNSUPPORTED, "%s", PLAN9_DISABLED_WHY);
+	else
+		plan9_method_remove(&s->plan9, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING,
+				    req);
 }
 
 static void m_vpmem_add(void *opaque, struct ctl_req *req)
@@ -184,8 +199,8 @@ static const struct ctl_method methods[] = {
     {"scsi.remove", m_scsi_remove, LC_HOTPLUG, L},
     {"vpmem.add", m_vpmem_add, LC_HOTPLUG, L},
     {"vpmem.remove", m_vpmem_remove, LC_HOTPLUG, L},
-    {"plan9.add", m_plan9_disabled, LC_HOTPLUG, 0},
-    {"plan9.remove", m_plan9_disabled, LC_HOTPLUG, 0},
+    {"plan9.add", m_plan9_add, LC_HOTPLUG, L},
+    {"plan9.remove", m_plan9_remove, LC_HOTPLUG, L},
     {"nic.add", m_nic_add, LC_HOTPLUG, L},
     {"nic.remove", m_nic_remove, LC_HOTPLUG, L},
     {"nic.update", m_nic_update, LC_UP, L},
@@ -218,7 +233,8 @@ static void m_vm_capabilities(void *opaque, struct ctl_req *req)
 
 	cJSON_AddNumberToObject(r, "protocol", 1);
 	for (const struct ctl_method *x = methods; x->name; x++)
-		if (x->fn != m_unsupported && x->fn != m_plan9_disabled)
+		if (x->fn != m_unsupported &&
+		    !(PLAN9_DISABLED && (x->fn == m_plan9_add || x->fn == m_plan9_remove)))
 			cJSON_AddItemToArray(m, cJSON_CreateString(x->name));
 	cJSON_AddItemToArray(ev, cJSON_CreateString("vm.exited"));
 	cJSON_AddItemToArray(ev, cJSON_CreateString("process.exited"));

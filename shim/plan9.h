@@ -115,6 +115,7 @@ void plan9_boot_attach(struct plan9 *pl, struct bridge *bridge, plan9_boot_fn fn
  * host, which points at guest memory written after it was given back. Until
  * that is found, a parent gets this message instead of a corrupted guest.
  */
+#define PLAN9_DISABLED 1 /* the one switch: 0 turns plan9.*, vm.create's plan9, --share on */
 #define PLAN9_DISABLED_WHY                                                                       \
 	"9p shares are disabled in this build: under a file-heavy load the guest was seen to "    \
 	"crash (docs/virtio.md, virtio-9p)"

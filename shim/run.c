@@ -59,6 +59,10 @@ static int run_add_shares(struct run_ctx *ctx, const struct run_opts *o)
 	char err[256];
 	int ret;
 
+	if (PLAN9_DISABLED) { /* shim/plan9.h: refused before anything is made */
+		fprintf(stderr, "uvm-shim run: --share: %s\n", PLAN9_DISABLED_WHY);
+		return -EOPNOTSUPP;
+	}
 	ctx->shares = calloc(1, sizeof(*ctx->shares));
 	if (!ctx->shares)
 		return -ENOMEM;
@@ -433,11 +437,6 @@ int run_main(int argc, char **argv)
 					      .raw = tty ? &ctx.tty : NULL,
 					      .nics = ctx.nics};
 
-		if (o->nr_shares) {
-			fprintf(stderr, "uvm-shim run: --share: %s\n", PLAN9_DISABLED_WHY);
-			status = RUN_EXIT_USAGE;
-			goto out;
-		}
 		if (o->nr_shares) {
 			ret = run_add_shares(&ctx, o);
 			if (ret) {

@@ -300,12 +300,11 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 		ctl_req_bad_params(req, err);
 		return;
 	}
-	if (shares) {
+	if (shares && PLAN9_DISABLED) {
 		ctl_req_error(req, CTL_ERR_UNSUPPORTED, "params.plan9: %s", PLAN9_DISABLED_WHY);
 		return;
 	}
 	if (shares && !cJSON_IsArray(shares)) {
-		lifecycle_done(&s->lc, req->method);
 		ctl_req_bad_params(req, "params.plan9: expected an array of shares");
 		return;
 	}
@@ -317,7 +316,6 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 			char msg[sizeof(err) + 32];
 
 			snprintf(msg, sizeof(msg), "params.plan9[]: %s", err);
-			lifecycle_done(&s->lc, req->method);
 			ctl_req_bad_params(req, msg);
 			return;
 		}
@@ -339,7 +337,6 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 		}
 	}
 	if (nics && !cJSON_IsArray(nics)) {
-		lifecycle_done(&s->lc, req->method);
 		ctl_req_bad_params(req, "params.nics: expected an array of NICs");
 		return;
 	}
@@ -351,7 +348,6 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 			char msg[sizeof(err) + 32];
 
 			snprintf(msg, sizeof(msg), "params.nics[]: %s", err);
-			lifecycle_done(&s->lc, req->method);
 			ctl_req_bad_params(req, msg);
 			return;
 		}
