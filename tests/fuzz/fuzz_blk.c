@@ -34,15 +34,6 @@ static void init_once(void)
 	tdrv_attach(&drv, &m, dev->pci.slot);
 }
 
-static void take(uint64_t at, size_t max, const uint8_t **data, size_t *size)
-{
-	size_t n = *size < max ? *size : max;
-
-	memcpy(m.ram + at, *data, n);
-	*data += n;
-	*size -= n;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint64_t features =
@@ -65,9 +56,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 */
 	data += 2;
 	size -= 2;
-	take(tq_avail(0), 6 + 2 * QS, &data, &size);
-	take(tq_desc(0), 16 * QS, &data, &size);
-	take(0, tq_desc(0), &data, &size);
+	tm_fill(&m, tq_avail(0), 6 + 2 * QS, &data, &size);
+	tm_fill(&m, tq_desc(0), 16 * QS, &data, &size);
+	tm_fill(&m, 0, tq_desc(0), &data, &size);
 	tdrv_kick(&drv, 0);
 	return 0;
 }

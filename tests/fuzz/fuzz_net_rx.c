@@ -39,15 +39,6 @@ static void init_once(void)
 	tdrv_attach(&drv, &m, dev->pci.slot);
 }
 
-static void take(uint64_t at, size_t max, const uint8_t **data, size_t *size)
-{
-	size_t n = *size < max ? *size : max;
-
-	memcpy(m.ram + at, *data, n);
-	*data += n;
-	*size -= n;
-}
-
 static void fuzz_hdr_fix(const uint8_t *data, size_t size, uint64_t features)
 {
 	static uint8_t frame[NET_MAX_FRAME];
@@ -118,8 +109,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	data += 3;
 	size -= 3;
-	take(tq_avail(RXQ), 6 + 2 * QS, &data, &size);
-	take(tq_desc(RXQ), 16 * QS, &data, &size);
+	tm_fill(&m, tq_avail(RXQ), 6 + 2 * QS, &data, &size);
+	tm_fill(&m, tq_desc(RXQ), 16 * QS, &data, &size);
 	tdrv_kick(&drv, RXQ);
 	/* Frames: a 16-bit length then header + frame bytes (repeated from the input). */
 	for (int i = 0; i < nframes && size >= 2; i++) {

@@ -38,15 +38,6 @@ static void init_once(void)
 	tdrv_attach(&drv, &m, dev->pci.slot);
 }
 
-static void take(uint64_t at, size_t max, const uint8_t **data, size_t *size)
-{
-	size_t n = *size < max ? *size : max;
-
-	memcpy(m.ram + at, *data, n);
-	*data += n;
-	*size -= n;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static uint8_t sink[NET_HDR_LEN + NET_MAX_FRAME];
@@ -78,9 +69,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	data += 2;
 	size -= 2;
-	take(tq_avail(TXQ), 6 + 2 * QS, &data, &size);
-	take(tq_desc(TXQ), 16 * QS, &data, &size);
-	take(0, tq_desc(0), &data, &size);
+	tm_fill(&m, tq_avail(TXQ), 6 + 2 * QS, &data, &size);
+	tm_fill(&m, tq_desc(TXQ), 16 * QS, &data, &size);
+	tm_fill(&m, 0, tq_desc(0), &data, &size);
 	tdrv_kick(&drv, TXQ);
 	tdrv_kick(&drv, TXQ); /* the budget's re-kick */
 	while (recv(host, sink, sizeof(sink), MSG_DONTWAIT) > 0)

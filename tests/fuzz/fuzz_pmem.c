@@ -43,15 +43,6 @@ static void init_once(void)
 	}
 }
 
-static void take(uint64_t at, size_t max, const uint8_t **data, size_t *size)
-{
-	size_t n = *size < max ? *size : max;
-
-	memcpy(m.ram + at, *data, n);
-	*data += n;
-	*size -= n;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint64_t features = 1ULL << VIRTIO_F_VERSION_1;
@@ -72,9 +63,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Avail ring and descriptors first, then buffers from guest address 0. */
 	data += 2;
 	size -= 2;
-	take(tq_avail(0), 6 + 2 * QS, &data, &size);
-	take(tq_desc(0), 16 * QS, &data, &size);
-	take(0, tq_desc(0), &data, &size);
+	tm_fill(&m, tq_avail(0), 6 + 2 * QS, &data, &size);
+	tm_fill(&m, tq_desc(0), 16 * QS, &data, &size);
+	tm_fill(&m, 0, tq_desc(0), &data, &size);
 	tdrv_kick(d, 0);
 	tdrv_kick(d, 0); /* the budget's remainder, if any */
 	return 0;

@@ -22,30 +22,10 @@
 #include "vmm/log.h"
 #include "vmm/loop.h"
 
+#include "fuzz_input.h"
+
 #define CID	 5
 #define UDS_PORT 700
-
-struct in {
-	const uint8_t *p;
-	size_t n;
-};
-
-static unsigned take(struct in *in)
-{
-	if (!in->n)
-		return 0;
-	in->n--;
-	return *in->p++;
-}
-
-static uint32_t take32(struct in *in)
-{
-	uint32_t v = 0;
-
-	for (int i = 0; i < 4; i++)
-		v = v << 8 | take(in);
-	return v;
-}
 
 static char dir[] = "/tmp/fuzz_relay_XXXXXX";
 static char sock_path[128];

@@ -21,29 +21,9 @@
 #include "vmm/log.h"
 #include "vmm/loop.h"
 
+#include "fuzz_input.h"
+
 #define MAX_PENDING 64
-
-struct in {
-	const uint8_t *p;
-	size_t n;
-};
-
-static unsigned take(struct in *in)
-{
-	if (!in->n)
-		return 0;
-	in->n--;
-	return *in->p++;
-}
-
-static int32_t take32(struct in *in)
-{
-	uint32_t v = 0;
-
-	for (int i = 0; i < 4; i++)
-		v = v << 8 | take(in);
-	return (int32_t)v;
-}
 
 static char disk[] = "/tmp/fuzz_serve_disk_XXXXXX";
 static struct serve *g_s;

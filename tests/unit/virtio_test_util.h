@@ -120,6 +120,17 @@ static inline int tm_init(struct tmach *m, size_t ram_size)
 	return 0;
 }
 
+/* Fuzzers: up to max bytes of the input (*data, *size) into guest RAM at gpa at. */
+static inline void tm_fill(struct tmach *m, uint64_t at, size_t max, const uint8_t **data,
+			   size_t *size)
+{
+	size_t n = *size < max ? *size : max;
+
+	memcpy(m->ram + at, *data, n);
+	*data += n;
+	*size -= n;
+}
+
 static inline void tm_fini(struct tmach *m)
 {
 	pci_bus_destroy(m->pbus);
