@@ -28,6 +28,7 @@
 #define VIRTIO_9P_F_MOUNT_TAG 0
 #define P9_QUEUE_SIZE	      128
 #define P9_TAG_MAX	      64
+#define P9_KICK_BUDGET	      P9_QUEUE_SIZE /* chains per call before yielding the loop */
 
 enum p9_req_state { P9_REQ_FREE, P9_REQ_QUEUED, P9_REQ_RUNNING, P9_REQ_FLUSH_WAIT };
 
@@ -195,14 +196,23 @@ static void flush(struct p9_dev *p9, struct p9_req *req, uint16_t oldtag)
 	req_push_small(p9, req, true, 0);
 }
 
-/* Takes every available chain. Lock held. Returns -EIO when the driver broke the ring. */
+/*
+ * Takes available chains, at most P9_KICK_BUDGET (so the batch never holds
+ * more, even when a guest refills heads a flush answered in this kick). Lock
+ * held. Returns 1 when the budget ran out with chains left, 0 when the ring is
+ * empty, -EIO when the driver broke the ring.
+ */
 static int take_requests(struct p9_dev *p9)
 {
 	struct virtq *vq = &p9->vdev.vqs[0];
 	struct virtq_chain *c = &p9->chain;
-	int r;
+	int r, budget = P9_KICK_BUDGET;
 
-	while ((r = virtq_pop(vq, c)) > 0) {
+	for (;;) {
+		if (budget-- == 0)
+			return virtq_avail_pending(vq) ? 1 : 0;
+		if ((r = virtq_pop(vq, c)) <= 0)
+			break;
 		struct p9_req *req = &p9->reqs[c->head % P9_QUEUE_SIZE];
 		uint8_t hdr[P9_HDR_SIZE + 2] = {0};
 
@@ -254,6 +264,10 @@ static void p9_queue_notify(struct virtio_dev *vdev, int q)
 	if (p9->vdev.active && q == 0) {
 		err = take_requests(p9);
 		submit_batch(p9);
+		if (err > 0) {
+			virtio_dev_rekick(vdev, q);
+			err = 0;
+		}
 	}
 	pthread_mutex_unlock(&p9->vdev.dev_lock);
 	if (err)
