@@ -22,12 +22,11 @@
 
 #define TAG "seccomp"
 
-int sandbox_drop_privileges(void)
+/* no_new_privs, then every capability but keep[] (all of them when nr_keep is 0). */
+static int drop_all_but(const unsigned *keep, int nr_keep)
 {
 	int ret;
 
-	if (sandbox_mode() == SANDBOX_OFF)
-		return 0;
 	/* No execve can give back what is dropped here (setuid files, file caps). */
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
 		ret = -errno;
@@ -38,11 +37,33 @@ int sandbox_drop_privileges(void)
 		return 0; /* an unprivileged user: nothing to drop */
 	/* The bounding set goes first (it needs CAP_SETPCAP), then the sets. */
 	capng_clear(CAPNG_SELECT_ALL);
+	for (int i = 0; i < nr_keep; i++)
+		capng_update(CAPNG_ADD, CAPNG_EFFECTIVE | CAPNG_PERMITTED | CAPNG_BOUNDING_SET,
+			     keep[i]);
 	ret = capng_apply(CAPNG_SELECT_ALL);
 	if (ret < 0) {
 		pr_err(TAG, "cannot drop capabilities (capng_apply %d)", ret);
 		return -EPERM;
 	}
-	pr_dbg(TAG, "capabilities dropped");
+	pr_dbg(TAG, "capabilities dropped (%d kept)", nr_keep);
 	return 0;
+}
+
+int sandbox_drop_privileges(void)
+{
+	if (sandbox_mode() == SANDBOX_OFF)
+		return 0;
+	return drop_all_but(NULL, 0);
+}
+
+int sandbox_p9_worker(void)
+{
+	static const unsigned keep[] = {CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH,
+					CAP_FOWNER, CAP_FSETID};
+	int ret;
+
+	if (sandbox_mode() == SANDBOX_OFF)
+		return 0;
+	ret = drop_all_but(keep, sizeof(keep) / sizeof(keep[0]));
+	return ret ? ret : sandbox_apply(SANDBOX_P9);
 }

@@ -84,38 +84,12 @@ struct sandbox_rule {
 		.arg = {{.arg = 2, .op = SCMP_CMP_MASKED_EQ, .datum_a = PROT_EXEC, .datum_b = 0}}, \
 	}
 
-/* ---- vCPU threads (vmm/vcpu.c vcpu_thread and the exits it dispatches) --------------------- */
+/* ---- every thread: locks, memory, signals, logging, exit --------------------------------- */
 
-static const struct sandbox_rule vcpu_rules[] = {
-    /* vcpu_thread: the run loop itself. */
-    ALLOW_IOCTL(KVM_RUN),
-    /* vcpu_dump: registers printed on a triple fault, failed entry or internal error. */
-    ALLOW_IOCTL(KVM_GET_REGS),
-    ALLOW_IOCTL(KVM_GET_SREGS),
-    /* vm_irq_line: the 8250 UART (vmm/uart.c) raises and lowers its IOAPIC line. */
-    ALLOW_IOCTL(KVM_IRQ_LINE),
-    /* vm_msi_route_set / vm_msi_gsi_free: MSI-X table and control writes (vmm/pci.c). */
-    ALLOW_IOCTL(KVM_SET_GSI_ROUTING),
-    /* vm_irqfd: an MSI-X vector unmasked for the first time gets its irqfd. */
-    ALLOW_IOCTL(KVM_IRQFD),
-    /* vm_ioeventfd: the guest moves a virtio BAR 0; the notify ioeventfds follow it. */
-    ALLOW_IOCTL(KVM_IOEVENTFD),
-    /* msix_vec_update: a vector's eventfd is created when the guest first unmasks it. */
-    ALLOW(eventfd2),
-    /*
-     * Console bytes (run_console_out, serve's console_out) to the console fd;
-     * eventfd signals: pci_msix_notify, virtio notify_write without ioeventfd,
-     * vm_request_exit's exit fd; log lines to stderr (vmm/log.c).
-     */
+static const struct sandbox_rule thread_rules[] = {
+    /* Log lines to stderr (vmm/log.c); on a vCPU also the console fd and eventfd signals. */
     ALLOW(write),
-    /* blk_reset -> blk_backend_reap: a guest reset drains the completion eventfd... */
-    ALLOW(read),
-    /*
-     * ...and waits for the I/O in flight by polling it (virtio/blk_uring.c): never
-     * io_uring_enter here, a vCPU has no business inside a ring.
-     */
-    ALLOW(ppoll),
-    /* Mutexes of the buses, the PCI bridge and the devices; the pause condition. */
+    /* Mutexes of the buses, the PCI bridge and the devices; the pause condition; 9p's queue. */
     ALLOW(futex),
     /* A futex wait interrupted by the kick signal restarts through this. */
     ALLOW(restart_syscall),
@@ -144,10 +118,37 @@ static const struct sandbox_rule vcpu_rules[] = {
     ALLOW(clock_gettime),
     /* vmm/log.c names the thread on every line (pthread_getname_np on itself). */
     ALLOW_ARG(prctl, 0, PR_GET_NAME),
-    /* vcpu_thread returns: glibc frees the stack's pages, then the thread exits. */
+    /* A thread returns: glibc frees the stack's pages, then the thread exits. */
     ALLOW(exit),
     /* Process exit from any thread (abort paths; the trap mode's SIGSYS re-raise). */
     ALLOW(exit_group),
+};
+
+/* ---- vCPU threads (vmm/vcpu.c vcpu_thread and the exits it dispatches) --------------------- */
+
+static const struct sandbox_rule vcpu_rules[] = {
+    /* vcpu_thread: the run loop itself. */
+    ALLOW_IOCTL(KVM_RUN),
+    /* vcpu_dump: registers printed on a triple fault, failed entry or internal error. */
+    ALLOW_IOCTL(KVM_GET_REGS),
+    ALLOW_IOCTL(KVM_GET_SREGS),
+    /* vm_irq_line: the 8250 UART (vmm/uart.c) raises and lowers its IOAPIC line. */
+    ALLOW_IOCTL(KVM_IRQ_LINE),
+    /* vm_msi_route_set / vm_msi_gsi_free: MSI-X table and control writes (vmm/pci.c). */
+    ALLOW_IOCTL(KVM_SET_GSI_ROUTING),
+    /* vm_irqfd: an MSI-X vector unmasked for the first time gets its irqfd. */
+    ALLOW_IOCTL(KVM_IRQFD),
+    /* vm_ioeventfd: the guest moves a virtio BAR 0; the notify ioeventfds follow it. */
+    ALLOW_IOCTL(KVM_IOEVENTFD),
+    /* msix_vec_update: a vector's eventfd is created when the guest first unmasks it. */
+    ALLOW(eventfd2),
+    /* blk_reset -> blk_backend_reap: a guest reset drains the completion eventfd... */
+    ALLOW(read),
+    /*
+     * ...and waits for the I/O in flight by polling it (virtio/blk_uring.c): never
+     * io_uring_enter here, a vCPU has no business inside a ring.
+     */
+    ALLOW(ppoll),
 };
 
 /* ---- the event-loop thread (shim/run.c, shim/ctl_serve.c, vmm/loop.c): adds to vcpu_rules -- */
@@ -234,6 +235,56 @@ static const struct sandbox_rule loop_rules[] = {
 };
 
 /*
+ * ---- 9p workers (virtio/p9_pool.c running virtio/p9_*.c): thread_rules and these ---------
+ * Host file I/O beneath a share's root fd, on fds the worker holds. No socket,
+ * no ioctl, no KVM, no process or thread creation, no plain open(): every name
+ * is resolved with openat2 beneath the share (p9_fid.c) or reopened through
+ * the share server's /proc/self/fd directory fd (p9_reopen).
+ */
+static const struct sandbox_rule p9_rules[] = {
+    /* p9_walk_one and p9_op_lcreate: one component beneath a directory fd. */
+    ALLOW(openat2),
+    /* p9_reopen: a fid's O_PATH fd opened for I/O through /proc/self/fd/N. */
+    ALLOW(openat),
+    ALLOW(close),
+    /* Fid clones (F_DUPFD_CLOEXEC), Tlock and Tgetlock (F_OFD_SETLK, F_OFD_GETLK). */
+    ALLOW(fcntl),
+    /* Tgetattr, walks and every check of what a fid names. */
+    ALLOW(fstat),
+    ALLOW(newfstatat),
+    ALLOW(statx),
+    /* Tstatfs. */
+    ALLOW(fstatfs),
+    /* Tread, Twrite, Treaddir (and its offset). */
+    ALLOW(pread64),
+    ALLOW(pwrite64),
+    ALLOW(getdents64),
+    ALLOW(lseek),
+    /* Tfsync; Tsetattr's size, mode, owner and times. */
+    ALLOW(fsync),
+    ALLOW(fdatasync),
+    ALLOW(ftruncate),
+    ALLOW(fchmodat),
+    ALLOW(fchownat),
+    ALLOW(utimensat),
+    /* Tmkdir, Tsymlink, Tmknod (device nodes only where the share allows them), Tlink. */
+    ALLOW(mkdirat),
+    ALLOW(symlinkat),
+    ALLOW(mknodat),
+    ALLOW(linkat),
+    /* Trename, Trenameat, Tunlinkat, Tremove, Treadlink. */
+    ALLOW(renameat),
+    ALLOW(renameat2),
+    ALLOW(unlinkat),
+    ALLOW(readlinkat),
+    /* Txattrwalk, Txattrcreate + clunk (p9_xattr.c): through /proc/self/fd/N. */
+    ALLOW(getxattr),
+    ALLOW(listxattr),
+    ALLOW(setxattr),
+    ALLOW(removexattr),
+};
+
+/*
  * AddressSanitizer/LeakSanitizer (the test builds, build/asan/) make calls the
  * product does not: each thread sets and removes an alternate signal stack,
  * the runtime yields in its spin locks, reports and the leak check at exit
@@ -264,6 +315,7 @@ static enum sandbox_action sandbox_setting = SANDBOX_KILL;
 static const char *const class_names[SANDBOX_NR_CLASSES] = {
     [SANDBOX_VCPU] = "vcpu",
     [SANDBOX_LOOP] = "loop",
+    [SANDBOX_P9] = "9p",
 };
 
 const char *sandbox_class_name(enum sandbox_class cls)
@@ -374,7 +426,11 @@ int sandbox_apply_action(enum sandbox_class cls, enum sandbox_action act)
 	/* A foreign-arch syscall (int 0x80, x32) is never allowed. */
 	ret = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
 	if (!ret)
+		ret = add_rules(ctx, thread_rules, sizeof(thread_rules) / sizeof(thread_rules[0]));
+	if (!ret && cls != SANDBOX_P9)
 		ret = add_rules(ctx, vcpu_rules, sizeof(vcpu_rules) / sizeof(vcpu_rules[0]));
+	if (!ret && cls == SANDBOX_P9)
+		ret = add_rules(ctx, p9_rules, sizeof(p9_rules) / sizeof(p9_rules[0]));
 	if (!ret && cls == SANDBOX_LOOP)
 		ret = add_rules(ctx, loop_rules, sizeof(loop_rules) / sizeof(loop_rules[0]));
 #ifdef SANDBOX_ASAN

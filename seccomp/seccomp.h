@@ -16,7 +16,10 @@
  *    the drop (capabilities and no_new_privs are per thread);
  *  - each vCPU thread installs SANDBOX_VCPU right before its first KVM_RUN
  *    (vm_set_vcpu_hook);
- *  - the event-loop thread installs SANDBOX_LOOP once the vCPUs run.
+ *  - the event-loop thread installs SANDBOX_LOOP once the vCPUs run;
+ *  - each 9p worker (made with the machine, before any of the above) keeps
+ *    only the file-ownership capabilities a share needs and installs
+ *    SANDBOX_P9 before it serves anything (sandbox_p9_worker).
  * Seccomp filters are per thread and inherited by threads created later; the
  * vCPU list is kept a subset of the loop list so that stacking them (a vCPU
  * created by a filtered loop) never forbids more than the vCPU list says.
@@ -31,6 +34,7 @@
 enum sandbox_class {
 	SANDBOX_VCPU, /* KVM_RUN and the exits dispatched to the PIO/MMIO buses */
 	SANDBOX_LOOP, /* the event loop: control protocol, devices, vsock, hot-plug */
+	SANDBOX_P9,   /* 9p workers: file I/O beneath a share, nothing else */
 	SANDBOX_NR_CLASSES,
 };
 
@@ -65,5 +69,13 @@ int sandbox_vcpu_hook(void *opaque, int vcpu_id);
  * No-op when the sandbox is off.
  */
 int sandbox_drop_privileges(void) __attribute__((warn_unused_result));
+
+/*
+ * A 9p worker: no_new_privs, every capability dropped but CAP_CHOWN,
+ * CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER and CAP_FSETID (a guest's
+ * root manages files of any owner beneath its share, as with QEMU's
+ * passthrough model), then SANDBOX_P9. On the calling thread only.
+ */
+int sandbox_p9_worker(void) __attribute__((warn_unused_result));
 
 #endif

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "gcs/protocol.h"
+#include "seccomp/seccomp.h"
 #include "shim/bridge.h"
 #include "virtio/p9.h"
 #include "virtio/virtio.h"
@@ -182,9 +183,16 @@ static int reserve(struct plan9 *pl, const struct plan9_params *p, struct plan9_
 
 /* ---- the machine ------------------------------------------------------------------- */
 
+/* Each worker, before it serves anything: file capabilities only, the 9p filter. */
+static int worker_sandbox(void *opaque)
+{
+	(void)opaque;
+	return sandbox_p9_worker();
+}
+
 int plan9_bind(struct plan9 *pl, struct pci_bus *pci, struct guest_mem *mem, struct loop *loop)
 {
-	int ret = p9_pool_create(PLAN9_WORKERS, NULL, NULL, &pl->pool);
+	int ret = p9_pool_create(PLAN9_WORKERS, worker_sandbox, NULL, &pl->pool);
 
 	if (ret)
 		return ret;

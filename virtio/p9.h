@@ -82,10 +82,12 @@ struct p9_work {
 
 /*
  * nr threads (1..16); each calls thread_init(opaque) first when given (the
- * place to install a seccomp filter of its own). Create it while threads may
- * still be created (before the event loop's sandbox).
+ * place to drop privileges and install a seccomp filter of its own), and the
+ * pool is made only if every worker's thread_init returned 0 (else the first
+ * error, nothing left running). Create it while threads may still be created
+ * (before the event loop's sandbox).
  */
-int p9_pool_create(int nr, void (*thread_init)(void *opaque), void *opaque, struct p9_pool **out)
+int p9_pool_create(int nr, int (*thread_init)(void *opaque), void *opaque, struct p9_pool **out)
     __attribute__((warn_unused_result));
 /* Stops and joins the workers (no device may still use the pool). NULL ok. */
 void p9_pool_destroy(struct p9_pool *pool);

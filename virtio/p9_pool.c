@@ -2,7 +2,8 @@
  * The worker threads that serve every virtio-9p device of a VM. They are
  * made once, with the machine (before the event loop is sandboxed and may no
  * longer create threads), so a share hot-added later needs no new thread.
- * Each worker owns an in and an out buffer of P9_MSIZE_MAX bytes.
+ * Each worker owns an in and an out buffer of P9_MSIZE_MAX bytes, and runs
+ * the creator's thread_init (its sandbox) before it takes any work.
  */
 #include "p9.h"
 
@@ -10,6 +11,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "vmm/log.h"
 
@@ -22,27 +24,32 @@ struct p9_pool {
 	struct p9_work *head, *tail;
 	int nr;
 	pthread_t threads[P9_POOL_MAX];
-	void (*thread_init)(void *opaque);
+	int (*thread_init)(void *opaque);
 	void *opaque;
+	int nr_started; /* workers past thread_init */
+	int init_err;	/* the first thread_init failure */
 };
 
 static void *pool_main(void *arg)
 {
 	struct p9_pool *pool = arg;
 	struct p9_worker_bufs b = {malloc(P9_MSIZE_MAX), malloc(P9_MSIZE_MAX)};
+	int err = pool->thread_init ? pool->thread_init(pool->opaque) : 0;
 
-	if (pool->thread_init)
-		pool->thread_init(pool->opaque);
 	if (!b.in || !b.out)
 		log_msg(LOG_ERROR, "9p", "a worker has no buffers; it serves nothing");
 	pthread_mutex_lock(&pool->lock);
+	pool->nr_started++;
+	if (err && !pool->init_err)
+		pool->init_err = err;
+	pthread_cond_broadcast(&pool->cv);
 	for (;;) {
 		struct p9_work *w;
 
 		while (!pool->head && !pool->stopping)
 			pthread_cond_wait(&pool->cv, &pool->lock);
-		if (pool->stopping)
-			break;
+		if (pool->stopping || err)
+			break; /* a worker without its sandbox serves nothing */
 		w = pool->head;
 		pool->head = w->next;
 		if (!pool->head)
@@ -58,7 +65,7 @@ static void *pool_main(void *arg)
 	return NULL;
 }
 
-int p9_pool_create(int nr, void (*thread_init)(void *opaque), void *opaque, struct p9_pool **out)
+int p9_pool_create(int nr, int (*thread_init)(void *opaque), void *opaque, struct p9_pool **out)
 {
 	struct p9_pool *pool;
 	int err;
@@ -83,6 +90,17 @@ int p9_pool_create(int nr, void (*thread_init)(void *opaque), void *opaque, stru
 		pool->nr++;
 		snprintf(name, sizeof(name), "9p-w%d", i);
 		pthread_setname_np(pool->threads[i], name);
+	}
+	pthread_mutex_lock(&pool->lock);
+	while (pool->nr_started < pool->nr)
+		pthread_cond_wait(&pool->cv, &pool->lock);
+	err = pool->init_err;
+	pthread_mutex_unlock(&pool->lock);
+	if (err) {
+		log_msg(LOG_ERROR, "9p", "a worker could not set up its sandbox (%s)",
+			strerror(-err));
+		p9_pool_destroy(pool);
+		return err;
 	}
 	*out = pool;
 	return 0;
