@@ -1,7 +1,9 @@
 /*
- * Pure kernel loaders: parse a kernel image and write it, the boot structures
- * and the initial register state into a guest RAM buffer. No ioctls here;
- * vmm/ applies the resulting struct boot_regs to vCPU 0.
+ * Pure kernel loaders: parse a kernel image into a plan (struct boot_plan):
+ * the boot structures built below 1 MiB, the guest ranges to fill and the
+ * initial register state. boot/ never holds a pointer into guest memory: the
+ * caller applies the plan through vmm/'s checked writes (boot_plan_apply) and
+ * hands the registers to vCPU 0.
  */
 #ifndef BOOT_BOOT_H
 #define BOOT_BOOT_H
@@ -10,10 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The guest's RAM as the loaders see it: low RAM [0, lo_size) is writable at lo. */
+/* The guest's RAM layout as the loaders see it: sizes only. */
 struct boot_ram {
-	uint8_t *lo;	  /* host address of guest physical 0 */
-	uint64_t lo_size; /* bytes of RAM below the MMIO hole */
+	uint64_t lo_size; /* bytes of RAM from 0 up to the MMIO hole */
 	uint64_t hi_size; /* bytes of RAM at 4 GiB and above (only reported in e820) */
 };
 
@@ -64,13 +65,57 @@ enum boot_format { BOOT_FORMAT_UNKNOWN, BOOT_FORMAT_BZIMAGE, BOOT_FORMAT_ELF };
 
 enum boot_format boot_detect(const uint8_t *kernel, size_t size);
 
+/* ---- the plan ---- */
+
+#define BOOT_PAGE_SIZE 4096
+#define BOOT_LOW_SIZE  0x100000 /* the plan builds guest [0, 1 MiB) itself */
+#define BOOT_MAX_SEGS  72	/* up to 64 ELF segments, the initrd, a margin */
+
+/* A guest range to fill: len bytes from src, then zero bytes of zeros. */
+struct boot_seg {
+	uint64_t gpa;
+	const uint8_t *src;
+	uint64_t len;
+	uint64_t zero;
+};
+
+/*
+ * What boot_load decided. low is guest [0, 1 MiB) as the loaders built it;
+ * only the pages marked in low_used are written. segs point into the caller's
+ * kernel and initrd buffers, which must live until the plan is applied.
+ * About 1 MiB: allocate it.
+ */
+struct boot_plan {
+	struct boot_ram ram;
+	uint8_t low[BOOT_LOW_SIZE];
+	uint8_t low_used[BOOT_LOW_SIZE / BOOT_PAGE_SIZE];
+	struct boot_seg segs[BOOT_MAX_SEGS];
+	int nr_segs;
+	struct boot_regs regs;
+};
+
 /*
  * Loads in->kernel (bzImage or ELF with PVH note) and everything around it
- * into ram; fills regs. On failure returns -errno and writes a one-line
- * reason into err (e.g. "bzImage boot protocol 2.03 is older than 2.06").
+ * into plan (reset first) for a guest with the RAM layout ram. On failure
+ * returns -errno and writes a one-line reason into err (e.g. "bzImage boot
+ * protocol 2.03 is older than 2.06"); the plan is then not to be applied.
  */
-int boot_load(const struct boot_ram *ram, const struct boot_input *in, struct boot_regs *regs,
+int boot_load(struct boot_plan *plan, const struct boot_ram *ram, const struct boot_input *in,
 	      char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/* Writes len bytes at guest gpa (vmm/'s mem_write behind it); 0 or -errno. */
+typedef int (*boot_write_fn)(void *opaque, uint64_t gpa, const void *src, uint64_t len);
+
+/*
+ * Writes the plan into guest memory through write: the used low pages (runs
+ * of them in one call each), then every segment, its zeros from a zero page.
+ * Returns 0 or the first error write returned.
+ */
+int boot_plan_apply(const struct boot_plan *plan, boot_write_fn write, void *opaque)
+    __attribute__((warn_unused_result));
+
+/* Empties plan for a guest with the RAM layout ram. */
+void boot_plan_reset(struct boot_plan *plan, const struct boot_ram *ram);
 
 /* Protocol limit on the command line length (bytes, without the NUL). */
 #define BOOT_CMDLINE_MAX 2047
@@ -133,7 +178,7 @@ int boot_e820_build(struct boot_e820_entry *tab, int max, const struct boot_ram 
  * LINT1. At most BOOT_MPTABLE_MAX_SIZE bytes. Returns the bytes written
  * (floating pointer included) or -errno.
  */
-int boot_mptable_write(const struct boot_ram *ram, int nr_cpus, char *err, size_t errlen);
+int boot_mptable_write(struct boot_plan *plan, int nr_cpus, char *err, size_t errlen);
 
 /* ---- bzImage ---- */
 

@@ -139,12 +139,18 @@ static void unload_file(struct loaded_file *lf)
 	lf->data = NULL;
 }
 
+/* The loaders' plan reaches guest RAM only through vmm/'s checked mem_write. */
+static int machine_write_guest(void *opaque, uint64_t gpa, const void *src, uint64_t len)
+{
+	return mem_write(opaque, gpa, src, len);
+}
+
 static int machine_load_kernel(struct machine *m, const struct machine_config *cfg, char *err,
 			       size_t errlen)
 {
 	struct loaded_file kernel = {0}, initrd = {0};
 	struct guest_mem *mem = vm_mem(m->vm);
-	struct boot_regs regs;
+	struct boot_plan *plan = NULL;
 	struct boot_input in;
 	struct boot_ram ram;
 	char why[256];
@@ -155,9 +161,13 @@ static int machine_load_kernel(struct machine *m, const struct machine_config *c
 		ret = load_file(cfg->initrd, "initrd", cfg->mem_mib << 20, &initrd, err, errlen);
 	if (ret)
 		goto out;
-	ram = (struct boot_ram){.lo = mem->regions[0].hva,
-				.lo_size = mem->regions[0].size,
-				.hi_size = mem->nr_regions > 1 ? mem->regions[1].size : 0};
+	plan = malloc(sizeof(*plan));
+	if (!plan) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "cannot allocate the boot plan");
+		goto out;
+	}
+	mem_layout(mem, &ram.lo_size, &ram.hi_size);
 	in = (struct boot_input){.kernel = kernel.data,
 				 .kernel_size = kernel.size,
 				 .initrd = initrd.data,
@@ -165,15 +175,22 @@ static int machine_load_kernel(struct machine *m, const struct machine_config *c
 				 .cmdline = cfg->cmdline,
 				 .nr_cpus = cfg->cpus,
 				 .entry = cfg->entry16 ? BOOT_ENTRY_REAL16 : BOOT_ENTRY_DEFAULT};
-	ret = boot_load(&ram, &in, &regs, why, sizeof(why));
+	ret = boot_load(plan, &ram, &in, why, sizeof(why));
 	if (ret) {
 		snprintf(err, errlen, "cannot load kernel '%s': %s", cfg->kernel, why);
 		goto out;
 	}
-	ret = vm_set_boot_regs(m->vm, &regs);
+	ret = boot_plan_apply(plan, machine_write_guest, mem);
+	if (ret) {
+		snprintf(err, errlen, "cannot write the boot plan into guest RAM: %s",
+			 strerror(-ret));
+		goto out;
+	}
+	ret = vm_set_boot_regs(m->vm, &plan->regs);
 	if (ret)
 		snprintf(err, errlen, "cannot set the boot registers: %s", strerror(-ret));
 out:
+	free(plan);
 	unload_file(&kernel);
 	unload_file(&initrd);
 	return ret;

@@ -10,6 +10,7 @@
 
 #include "kvm.h"
 #include "log.h"
+#include "mem_priv.h"
 #include "mem_slots.h"
 #include "pci.h"
 
