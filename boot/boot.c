@@ -131,5 +131,7 @@ int boot_load(struct boot_plan *plan, const struct boot_ram *ram, const struct b
 	if (rc < 0)
 		return rc;
 	rc = boot_mptable_write(plan, in->nr_cpus, err, errlen);
+	if (rc >= 0 && in->acpi)
+		rc = boot_acpi_write(plan, in->acpi, in->nr_cpus, err, errlen);
 	return rc < 0 ? rc : 0;
 }

@@ -31,6 +31,7 @@ struct boot_input {
 	const char *cmdline; /* may be NULL */
 	int nr_cpus;	     /* for the MP table */
 	enum boot_entry entry;
+	const struct boot_acpi *acpi; /* NULL: no ACPI tables (the MP table only) */
 };
 
 enum boot_mode {
@@ -134,6 +135,7 @@ void boot_plan_reset(struct boot_plan *plan, const struct boot_ram *ram);
 #define BOOT_ADDR_REAL_SETUP 0x10000 /* REAL16: boot sector + setup, segment 0x1000 */
 #define BOOT_ADDR_CMDLINE    0x20000
 #define BOOT_ADDR_EBDA	     0x9fc00  /* e820 reserves 0x9fc00-0xfffff */
+#define BOOT_ADDR_ACPI	     0xe0000  /* RSDP, then the ACPI tables (12 KiB at most) */
 #define BOOT_ADDR_MPTABLE    0xf0000  /* MP floating pointer, config table at +0x10 */
 #define BOOT_ADDR_HIMEM	     0x100000 /* 1 MiB: lowest kernel/initrd address */
 
@@ -179,6 +181,31 @@ int boot_e820_build(struct boot_e820_entry *tab, int max, const struct boot_ram 
  * (floating pointer included) or -errno.
  */
 int boot_mptable_write(struct boot_plan *plan, int nr_cpus, char *err, size_t errlen);
+
+/* ---- ACPI ---- */
+
+/* What the tables describe that the VMM decides. */
+struct boot_acpi {
+	uint16_t pm_base;     /* PM1a event block (4 bytes), control at +4 (2), timer at +8 (4) */
+	uint8_t sci_irq;      /* ISA IRQ of the SCI (level, active high) */
+	uint8_t s5_type;      /* SLP_TYP value that means S5 (power off) */
+	uint16_t reset_port;  /* FADT reset register (I/O port) and the value to write */
+	uint8_t reset_value;
+	uint64_t mmio32_start, mmio32_end; /* PCI root windows, [start, end) */
+	uint64_t mmio64_start, mmio64_end; /* empty: no 64-bit window */
+};
+
+/*
+ * Writes RSDP (rev 2) at BOOT_ADDR_ACPI and XSDT, FACS, FADT, MADT and DSDT
+ * after it: nr_cpus local APICs (uid = APIC id = index), the IOAPIC (id
+ * nr_cpus, 0xfec00000), overrides IRQ 0 -> GSI 0 and SCI level/high, LINT1
+ * NMI; DSDT: \_S5, \_SB.PCI0 (bus 0-255, I/O, the two windows), \_SB.COM1.
+ */
+int boot_acpi_write(struct boot_plan *plan, const struct boot_acpi *acpi, int nr_cpus, char *err,
+		    size_t errlen) __attribute__((warn_unused_result));
+/* The value that makes the bytes sum to 0 (ACPI table and RSDP checksums). */
+uint8_t boot_acpi_checksum(const uint8_t *p, size_t len);
+size_t boot_acpi_madt_size(int nr_cpus);
 
 /* ---- bzImage ---- */
 

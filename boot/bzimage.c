@@ -31,6 +31,7 @@
 #define HDR_PREF_ADDRESS     0x258
 #define HDR_INIT_SIZE	     0x260
 #define BP_E820_ENTRIES	     0x1e8
+#define BP_ACPI_RSDP_ADDR    0x070 /* boot_params.acpi_rsdp_addr (protocol 2.14+) */
 #define BP_HDR_LIMIT	     0x290 /* setup header area ends here in boot_params */
 #define BP_E820_TABLE	     0x2d0
 #define BP_E820_MAX	     128
@@ -235,6 +236,8 @@ int boot_bzimage_load(struct boot_plan *plan, const struct boot_input *in,
 	memset(bp, 0, BP_SIZE);
 	memcpy(bp + HDR_SETUP_SECTS, k + HDR_SETUP_SECTS, bz.hdr_end - HDR_SETUP_SECTS);
 	bz_fill_header(bp, initrd, in->initrd_size);
+	if (in->acpi) /* boot_load writes the tables after this */
+		boot_put64(bp + BP_ACPI_RSDP_ADDR, BOOT_ADDR_ACPI);
 	rc = bz_write_e820(plan, bp);
 	if (rc)
 		return boot_fail(err, errlen, rc, "cannot build the e820 map");

@@ -133,7 +133,8 @@ int boot_elf_pvh_entry(const uint8_t *k, size_t size, uint32_t *entry, char *err
 }
 
 /* Writes hvm_start_info with its module list and memory map at BOOT_ADDR_PVH_INFO. */
-static int pvh_write_start_info(struct boot_plan *plan, uint64_t initrd, size_t initrd_size)
+static int pvh_write_start_info(struct boot_plan *plan, uint64_t initrd, size_t initrd_size,
+				bool acpi)
 {
 	struct boot_e820_entry tab[BOOT_E820_MAX];
 	uint8_t *si, *e;
@@ -156,7 +157,8 @@ static int pvh_write_start_info(struct boot_plan *plan, uint64_t initrd, size_t 
 		boot_put64(e + 8, initrd_size);
 	}
 	boot_put64(si + 24, BOOT_ADDR_CMDLINE);
-	boot_put64(si + 32, 0); /* no ACPI RSDP: the MP table describes the CPUs */
+	/* rsdp_paddr: boot_load writes the tables after this; without, the MP table alone. */
+	boot_put64(si + 32, acpi ? BOOT_ADDR_ACPI : 0);
 	boot_put64(si + 40, BOOT_ADDR_PVH_INFO + PVH_MEMMAP_OFF);
 	boot_put32(si + 48, (uint32_t)n);
 	for (i = 0; i < n; i++) {
@@ -247,7 +249,7 @@ int boot_elf_load(struct boot_plan *plan, const struct boot_input *in, struct bo
 		if (rc)
 			return boot_fail(err, errlen, rc, "no room for ELF segment %d", i);
 	}
-	rc = pvh_write_start_info(plan, initrd, in->initrd_size);
+	rc = pvh_write_start_info(plan, initrd, in->initrd_size, in->acpi != NULL);
 	if (rc)
 		return boot_fail(err, errlen, rc, "cannot build the PVH memory map");
 	boot_write_gdt(plan, BOOT_GDT_CODE32, regs);

@@ -17,6 +17,7 @@
 #include "shim/vpmem.h"
 #include "virtio/pmem.h"
 #include "virtio/virtio.h"
+#include "vmm/acpi_pm.h"
 #include "vmm/pci.h"
 #include "vmm/vm.h"
 
@@ -145,9 +146,24 @@ static int machine_write_guest(void *opaque, uint64_t gpa, const void *src, uint
 	return mem_write(opaque, gpa, src, len);
 }
 
+/* What the ACPI tables say about the platform vmm/ builds (PM block, PCI windows, reset port). */
+static void machine_acpi_config(struct boot_acpi *acpi, const struct guest_mem *mem)
+{
+	*acpi = (struct boot_acpi){.pm_base = ACPI_PM_BASE,
+				   .sci_irq = ACPI_PM_SCI_IRQ,
+				   .s5_type = ACPI_PM_S5_TYPE,
+				   .reset_port = 0xcf9, /* vmm/pci.c: RST_CPU | SYS_RST */
+				   .reset_value = 0x06,
+				   .mmio32_start = PCI_MMIO32_START,
+				   .mmio32_end = PCI_MMIO32_END,
+				   .mmio64_start = mem_top(mem),
+				   .mmio64_end = mem_top(mem) + PCI_MMIO64_SIZE};
+}
+
 static int machine_load_kernel(struct machine *m, const struct machine_config *cfg, char *err,
 			       size_t errlen)
 {
+	struct boot_acpi acpi;
 	struct loaded_file kernel = {0}, initrd = {0};
 	struct guest_mem *mem = vm_mem(m->vm);
 	struct boot_plan *plan = NULL;
@@ -174,7 +190,9 @@ static int machine_load_kernel(struct machine *m, const struct machine_config *c
 				 .initrd_size = initrd.size,
 				 .cmdline = cfg->cmdline,
 				 .nr_cpus = cfg->cpus,
-				 .entry = cfg->entry16 ? BOOT_ENTRY_REAL16 : BOOT_ENTRY_DEFAULT};
+				 .entry = cfg->entry16 ? BOOT_ENTRY_REAL16 : BOOT_ENTRY_DEFAULT,
+				 .acpi = &acpi};
+	machine_acpi_config(&acpi, mem);
 	ret = boot_load(plan, &ram, &in, why, sizeof(why));
 	if (ret) {
 		snprintf(err, errlen, "cannot load kernel '%s': %s", cfg->kernel, why);
@@ -229,6 +247,8 @@ int machine_create(struct machine **out, const struct machine_config *cfg, struc
 		ret = i8042_create(m->vm, &m->kbc);
 	if (!ret)
 		ret = cmos_create(m->vm, &m->cmos);
+	if (!ret)
+		ret = acpi_pm_create(m->vm, &m->acpi_pm);
 	if (!ret)
 		ret = pci_bus_create_vm(&m->pci, m->vm);
 	if (ret) {
@@ -307,6 +327,7 @@ void machine_destroy(struct machine *m)
 	uart_destroy(m->uart);
 	i8042_destroy(m->kbc);
 	cmos_destroy(m->cmos);
+	acpi_pm_destroy(m->acpi_pm);
 	vm_destroy(m->vm);
 	free(m);
 }

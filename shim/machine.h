@@ -72,6 +72,7 @@ struct machine {
 	struct uart *uart;
 	struct i8042 *kbc;
 	struct cmos *cmos;
+	struct acpi_pm *acpi_pm;
 	struct pci_bus *pci;
 	struct virtio_dev *rng;
 	struct virtio_dev *disks[MACHINE_MAX_DISKS];

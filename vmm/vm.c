@@ -305,6 +305,16 @@ void vm_request_exit(struct vm *vm, enum vm_exit why)
 		vcpu_kick(&vm->vcpus[i]);
 }
 
+void vm_note_acpi_pm_used(struct vm *vm)
+{
+	__atomic_store_n(&vm->acpi_pm_used, true, __ATOMIC_RELEASE);
+}
+
+bool vm_acpi_pm_used(struct vm *vm)
+{
+	return __atomic_load_n(&vm->acpi_pm_used, __ATOMIC_ACQUIRE);
+}
+
 int vm_exit_fd(struct vm *vm)
 {
 	return vm->exit_fd;
