@@ -53,22 +53,22 @@
 #define FADT_F_TMR_VAL_EXT   (1u << 8) /* 32-bit PM timer */
 #define FADT_F_RESET_REG_SUP (1u << 10)
 
-#define IAPC_LEGACY_DEVICES (1u << 0)
-#define IAPC_8042	    (1u << 1)
+#define IAPC_LEGACY_DEVICES  (1u << 0)
+#define IAPC_8042	     (1u << 1)
 #define IAPC_VGA_NOT_PRESENT (1u << 2)
 
-#define GAS_SYSTEM_IO 1
+#define GAS_SYSTEM_IO	1
 #define GAS_ACCESS_BYTE 1
 
 /* MADT entry types and flags. */
-#define MADT_LAPIC	  0
-#define MADT_IOAPIC	  1
-#define MADT_ISO	  2
-#define MADT_LAPIC_NMI	  4
-#define MADT_PCAT_COMPAT  1
-#define MADT_ENABLED	  1
-#define MPS_HIGH_EDGE	  0x0005 /* polarity bits 1-0 = 01 high, trigger bits 3-2 = 01 edge */
-#define MPS_HIGH_LEVEL	  0x000d /* 01 high, 11 level */
+#define MADT_LAPIC	 0
+#define MADT_IOAPIC	 1
+#define MADT_ISO	 2
+#define MADT_LAPIC_NMI	 4
+#define MADT_PCAT_COMPAT 1
+#define MADT_ENABLED	 1
+#define MPS_HIGH_EDGE	 0x0005 /* polarity bits 1-0 = 01 high, trigger bits 3-2 = 01 edge */
+#define MPS_HIGH_LEVEL	 0x000d /* 01 high, 11 level */
 
 #define ACPI_IOAPIC_ADDR 0xfec00000u
 #define ACPI_LAPIC_ADDR	 0xfee00000u
@@ -91,9 +91,9 @@ static void acpi_header(uint8_t *t, const char *sig, uint32_t len, uint8_t rev)
 	t[8] = rev;
 	memcpy(t + 10, "UVMSHM", 6);
 	memcpy(t + 16, "UVM-SHIM", 8);
-	boot_put32(t + 24, 1);	       /* OEM revision */
-	memcpy(t + 28, "UVMS", 4);     /* creator id */
-	boot_put32(t + 32, 1);	       /* creator revision */
+	boot_put32(t + 24, 1);	   /* OEM revision */
+	memcpy(t + 28, "UVMS", 4); /* creator id */
+	boot_put32(t + 32, 1);	   /* creator revision */
 	t[9] = 0;
 	t[9] = boot_acpi_checksum(t, len);
 }
@@ -121,7 +121,7 @@ static void acpi_fadt(uint8_t *t, const struct boot_acpi *c)
 	t[FADT_PM1_EVT_LEN] = 4;
 	t[FADT_PM1_CNT_LEN] = 2;
 	t[FADT_PM_TMR_LEN] = 4;
-	boot_put16(t + FADT_P_LVL2_LAT, 101); /* > 100: no C2 */
+	boot_put16(t + FADT_P_LVL2_LAT, 101);  /* > 100: no C2 */
 	boot_put16(t + FADT_P_LVL3_LAT, 1001); /* > 1000: no C3 */
 	boot_put16(t + FADT_IAPC_BOOT_ARCH, IAPC_LEGACY_DEVICES | IAPC_8042 | IAPC_VGA_NOT_PRESENT);
 	/* PWR_BUTTON clear: the power button is the fixed-feature one in PM1. */
@@ -290,7 +290,7 @@ int boot_acpi_write(struct boot_plan *plan, const struct boot_acpi *c, int nr_cp
 	rsdp = base + ACPI_OFF_RSDP;
 	memcpy(rsdp, "RSD PTR ", 8);
 	memcpy(rsdp + 9, "UVMSHM", 6);
-	rsdp[15] = 2; /* revision: ACPI 2.0+, XSDT */
+	rsdp[15] = 2;		  /* revision: ACPI 2.0+, XSDT */
 	boot_put32(rsdp + 16, 0); /* no RSDT */
 	boot_put32(rsdp + 20, ACPI_RSDP_SIZE);
 	boot_put64(rsdp + 24, BOOT_ADDR_ACPI + ACPI_OFF_XSDT);

@@ -7,25 +7,25 @@
 
 #include <string.h>
 
-#define AML_ZERO	 0x00
-#define AML_ONE		 0x01
-#define AML_NAME	 0x08
-#define AML_BYTE	 0x0a
-#define AML_WORD	 0x0b
-#define AML_DWORD	 0x0c
-#define AML_STRING	 0x0d
-#define AML_QWORD	 0x0e
-#define AML_SCOPE	 0x10
-#define AML_BUFFER	 0x11
-#define AML_PACKAGE	 0x12
-#define AML_DUAL_NAME	 0x2e
-#define AML_MULTI_NAME	 0x2f
-#define AML_EXT		 0x5b
-#define AML_EXT_DEVICE	 0x82
-#define AML_ROOT	 0x5c
-#define AML_PARENT	 0x5e
-#define AML_PKGLEN_ROOM	 4 /* bytes reserved while a package is open */
-#define AML_NAME_SEGS	 255
+#define AML_ZERO	0x00
+#define AML_ONE		0x01
+#define AML_NAME	0x08
+#define AML_BYTE	0x0a
+#define AML_WORD	0x0b
+#define AML_DWORD	0x0c
+#define AML_STRING	0x0d
+#define AML_QWORD	0x0e
+#define AML_SCOPE	0x10
+#define AML_BUFFER	0x11
+#define AML_PACKAGE	0x12
+#define AML_DUAL_NAME	0x2e
+#define AML_MULTI_NAME	0x2f
+#define AML_EXT		0x5b
+#define AML_EXT_DEVICE	0x82
+#define AML_ROOT	0x5c
+#define AML_PARENT	0x5e
+#define AML_PKGLEN_ROOM 4 /* bytes reserved while a package is open */
+#define AML_NAME_SEGS	255
 
 void aml_init(struct aml *a, uint8_t *buf, size_t cap)
 {

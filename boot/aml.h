@@ -18,7 +18,7 @@ struct aml {
 	size_t cap, len;
 	bool failed; /* out of room, bad name or nesting: the bytes are not to be used */
 	int depth;
-	size_t open[AML_MAX_NESTING]; /* where each open package's content starts */
+	size_t open[AML_MAX_NESTING];	   /* where each open package's content starts */
 	bool open_buffer[AML_MAX_NESTING]; /* ... and whether it is a Buffer to size */
 };
 

@@ -186,10 +186,10 @@ int boot_mptable_write(struct boot_plan *plan, int nr_cpus, char *err, size_t er
 
 /* What the tables describe that the VMM decides. */
 struct boot_acpi {
-	uint16_t pm_base;     /* PM1a event block (4 bytes), control at +4 (2), timer at +8 (4) */
-	uint8_t sci_irq;      /* ISA IRQ of the SCI (level, active high) */
-	uint8_t s5_type;      /* SLP_TYP value that means S5 (power off) */
-	uint16_t reset_port;  /* FADT reset register (I/O port) and the value to write */
+	uint16_t pm_base;    /* PM1a event block (4 bytes), control at +4 (2), timer at +8 (4) */
+	uint8_t sci_irq;     /* ISA IRQ of the SCI (level, active high) */
+	uint8_t s5_type;     /* SLP_TYP value that means S5 (power off) */
+	uint16_t reset_port; /* FADT reset register (I/O port) and the value to write */
 	uint8_t reset_value;
 	uint64_t mmio32_start, mmio32_end; /* PCI root windows, [start, end) */
 	uint64_t mmio64_start, mmio64_end; /* empty: no 64-bit window */

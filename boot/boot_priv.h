@@ -91,8 +91,8 @@ int boot_write_cmdline(struct boot_plan *plan, const char *cmdline, size_t limit
 int boot_place_initrd(struct boot_plan *plan, const struct boot_input *in, uint64_t floor,
 		      uint64_t top, uint64_t *addr, char *err, size_t errlen);
 
-int boot_bzimage_load(struct boot_plan *plan, const struct boot_input *in,
-		      struct boot_regs *regs, char *err, size_t errlen);
+int boot_bzimage_load(struct boot_plan *plan, const struct boot_input *in, struct boot_regs *regs,
+		      char *err, size_t errlen);
 int boot_elf_load(struct boot_plan *plan, const struct boot_input *in, struct boot_regs *regs,
 		  char *err, size_t errlen);
 

@@ -165,8 +165,8 @@ static void bz_fill_header(uint8_t *bp, uint64_t initrd, size_t initrd_size)
 	boot_put32(bp + HDR_RAMDISK_SIZE, (uint32_t)initrd_size);
 }
 
-int boot_bzimage_load(struct boot_plan *plan, const struct boot_input *in,
-		      struct boot_regs *regs, char *err, size_t errlen)
+int boot_bzimage_load(struct boot_plan *plan, const struct boot_input *in, struct boot_regs *regs,
+		      char *err, size_t errlen)
 {
 	struct boot_bzimage_info bz;
 	const uint8_t *k = in->kernel;

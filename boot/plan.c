@@ -35,8 +35,8 @@ int boot_add_seg(struct boot_plan *plan, uint64_t gpa, const uint8_t *src, uint6
 	if (__builtin_add_overflow(gpa, len, &end) || __builtin_add_overflow(end, zero, &end) ||
 	    end > plan->ram.lo_size || plan->nr_segs >= BOOT_MAX_SEGS || (len && !src))
 		return -E2BIG;
-	plan->segs[plan->nr_segs++] = (struct boot_seg){.gpa = gpa, .src = src, .len = len,
-							.zero = zero};
+	plan->segs[plan->nr_segs++] =
+	    (struct boot_seg){.gpa = gpa, .src = src, .len = len, .zero = zero};
 	return 0;
 }
 

@@ -36,16 +36,23 @@ static uint32_t pm_timer(uint64_t now_ns)
 static uint8_t pm_read_byte(const struct acpi_pm_regs *r, uint64_t at, uint32_t tmr)
 {
 	switch (at) {
-	case 0: case 1:
+	case 0:
+	case 1:
 		return (uint8_t)(r->sts >> (8 * at));
-	case 2: case 3:
+	case 2:
+	case 3:
 		return (uint8_t)(r->en >> (8 * (at - 2)));
-	case 4: case 5:
+	case 4:
+	case 5:
 		/* Always in ACPI mode: SCI_EN reads 1; SLP_EN is write-only. */
 		return (uint8_t)((r->cnt | ACPI_PM1_SCI_EN) >> (8 * (at - 4)));
-	case 6: case 7:
+	case 6:
+	case 7:
 		return 0;
-	case 8: case 9: case 10: case 11:
+	case 8:
+	case 9:
+	case 10:
+	case 11:
 		return (uint8_t)(tmr >> (8 * (at - 8)));
 	default:
 		return 0xff;
@@ -57,17 +64,22 @@ static void pm_write_byte(struct acpi_pm_regs *r, uint64_t at, uint8_t v, uint16
 	unsigned int sh;
 
 	switch (at) {
-	case 0: case 1: /* write 1 to clear */
+	case 0:
+	case 1: /* write 1 to clear */
 		sh = 8 * (unsigned int)at;
-		r->sts &= (uint16_t)~(((unsigned int)v << sh) & PM_STS_BITS);
+		r->sts &= (uint16_t) ~(((unsigned int)v << sh) & PM_STS_BITS);
 		break;
-	case 2: case 3:
+	case 2:
+	case 3:
 		sh = 8 * (unsigned int)(at - 2);
-		r->en = (uint16_t)((r->en & ~(0xffu << sh)) | (((unsigned int)v << sh) & PM_EN_BITS));
+		r->en =
+		    (uint16_t)((r->en & ~(0xffu << sh)) | (((unsigned int)v << sh) & PM_EN_BITS));
 		break;
-	case 4: case 5:
+	case 4:
+	case 5:
 		sh = 8 * (unsigned int)(at - 4);
-		*cnt_written = (uint16_t)((*cnt_written & ~(0xffu << sh)) | ((unsigned int)v << sh));
+		*cnt_written =
+		    (uint16_t)((*cnt_written & ~(0xffu << sh)) | ((unsigned int)v << sh));
 		break;
 	default: /* reserved bytes and the read-only timer */
 		break;

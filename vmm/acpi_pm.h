@@ -13,10 +13,10 @@
 struct vm;
 struct acpi_pm;
 
-#define ACPI_PM_BASE	0x600 /* where q35's firmware puts PMBASE too */
-#define ACPI_PM_LEN	12    /* event 0-3, control 4-5, reserved 6-7, timer 8-11 */
-#define ACPI_PM_SCI_IRQ 9
-#define ACPI_PM_S5_TYPE 0 /* SLP_TYP of S5, as the DSDT's \_S5 says */
+#define ACPI_PM_BASE	 0x600 /* where q35's firmware puts PMBASE too */
+#define ACPI_PM_LEN	 12    /* event 0-3, control 4-5, reserved 6-7, timer 8-11 */
+#define ACPI_PM_SCI_IRQ	 9
+#define ACPI_PM_S5_TYPE	 0 /* SLP_TYP of S5, as the DSDT's \_S5 says */
 #define ACPI_PM_TIMER_HZ 3579545ULL
 
 /* PM1 status/enable bits. */
@@ -26,9 +26,9 @@ struct acpi_pm;
 #define ACPI_PM1_RTC	(1u << 10)
 #define ACPI_PM1_WAK	(1u << 15)
 /* PM1 control bits. */
-#define ACPI_PM1_SCI_EN	     (1u << 0)
+#define ACPI_PM1_SCI_EN	       (1u << 0)
 #define ACPI_PM1_SLP_TYP_SHIFT 10
-#define ACPI_PM1_SLP_EN	     (1u << 13)
+#define ACPI_PM1_SLP_EN	       (1u << 13)
 
 /* The registers, apart from the vm: what the unit tests drive. */
 struct acpi_pm_regs {

@@ -256,8 +256,7 @@ static int fw_cfg_zero_fill(struct fw_cfg *fc, uint64_t gpa, uint32_t len)
 }
 
 /* One transfer as the descriptor says; returns the control value to write back. */
-static uint32_t fw_cfg_dma_run(struct fw_cfg *fc, uint32_t control, uint32_t length,
-			       uint64_t addr)
+static uint32_t fw_cfg_dma_run(struct fw_cfg *fc, uint32_t control, uint32_t length, uint64_t addr)
 {
 	const struct fw_cfg_item *it;
 	uint32_t avail = 0, n;
@@ -274,7 +273,8 @@ static uint32_t fw_cfg_dma_run(struct fw_cfg *fc, uint32_t control, uint32_t len
 		avail = it->len - fc->offset;
 	n = length < avail ? length : avail;
 	if (control & FW_CFG_DMA_READ) {
-		/* The whole destination must be guest RAM (one region) and not wrap: all or nothing. */
+		/* The whole destination must be guest RAM (one region) and not wrap: all or
+		 * nothing. */
 		if (__builtin_add_overflow(addr, (uint64_t)length, &end) ||
 		    (length && !gpa_to_hva(fc->mem, addr, length)))
 			return FW_CFG_DMA_ERROR;
@@ -299,8 +299,9 @@ static void fw_cfg_dma(struct fw_cfg *fc, uint64_t desc)
 	}
 	control = fw_cfg_dma_run(fc, be32(d), be32(d + 4), be64(d + 8));
 	if (control & FW_CFG_DMA_ERROR)
-		log_ratelimited(LOG_WARN, "fw_cfg", "DMA transfer 0x%x of %u bytes to 0x%llx failed",
-				be32(d), be32(d + 4), (unsigned long long)be64(d + 8));
+		log_ratelimited(LOG_WARN, "fw_cfg",
+				"DMA transfer 0x%x of %u bytes to 0x%llx failed", be32(d),
+				be32(d + 4), (unsigned long long)be64(d + 8));
 	put_be32(done, control);
 	(void)mem_write(fc->mem, desc, done, sizeof(done));
 }

@@ -142,9 +142,9 @@ static void test_fadt(void **state)
 	build(2, &cfg);
 	t = walk();
 	f = t.fadt;
-	assert_int_equal(f[8], 6); /* revision */
-	assert_int_equal(bootimg_get16(f + 46), 9);	 /* SCI_INT */
-	assert_int_equal(bootimg_get32(f + 48), 0);	 /* SMI_CMD: always ACPI mode */
+	assert_int_equal(f[8], 6);			/* revision */
+	assert_int_equal(bootimg_get16(f + 46), 9);	/* SCI_INT */
+	assert_int_equal(bootimg_get32(f + 48), 0);	/* SMI_CMD: always ACPI mode */
 	assert_int_equal(bootimg_get32(f + 56), 0x600); /* PM1a_EVT_BLK */
 	assert_int_equal(bootimg_get32(f + 64), 0x604); /* PM1a_CNT_BLK */
 	assert_int_equal(bootimg_get32(f + 76), 0x608); /* PM_TMR_BLK */
@@ -152,9 +152,9 @@ static void test_fadt(void **state)
 	assert_int_equal(f[89], 2);
 	assert_int_equal(f[91], 4);
 	assert_int_equal(bootimg_get32(f + 112) & (1u << 10), 1u << 10); /* RESET_REG_SUP */
-	assert_int_equal(bootimg_get32(f + 112) & (1u << 4), 0);	  /* fixed power button */
-	assert_int_equal(bootimg_get32(f + 112) & (1u << 20), 0);	  /* not HW-reduced */
-	assert_int_equal(f[116], 1);					  /* reset: system I/O */
+	assert_int_equal(bootimg_get32(f + 112) & (1u << 4), 0);	 /* fixed power button */
+	assert_int_equal(bootimg_get32(f + 112) & (1u << 20), 0);	 /* not HW-reduced */
+	assert_int_equal(f[116], 1);					 /* reset: system I/O */
 	assert_int_equal(f[117], 8);
 	assert_int_equal(bootimg_get64(f + 120), 0xcf9);
 	assert_int_equal(f[128], 6);
@@ -305,8 +305,8 @@ static void test_bad_config(void **state)
 static void test_boot_load_points_at_rsdp(void **state)
 {
 	static uint8_t img[5 * 512 + 0x2000];
-	struct boot_input in = {.kernel = img, .kernel_size = sizeof(img), .nr_cpus = 2,
-				.acpi = &cfg};
+	struct boot_input in = {
+	    .kernel = img, .kernel_size = sizeof(img), .nr_cpus = 2, .acpi = &cfg};
 	struct boot_ram r = {.lo_size = RAM_SIZE};
 	char err[256] = "";
 
@@ -368,11 +368,12 @@ static void test_iasl(void **state)
 		}
 	}
 	/* The DSDT reads back as the ASL we meant. */
-	snprintf(cmd, sizeof(cmd),
-		 "grep -q 'Device (PCI0)' %1$s/dsdt.dsl && grep -q 'EisaId (\"PNP0A03\")' %1$s/dsdt.dsl"
-		 " && grep -q 'Device (COM1)' %1$s/dsdt.dsl && grep -q '_S5' %1$s/dsdt.dsl"
-		 " && grep -q 'QWordMemory' %1$s/dsdt.dsl && grep -q 'IRQNoFlags' %1$s/dsdt.dsl",
-		 dir);
+	snprintf(
+	    cmd, sizeof(cmd),
+	    "grep -q 'Device (PCI0)' %1$s/dsdt.dsl && grep -q 'EisaId (\"PNP0A03\")' %1$s/dsdt.dsl"
+	    " && grep -q 'Device (COM1)' %1$s/dsdt.dsl && grep -q '_S5' %1$s/dsdt.dsl"
+	    " && grep -q 'QWordMemory' %1$s/dsdt.dsl && grep -q 'IRQNoFlags' %1$s/dsdt.dsl",
+	    dir);
 	assert_int_equal(system(cmd), 0);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	(void)!system(cmd);
@@ -381,9 +382,12 @@ static void test_iasl(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_fadt),	 cmocka_unit_test(test_madt_cpus),
-	    cmocka_unit_test(test_dsdt_windows), cmocka_unit_test(test_bad_config),
-	    cmocka_unit_test(test_boot_load_points_at_rsdp), cmocka_unit_test(test_iasl),
+	    cmocka_unit_test(test_fadt),
+	    cmocka_unit_test(test_madt_cpus),
+	    cmocka_unit_test(test_dsdt_windows),
+	    cmocka_unit_test(test_bad_config),
+	    cmocka_unit_test(test_boot_load_points_at_rsdp),
+	    cmocka_unit_test(test_iasl),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -90,8 +90,9 @@ static void test_timer(void **state)
 	assert_int_equal(rd(&r, 8, 4, sec), (uint32_t)ACPI_PM_TIMER_HZ);
 	assert_int_equal(rd(&r, 8, 4, 10 * sec), (uint32_t)(10 * ACPI_PM_TIMER_HZ));
 	/* 32 bits wide: wraps after 2^32 ticks (about 20 minutes). */
-	uint64_t wrap_ns = (uint64_t)((((unsigned __int128)1 << 32) * 1000000000ULL +
-				      ACPI_PM_TIMER_HZ - 1) / ACPI_PM_TIMER_HZ);
+	uint64_t wrap_ns =
+	    (uint64_t)((((unsigned __int128)1 << 32) * 1000000000ULL + ACPI_PM_TIMER_HZ - 1) /
+		       ACPI_PM_TIMER_HZ);
 	assert_true(rd(&r, 8, 4, wrap_ns) < 10);
 	/* Byte reads see the same value; writes are ignored. */
 	assert_int_equal(rd(&r, 9, 1, sec), ((uint32_t)ACPI_PM_TIMER_HZ >> 8) & 0xff);

@@ -35,9 +35,8 @@ static void test_pkglen(void **state)
 		uint32_t content;
 		size_t bytes;
 	} cases[] = {
-	    {0, 1},	     {62, 1},	    {63, 2}, /* 63 + 1 = 64 no longer fits one byte */
-	    {4093, 2},	     {4094, 3},	    {0xffffc, 3},
-	    {0xffffd, 4},    {0xffffffb, 4},
+	    {0, 1},    {62, 1},	  {63, 2}, /* 63 + 1 = 64 no longer fits one byte */
+	    {4093, 2}, {4094, 3}, {0xffffc, 3}, {0xffffd, 4}, {0xffffffb, 4},
 	};
 	uint8_t enc[4];
 	uint32_t len;
@@ -84,7 +83,10 @@ static void test_names(void **state)
 
 	aml_init(&a, buf, sizeof(buf));
 	aml_name(&a, "^^A.B.C");
-	expect_bytes(&a, (const uint8_t *)"^^\x2f\x03" "A___B___C___", 16);
+	expect_bytes(&a,
+		     (const uint8_t *)"^^\x2f\x03"
+				      "A___B___C___",
+		     16);
 
 	aml_init(&a, buf, sizeof(buf));
 	aml_name(&a, "\\");
@@ -115,14 +117,17 @@ static void test_ints_strings_eisaid(void **state)
 	aml_int(&a, 0x100);
 	aml_int(&a, 0x10000);
 	aml_int(&a, 0x100000000ULL);
-	expect_bytes(&a,
-		     (const uint8_t[]){0x00, 0x01, 0x0a, 0xff, 0x0b, 0x00, 0x01, 0x0c, 0x00, 0x00,
-				       0x01, 0x00, 0x0e, 0, 0, 0, 0, 1, 0, 0, 0},
+	expect_bytes(&a, (const uint8_t[]){0x00, 0x01, 0x0a, 0xff, 0x0b, 0x00, 0x01,
+					   0x0c, 0x00, 0x00, 0x01, 0x00, 0x0e, 0,
+					   0,	 0,    0,    1,	   0,	 0,    0},
 		     21);
 
 	aml_init(&a, buf, sizeof(buf));
 	aml_string(&a, "ab");
-	expect_bytes(&a, (const uint8_t *)"\x0d" "ab\0", 4);
+	expect_bytes(&a,
+		     (const uint8_t *)"\x0d"
+				      "ab\0",
+		     4);
 	aml_string(&a, "\xff");
 	assert_true(a.failed);
 
@@ -233,9 +238,12 @@ static void test_hostile(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_pkglen),	 cmocka_unit_test(test_names),
-	    cmocka_unit_test(test_ints_strings_eisaid), cmocka_unit_test(test_device_and_buffer),
-	    cmocka_unit_test(test_long_package), cmocka_unit_test(test_hostile),
+	    cmocka_unit_test(test_pkglen),
+	    cmocka_unit_test(test_names),
+	    cmocka_unit_test(test_ints_strings_eisaid),
+	    cmocka_unit_test(test_device_and_buffer),
+	    cmocka_unit_test(test_long_package),
+	    cmocka_unit_test(test_hostile),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -187,7 +187,8 @@ static void test_dma_read(void **state)
 	assert_int_equal(fw_cfg_add_file(f->fc, "etc/data", "0123456789", 10, &k), 0);
 	memset(f->ram + BUF, 0xee, 32);
 	/* Select and read 4 bytes. */
-	assert_int_equal(dma(f, (uint32_t)k << 16 | FW_CFG_DMA_SELECT | FW_CFG_DMA_READ, 4, BUF), 0);
+	assert_int_equal(dma(f, (uint32_t)k << 16 | FW_CFG_DMA_SELECT | FW_CFG_DMA_READ, 4, BUF),
+			 0);
 	assert_memory_equal(f->ram + BUF, "0123", 4);
 	assert_int_equal(f->ram[BUF + 4], 0xee);
 	/* Skip 2, read on from offset 6, past the end: the rest is zeros. */
