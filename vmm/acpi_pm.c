@@ -189,11 +189,3 @@ void acpi_pm_destroy(struct acpi_pm *pm)
 	pthread_mutex_destroy(&pm->lock);
 	free(pm);
 }
-
-void acpi_pm_power_button(struct acpi_pm *pm)
-{
-	pthread_mutex_lock(&pm->lock);
-	pm->regs.sts |= ACPI_PM1_PWRBTN;
-	pm_update_sci(pm);
-	pthread_mutex_unlock(&pm->lock);
-}

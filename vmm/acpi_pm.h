@@ -53,7 +53,5 @@ bool acpi_pm_regs_sci(const struct acpi_pm_regs *r);
 
 int acpi_pm_create(struct vm *vm, struct acpi_pm **out) __attribute__((warn_unused_result));
 void acpi_pm_destroy(struct acpi_pm *pm);
-/* Presses the fixed-feature power button (PWRBTN_STS, SCI if enabled). */
-void acpi_pm_power_button(struct acpi_pm *pm);
 
 #endif
