@@ -252,9 +252,9 @@ int boot_acpi_write(struct boot_plan *plan, const struct boot_acpi *c, int nr_cp
 	if (!plan || !c || nr_cpus < 1 || nr_cpus > BOOT_MAX_CPUS)
 		return boot_fail(err, errlen, -EINVAL, "%d vCPUs: the ACPI tables take 1 to %d",
 				 nr_cpus, BOOT_MAX_CPUS);
-	if (c->mmio32_start >= c->mmio32_end || c->mmio32_end > (1ULL << 32) ||
-	    c->mmio64_start > c->mmio64_end || c->sci_irq > 15 || c->s5_type > 7 ||
-	    c->pm_base > 0xffff - 12)
+	if (c->mmio32_start < BOOT_ADDR_HIMEM || c->mmio32_start >= c->mmio32_end ||
+	    c->mmio32_end > (1ULL << 32) || c->mmio64_start > c->mmio64_end || c->sci_irq > 15 ||
+	    c->s5_type > 7 || c->pm_base > 0xffff - 12)
 		return boot_fail(err, errlen, -EINVAL,
 				 "ACPI: bad PCI windows, SCI, S5 type or PM base");
 	_Static_assert(BOOT_ADDR_ACPI + ACPI_OFF_DSDT + ACPI_DSDT_MAX <= BOOT_ADDR_MPTABLE,

@@ -287,6 +287,10 @@ static void test_bad_config(void **state)
 	c.mmio32_end = c.mmio32_start;
 	assert_int_equal(boot_acpi_write(plan, &c, 1, err, sizeof(err)), -EINVAL);
 	c = cfg;
+	c.mmio32_start = 0; /* a window over low RAM, and a length that does not fit 32 bits */
+	c.mmio32_end = 1ULL << 32;
+	assert_int_equal(boot_acpi_write(plan, &c, 1, err, sizeof(err)), -EINVAL);
+	c = cfg;
 	c.mmio32_end = (1ULL << 32) + 1;
 	assert_int_equal(boot_acpi_write(plan, &c, 1, err, sizeof(err)), -EINVAL);
 	c = cfg;
