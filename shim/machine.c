@@ -146,8 +146,7 @@ static int machine_write_guest(void *opaque, uint64_t gpa, const void *src, uint
 	return mem_write(opaque, gpa, src, len);
 }
 
-/* What the ACPI tables say about the platform vmm/ builds (PM block, PCI windows, reset port). */
-static void machine_acpi_config(struct boot_acpi *acpi, const struct guest_mem *mem)
+void machine_acpi_config(struct boot_acpi *acpi, const struct guest_mem *mem)
 {
 	*acpi = (struct boot_acpi){.pm_base = ACPI_PM_BASE,
 				   .sci_irq = ACPI_PM_SCI_IRQ,

@@ -19,7 +19,10 @@
 #include <cmocka.h>
 
 #include "boot/boot.h"
+#include "shim/machine.h"
 #include "tests/unit/boot_test_image.h"
+#include "vmm/acpi_pm.h"
+#include "vmm/pci.h"
 
 #define RAM_SIZE (64u << 20)
 
@@ -331,6 +334,28 @@ static void test_boot_load_points_at_rsdp(void **state)
 	assert_null(find_rsdp());
 }
 
+/* The shim's configuration: the windows vmm/pci.c decodes, the PM block vmm/acpi_pm.c serves. */
+static void test_machine_config_matches_vmm(void **state)
+{
+	struct guest_mem *m;
+	struct boot_acpi c;
+
+	(void)state;
+	assert_int_equal(mem_create(&m, 4ULL << 30), 0); /* RAM above 4 GiB too (not touched) */
+	machine_acpi_config(&c, m);
+	assert_int_equal(c.pm_base, ACPI_PM_BASE);
+	assert_int_equal(c.sci_irq, ACPI_PM_SCI_IRQ);
+	assert_int_equal(c.s5_type, ACPI_PM_S5_TYPE);
+	assert_int_equal(c.mmio32_start, PCI_MMIO32_START);
+	assert_int_equal(c.mmio32_end, PCI_MMIO32_END);
+	assert_int_equal(c.mmio64_start, mem_top(m));
+	assert_int_equal(c.mmio64_end, mem_top(m) + PCI_MMIO64_SIZE);
+	assert_true(c.mmio64_start >= MEM_4G + (1ULL << 30));
+	build(2, &c);
+	walk();
+	mem_destroy(m);
+}
+
 /* iasl (acpica-tools) must disassemble each table without an error. */
 static void test_iasl(void **state)
 {
@@ -391,6 +416,7 @@ int main(void)
 	    cmocka_unit_test(test_dsdt_windows),
 	    cmocka_unit_test(test_bad_config),
 	    cmocka_unit_test(test_boot_load_points_at_rsdp),
+	    cmocka_unit_test(test_machine_config_matches_vmm),
 	    cmocka_unit_test(test_iasl),
 	};
 
