@@ -7,30 +7,10 @@
  */
 #include <errno.h>
 
+#include "boot/acpi_priv.h"
 #include "boot/aml.h"
 #include "boot/boot_priv.h"
 
-#define ACPI_HDR_SIZE	 36
-#define ACPI_RSDP_SIZE	 36
-#define ACPI_FACS_SIZE	 64
-#define ACPI_FADT_SIZE	 276
-#define ACPI_FADT_REV	 6
-#define ACPI_MADT_REV	 4
-#define ACPI_DSDT_REV	 2 /* 2 and up: integers are 64 bits */
-#define ACPI_XSDT_TABLES 2 /* FADT, MADT (the DSDT hangs off the FADT) */
-
-/* Offsets from BOOT_ADDR_ACPI (the FACS must be 64-byte aligned). */
-#define ACPI_OFF_RSDP 0x0
-#define ACPI_OFF_XSDT 0x40
-#define ACPI_OFF_FACS 0x100
-#define ACPI_OFF_FADT 0x200
-#define ACPI_OFF_MADT 0x400
-#define ACPI_OFF_DSDT 0x1000
-#define ACPI_DSDT_MAX 0x2000
-
-/* FADT fields (byte offsets). */
-#define FADT_FACS	    36
-#define FADT_DSDT	    40
 #define FADT_SCI_INT	    46
 #define FADT_PM1A_EVT	    56
 #define FADT_PM1A_CNT	    64
@@ -44,7 +24,6 @@
 #define FADT_FLAGS	    112
 #define FADT_RESET_REG	    116
 #define FADT_RESET_VALUE    128
-#define FADT_X_DSDT	    140
 #define FADT_HYPERVISOR_ID  268
 
 #define FADT_F_WBINVD	     (1u << 0)
@@ -107,11 +86,11 @@ static void acpi_gas(uint8_t *g, uint8_t space, uint8_t width, uint8_t access, u
 	boot_put64(g + 4, addr);
 }
 
-static void acpi_fadt(uint8_t *t, const struct boot_acpi *c)
+static void acpi_fadt(uint8_t *t, uint32_t base, const struct boot_acpi *c)
 {
-	uint32_t dsdt = BOOT_ADDR_ACPI + ACPI_OFF_DSDT;
+	uint32_t dsdt = base + ACPI_OFF_DSDT;
 
-	boot_put32(t + FADT_FACS, BOOT_ADDR_ACPI + ACPI_OFF_FACS);
+	boot_put32(t + FADT_FACS, base + ACPI_OFF_FACS);
 	boot_put32(t + FADT_DSDT, dsdt);
 	boot_put16(t + FADT_SCI_INT, c->sci_irq);
 	/* SMI_CMD 0: the machine is always in ACPI mode (SCI_EN reads 1). */
@@ -243,13 +222,13 @@ static void acpi_dsdt_body(struct aml *a, const struct boot_acpi *c)
 	aml_end(a); /* \_SB */
 }
 
-int boot_acpi_write(struct boot_plan *plan, const struct boot_acpi *c, int nr_cpus, char *err,
-		    size_t errlen)
+int acpi_build(uint8_t *buf, uint32_t base, const struct boot_acpi *c, int nr_cpus, char *err,
+	       size_t errlen)
 {
-	uint8_t *base, *rsdp, *xsdt, *facs, *dsdt;
+	uint8_t *rsdp, *xsdt, *facs, *dsdt;
 	struct aml a;
 
-	if (!plan || !c || nr_cpus < 1 || nr_cpus > BOOT_MAX_CPUS)
+	if (!buf || !c || nr_cpus < 1 || nr_cpus > BOOT_MAX_CPUS)
 		return boot_fail(err, errlen, -EINVAL, "%d vCPUs: the ACPI tables take 1 to %d",
 				 nr_cpus, BOOT_MAX_CPUS);
 	if (c->mmio32_start < BOOT_ADDR_HIMEM || c->mmio32_start >= c->mmio32_end ||
@@ -257,44 +236,55 @@ int boot_acpi_write(struct boot_plan *plan, const struct boot_acpi *c, int nr_cp
 	    c->s5_type > 7 || c->pm_base > 0xffff - 12)
 		return boot_fail(err, errlen, -EINVAL,
 				 "ACPI: bad PCI windows, SCI, S5 type or PM base");
-	_Static_assert(BOOT_ADDR_ACPI + ACPI_OFF_DSDT + ACPI_DSDT_MAX <= BOOT_ADDR_MPTABLE,
-		       "ACPI tables run into the MP table");
 	_Static_assert(ACPI_OFF_MADT + 44 + BOOT_MAX_CPUS * 8 + 12 + 2 * 10 + 6 <= ACPI_OFF_DSDT,
 		       "MADT runs into the DSDT");
-	base = boot_low(plan, BOOT_ADDR_ACPI, ACPI_OFF_DSDT + ACPI_DSDT_MAX);
-	if (!base || BOOT_ADDR_ACPI + ACPI_OFF_DSDT + ACPI_DSDT_MAX > plan->ram.lo_size)
-		return boot_fail(err, errlen, -E2BIG, "no room for the ACPI tables at 0x%x",
-				 BOOT_ADDR_ACPI);
-	memset(base, 0, ACPI_OFF_DSDT + ACPI_DSDT_MAX);
+	memset(buf, 0, ACPI_BLOB_SIZE);
 
-	dsdt = base + ACPI_OFF_DSDT;
+	dsdt = buf + ACPI_OFF_DSDT;
 	aml_init(&a, dsdt + ACPI_HDR_SIZE, ACPI_DSDT_MAX - ACPI_HDR_SIZE);
 	acpi_dsdt_body(&a, c);
 	if (a.failed || a.depth)
 		return boot_fail(err, errlen, -E2BIG, "cannot encode the DSDT");
 	acpi_header(dsdt, "DSDT", (uint32_t)(ACPI_HDR_SIZE + a.len), ACPI_DSDT_REV);
 
-	acpi_fadt(base + ACPI_OFF_FADT, c);
-	acpi_madt(base + ACPI_OFF_MADT, nr_cpus, c->sci_irq);
+	acpi_fadt(buf + ACPI_OFF_FADT, base, c);
+	acpi_madt(buf + ACPI_OFF_MADT, nr_cpus, c->sci_irq);
 
-	facs = base + ACPI_OFF_FACS;
+	facs = buf + ACPI_OFF_FACS;
 	memcpy(facs, "FACS", 4);
 	boot_put32(facs + 4, ACPI_FACS_SIZE);
 	facs[32] = 2; /* version */
 
-	xsdt = base + ACPI_OFF_XSDT;
-	boot_put64(xsdt + ACPI_HDR_SIZE, BOOT_ADDR_ACPI + ACPI_OFF_FADT);
-	boot_put64(xsdt + ACPI_HDR_SIZE + 8, BOOT_ADDR_ACPI + ACPI_OFF_MADT);
+	xsdt = buf + ACPI_OFF_XSDT;
+	boot_put64(xsdt + ACPI_HDR_SIZE, (uint64_t)base + ACPI_OFF_FADT);
+	boot_put64(xsdt + ACPI_HDR_SIZE + 8, (uint64_t)base + ACPI_OFF_MADT);
 	acpi_header(xsdt, "XSDT", ACPI_HDR_SIZE + ACPI_XSDT_TABLES * 8, 1);
 
-	rsdp = base + ACPI_OFF_RSDP;
+	rsdp = buf + ACPI_OFF_RSDP;
 	memcpy(rsdp, "RSD PTR ", 8);
 	memcpy(rsdp + 9, "UVMSHM", 6);
 	rsdp[15] = 2;		  /* revision: ACPI 2.0+, XSDT */
 	boot_put32(rsdp + 16, 0); /* no RSDT */
 	boot_put32(rsdp + 20, ACPI_RSDP_SIZE);
-	boot_put64(rsdp + 24, BOOT_ADDR_ACPI + ACPI_OFF_XSDT);
+	boot_put64(rsdp + 24, (uint64_t)base + ACPI_OFF_XSDT);
 	rsdp[8] = boot_acpi_checksum(rsdp, 20);
 	rsdp[32] = boot_acpi_checksum(rsdp, ACPI_RSDP_SIZE);
 	return 0;
+}
+
+int boot_acpi_write(struct boot_plan *plan, const struct boot_acpi *c, int nr_cpus, char *err,
+		    size_t errlen)
+{
+	uint8_t *buf;
+
+	_Static_assert(BOOT_ADDR_ACPI + ACPI_BLOB_SIZE <= BOOT_ADDR_MPTABLE,
+		       "ACPI tables run into the MP table");
+	if (!plan)
+		return boot_fail(err, errlen, -EINVAL, "boot_acpi_write: no plan");
+	if (BOOT_ADDR_ACPI + ACPI_BLOB_SIZE > plan->ram.lo_size)
+		return boot_fail(err, errlen, -E2BIG, "no room for the ACPI tables at 0x%x",
+				 BOOT_ADDR_ACPI);
+	/* On failure the plan is not applied (boot_load's contract), so build in place. */
+	buf = boot_low(plan, BOOT_ADDR_ACPI, ACPI_BLOB_SIZE);
+	return acpi_build(buf, BOOT_ADDR_ACPI, c, nr_cpus, err, errlen);
 }

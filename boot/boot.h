@@ -203,6 +203,29 @@ struct boot_acpi {
  */
 int boot_acpi_write(struct boot_plan *plan, const struct boot_acpi *acpi, int nr_cpus, char *err,
 		    size_t errlen) __attribute__((warn_unused_result));
+/*
+ * The same tables for firmware that loads them from fw_cfg (OVMF): the files
+ * BOOT_ACPI_FILE_RSDP and BOOT_ACPI_FILE_TABLES, whose pointers are offsets
+ * into the tables file and whose checksums are 0, and the command file
+ * BOOT_ACPI_FILE_LOADER that has the firmware place them, relocate the
+ * pointers and fill the checksums (QEMU's linker/loader format).
+ */
+#define BOOT_ACPI_FILE_RSDP    "etc/acpi/rsdp"
+#define BOOT_ACPI_FILE_TABLES  "etc/acpi/tables"
+#define BOOT_ACPI_FILE_LOADER  "etc/table-loader"
+#define BOOT_ACPI_LOADER_ENTRY 128
+#define BOOT_ACPI_LOADER_CMDS  16
+
+struct boot_acpi_blobs {
+	uint8_t rsdp[36];
+	uint8_t tables[0x3000];
+	uint8_t loader[BOOT_ACPI_LOADER_CMDS * BOOT_ACPI_LOADER_ENTRY];
+	size_t loader_len; /* bytes of loader used */
+};
+
+int boot_acpi_blobs_build(struct boot_acpi_blobs *b, const struct boot_acpi *acpi, int nr_cpus,
+			  char *err, size_t errlen) __attribute__((warn_unused_result));
+
 /* The value that makes the bytes sum to 0 (ACPI table and RSDP checksums). */
 uint8_t boot_acpi_checksum(const uint8_t *p, size_t len);
 size_t boot_acpi_madt_size(int nr_cpus);

@@ -46,3 +46,11 @@ def test_poweroff_without_agent_ends_run_with_0(run_vm, paths):
     assert r.returncode == 0, r.describe()
     assert S5_LOG in r.stderr, r.describe()
     assert "A valid RSDP was not found" not in r.stdout, r.describe()
+
+
+def test_sysrq_poweroff_ends_run_with_0(run_vm, paths):
+    # Busybox's sh as init, no agent: SysRq 'o' powers off from a kernel worker.
+    script = '"mount -t proc proc /proc; echo o >/proc/sysrq-trigger; sleep 600"'
+    r = run_vm(*explicit(paths), "--cmdline", QUIET + " rdinit=/bin/sh -- -c " + script)
+    assert r.returncode == 0, r.describe()
+    assert S5_LOG in r.stderr, r.describe()

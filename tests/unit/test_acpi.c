@@ -356,6 +356,108 @@ static void test_machine_config_matches_vmm(void **state)
 	mem_destroy(m);
 }
 
+/*
+ * Runs the loader's commands the way firmware does: each file allocated at
+ * its own address in RAM, pointers relocated, checksums filled in.
+ */
+static void run_loader(const struct boot_acpi_blobs *b, uint64_t rsdp_at, uint64_t tables_at)
+{
+	struct {
+		const char *name;
+		const uint8_t *data;
+		size_t len;
+		uint64_t at;
+		bool allocated;
+	} files[2] = {{BOOT_ACPI_FILE_RSDP, b->rsdp, sizeof(b->rsdp), rsdp_at, false},
+		      {BOOT_ACPI_FILE_TABLES, b->tables, sizeof(b->tables), tables_at, false}};
+	int allocs = 0, pointers = 0, checksums = 0;
+
+	assert_int_equal(b->loader_len % BOOT_ACPI_LOADER_ENTRY, 0);
+	for (size_t off = 0; off < b->loader_len; off += BOOT_ACPI_LOADER_ENTRY) {
+		const uint8_t *e = b->loader + off;
+		int f = -1, g = -1;
+
+		for (int i = 0; i < 2; i++) {
+			if (!strncmp((const char *)e + 4, files[i].name, 56))
+				f = i;
+			if (!strncmp((const char *)e + 60, files[i].name, 56))
+				g = i;
+		}
+		switch (bootimg_get32(e)) {
+		case 1: /* allocate: file, align, zone */
+			assert_true(f >= 0);
+			assert_int_equal(files[f].at % bootimg_get32(e + 60), 0);
+			assert_int_equal(e[64], f == 0 ? 2 : 1);
+			memcpy(ram + files[f].at, files[f].data, files[f].len);
+			files[f].allocated = true;
+			allocs++;
+			break;
+		case 2: { /* add pointer: dest, src, offset, size */
+			uint32_t at = bootimg_get32(e + 116);
+			uint8_t size = e[120];
+			uint64_t v = 0;
+
+			assert_true(f >= 0 && g >= 0 && files[f].allocated && files[g].allocated);
+			assert_true(size == 4 || size == 8);
+			assert_true(at + size <= files[f].len);
+			memcpy(&v, ram + files[f].at + at, size);
+			assert_true(v < files[g].len); /* an offset into the source file */
+			v += files[g].at;
+			memcpy(ram + files[f].at + at, &v, size);
+			pointers++;
+			break;
+		}
+		case 3: { /* add checksum: file, result, start, length */
+			uint32_t res = bootimg_get32(e + 60), start = bootimg_get32(e + 64),
+				 len = bootimg_get32(e + 68);
+
+			assert_true(f >= 0 && files[f].allocated);
+			assert_true(start + len <= files[f].len && res >= start &&
+				    res < start + len);
+			assert_int_equal(ram[files[f].at + res], 0); /* must come zeroed */
+			ram[files[f].at + res] = boot_acpi_checksum(ram + files[f].at + start, len);
+			checksums++;
+			break;
+		}
+		default:
+			fail_msg("unknown loader command %u", bootimg_get32(e));
+		}
+	}
+	assert_int_equal(allocs, 2);
+	assert_int_equal(pointers, 6);
+	assert_int_equal(checksums, 6);
+}
+
+static void test_loader_files(void **state)
+{
+	struct boot_acpi_blobs *b = malloc(sizeof(*b));
+	char err[128];
+
+	(void)state;
+	assert_non_null(b);
+	assert_int_equal(boot_acpi_blobs_build(b, &cfg, 4, err, sizeof(err)), 0);
+	/* As they are in fw_cfg: no pointer resolved, no checksum filled. */
+	assert_memory_equal(b->rsdp, "RSD PTR ", 8);
+	assert_int_equal(b->rsdp[8], 0);
+	assert_int_equal(b->rsdp[32], 0);
+	assert_int_equal(bootimg_get64(b->rsdp + 24), 0x40); /* offset of the XSDT */
+	/* Placed at two places, the way OVMF would: the OS sees the usual tables. */
+	memset(ram, 0, RAM_SIZE);
+	run_loader(b, 0xf5000, 0x123000);
+	struct tables t = walk();
+	assert_ptr_equal(t.rsdp, ram + 0xf5000);
+	assert_ptr_equal(t.xsdt, ram + 0x123040);
+	check_madt(t.madt, 4);
+	assert_int_equal(bootimg_get32(t.fadt + 56), 0x600);
+	/* And once more elsewhere: nothing depends on the first placement. */
+	memset(ram, 0, RAM_SIZE);
+	run_loader(b, 0xe0000, 0x2000000);
+	assert_ptr_equal(walk().dsdt, ram + 0x2001000);
+	assert_int_equal(boot_acpi_blobs_build(b, &cfg, 0, err, sizeof(err)), -EINVAL);
+	assert_int_equal(boot_acpi_blobs_build(NULL, &cfg, 1, err, sizeof(err)), -EINVAL);
+	free(b);
+}
+
 /* iasl (acpica-tools) must disassemble each table without an error. */
 static void test_iasl(void **state)
 {
@@ -417,6 +519,7 @@ int main(void)
 	    cmocka_unit_test(test_bad_config),
 	    cmocka_unit_test(test_boot_load_points_at_rsdp),
 	    cmocka_unit_test(test_machine_config_matches_vmm),
+	    cmocka_unit_test(test_loader_files),
 	    cmocka_unit_test(test_iasl),
 	};
 
