@@ -54,3 +54,20 @@ def test_sysrq_poweroff_ends_run_with_0(run_vm, paths):
     r = run_vm(*explicit(paths), "--cmdline", QUIET + " rdinit=/bin/sh -- -c " + script)
     assert r.returncode == 0, r.describe()
     assert S5_LOG in r.stderr, r.describe()
+
+
+def test_garbage_in_the_pm_block_is_ignored(run_vm, paths):
+    # Ones into every byte of the PM block through /dev/port, one byte at a
+    # time: enables set, status cleared, then SLP_EN with sleep type 7 (not
+    # offered): logged and ignored, the guest goes on and ends normally.
+    r = run_vm(*explicit(paths), "--cmdline", QUIET, "--", "sh", "-c",
+               "[ -c /dev/port ] || { echo E2E-NOPORT=1; exit 0; }; "
+               "head -c 12 /dev/zero | tr '\\0' '\\377' | "
+               "dd of=/dev/port bs=1 seek=1536 conv=notrunc 2>/dev/null; "
+               "echo E2E-ALIVE=yes")
+    if r.marker("E2E-NOPORT"):
+        pytest.skip("the guest kernel has no /dev/port (CONFIG_DEVPORT)")
+    assert r.returncode == 0, r.describe()
+    assert r.marker("E2E-ALIVE") == "yes", r.describe()
+    assert "sleep type 7 requested: not offered, ignored" in r.stderr, r.describe()
+    assert S5_LOG not in r.stderr, r.describe()
