@@ -31,11 +31,11 @@ enum boot_format boot_detect(const uint8_t *kernel, size_t size)
 	return BOOT_FORMAT_UNKNOWN;
 }
 
-void boot_write_gdt(const struct boot_ram *ram, uint64_t code_desc, struct boot_regs *regs)
+void boot_write_gdt(struct boot_plan *plan, uint64_t code_desc, struct boot_regs *regs)
 {
-	uint8_t *gdt = boot_ptr(ram, BOOT_ADDR_GDT, BOOT_GDT_ENTRIES * 8);
+	/* Below 1 MiB, so always in the plan's low buffer. */
+	uint8_t *gdt = boot_low(plan, BOOT_ADDR_GDT, BOOT_GDT_ENTRIES * 8);
 
-	/* boot_load checked lo_size >= 1 MiB, so the low structures always fit. */
 	boot_put64(gdt + 0, 0);
 	boot_put64(gdt + 8, 0);
 	boot_put64(gdt + 16, code_desc);
@@ -46,7 +46,7 @@ void boot_write_gdt(const struct boot_ram *ram, uint64_t code_desc, struct boot_
 	regs->data_sel = 0x18;
 }
 
-int boot_write_cmdline(const struct boot_ram *ram, const char *cmdline, size_t limit, char *err,
+int boot_write_cmdline(struct boot_plan *plan, const char *cmdline, size_t limit, char *err,
 		       size_t errlen)
 {
 	size_t len;
@@ -62,13 +62,13 @@ int boot_write_cmdline(const struct boot_ram *ram, const char *cmdline, size_t l
 		return boot_fail(err, errlen, -E2BIG,
 				 "command line is longer than the kernel's limit of %zu bytes",
 				 limit);
-	dst = boot_ptr(ram, BOOT_ADDR_CMDLINE, len + 1);
+	dst = boot_low(plan, BOOT_ADDR_CMDLINE, len + 1);
 	memcpy(dst, cmdline, len);
 	dst[len] = 0;
 	return 0;
 }
 
-int boot_place_initrd(const struct boot_ram *ram, const struct boot_input *in, uint64_t floor,
+int boot_place_initrd(struct boot_plan *plan, const struct boot_input *in, uint64_t floor,
 		      uint64_t top, uint64_t *addr, char *err, size_t errlen)
 {
 	uint64_t start;
@@ -76,8 +76,8 @@ int boot_place_initrd(const struct boot_ram *ram, const struct boot_input *in, u
 	*addr = 0;
 	if (!in->initrd_size)
 		return 0;
-	if (top > ram->lo_size)
-		top = ram->lo_size;
+	if (top > plan->ram.lo_size)
+		top = plan->ram.lo_size;
 	if (in->initrd_size > top || ((top - in->initrd_size) & ~0xfffULL) < floor)
 		return boot_fail(err, errlen, -E2BIG,
 				 "initrd of %zu bytes does not fit in guest RAM between the kernel "
@@ -85,20 +85,20 @@ int boot_place_initrd(const struct boot_ram *ram, const struct boot_input *in, u
 				 in->initrd_size, (unsigned long long)floor,
 				 (unsigned long long)top);
 	start = (top - in->initrd_size) & ~0xfffULL;
-	memcpy(boot_ptr(ram, start, in->initrd_size), in->initrd, in->initrd_size);
 	*addr = start;
-	return 0;
+	return boot_add_seg(plan, start, in->initrd, in->initrd_size, 0);
 }
 
-int boot_load(const struct boot_ram *ram, const struct boot_input *in, struct boot_regs *regs,
+int boot_load(struct boot_plan *plan, const struct boot_ram *ram, const struct boot_input *in,
 	      char *err, size_t errlen)
 {
+	struct boot_regs *regs;
 	int rc;
 
 	if (err && errlen)
 		err[0] = 0;
-	if (!ram || !ram->lo || !in || !regs || !in->kernel)
-		return boot_fail(err, errlen, -EINVAL, "boot_load: missing RAM, input or regs");
+	if (!plan || !ram || !in || !in->kernel)
+		return boot_fail(err, errlen, -EINVAL, "boot_load: missing plan, RAM or input");
 	if (ram->lo_size < BOOT_ADDR_HIMEM || ram->lo_size > (4ULL << 30))
 		return boot_fail(err, errlen, -EINVAL,
 				 "guest low RAM of 0x%llx bytes: need 1 MiB to 4 GiB",
@@ -109,17 +109,18 @@ int boot_load(const struct boot_ram *ram, const struct boot_input *in, struct bo
 	if (in->nr_cpus < 1 || in->nr_cpus > BOOT_MAX_CPUS)
 		return boot_fail(err, errlen, -EINVAL, "%d vCPUs: the MP table takes 1 to %d",
 				 in->nr_cpus, BOOT_MAX_CPUS);
-	memset(regs, 0, sizeof(*regs));
+	boot_plan_reset(plan, ram);
+	regs = &plan->regs;
 
 	switch (boot_detect(in->kernel, in->kernel_size)) {
 	case BOOT_FORMAT_BZIMAGE:
-		rc = boot_bzimage_load(ram, in, regs, err, errlen);
+		rc = boot_bzimage_load(plan, in, regs, err, errlen);
 		break;
 	case BOOT_FORMAT_ELF:
 		if (in->entry != BOOT_ENTRY_DEFAULT)
 			return boot_fail(err, errlen, -EINVAL,
 					 "the real-mode entry needs a bzImage, not an ELF vmlinux");
-		rc = boot_elf_load(ram, in, regs, err, errlen);
+		rc = boot_elf_load(plan, in, regs, err, errlen);
 		break;
 	default:
 		return boot_fail(err, errlen, -ENOEXEC,
@@ -129,6 +130,8 @@ int boot_load(const struct boot_ram *ram, const struct boot_input *in, struct bo
 	}
 	if (rc < 0)
 		return rc;
-	rc = boot_mptable_write(ram, in->nr_cpus, err, errlen);
+	rc = boot_mptable_write(plan, in->nr_cpus, err, errlen);
+	if (rc >= 0 && in->acpi)
+		rc = boot_acpi_write(plan, in->acpi, in->nr_cpus, err, errlen);
 	return rc < 0 ? rc : 0;
 }

@@ -1,7 +1,9 @@
 /*
- * Pure kernel loaders: parse a kernel image and write it, the boot structures
- * and the initial register state into a guest RAM buffer. No ioctls here;
- * vmm/ applies the resulting struct boot_regs to vCPU 0.
+ * Pure kernel loaders: parse a kernel image into a plan (struct boot_plan):
+ * the boot structures built below 1 MiB, the guest ranges to fill and the
+ * initial register state. boot/ never holds a pointer into guest memory: the
+ * caller applies the plan through vmm/'s checked writes (boot_plan_apply) and
+ * hands the registers to vCPU 0.
  */
 #ifndef BOOT_BOOT_H
 #define BOOT_BOOT_H
@@ -10,10 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The guest's RAM as the loaders see it: low RAM [0, lo_size) is writable at lo. */
+/* The guest's RAM layout as the loaders see it: sizes only. */
 struct boot_ram {
-	uint8_t *lo;	  /* host address of guest physical 0 */
-	uint64_t lo_size; /* bytes of RAM below the MMIO hole */
+	uint64_t lo_size; /* bytes of RAM from 0 up to the MMIO hole */
 	uint64_t hi_size; /* bytes of RAM at 4 GiB and above (only reported in e820) */
 };
 
@@ -30,6 +31,7 @@ struct boot_input {
 	const char *cmdline; /* may be NULL */
 	int nr_cpus;	     /* for the MP table */
 	enum boot_entry entry;
+	const struct boot_acpi *acpi; /* NULL: no ACPI tables (the MP table only) */
 };
 
 enum boot_mode {
@@ -64,13 +66,57 @@ enum boot_format { BOOT_FORMAT_UNKNOWN, BOOT_FORMAT_BZIMAGE, BOOT_FORMAT_ELF };
 
 enum boot_format boot_detect(const uint8_t *kernel, size_t size);
 
+/* ---- the plan ---- */
+
+#define BOOT_PAGE_SIZE 4096
+#define BOOT_LOW_SIZE  0x100000 /* the plan builds guest [0, 1 MiB) itself */
+#define BOOT_MAX_SEGS  72	/* up to 64 ELF segments, the initrd, a margin */
+
+/* A guest range to fill: len bytes from src, then zero bytes of zeros. */
+struct boot_seg {
+	uint64_t gpa;
+	const uint8_t *src;
+	uint64_t len;
+	uint64_t zero;
+};
+
+/*
+ * What boot_load decided. low is guest [0, 1 MiB) as the loaders built it;
+ * only the pages marked in low_used are written. segs point into the caller's
+ * kernel and initrd buffers, which must live until the plan is applied.
+ * About 1 MiB: allocate it.
+ */
+struct boot_plan {
+	struct boot_ram ram;
+	uint8_t low[BOOT_LOW_SIZE];
+	uint8_t low_used[BOOT_LOW_SIZE / BOOT_PAGE_SIZE];
+	struct boot_seg segs[BOOT_MAX_SEGS];
+	int nr_segs;
+	struct boot_regs regs;
+};
+
 /*
  * Loads in->kernel (bzImage or ELF with PVH note) and everything around it
- * into ram; fills regs. On failure returns -errno and writes a one-line
- * reason into err (e.g. "bzImage boot protocol 2.03 is older than 2.06").
+ * into plan (reset first) for a guest with the RAM layout ram. On failure
+ * returns -errno and writes a one-line reason into err (e.g. "bzImage boot
+ * protocol 2.03 is older than 2.06"); the plan is then not to be applied.
  */
-int boot_load(const struct boot_ram *ram, const struct boot_input *in, struct boot_regs *regs,
+int boot_load(struct boot_plan *plan, const struct boot_ram *ram, const struct boot_input *in,
 	      char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/* Writes len bytes at guest gpa (vmm/'s mem_write behind it); 0 or -errno. */
+typedef int (*boot_write_fn)(void *opaque, uint64_t gpa, const void *src, uint64_t len);
+
+/*
+ * Writes the plan into guest memory through write: the used low pages (runs
+ * of them in one call each), then every segment, its zeros from a zero page.
+ * Returns 0 or the first error write returned.
+ */
+int boot_plan_apply(const struct boot_plan *plan, boot_write_fn write, void *opaque)
+    __attribute__((warn_unused_result));
+
+/* Empties plan for a guest with the RAM layout ram. */
+void boot_plan_reset(struct boot_plan *plan, const struct boot_ram *ram);
 
 /* Protocol limit on the command line length (bytes, without the NUL). */
 #define BOOT_CMDLINE_MAX 2047
@@ -89,6 +135,7 @@ int boot_load(const struct boot_ram *ram, const struct boot_input *in, struct bo
 #define BOOT_ADDR_REAL_SETUP 0x10000 /* REAL16: boot sector + setup, segment 0x1000 */
 #define BOOT_ADDR_CMDLINE    0x20000
 #define BOOT_ADDR_EBDA	     0x9fc00  /* e820 reserves 0x9fc00-0xfffff */
+#define BOOT_ADDR_ACPI	     0xe0000  /* RSDP, then the ACPI tables (12 KiB at most) */
 #define BOOT_ADDR_MPTABLE    0xf0000  /* MP floating pointer, config table at +0x10 */
 #define BOOT_ADDR_HIMEM	     0x100000 /* 1 MiB: lowest kernel/initrd address */
 
@@ -133,7 +180,55 @@ int boot_e820_build(struct boot_e820_entry *tab, int max, const struct boot_ram 
  * LINT1. At most BOOT_MPTABLE_MAX_SIZE bytes. Returns the bytes written
  * (floating pointer included) or -errno.
  */
-int boot_mptable_write(const struct boot_ram *ram, int nr_cpus, char *err, size_t errlen);
+int boot_mptable_write(struct boot_plan *plan, int nr_cpus, char *err, size_t errlen);
+
+/* ---- ACPI ---- */
+
+/* What the tables describe that the VMM decides. */
+struct boot_acpi {
+	uint16_t pm_base;    /* PM1a event block (4 bytes), control at +4 (2), timer at +8 (4) */
+	uint8_t sci_irq;     /* ISA IRQ of the SCI (level, active high) */
+	uint8_t s5_type;     /* SLP_TYP value that means S5 (power off) */
+	uint16_t reset_port; /* FADT reset register (I/O port) and the value to write */
+	uint8_t reset_value;
+	uint64_t mmio32_start, mmio32_end; /* PCI root windows, [start, end) */
+	uint64_t mmio64_start, mmio64_end; /* empty: no 64-bit window */
+};
+
+/*
+ * Writes RSDP (rev 2) at BOOT_ADDR_ACPI and XSDT, FACS, FADT, MADT and DSDT
+ * after it: nr_cpus local APICs (uid = APIC id = index), the IOAPIC (id
+ * nr_cpus, 0xfec00000), overrides IRQ 0 -> GSI 0 and SCI level/high, LINT1
+ * NMI; DSDT: \_S5, \_SB.PCI0 (bus 0-255, I/O, the two windows), \_SB.COM1.
+ */
+int boot_acpi_write(struct boot_plan *plan, const struct boot_acpi *acpi, int nr_cpus, char *err,
+		    size_t errlen) __attribute__((warn_unused_result));
+/*
+ * The same tables for firmware that loads them from fw_cfg (OVMF): the files
+ * BOOT_ACPI_FILE_RSDP and BOOT_ACPI_FILE_TABLES, whose pointers are offsets
+ * into the tables file and whose checksums are 0, and the command file
+ * BOOT_ACPI_FILE_LOADER that has the firmware place them, relocate the
+ * pointers and fill the checksums (QEMU's linker/loader format).
+ */
+#define BOOT_ACPI_FILE_RSDP    "etc/acpi/rsdp"
+#define BOOT_ACPI_FILE_TABLES  "etc/acpi/tables"
+#define BOOT_ACPI_FILE_LOADER  "etc/table-loader"
+#define BOOT_ACPI_LOADER_ENTRY 128
+#define BOOT_ACPI_LOADER_CMDS  16
+
+struct boot_acpi_blobs {
+	uint8_t rsdp[36];
+	uint8_t tables[0x3000];
+	uint8_t loader[BOOT_ACPI_LOADER_CMDS * BOOT_ACPI_LOADER_ENTRY];
+	size_t loader_len; /* bytes of loader used */
+};
+
+int boot_acpi_blobs_build(struct boot_acpi_blobs *b, const struct boot_acpi *acpi, int nr_cpus,
+			  char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/* The value that makes the bytes sum to 0 (ACPI table and RSDP checksums). */
+uint8_t boot_acpi_checksum(const uint8_t *p, size_t len);
+size_t boot_acpi_madt_size(int nr_cpus);
 
 /* ---- bzImage ---- */
 

@@ -1,6 +1,6 @@
 /*
- * Private helpers shared by the loaders in boot/: bounds-checked access to the
- * guest RAM buffer, little-endian field access, the error reporter and the
+ * Private helpers shared by the loaders in boot/: the plan's low-memory buffer
+ * and segments, little-endian field access, the error reporter and the
  * pieces both entry paths build (GDT, command line, initrd, MP table).
  */
 #ifndef BOOT_BOOT_PRIV_H
@@ -22,15 +22,20 @@
 int boot_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* Host pointer to guest [gpa, gpa + len) in low RAM, or NULL if any byte is outside. */
-static inline uint8_t *boot_ptr(const struct boot_ram *ram, uint64_t gpa, uint64_t len)
-{
-	uint64_t end;
+/*
+ * The plan's buffer for guest [gpa, gpa + len), which must lie below 1 MiB
+ * (NULL otherwise); its pages are marked to be written when the plan is
+ * applied.
+ */
+uint8_t *boot_low(struct boot_plan *plan, uint64_t gpa, uint64_t len);
 
-	if (__builtin_add_overflow(gpa, len, &end) || end > ram->lo_size)
-		return NULL;
-	return ram->lo + gpa;
-}
+/*
+ * Records a copy of len bytes from src to guest gpa, then zero bytes of
+ * zeros; the range must lie inside low RAM. -E2BIG if it does not or the
+ * plan is full.
+ */
+int boot_add_seg(struct boot_plan *plan, uint64_t gpa, const uint8_t *src, uint64_t len,
+		 uint64_t zero);
 
 static inline uint16_t boot_get16(const uint8_t *p)
 {
@@ -72,10 +77,10 @@ static inline void boot_put64(uint8_t *p, uint64_t v)
 }
 
 /* Writes the 4-entry GDT at BOOT_ADDR_GDT with the given code descriptor; fills regs. */
-void boot_write_gdt(const struct boot_ram *ram, uint64_t code_desc, struct boot_regs *regs);
+void boot_write_gdt(struct boot_plan *plan, uint64_t code_desc, struct boot_regs *regs);
 
 /* Copies the command line (NULL = empty) to BOOT_ADDR_CMDLINE; limit excludes the NUL. */
-int boot_write_cmdline(const struct boot_ram *ram, const char *cmdline, size_t limit, char *err,
+int boot_write_cmdline(struct boot_plan *plan, const char *cmdline, size_t limit, char *err,
 		       size_t errlen);
 
 /*
@@ -83,12 +88,12 @@ int boot_write_cmdline(const struct boot_ram *ram, const char *cmdline, size_t l
  * floor (the end of the kernel); *addr receives its guest address. A missing
  * initrd (size 0) gives *addr = 0.
  */
-int boot_place_initrd(const struct boot_ram *ram, const struct boot_input *in, uint64_t floor,
+int boot_place_initrd(struct boot_plan *plan, const struct boot_input *in, uint64_t floor,
 		      uint64_t top, uint64_t *addr, char *err, size_t errlen);
 
-int boot_bzimage_load(const struct boot_ram *ram, const struct boot_input *in,
-		      struct boot_regs *regs, char *err, size_t errlen);
-int boot_elf_load(const struct boot_ram *ram, const struct boot_input *in, struct boot_regs *regs,
+int boot_bzimage_load(struct boot_plan *plan, const struct boot_input *in, struct boot_regs *regs,
+		      char *err, size_t errlen);
+int boot_elf_load(struct boot_plan *plan, const struct boot_input *in, struct boot_regs *regs,
 		  char *err, size_t errlen);
 
 #endif

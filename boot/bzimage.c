@@ -31,6 +31,7 @@
 #define HDR_PREF_ADDRESS     0x258
 #define HDR_INIT_SIZE	     0x260
 #define BP_E820_ENTRIES	     0x1e8
+#define BP_ACPI_RSDP_ADDR    0x070 /* boot_params.acpi_rsdp_addr (protocol 2.14+) */
 #define BP_HDR_LIMIT	     0x290 /* setup header area ends here in boot_params */
 #define BP_E820_TABLE	     0x2d0
 #define BP_E820_MAX	     128
@@ -123,10 +124,10 @@ int boot_bzimage_parse(const uint8_t *k, size_t size, struct boot_bzimage_info *
 }
 
 /* Writes the e820 table into a boot_params-layout buffer. */
-static int bz_write_e820(const struct boot_ram *ram, uint8_t *bp)
+static int bz_write_e820(struct boot_plan *plan, uint8_t *bp)
 {
 	struct boot_e820_entry tab[BOOT_E820_MAX];
-	int n = boot_e820_build(tab, BOOT_E820_MAX, ram);
+	int n = boot_e820_build(tab, BOOT_E820_MAX, &plan->ram);
 
 	if (n < 0)
 		return n;
@@ -137,11 +138,11 @@ static int bz_write_e820(const struct boot_ram *ram, uint8_t *bp)
 }
 
 /* Identity map of [0, 4 GiB) with 2 MiB pages: PML4 -> one PDPT -> four PDs. */
-static void bz_write_page_tables(const struct boot_ram *ram)
+static void bz_write_page_tables(struct boot_plan *plan)
 {
-	uint8_t *pml4 = boot_ptr(ram, BOOT_ADDR_PML4, 4096);
-	uint8_t *pdpt = boot_ptr(ram, BOOT_ADDR_PDPT, 4096);
-	uint8_t *pd = boot_ptr(ram, BOOT_ADDR_PD, 4 * 4096);
+	uint8_t *pml4 = boot_low(plan, BOOT_ADDR_PML4, 4096);
+	uint8_t *pdpt = boot_low(plan, BOOT_ADDR_PDPT, 4096);
+	uint8_t *pd = boot_low(plan, BOOT_ADDR_PD, 4 * 4096);
 	int i;
 
 	memset(pml4, 0, 4096);
@@ -164,8 +165,8 @@ static void bz_fill_header(uint8_t *bp, uint64_t initrd, size_t initrd_size)
 	boot_put32(bp + HDR_RAMDISK_SIZE, (uint32_t)initrd_size);
 }
 
-int boot_bzimage_load(const struct boot_ram *ram, const struct boot_input *in,
-		      struct boot_regs *regs, char *err, size_t errlen)
+int boot_bzimage_load(struct boot_plan *plan, const struct boot_input *in, struct boot_regs *regs,
+		      char *err, size_t errlen)
 {
 	struct boot_bzimage_info bz;
 	const uint8_t *k = in->kernel;
@@ -199,25 +200,27 @@ int boot_bzimage_load(const struct boot_ram *ram, const struct boot_input *in,
 	run_end = bz.pref_address + bz.init_size;
 	if (run_end > kernel_end)
 		kernel_end = run_end;
-	if (kernel_end > ram->lo_size)
+	if (kernel_end > plan->ram.lo_size)
 		return boot_fail(err, errlen, -E2BIG,
 				 "kernel needs guest RAM up to 0x%llx (loaded at 0x%llx, init_size "
 				 "0x%x), low RAM ends at 0x%llx",
 				 (unsigned long long)kernel_end, (unsigned long long)load,
-				 bz.init_size, (unsigned long long)ram->lo_size);
+				 bz.init_size, (unsigned long long)plan->ram.lo_size);
 
-	rc = boot_write_cmdline(ram, in->cmdline, bz.cmdline_size, err, errlen);
+	rc = boot_write_cmdline(plan, in->cmdline, bz.cmdline_size, err, errlen);
 	if (rc)
 		return rc;
 	top = (uint64_t)bz.initrd_addr_max + 1;
-	rc = boot_place_initrd(ram, in, kernel_end, top, &initrd, err, errlen);
+	rc = boot_place_initrd(plan, in, kernel_end, top, &initrd, err, errlen);
 	if (rc)
 		return rc;
-	memcpy(boot_ptr(ram, load, bz.pm_size), k + bz.pm_offset, bz.pm_size);
+	rc = boot_add_seg(plan, load, k + bz.pm_offset, bz.pm_size, 0);
+	if (rc)
+		return boot_fail(err, errlen, rc, "no room for the kernel segment");
 
 	if (real16) {
 		/* The setup code reads its header, and our answers, from its own copy. */
-		bp = boot_ptr(ram, BOOT_ADDR_REAL_SETUP, bz.setup_size);
+		bp = boot_low(plan, BOOT_ADDR_REAL_SETUP, bz.setup_size);
 		memcpy(bp, k, bz.setup_size);
 		bz_fill_header(bp, initrd, in->initrd_size);
 		boot_put32(bp + HDR_CODE32_START, (uint32_t)load);
@@ -229,15 +232,17 @@ int boot_bzimage_load(const struct boot_ram *ram, const struct boot_input *in,
 		return 0;
 	}
 
-	bp = boot_ptr(ram, BOOT_ADDR_ZERO_PAGE, BP_SIZE);
+	bp = boot_low(plan, BOOT_ADDR_ZERO_PAGE, BP_SIZE);
 	memset(bp, 0, BP_SIZE);
 	memcpy(bp + HDR_SETUP_SECTS, k + HDR_SETUP_SECTS, bz.hdr_end - HDR_SETUP_SECTS);
 	bz_fill_header(bp, initrd, in->initrd_size);
-	rc = bz_write_e820(ram, bp);
+	if (in->acpi) /* boot_load writes the tables after this */
+		boot_put64(bp + BP_ACPI_RSDP_ADDR, BOOT_ADDR_ACPI);
+	rc = bz_write_e820(plan, bp);
 	if (rc)
 		return boot_fail(err, errlen, rc, "cannot build the e820 map");
-	bz_write_page_tables(ram);
-	boot_write_gdt(ram, BOOT_GDT_CODE64, regs);
+	bz_write_page_tables(plan);
+	boot_write_gdt(plan, BOOT_GDT_CODE64, regs);
 	regs->mode = BOOT_MODE_LONG64;
 	regs->cr3 = BOOT_ADDR_PML4;
 	regs->rip = load + 0x200; /* startup_64 */

@@ -133,16 +133,17 @@ int boot_elf_pvh_entry(const uint8_t *k, size_t size, uint32_t *entry, char *err
 }
 
 /* Writes hvm_start_info with its module list and memory map at BOOT_ADDR_PVH_INFO. */
-static int pvh_write_start_info(const struct boot_ram *ram, uint64_t initrd, size_t initrd_size)
+static int pvh_write_start_info(struct boot_plan *plan, uint64_t initrd, size_t initrd_size,
+				bool acpi)
 {
 	struct boot_e820_entry tab[BOOT_E820_MAX];
 	uint8_t *si, *e;
 	int n, i;
 
-	n = boot_e820_build(tab, BOOT_E820_MAX, ram);
+	n = boot_e820_build(tab, BOOT_E820_MAX, &plan->ram);
 	if (n < 0)
 		return n;
-	si = boot_ptr(ram, BOOT_ADDR_PVH_INFO,
+	si = boot_low(plan, BOOT_ADDR_PVH_INFO,
 		      PVH_MEMMAP_OFF + BOOT_E820_MAX * PVH_MEMMAP_ENTRY_SIZE);
 	memset(si, 0, PVH_MEMMAP_OFF + BOOT_E820_MAX * PVH_MEMMAP_ENTRY_SIZE);
 	boot_put32(si + 0, PVH_MAGIC);
@@ -156,7 +157,8 @@ static int pvh_write_start_info(const struct boot_ram *ram, uint64_t initrd, siz
 		boot_put64(e + 8, initrd_size);
 	}
 	boot_put64(si + 24, BOOT_ADDR_CMDLINE);
-	boot_put64(si + 32, 0); /* no ACPI RSDP: the MP table describes the CPUs */
+	/* rsdp_paddr: boot_load writes the tables after this; without, the MP table alone. */
+	boot_put64(si + 32, acpi ? BOOT_ADDR_ACPI : 0);
 	boot_put64(si + 40, BOOT_ADDR_PVH_INFO + PVH_MEMMAP_OFF);
 	boot_put32(si + 48, (uint32_t)n);
 	for (i = 0; i < n; i++) {
@@ -168,7 +170,7 @@ static int pvh_write_start_info(const struct boot_ram *ram, uint64_t initrd, siz
 	return 0;
 }
 
-int boot_elf_load(const struct boot_ram *ram, const struct boot_input *in, struct boot_regs *regs,
+int boot_elf_load(struct boot_plan *plan, const struct boot_input *in, struct boot_regs *regs,
 		  char *err, size_t errlen)
 {
 	const uint8_t *k = in->kernel;
@@ -203,13 +205,13 @@ int boot_elf_load(const struct boot_ram *ram, const struct boot_input *in, struc
 					 "ELF segment %d: file range runs past the %zu-byte file",
 					 i, in->kernel_size);
 		if (__builtin_add_overflow(p.p_paddr, p.p_memsz, &mend) ||
-		    p.p_paddr < BOOT_ADDR_HIMEM || mend > ram->lo_size)
+		    p.p_paddr < BOOT_ADDR_HIMEM || mend > plan->ram.lo_size)
 			return boot_fail(err, errlen, -E2BIG,
 					 "ELF segment %d at [0x%llx, +0x%llx) is outside guest RAM "
 					 "[1 MiB, 0x%llx)",
 					 i, (unsigned long long)p.p_paddr,
 					 (unsigned long long)p.p_memsz,
-					 (unsigned long long)ram->lo_size);
+					 (unsigned long long)plan->ram.lo_size);
 		for (j = 0; j < i; j++) {
 			Elf64_Phdr q;
 
@@ -230,27 +232,27 @@ int boot_elf_load(const struct boot_ram *ram, const struct boot_input *in, struc
 		return boot_fail(err, errlen, -ENOEXEC,
 				 "PVH entry 0x%x is not inside any loaded segment", entry);
 
-	rc = boot_write_cmdline(ram, in->cmdline, BOOT_CMDLINE_MAX, err, errlen);
+	rc = boot_write_cmdline(plan, in->cmdline, BOOT_CMDLINE_MAX, err, errlen);
 	if (rc)
 		return rc;
-	rc = boot_place_initrd(ram, in, kernel_end, 4ULL << 30, &initrd, err, errlen);
+	rc = boot_place_initrd(plan, in, kernel_end, 4ULL << 30, &initrd, err, errlen);
 	if (rc)
 		return rc;
 	for (i = 0; i < nr; i++) {
 		Elf64_Phdr p;
-		uint8_t *dst;
 
 		memcpy(&p, ph + i * sizeof(p), sizeof(p));
 		if (p.p_type != PT_LOAD || !p.p_memsz)
 			continue;
-		dst = boot_ptr(ram, p.p_paddr, p.p_memsz);
-		memcpy(dst, k + p.p_offset, p.p_filesz);
-		memset(dst + p.p_filesz, 0, p.p_memsz - p.p_filesz);
+		rc = boot_add_seg(plan, p.p_paddr, k + p.p_offset, p.p_filesz,
+				  p.p_memsz - p.p_filesz);
+		if (rc)
+			return boot_fail(err, errlen, rc, "no room for ELF segment %d", i);
 	}
-	rc = pvh_write_start_info(ram, initrd, in->initrd_size);
+	rc = pvh_write_start_info(plan, initrd, in->initrd_size, in->acpi != NULL);
 	if (rc)
 		return boot_fail(err, errlen, rc, "cannot build the PVH memory map");
-	boot_write_gdt(ram, BOOT_GDT_CODE32, regs);
+	boot_write_gdt(plan, BOOT_GDT_CODE32, regs);
 	regs->mode = BOOT_MODE_PROT32;
 	regs->rip = entry;
 	regs->rbx = BOOT_ADDR_PVH_INFO;

@@ -55,19 +55,21 @@ static uint8_t *mp_irq(uint8_t *p, uint8_t type, uint8_t irqtype, uint8_t bus, u
 	return p + MP_ENTRY_SIZE;
 }
 
-int boot_mptable_write(const struct boot_ram *ram, int nr_cpus, char *err, size_t errlen)
+int boot_mptable_write(struct boot_plan *plan, int nr_cpus, char *err, size_t errlen)
 {
 	uint8_t *fps, *hdr, *p;
 	uint64_t size;
 	uint16_t count = 0;
 	int i;
 
-	if (!ram || !ram->lo || nr_cpus < 1 || nr_cpus > BOOT_MAX_CPUS)
+	if (!plan || nr_cpus < 1 || nr_cpus > BOOT_MAX_CPUS)
 		return boot_fail(err, errlen, -EINVAL, "%d vCPUs: the MP table takes 1 to %d",
 				 nr_cpus, BOOT_MAX_CPUS);
 	size = MP_FPS_SIZE + MP_HDR_SIZE + (uint64_t)nr_cpus * MP_CPU_SIZE +
 	       (2 + 1 + MP_ISA_IRQS + 2) * MP_ENTRY_SIZE;
-	fps = boot_ptr(ram, BOOT_ADDR_MPTABLE, size);
+	fps = BOOT_ADDR_MPTABLE + size <= plan->ram.lo_size
+		  ? boot_low(plan, BOOT_ADDR_MPTABLE, size)
+		  : NULL;
 	if (!fps)
 		return boot_fail(err, errlen, -E2BIG, "no room for the MP table at 0x%x",
 				 BOOT_ADDR_MPTABLE);

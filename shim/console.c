@@ -63,7 +63,14 @@ void console_watch_feed(struct console_watch *w, struct vm *vm, const uint8_t *b
 			vm_request_exit(vm, VM_EXIT_PANIC);
 			break;
 		case CONSOLE_EV_POWER_OFF:
-			vm_request_exit(vm, VM_EXIT_POWEROFF);
+			/*
+			 * The kernel prints this just before it powers off; a guest
+			 * using ACPI does so with an S5 write right after, which ends
+			 * the VM (vmm/acpi_pm.c). Ending it here would stop the vCPU
+			 * before that write.
+			 */
+			if (!vm_acpi_pm_used(vm))
+				vm_request_exit(vm, VM_EXIT_POWEROFF);
 			break;
 		default:
 			break;

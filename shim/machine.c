@@ -17,6 +17,7 @@
 #include "shim/vpmem.h"
 #include "virtio/pmem.h"
 #include "virtio/virtio.h"
+#include "vmm/acpi_pm.h"
 #include "vmm/pci.h"
 #include "vmm/vm.h"
 
@@ -139,12 +140,32 @@ static void unload_file(struct loaded_file *lf)
 	lf->data = NULL;
 }
 
+/* The loaders' plan reaches guest RAM only through vmm/'s checked mem_write. */
+static int machine_write_guest(void *opaque, uint64_t gpa, const void *src, uint64_t len)
+{
+	return mem_write(opaque, gpa, src, len);
+}
+
+void machine_acpi_config(struct boot_acpi *acpi, const struct guest_mem *mem)
+{
+	*acpi = (struct boot_acpi){.pm_base = ACPI_PM_BASE,
+				   .sci_irq = ACPI_PM_SCI_IRQ,
+				   .s5_type = ACPI_PM_S5_TYPE,
+				   .reset_port = 0xcf9, /* vmm/pci.c: RST_CPU | SYS_RST */
+				   .reset_value = 0x06,
+				   .mmio32_start = PCI_MMIO32_START,
+				   .mmio32_end = PCI_MMIO32_END,
+				   .mmio64_start = mem_top(mem),
+				   .mmio64_end = mem_top(mem) + PCI_MMIO64_SIZE};
+}
+
 static int machine_load_kernel(struct machine *m, const struct machine_config *cfg, char *err,
 			       size_t errlen)
 {
+	struct boot_acpi acpi;
 	struct loaded_file kernel = {0}, initrd = {0};
 	struct guest_mem *mem = vm_mem(m->vm);
-	struct boot_regs regs;
+	struct boot_plan *plan = NULL;
 	struct boot_input in;
 	struct boot_ram ram;
 	char why[256];
@@ -155,25 +176,38 @@ static int machine_load_kernel(struct machine *m, const struct machine_config *c
 		ret = load_file(cfg->initrd, "initrd", cfg->mem_mib << 20, &initrd, err, errlen);
 	if (ret)
 		goto out;
-	ram = (struct boot_ram){.lo = mem->regions[0].hva,
-				.lo_size = mem->regions[0].size,
-				.hi_size = mem->nr_regions > 1 ? mem->regions[1].size : 0};
+	plan = malloc(sizeof(*plan));
+	if (!plan) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "cannot allocate the boot plan");
+		goto out;
+	}
+	mem_layout(mem, &ram.lo_size, &ram.hi_size);
 	in = (struct boot_input){.kernel = kernel.data,
 				 .kernel_size = kernel.size,
 				 .initrd = initrd.data,
 				 .initrd_size = initrd.size,
 				 .cmdline = cfg->cmdline,
 				 .nr_cpus = cfg->cpus,
-				 .entry = cfg->entry16 ? BOOT_ENTRY_REAL16 : BOOT_ENTRY_DEFAULT};
-	ret = boot_load(&ram, &in, &regs, why, sizeof(why));
+				 .entry = cfg->entry16 ? BOOT_ENTRY_REAL16 : BOOT_ENTRY_DEFAULT,
+				 .acpi = &acpi};
+	machine_acpi_config(&acpi, mem);
+	ret = boot_load(plan, &ram, &in, why, sizeof(why));
 	if (ret) {
 		snprintf(err, errlen, "cannot load kernel '%s': %s", cfg->kernel, why);
 		goto out;
 	}
-	ret = vm_set_boot_regs(m->vm, &regs);
+	ret = boot_plan_apply(plan, machine_write_guest, mem);
+	if (ret) {
+		snprintf(err, errlen, "cannot write the boot plan into guest RAM: %s",
+			 strerror(-ret));
+		goto out;
+	}
+	ret = vm_set_boot_regs(m->vm, &plan->regs);
 	if (ret)
 		snprintf(err, errlen, "cannot set the boot registers: %s", strerror(-ret));
 out:
+	free(plan);
 	unload_file(&kernel);
 	unload_file(&initrd);
 	return ret;
@@ -212,6 +246,8 @@ int machine_create(struct machine **out, const struct machine_config *cfg, struc
 		ret = i8042_create(m->vm, &m->kbc);
 	if (!ret)
 		ret = cmos_create(m->vm, &m->cmos);
+	if (!ret)
+		ret = acpi_pm_create(m->vm, &m->acpi_pm);
 	if (!ret)
 		ret = pci_bus_create_vm(&m->pci, m->vm);
 	if (ret) {
@@ -290,6 +326,7 @@ void machine_destroy(struct machine *m)
 	uart_destroy(m->uart);
 	i8042_destroy(m->kbc);
 	cmos_destroy(m->cmos);
+	acpi_pm_destroy(m->acpi_pm);
 	vm_destroy(m->vm);
 	free(m);
 }

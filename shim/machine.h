@@ -36,6 +36,11 @@ int machine_default_guest(const char *dir, char *kernel, size_t klen, char *init
  */
 int machine_cmdline(char *out, size_t cap, const char *extra, bool agent);
 
+struct boot_acpi;
+struct guest_mem;
+/* What the ACPI tables say about the platform vmm/ builds: PM block, SCI, PCI windows, reset port. */
+void machine_acpi_config(struct boot_acpi *acpi, const struct guest_mem *mem);
+
 struct loop;
 struct vm;
 struct pci_bus;
@@ -72,6 +77,7 @@ struct machine {
 	struct uart *uart;
 	struct i8042 *kbc;
 	struct cmos *cmos;
+	struct acpi_pm *acpi_pm;
 	struct pci_bus *pci;
 	struct virtio_dev *rng;
 	struct virtio_dev *disks[MACHINE_MAX_DISKS];

@@ -106,7 +106,7 @@ int cmos_create(struct vm *vm, struct cmos **out)
 		return -ENOMEM;
 	c->vm = vm;
 	pthread_mutex_init(&c->lock, NULL);
-	cmos_set_memory(c, vm_mem(vm)->ram_size);
+	cmos_set_memory(c, mem_ram_size(vm_mem(vm)));
 	ret = bus_register(vm_pio_bus(vm), CMOS_INDEX, 2, cmos_access, c, &c->region);
 	if (!ret)
 		ret = bus_register(vm_pio_bus(vm), POST_PORT, 1, post_access, c, &c->post_region);

@@ -1,5 +1,5 @@
 /* Guest RAM: anonymous mappings split around the 32-bit MMIO hole. */
-#include "mem.h"
+#include "mem_priv.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -132,4 +132,21 @@ uint64_t mem_top(const struct guest_mem *mem)
 		if (mem->regions[i].gpa + mem->regions[i].size > top)
 			top = mem->regions[i].gpa + mem->regions[i].size;
 	return top;
+}
+
+uint64_t mem_ram_size(const struct guest_mem *mem)
+{
+	return mem->ram_size;
+}
+
+void mem_layout(const struct guest_mem *mem, uint64_t *lo_size, uint64_t *hi_size)
+{
+	*lo_size = 0;
+	*hi_size = 0;
+	for (int i = 0; i < mem->nr_regions; i++) {
+		if (mem->regions[i].gpa < MEM_4G)
+			*lo_size += mem->regions[i].size;
+		else
+			*hi_size += mem->regions[i].size;
+	}
 }

@@ -10,6 +10,7 @@
 
 #include "kvm.h"
 #include "log.h"
+#include "mem_priv.h"
 #include "mem_slots.h"
 #include "pci.h"
 
@@ -302,6 +303,16 @@ void vm_request_exit(struct vm *vm, enum vm_exit why)
 	pthread_mutex_unlock(&vm->pause_lock);
 	for (int i = 0; i < vm->nr_vcpus; i++)
 		vcpu_kick(&vm->vcpus[i]);
+}
+
+void vm_note_acpi_pm_used(struct vm *vm)
+{
+	__atomic_store_n(&vm->acpi_pm_used, true, __ATOMIC_RELEASE);
+}
+
+bool vm_acpi_pm_used(struct vm *vm)
+{
+	return __atomic_load_n(&vm->acpi_pm_used, __ATOMIC_ACQUIRE);
 }
 
 int vm_exit_fd(struct vm *vm)

@@ -69,6 +69,13 @@ void vm_request_exit(struct vm *vm, enum vm_exit why);
 /* eventfd readable once the VM has stopped running (any vm_exit). */
 int vm_exit_fd(struct vm *vm);
 enum vm_exit vm_exit_reason(struct vm *vm);
+/*
+ * The guest has written the ACPI PM block (vmm/acpi_pm.c): its power-off
+ * will come as an S5 write there, so the console's "Power down" line (the
+ * fallback for guests without ACPI) must not end the VM before it.
+ */
+void vm_note_acpi_pm_used(struct vm *vm);
+bool vm_acpi_pm_used(struct vm *vm);
 const char *vm_exit_name(enum vm_exit why);
 /* Joins the vCPU threads; call after vm_request_exit. */
 void vm_join(struct vm *vm);

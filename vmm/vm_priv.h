@@ -38,6 +38,7 @@ struct vm {
 
 	/* Exit: the first reason wins; exit_fd becomes readable. */
 	int exit_reason; /* enum vm_exit, atomic */
+	bool acpi_pm_used; /* atomic: the guest drives the ACPI PM block */
 	int exit_fd;
 
 	/* Pause: vCPUs park while pause_req is set. */

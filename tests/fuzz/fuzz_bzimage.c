@@ -16,6 +16,7 @@
 #define PM_SIZE	 0x2000
 
 static uint8_t *ram;
+static struct boot_plan *plan;
 static uint8_t tmpl[SETUP + PM_SIZE];
 static uint8_t initrd[3 * 4096];
 static char cmdline[3000];
@@ -23,7 +24,8 @@ static char cmdline[3000];
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	ram = malloc(RAM_SIZE);
-	if (!ram)
+	plan = malloc(sizeof(*plan));
+	if (!ram || !plan)
 		abort();
 	/* pref_address 1 MiB, so that a 4 MiB guest fits. */
 	bootimg_bz_header(tmpl, 4, PM_SIZE, 0x100000, 0x10000);
@@ -34,9 +36,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static uint8_t img[SETUP + PM_SIZE];
-	struct boot_ram r = {.lo = ram, .lo_size = RAM_SIZE};
+	struct boot_ram r = {.lo_size = RAM_SIZE};
 	struct boot_input in = {0};
-	struct boot_regs regs;
 	char err[256];
 	uint8_t opt;
 
@@ -58,6 +59,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	in.initrd_size = (opt >> 1) & 3 ? ((opt >> 1) & 3) * 4096 - 1 : 0;
 	in.cmdline = cmdline + ((opt >> 3) & 7) * 400; /* 2999 down to 199 bytes */
 	in.nr_cpus = 1 + ((opt >> 6) & 1) * 7;
-	(void)!boot_load(&r, &in, &regs, err, sizeof(err));
+	/* A plan boot_load accepted must fit the RAM it was made for. */
+	if (!boot_load(plan, &r, &in, err, sizeof(err)) && bootimg_apply(plan, ram, RAM_SIZE))
+		abort();
 	return 0;
 }

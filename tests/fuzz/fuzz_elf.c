@@ -16,6 +16,7 @@
 #define IMG_SIZE 0x2000
 
 static uint8_t *ram;
+static struct boot_plan *plan;
 static uint8_t tmpl[IMG_SIZE];
 static uint8_t initrd[4096];
 
@@ -39,7 +40,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	size_t notes;
 
 	ram = malloc(RAM_SIZE);
-	if (!ram)
+	plan = malloc(sizeof(*plan));
+	if (!ram || !plan)
 		abort();
 	bootimg_elf_header(tmpl, 0, 3);
 	/* A GNU note first (0x200), so the walk has to step over one; the PVH note at 0x218. */
@@ -54,9 +56,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static uint8_t img[IMG_SIZE];
-	struct boot_ram r = {.lo = ram, .lo_size = RAM_SIZE};
+	struct boot_ram r = {.lo_size = RAM_SIZE};
 	struct boot_input in = {.nr_cpus = 2, .cmdline = "console=ttyS0"};
-	struct boot_regs regs;
 	char err[256];
 	uint8_t opt;
 
@@ -80,6 +81,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		in.initrd = initrd;
 		in.initrd_size = sizeof(initrd);
 	}
-	(void)!boot_load(&r, &in, &regs, err, sizeof(err));
+	/* A plan boot_load accepted must fit the RAM it was made for. */
+	if (!boot_load(plan, &r, &in, err, sizeof(err)) && bootimg_apply(plan, ram, RAM_SIZE))
+		abort();
 	return 0;
 }

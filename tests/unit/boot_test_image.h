@@ -19,6 +19,9 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "boot/boot.h"
+#include "vmm/mem.h"
+
 /* ---- little-endian fields at any alignment ------------------------------------------- */
 
 static inline void bootimg_put16(uint8_t *p, uint16_t v)
@@ -60,6 +63,26 @@ static inline uint64_t bootimg_get64(const uint8_t *p)
 	return v;
 }
 
+/* ---- applying a plan, as shim/machine.c does: through vmm/'s checked writes ---------- */
+
+static inline int bootimg_write(void *opaque, uint64_t gpa, const void *src, uint64_t len)
+{
+	return mem_write(opaque, gpa, src, len);
+}
+
+/* Writes plan into buf, guest RAM [0, size); 0 or -errno. */
+static inline int bootimg_apply(const struct boot_plan *plan, uint8_t *buf, uint64_t size)
+{
+	struct guest_mem *m;
+	int rc = mem_wrap(&m, buf, size);
+
+	if (rc)
+		return rc;
+	rc = boot_plan_apply(plan, bootimg_write, m);
+	mem_destroy(m);
+	return rc;
+}
+
 /* ---- fuzz inputs over a template ------------------------------------------------------ */
 
 /* img = tmpl, then data written over it from off on, as much as fits. */
@@ -78,6 +101,7 @@ static inline void bootimg_overlay(uint8_t *img, const uint8_t *tmpl, size_t len
 
 /* Mapped once per group, anonymous: pages a load never touches cost nothing. */
 static uint8_t *bootimg_ram;
+static struct boot_plan *bootimg_plan;
 
 __attribute__((unused)) static int bootimg_ram_setup(void **state)
 {
@@ -86,7 +110,8 @@ __attribute__((unused)) static int bootimg_ram_setup(void **state)
 
 	(void)state;
 	bootimg_ram = p == MAP_FAILED ? NULL : p;
-	return bootimg_ram ? 0 : -1;
+	bootimg_plan = malloc(sizeof(*bootimg_plan));
+	return bootimg_ram && bootimg_plan ? 0 : -1;
 }
 
 __attribute__((unused)) static int bootimg_ram_teardown(void **state)
@@ -95,6 +120,27 @@ __attribute__((unused)) static int bootimg_ram_teardown(void **state)
 	if (bootimg_ram)
 		munmap(bootimg_ram, BOOTIMG_RAM_SIZE);
 	bootimg_ram = NULL;
+	free(bootimg_plan);
+	bootimg_plan = NULL;
+	return 0;
+}
+
+/*
+ * boot_load into bootimg_plan, then, when it succeeds, the plan written into
+ * bootimg_ram (which must hold it: a plan boot_load accepted always fits) and
+ * its registers copied to regs.
+ */
+static inline int bootimg_load(const struct boot_ram *ram, const struct boot_input *in,
+			       struct boot_regs *regs, char *err, size_t errlen)
+{
+	int rc = boot_load(bootimg_plan, ram, in, err, errlen);
+
+	if (rc)
+		return rc;
+	assert_true(ram->lo_size <= BOOTIMG_RAM_SIZE);
+	assert_int_equal(bootimg_apply(bootimg_plan, bootimg_ram, ram->lo_size), 0);
+	if (regs)
+		*regs = bootimg_plan->regs;
 	return 0;
 }
 

@@ -43,7 +43,7 @@ static struct img make_bz(unsigned int setup_sects, size_t pm_size)
 
 static struct boot_ram ram_of(uint64_t size)
 {
-	return (struct boot_ram){.lo = bootimg_ram, .lo_size = size};
+	return (struct boot_ram){.lo_size = size};
 }
 
 static struct boot_input input_of(const struct img *im)
@@ -59,7 +59,7 @@ static int load(const struct img *im, struct boot_input *in, uint64_t ram_size,
 {
 	struct boot_ram ram = ram_of(ram_size);
 
-	return boot_load(&ram, in, regs, err, errlen);
+	return bootimg_load(&ram, in, regs, err, errlen);
 }
 
 /* Expects a failure with rc and a message containing what. */
@@ -478,7 +478,6 @@ static void test_bad_args(void **state)
 	struct img im = make_bz(SETUP_SECTS, PM_SIZE);
 	struct boot_input in = input_of(&im);
 	struct boot_ram ram = ram_of(RAM_SIZE);
-	struct boot_regs regs;
 	char err[256];
 
 	in.nr_cpus = 0;
@@ -487,12 +486,12 @@ static void test_bad_args(void **state)
 	expect_fail(&im, &in, RAM_SIZE, -EINVAL, "vCPUs");
 	in.nr_cpus = 1;
 	expect_fail(&im, &in, MiB - 4096, -EINVAL, "low RAM");
-	assert_int_equal(boot_load(NULL, &in, &regs, err, sizeof(err)), -EINVAL);
-	assert_int_equal(boot_load(&ram, NULL, &regs, err, sizeof(err)), -EINVAL);
-	assert_int_equal(boot_load(&ram, &in, NULL, err, sizeof(err)), -EINVAL);
+	assert_int_equal(boot_load(bootimg_plan, NULL, &in, err, sizeof(err)), -EINVAL);
+	assert_int_equal(boot_load(bootimg_plan, &ram, NULL, err, sizeof(err)), -EINVAL);
+	assert_int_equal(boot_load(NULL, &ram, &in, err, sizeof(err)), -EINVAL);
 	/* err may be absent. */
 	in.nr_cpus = 0;
-	assert_int_equal(boot_load(&ram, &in, &regs, NULL, 0), -EINVAL);
+	assert_int_equal(boot_load(bootimg_plan, &ram, &in, NULL, 0), -EINVAL);
 	free(im.buf);
 }
 
@@ -563,7 +562,7 @@ static void test_debian_kernel(void **state)
 				 .initrd_size = sizeof(initrd),
 				 .cmdline = "console=ttyS0 earlyprintk=serial panic=-1",
 				 .nr_cpus = 4};
-	assert_int_equal(boot_load(&ram, &in, &regs, err, sizeof(err)), 0);
+	assert_int_equal(bootimg_load(&ram, &in, &regs, err, sizeof(err)), 0);
 	assert_int_equal(regs.mode, BOOT_MODE_LONG64);
 	assert_int_equal(regs.rip, bz.pref_address + 0x200);
 	assert_memory_equal(zp + 0x202, "HdrS", 4);
@@ -573,13 +572,13 @@ static void test_debian_kernel(void **state)
 
 	/* Real-mode entry too. */
 	in.entry = BOOT_ENTRY_REAL16;
-	assert_int_equal(boot_load(&ram, &in, &regs, err, sizeof(err)), 0);
+	assert_int_equal(bootimg_load(&ram, &in, &regs, err, sizeof(err)), 0);
 	assert_int_equal(regs.mode, BOOT_MODE_REAL16);
 
 	/* Too little RAM for its 60+ MiB init_size. */
 	in.entry = BOOT_ENTRY_DEFAULT;
 	ram.lo_size = 64 * MiB;
-	assert_int_equal(boot_load(&ram, &in, &regs, err, sizeof(err)), -E2BIG);
+	assert_int_equal(bootimg_load(&ram, &in, &regs, err, sizeof(err)), -E2BIG);
 	printf("64 MiB: %s\n", err);
 	free(k);
 }

@@ -11,11 +11,9 @@
 #define MiB (1ULL << 20)
 #define GiB (1ULL << 30)
 
-static uint8_t dummy;
-
 static int build(struct boot_e820_entry *tab, uint64_t lo, uint64_t hi)
 {
-	struct boot_ram ram = {.lo = &dummy, .lo_size = lo, .hi_size = hi};
+	struct boot_ram ram = {.lo_size = lo, .hi_size = hi};
 
 	return boot_e820_build(tab, BOOT_E820_MAX, &ram);
 }
@@ -97,7 +95,7 @@ static void test_4gib_lo(void **state)
 static void test_bad_sizes(void **state)
 {
 	struct boot_e820_entry tab[BOOT_E820_MAX];
-	struct boot_ram ram = {.lo = &dummy, .lo_size = 64 * MiB};
+	struct boot_ram ram = {.lo_size = 64 * MiB};
 
 	assert_int_equal(build(tab, MiB - 1, 0), -EINVAL);
 	assert_int_equal(build(tab, 0, 0), -EINVAL);

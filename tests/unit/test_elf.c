@@ -88,11 +88,11 @@ static struct img make_elf(uint32_t pvh_descsz)
 static int load(const struct img *im, struct boot_input *in, uint64_t ram_size,
 		struct boot_regs *regs, char *err, size_t errlen)
 {
-	struct boot_ram ram = {.lo = bootimg_ram, .lo_size = ram_size};
+	struct boot_ram ram = {.lo_size = ram_size};
 
 	in->kernel = im->buf;
 	in->kernel_size = im->size;
-	return boot_load(&ram, in, regs, err, errlen);
+	return bootimg_load(&ram, in, regs, err, errlen);
 }
 
 static void expect_fail(const struct img *im, int rc, const char *what)
@@ -367,8 +367,8 @@ static void test_truncated_everywhere(void **state)
 		in.kernel = copy;
 		in.kernel_size = n;
 		err[0] = 0;
-		rc = boot_load(&(struct boot_ram){.lo = bootimg_ram, .lo_size = RAM_SIZE}, &in,
-			       &regs, err, sizeof(err));
+		rc = bootimg_load(&(struct boot_ram){.lo_size = RAM_SIZE}, &in, &regs, err,
+				  sizeof(err));
 		if (rc != -ENOEXEC)
 			fail_msg("prefix of %zu bytes: %d (%s)", n, rc, err);
 		assert_true(strlen(err) > 0);
@@ -440,7 +440,7 @@ out:
 static void test_debian_vmlinux(void **state)
 {
 	const char *path = getenv("UVM_TEST_KERNEL");
-	struct boot_ram ram = {.lo = bootimg_ram, .lo_size = BOOTIMG_RAM_SIZE};
+	struct boot_ram ram = {.lo_size = BOOTIMG_RAM_SIZE};
 	struct boot_input in;
 	struct boot_regs regs;
 	char err[256] = "", why[256] = "";
@@ -483,14 +483,14 @@ static void test_debian_vmlinux(void **state)
 				 .initrd_size = sizeof(initrd),
 				 .cmdline = "console=ttyS0",
 				 .nr_cpus = 2};
-	assert_int_equal(boot_load(&ram, &in, &regs, err, sizeof(err)), 0);
+	assert_int_equal(bootimg_load(&ram, &in, &regs, err, sizeof(err)), 0);
 	assert_int_equal(regs.mode, BOOT_MODE_PROT32);
 	assert_int_equal(regs.rip, entry);
 	assert_int_equal(bootimg_get32(bootimg_ram + BOOT_ADDR_PVH_INFO), 0x336ec578);
 
 	/* Too small for it. */
 	ram.lo_size = 16 * MiB;
-	assert_int_equal(boot_load(&ram, &in, &regs, err, sizeof(err)), -E2BIG);
+	assert_int_equal(bootimg_load(&ram, &in, &regs, err, sizeof(err)), -E2BIG);
 	printf("16 MiB: %s\n", err);
 	free(elf);
 }

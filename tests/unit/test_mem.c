@@ -40,15 +40,17 @@ static void test_wrap_bounds(void **state)
 static void test_layout_hole(void **state)
 {
 	struct guest_mem *m;
+	uint64_t lo, hi;
 
 	(void)state;
 	/* 4 GiB of RAM: 3 GiB below the hole, 1 GiB above 4 GiB (MAP_NORESERVE, not touched). */
 	assert_int_equal(mem_create(&m, 4ULL << 30), 0);
-	assert_int_equal(m->nr_regions, 2);
-	assert_int_equal(m->regions[0].gpa, 0);
-	assert_int_equal(m->regions[0].size, MEM_HOLE_START);
-	assert_int_equal(m->regions[1].gpa, MEM_4G);
-	assert_int_equal(m->regions[1].size, (4ULL << 30) - MEM_HOLE_START);
+	mem_layout(m, &lo, &hi);
+	assert_int_equal(lo, MEM_HOLE_START);
+	assert_int_equal(hi, (4ULL << 30) - MEM_HOLE_START);
+	assert_int_equal(mem_ram_size(m), 4ULL << 30);
+	assert_non_null(gpa_to_hva(m, 0, 8));
+	assert_non_null(gpa_to_hva(m, MEM_HOLE_START - 8, 8));
 	assert_null(gpa_to_hva(m, MEM_HOLE_START, 1));
 	assert_null(gpa_to_hva(m, MEM_HOLE_START - 1, 2)); /* crosses into the hole */
 	assert_non_null(gpa_to_hva(m, MEM_4G, 8));
@@ -56,7 +58,10 @@ static void test_layout_hole(void **state)
 	mem_destroy(m);
 
 	assert_int_equal(mem_create(&m, 128ULL << 20), 0);
-	assert_int_equal(m->nr_regions, 1);
+	mem_layout(m, &lo, &hi);
+	assert_int_equal(lo, 128ULL << 20);
+	assert_int_equal(hi, 0);
+	assert_null(gpa_to_hva(m, 128ULL << 20, 1));
 	assert_int_equal(mem_top(m), MEM_4G);
 	mem_destroy(m);
 	assert_int_equal(mem_create(&m, 0), -EINVAL);

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "boot/boot.h"
+#include "tests/unit/boot_test_image.h"
 
 #define RAM_SIZE (1u << 20)
 
@@ -130,16 +131,21 @@ static void check_table(const uint8_t *ram, int nr_cpus, int written)
 static void run_cpus(int nr_cpus)
 {
 	uint8_t *lo = calloc(1, RAM_SIZE);
-	struct boot_ram ram = {.lo = lo, .lo_size = RAM_SIZE};
+	struct boot_plan *plan = malloc(sizeof(*plan));
+	struct boot_ram ram = {.lo_size = RAM_SIZE};
 	char err[128] = "";
 	int rc;
 
 	assert_non_null(lo);
-	rc = boot_mptable_write(&ram, nr_cpus, err, sizeof(err));
+	assert_non_null(plan);
+	boot_plan_reset(plan, &ram);
+	rc = boot_mptable_write(plan, nr_cpus, err, sizeof(err));
 	assert_true(rc > 0 && rc <= BOOT_MPTABLE_MAX_SIZE);
 	if (nr_cpus == BOOT_MAX_CPUS)
 		assert_int_equal(rc, BOOT_MPTABLE_MAX_SIZE);
+	assert_int_equal(bootimg_apply(plan, lo, RAM_SIZE), 0);
 	check_table(lo, nr_cpus, rc);
+	free(plan);
 	free(lo);
 }
 
@@ -165,19 +171,22 @@ static void test_max_cpus(void **state)
 
 static void test_bad_counts(void **state)
 {
-	uint8_t *lo = calloc(1, RAM_SIZE);
-	struct boot_ram ram = {.lo = lo, .lo_size = RAM_SIZE};
+	struct boot_plan *plan = malloc(sizeof(*plan));
+	struct boot_ram ram = {.lo_size = RAM_SIZE};
 	char err[128] = "";
 
-	assert_int_equal(boot_mptable_write(&ram, 0, err, sizeof(err)), -EINVAL);
+	assert_non_null(plan);
+	boot_plan_reset(plan, &ram);
+	assert_int_equal(boot_mptable_write(plan, 0, err, sizeof(err)), -EINVAL);
 	assert_true(strlen(err) > 0);
-	assert_int_equal(boot_mptable_write(&ram, -1, err, sizeof(err)), -EINVAL);
-	assert_int_equal(boot_mptable_write(&ram, BOOT_MAX_CPUS + 1, err, sizeof(err)), -EINVAL);
+	assert_int_equal(boot_mptable_write(plan, -1, err, sizeof(err)), -EINVAL);
+	assert_int_equal(boot_mptable_write(plan, BOOT_MAX_CPUS + 1, err, sizeof(err)), -EINVAL);
 	assert_int_equal(boot_mptable_write(NULL, 1, NULL, 0), -EINVAL);
 	/* RAM that ends inside the table. */
 	ram.lo_size = 0xf0000 + 100;
-	assert_int_equal(boot_mptable_write(&ram, 4, err, sizeof(err)), -E2BIG);
-	free(lo);
+	boot_plan_reset(plan, &ram);
+	assert_int_equal(boot_mptable_write(plan, 4, err, sizeof(err)), -E2BIG);
+	free(plan);
 }
 
 int main(void)
