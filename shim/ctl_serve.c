@@ -124,21 +124,14 @@ static void m_plan9_add(void *opaque, struct ctl_req *req)
 {
 	struct serve *s = opaque;
 
-	if (PLAN9_DISABLED) /* shim/plan9.h */
-		ctl_req_error(req, CTL_ERR_UNSUPPORTED, "%s", PLAN9_DISABLED_WHY);
-	else
-		plan9_method_add(&s->plan9, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
+	plan9_method_add(&s->plan9, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
 }
 
 static void m_plan9_remove(void *opaque, struct ctl_req *req)
 {
 	struct serve *s = opaque;
 
-	if (PLAN9_DISABLED) /* shim/plan9.h */
-		ctl_req_error(req, CTL_ERR_UNSUPPORTED, "%s", PLAN9_DISABLED_WHY);
-	else
-		plan9_method_remove(&s->plan9, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING,
-				    req);
+	plan9_method_remove(&s->plan9, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
 }
 
 static void m_vpmem_add(void *opaque, struct ctl_req *req)
@@ -233,8 +226,7 @@ static void m_vm_capabilities(void *opaque, struct ctl_req *req)
 
 	cJSON_AddNumberToObject(r, "protocol", 1);
 	for (const struct ctl_method *x = methods; x->name; x++)
-		if (x->fn != m_unsupported &&
-		    !(PLAN9_DISABLED && (x->fn == m_plan9_add || x->fn == m_plan9_remove)))
+		if (x->fn != m_unsupported)
 			cJSON_AddItemToArray(m, cJSON_CreateString(x->name));
 	cJSON_AddItemToArray(ev, cJSON_CreateString("vm.exited"));
 	cJSON_AddItemToArray(ev, cJSON_CreateString("process.exited"));

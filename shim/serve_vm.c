@@ -300,10 +300,6 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 		ctl_req_bad_params(req, err);
 		return;
 	}
-	if (shares && PLAN9_DISABLED) {
-		ctl_req_error(req, CTL_ERR_UNSUPPORTED, "params.plan9: %s", PLAN9_DISABLED_WHY);
-		return;
-	}
 	if (shares && !cJSON_IsArray(shares)) {
 		ctl_req_bad_params(req, "params.plan9: expected an array of shares");
 		return;

@@ -16,14 +16,6 @@ from test_serve import Shim, run  # the same parent-side client as test_serve
 NOT_FOUND, BUSY, BAD_PARAMS, WRONG_STATE = -32003, -32004, -32602, -32001
 
 
-# The entry points are switched off (shim/plan9.h, PLAN9_DISABLED_WHY): in the
-# test host the 1,000-file workload below crashed the guest (a triple fault
-# with the device's own branch build; the test host itself went down with the
-# merged build). These tests come back when that is found.
-pytestmark = pytest.mark.skip(reason="9p shares are disabled in this build: a file-heavy load "
-                              "crashed the guest (docs/virtio.md, virtio-9p)")
-
-
 def sh(shim, tmp, script, timeout=120):
     st, out, err = run(shim, tmp, ["sh", "-c", script], timeout=timeout)
     return st["exit_code"], out.decode(errors="replace"), err.decode(errors="replace")
