@@ -122,7 +122,9 @@ class RoundTrips(threading.Thread):
 
 def parse(out):
     """{"g2h": Gbit/s, "h2g": Gbit/s} from the guest's output (iperf3's
-    receiver line after each marker), plus any NETBENCH-ERROR/NIC lines."""
+    receiver line after each marker), plus notes: NETBENCH-ERROR/NIC lines
+    and the TCP retransmissions iperf3's sender line counts (a sign of
+    frames lost on the way)."""
     vals, sec, notes = {}, None, []
     for line in out.splitlines():
         line = line.strip()
@@ -135,6 +137,9 @@ def parse(out):
         m = re.search(r"([\d.]+) Mbits/sec.*receiver", line)
         if m and sec in ("g2h", "h2g"):
             vals[sec] = float(m.group(1)) / 1000.0
+        m = re.search(r"Mbits/sec\s+(\d+)\s+sender", line)
+        if m and sec in ("g2h", "h2g"):
+            notes.append("%s retr %s" % (sec, m.group(1)))
     return vals, notes
 
 
@@ -235,7 +240,7 @@ def main():
                     res[name][k].append(v)
                 print("run %d %-10s %s%s" % (
                     i + 1, name,
-                    "  ".join("%s %s" % (k, ("%.3f" if k != "rr" else "%.0f") % vals[k]
+                    "  ".join("%s %s" % (k, ("%.4f" if k != "rr" else "%.0f") % vals[k]
                                          if k in vals else "FAILED") for k, _ in METRICS),
                     "  (%s)" % "; ".join(notes) if notes else ""), flush=True)
     finally:
@@ -251,7 +256,7 @@ def main():
             if v:
                 med[name][k] = statistics.median(v)
             print("median %-10s %-20s %s (%d of %d runs)"
-                  % (name, label, ("%.3f" if k != "rr" else "%.0f") % med[name][k] if v else "none",
+                  % (name, label, ("%.4f" if k != "rr" else "%.0f") % med[name][k] if v else "none",
                      len(v), args.runs))
     if no_vhost is not None:
         print("median qemu-vhost: unavailable: %s" % no_vhost)
