@@ -261,9 +261,14 @@ void gcs_container_create(uint32_t type, uint64_t id, const cJSON *req)
 	{
 		char sock[PATH_MAX + 32];
 		bool tty = spec_terminal(cJSON_GetObjectItemCaseSensitive(spec, "process"));
-		const char *args[] = {"create",	 "--bundle", c->dir, "--pid-file", pidfile,
-				      tty ? "--console-socket" : c->id, tty ? sock : NULL,
-				      c->id, NULL};
+		/*
+		 * --no-pivot: the guest's root is the initramfs, which pivot_root(2)
+		 * refuses (EINVAL); crun then moves the rootfs onto / and chroots.
+		 * A known weakness until the agent switches root to a tmpfs at boot.
+		 */
+		const char *args[] = {"create",	 "--no-pivot", "--bundle", c->dir, "--pid-file",
+				      pidfile,	 tty ? "--console-socket" : c->id, tty ? sock : NULL,
+				      c->id,	 NULL};
 
 		snprintf(sock, sizeof(sock), "%s/console.sock", c->dir);
 		pid = crun_spawn(c, args, pidfile, tty, &io, ctr_exited, err, sizeof(err));
