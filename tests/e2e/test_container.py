@@ -304,6 +304,8 @@ def test_running_container_exec_stats_update_delete(cvm, tmp, images):
                                             "sleep 30 & sleep 30 & sleep 30 & echo forked"],
                            "e3")
     assert "fork" in err or st["exit_code"] != 0, (st, out, err)
+    # raised again, or crun itself cannot start the next exec in the container
+    assert cvm.ok("container.update", timeout=LONG, id="c6", pids=64) == {}
     # a terminal exec with a resize
     g = Fifos(tmp, "tty", stdin=True, stderr=False)
     tpid = cvm.ok("container.exec", timeout=LONG, id="c6", rows=24, cols=80,
