@@ -197,6 +197,25 @@ static bool spec_terminal(const cJSON *proc)
 	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(proc, "terminal"));
 }
 
+/*
+ * A terminal process gets the request's rows and cols as its consoleSize
+ * (unless it has one): crun sets it before the process runs, where a
+ * resize after crun returned would race with the process's first look.
+ */
+static void console_size(cJSON *proc, const cJSON *req)
+{
+	long long rows, cols;
+	cJSON *cs;
+
+	if (!spec_terminal(proc) || cJSON_GetObjectItemCaseSensitive(proc, "consoleSize") ||
+	    gcs_bridge_int(req, "rows", 1, USHRT_MAX, 24, &rows) ||
+	    gcs_bridge_int(req, "cols", 1, USHRT_MAX, 80, &cols))
+		return;
+	cs = cJSON_AddObjectToObject(proc, "consoleSize");
+	cJSON_AddNumberToObject(cs, "height", rows);
+	cJSON_AddNumberToObject(cs, "width", cols);
+}
+
 static void ctr_free(struct ctr *c)
 {
 	char err[GCS_CTR_ERRLEN];
@@ -213,6 +232,7 @@ void gcs_container_create(uint32_t type, uint64_t id, const cJSON *req)
 	const char *cid = gcs_bridge_str(req, "id");
 	const cJSON *spec = cJSON_GetObjectItemCaseSensitive(req, "spec");
 	char err[GCS_CTR_ERRLEN] = "", pidfile[PATH_MAX], ev[PATH_MAX];
+	cJSON *sized;
 	struct gcs_stdio io = {.socks = {-1, -1, -1}};
 	struct ctr *c = NULL;
 	bool created = false;
@@ -248,7 +268,11 @@ void gcs_container_create(uint32_t type, uint64_t id, const cJSON *req)
 		goto fail;
 	}
 	/* The spec first: a bad one costs no mount. */
-	ret = gcs_bundle_write(c->dir, c->id, spec, err, sizeof(err));
+	sized = cJSON_Duplicate(spec, 1);
+	if (cJSON_IsObject(sized))
+		console_size(cJSON_GetObjectItemCaseSensitive(sized, "process"), req);
+	ret = gcs_bundle_write(c->dir, c->id, sized ? sized : spec, err, sizeof(err));
+	cJSON_Delete(sized);
 	if (!ret)
 		ret = gcs_rootfs_mount(&c->rootfs, c->dir, cJSON_GetObjectItemCaseSensitive(req, "layers"),
 				       cJSON_GetObjectItemCaseSensitive(req, "scratch"), err,
@@ -380,7 +404,13 @@ void gcs_container_exec(uint32_t type, uint64_t id, const cJSON *req)
 	snprintf(pfile, sizeof(pfile), "%s/exec-%u.json", c->dir, c->execs);
 	snprintf(pidfile, sizeof(pidfile), "%s/exec-%u.pid", c->dir, c->execs);
 	snprintf(sock, sizeof(sock), "%s/console.sock", c->dir);
-	ret = write_json(pfile, proc);
+	{
+		cJSON *sized = cJSON_Duplicate(proc, 1);
+
+		console_size(sized, req);
+		ret = sized ? write_json(pfile, sized) : -ENOMEM;
+		cJSON_Delete(sized);
+	}
 	if (ret) {
 		gcs_bridge_respond(type, id, ret, NULL, "%s: %s", pfile, strerror(-ret));
 		return;

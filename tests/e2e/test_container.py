@@ -337,6 +337,32 @@ def test_running_container_exec_stats_update_delete(cvm, tmp, images):
     assert "sleep 100000" not in out and "c6" not in out, out
 
 
+def test_two_containers_isolated_and_signal(cvm, tmp, images):
+    """Two at once on one shared layer: neither sees the other's files or processes."""
+    a = spec_of(images, ["/bin/sh", "-c", "echo a > /only-a; echo ready; exec sleep 100000"])
+    fa, pa = create(cvm, tmp, "c7", a)
+    assert cvm.ok("container.start", timeout=LONG, id="c7") == {}
+    b = spec_of(images, ["/bin/sh", "-c", "ls /only-a 2>&1; ps -o comm | grep -c sleep; "
+                                          "echo > /only-b"])
+    ex, out, err = run_container(cvm, tmp, "c8", b)
+    assert "No such file" in out and out.split()[-1] == "0", (out, err)
+    st, out, err = exec_in(cvm, tmp, "c7", ["/bin/sh", "-c", "ls /only-b 2>&1; cat /only-a"],
+                           "e7")
+    assert "No such file" in out and out.endswith("a\n"), (out, err)
+    mounts = guest_mounts(cvm, tmp)
+    assert mounts.count("/run/gcs/layers/pmem0 ") == 1, mounts  # one mount for both
+    # SIGKILL to the init: its exit reports the signal
+    assert cvm.ok("container.signal", timeout=LONG, id="c7", signal=9) == {}
+    ev = cvm.event("container.exited", lambda p: p["id"] == "c7", timeout=LONG)
+    assert ev["signal"] == 9 and ev["pid"] == pa and ev["oom_killed"] is False, ev
+    Fifos.read_all(fa.out, LONG)
+    Fifos.read_all(fa.err, LONG)
+    assert "stopped" in cvm.error("container.signal", WRONG_STATE, id="c7", signal=15)
+    for cid in ("c7", "c8"):
+        assert cvm.ok("container.delete", timeout=LONG, id=cid) == {}
+    assert "/run/gcs/layers/" not in guest_mounts(cvm, tmp)
+
+
 def test_bad_input_clear_errors(cvm, tmp, images):
     spec = spec_of(images, ["/bin/true"])
     root = {"layers": [{"vpmem": 0}]}
