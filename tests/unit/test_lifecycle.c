@@ -62,6 +62,8 @@ static const struct {
     {"container.wait", "RP"},
     {"container.delete", "R"},
     {"container.stats", "R"},
+    {"container.update", "R"},
+    {"container.list", "RP"},
 };
 
 static const char letters[LC_NR_STATES] = {
