@@ -548,6 +548,7 @@ static void delete_done(struct ctr_call *c, struct ctr_entry *e, const cJSON *bo
 		ctl_req_result(c->req, NULL);
 		return;
 	}
+	e->state = CTR_DELETING; /* gone in the guest; released (and answered) from the loop */
 	mgr_retire(&c->s->ctrs.reaper, NULL, c->req, 0, NULL, NULL, ctr_release, e);
 }
 
