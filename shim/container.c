@@ -286,6 +286,14 @@ void serve_container_create(void *opaque, struct ctl_req *req)
 	snprintf(e->id, sizeof(e->id), "%s", id);
 	e->state = CTR_CREATING;
 	e->pid = -1;
+	for (unsigned i = 0; i <= root->nr_layers; i++) {
+		const struct ctr_ref *r = i < root->nr_layers ? &root->layers[i] : &root->scratch;
+
+		if ((i < root->nr_layers || root->has_scratch) && r->kind != CTR_REF_PATH) {
+			e->devs[e->nr_devs] = *r;
+			e->devs[e->nr_devs++].path = NULL;
+		}
+	}
 	e->next = s->ctrs.list;
 	s->ctrs.list = e;
 	s->ctrs.count++;
@@ -579,6 +587,45 @@ void serve_container_delete(void *opaque, struct ctl_req *req)
 	b = cJSON_CreateObject();
 	cJSON_AddBoolToObject(b, "force", force);
 	ctr_call(s, req, e, CREQ(DELETE), b, delete_done);
+}
+
+/* ---- devices a container stands on --------------------------------------------------------- */
+
+struct ctr_entry *container_using(struct container_mgr *m, const struct ctr_ref *dev)
+{
+	for (struct ctr_entry *e = m->list; e; e = e->next)
+		for (unsigned i = 0; i < e->nr_devs; i++) {
+			const struct ctr_ref *r = &e->devs[i];
+
+			if (r->kind == dev->kind &&
+			    (r->kind == CTR_REF_VPMEM ? r->number == dev->number
+						      : r->controller == dev->controller &&
+							    r->lun == dev->lun))
+				return e;
+		}
+	return NULL;
+}
+
+bool serve_containers_hold(struct serve *s, struct ctl_req *req, bool vpmem)
+{
+	struct ctr_ref d = {.kind = vpmem ? CTR_REF_VPMEM : CTR_REF_SCSI};
+	char err[CTL_ERRLEN];
+	struct ctr_entry *e;
+
+	/* Bad params: the manager's own parse answers them. */
+	if (vpmem ? vpmem_parse_remove(req->params, s->vpmem.count, &d.number, err)
+		  : scsi_parse_remove(req->params, &d.controller, &d.lun, err))
+		return false;
+	e = container_using(&s->ctrs, &d);
+	if (!e)
+		return false;
+	if (vpmem)
+		ctl_req_error(req, CTL_ERR_BUSY, "vpmem device %u is used by container %s (delete it first)",
+			      d.number, e->id);
+	else
+		ctl_req_error(req, CTL_ERR_BUSY, "scsi disk %u:%u is used by container %s (delete it first)",
+			      d.controller, d.lun, e->id);
+	return true;
 }
 
 /* ---- notifications and the VM's end ------------------------------------------------------ */

@@ -107,6 +107,9 @@ struct ctr_entry {
 	struct ctr_exit exit;
 	uint64_t oom_kills;
 	struct req_list *waiters; /* container.wait */
+	/* the vpmem devices and scsi disks it stands on (layers, scratch): not removable */
+	struct ctr_ref devs[CONTAINER_MAX_LAYERS + 1];
+	unsigned nr_devs;
 	struct ctr_entry *next;
 };
 
@@ -117,5 +120,8 @@ struct container_mgr {
 };
 
 const char *container_state_name(enum ctr_state s);
+
+/* The entry standing on a vpmem device (kind CTR_REF_VPMEM) or scsi disk, or NULL. */
+struct ctr_entry *container_using(struct container_mgr *m, const struct ctr_ref *dev);
 
 #endif

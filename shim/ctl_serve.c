@@ -96,6 +96,9 @@ static void m_scsi_remove(void *opaque, struct ctl_req *req)
 {
 	struct serve *s = opaque;
 
+	if (serve_containers_hold(s, req, false))
+		return;
+
 	scsi_method_remove(&s->scsi, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
 }
 
@@ -151,6 +154,9 @@ static void m_vpmem_add(void *opaque, struct ctl_req *req)
 static void m_vpmem_remove(void *opaque, struct ctl_req *req)
 {
 	struct serve *s = opaque;
+
+	if (serve_containers_hold(s, req, true))
+		return;
 
 	vpmem_method_remove(&s->vpmem, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
 }

@@ -178,6 +178,11 @@ void serve_container_list(void *opaque, struct ctl_req *req);
 void serve_container_delete(void *opaque, struct ctl_req *req);
 /* The bridge's container_exited / container_oom notifications. */
 void serve_containers_notify(struct serve *s, uint32_t type, const cJSON *body);
+/*
+ * scsi.remove / vpmem.remove of a device a container stands on: answered
+ * (-32004 naming the container) and true; false lets the manager go on.
+ */
+bool serve_containers_hold(struct serve *s, struct ctl_req *req, bool vpmem);
 /* The VM is gone: fails every container.wait still out. */
 void serve_containers_cancel_all(struct serve *s);
 void serve_containers_free(struct serve *s);

@@ -351,6 +351,8 @@ def test_two_containers_isolated_and_signal(cvm, tmp, images):
     assert "No such file" in out and out.endswith("a\n"), (out, err)
     mounts = guest_mounts(cvm, tmp)
     assert mounts.count("/run/gcs/layers/pmem0 ") == 1, mounts  # one mount for both
+    # the shared layer cannot be pulled from under them
+    assert "used by container" in cvm.error("vpmem.remove", -32004, device=0)
     # SIGKILL to the init: its exit reports the signal
     assert cvm.ok("container.signal", timeout=LONG, id="c7", signal=9) == {}
     ev = cvm.event("container.exited", lambda p: p["id"] == "c7", timeout=LONG)
@@ -380,6 +382,12 @@ def test_bad_input_clear_errors(cvm, tmp, images):
     assert "no container" in cvm.error("container.start", NOT_FOUND, id="nosuch")
     assert "no container" in cvm.error("container.exec", NOT_FOUND, id="nosuch",
                                        process={"args": ["/bin/true"]})
+    # a spec crun itself rejects: its message comes back
+    bad = json.loads(json.dumps(spec))
+    bad["linux"]["namespaces"].append({"type": "no-such-namespace"})
+    msg = cvm.error("container.create", GUEST, timeout=LONG, id="b4", spec=bad, root=root)
+    assert "crun" in msg, msg
+    assert "/run/gcs/c/b4" not in guest_mounts(cvm, tmp)
     f, _ = create(cvm, tmp, "b3", spec)
     assert "already exists" in cvm.error("container.create", BAD_PARAMS, id="b3", spec=spec,
                                          root=root)

@@ -24,7 +24,26 @@
 #define EXITED BRIDGE_TYPE(BRIDGE_KIND_NOTIFY, BRIDGE_CAT_CONTAINER, BRIDGE_NOTIFY_CONTAINER_EXITED)
 #define OOM    BRIDGE_TYPE(BRIDGE_KIND_NOTIFY, BRIDGE_CAT_CONTAINER, BRIDGE_NOTIFY_CONTAINER_OOM)
 
+/* What ctl_serve.c's scsi.remove / vpmem.remove do first; here {} when the manager would go on. */
+static void m_hold(void *opaque, struct ctl_req *req, bool vpmem)
+{
+	if (!serve_containers_hold(opaque, req, vpmem))
+		ctl_req_result(req, NULL);
+}
+
+static void m_vpmem_remove(void *opaque, struct ctl_req *req)
+{
+	m_hold(opaque, req, true);
+}
+
+static void m_scsi_remove(void *opaque, struct ctl_req *req)
+{
+	m_hold(opaque, req, false);
+}
+
 static const struct ctl_method methods[] = {
+    {"vpmem.remove", m_vpmem_remove, 0, 0},
+    {"scsi.remove", m_scsi_remove, 0, 0},
     {"container.create", serve_container_create, 0, 0},
     {"container.start", serve_container_start, 0, 0},
     {"container.exec", serve_container_exec, 0, 0},
@@ -53,6 +72,7 @@ static int setup(void **state)
 	cfg.out_fd = f->out[1];
 	cfg.opaque = &f->s;
 	assert_int_equal(ctl_create(&f->s.ctl, &cfg), 0);
+	f->s.vpmem.count = 64;
 	*state = f;
 	return 0;
 }
@@ -241,6 +261,30 @@ static void test_oom_notifications(void **state)
 	    strstr(drain(f), "{\"event\":\"container.oom\",\"params\":{\"id\":\"c1\",\"oom_kills\":2}}"));
 }
 
+/* The devices a container stands on cannot be removed under it. */
+static void test_hold_devices(void **state)
+{
+	struct fixture *f = *state;
+	struct ctr_entry *e = add_ctr(&f->s, "c1", 42, CTR_STOPPED);
+
+	e->devs[0] = (struct ctr_ref){.kind = CTR_REF_VPMEM, .number = 3};
+	e->devs[1] = (struct ctr_ref){.kind = CTR_REF_SCSI, .controller = 1, .lun = 7};
+	e->nr_devs = 2;
+	expect(f, "{\"id\":1,\"method\":\"vpmem.remove\",\"params\":{\"device\":3}}",
+	       "\"code\":-32004,\"message\":\"vpmem device 3 is used by container c1");
+	expect(f, "{\"id\":1,\"method\":\"vpmem.remove\",\"params\":{\"device\":4}}",
+	       "\"result\":{}");
+	expect(f, "{\"id\":1,\"method\":\"scsi.remove\",\"params\":{\"controller\":1,"
+		  "\"lun\":7}}",
+	       "scsi disk 1:7 is used by container c1");
+	expect(f, "{\"id\":1,\"method\":\"scsi.remove\",\"params\":{\"controller\":1,"
+		  "\"lun\":8}}",
+	       "\"result\":{}");
+	/* bad params are the manager's to answer */
+	expect(f, "{\"id\":1,\"method\":\"vpmem.remove\",\"params\":{\"device\":\"x\"}}",
+	       "\"result\":{}");
+}
+
 /* The VM's end fails the waits still out. */
 static void test_cancel(void **state)
 {
@@ -260,6 +304,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_exit_notifications, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_oom_notifications, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hold_devices, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
