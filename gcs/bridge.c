@@ -216,6 +216,8 @@ static const struct {
     {REQ(CONTAINER, CONTAINER_UPDATE), gcs_container_update},
     {REQ(CONTAINER, CONTAINER_STATS), gcs_container_stats},
     {REQ(CONTAINER, CONTAINER_DELETE), gcs_container_delete},
+    {REQ(CONTAINER, NETNS_ADD), gcs_netns_add_req},
+    {REQ(CONTAINER, NETNS_REMOVE), gcs_netns_remove_req},
 };
 
 static void dispatch(const struct bridge_rx_event *ev)

@@ -104,6 +104,9 @@ void gcs_container_signal(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_container_update(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_container_stats(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_container_delete(uint32_t type, uint64_t id, const cJSON *req);
+/* container_netns.c: netns_add / netns_remove */
+void gcs_netns_add_req(uint32_t type, uint64_t id, const cJSON *req);
+void gcs_netns_remove_req(uint32_t type, uint64_t id, const cJSON *req);
 
 /* ---- nic_req.c: NICs (nic_add, nic_update, nic_remove), done inline on the loop - */
 void gcs_nic_req(uint32_t type, uint64_t id, const cJSON *req);

@@ -7,6 +7,7 @@
  *                       scratch (formatted when asked), the overlay
  *   container_bundle.c  config.json and crun (create/start/exec/kill/update/delete)
  *   container_stats.c   figures from the container's cgroup
+ *   container_netns.c   named network namespaces (gcs.h; netns_* served in container.c)
  *
  * Layout, as hcsshim's guest lays it out: /run/gcs/c/<id>/ holds config.json,
  * the rootfs (the overlay), the scratch mount, crun's log and pid file and the

@@ -94,6 +94,8 @@ enum {
 	BRIDGE_RPC_CONTAINER_UPDATE = 5, /* container */
 	BRIDGE_RPC_CONTAINER_STATS = 6,	 /* container */
 	BRIDGE_RPC_CONTAINER_DELETE = 7, /* container */
+	BRIDGE_RPC_NETNS_ADD = 8,	 /* container: a named network namespace */
+	BRIDGE_RPC_NETNS_REMOVE = 9,	 /* container */
 
 	BRIDGE_NOTIFY_PROCESS_EXITED = 1, /* process: sent by the guest, no response */
 	BRIDGE_NOTIFY_CONTAINER_EXITED = 1, /* container: its init was reaped */
@@ -185,6 +187,9 @@ static inline uint32_t bridge_response_type(uint32_t t)
  *                   "wios":N}}  (max -1: no limit)
  * container_delete req {"id":"c1","force":false}  resp {"status":0}: crun delete, overlay,
  *                   scratch and unshared layers unmounted, its directory removed
+ * netns_add        req {"name":"n1"}  resp {"status":0}: /run/netns/n1, lo up
+ * netns_remove     req {"name":"n1"}  resp {"status":0}
+ *             (nic_add's "netns":"n1" moves the NIC into it before configuring it there)
  * container_exited notify {"id":"c1","pid":N,"exit_code":N,"signal":S,"oom_killed":B}
  * container_oom    notify {"id":"c1","oom_kills":N}
  */

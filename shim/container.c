@@ -691,3 +691,34 @@ void serve_containers_free(struct serve *s)
 	while (s->ctrs.list)
 		ctr_unlink_free(&s->ctrs, s->ctrs.list);
 }
+
+/* ---- named network namespaces in the guest ------------------------------------------------ */
+
+static void netns_forward(struct serve *s, struct ctl_req *req, uint32_t rpc)
+{
+	const char *name;
+	char err[CTL_ERRLEN];
+	cJSON *b;
+
+	if (ctl_param_str(req->params, "name", true, &name, err)) {
+		ctl_req_bad_params(req, err);
+		return;
+	}
+	if (!container_id_valid(name)) {
+		ctl_req_bad_params(req, "params.name: [A-Za-z0-9][A-Za-z0-9_.-]*, 1..64 characters");
+		return;
+	}
+	b = cJSON_CreateObject();
+	cJSON_AddStringToObject(b, "name", name);
+	serve_forward(s, req, BRIDGE_CAT_CONTAINER, rpc, b);
+}
+
+void serve_netns_add(void *opaque, struct ctl_req *req)
+{
+	netns_forward(opaque, req, BRIDGE_RPC_NETNS_ADD);
+}
+
+void serve_netns_remove(void *opaque, struct ctl_req *req)
+{
+	netns_forward(opaque, req, BRIDGE_RPC_NETNS_REMOVE);
+}

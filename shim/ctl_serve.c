@@ -219,6 +219,8 @@ static const struct ctl_method methods[] = {
     {"container.stats", serve_container_stats, LC_UP, L},
     {"container.list", serve_container_list, LC_UP | B(PAUSED), 0},
     {"container.delete", serve_container_delete, LC_UP, L},
+    {"netns.add", serve_netns_add, LC_UP, L},
+    {"netns.remove", serve_netns_remove, LC_UP, L},
     /* Known to the protocol, not built yet: they fail with -32008 after the state check. */
     {"vsock.update_service", m_unsupported, LC_HOTPLUG, 0},
     {"vsock.remove_service", m_unsupported, LC_HOTPLUG, 0},

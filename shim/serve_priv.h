@@ -176,6 +176,9 @@ void serve_container_update(void *opaque, struct ctl_req *req);
 void serve_container_stats(void *opaque, struct ctl_req *req);
 void serve_container_list(void *opaque, struct ctl_req *req);
 void serve_container_delete(void *opaque, struct ctl_req *req);
+/* netns.add / netns.remove: a named network namespace in the guest (/run/netns/<name>). */
+void serve_netns_add(void *opaque, struct ctl_req *req);
+void serve_netns_remove(void *opaque, struct ctl_req *req);
 /* The bridge's container_exited / container_oom notifications. */
 void serve_containers_notify(struct serve *s, uint32_t type, const cJSON *body);
 /*

@@ -397,3 +397,40 @@ def test_bad_input_clear_errors(cvm, tmp, images):
     # the VM still serves
     code, out, _ = sh(cvm, tmp, "echo alive")
     assert out == "alive\n"
+
+
+def test_container_in_its_own_network_namespace(cvm, tmp, images):
+    """netns.add, a NIC moved into it (nic.add guest_netns), a container joining it by
+    path: the host pings the container's address, which the VM's own namespace lacks."""
+    from test_net import host_ping, ip, need_net
+    need_net()
+    tap = "uvmct%d" % (os.getpid() % 10000)
+    host, guest, mac = "10.77.0.1", "10.77.0.2", "02:00:00:00:77:02"
+    # In the test host's own namespace: once the VM runs, the shim opens taps only there.
+    ip("tuntap", "add", tap, "mode", "tap")
+    try:
+        ip("addr", "add", host + "/24", "dev", tap)
+        ip("link", "set", tap, "up")
+        assert cvm.ok("netns.add", timeout=LONG, name="n1") == {}
+        assert "exists" in cvm.error("netns.add", GUEST, timeout=LONG, name="n1")
+        cvm.ok("nic.add", timeout=LONG, id="ct0", backend="tap", tap=tap, mac=mac,
+               addresses=[guest + "/24"], guest_netns="n1")
+        r = host_ping(guest)
+        assert r.returncode == 0, r.stdout
+        code, out, _ = sh(cvm, tmp, "ip addr", timeout=LONG)
+        assert guest not in out, out  # not in the VM's own namespace
+        spec = spec_of(images, ["/bin/sh", "-c", "ip addr; ping -c 1 -W 10 %s" % host])
+        spec["process"]["capabilities"] = {k: CAPS + ["CAP_NET_RAW"] for k in
+                                           ("bounding", "effective", "permitted", "ambient")}
+        spec["linux"]["namespaces"] = [
+            n if n["type"] != "network" else {"type": "network", "path": "/run/netns/n1"}
+            for n in spec["linux"]["namespaces"]]
+        ex, out, err = run_container(cvm, tmp, "c9", spec)
+        assert guest in out and ex["exit_code"] == 0, (out, err)
+        assert cvm.ok("container.delete", timeout=LONG, id="c9") == {}
+        cvm.ok("nic.remove", timeout=LONG, id="ct0")
+        assert cvm.ok("netns.remove", timeout=LONG, name="n1") == {}
+        assert "no such" in cvm.error("netns.remove", GUEST, timeout=LONG, name="n1")
+        assert "params.name" in cvm.error("netns.add", BAD_PARAMS, name="../x")
+    finally:
+        ip("link", "del", tap, check=False)

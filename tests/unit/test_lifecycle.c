@@ -64,6 +64,8 @@ static const struct {
     {"container.stats", "R"},
     {"container.update", "R"},
     {"container.list", "RP"},
+    {"netns.add", "R"},
+    {"netns.remove", "R"},
 };
 
 static const char letters[LC_NR_STATES] = {
