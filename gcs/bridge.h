@@ -104,7 +104,7 @@ void gcs_container_signal(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_container_update(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_container_stats(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_container_delete(uint32_t type, uint64_t id, const cJSON *req);
-/* container_netns.c: netns_add / netns_remove */
+/* netns_req.c: netns_add / netns_remove (container_netns.c makes them) */
 void gcs_netns_add_req(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_netns_remove_req(uint32_t type, uint64_t id, const cJSON *req);
 

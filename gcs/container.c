@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -63,7 +62,8 @@ static struct ctr *ctr_of(uint32_t type, uint64_t id, const cJSON *req)
 	struct ctr *c;
 
 	if (!gcs_ctr_id_valid(cid)) {
-		gcs_bridge_respond(type, id, -EINVAL, NULL, "%s: id: [A-Za-z0-9][A-Za-z0-9_.-]*, 1..%d",
+		gcs_bridge_respond(type, id, -EINVAL, NULL,
+				   "%s: id: [A-Za-z0-9][A-Za-z0-9_.-]*, 1..%d",
 				   bridge_type_name(type), GCS_CTR_ID_MAX);
 		return NULL;
 	}
@@ -176,7 +176,8 @@ static pid_t crun_spawn(struct ctr *c, const char *const *args, const char *pidf
 	if (tty) {
 		master = gcs_console_take(lfd);
 		if (master < 0)
-			gcs_log("container %s: no terminal from crun: %s", c->id, strerror(-master));
+			gcs_log("container %s: no terminal from crun: %s", c->id,
+				strerror(-master));
 	}
 	ret = gcs_process_adopt(pid, master, io, on_exit);
 	if (ret) {
@@ -275,9 +276,9 @@ void gcs_container_create(uint32_t type, uint64_t id, const cJSON *req)
 	ret = gcs_bundle_write(c->dir, c->id, sized ? sized : spec, err, sizeof(err));
 	cJSON_Delete(sized);
 	if (!ret)
-		ret = gcs_rootfs_mount(&c->rootfs, c->dir, cJSON_GetObjectItemCaseSensitive(req, "layers"),
-				       cJSON_GetObjectItemCaseSensitive(req, "scratch"), err,
-				       sizeof(err));
+		ret = gcs_rootfs_mount(
+		    &c->rootfs, c->dir, cJSON_GetObjectItemCaseSensitive(req, "layers"),
+		    cJSON_GetObjectItemCaseSensitive(req, "scratch"), err, sizeof(err));
 	if (!ret)
 		ret = gcs_stdio_dial(req, &io, err, sizeof(err));
 	if (ret)
@@ -291,9 +292,16 @@ void gcs_container_create(uint32_t type, uint64_t id, const cJSON *req)
 		 * refuses (EINVAL); crun then moves the rootfs onto / and chroots.
 		 * A known weakness until the agent switches root to a tmpfs at boot.
 		 */
-		const char *args[] = {"create",	 "--no-pivot", "--bundle", c->dir, "--pid-file",
-				      pidfile,	 tty ? "--console-socket" : c->id, tty ? sock : NULL,
-				      c->id,	 NULL};
+		const char *args[] = {"create",
+				      "--no-pivot",
+				      "--bundle",
+				      c->dir,
+				      "--pid-file",
+				      pidfile,
+				      tty ? "--console-socket" : c->id,
+				      tty ? sock : NULL,
+				      c->id,
+				      NULL};
 
 		snprintf(sock, sizeof(sock), "%s/console.sock", c->dir);
 		pid = crun_spawn(c, args, pidfile, tty, &io, ctr_exited, err, sizeof(err));
@@ -345,8 +353,8 @@ void gcs_container_start(uint32_t type, uint64_t id, const cJSON *req)
 	if (!c)
 		return;
 	if (c->state != CTR_CREATED) {
-		gcs_bridge_respond(type, id, -EINVAL, NULL, "container %s is %s, not created", c->id,
-				   state_names[c->state]);
+		gcs_bridge_respond(type, id, -EINVAL, NULL, "container %s is %s, not created",
+				   c->id, state_names[c->state]);
 		return;
 	}
 	ret = gcs_crun(c->dir, NULL, args, err, sizeof(err));
@@ -422,8 +430,16 @@ void gcs_container_exec(uint32_t type, uint64_t id, const cJSON *req)
 		goto out;
 	}
 	{
-		const char *a[] = {"exec",     "--detach", "--pid-file", pidfile, "--process", pfile,
-				   tty ? "--console-socket" : c->id, tty ? sock : NULL, c->id, NULL};
+		const char *a[] = {"exec",
+				   "--detach",
+				   "--pid-file",
+				   pidfile,
+				   "--process",
+				   pfile,
+				   tty ? "--console-socket" : c->id,
+				   tty ? sock : NULL,
+				   c->id,
+				   NULL};
 
 		pid = crun_spawn(c, a, pidfile, tty, &io, NULL, err, sizeof(err));
 	}
@@ -537,7 +553,8 @@ void gcs_container_delete(uint32_t type, uint64_t id, const cJSON *req)
 		return;
 	if (c->state == CTR_RUNNING && !force) {
 		gcs_bridge_respond(type, id, -EBUSY, NULL,
-				   "container %s is running (stop it, or delete with force)", c->id);
+				   "container %s is running (stop it, or delete with force)",
+				   c->id);
 		return;
 	}
 	{
@@ -569,49 +586,4 @@ void gcs_container_delete(uint32_t type, uint64_t id, const cJSON *req)
 		gcs_bridge_respond(type, id, ret, NULL, "container deleted, but %s", err);
 	else
 		gcs_bridge_respond(type, id, 0, NULL, NULL);
-}
-
-/* ---- named network namespaces (container_netns.c) ------------------------------------- */
-
-void gcs_netns_add_req(uint32_t type, uint64_t id, const cJSON *req)
-{
-	const char *name = gcs_bridge_str(req, "name");
-	char path[PATH_MAX];
-	int ret;
-
-	if (gcs_netns_path(name, path, sizeof(path))) {
-		gcs_bridge_respond(type, id, -EINVAL, NULL,
-				   "netns_add: name: [A-Za-z0-9][A-Za-z0-9_.-]*, 1..%d", GCS_CTR_ID_MAX);
-		return;
-	}
-	ret = gcs_netns_make(path);
-	if (ret == -EEXIST)
-		gcs_bridge_respond(type, id, ret, NULL, "network namespace %s exists", name);
-	else if (ret)
-		gcs_bridge_respond(type, id, ret, NULL, "network namespace %s: %s", name,
-				   strerror(-ret));
-	else
-		gcs_bridge_respond(type, id, 0, NULL, NULL);
-}
-
-void gcs_netns_remove_req(uint32_t type, uint64_t id, const cJSON *req)
-{
-	const char *name = gcs_bridge_str(req, "name");
-	char path[PATH_MAX];
-
-	if (gcs_netns_path(name, path, sizeof(path))) {
-		gcs_bridge_respond(type, id, -EINVAL, NULL, "netns_remove: bad name");
-		return;
-	}
-	/* Detached: a container still in it keeps it alive; its NICs return to the
-	 * root namespace when the last user goes. */
-	if (umount2(path, MNT_DETACH) < 0) {
-		bool none = errno == EINVAL || errno == ENOENT; /* not a mount / no file */
-
-		gcs_bridge_respond(type, id, none ? -ENOENT : -errno, NULL, "network namespace %s: %s",
-				   name, none ? "no such namespace" : strerror(errno));
-		return;
-	}
-	unlink(path);
-	gcs_bridge_respond(type, id, 0, NULL, NULL);
 }

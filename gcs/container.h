@@ -7,7 +7,7 @@
  *                       scratch (formatted when asked), the overlay
  *   container_bundle.c  config.json and crun (create/start/exec/kill/update/delete)
  *   container_stats.c   figures from the container's cgroup
- *   container_netns.c   named network namespaces (gcs.h; netns_* served in container.c)
+ *   container_netns.c   named network namespaces (gcs.h; netns_* served in netns_req.c)
  *
  * Layout, as hcsshim's guest lays it out: /run/gcs/c/<id>/ holds config.json,
  * the rootfs (the overlay), the scratch mount, crun's log and pid file and the
@@ -41,7 +41,7 @@ bool gcs_ctr_id_valid(const char *id);
 /* ---- container_layers.c ---------------------------------------------------------------- */
 
 struct gcs_rootfs {
-	char *layers[GCS_CTR_MAX_LAYERS]; /* mount points, top first */
+	char *layers[GCS_CTR_MAX_LAYERS];   /* mount points, top first */
 	bool layer_ref[GCS_CTR_MAX_LAYERS]; /* a device layer this container holds a ref on */
 	int nr_layers;
 	bool scratch_mounted; /* dir/scratch is a mount of ours (device or tmpfs) */
@@ -67,16 +67,16 @@ int gcs_rootfs_unmount(struct gcs_rootfs *r, const char *dir, char *err, size_t 
  * kept) and linux.cgroupsPath at /containers/<id>. Checks what crun needs
  * and would report badly: ociVersion, process.args. 0 or -errno with err.
  */
-int gcs_bundle_write(const char *dir, const char *id, const cJSON *spec, char *err,
-		     size_t errlen) __attribute__((warn_unused_result));
+int gcs_bundle_write(const char *dir, const char *id, const cJSON *spec, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 /*
  * Runs `crun --log=file:dir/crun.log <args...>` to completion, with fds 0-2
  * of the container process (-1: /dev/null). 0, or -errno with crun's own
  * message (the last line of its log) in err.
  */
-int gcs_crun(const char *dir, const int fds[3], const char *const *args, char *err,
-	     size_t errlen) __attribute__((warn_unused_result));
+int gcs_crun(const char *dir, const int fds[3], const char *const *args, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 /* A listening Unix socket at path for crun's --console-socket: fd or -errno. */
 int gcs_console_listen(const char *path);

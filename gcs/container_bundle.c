@@ -21,7 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define CRUN	     "/usr/bin/crun"
+#define CRUN	      "/usr/bin/crun"
 #define CRUN_MAX_ARGS 32
 
 bool gcs_ctr_id_valid(const char *id)
@@ -55,8 +55,7 @@ static cJSON *object_at(cJSON *o, const char *k)
 	return cJSON_IsObject(v) ? v : NULL;
 }
 
-int gcs_bundle_write(const char *dir, const char *id, const cJSON *spec, char *err,
-		     size_t errlen)
+int gcs_bundle_write(const char *dir, const char *id, const cJSON *spec, char *err, size_t errlen)
 {
 	char path[PATH_MAX], cg[GCS_CTR_ID_MAX + 32];
 	const cJSON *proc, *args;
@@ -263,7 +262,8 @@ void gcs_ctr_rmdir(const char *dir)
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;
 		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-		/* Only what we made: files and empty directories (a mount point left busy stays). */
+		/* Only what we made: files and empty directories (a mount point left busy stays).
+		 */
 		if (unlink(p) < 0 && (errno == EISDIR || errno == EPERM))
 			rmdir(p);
 	}

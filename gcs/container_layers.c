@@ -66,8 +66,7 @@ static struct layer *layer_find(const char *dev)
 }
 
 /* A device layer mounted (or its ref taken): its mount point in l. */
-static int layer_get(const char *dev, const char *fs, struct layer **out, char *err,
-		     size_t errlen)
+static int layer_get(const char *dev, const char *fs, struct layer **out, char *err, size_t errlen)
 {
 	struct layer *l = layer_find(dev);
 	int ret;
@@ -151,10 +150,11 @@ static int scratch_format(const char *dev, char *err, size_t errlen)
 }
 
 /* dir/scratch: the scratch device (formatted when asked), a path's bind, or a tmpfs. */
-static int scratch_mount(struct gcs_rootfs *r, const char *dir, const cJSON *scratch,
-			 char *base, size_t baselen, char *err, size_t errlen)
+static int scratch_mount(struct gcs_rootfs *r, const char *dir, const cJSON *scratch, char *base,
+			 size_t baselen, char *err, size_t errlen)
 {
-	const char *dev = gcs_bridge_str(scratch, "device"), *path = gcs_bridge_str(scratch, "path");
+	const char *dev = gcs_bridge_str(scratch, "device"),
+		   *path = gcs_bridge_str(scratch, "path");
 	bool format = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(scratch, "format"));
 	int ret;
 
@@ -177,7 +177,8 @@ static int scratch_mount(struct gcs_rootfs *r, const char *dir, const cJSON *scr
 		return ret;
 	}
 	if (!dev) {
-		if (cJSON_IsObject(scratch) && cJSON_GetObjectItemCaseSensitive(scratch, "device")) {
+		if (cJSON_IsObject(scratch) &&
+		    cJSON_GetObjectItemCaseSensitive(scratch, "device")) {
 			snprintf(err, errlen, "scratch.device: must be a string");
 			return -EINVAL;
 		}
@@ -240,8 +241,9 @@ static int layers_take(struct gcs_rootfs *r, const cJSON *jl, char *err, size_t 
 			r->layer_ref[i] = true;
 			r->layers[i] = strdup(l->mnt);
 		} else {
-			snprintf(err, errlen,
-				 "layers[%d]: needs a device (/dev/<name>) or a plain absolute path", i);
+			snprintf(
+			    err, errlen,
+			    "layers[%d]: needs a device (/dev/<name>) or a plain absolute path", i);
 			return -EINVAL;
 		}
 		r->nr_layers = ++i;
@@ -253,8 +255,8 @@ static int layers_take(struct gcs_rootfs *r, const cJSON *jl, char *err, size_t 
 	return 0;
 }
 
-int gcs_rootfs_mount(struct gcs_rootfs *r, const char *dir, const cJSON *jl,
-		     const cJSON *scratch, char *err, size_t errlen)
+int gcs_rootfs_mount(struct gcs_rootfs *r, const char *dir, const cJSON *jl, const cJSON *scratch,
+		     char *err, size_t errlen)
 {
 	char base[PATH_MAX], upper[PATH_MAX + 16], work[PATH_MAX + 16], rootfs[PATH_MAX];
 	char *opts = NULL;
@@ -270,7 +272,8 @@ int gcs_rootfs_mount(struct gcs_rootfs *r, const char *dir, const cJSON *jl,
 	snprintf(upper, sizeof(upper), "%s/upper", base);
 	snprintf(work, sizeof(work), "%s/work", base);
 	snprintf(rootfs, sizeof(rootfs), "%s/rootfs", dir);
-	if ((ret = gcs_mkdir_p(upper)) || (ret = gcs_mkdir_p(work)) || (ret = gcs_mkdir_p(rootfs))) {
+	if ((ret = gcs_mkdir_p(upper)) || (ret = gcs_mkdir_p(work)) ||
+	    (ret = gcs_mkdir_p(rootfs))) {
 		snprintf(err, errlen, "upper, work or rootfs directory: %s", strerror(-ret));
 		goto fail;
 	}

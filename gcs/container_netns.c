@@ -4,7 +4,7 @@
  * `ip netns add` makes them. A container's spec joins one by path
  * (linux.namespaces: {"type":"network","path":"/run/netns/<name>"}); nic_add
  * with "netns" moves a NIC into one (net.c, through gcs_netns_enter). The
- * bridge's netns_add / netns_remove are served in container.c. Only libc
+ * bridge's netns_add / netns_remove are served in netns_req.c. Only libc
  * and gcs_log here: net.c's host-side test links it.
  */
 #include "gcs/gcs.h"

@@ -62,7 +62,8 @@ enum bridge_category {
 	BRIDGE_CAT_SYSTEM = 1,	/* negotiate, shutdown, properties, stacks */
 	BRIDGE_CAT_PROCESS = 2, /* processes in the utility VM */
 	BRIDGE_CAT_DEVICE = 3,	/* hot-plugged devices (scsi, later others) */
-	BRIDGE_CAT_CONTAINER = 4, /* containers: layers, overlay, crun */
+	/* containers: layers, overlay, crun */
+	BRIDGE_CAT_CONTAINER = 4,
 };
 
 /* RPC numbers, per category. */
@@ -87,19 +88,23 @@ enum {
 	BRIDGE_RPC_NIC_REMOVE = 8,  /* device */
 	BRIDGE_RPC_NIC_UPDATE = 9,  /* device */
 
-	BRIDGE_RPC_CONTAINER_CREATE = 1, /* container */
-	BRIDGE_RPC_CONTAINER_START = 2,	 /* container */
-	BRIDGE_RPC_CONTAINER_EXEC = 3,	 /* container */
-	BRIDGE_RPC_CONTAINER_SIGNAL = 4, /* container */
-	BRIDGE_RPC_CONTAINER_UPDATE = 5, /* container */
-	BRIDGE_RPC_CONTAINER_STATS = 6,	 /* container */
-	BRIDGE_RPC_CONTAINER_DELETE = 7, /* container */
-	BRIDGE_RPC_NETNS_ADD = 8,	 /* container: a named network namespace */
-	BRIDGE_RPC_NETNS_REMOVE = 9,	 /* container */
-
 	BRIDGE_NOTIFY_PROCESS_EXITED = 1, /* process: sent by the guest, no response */
-	BRIDGE_NOTIFY_CONTAINER_EXITED = 1, /* container: its init was reaped */
-	BRIDGE_NOTIFY_CONTAINER_OOM = 2,    /* container: its cgroup's OOM killer fired */
+};
+
+/* RPC numbers of the container category. */
+enum {
+	BRIDGE_RPC_CONTAINER_CREATE = 1,
+	BRIDGE_RPC_CONTAINER_START = 2,
+	BRIDGE_RPC_CONTAINER_EXEC = 3,
+	BRIDGE_RPC_CONTAINER_SIGNAL = 4,
+	BRIDGE_RPC_CONTAINER_UPDATE = 5,
+	BRIDGE_RPC_CONTAINER_STATS = 6,
+	BRIDGE_RPC_CONTAINER_DELETE = 7,
+	BRIDGE_RPC_NETNS_ADD = 8, /* a named network namespace */
+	BRIDGE_RPC_NETNS_REMOVE = 9,
+
+	BRIDGE_NOTIFY_CONTAINER_EXITED = 1, /* sent by the guest: its init was reaped */
+	BRIDGE_NOTIFY_CONTAINER_OOM = 2,    /* sent by the guest: its cgroup's OOM killer fired */
 };
 
 #define BRIDGE_VERSION_1 1u

@@ -102,8 +102,8 @@ struct ctr_entry {
 	char id[CONTAINER_ID_MAX + 1];
 	enum ctr_state state;
 	int pid;
-	bool exited;	   /* container_exited arrived (exit fields set) */
-	bool output_done;  /* its init's output is all relayed */
+	bool exited;	  /* container_exited arrived (exit fields set) */
+	bool output_done; /* its init's output is all relayed */
 	struct ctr_exit exit;
 	uint64_t oom_kills;
 	struct req_list *waiters; /* container.wait */

@@ -59,7 +59,8 @@ static int parse_ref(const cJSON *e, const char *what, struct ctr_ref *r, char e
 	int kinds;
 
 	if (!cJSON_IsObject(e)) {
-		snprintf(err, CTL_ERRLEN, "params.%s: must be an object (vpmem, scsi or path)", what);
+		snprintf(err, CTL_ERRLEN, "params.%s: must be an object (vpmem, scsi or path)",
+			 what);
 		return -EINVAL;
 	}
 	kinds = !!cJSON_GetObjectItemCaseSensitive(e, "vpmem") + !!scsi + !!path;
@@ -72,7 +73,8 @@ static int parse_ref(const cJSON *e, const char *what, struct ctr_ref *r, char e
 		    strlen(path->valuestring) >= 1024 || strpbrk(path->valuestring, ":,\\") ||
 		    strstr(path->valuestring, "/..")) {
 			snprintf(err, CTL_ERRLEN,
-				 "params.%s.path: an absolute guest path without .., ':' or ','", what);
+				 "params.%s.path: an absolute guest path without .., ':' or ','",
+				 what);
 			return -EINVAL;
 		}
 		*r = (struct ctr_ref){.kind = CTR_REF_PATH, .path = path->valuestring};
@@ -114,7 +116,8 @@ int container_parse_root(const cJSON *root, struct ctr_root *out, char err[CTL_E
 	}
 	if (!cJSON_IsArray(layers) || cJSON_GetArraySize(layers) < 1 ||
 	    cJSON_GetArraySize(layers) > CONTAINER_MAX_LAYERS) {
-		snprintf(err, CTL_ERRLEN, "params.root.layers: an array of 1..%d layers (top first)",
+		snprintf(err, CTL_ERRLEN,
+			 "params.root.layers: an array of 1..%d layers (top first)",
 			 CONTAINER_MAX_LAYERS);
 		return -EINVAL;
 	}
@@ -136,7 +139,8 @@ int container_parse_root(const cJSON *root, struct ctr_root *out, char err[CTL_E
 		if (ret)
 			return ret;
 		if (out->scratch.kind == CTR_REF_VPMEM) {
-			snprintf(err, CTL_ERRLEN, "params.root.scratch: a SCSI disk or a guest path");
+			snprintf(err, CTL_ERRLEN,
+				 "params.root.scratch: a SCSI disk or a guest path");
 			return -EINVAL;
 		}
 		out->has_scratch = true;
@@ -159,16 +163,19 @@ int container_parse_spec(const cJSON *params, cJSON **out, char err[CTL_ERRLEN])
 	} else if (cJSON_IsString(spec)) {
 		*out = cJSON_ParseWithOpts(spec->valuestring, &end, 1);
 		if (!cJSON_IsObject(*out)) {
-			size_t at = end && end >= spec->valuestring ? (size_t)(end - spec->valuestring) : 0;
+			size_t at =
+			    end && end >= spec->valuestring ? (size_t)(end - spec->valuestring) : 0;
 
 			cJSON_Delete(*out);
 			*out = NULL;
-			snprintf(err, CTL_ERRLEN, "params.spec: not a JSON object (at byte %zu)", at);
+			snprintf(err, CTL_ERRLEN, "params.spec: not a JSON object (at byte %zu)",
+				 at);
 			return -EINVAL;
 		}
 	} else {
-		snprintf(err, CTL_ERRLEN, "params.spec: required, an OCI runtime spec (object or "
-					  "JSON text)");
+		snprintf(err, CTL_ERRLEN,
+			 "params.spec: required, an OCI runtime spec (object or "
+			 "JSON text)");
 		return -EINVAL;
 	}
 	if (!*out) {
@@ -229,8 +236,9 @@ int container_parse_update(const cJSON *params, cJSON **out, char err[CTL_ERRLEN
 		got++;
 	}
 	if (!got) {
-		snprintf(err, CTL_ERRLEN,
-			 "params: nothing to update (memory, cpu_quota/cpu_period, cpu_weight, pids)");
+		snprintf(
+		    err, CTL_ERRLEN,
+		    "params: nothing to update (memory, cpu_quota/cpu_period, cpu_weight, pids)");
 		goto fail;
 	}
 	*out = r;

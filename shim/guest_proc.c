@@ -160,7 +160,9 @@ int guest_proc_exec(struct guest_proc *p, struct bridge *b, struct vsock *vs, st
 	cJSON_AddNumberToObject(body, "stderr_port", ports[2]);
 	p->exec_pending = true;
 	ret = bridge_request(
-	    b, x->type ? x->type : BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_PROCESS, BRIDGE_RPC_EXEC),
+	    b,
+	    x->type ? x->type
+		    : BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_PROCESS, BRIDGE_RPC_EXEC),
 	    body, on_exec_resp, p);
 	if (ret < 0)
 		on_exec_resp(p, ret, "cannot send the request to the guest", NULL);

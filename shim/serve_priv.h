@@ -181,6 +181,10 @@ void serve_netns_add(void *opaque, struct ctl_req *req);
 void serve_netns_remove(void *opaque, struct ctl_req *req);
 /* The bridge's container_exited / container_oom notifications. */
 void serve_containers_notify(struct serve *s, uint32_t type, const cJSON *body);
+/* container_refs.c: root's references as the guest's "layers" and "scratch" in body;
+ * -EINVAL with err naming what is not attached. */
+int container_root_fields(struct serve *s, const struct ctr_root *root, cJSON *body,
+			  char err[CTL_ERRLEN]);
 /*
  * scsi.remove / vpmem.remove of a device a container stands on: answered
  * (-32004 naming the container) and true; false lets the manager go on.

@@ -16,15 +16,30 @@
 #include "shim/container.h"
 #include "tests/fuzz/fuzz_input.h"
 
-static const char *const keys[] = {
-    "id",      "pid",	     "exit_code",   "signal",	 "oom_killed", "oom_kills",
-    "memory",  "cpu",	     "pids",	    "io",	 "current",    "max",
-    "peak",    "usage_usec", "user_usec",   "system_usec", "rbytes",	 "wbytes",
-    "rios",    "wios",	     "status",	    "state"};
+static const char *const keys[] = {"id",	  "pid",    "exit_code", "signal",     "oom_killed",
+				   "oom_kills",	  "memory", "cpu",	 "pids",       "io",
+				   "current",	  "max",    "peak",	 "usage_usec", "user_usec",
+				   "system_usec", "rbytes", "wbytes",	 "rios",       "wios",
+				   "status",	  "state"};
 
-static const double numbers[] = {0,	  1,	   -1,	    -2,	       -3,	    9,	 64,
-				 65,	  255,	   383,	    384,       0.5,	    1e300, -1e300,
-				 2147483647.0, 2147483648.0, 9007199254740992.0, 9007199254740994.0};
+static const double numbers[] = {0,
+				 1,
+				 -1,
+				 -2,
+				 -3,
+				 9,
+				 64,
+				 65,
+				 255,
+				 383,
+				 384,
+				 0.5,
+				 1e300,
+				 -1e300,
+				 2147483647.0,
+				 2147483648.0,
+				 9007199254740992.0,
+				 9007199254740994.0};
 
 static cJSON *build(struct in *in, int depth)
 {
@@ -34,14 +49,16 @@ static cJSON *build(struct in *in, int depth)
 
 	switch (t) {
 	case 0:
-		return cJSON_CreateNumber(numbers[take(in) % (sizeof(numbers) / sizeof(numbers[0]))]);
+		return cJSON_CreateNumber(
+		    numbers[take(in) % (sizeof(numbers) / sizeof(numbers[0]))]);
 	case 1:
 		return cJSON_CreateNumber((double)(int32_t)take32(in));
 	case 2: {
 		unsigned n = take(in) % sizeof(s);
 
 		for (unsigned i = 0; i < n; i++)
-			s[i] = "c1-._/ \n\xc3" "a"[take(in) % 11];
+			s[i] = "c1-._/ \n\xc3"
+			       "a"[take(in) % 11];
 		s[n] = '\0';
 		return cJSON_CreateString(s);
 	}
@@ -82,7 +99,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else {
 		body = cJSON_CreateObject();
 		while (in.n)
-			cJSON_AddItemToObject(body, keys[take(&in) % (sizeof(keys) / sizeof(keys[0]))],
+			cJSON_AddItemToObject(body,
+					      keys[take(&in) % (sizeof(keys) / sizeof(keys[0]))],
 					      build(&in, 1));
 	}
 	if (!body)

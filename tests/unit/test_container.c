@@ -49,7 +49,8 @@ static void test_root(void **state)
 		const char *err; /* NULL: accepted */
 	} cases[] = {
 	    {"{\"layers\":[{\"vpmem\":0}]}", NULL},
-	    {"{\"layers\":[{\"vpmem\":3},{\"scsi\":{\"controller\":1,\"lun\":63}},{\"path\":\"/l\"}],"
+	    {"{\"layers\":[{\"vpmem\":3},{\"scsi\":{\"controller\":1,\"lun\":63}},{\"path\":\"/"
+	     "l\"}],"
 	     "\"scratch\":{\"scsi\":{\"controller\":0,\"lun\":2}},\"format\":true}",
 	     NULL},
 	    {"{\"layers\":[{\"vpmem\":0}],\"scratch\":{\"path\":\"/s\"}}", NULL},
@@ -66,7 +67,8 @@ static void test_root(void **state)
 	    {"{\"layers\":[{\"vpmem\":1e300}]}", "params.root.layers[0].vpmem"},
 	    {"{\"layers\":[{\"vpmem\":\"0\"}]}", "params.root.layers[0].vpmem"},
 	    {"{\"layers\":[{\"vpmem\":128}]}", "params.root.layers[0].vpmem"},
-	    {"{\"layers\":[{\"scsi\":{\"controller\":4,\"lun\":0}}]}", "params.root.layers[0].scsi"},
+	    {"{\"layers\":[{\"scsi\":{\"controller\":4,\"lun\":0}}]}",
+	     "params.root.layers[0].scsi"},
 	    {"{\"layers\":[{\"scsi\":{\"lun\":0}}]}", "params.root.layers[0].scsi"},
 	    {"{\"layers\":[{\"scsi\":[0,1]}]}", "params.root.layers[0].scsi"},
 	    {"{\"layers\":[{\"path\":\"rel\"}]}", "params.root.layers[0].path"},
@@ -95,7 +97,8 @@ static void test_root(void **state)
 		} else {
 			assert_int_equal(ret, -EINVAL);
 			if (!strstr(err, cases[i].err))
-				fail_msg("%s: %s does not name %s", cases[i].json, err, cases[i].err);
+				fail_msg("%s: %s does not name %s", cases[i].json, err,
+					 cases[i].err);
 		}
 		cJSON_Delete(o);
 	}
@@ -112,8 +115,9 @@ static void test_root(void **state)
 		cJSON_Delete(o);
 	}
 	{
-		cJSON *o = parse("{\"layers\":[{\"vpmem\":3},{\"scsi\":{\"controller\":1,\"lun\":9}}],"
-				 "\"scratch\":{\"scsi\":{\"controller\":0,\"lun\":2}},\"format\":true}");
+		cJSON *o =
+		    parse("{\"layers\":[{\"vpmem\":3},{\"scsi\":{\"controller\":1,\"lun\":9}}],"
+			  "\"scratch\":{\"scsi\":{\"controller\":0,\"lun\":2}},\"format\":true}");
 
 		assert_int_equal(container_parse_root(o, &r, err), 0);
 		assert_int_equal(r.nr_layers, 2);
@@ -143,9 +147,13 @@ static void test_spec(void **state)
 	assert_true(cJSON_IsObject(spec));
 	cJSON_Delete(spec);
 	cJSON_Delete(o);
-	static const char *const bad[] = {
-	    "{}", "{\"spec\":1}", "{\"spec\":[]}", "{\"spec\":\"{not json\"}",
-	    "{\"spec\":\"[1,2]\"}", "{\"spec\":\"{} trailing\"}", "{\"spec\":\"\"}"};
+	static const char *const bad[] = {"{}",
+					  "{\"spec\":1}",
+					  "{\"spec\":[]}",
+					  "{\"spec\":\"{not json\"}",
+					  "{\"spec\":\"[1,2]\"}",
+					  "{\"spec\":\"{} trailing\"}",
+					  "{\"spec\":\"\"}"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		o = parse(bad[i]);
 		assert_int_equal(container_parse_spec(o, &spec, err), -EINVAL);
@@ -225,7 +233,8 @@ static void test_exit(void **state)
 	    "{\"id\":\"../x\",\"pid\":5,\"exit_code\":0,\"signal\":0}",
 	    "{\"id\":\"\",\"pid\":5,\"exit_code\":0,\"signal\":0}",
 	    "{\"id\":7,\"pid\":5,\"exit_code\":0,\"signal\":0}",
-	    "{\"id\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\","
+	    "{\"id\":"
+	    "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\","
 	    "\"pid\":5,\"exit_code\":0,\"signal\":0}",
 	    "{\"id\":\"c1\",\"pid\":5,\"exit_code\":0,\"signal\":0,\"oom_killed\":1}",
 	};
@@ -248,9 +257,11 @@ static void test_oom(void **state)
 	assert_string_equal(id, "c1");
 	assert_int_equal(k, 3);
 	cJSON_Delete(o);
-	static const char *const bad[] = {"{\"id\":\"c1\"}", "{\"id\":\"c1\",\"oom_kills\":-1}",
+	static const char *const bad[] = {"{\"id\":\"c1\"}",
+					  "{\"id\":\"c1\",\"oom_kills\":-1}",
 					  "{\"id\":\"c1\",\"oom_kills\":1e300}",
-					  "{\"id\":\"c 1\",\"oom_kills\":1}", "{\"oom_kills\":1}",
+					  "{\"id\":\"c 1\",\"oom_kills\":1}",
+					  "{\"oom_kills\":1}",
 					  "{\"id\":\"c1\",\"oom_kills\":null}"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		o = parse(bad[i]);

@@ -107,8 +107,8 @@ static void test_bundle(void **state)
 	assert_int_equal(gcs_bundle_write(dir, "c1", spec, err, sizeof(err)), 0);
 	c = read_config();
 	snprintf(want, sizeof(want), "%s/rootfs", dir);
-	assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(c, "root"), "path")->valuestring,
-			    want);
+	assert_string_equal(
+	    cJSON_GetObjectItem(cJSON_GetObjectItem(c, "root"), "path")->valuestring, want);
 	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(c, "root"), "readonly")));
 	assert_string_equal(
 	    cJSON_GetObjectItem(cJSON_GetObjectItem(c, "linux"), "cgroupsPath")->valuestring,
@@ -163,8 +163,14 @@ static void test_pidfile(void **state)
 		const char *text;
 		pid_t want;
 	} cases[] = {
-	    {"93", 93},		{"93\n", 93},	  {"", -EPROTO},	 {"0", -EPROTO},
-	    {"-5", -EPROTO},	{"abc", -EPROTO}, {"2147483648", -EPROTO}, {"99999999999999999999", -EPROTO},
+	    {"93", 93},
+	    {"93\n", 93},
+	    {"", -EPROTO},
+	    {"0", -EPROTO},
+	    {"-5", -EPROTO},
+	    {"abc", -EPROTO},
+	    {"2147483648", -EPROTO},
+	    {"99999999999999999999", -EPROTO},
 	};
 	char p[PATH_MAX];
 
@@ -263,8 +269,8 @@ static void test_crun_message(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_ids),		    cmocka_unit_test(test_bundle),
-	    cmocka_unit_test(test_pidfile),	    cmocka_unit_test(test_console_socket),
+	    cmocka_unit_test(test_ids),		 cmocka_unit_test(test_bundle),
+	    cmocka_unit_test(test_pidfile),	 cmocka_unit_test(test_console_socket),
 	    cmocka_unit_test(test_crun_message),
 	};
 

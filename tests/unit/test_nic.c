@@ -285,10 +285,9 @@ static void test_manager_cold(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_parse_add_ok),  cmocka_unit_test(test_parse_user_defaults),
-	    cmocka_unit_test(test_parse_guest_netns),
-	    cmocka_unit_test(test_parse_add_bad), cmocka_unit_test(test_parse_update),
-	    cmocka_unit_test(test_manager_cold),
+	    cmocka_unit_test(test_parse_add_ok),      cmocka_unit_test(test_parse_user_defaults),
+	    cmocka_unit_test(test_parse_guest_netns), cmocka_unit_test(test_parse_add_bad),
+	    cmocka_unit_test(test_parse_update),      cmocka_unit_test(test_manager_cold),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

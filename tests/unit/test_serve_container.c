@@ -202,11 +202,13 @@ static void test_states(void **state)
 	       "delete with force");
 	expect(f, "{\"id\":1,\"method\":\"container.delete\",\"params\":{\"id\":\"new\"}}",
 	       "\"code\":-32004");
-	expect(f, "{\"id\":1,\"method\":\"container.signal\",\"params\":{\"id\":\"stop\","
-		  "\"signal\":9}}",
+	expect(f,
+	       "{\"id\":1,\"method\":\"container.signal\",\"params\":{\"id\":\"stop\","
+	       "\"signal\":9}}",
 	       "is stopped");
-	expect(f, "{\"id\":1,\"method\":\"container.signal\",\"params\":{\"id\":\"run\","
-		  "\"signal\":65}}",
+	expect(f,
+	       "{\"id\":1,\"method\":\"container.signal\",\"params\":{\"id\":\"run\","
+	       "\"signal\":65}}",
 	       "params.signal");
 	expect(f, "{\"id\":1,\"method\":\"container.update\",\"params\":{\"id\":\"run\"}}",
 	       "nothing to update");
@@ -236,8 +238,9 @@ static void test_exit_notifications(void **state)
 	notify(f, EXITED,
 	       "{\"id\":\"c1\",\"pid\":42,\"exit_code\":137,\"signal\":9,\"oom_killed\":true}");
 	out = drain(f);
-	assert_non_null(strstr(out, "{\"event\":\"container.exited\",\"params\":{\"id\":\"c1\","
-				    "\"pid\":42,\"exit_code\":137,\"signal\":9,\"oom_killed\":true}}"));
+	assert_non_null(strstr(out,
+			       "{\"event\":\"container.exited\",\"params\":{\"id\":\"c1\","
+			       "\"pid\":42,\"exit_code\":137,\"signal\":9,\"oom_killed\":true}}"));
 	assert_non_null(strstr(out, "{\"id\":1,\"result\":{\"id\":\"c1\",\"pid\":42"));
 	assert_int_equal(e->state, CTR_STOPPED);
 	notify(f, EXITED, "{\"id\":\"c1\",\"pid\":42,\"exit_code\":0,\"signal\":0}");
@@ -257,8 +260,8 @@ static void test_oom_notifications(void **state)
 	notify(f, OOM, "{\"id\":\"c1\"}");
 	assert_string_equal(drain(f), "");
 	notify(f, OOM, "{\"id\":\"c1\",\"oom_kills\":2}");
-	assert_non_null(
-	    strstr(drain(f), "{\"event\":\"container.oom\",\"params\":{\"id\":\"c1\",\"oom_kills\":2}}"));
+	assert_non_null(strstr(
+	    drain(f), "{\"event\":\"container.oom\",\"params\":{\"id\":\"c1\",\"oom_kills\":2}}"));
 }
 
 /* The devices a container stands on cannot be removed under it. */
@@ -274,11 +277,13 @@ static void test_hold_devices(void **state)
 	       "\"code\":-32004,\"message\":\"vpmem device 3 is used by container c1");
 	expect(f, "{\"id\":1,\"method\":\"vpmem.remove\",\"params\":{\"device\":4}}",
 	       "\"result\":{}");
-	expect(f, "{\"id\":1,\"method\":\"scsi.remove\",\"params\":{\"controller\":1,"
-		  "\"lun\":7}}",
+	expect(f,
+	       "{\"id\":1,\"method\":\"scsi.remove\",\"params\":{\"controller\":1,"
+	       "\"lun\":7}}",
 	       "scsi disk 1:7 is used by container c1");
-	expect(f, "{\"id\":1,\"method\":\"scsi.remove\",\"params\":{\"controller\":1,"
-		  "\"lun\":8}}",
+	expect(f,
+	       "{\"id\":1,\"method\":\"scsi.remove\",\"params\":{\"controller\":1,"
+	       "\"lun\":8}}",
 	       "\"result\":{}");
 	/* bad params are the manager's to answer */
 	expect(f, "{\"id\":1,\"method\":\"vpmem.remove\",\"params\":{\"device\":\"x\"}}",
