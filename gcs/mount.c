@@ -13,7 +13,10 @@ struct gcs_mount {
 	mode_t mode;
 };
 
-/* Order matters: /dev before /dev/pts and /dev/shm. */
+/* Controllers the containers' cgroups get (crun creates one per container below). */
+#define GCS_CGROUP_CONTROLLERS "+memory +cpu +pids +io"
+
+/* Order matters: /dev before /dev/pts and /dev/shm, /sys before its cgroup2. */
 static const struct gcs_mount gcs_mounts[] = {
     {"proc", "/proc", "proc", NULL, MS_NOSUID | MS_NODEV | MS_NOEXEC, 0555},
     {"sysfs", "/sys", "sysfs", NULL, MS_NOSUID | MS_NODEV | MS_NOEXEC, 0555},
@@ -22,11 +25,12 @@ static const struct gcs_mount gcs_mounts[] = {
     {"tmpfs", "/dev/shm", "tmpfs", "mode=1777", MS_NOSUID | MS_NODEV, 01777},
     {"tmpfs", "/tmp", "tmpfs", "mode=1777", MS_NOSUID | MS_NODEV, 01777},
     {"tmpfs", "/run", "tmpfs", "mode=0755", MS_NOSUID | MS_NODEV, 0755},
+    {"cgroup2", "/sys/fs/cgroup", "cgroup2", "nsdelegate", MS_NOSUID | MS_NODEV | MS_NOEXEC, 0555},
 };
 
 int gcs_mount_basics(void)
 {
-	int ret = 0;
+	int ret = 0, err;
 
 	for (size_t i = 0; i < sizeof(gcs_mounts) / sizeof(gcs_mounts[0]); i++) {
 		const struct gcs_mount *m = &gcs_mounts[i];
@@ -43,6 +47,15 @@ int gcs_mount_basics(void)
 			if (!ret)
 				ret = -errno;
 		}
+	}
+	/* The root cgroup holds the agent itself, which the no-internal-process
+	 * rule allows; the containers' cgroups below it get these controllers. */
+	err = gcs_write_str("/sys/fs/cgroup/cgroup.subtree_control", GCS_CGROUP_CONTROLLERS);
+	if (err) {
+		errno = -err;
+		gcs_log_errno("cgroup2: enabling %s", GCS_CGROUP_CONTROLLERS);
+		if (!ret)
+			ret = err;
 	}
 	return ret;
 }
