@@ -287,13 +287,8 @@ void gcs_container_create(uint32_t type, uint64_t id, const cJSON *req)
 	{
 		char sock[PATH_MAX + 32];
 		bool tty = spec_terminal(cJSON_GetObjectItemCaseSensitive(spec, "process"));
-		/*
-		 * --no-pivot: the guest's root is the initramfs, which pivot_root(2)
-		 * refuses (EINVAL); crun then moves the rootfs onto / and chroots.
-		 * A known weakness until the agent switches root to a tmpfs at boot.
-		 */
+		/* crun pivots: the agent's root is not the initramfs (gcs_root_off_initramfs). */
 		const char *args[] = {"create",
-				      "--no-pivot",
 				      "--bundle",
 				      c->dir,
 				      "--pid-file",

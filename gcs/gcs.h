@@ -20,6 +20,7 @@ void gcs_log_errno(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* mount.c: /proc, /sys, /dev (devtmpfs), /dev/pts, /dev/shm, /tmp, /run, and
  * cgroup2 on /sys/fs/cgroup with the memory, cpu, pids, io controllers on.
  * Returns 0 or the first -errno; every mount is tried. */
+int gcs_root_off_initramfs(void);
 int gcs_mount_basics(void);
 /* Makes sure fds 0-2 are open (on /dev/console), for when the kernel could
  * not open a console before starting us. */

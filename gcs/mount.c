@@ -28,6 +28,23 @@ static const struct gcs_mount gcs_mounts[] = {
     {"cgroup2", "/sys/fs/cgroup", "cgroup2", "nsdelegate", MS_NOSUID | MS_NODEV | MS_NOEXEC, 0555},
 };
 
+/*
+ * pivot_root(2) refuses a mount namespace whose root is the initramfs (the
+ * rootfs mount has no parent), so crun could only chroot containers, which a
+ * container with CAP_SYS_ADMIN can leave. A recursive bind of / moved over /
+ * and chrooted into gives the agent, and every namespace it makes, a root
+ * with a parent: crun pivots as it does on any host. Nothing is copied.
+ */
+int gcs_root_off_initramfs(void)
+{
+	if (mkdir("/.root", 0700) && errno != EEXIST)
+		return -errno;
+	if (mount("/", "/.root", NULL, MS_BIND | MS_REC, NULL) || chdir("/.root") ||
+	    mount(".", "/", NULL, MS_MOVE, NULL) || chroot(".") || chdir("/"))
+		return -errno;
+	return 0;
+}
+
 int gcs_mount_basics(void)
 {
 	int ret = 0, err;
