@@ -30,8 +30,9 @@ int boot_uefi_split(const uint8_t *kernel, size_t size, size_t *setup_size, char
 	pe = (uint32_t)kernel[MZ_PE_OFFSET] | (uint32_t)kernel[MZ_PE_OFFSET + 1] << 8 |
 	     (uint32_t)kernel[MZ_PE_OFFSET + 2] << 16 | (uint32_t)kernel[MZ_PE_OFFSET + 3] << 24;
 	if (memcmp(kernel, "MZ", 2) || pe > size - 4 || memcmp(kernel + pe, "PE\0\0", 4)) {
-		snprintf(err, errlen, "bzImage has no EFI stub (a PE header): build it with "
-				      "CONFIG_EFI_STUB");
+		snprintf(err, errlen,
+			 "bzImage has no EFI stub (a PE header): build it with "
+			 "CONFIG_EFI_STUB");
 		return -ENOEXEC;
 	}
 	*setup_size = bz.setup_size;

@@ -59,8 +59,7 @@ int machine_default_guest(const char *dir, char *kernel, size_t klen, char *init
 	return access(kernel, R_OK) || access(initrd, R_OK) ? -ENOENT : 0;
 }
 
-int machine_default_guest_efi(const char *dir, char *kernel, size_t klen, char *initrd,
-			      size_t ilen)
+int machine_default_guest_efi(const char *dir, char *kernel, size_t klen, char *initrd, size_t ilen)
 {
 	if (!dir)
 		dir = ".";
@@ -84,7 +83,7 @@ int machine_cmdline(char *out, size_t cap, const char *extra, bool agent)
  * mapping, 0.6 s with read()). Files larger than guest RAM cannot be loaded and are refused here.
  */
 int machine_load_file(const char *path, const char *what, size_t limit, struct loaded_file *lf,
-		     char *err, size_t errlen)
+		      char *err, size_t errlen)
 {
 	struct stat st;
 	size_t done = 0;
@@ -179,7 +178,8 @@ static int machine_load_kernel(struct machine *m, const struct machine_config *c
 
 	ret = machine_load_file(cfg->kernel, "kernel", cfg->mem_mib << 20, &kernel, err, errlen);
 	if (!ret && cfg->initrd)
-		ret = machine_load_file(cfg->initrd, "initrd", cfg->mem_mib << 20, &initrd, err, errlen);
+		ret = machine_load_file(cfg->initrd, "initrd", cfg->mem_mib << 20, &initrd, err,
+					errlen);
 	if (ret)
 		goto out;
 	plan = malloc(sizeof(*plan));

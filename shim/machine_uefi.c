@@ -104,8 +104,8 @@ static int uefi_fw_cfg_platform(struct machine *m, const struct machine_config *
 		ret = fw_cfg_add_file(u->fc, BOOT_ACPI_FILE_TABLES, acpi->tables,
 				      sizeof(acpi->tables), NULL);
 	if (!ret)
-		ret = fw_cfg_add_file(u->fc, BOOT_ACPI_FILE_LOADER, acpi->loader,
-				      acpi->loader_len, NULL);
+		ret = fw_cfg_add_file(u->fc, BOOT_ACPI_FILE_LOADER, acpi->loader, acpi->loader_len,
+				      NULL);
 	if (ret)
 		snprintf(err, errlen, "cannot add the ACPI tables to fw_cfg: %s", strerror(-ret));
 out:
@@ -139,8 +139,8 @@ static int uefi_fw_cfg_kernel(struct machine *m, const struct machine_config *cf
 		ret = add_blob(fc, FW_CFG_KERNEL_SIZE, FW_CFG_KERNEL_DATA, kernel.data + setup,
 			       kernel.size - setup);
 	if (!ret && initrd.size)
-		ret = add_blob(fc, FW_CFG_INITRD_SIZE, FW_CFG_INITRD_DATA, initrd.data,
-			       initrd.size);
+		ret =
+		    add_blob(fc, FW_CFG_INITRD_SIZE, FW_CFG_INITRD_DATA, initrd.data, initrd.size);
 	if (!ret)
 		ret = add_blob(fc, FW_CFG_CMDLINE_SIZE, FW_CFG_CMDLINE_DATA, cmdline,
 			       strlen(cmdline) + 1);

@@ -41,9 +41,10 @@ int firmware_check(const uint8_t *img, size_t size, char *err, size_t errlen)
 	bool flat = true;
 
 	if (size < FIRMWARE_MIN_SIZE || size > FIRMWARE_MAX_SIZE || size % 4096) {
-		snprintf(err, errlen,
-			 "has %zu bytes; a firmware image is a 4 KiB multiple from 128 KiB to 16 MiB",
-			 size);
+		snprintf(
+		    err, errlen,
+		    "has %zu bytes; a firmware image is a 4 KiB multiple from 128 KiB to 16 MiB",
+		    size);
 		return -EINVAL;
 	}
 	fv_len = le(img + FV_LENGTH_OFF, 8);
@@ -95,8 +96,8 @@ int firmware_load(struct firmware **out, const char *path, char *err, size_t err
 		goto fail;
 	}
 	fw->size = st.st_size;
-	fw->image = mmap(NULL, fw->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-			 0);
+	fw->image =
+	    mmap(NULL, fw->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (fw->image == MAP_FAILED) {
 		fw->image = NULL;
 		ret = -ENOMEM;

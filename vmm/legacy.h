@@ -36,7 +36,7 @@ struct debug_port_line {
 	char buf[DEBUG_PORT_LINE + 1];
 	int len;
 };
-/* Adds one guest byte; true when the line (buf[0..len)) is complete: the caller logs and empties it. */
+/* Adds one guest byte; true when the line (buf[0..len)) is complete: log it, empty it. */
 bool debug_port_line_feed(struct debug_port_line *l, uint8_t c);
 int debug_port_create(struct vm *vm, struct debug_port **out) __attribute__((warn_unused_result));
 void debug_port_destroy(struct debug_port *d);

@@ -29,12 +29,11 @@ bool pci_ecam_decode(uint64_t off, struct pci_ecam_addr *a)
 	return true;
 }
 
-void pci_ecam_access(struct pci_bus *pbus, uint64_t off, uint8_t *data, uint32_t len,
-		     bool is_write)
+void pci_ecam_access(struct pci_bus *pbus, uint64_t off, uint8_t *data, uint32_t len, bool is_write)
 {
 	struct pci_ecam_addr a;
-	bool ok = len && len <= 4 && !(len & (len - 1)) && pci_ecam_decode(off, &a) &&
-		  a.bus == 0 && a.fn == 0 && (a.reg & 3) + len <= 4;
+	bool ok = len && len <= 4 && !(len & (len - 1)) && pci_ecam_decode(off, &a) && a.bus == 0 &&
+		  a.fn == 0 && (a.reg & 3) + len <= 4;
 
 	if (!ok || a.reg + len > PCI_CFG_SIZE) {
 		/* Absent functions and extended config space: all-ones, writes dropped. */

@@ -49,7 +49,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (op & 0x80)
 			off = (uint64_t)take32(&in) << 32 | take32(&in);
 		else
-			off = (uint64_t)(op & 0x40 ? 31 : 0) << 15 | (take(&in) << 4 | take(&in)) % 0x1000;
+			off = (uint64_t)(op & 0x40 ? 31 : 0) << 15 |
+			      (take(&in) << 4 | take(&in)) % 0x1000;
 		for (uint32_t i = 0; i < len; i++)
 			buf[i] = (uint8_t)take(&in);
 		pci_ecam_access(m.pbus, off, buf, len, op & 0x08);

@@ -102,10 +102,11 @@ static uint8_t *fake_firmware(size_t size)
 
 	assert_non_null(f);
 	memset(f, 0xff, size);
-	bootimg_put64(f + 0x20, size);	  /* FvLength */
+	bootimg_put64(f + 0x20, size); /* FvLength */
 	memcpy(f + 0x28, "_FVH", 4);
-	bootimg_put16(f + 0x30, 0x48);	  /* HeaderLength */
-	memcpy(f + size - 16, "\x90\x90\xe9\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", 16);
+	bootimg_put16(f + 0x30, 0x48); /* HeaderLength */
+	memcpy(f + size - 16, "\x90\x90\xe9\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+	       16);
 	return f;
 }
 
@@ -195,7 +196,8 @@ static void test_debian_ovmf(void **state)
 
 	(void)state;
 	if (access("/usr/share/ovmf/OVMF.fd", R_OK)) {
-		printf("SKIP test_debian_ovmf: /usr/share/ovmf/OVMF.fd absent (apt-get install ovmf)\n");
+		printf("SKIP test_debian_ovmf: /usr/share/ovmf/OVMF.fd absent (apt-get install "
+		       "ovmf)\n");
 		skip();
 	}
 	assert_int_equal(firmware_load(&fw, "/usr/share/ovmf/OVMF.fd", err, sizeof(err)), 0);
@@ -244,12 +246,9 @@ static void test_debian_kernel_split(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_split),
-	    cmocka_unit_test(test_e820),
-	    cmocka_unit_test(test_firmware_check),
-	    cmocka_unit_test(test_firmware_load),
-	    cmocka_unit_test(test_debian_ovmf),
-	    cmocka_unit_test(test_debian_kernel_split),
+	    cmocka_unit_test(test_split),	   cmocka_unit_test(test_e820),
+	    cmocka_unit_test(test_firmware_check), cmocka_unit_test(test_firmware_load),
+	    cmocka_unit_test(test_debian_ovmf),	   cmocka_unit_test(test_debian_kernel_split),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
