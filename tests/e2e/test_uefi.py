@@ -24,7 +24,8 @@ def ovmf():
 def tcg_test_host_reason():
     """Why OVMF cannot run nested here, or None.
 
-    The test host is QEMU with TCG (docs/testing.md). Its QEMU 7.2 aborts
+    The test host is QEMU with TCG (docs/testing.md). Its QEMU 7.2 (and
+    bookworm-backports' 10.0.2, tried) aborts
     (tcg_handle_interrupt: assertion qemu_mutex_iothread_locked) when a
     nested guest writes CR8 while KVM has a virtual interrupt pending, and
     edk2 writes CR8 on every interrupt return: every OVMF boot in the test
