@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/utsname.h>
@@ -142,7 +143,7 @@ void gcs_bridge_quit(void)
 static const char *const caps[] = {
     BRIDGE_CAP_EXEC,	    BRIDGE_CAP_TTY,	 BRIDGE_CAP_SIGNAL, BRIDGE_CAP_PROPERTIES,
     BRIDGE_CAP_DUMP_STACKS, BRIDGE_CAP_SHUTDOWN, BRIDGE_CAP_SCSI, BRIDGE_CAP_PLAN9,
-    BRIDGE_CAP_NIC};
+    BRIDGE_CAP_NIC, BRIDGE_CAP_CONTAINER};
 
 static void do_negotiate(uint32_t type, uint64_t id, const cJSON *req)
 {
@@ -208,6 +209,15 @@ static const struct {
     {REQ(DEVICE, NIC_ADD), gcs_nic_req},
     {REQ(DEVICE, NIC_UPDATE), gcs_nic_req},
     {REQ(DEVICE, NIC_REMOVE), gcs_nic_req},
+    {REQ(CONTAINER, CONTAINER_CREATE), gcs_container_create},
+    {REQ(CONTAINER, CONTAINER_START), gcs_container_start},
+    {REQ(CONTAINER, CONTAINER_EXEC), gcs_container_exec},
+    {REQ(CONTAINER, CONTAINER_SIGNAL), gcs_container_signal},
+    {REQ(CONTAINER, CONTAINER_UPDATE), gcs_container_update},
+    {REQ(CONTAINER, CONTAINER_STATS), gcs_container_stats},
+    {REQ(CONTAINER, CONTAINER_DELETE), gcs_container_delete},
+    {REQ(CONTAINER, NETNS_ADD), gcs_netns_add_req},
+    {REQ(CONTAINER, NETNS_REMOVE), gcs_netns_remove_req},
 };
 
 static void dispatch(const struct bridge_rx_event *ev)
@@ -324,6 +334,9 @@ int gcs_bridge_main(int argc, char **argv)
 	if (argc > 1 && argv[1][0] == '-')
 		return gcs_vsock_tool(argc, argv);
 	signal(SIGPIPE, SIG_IGN);
+	/* Containers' processes outlive the crun that started them: they become ours. */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+		gcs_log_errno("bridge: not a subreaper; container exits will not be seen");
 	ret = gcs_stacks_init();
 	if (ret) {
 		errno = -ret;
@@ -348,6 +361,8 @@ int gcs_bridge_main(int argc, char **argv)
 		ret = gcs_bridge_watch(B.sfd, &B.sfd_w);
 	if (!ret)
 		ret = gcs_scsi_init();
+	if (!ret)
+		ret = gcs_container_init();
 	if (ret) {
 		errno = -ret;
 		gcs_log_errno("bridge: watching its fds");

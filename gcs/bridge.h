@@ -52,6 +52,25 @@ void gcs_process_exec(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_process_wait(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_process_signal(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_process_resize(uint32_t type, uint64_t id, const cJSON *req);
+/*
+ * Stdio for a process started elsewhere (container.c, through crun): the
+ * request's stdin/stdout/stderr ports dialed (-1: none) and its terminal size.
+ */
+struct gcs_stdio {
+	int socks[3];
+	unsigned rows, cols;
+};
+/* 0, or -errno with err filled (nothing left open). */
+int gcs_stdio_dial(const cJSON *req, struct gcs_stdio *io, char *err, size_t errlen);
+void gcs_stdio_close(struct gcs_stdio *io);
+/*
+ * A process this agent's subreaper role made its child (crun's container
+ * processes): wait, signal, resize and the exit notification serve it as an
+ * exec'd one. master (>= 0: a terminal) and io's sockets are taken. on_exit
+ * (may be NULL) runs when it is reaped, before the host hears of it.
+ */
+int gcs_process_adopt(pid_t pid, int master, struct gcs_stdio *io,
+		      void (*on_exit)(pid_t pid, int status)) __attribute__((warn_unused_result));
 /* SIGCHLD: reaps, notifies the host and answers the waits. */
 void gcs_process_reap(void);
 /* Frees what is done with; only between epoll batches. */
@@ -74,6 +93,20 @@ void gcs_pmem_remove_req(uint32_t type, uint64_t id, const cJSON *req);
 /* 9p shares on the same workers (storage.c mounts by tag), keyed by the tag. */
 void gcs_plan9_add_req(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_plan9_remove_req(uint32_t type, uint64_t id, const cJSON *req);
+
+/* ---- container.c: containers (container_* requests), crun run from the loop ---------- */
+/* Starts the OOM watch (inotify on each container's memory.events) in the loop. */
+int gcs_container_init(void) __attribute__((warn_unused_result));
+void gcs_container_create(uint32_t type, uint64_t id, const cJSON *req);
+void gcs_container_start(uint32_t type, uint64_t id, const cJSON *req);
+void gcs_container_exec(uint32_t type, uint64_t id, const cJSON *req);
+void gcs_container_signal(uint32_t type, uint64_t id, const cJSON *req);
+void gcs_container_update(uint32_t type, uint64_t id, const cJSON *req);
+void gcs_container_stats(uint32_t type, uint64_t id, const cJSON *req);
+void gcs_container_delete(uint32_t type, uint64_t id, const cJSON *req);
+/* netns_req.c: netns_add / netns_remove (container_netns.c makes them) */
+void gcs_netns_add_req(uint32_t type, uint64_t id, const cJSON *req);
+void gcs_netns_remove_req(uint32_t type, uint64_t id, const cJSON *req);
 
 /* ---- nic_req.c: NICs (nic_add, nic_update, nic_remove), done inline on the loop - */
 void gcs_nic_req(uint32_t type, uint64_t id, const cJSON *req);

@@ -17,8 +17,10 @@ void gcs_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Same, with ": strerror(errno)" appended. */
 void gcs_log_errno(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* mount.c: /proc, /sys, /dev (devtmpfs), /dev/pts, /dev/shm, /tmp, /run.
+/* mount.c: /proc, /sys, /dev (devtmpfs), /dev/pts, /dev/shm, /tmp, /run, and
+ * cgroup2 on /sys/fs/cgroup with the memory, cpu, pids, io controllers on.
  * Returns 0 or the first -errno; every mount is tried. */
+int gcs_root_off_initramfs(void);
 int gcs_mount_basics(void);
 /* Makes sure fds 0-2 are open (on /dev/console), for when the kernel could
  * not open a console before starting us. */
@@ -128,6 +130,17 @@ struct cJSON;
 int gcs_net_add(const struct cJSON *body, char *ifname, size_t len, char *err, size_t errlen);
 int gcs_net_update(const struct cJSON *body, char *err, size_t errlen);
 int gcs_net_remove(const struct cJSON *body, char *err, size_t errlen);
+/*
+ * container_netns.c: named network namespaces (/run/netns/<name>). enter
+ * moves the calling thread into one (saved: the namespace to go back to),
+ * leave goes back; open gives its fd. 0 / fd or -errno.
+ */
+int gcs_netns_path(const char *name, char *out, size_t len);
+/* A new namespace (lo up) bound at path (from gcs_netns_path): 0 or -errno (-EEXIST). */
+int gcs_netns_make(const char *path);
+int gcs_netns_enter(const char *name, int *saved) __attribute__((warn_unused_result));
+void gcs_netns_leave(int saved);
+int gcs_netns_open(const char *name);
 /* Host-side tests: a directory standing for /sys, and a resolv.conf path. */
 void gcs_net_set_paths(const char *sys, const char *resolv);
 /* Host-side tests: a directory standing for /sys (bus/pci/rescan, block/). Set before any job. */

@@ -1,11 +1,14 @@
 # The guest agent (gcs/: the guest's /init) and the default guest.
 # `make guest` builds build/guest/vmlinuz (Debian's kernel, as shipped),
 # build/guest/vmlinux (its ELF, for the PVH entry) and build/guest/initrd.img
-# (the gcs as /init, the modules of configs/guest-modules.txt, busybox).
+# (the gcs as /init, the modules of configs/guest-modules.txt, busybox, and
+# for containers Debian's crun and mke2fs with their shared libraries).
 GCS_SRCS   := $(wildcard gcs/*.c)
 GCS_OBJS   := $(GCS_SRCS:%.c=$(BUILD)/obj/%.o)
 GCS_LDLIBS := -lcjson -lunwind
 GUEST      := $(BUILD)/guest
+# Programs the containers need in the guest (tests/install-deps: crun, e2fsprogs).
+GUEST_EXECS := /usr/bin/crun /usr/sbin/mke2fs
 
 $(BUILD)/gcs/gcs: $(GCS_OBJS)
 	@mkdir -p $(dir $@)
@@ -27,7 +30,7 @@ $(GUEST)/vmlinux: $(GUEST)/vmlinuz gcs/extract-vmlinux
 
 $(GUEST)/initrd.img: $(GUEST)/kernel.path $(BUILD)/gcs/gcs configs/guest-modules.txt gcs/mkinitrd
 	gcs/mkinitrd --kroot "$$(cat $<)" --modules configs/guest-modules.txt \
-		--init $(BUILD)/gcs/gcs --busybox -o $@
+		--init $(BUILD)/gcs/gcs --busybox $(GUEST_EXECS:%=--exec %) -o $@
 
 .PHONY: guest gcs-selftest FORCE
 FORCE:

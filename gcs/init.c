@@ -41,8 +41,13 @@ static void gcs_setup(bool pid1)
 
 	if (!pid1)
 		return;
+	failed = gcs_root_off_initramfs();
 	gcs_mount_basics();
 	gcs_console_fds();
+	if (failed) {
+		errno = -failed;
+		gcs_log_errno("root off the initramfs (containers cannot pivot_root)");
+	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	failed = gcs_load_modules(GCS_MODULE_DIR, GCS_MODULE_ORDER, &loaded);
 	if (failed < 0) {

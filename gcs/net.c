@@ -13,11 +13,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if.h>
+#include <linux/sockios.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -37,6 +39,7 @@ struct gnic {
 	bool used;
 	uint8_t mac[6];
 	char ifname[IFNAMSIZ];
+	char netns[72]; /* a named namespace it was moved into (container_netns.c), or "" */
 	int nr_addrs, nr_routes, nr_dns;
 	struct net_cidr addrs[NET_MAX_ITEMS];
 	struct net_cidr route_dst[NET_MAX_ITEMS], route_via[NET_MAX_ITEMS];
@@ -122,6 +125,36 @@ static int link_set(int ifindex, int up, unsigned mtu)
 	}
 	if (mtu)
 		nl_attr(&r, IFLA_MTU, &mtu, sizeof(mtu));
+	return nl_talk(&r.h);
+}
+
+/* The index of the interface name in the calling thread's namespace, or 0. */
+static int ifindex_of(const char *name)
+{
+	struct ifreq ifr = {0};
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), ret = 0;
+
+	if (s < 0)
+		return 0;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+	if (ioctl(s, SIOCGIFINDEX, &ifr) == 0)
+		ret = ifr.ifr_ifindex;
+	close(s);
+	return ret;
+}
+
+/* Moves the link into the network namespace nsfd names. */
+static int link_move(int ifindex, int nsfd)
+{
+	struct nlreq r = {0};
+	struct ifinfomsg *ifi = NLMSG_DATA(&r.h);
+	uint32_t fd = nsfd;
+
+	r.h.nlmsg_len = NLMSG_LENGTH(sizeof(*ifi));
+	r.h.nlmsg_type = RTM_NEWLINK;
+	ifi->ifi_family = AF_UNSPEC;
+	ifi->ifi_index = ifindex;
+	nl_attr(&r, IFLA_NET_NS_FD, &fd, sizeof(fd));
 	return nl_talk(&r.h);
 }
 
@@ -446,6 +479,69 @@ static int body_mac(const cJSON *body, uint8_t mac[6], char *err, size_t errlen)
 static int unplug(const uint8_t mac[6], const char *name, int ifindex, long deadline, char *err,
 		  size_t errlen);
 
+/*
+ * With "netns" (add): the link moves into that named namespace first and is
+ * configured there (the agent's thread enters it for the netlink requests).
+ * A NIC already in one is configured there (update).
+ */
+static int netns_apply(struct gnic *g, int ifindex, const cJSON *body, char *err, size_t errlen)
+{
+	const cJSON *ns = cJSON_GetObjectItemCaseSensitive(body, "netns");
+	int fd, saved, ret;
+
+	if (ns && !g->netns[0]) {
+		if (!cJSON_IsString(ns) || gcs_netns_path(ns->valuestring, NULL, 0)) {
+			snprintf(err, errlen, "netns: a namespace name");
+			return -EINVAL;
+		}
+		fd = gcs_netns_open(ns->valuestring);
+		if (fd < 0) {
+			snprintf(err, errlen, "netns %s: %s", ns->valuestring, strerror(-fd));
+			return fd;
+		}
+		ret = link_move(ifindex, fd);
+		close(fd);
+		if (ret) {
+			snprintf(err, errlen, "moving %s into netns %s: %s", g->ifname,
+				 ns->valuestring, strerror(-ret));
+			return ret;
+		}
+		snprintf(g->netns, sizeof(g->netns), "%s", ns->valuestring);
+	}
+	if (!g->netns[0])
+		return apply(g, ifindex, body, err, errlen);
+	ret = gcs_netns_enter(g->netns, &saved);
+	if (ret) {
+		snprintf(err, errlen, "netns %s: %s", g->netns, strerror(-ret));
+		return ret;
+	}
+	ifindex = ifindex_of(g->ifname);
+	ret = ifindex ? apply(g, ifindex, body, err, errlen) : -ENODEV;
+	if (!ifindex)
+		snprintf(err, errlen, "%s is not in netns %s", g->ifname, g->netns);
+	gcs_netns_leave(saved);
+	return ret;
+}
+
+/* A NIC in a named namespace comes back to the agent's (then sysfs sees it again). */
+static void netns_return(struct gnic *g)
+{
+	int saved, root, ifindex;
+
+	if (!g || !g->netns[0])
+		return;
+	root = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (root >= 0 && !gcs_netns_enter(g->netns, &saved)) {
+		ifindex = ifindex_of(g->ifname);
+		if (ifindex && link_move(ifindex, root))
+			gcs_log("net: %s stays in netns %s", g->ifname, g->netns);
+		gcs_netns_leave(saved);
+	}
+	if (root >= 0)
+		close(root);
+	g->netns[0] = '\0';
+}
+
 int gcs_net_add(const cJSON *body, char *ifname, size_t len, char *err, size_t errlen)
 {
 	const cJSON *t = cJSON_GetObjectItemCaseSensitive(body, "timeout_ms");
@@ -475,7 +571,7 @@ int gcs_net_add(const cJSON *body, char *ifname, size_t len, char *err, size_t e
 		return ret;
 	}
 	g->used = true;
-	ret = apply(g, ifindex, body, err, errlen);
+	ret = netns_apply(g, ifindex, body, err, errlen);
 	if (ret) {
 		char why[128];
 
@@ -499,6 +595,8 @@ int gcs_net_update(const cJSON *body, char *err, size_t errlen)
 	if (body_mac(body, mac, err, errlen))
 		return -EINVAL;
 	g = gnic_find(mac);
+	if (g && g->netns[0])
+		return netns_apply(g, 0, body, err, errlen);
 	if (!g || find_by_mac(mac, g->ifname, &ifindex)) {
 		snprintf(err, errlen, "no configured NIC with this MAC");
 		return -ENOENT;
@@ -548,6 +646,7 @@ int gcs_net_remove(const cJSON *body, char *err, size_t errlen)
 	if (body_mac(body, mac, err, errlen))
 		return -EINVAL;
 	g = gnic_find(mac);
+	netns_return(g);
 	if (find_by_mac(mac, name, &ifindex)) {
 		/* Already gone from the guest: nothing holds the function. */
 		if (g)

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pty.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,7 @@ struct proc {
 	struct waiter *waiters;
 	int master;		  /* tty mode, for resize: -1 once the terminal is gone */
 	struct gcs_relay out, in; /* tty mode: master -> stdout socket, stdin socket -> master */
+	void (*on_exit)(pid_t pid, int status); /* adopted processes: their owner hears first */
 	struct proc *next;
 };
 
@@ -110,6 +112,8 @@ void gcs_process_reap(void)
 		p->exited = true;
 		p->status = status;
 		gcs_log("pid %d exited: %d", pid, gcs_exit_code(status));
+		if (p->on_exit)
+			p->on_exit(pid, status);
 		gcs_bridge_send(BRIDGE_TYPE(BRIDGE_KIND_NOTIFY, BRIDGE_CAT_PROCESS,
 					    BRIDGE_NOTIFY_PROCESS_EXITED),
 				0, exit_body(p));
@@ -194,6 +198,96 @@ fail:
 	close(master);
 	p->master = -1;
 	return ret;
+}
+
+/* ---- stdio and adopted processes ------------------------------------------------- */
+
+/* Dials each non-zero port into socks (all -1 again on failure). 0 or -errno. */
+static int stdio_dial(const long long port[3], int socks[3])
+{
+	for (int i = 0; i < 3; i++) {
+		if (!port[i])
+			continue;
+		socks[i] = gcs_bridge_dial(port[i]);
+		if (socks[i] < 0) {
+			int err = socks[i];
+
+			for (int k = 0; k <= i; k++)
+				if (socks[k] >= 0)
+					close(socks[k]);
+			for (int k = 0; k < 3; k++)
+				socks[k] = -1;
+			return err;
+		}
+	}
+	return 0;
+}
+
+int gcs_stdio_dial(const cJSON *req, struct gcs_stdio *io, char *err, size_t errlen)
+{
+	static const char *const names[3] = {"stdin_port", "stdout_port", "stderr_port"};
+	long long port[3], rows, cols;
+	int ret;
+
+	*io = (struct gcs_stdio){.socks = {-1, -1, -1}};
+	for (int i = 0; i < 3; i++)
+		if (gcs_bridge_int(req, names[i], 0, UINT32_MAX, 0, &port[i])) {
+			snprintf(err, errlen, "%s is not a valid port", names[i]);
+			return -EINVAL;
+		}
+	if (gcs_bridge_int(req, "rows", 0, USHRT_MAX, 24, &rows) ||
+	    gcs_bridge_int(req, "cols", 0, USHRT_MAX, 80, &cols)) {
+		snprintf(err, errlen, "rows and cols: 0..%d", USHRT_MAX);
+		return -EINVAL;
+	}
+	io->rows = rows;
+	io->cols = cols;
+	ret = stdio_dial(port, io->socks);
+	if (ret)
+		snprintf(err, errlen, "stdio: %s", strerror(-ret));
+	return ret;
+}
+
+void gcs_stdio_close(struct gcs_stdio *io)
+{
+	for (int i = 0; i < 3; i++) {
+		if (io->socks[i] >= 0)
+			close(io->socks[i]);
+		io->socks[i] = -1;
+	}
+}
+
+int gcs_process_adopt(pid_t pid, int master, struct gcs_stdio *io,
+		      void (*on_exit)(pid_t pid, int status))
+{
+	struct proc *p = calloc(1, sizeof(*p));
+	int err;
+
+	if (!p) {
+		if (master >= 0)
+			close(master);
+		gcs_stdio_close(io);
+		return -ENOMEM;
+	}
+	p->pid = pid;
+	p->master = -1;
+	p->on_exit = on_exit;
+	gcs_relay_init(&p->out);
+	gcs_relay_init(&p->in);
+	if (master >= 0) {
+		/* The relays take the master and the sockets, even when they fail. */
+		err = tty_relays_start(p, master, io->socks[0], io->socks[1]);
+		io->socks[0] = io->socks[1] = -1;
+		if (err) {
+			errno = -err;
+			gcs_log_errno("pid %d: its terminal is not relayed", pid);
+		}
+	}
+	gcs_stdio_close(io); /* pipe mode: the process holds its own copies */
+	p->next = procs;
+	procs = p;
+	nr_procs++;
+	return 0;
 }
 
 /* ---- exec --------------------------------------------------------------------------- */
@@ -336,17 +430,10 @@ void gcs_process_exec(uint32_t type, uint64_t id, const cJSON *req)
 		goto out;
 	}
 	/* Connect every stream before the process starts, so no byte is written to nowhere. */
-	for (int i = 0; i < 3; i++) {
-		if (!x.port[i])
-			continue;
-		socks[i] = gcs_bridge_dial(x.port[i]);
-		if (socks[i] < 0) {
-			err = socks[i];
-			socks[i] = -1;
-			gcs_bridge_respond(type, id, err, NULL, "exec: stdio port %lld: %s",
-					   x.port[i], strerror(-err));
-			goto out;
-		}
+	err = stdio_dial(x.port, socks);
+	if (err) {
+		gcs_bridge_respond(type, id, err, NULL, "exec: stdio: %s", strerror(-err));
+		goto out;
 	}
 	if (tty && openpty(&master, &slave, NULL, NULL, &ws) < 0) {
 		err = errno;

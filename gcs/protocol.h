@@ -62,6 +62,8 @@ enum bridge_category {
 	BRIDGE_CAT_SYSTEM = 1,	/* negotiate, shutdown, properties, stacks */
 	BRIDGE_CAT_PROCESS = 2, /* processes in the utility VM */
 	BRIDGE_CAT_DEVICE = 3,	/* hot-plugged devices (scsi, later others) */
+	/* containers: layers, overlay, crun */
+	BRIDGE_CAT_CONTAINER = 4,
 };
 
 /* RPC numbers, per category. */
@@ -87,6 +89,22 @@ enum {
 	BRIDGE_RPC_NIC_UPDATE = 9,  /* device */
 
 	BRIDGE_NOTIFY_PROCESS_EXITED = 1, /* process: sent by the guest, no response */
+};
+
+/* RPC numbers of the container category. */
+enum {
+	BRIDGE_RPC_CONTAINER_CREATE = 1,
+	BRIDGE_RPC_CONTAINER_START = 2,
+	BRIDGE_RPC_CONTAINER_EXEC = 3,
+	BRIDGE_RPC_CONTAINER_SIGNAL = 4,
+	BRIDGE_RPC_CONTAINER_UPDATE = 5,
+	BRIDGE_RPC_CONTAINER_STATS = 6,
+	BRIDGE_RPC_CONTAINER_DELETE = 7,
+	BRIDGE_RPC_NETNS_ADD = 8, /* a named network namespace */
+	BRIDGE_RPC_NETNS_REMOVE = 9,
+
+	BRIDGE_NOTIFY_CONTAINER_EXITED = 1, /* sent by the guest: its init was reaped */
+	BRIDGE_NOTIFY_CONTAINER_OOM = 2,    /* sent by the guest: its cgroup's OOM killer fired */
 };
 
 #define BRIDGE_VERSION_1 1u
@@ -153,6 +171,32 @@ static inline uint32_t bridge_response_type(uint32_t t)
  * nic_remove  req  {"mac":"02:..","timeout_ms":N}
  *             resp {"status":0} once the link is down and its PCI function removed
  * process_exited notify {"pid":N,"exit_code":N,"signal":S}
+ *
+ * container_create req {"id":"c1","spec":{OCI runtime spec},
+ *                   "layers":[{"device":"/dev/pmem0","fs":"ext4"} | {"path":"/guest/dir"}, ...]
+ *                   (top first), "scratch":{"device":"/dev/vdc","format":true} |
+ *                   {"path":"/guest/dir"} | absent (tmpfs), and exec's stdio fields
+ *                   (stdin_port, stdout_port, stderr_port, rows, cols); a terminal when
+ *                   spec.process.terminal}
+ *             resp {"status":0,"pid":N}: created (crun create), waiting for start; the pid
+ *                   is served by wait/signal/resize like an exec'd one
+ * container_start  req {"id":"c1"}              resp {"status":0}
+ * container_exec   req {"id":"c1","process":{OCI process}, stdio fields}
+ *             resp {"status":0,"pid":N}
+ * container_signal req {"id":"c1","signal":S,"all":false}  resp {"status":0}
+ * container_update req {"id":"c1","resources":{OCI linux.resources}}  resp {"status":0}
+ * container_stats  req {"id":"c1"}
+ *             resp {"status":0,"memory":{"current":B,"max":B,"peak":B,"oom_kills":N},
+ *                   "cpu":{"usage_usec":N,"user_usec":N,"system_usec":N},
+ *                   "pids":{"current":N,"max":N},"io":{"rbytes":B,"wbytes":B,"rios":N,
+ *                   "wios":N}}  (max -1: no limit)
+ * container_delete req {"id":"c1","force":false}  resp {"status":0}: crun delete, overlay,
+ *                   scratch and unshared layers unmounted, its directory removed
+ * netns_add        req {"name":"n1"}  resp {"status":0}: /run/netns/n1, lo up
+ * netns_remove     req {"name":"n1"}  resp {"status":0}
+ *             (nic_add's "netns":"n1" moves the NIC into it before configuring it there)
+ * container_exited notify {"id":"c1","pid":N,"exit_code":N,"signal":S,"oom_killed":B}
+ * container_oom    notify {"id":"c1","oom_kills":N}
  */
 #define BRIDGE_NEGOTIATE_TIMEOUT_MS 10000
 
@@ -166,6 +210,7 @@ static inline uint32_t bridge_response_type(uint32_t t)
 #define BRIDGE_CAP_SCSI	       "scsi"
 #define BRIDGE_CAP_PLAN9       "plan9"
 #define BRIDGE_CAP_NIC	       "nic"
+#define BRIDGE_CAP_CONTAINER   "container"
 
 /* ---- codec (gcs/bridge_codec.c, compiled into both sides) ------------------ */
 

@@ -159,7 +159,11 @@ static void handle_msg(struct bridge *b, const struct bridge_rx_event *ev)
 	struct pending *p;
 
 	if (kind == BRIDGE_KIND_NOTIFY) {
-		if (cJSON_IsObject(body) && b->ops->process_exited) {
+		if (ev->hdr.type != BRIDGE_TYPE(BRIDGE_KIND_NOTIFY, BRIDGE_CAT_PROCESS,
+						BRIDGE_NOTIFY_PROCESS_EXITED)) {
+			if (cJSON_IsObject(body) && b->ops->notify)
+				b->ops->notify(b->opaque, ev->hdr.type, body);
+		} else if (cJSON_IsObject(body) && b->ops->process_exited) {
 			const cJSON *pid = cJSON_GetObjectItem(body, "pid");
 			const cJSON *code = cJSON_GetObjectItem(body, "exit_code");
 			const cJSON *sig = cJSON_GetObjectItem(body, "signal");

@@ -25,6 +25,8 @@ struct bridge_ops {
 	void (*ready)(void *opaque, int err, const cJSON *answer);
 	/* A process_exited notification. */
 	void (*process_exited)(void *opaque, int pid, int exit_code, int signal);
+	/* Optional: any other notification (container_exited ...): a JSON object, unchecked. */
+	void (*notify)(void *opaque, uint32_t type, const cJSON *body);
 	/* The connection is gone (guest reset or malformed stream). */
 	void (*closed)(void *opaque);
 };

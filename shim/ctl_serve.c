@@ -96,6 +96,9 @@ static void m_scsi_remove(void *opaque, struct ctl_req *req)
 {
 	struct serve *s = opaque;
 
+	if (serve_containers_hold(s, req, false))
+		return;
+
 	scsi_method_remove(&s->scsi, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
 }
 
@@ -124,21 +127,14 @@ static void m_plan9_add(void *opaque, struct ctl_req *req)
 {
 	struct serve *s = opaque;
 
-	if (PLAN9_DISABLED) /* shim/plan9.h */
-		ctl_req_error(req, CTL_ERR_UNSUPPORTED, "%s", PLAN9_DISABLED_WHY);
-	else
-		plan9_method_add(&s->plan9, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
+	plan9_method_add(&s->plan9, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
 }
 
 static void m_plan9_remove(void *opaque, struct ctl_req *req)
 {
 	struct serve *s = opaque;
 
-	if (PLAN9_DISABLED) /* shim/plan9.h */
-		ctl_req_error(req, CTL_ERR_UNSUPPORTED, "%s", PLAN9_DISABLED_WHY);
-	else
-		plan9_method_remove(&s->plan9, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING,
-				    req);
+	plan9_method_remove(&s->plan9, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
 }
 
 static void m_vpmem_add(void *opaque, struct ctl_req *req)
@@ -151,6 +147,9 @@ static void m_vpmem_add(void *opaque, struct ctl_req *req)
 static void m_vpmem_remove(void *opaque, struct ctl_req *req)
 {
 	struct serve *s = opaque;
+
+	if (serve_containers_hold(s, req, true))
+		return;
 
 	vpmem_method_remove(&s->vpmem, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
 }
@@ -204,16 +203,20 @@ static const struct ctl_method methods[] = {
     {"nic.add", m_nic_add, LC_HOTPLUG, L},
     {"nic.remove", m_nic_remove, LC_HOTPLUG, L},
     {"nic.update", m_nic_update, LC_UP, L},
+    {"container.create", serve_container_create, LC_UP, L},
+    {"container.start", serve_container_start, LC_UP, L},
+    {"container.exec", serve_container_exec, LC_UP, L},
+    {"container.signal", serve_container_signal, LC_UP, L},
+    {"container.wait", serve_container_wait, LC_UP | B(PAUSED), L},
+    {"container.update", serve_container_update, LC_UP, L},
+    {"container.stats", serve_container_stats, LC_UP, L},
+    {"container.list", serve_container_list, LC_UP | B(PAUSED), 0},
+    {"container.delete", serve_container_delete, LC_UP, L},
+    {"netns.add", serve_netns_add, LC_UP, L},
+    {"netns.remove", serve_netns_remove, LC_UP, L},
     /* Known to the protocol, not built yet: they fail with -32008 after the state check. */
     {"vsock.update_service", m_unsupported, LC_HOTPLUG, 0},
     {"vsock.remove_service", m_unsupported, LC_HOTPLUG, 0},
-    {"container.create", m_unsupported, LC_UP, 0},
-    {"container.start", m_unsupported, LC_UP, 0},
-    {"container.exec", m_unsupported, LC_UP, 0},
-    {"container.signal", m_unsupported, LC_UP, 0},
-    {"container.wait", m_unsupported, LC_UP | B(PAUSED), 0},
-    {"container.delete", m_unsupported, LC_UP, 0},
-    {"container.stats", m_unsupported, LC_UP, 0},
     {NULL, NULL, 0, 0},
 };
 
@@ -233,11 +236,12 @@ static void m_vm_capabilities(void *opaque, struct ctl_req *req)
 
 	cJSON_AddNumberToObject(r, "protocol", 1);
 	for (const struct ctl_method *x = methods; x->name; x++)
-		if (x->fn != m_unsupported &&
-		    !(PLAN9_DISABLED && (x->fn == m_plan9_add || x->fn == m_plan9_remove)))
+		if (x->fn != m_unsupported)
 			cJSON_AddItemToArray(m, cJSON_CreateString(x->name));
 	cJSON_AddItemToArray(ev, cJSON_CreateString("vm.exited"));
 	cJSON_AddItemToArray(ev, cJSON_CreateString("process.exited"));
+	cJSON_AddItemToArray(ev, cJSON_CreateString("container.exited"));
+	cJSON_AddItemToArray(ev, cJSON_CreateString("container.oom"));
 	cJSON_AddNumberToObject(r, "max_line", CTL_LINE_MAX);
 	ctl_req_result(req, r);
 }
@@ -327,6 +331,7 @@ int ctl_serve_main(int argc, char **argv)
 		log_msg_errno(LOG_ERROR, TAG, "setup");
 		goto out;
 	}
+	s->ctrs.reaper.loop = s->loop;
 	if (ctl_create(&s->ctl,
 		       &(struct ctl_config){
 			   .out_fd = STDOUT_FILENO,
@@ -348,6 +353,7 @@ int ctl_serve_main(int argc, char **argv)
 out:
 	serve_terminate(s);
 	serve_procs_free(s);
+	serve_containers_free(s);
 	ctl_destroy(s->ctl);
 	loop_destroy(s->loop);
 	if (s->sig_fd >= 0)

@@ -140,7 +140,10 @@ int guest_proc_exec(struct guest_proc *p, struct bridge *b, struct vsock *vs, st
 			p->outputs_open++;
 	}
 	body = cJSON_CreateObject();
-	cJSON_AddItemToObject(body, "argv", cJSON_Duplicate(x->argv, 1));
+	if (x->argv)
+		cJSON_AddItemToObject(body, "argv", cJSON_Duplicate(x->argv, 1));
+	for (const cJSON *e = x->extra ? x->extra->child : NULL; e; e = e->next)
+		cJSON_AddItemToObject(body, e->string, cJSON_Duplicate(e, 1));
 	if (x->env)
 		cJSON_AddItemToObject(body, "env", cJSON_Duplicate(x->env, 1));
 	if (x->cwd)
@@ -156,9 +159,11 @@ int guest_proc_exec(struct guest_proc *p, struct bridge *b, struct vsock *vs, st
 	cJSON_AddNumberToObject(body, "stdout_port", ports[1]);
 	cJSON_AddNumberToObject(body, "stderr_port", ports[2]);
 	p->exec_pending = true;
-	ret =
-	    bridge_request(b, BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_PROCESS, BRIDGE_RPC_EXEC),
-			   body, on_exec_resp, p);
+	ret = bridge_request(
+	    b,
+	    x->type ? x->type
+		    : BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_PROCESS, BRIDGE_RPC_EXEC),
+	    body, on_exec_resp, p);
 	if (ret < 0)
 		on_exec_resp(p, ret, "cannot send the request to the guest", NULL);
 	return 0;

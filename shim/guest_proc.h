@@ -43,6 +43,13 @@ struct guest_exec {
 	const char *term; /* tty only: TERM for the process (unless env sets it), or NULL */
 	/* Host ends of stdin, stdout, stderr: -1 for none. Owned by the proc from the call on. */
 	int fds[3];
+	/*
+	 * Optional, for a process the guest starts otherwise (containers): the
+	 * request type (0: the process exec) and fields added to its body; argv
+	 * may then be NULL. The answer is read the same way: {"pid": N}.
+	 */
+	uint32_t type;
+	const cJSON *extra;
 };
 
 /* Embedded by its owner (container_of in the callbacks). */

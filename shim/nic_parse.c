@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "shim/container.h"
 #include "virtio/net_hdr.h"
 
 /* User-mode defaults, as QEMU's slirp numbers them: guest, gateway (the host), DNS. */
@@ -154,7 +155,7 @@ static int user_addresses(struct nic_params *p, char err[CTL_ERRLEN])
 
 int nic_parse_add(const cJSON *params, struct nic_params *p, char err[CTL_ERRLEN])
 {
-	const char *backend, *mac = NULL;
+	const char *backend, *mac = NULL, *gns = NULL;
 	uint64_t timeout = NIC_DEFAULT_TIMEOUT;
 
 	memset(p, 0, sizeof(*p));
@@ -192,6 +193,15 @@ int nic_parse_add(const cJSON *params, struct nic_params *p, char err[CTL_ERRLEN
 		return BAD(err, "out of memory");
 	if (parse_guest_fields(params, p->guest, err))
 		goto fail;
+	/* A guest network namespace (netns.add) the agent moves the NIC into. */
+	if (ctl_param_str(params, "guest_netns", false, &gns, err) == -EINVAL)
+		goto fail;
+	if (gns && !container_id_valid(gns)) {
+		snprintf(err, CTL_ERRLEN, "params.guest_netns: a namespace name from netns.add");
+		goto fail;
+	}
+	if (gns)
+		cJSON_AddStringToObject(p->guest, "netns", gns);
 	if (!cJSON_GetObjectItemCaseSensitive(p->guest, "mtu"))
 		cJSON_AddNumberToObject(p->guest, "mtu", NIC_DEFAULT_MTU);
 	p->mtu = (uint16_t)cJSON_GetObjectItemCaseSensitive(p->guest, "mtu")->valuedouble;

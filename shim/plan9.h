@@ -108,16 +108,4 @@ void plan9_method_remove(struct plan9 *pl, struct bridge *bridge, bool running,
 /* Once the GCS negotiated: mounts every cold-plugged share; fn runs once, when all are done. */
 void plan9_boot_attach(struct plan9 *pl, struct bridge *bridge, plan9_boot_fn fn, void *opaque);
 
-/*
- * 9p is built and unit-tested but switched off at the entry points (plan9.*,
- * vm.create's "plan9", run --share): a guest running a file-heavy workload on
- * a share (1,000 creates, renames and removes) triple-faulted in the test
- * host, which points at guest memory written after it was given back. Until
- * that is found, a parent gets this message instead of a corrupted guest.
- */
-#define PLAN9_DISABLED 1 /* the one switch: 0 turns plan9.*, vm.create's plan9, --share on */
-#define PLAN9_DISABLED_WHY                                                                       \
-	"9p shares are disabled in this build: under a file-heavy load the guest was seen to "    \
-	"crash (docs/virtio.md, virtio-9p)"
-
 #endif

@@ -59,10 +59,6 @@ static int run_add_shares(struct run_ctx *ctx, const struct run_opts *o)
 	char err[256];
 	int ret;
 
-	if (PLAN9_DISABLED) { /* shim/plan9.h: refused before anything is made */
-		fprintf(stderr, "uvm-shim run: --share: %s\n", PLAN9_DISABLED_WHY);
-		return -EOPNOTSUPP;
-	}
 	ctx->shares = calloc(1, sizeof(*ctx->shares));
 	if (!ctx->shares)
 		return -ENOMEM;

@@ -20,6 +20,7 @@
 #include <cjson/cJSON.h>
 
 #include "shim/console.h"
+#include "shim/container.h"
 #include "shim/ctl.h"
 #include "shim/guest_link.h"
 #include "shim/guest_proc.h"
@@ -43,12 +44,24 @@ struct req_list {
 
 struct serve;
 
-/* A process started by guest.exec. */
+struct sproc;
+
+/* A record started for another module (containers): its answer and end are theirs. */
+struct sproc_hooks {
+	/* Answers req (the exec's): status 0 (p->gp.pid set) or -errno with the message. */
+	void (*started)(struct sproc *p, struct ctl_req *req, int status, const char *error);
+	/* Optional: the exit is known and the output relayed (after process.exited). */
+	void (*finished)(struct sproc *p);
+};
+
+/* A process started by guest.exec (or container.create/exec). */
 struct sproc {
 	struct serve *s;
 	struct guest_proc gp;	  /* pid, relays, exit: shim/guest_proc.c */
 	struct ctl_req *exec_req; /* answered when the exec is */
 	struct req_list *waiters;
+	const struct sproc_hooks *hooks; /* NULL: guest.exec's */
+	void *owner;
 	struct sproc *next;
 };
 
@@ -87,6 +100,8 @@ struct serve {
 	struct plan9 plan9;
 	/* NICs by id (nic.c) */
 	struct nic_mgr nics;
+	/* containers by id (container.c) */
+	struct container_mgr ctrs;
 	cJSON *gcs_answer; /* the negotiation answer, kept while boot disks attach */
 	const char *boot_what; /* "disk", "pmem device", "9p share", "NIC": what vm.start waits for */
 };
@@ -137,10 +152,47 @@ void serve_procs_free(struct serve *s);
 /* The bridge's process_exited notification. */
 void serve_on_process_exited(void *opaque, int pid, int code, int sig);
 
+/*
+ * Opens the parent's stdio paths (NULL: none), records a process and sends
+ * x (type and extra say what the guest starts). 0: hooks->started (or the
+ * guest.exec answer) follows; -1: req was answered with the error.
+ */
+int serve_proc_spawn(struct serve *s, struct ctl_req *req, struct guest_exec *x,
+		     const char *const paths[3], const struct sproc_hooks *hooks, void *owner);
+
 void serve_guest_exec(void *opaque, struct ctl_req *req);
 void serve_process_wait(void *opaque, struct ctl_req *req);
 void serve_process_signal(void *opaque, struct ctl_req *req);
 void serve_process_resize(void *opaque, struct ctl_req *req);
+
+/* ---- container.c ------------------------------------------------------------------- */
+
+void serve_container_create(void *opaque, struct ctl_req *req);
+void serve_container_start(void *opaque, struct ctl_req *req);
+void serve_container_exec(void *opaque, struct ctl_req *req);
+void serve_container_signal(void *opaque, struct ctl_req *req);
+void serve_container_wait(void *opaque, struct ctl_req *req);
+void serve_container_update(void *opaque, struct ctl_req *req);
+void serve_container_stats(void *opaque, struct ctl_req *req);
+void serve_container_list(void *opaque, struct ctl_req *req);
+void serve_container_delete(void *opaque, struct ctl_req *req);
+/* netns.add / netns.remove: a named network namespace in the guest (/run/netns/<name>). */
+void serve_netns_add(void *opaque, struct ctl_req *req);
+void serve_netns_remove(void *opaque, struct ctl_req *req);
+/* The bridge's container_exited / container_oom notifications. */
+void serve_containers_notify(struct serve *s, uint32_t type, const cJSON *body);
+/* container_refs.c: root's references as the guest's "layers" and "scratch" in body;
+ * -EINVAL with err naming what is not attached. */
+int container_root_fields(struct serve *s, const struct ctr_root *root, cJSON *body,
+			  char err[CTL_ERRLEN]);
+/*
+ * scsi.remove / vpmem.remove of a device a container stands on: answered
+ * (-32004 naming the container) and true; false lets the manager go on.
+ */
+bool serve_containers_hold(struct serve *s, struct ctl_req *req, bool vpmem);
+/* The VM is gone: fails every container.wait still out. */
+void serve_containers_cancel_all(struct serve *s);
+void serve_containers_free(struct serve *s);
 
 /* ---- serve_guest.c ------------------------------------------------------------------ */
 

@@ -57,6 +57,8 @@ static void proc_finished(struct guest_proc *gp)
 	while ((req = serve_req_list_pop(&p->waiters)))
 		ctl_req_result(req, serve_proc_result(p));
 	guest_proc_drop_relays(gp);
+	if (p->hooks && p->hooks->finished)
+		p->hooks->finished(p);
 }
 
 /* The VM is gone: nobody will exit any more. */
@@ -134,14 +136,17 @@ static void proc_started(struct guest_proc *gp, int status, const char *error)
 	cJSON *r;
 
 	p->exec_req = NULL;
-	if (status != 0) {
+	if (p->hooks) {
+		p->hooks->started(p, req, status, error);
+	} else if (status != 0) {
 		ctl_req_error(req, serve_guest_err_code(status), "%s", error);
-		serve_proc_unlink_free(p->s, p);
-		return;
+	} else {
+		r = cJSON_CreateObject();
+		cJSON_AddNumberToObject(r, "pid", gp->pid);
+		ctl_req_result(req, r);
 	}
-	r = cJSON_CreateObject();
-	cJSON_AddNumberToObject(r, "pid", gp->pid);
-	ctl_req_result(req, r);
+	if (status != 0)
+		serve_proc_unlink_free(p->s, p);
 }
 
 const struct guest_proc_ops serve_proc_ops = {
@@ -153,7 +158,6 @@ const struct guest_proc_ops serve_proc_ops = {
 
 void serve_guest_exec(void *opaque, struct ctl_req *req)
 {
-	static const char *const names[3] = {"stdin", "stdout", "stderr"};
 	struct serve *s = opaque;
 	const cJSON *argv, *env = NULL;
 	const char *cwd = NULL, *paths[3] = {NULL, NULL, NULL};
@@ -162,8 +166,6 @@ void serve_guest_exec(void *opaque, struct ctl_req *req)
 	uint64_t uid = 0, gid = 0, rows = 24, cols = 80;
 	bool tty = false;
 	struct guest_exec x;
-	struct sproc *p;
-	int ret;
 
 	if (ctl_param_strv(req->params, "argv", true, MAX_EXEC_ARGS, &argv, &argc, err) ||
 	    ctl_param_strv(req->params, "env", false, MAX_EXEC_ARGS, &env, &envc, err) == -EINVAL ||
@@ -199,15 +201,27 @@ void serve_guest_exec(void *opaque, struct ctl_req *req)
 				.gid = gid,
 				.tty = tty,
 				.rows = rows,
-				.cols = cols,
-				.fds = {-1, -1, -1}};
+				.cols = cols};
+	serve_proc_spawn(s, req, &x, paths, NULL, NULL);
+}
+
+int serve_proc_spawn(struct serve *s, struct ctl_req *req, struct guest_exec *x,
+		     const char *const paths[3], const struct sproc_hooks *hooks, void *owner)
+{
+	static const char *const names[3] = {"stdin", "stdout", "stderr"};
+	char err[CTL_ERRLEN];
+	struct sproc *p;
+	int ret;
+
+	for (int i = 0; i < 3; i++)
+		x->fds[i] = -1;
 	for (int i = 0; i < 3; i++) {
 		if (!paths[i])
 			continue;
-		x.fds[i] = stdio_open_host(paths[i], i == 0 ? STDIO_TO_GUEST : STDIO_FROM_GUEST);
-		if (x.fds[i] < 0) {
+		x->fds[i] = stdio_open_host(paths[i], i == 0 ? STDIO_TO_GUEST : STDIO_FROM_GUEST);
+		if (x->fds[i] < 0) {
 			ctl_req_error(req, CTL_ERR_HOST, "%s %s: %s", names[i], paths[i],
-				      strerror(-x.fds[i]));
+				      strerror(-x->fds[i]));
 			goto fail;
 		}
 	}
@@ -218,22 +232,26 @@ void serve_guest_exec(void *opaque, struct ctl_req *req)
 	}
 	p->s = s;
 	p->exec_req = req;
+	p->hooks = hooks;
+	p->owner = owner;
 	guest_proc_init(&p->gp, &serve_proc_ops);
 	serve_procs_trim(s, SERVE_MAX_PROCS_KEPT);
 	p->next = s->procs;
 	s->procs = p;
 	s->nr_procs++;
 	/* From here proc_started answers req (and frees p if the exec failed). */
-	ret = guest_proc_exec(&p->gp, s->bridge, s->vs, s->loop, &x, err, sizeof(err));
+	ret = guest_proc_exec(&p->gp, s->bridge, s->vs, s->loop, x, err, sizeof(err));
 	if (ret < 0) {
 		ctl_req_error(req, CTL_ERR_HOST, "%s", err);
 		serve_proc_unlink_free(s, p);
+		return -1;
 	}
-	return;
+	return 0;
 fail:
 	for (int i = 0; i < 3; i++)
-		if (x.fds[i] >= 0)
-			close(x.fds[i]);
+		if (x->fds[i] >= 0)
+			close(x->fds[i]);
+	return -1;
 }
 
 static int known_pid(struct serve *s, struct ctl_req *req, uint64_t *pid)

@@ -166,9 +166,15 @@ static void on_bridge_closed(void *opaque)
 	pr_info(TAG, "bridge connection closed");
 }
 
+static void on_bridge_notify(void *opaque, uint32_t type, const cJSON *body)
+{
+	serve_containers_notify(opaque, type, body);
+}
+
 static const struct bridge_ops bridge_ops = {
     .ready = on_bridge_ready,
     .process_exited = serve_on_process_exited,
+    .notify = on_bridge_notify,
     .closed = on_bridge_closed,
 };
 
@@ -178,6 +184,7 @@ static void vm_teardown(struct serve *s)
 	guest_link_close_bridge(&s->link);
 	s->bridge = NULL;
 	serve_procs_cancel_all(s);
+	serve_containers_cancel_all(s);
 	scsi_unbind(&s->scsi); /* before the bus goes */
 	vpmem_unbind(&s->vpmem);
 	plan9_unbind(&s->plan9);
@@ -218,6 +225,7 @@ static void vm_ended(struct serve *s, enum vm_exit why)
 		lifecycle_event(&s->lc, LC_EV_GUEST_EXITED, NULL);
 	}
 	serve_procs_cancel_all(s);
+	serve_containers_cancel_all(s);
 	ev = cJSON_CreateObject();
 	cJSON_AddStringToObject(ev, "exit", s->exit_name);
 	ctl_event(s->ctl, "vm.exited", ev);
@@ -299,10 +307,6 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 	}
 	if (vpmem_parse_limits(req->params, &vpmem_count, &vpmem_max, err)) {
 		ctl_req_bad_params(req, err);
-		return;
-	}
-	if (shares && PLAN9_DISABLED) {
-		ctl_req_error(req, CTL_ERR_UNSUPPORTED, "params.plan9: %s", PLAN9_DISABLED_WHY);
 		return;
 	}
 	if (shares && !cJSON_IsArray(shares)) {

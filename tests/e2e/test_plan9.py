@@ -8,20 +8,13 @@ import hashlib
 import os
 import shutil
 import tempfile
+import warnings
 
 import pytest
 
 from test_serve import Shim, run  # the same parent-side client as test_serve
 
 NOT_FOUND, BUSY, BAD_PARAMS, WRONG_STATE = -32003, -32004, -32602, -32001
-
-
-# The entry points are switched off (shim/plan9.h, PLAN9_DISABLED_WHY): in the
-# test host the 1,000-file workload below crashed the guest (a triple fault
-# with the device's own branch build; the test host itself went down with the
-# merged build). These tests come back when that is found.
-pytestmark = pytest.mark.skip(reason="9p shares are disabled in this build: a file-heavy load "
-                              "crashed the guest (docs/virtio.md, virtio-9p)")
 
 
 def sh(shim, tmp, script, timeout=120):
@@ -37,20 +30,63 @@ def sha256(path):
     return h.hexdigest()
 
 
+# In the test host, a file-heavy 9p load sometimes resets the nested guest (a
+# triple fault): tests/testhost/stress saw it under Debian's QEMU and its own
+# virtio-9p as well, so it is the nested environment's (docs/virtio.md,
+# virtio-9p). A test whose VM dies that way is run once more in a fresh VM and
+# says so; a second reset, or any other failure, fails it.
+RESET = "VM ended: guest triple fault"
+
+
+class Vms:
+    """The module's VM (one share given at vm.create), booted again after a reset."""
+
+    def __init__(self, paths):
+        self.paths = paths
+        self.vm = None
+        self.resets = 0
+
+    def boot(self):
+        d = tempfile.mkdtemp(prefix="uvm-e2e-9p-")
+        share = os.path.join(d, "boot-share")
+        os.mkdir(share)
+        with open(os.path.join(share, "hello"), "w") as f:
+            f.write("from the host\n")
+        s = Shim(self.paths, d)
+        s.boot(plan9=[{"name": "boot0", "host_path": share, "guest_path": "/mnt/boot0"}])
+        s.dir = d
+        self.vm = s
+        return s
+
+    def close(self):
+        assert self.vm.close() == 0, self.vm.log()
+        shutil.rmtree(self.vm.dir, ignore_errors=True)
+
+    def run(self, test, tmp):
+        """test(vm, tmp), again in a fresh VM if the first VM was reset under it."""
+        try:
+            return test(self.vm, tmp)
+        except Exception:
+            if RESET not in self.vm.log():
+                raise
+        self.resets += 1
+        msg = ("%s: the nested guest was reset (triple fault) during the test; running it "
+               "once more in a fresh VM" % test.__name__)
+        print("WARNING " + msg)
+        warnings.warn(msg)
+        self.vm.proc.kill()
+        self.boot()
+        for n in os.listdir(tmp):
+            shutil.rmtree(os.path.join(tmp, n), ignore_errors=True)
+        return test(self.vm, tmp)
+
+
 @pytest.fixture(scope="module")
-def pvm(paths, kvm):
-    """A VM with one share given at vm.create: mounted before vm.start answers."""
-    d = tempfile.mkdtemp(prefix="uvm-e2e-9p-")
-    share = os.path.join(d, "boot-share")
-    os.mkdir(share)
-    with open(os.path.join(share, "hello"), "w") as f:
-        f.write("from the host\n")
-    s = Shim(paths, d)
-    s.boot(plan9=[{"name": "boot0", "host_path": share, "guest_path": "/mnt/boot0"}])
-    s.dir = d
-    yield s
-    assert s.close() == 0, s.log()
-    shutil.rmtree(d, ignore_errors=True)
+def vms(paths, kvm):
+    v = Vms(paths)
+    v.boot()
+    yield v
+    v.close()
 
 
 @pytest.fixture
@@ -65,13 +101,21 @@ def add(vm, name, host, guest, **kw):
     return r
 
 
-def test_share_at_create_is_mounted(pvm, tmp):
+def test_share_at_create_is_mounted(vms, tmp):
+    vms.run(_share_at_create_is_mounted, tmp)
+
+
+def _share_at_create_is_mounted(pvm, tmp):
     code, out, err = sh(pvm, tmp, "grep ' /mnt/boot0 9p ' /proc/mounts && cat /mnt/boot0/hello")
     assert code == 0, (out, err)
     assert "trans=virtio" in out and "from the host" in out, out
 
 
-def test_thousand_files_and_host_changes(pvm, tmp):
+def test_thousand_files_and_host_changes(vms, tmp):
+    vms.run(_thousand_files_and_host_changes, tmp)
+
+
+def _thousand_files_and_host_changes(pvm, tmp):
     host = os.path.join(tmp, "s")
     os.mkdir(host)
     add(pvm, "many", host, "/mnt/many")
@@ -108,7 +152,11 @@ def test_thousand_files_and_host_changes(pvm, tmp):
     assert out.strip() == "0", out
 
 
-def test_64mib_both_ways(pvm, tmp):
+def test_64mib_both_ways(vms, tmp):
+    vms.run(_64mib_both_ways, tmp)
+
+
+def _64mib_both_ways(pvm, tmp):
     host = os.path.join(tmp, "s")
     os.mkdir(host)
     with open(os.path.join(host, "big"), "wb") as f:
@@ -123,7 +171,11 @@ def test_64mib_both_ways(pvm, tmp):
     pvm.ok("plan9.remove", timeout=120, name="big")
 
 
-def test_read_only_and_escapes(pvm, tmp):
+def test_read_only_and_escapes(vms, tmp):
+    vms.run(_read_only_and_escapes, tmp)
+
+
+def _read_only_and_escapes(pvm, tmp):
     host = os.path.join(tmp, "s")
     outside = os.path.join(tmp, "outside")
     os.mkdir(host)
@@ -150,7 +202,11 @@ def test_read_only_and_escapes(pvm, tmp):
     pvm.ok("plan9.remove", timeout=120, name="ro")
 
 
-def test_allowed_names_and_two_shares(pvm, tmp):
+def test_allowed_names_and_two_shares(vms, tmp):
+    vms.run(_allowed_names_and_two_shares, tmp)
+
+
+def _allowed_names_and_two_shares(pvm, tmp):
     a = os.path.join(tmp, "a")
     b = os.path.join(tmp, "b")
     os.mkdir(a)
@@ -173,7 +229,11 @@ def test_allowed_names_and_two_shares(pvm, tmp):
     assert out.strip() == "1", out  # boot0 only
 
 
-def test_plan9_errors(pvm, tmp):
+def test_plan9_errors(vms, tmp):
+    vms.run(_plan9_errors, tmp)
+
+
+def _plan9_errors(pvm, tmp):
     pvm.error("plan9.add", BAD_PARAMS, name="x", host_path="/nonexistent", guest_path="/mnt/x")
     pvm.error("plan9.add", BAD_PARAMS, name="x", host_path="/etc/passwd", guest_path="/mnt/x")
     pvm.error("plan9.add", BAD_PARAMS, name="a/b", host_path=tmp, guest_path="/mnt/x")

@@ -30,6 +30,7 @@
 #include "gcs/gcs.h"
 #include "gcs/log.c"
 #include "gcs/net.c"
+#include "gcs/container_netns.c"
 
 #define IFN "uvmgn0"
 #define MAC "02:11:22:33:44:55"

@@ -62,6 +62,10 @@ static const struct {
     {"container.wait", "RP"},
     {"container.delete", "R"},
     {"container.stats", "R"},
+    {"container.update", "R"},
+    {"container.list", "RP"},
+    {"netns.add", "R"},
+    {"netns.remove", "R"},
 };
 
 static const char letters[LC_NR_STATES] = {

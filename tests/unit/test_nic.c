@@ -62,6 +62,25 @@ static void test_parse_add_ok(void **state)
 	cJSON_Delete(j);
 }
 
+/* guest_netns: a netns.add name, passed to the agent as "netns". */
+static void test_parse_guest_netns(void **state)
+{
+	struct nic_params p;
+	char err[CTL_ERRLEN];
+	cJSON *j = J("{\"id\":\"n\",\"backend\":\"tap\",\"tap\":\"t0\",\"guest_netns\":\"n1\"}");
+
+	assert_int_equal(nic_parse_add(j, &p, err), 0);
+	assert_string_equal(cJSON_GetObjectItem(p.guest, "netns")->valuestring, "n1");
+	nic_params_free(&p);
+	cJSON_Delete(j);
+	assert_non_null(strstr(add_err("{\"id\":\"n\",\"backend\":\"tap\",\"tap\":\"t0\","
+				       "\"guest_netns\":\"../x\"}"),
+			       "params.guest_netns"));
+	assert_non_null(strstr(add_err("{\"id\":\"n\",\"backend\":\"tap\",\"tap\":\"t0\","
+				       "\"guest_netns\":7}"),
+			       "guest_netns"));
+}
+
 static void test_parse_user_defaults(void **state)
 {
 	struct nic_params p;
@@ -266,9 +285,9 @@ static void test_manager_cold(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_parse_add_ok),  cmocka_unit_test(test_parse_user_defaults),
-	    cmocka_unit_test(test_parse_add_bad), cmocka_unit_test(test_parse_update),
-	    cmocka_unit_test(test_manager_cold),
+	    cmocka_unit_test(test_parse_add_ok),      cmocka_unit_test(test_parse_user_defaults),
+	    cmocka_unit_test(test_parse_guest_netns), cmocka_unit_test(test_parse_add_bad),
+	    cmocka_unit_test(test_parse_update),      cmocka_unit_test(test_manager_cold),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,12 +1,13 @@
 # ThreadSanitizer build of the unit tests (`make tsan`): the library objects
 # and every tests/unit/test_*.c built with -fsanitize=thread, run one by one.
-# Tests that install seccomp filters are left out: the TSan runtime makes
-# calls no allowlist has; so are the stack dumps (test_stacks, test_gcs_stacks),
+# Tests that install seccomp filters (test_seccomp, test_p9_sandbox) are left
+# out: the TSan runtime makes calls no allowlist has; so are the stack dumps
+# (test_stacks, test_gcs_stacks),
 # whose capture runs in signal handlers that TSan reports on but does not
 # model. Part of `make test`.
 TSAN	      := -fsanitize=thread -fno-omit-frame-pointer -Wno-error=tsan -Wno-tsan
 TSAN_OBJS     := $(LIB_SRCS:%.c=$(BUILD)/tsan/obj/%.o)
-TSAN_SKIP     := test_seccomp test_stacks test_gcs_stacks
+TSAN_SKIP     := test_seccomp test_p9_sandbox test_stacks test_gcs_stacks
 TSAN_BINS     := $(filter-out $(TSAN_SKIP:%=$(BUILD)/tsan/tests/%),$(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tsan/tests/%))
 
 $(BUILD)/tsan/obj/%.o: %.c

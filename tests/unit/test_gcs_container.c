@@ -1,0 +1,278 @@
+/*
+ * The GCS's container bundle (gcs/container_bundle.c) on the host: ids,
+ * config.json from the host's spec (root.path and cgroupsPath replaced,
+ * required fields checked, hostile specs refused), crun's pid file with
+ * hostile contents, the console socket's fd passing, crun's log message.
+ * crun itself is not run here (the e2e test does).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "gcs/bridge.h"
+#include "gcs/container.h"
+#include "gcs/log.c"
+#include "gcs/container_bundle.c"
+
+/* ---- what bundle.c takes from the rest of the agent ---- */
+
+int gcs_write_all(int fd, const void *buf, size_t len)
+{
+	return write(fd, buf, len) == (ssize_t)len ? 0 : -EIO;
+}
+
+int gcs_read_line(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return 0;
+}
+
+void gcs_child_reset_signals(void)
+{
+}
+
+int gcs_exit_code(int status)
+{
+	return status;
+}
+
+static char dir[] = "/tmp/gcs-ctr-test-XXXXXX";
+
+static int setup(void **state)
+{
+	assert_non_null(mkdtemp(dir));
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	gcs_ctr_rmdir(dir);
+	return 0;
+}
+
+static void test_ids(void **state)
+{
+	assert_true(gcs_ctr_id_valid("c1"));
+	assert_false(gcs_ctr_id_valid(NULL));
+	assert_false(gcs_ctr_id_valid(""));
+	assert_false(gcs_ctr_id_valid("../x"));
+	assert_false(gcs_ctr_id_valid("a/b"));
+	assert_false(gcs_ctr_id_valid("-rf"));
+	assert_false(gcs_ctr_id_valid("a b"));
+}
+
+static cJSON *read_config(void)
+{
+	char path[PATH_MAX], buf[8192];
+	int fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	assert_true(n > 0);
+	buf[n] = 0;
+	return cJSON_Parse(buf);
+}
+
+static void test_bundle(void **state)
+{
+	char err[256], want[PATH_MAX];
+	cJSON *spec = cJSON_Parse("{\"ociVersion\":\"1.0.0\",\"process\":{\"args\":[\"sh\"]},"
+				  "\"root\":{\"path\":\"/etc\",\"readonly\":true},"
+				  "\"linux\":{\"cgroupsPath\":\"/../../escape\"}}");
+	cJSON *c;
+
+	assert_int_equal(gcs_bundle_write(dir, "c1", spec, err, sizeof(err)), 0);
+	c = read_config();
+	snprintf(want, sizeof(want), "%s/rootfs", dir);
+	assert_string_equal(
+	    cJSON_GetObjectItem(cJSON_GetObjectItem(c, "root"), "path")->valuestring, want);
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(c, "root"), "readonly")));
+	assert_string_equal(
+	    cJSON_GetObjectItem(cJSON_GetObjectItem(c, "linux"), "cgroupsPath")->valuestring,
+	    "/containers/c1");
+	cJSON_Delete(c);
+	cJSON_Delete(spec);
+	/* root and linux absent: made */
+	spec = cJSON_Parse("{\"ociVersion\":\"1.0.0\",\"process\":{\"args\":[\"sh\"]}}");
+	assert_int_equal(gcs_bundle_write(dir, "c1", spec, err, sizeof(err)), 0);
+	cJSON_Delete(spec);
+
+	static const struct {
+		const char *json, *err;
+	} bad[] = {
+	    {"[]", "spec"},
+	    {"{}", "spec.ociVersion"},
+	    {"{\"ociVersion\":1,\"process\":{\"args\":[\"sh\"]}}", "spec.ociVersion"},
+	    {"{\"ociVersion\":\"1\"}", "spec.process.args"},
+	    {"{\"ociVersion\":\"1\",\"process\":{\"args\":[]}}", "spec.process.args"},
+	    {"{\"ociVersion\":\"1\",\"process\":{\"args\":[1]}}", "spec.process.args"},
+	    {"{\"ociVersion\":\"1\",\"process\":{\"args\":\"sh\"}}", "spec.process.args"},
+	    {"{\"ociVersion\":\"1\",\"process\":{\"args\":[\"sh\"]},\"root\":\"/\"}", "spec.root"},
+	    {"{\"ociVersion\":\"1\",\"process\":{\"args\":[\"sh\"]},\"linux\":[]}", "spec.root"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		spec = cJSON_Parse(bad[i].json);
+		assert_non_null(spec);
+		err[0] = 0;
+		assert_int_equal(gcs_bundle_write(dir, "c1", spec, err, sizeof(err)), -EINVAL);
+		if (!strstr(err, bad[i].err))
+			fail_msg("%s: %s", bad[i].json, err);
+		cJSON_Delete(spec);
+	}
+	assert_int_equal(gcs_bundle_write(dir, "c1", NULL, err, sizeof(err)), -EINVAL);
+}
+
+static void put(const char *name, const char *text)
+{
+	char p[PATH_MAX];
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+}
+
+static void test_pidfile(void **state)
+{
+	static const struct {
+		const char *text;
+		pid_t want;
+	} cases[] = {
+	    {"93", 93},
+	    {"93\n", 93},
+	    {"", -EPROTO},
+	    {"0", -EPROTO},
+	    {"-5", -EPROTO},
+	    {"abc", -EPROTO},
+	    {"2147483648", -EPROTO},
+	    {"99999999999999999999", -EPROTO},
+	};
+	char p[PATH_MAX];
+
+	snprintf(p, sizeof(p), "%s/pid", dir);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		put("pid", cases[i].text);
+		if (gcs_pidfile_read(p) != cases[i].want)
+			fail_msg("'%s': %d", cases[i].text, gcs_pidfile_read(p));
+	}
+	snprintf(p, sizeof(p), "%s/nosuch", dir);
+	assert_int_equal(gcs_pidfile_read(p), -ENOENT);
+}
+
+/* crun's side of --console-socket: connect and send one fd. */
+static void send_fd(const char *path, int fd, bool with_fd)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	char cbuf[CMSG_SPACE(sizeof(int))] = {0}, byte = 'x';
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+	int s = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	strcpy(a.sun_path, path);
+	assert_int_equal(connect(s, (struct sockaddr *)&a, sizeof(a)), 0);
+	if (with_fd) {
+		struct cmsghdr *c;
+
+		m.msg_control = cbuf;
+		m.msg_controllen = sizeof(cbuf);
+		c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	assert_int_equal(sendmsg(s, &m, 0), 1);
+	close(s);
+}
+
+static void test_console_socket(void **state)
+{
+	char path[PATH_MAX];
+	int lfd, got, p[2];
+
+	snprintf(path, sizeof(path), "%s/console.sock", dir);
+	lfd = gcs_console_listen(path);
+	assert_true(lfd >= 0);
+	/* nobody connected yet: no wait */
+	assert_int_equal(gcs_console_take(lfd), -EAGAIN);
+	assert_int_equal(pipe(p), 0);
+	send_fd(path, p[1], true);
+	got = gcs_console_take(lfd);
+	assert_true(got >= 0);
+	assert_int_equal(write(got, "z", 1), 1);
+	{
+		char c;
+
+		assert_int_equal(read(p[0], &c, 1), 1);
+		assert_int_equal(c, 'z');
+	}
+	close(got);
+	/* a connection without an fd */
+	send_fd(path, -1, false);
+	assert_true(gcs_console_take(lfd) < 0);
+	close(lfd);
+	close(p[0]);
+	close(p[1]);
+	unlink(path);
+	/* a path that does not fit sun_path */
+	memset(path, 'a', sizeof(path) - 1);
+	path[200] = 0;
+	assert_int_equal(gcs_console_listen(path), -ENAMETOOLONG);
+}
+
+static void test_crun_message(void **state)
+{
+	char log[PATH_MAX], err[64] = "before";
+
+	snprintf(log, sizeof(log), "%s/crun.log", dir);
+	put("crun.log", "first line\nsecond: pivot_root: Invalid argument\n\n");
+	crun_message(log, err, sizeof(err));
+	assert_string_equal(err, "crun: second: pivot_root: Invalid argument");
+	put("crun.log", "bad \x01\x1b[31m bytes");
+	crun_message(log, err, sizeof(err));
+	assert_string_equal(err, "crun: bad ??[31m bytes");
+	/* empty or absent: err kept */
+	put("crun.log", "");
+	snprintf(err, sizeof(err), "kept");
+	crun_message(log, err, sizeof(err));
+	assert_string_equal(err, "kept");
+	unlink(log);
+	crun_message(log, err, sizeof(err));
+	assert_string_equal(err, "kept");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_ids),		 cmocka_unit_test(test_bundle),
+	    cmocka_unit_test(test_pidfile),	 cmocka_unit_test(test_console_socket),
+	    cmocka_unit_test(test_crun_message),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
