@@ -230,6 +230,19 @@ int boot_acpi_blobs_build(struct boot_acpi_blobs *b, const struct boot_acpi *acp
 uint8_t boot_acpi_checksum(const uint8_t *p, size_t len);
 size_t boot_acpi_madt_size(int nr_cpus);
 
+/* ---- UEFI boot (boot/uefi.c) ---- */
+
+/*
+ * Where a bzImage is cut for fw_cfg (FW_CFG_SETUP_DATA gets the first
+ * *setup_size bytes, FW_CFG_KERNEL_DATA the rest): its boot sector and setup.
+ * The image must be a valid bzImage with an EFI stub (PE header), which OVMF
+ * starts. -ENOEXEC with a reason otherwise.
+ */
+int boot_uefi_split(const uint8_t *kernel, size_t size, size_t *setup_size, char *err,
+		    size_t errlen) __attribute__((warn_unused_result));
+/* fw_cfg's etc/e820: RAM [0, lo_size) and [4 GiB, + hi_size). Entries or -EINVAL/-E2BIG. */
+int boot_uefi_e820(struct boot_e820_entry *tab, int max, const struct boot_ram *ram);
+
 /* ---- bzImage ---- */
 
 struct boot_bzimage_info {

@@ -1,5 +1,6 @@
 /* Assembling a machine from its configuration. */
 #include "machine.h"
+#include "machine_priv.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -58,6 +59,15 @@ int machine_default_guest(const char *dir, char *kernel, size_t klen, char *init
 	return access(kernel, R_OK) || access(initrd, R_OK) ? -ENOENT : 0;
 }
 
+int machine_default_guest_efi(const char *dir, char *kernel, size_t klen, char *initrd, size_t ilen)
+{
+	if (!dir)
+		dir = ".";
+	snprintf(kernel, klen, "%s/vmlinuz", dir);
+	snprintf(initrd, ilen, "%s/initrd.img", dir);
+	return access(kernel, R_OK) || access(initrd, R_OK) ? -ENOENT : 0;
+}
+
 int machine_cmdline(char *out, size_t cap, const char *extra, bool agent)
 {
 	int n = snprintf(out, cap, "%s%s%s%s", MACHINE_BASE_CMDLINE, extra ? " " : "",
@@ -66,19 +76,14 @@ int machine_cmdline(char *out, size_t cap, const char *extra, bool agent)
 	return n < 0 || (size_t)n >= cap || n > BOOT_CMDLINE_MAX ? -E2BIG : 0;
 }
 
-struct loaded_file {
-	uint8_t *data;
-	size_t size;
-};
-
 /*
  * Reads a whole file with large read() calls rather than mapping it: on a network or 9p
  * filesystem without a page cache, each page fault of a mapping is a round trip (measured
  * in the test host, under strace: 4.9 s to copy a kernel and initrd of 18 MB through a
  * mapping, 0.6 s with read()). Files larger than guest RAM cannot be loaded and are refused here.
  */
-static int load_file(const char *path, const char *what, size_t limit, struct loaded_file *lf,
-		     char *err, size_t errlen)
+int machine_load_file(const char *path, const char *what, size_t limit, struct loaded_file *lf,
+		      char *err, size_t errlen)
 {
 	struct stat st;
 	size_t done = 0;
@@ -134,7 +139,7 @@ static int load_file(const char *path, const char *what, size_t limit, struct lo
 	return 0;
 }
 
-static void unload_file(struct loaded_file *lf)
+void machine_unload_file(struct loaded_file *lf)
 {
 	free(lf->data);
 	lf->data = NULL;
@@ -171,9 +176,10 @@ static int machine_load_kernel(struct machine *m, const struct machine_config *c
 	char why[256];
 	int ret;
 
-	ret = load_file(cfg->kernel, "kernel", cfg->mem_mib << 20, &kernel, err, errlen);
+	ret = machine_load_file(cfg->kernel, "kernel", cfg->mem_mib << 20, &kernel, err, errlen);
 	if (!ret && cfg->initrd)
-		ret = load_file(cfg->initrd, "initrd", cfg->mem_mib << 20, &initrd, err, errlen);
+		ret = machine_load_file(cfg->initrd, "initrd", cfg->mem_mib << 20, &initrd, err,
+					errlen);
 	if (ret)
 		goto out;
 	plan = malloc(sizeof(*plan));
@@ -208,8 +214,8 @@ static int machine_load_kernel(struct machine *m, const struct machine_config *c
 		snprintf(err, errlen, "cannot set the boot registers: %s", strerror(-ret));
 out:
 	free(plan);
-	unload_file(&kernel);
-	unload_file(&initrd);
+	machine_unload_file(&kernel);
+	machine_unload_file(&initrd);
 	return ret;
 }
 
@@ -237,9 +243,16 @@ int machine_create(struct machine **out, const struct machine_config *cfg, struc
 		snprintf(err, errlen, "cannot create the VM: %s (details above)", strerror(-ret));
 		goto fail;
 	}
-	ret = machine_load_kernel(m, cfg, err, errlen);
-	if (ret)
+	if (!cfg->firmware) {
+		ret = machine_load_kernel(m, cfg, err, errlen);
+		if (ret)
+			goto fail;
+	} else if (cfg->mem_mib > MACHINE_UEFI_MAX_MEM_MIB) {
+		snprintf(err, errlen, "UEFI boot takes at most %d MiB of memory (asked: %llu)",
+			 MACHINE_UEFI_MAX_MEM_MIB, (unsigned long long)cfg->mem_mib);
+		ret = -EINVAL;
 		goto fail;
+	}
 	ret = uart_create(m->vm, UART_PORT, VM_IRQ_UART, cfg->console_out, cfg->console_opaque,
 			  &m->uart);
 	if (!ret)
@@ -253,6 +266,11 @@ int machine_create(struct machine **out, const struct machine_config *cfg, struc
 	if (ret) {
 		snprintf(err, errlen, "cannot create the platform devices: %s", strerror(-ret));
 		goto fail;
+	}
+	if (cfg->firmware) {
+		ret = machine_uefi_setup(m, cfg, err, errlen);
+		if (ret)
+			goto fail;
 	}
 	ret = virtio_rng_create(m->pci, vm_mem(m->vm), loop, &m->rng);
 	if (ret) {
@@ -322,11 +340,13 @@ void machine_destroy(struct machine *m)
 	for (int i = m->nr_disks - 1; i >= 0; i--)
 		virtio_dev_destroy(m->disks[i]);
 	virtio_dev_destroy(m->rng);
+	machine_uefi_detach(m->uefi);
 	pci_bus_destroy(m->pci);
 	uart_destroy(m->uart);
 	i8042_destroy(m->kbc);
 	cmos_destroy(m->cmos);
 	acpi_pm_destroy(m->acpi_pm);
 	vm_destroy(m->vm);
+	machine_uefi_destroy(m->uefi);
 	free(m);
 }

@@ -29,6 +29,9 @@ const char *machine_guest_dir(void);
  * Returns -ENOENT when either is missing (the buffers hold the paths tried).
  */
 int machine_default_guest(const char *dir, char *kernel, size_t klen, char *initrd, size_t ilen);
+/* The same for UEFI boot: the bzImage (its EFI stub is what the firmware starts). */
+int machine_default_guest_efi(const char *dir, char *kernel, size_t klen, char *initrd,
+			      size_t ilen);
 /*
  * The whole command line: the base, then extra, then (agent) the word that
  * starts the guest agent's bridge ("-- /init bridge"). -E2BIG when it would
@@ -56,6 +59,8 @@ struct machine_pmem {
 	bool read_only;
 };
 
+struct machine_uefi;
+
 struct machine_config {
 	int cpus;
 	uint64_t mem_mib;
@@ -63,6 +68,11 @@ struct machine_config {
 	const char *initrd;  /* may be NULL */
 	const char *cmdline; /* the complete kernel command line */
 	bool entry16;
+	/*
+	 * UEFI boot: the firmware image (OVMF.fd); kernel (a bzImage with an EFI
+	 * stub), initrd and cmdline then go to the firmware through fw_cfg.
+	 */
+	const char *firmware;
 	uart_out_fn console_out; /* on vCPU threads */
 	void *console_opaque;
 	struct machine_disk disks[MACHINE_MAX_DISKS];
@@ -80,6 +90,7 @@ struct machine {
 	struct acpi_pm *acpi_pm;
 	struct pci_bus *pci;
 	struct virtio_dev *rng;
+	struct machine_uefi *uefi; /* UEFI boot only (shim/machine_uefi.c) */
 	struct virtio_dev *disks[MACHINE_MAX_DISKS];
 	int nr_disks;
 	struct virtio_dev *pmems[MACHINE_MAX_PMEM];

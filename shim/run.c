@@ -349,8 +349,8 @@ int run_main(int argc, char **argv)
 	ctx.o = o;
 	sandbox_configure(o->no_seccomp); /* applied by machine_start */
 	if (!o->kernel) {
-		if (machine_default_guest(machine_guest_dir(), kpath, sizeof(kpath), ipath,
-					  sizeof(ipath))) {
+		if ((o->firmware ? machine_default_guest_efi : machine_default_guest)(
+			machine_guest_dir(), kpath, sizeof(kpath), ipath, sizeof(ipath))) {
 			fprintf(
 			    stderr,
 			    "uvm-shim run: no --kernel given and the default guest is not built "
@@ -402,6 +402,7 @@ int run_main(int argc, char **argv)
 				      .initrd = o->initrd,
 				      .cmdline = cmdline,
 				      .entry16 = o->entry16,
+				      .firmware = o->firmware,
 				      .console_out = run_console_out,
 				      .console_opaque = &ctx,
 				      .nr_disks = o->nr_disks,

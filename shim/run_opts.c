@@ -19,6 +19,9 @@ const char run_usage[] =
     "  --kernel PATH       bzImage or ELF vmlinux with a PVH note (default: the default guest)\n"
     "  --initrd PATH       initial ramdisk (default: the default guest's, when --kernel is not "
     "given)\n"
+    "  --firmware PATH     boot through UEFI firmware (Debian's /usr/share/ovmf/OVMF.fd):\n"
+    "                      it starts the kernel (a bzImage with an EFI stub; default: the\n"
+    "                      default guest's vmlinuz) from fw_cfg; at most 2816 MiB of memory\n"
     "  --cmdline STR       extra kernel command line, appended to the base\n"
     "                      (console=ttyS0 quiet reboot=k panic=-1, i8042 quirks);\n"
     "                      add loglevel=7 to see the kernel's boot messages\n"
@@ -305,6 +308,7 @@ int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t 
 			snprintf(name, sizeof(name), "%s", arg);
 		}
 		if (strcmp(name, "--kernel") && strcmp(name, "--initrd") &&
+		    strcmp(name, "--firmware") &&
 		    strcmp(name, "--cmdline") && strcmp(name, "--cpus") &&
 		    strcmp(name, "--memory") && strcmp(name, "--console") &&
 		    strcmp(name, "--disk") && strcmp(name, "--pmem") && strcmp(name, "--share") &&
@@ -323,6 +327,8 @@ int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t 
 			o->kernel = val;
 		} else if (strcmp(name, "--initrd") == 0) {
 			o->initrd = val;
+		} else if (strcmp(name, "--firmware") == 0) {
+			o->firmware = val;
 		} else if (strcmp(name, "--cmdline") == 0) {
 			o->cmdline = val;
 		} else if (strcmp(name, "--cpus") == 0) {
@@ -392,6 +398,10 @@ int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t 
 	}
 	if (o->initrd && !o->kernel) {
 		snprintf(err, errlen, "--initrd needs --kernel");
+		return -EINVAL;
+	}
+	if (o->firmware && o->entry16) {
+		snprintf(err, errlen, "--entry16 and --firmware exclude each other");
 		return -EINVAL;
 	}
 	if (o->nr_shares && !o->guest_argc) {

@@ -41,7 +41,8 @@ struct run_share {
 struct run_opts {
 	const char *kernel; /* NULL: the default guest */
 	const char *initrd;
-	const char *cmdline; /* appended to the base command line */
+	const char *firmware; /* UEFI boot through this image (OVMF.fd) */
+	const char *cmdline;  /* appended to the base command line */
 	int cpus;
 	uint64_t mem_mib;
 	enum console_kind console;

@@ -279,7 +279,7 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 {
 	struct serve *s = opaque;
 	const char *kernel = NULL, *initrd = NULL, *extra = NULL, *vsock_path = NULL;
-	const char *console = NULL;
+	const char *console = NULL, *firmware = NULL;
 	char err[256], kpath[PATH_MAX], ipath[PATH_MAX], cmdline[BOOT_CMDLINE_MAX + 1];
 	uint64_t cpus = 1, mem = 512, cid = 3;
 	struct machine_config cfg = {0};
@@ -298,6 +298,7 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 		-EINVAL ||
 	    ctl_param_str(req->params, "kernel", false, &kernel, err) == -EINVAL ||
 	    ctl_param_str(req->params, "initrd", false, &initrd, err) == -EINVAL ||
+	    ctl_param_str(req->params, "firmware", false, &firmware, err) == -EINVAL ||
 	    ctl_param_str(req->params, "cmdline", false, &extra, err) == -EINVAL ||
 	    ctl_param_str(req->params, "vsock_path", false, &vsock_path, err) == -EINVAL ||
 	    ctl_param_str(req->params, "console", false, &console, err) == -EINVAL) {
@@ -359,8 +360,8 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 	}
 	if (!kernel) {
 		/* A missing default guest shows up below, naming the file. */
-		machine_default_guest(machine_guest_dir(), kpath, sizeof(kpath), ipath,
-				      sizeof(ipath));
+		(firmware ? machine_default_guest_efi : machine_default_guest)(
+		    machine_guest_dir(), kpath, sizeof(kpath), ipath, sizeof(ipath));
 		kernel = kpath;
 		if (!initrd)
 			initrd = ipath;
@@ -384,6 +385,7 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 	cfg.mem_mib = mem;
 	cfg.kernel = kernel;
 	cfg.initrd = initrd;
+	cfg.firmware = firmware;
 	cfg.cmdline = cmdline;
 	cfg.console_out = console_out;
 	cfg.console_opaque = s;

@@ -228,6 +228,7 @@ static void fw_cfg_select(struct fw_cfg *fc, uint16_t key)
 {
 	/* Data writes are not offered: the write-channel bit selects the same item. */
 	fc->sel = key & (uint16_t)~FW_CFG_WRITE_CHANNEL;
+	pr_dbg("fw_cfg", "select 0x%x%s", fc->sel, fw_cfg_find(fc, fc->sel) ? "" : " (absent)");
 	fc->offset = 0;
 }
 

@@ -14,8 +14,12 @@
 #include "mem_slots.h"
 #include "pci.h"
 
-#define TSS_ADDR	  0xfffbd000ULL
-#define IDENTITY_MAP_ADDR 0xfffbc000ULL
+/*
+ * KVM's private pages (VMX only): below 0xFF000000, where QEMU puts them, so a
+ * firmware image of up to 16 MiB fits under 4 GiB (vm_map_rom).
+ */
+#define TSS_ADDR	  0xfeffd000ULL
+#define IDENTITY_MAP_ADDR 0xfeffc000ULL
 
 static const char *const exit_names[] = {
 	[VM_EXIT_NONE] = "running",
@@ -225,6 +229,25 @@ void vm_destroy(struct vm *vm)
 	pthread_cond_destroy(&vm->pause_cond);
 	pthread_mutex_destroy(&vm->route_lock);
 	free(vm);
+}
+
+int vm_map_rom(struct vm *vm, uint64_t gpa, void *hva, uint64_t size, bool *read_only)
+{
+	struct kvm_userspace_memory_region slot = {
+		.slot = MEM_MAX_REGIONS, /* after RAM's, before mem_slots' */
+		.guest_phys_addr = gpa,
+		.memory_size = size,
+		.userspace_addr = (uintptr_t)hva,
+	};
+	long r;
+
+	*read_only = vm->slots->readonly_ok;
+	if (*read_only)
+		slot.flags = KVM_MEM_READONLY;
+	else
+		pr_warn("vm", "KVM has no read-only memory: the firmware image is writable RAM");
+	r = kvm_ioctl_ptr(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot, "(firmware image)");
+	return r < 0 ? (int)r : 0;
 }
 
 struct guest_mem *vm_mem(struct vm *vm)

@@ -48,6 +48,14 @@ struct bus *vm_mmio_bus(struct vm *vm);
 int vm_fd(struct vm *vm);
 int vm_nr_cpus(struct vm *vm);
 
+/*
+ * Maps size bytes at hva (page-aligned, living until vm_destroy) at gpa as a
+ * KVM slot, read-only when KVM offers it (*read_only says): guest writes then
+ * exit as MMIO and are dropped. One such slot per VM (the firmware).
+ */
+int vm_map_rom(struct vm *vm, uint64_t gpa, void *hva, uint64_t size, bool *read_only)
+	__attribute__((warn_unused_result));
+
 /* Applies the loader's register state to vCPU 0 (others wait for INIT/SIPI). */
 int vm_set_boot_regs(struct vm *vm, const struct boot_regs *regs)
 	__attribute__((warn_unused_result));

@@ -54,6 +54,20 @@ static void test_defaults_and_values(void **state)
 	assert_string_equal(opts.guest_argv[1], "-r");
 }
 
+static void test_firmware(void **state)
+{
+	(void)state;
+	assert_int_equal(PARSE("--firmware", "/usr/share/ovmf/OVMF.fd"), 0);
+	assert_string_equal(opts.firmware, "/usr/share/ovmf/OVMF.fd");
+	assert_null(opts.kernel); /* the default guest's vmlinuz, chosen by run.c */
+	assert_int_equal(PARSE("--firmware=fw", "--kernel", "k", "--", "true"), 0);
+	assert_string_equal(opts.firmware, "fw");
+	assert_int_equal(PARSE("--firmware"), -EINVAL);
+	assert_non_null(strstr(err, "--firmware"));
+	assert_int_equal(PARSE("--firmware", "fw", "--entry16"), -EINVAL);
+	assert_non_null(strstr(err, "--entry16"));
+}
+
 static void test_bad_counts(void **state)
 {
 	(void)state;
@@ -266,6 +280,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_defaults_and_values),
+	    cmocka_unit_test(test_firmware),
 	    cmocka_unit_test(test_bad_counts),
 	    cmocka_unit_test(test_unknown_and_misc),
 	    cmocka_unit_test(test_disks), cmocka_unit_test(test_pmem),
