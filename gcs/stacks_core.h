@@ -13,7 +13,7 @@
  *
  * Syscalls (the shim's seccomp filters, docs/seccomp.md): the handler uses
  * rt_sigreturn, futex (sem_post) and what libunwind's local walk needs
- * (mmap/munmap/rt_sigprocmask); the capture uses openat/getdents64/read on
+ * (mmap/munmap/rt_sigprocmask, mincore, and read/write on its probe pipe); the capture uses openat/getdents64/read on
  * /proc/self/task, rt_tgsigqueueinfo and futex.
  */
 #ifndef GCS_STACKS_CORE_H

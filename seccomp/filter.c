@@ -107,6 +107,12 @@ static const struct sandbox_rule thread_rules[] = {
      * then sem_post (futex, above) and rt_sigreturn (above).
      */
     ALLOW(mincore),
+    /*
+     * ...and where it falls back to probing an address through a pipe (Debian's
+     * libunwind: write the byte to its pipe, read it back): read here, write above.
+     * Found on the 9p workers, whose list has no other read.
+     */
+    ALLOW(read),
     /* malloc: bus regions registered when the guest maps a BAR; a thread's first arena. */
     ALLOW_NOEXEC(mmap),
     ALLOW_NOEXEC(mprotect),

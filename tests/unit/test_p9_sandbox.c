@@ -6,6 +6,8 @@
  * it, and as root it keeps only the file-ownership capabilities.
  */
 #include <cap-ng.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -20,6 +22,7 @@
 
 #include <cmocka.h>
 
+#include "gcs/stacks_core.h"
 #include "seccomp/seccomp.h"
 #include "tests/unit/p9_test_util.h"
 
@@ -269,12 +272,71 @@ static void test_capabilities_left(void **state)
 	assert_exit_code(in_worker_sandbox(*state, child_caps, true), 0);
 }
 
+/*
+ * guest.dump_stacks asks every thread of the shim for its stack, 9p workers
+ * included: the request's handler runs on the worker under its filter.
+ */
+static pthread_barrier_t ready;
+static sem_t never; /* the worker waits here (a futex) until the child exits */
+
+static void *sandboxed_worker(void *arg)
+{
+	int *err = arg;
+
+	*err = sandbox_p9_worker();
+	pthread_barrier_wait(&ready);
+	sem_wait(&never);
+	return NULL;
+}
+
+static int child_stacks(struct fx *fx)
+{
+	struct stacks_core_thread *t = NULL;
+	pthread_t th;
+	int err = 0, n = 0, pid, ret = 0;
+
+	(void)fx;
+	if (stacks_core_init(SIGRTMIN + 2))
+		return 20;
+	pthread_barrier_init(&ready, NULL, 2);
+	sem_init(&never, 0, 0);
+	if (pthread_create(&th, NULL, sandboxed_worker, &err))
+		return 21;
+	pthread_barrier_wait(&ready);
+	if (err)
+		return 22;
+	if (stacks_core_capture(5000, &t, &n, &pid))
+		return 23;
+	for (int i = 0; i < n; i++)
+		if (t[i].result != STACKS_CORE_OK)
+			ret = 24;
+	return n == 2 ? ret : 25;
+}
+
+static void test_stack_request_within_the_filter(void **state)
+{
+	int st = -1;
+	pid_t pid;
+
+	/* Only the worker thread takes the sandbox; the child's main thread asks. */
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		sandbox_configure(false);
+		_exit(child_stacks(*state));
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_exit_code(st, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_session_within_the_filter, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_what_a_worker_never_needs_kills, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_capabilities_left, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stack_request_within_the_filter, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
