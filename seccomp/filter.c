@@ -447,8 +447,11 @@ int sandbox_apply_action(enum sandbox_class cls, enum sandbox_action act)
 	 * cmos_access (vmm/cmos.c) converts the host time with gmtime_r, and glibc
 	 * reads /etc/localtime the first time any time conversion runs: do that
 	 * now, while openat is still allowed (the vCPU list does not have it).
+	 * Not for the 9p workers: they convert no time, and the four of them
+	 * starting at once would race inside glibc's tzset (TSan).
 	 */
-	tzset();
+	if (cls != SANDBOX_P9)
+		tzset();
 	/* Sets no_new_privs for this thread too, which an unprivileged load needs. */
 	if (!ret)
 		ret = seccomp_load(ctx);

@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "seccomp/seccomp.h"
 #include "shim/plan9.h"
 #include "tests/unit/p9_test_util.h"
 #include "tests/unit/virtio_test_util.h"
@@ -118,6 +119,8 @@ static void test_cold_attach(void **state)
 
 int main(void)
 {
+	/* The manager's own logic; its workers' sandbox is test_p9_sandbox's. */
+	sandbox_configure(true);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse),
 	    cmocka_unit_test(test_cold_attach),
