@@ -50,12 +50,18 @@ static int teardown(void **state)
 	return 0;
 }
 
+enum child_mode {
+	CHILD_SANDBOXED, /* the child's thread takes the worker's sandbox before fn */
+	CHILD_LOG_ONLY,	 /* the same, the filter logging instead of killing (fn may read /proc) */
+	CHILD_PLAIN,	 /* no sandbox on the child's thread (fn makes its own workers) */
+};
+
 /*
- * Forks; the child makes the share's server (its /proc/self/fd is the child's),
- * takes the worker's sandbox, runs fn, and exits with what it returns. With log_only the filter logs instead of killing (so fn may look at
- * /proc and capget).
+ * Forks; the child makes the share's server (its /proc/self/fd is the
+ * child's), takes the sandbox as mode says, runs fn and exits with what it
+ * returns. Returns the child's wait status.
  */
-static int in_worker_sandbox(struct fx *fx, int (*fn)(struct fx *fx), bool log_only)
+static int in_child(struct fx *fx, int (*fn)(struct fx *fx), enum child_mode mode)
 {
 	int st = -1;
 	pid_t pid;
@@ -68,10 +74,12 @@ static int in_worker_sandbox(struct fx *fx, int (*fn)(struct fx *fx), bool log_o
 
 		if (p9t_init(&fx->c, &cfg))
 			_exit(98);
-		if (log_only)
+		if (mode == CHILD_LOG_ONLY)
 			setenv("UVM_SECCOMP_LOG", "1", 1);
 		sandbox_configure(false);
-		_exit(sandbox_p9_worker() ? 99 : fn(fx));
+		if (mode != CHILD_PLAIN && sandbox_p9_worker())
+			_exit(99);
+		_exit(fn(fx));
 	}
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	return st;
@@ -188,7 +196,7 @@ static int session(struct fx *fx)
 
 static void test_session_within_the_filter(void **state)
 {
-	assert_exit_code(in_worker_sandbox(*state, session, false), 0);
+	assert_exit_code(in_child(*state, session, CHILD_SANDBOXED), 0);
 }
 
 static int child_unix_socket(struct fx *fx)
@@ -233,7 +241,7 @@ static void test_what_a_worker_never_needs_kills(void **state)
 	};
 
 	for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
-		int st = in_worker_sandbox(*state, fns[i], false);
+		int st = in_child(*state, fns[i], CHILD_SANDBOXED);
 
 		if (!WIFSIGNALED(st))
 			fail_msg("child %zu exited with %d instead of dying of SIGSYS", i,
@@ -269,7 +277,7 @@ static void test_capabilities_left(void **state)
 {
 	if (geteuid() != 0)
 		printf("note: not root, so no capability to drop; checking none is left\n");
-	assert_exit_code(in_worker_sandbox(*state, child_caps, true), 0);
+	assert_exit_code(in_child(*state, child_caps, CHILD_LOG_ONLY), 0);
 }
 
 /*
@@ -315,19 +323,8 @@ static int child_stacks(struct fx *fx)
 
 static void test_stack_request_within_the_filter(void **state)
 {
-	int st = -1;
-	pid_t pid;
-
 	/* Only the worker thread takes the sandbox; the child's main thread asks. */
-	fflush(NULL);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		sandbox_configure(false);
-		_exit(child_stacks(*state));
-	}
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	assert_exit_code(st, 0);
+	assert_exit_code(in_child(*state, child_stacks, CHILD_PLAIN), 0);
 }
 
 int main(void)
