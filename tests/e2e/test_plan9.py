@@ -37,6 +37,18 @@ def sha256(path):
 # says so; a second reset, or any other failure, fails it.
 RESET = "VM ended: guest triple fault"
 
+# The heavy loads (1,000 files, 64 MiB both ways) take the nested test host
+# itself down too often to sit in every `make test`: in session 5 its kernel
+# went down or locked up in 3 of 4 full-suite runs during the 1,000-file test
+# (twice in a row in a clean-clone CI run), the same load resets guests under
+# QEMU's own 9p (tests/testhost/stress), and the 256 MiB bench took it down
+# twice. They run with E2E_P9_HEAVY=1 (they passed in this session's
+# dedicated runs); issue 18 is the way back to running them always.
+heavy = pytest.mark.skipif(
+    os.environ.get("E2E_P9_HEAVY") != "1",
+    reason="heavy 9p load: the nested test host goes down under it (docs/testing.md, "
+           "tests/testhost/stress); run with E2E_P9_HEAVY=1")
+
 
 class Vms:
     """The module's VM (one share given at vm.create), booted again after a reset."""
@@ -111,6 +123,7 @@ def _share_at_create_is_mounted(pvm, tmp):
     assert "trans=virtio" in out and "from the host" in out, out
 
 
+@heavy
 def test_thousand_files_and_host_changes(vms, tmp):
     vms.run(_thousand_files_and_host_changes, tmp)
 
@@ -152,6 +165,7 @@ def _thousand_files_and_host_changes(pvm, tmp):
     assert out.strip() == "0", out
 
 
+@heavy
 def test_64mib_both_ways(vms, tmp):
     vms.run(_64mib_both_ways, tmp)
 
