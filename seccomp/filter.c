@@ -176,8 +176,9 @@ static const struct sandbox_rule loop_rules[] = {
     /* vsock_uds.c and bridge_stdio.c half-close a stream at EOF. */
     ALLOW(shutdown),
     /*
-     * guest.exec's stdio paths (stdio_open_host: FIFOs, files), guest.dump_stacks
-     * (/proc/self/task/N/stat), disks added at run time.
+     * guest.dump_stacks (/proc/self/task/N/stat, the ELF files mapped, for symbols);
+     * nic.add of a tap (/dev/net/tun, the netns file). What else the parent names
+     * comes from the opener; Landlock (seccomp/landlock.c) allows no other path.
      */
     ALLOW(openat),
     ALLOW(close),
@@ -186,8 +187,13 @@ static const struct sandbox_rule loop_rules[] = {
     /* stdio streams (fopen of /proc files) size their buffers; a runtime disk's size. */
     ALLOW(fstat),
     ALLOW(newfstatat),
-    /* vsock_uds_destroy removes its socket path when the VM is torn down (serve). */
-    ALLOW(unlink),
+    /*
+     * The opener (shim/opener.c): a request out, its answer and fd in (SCM_RIGHTS).
+     * Every path the parent names after setup is opened there (host_open), and the
+     * vsock socket is unlinked there at teardown: this thread is Landlocked.
+     */
+    ALLOW(sendto),
+    ALLOW(recvmsg),
     /*
      * serve: vm.start arms the start timeout, the bridge's ready disarms it;
      * run -- CMD (shim/run_guest.c): the agent, drain and shutdown deadlines.
@@ -291,6 +297,33 @@ static const struct sandbox_rule p9_rules[] = {
 };
 
 /*
+ * ---- the opener process (shim/opener.c): thread_rules and these ------------------------
+ * Opens what the shim asks for, checks it, passes the fd back. No ioctl, no
+ * KVM, no execve, no clone, no signal to anyone but itself.
+ */
+static const struct sandbox_rule opener_rules[] = {
+    /* One request in, one answer (with its fd, SCM_RIGHTS) out. */
+    ALLOW(recvfrom),
+    ALLOW(sendmsg),
+    /* serve_open, serve_stdio (stdio_open_direct), open_parent. */
+    ALLOW(openat),
+    ALLOW(close),
+    /* check_fd: what the fd is, and its resolved path. */
+    ALLOW(fstat),
+    ALLOW(newfstatat),
+    ALLOW(readlinkat),
+    ALLOW(fstatfs), /* a network namespace file is let through as such */
+    /* A console file asked with O_TRUNC is truncated once it passed the check. */
+    ALLOW(ftruncate),
+    /* stdio on a Unix socket: connected here, made non-blocking (stdio_open_direct). */
+    ALLOW_ARG(socket, 0, AF_UNIX),
+    ALLOW(connect),
+    ALLOW(fcntl),
+    /* serve_unlink_socket: the VM's vsock socket at teardown. */
+    ALLOW(unlinkat),
+};
+
+/*
  * AddressSanitizer/LeakSanitizer (the test builds, build/asan/) make calls the
  * product does not: each thread sets and removes an alternate signal stack,
  * the runtime yields in its spin locks, reports and the leak check at exit
@@ -322,6 +355,7 @@ static const char *const class_names[SANDBOX_NR_CLASSES] = {
     [SANDBOX_VCPU] = "vcpu",
     [SANDBOX_LOOP] = "loop",
     [SANDBOX_P9] = "9p",
+    [SANDBOX_OPENER] = "opener",
 };
 
 const char *sandbox_class_name(enum sandbox_class cls)
@@ -433,8 +467,10 @@ int sandbox_apply_action(enum sandbox_class cls, enum sandbox_action act)
 	ret = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
 	if (!ret)
 		ret = add_rules(ctx, thread_rules, sizeof(thread_rules) / sizeof(thread_rules[0]));
-	if (!ret && cls != SANDBOX_P9)
+	if (!ret && (cls == SANDBOX_VCPU || cls == SANDBOX_LOOP))
 		ret = add_rules(ctx, vcpu_rules, sizeof(vcpu_rules) / sizeof(vcpu_rules[0]));
+	if (!ret && cls == SANDBOX_OPENER)
+		ret = add_rules(ctx, opener_rules, sizeof(opener_rules) / sizeof(opener_rules[0]));
 	if (!ret && cls == SANDBOX_P9)
 		ret = add_rules(ctx, p9_rules, sizeof(p9_rules) / sizeof(p9_rules[0]));
 	if (!ret && cls == SANDBOX_LOOP)
@@ -450,7 +486,7 @@ int sandbox_apply_action(enum sandbox_class cls, enum sandbox_action act)
 	 * Not for the 9p workers: they convert no time, and the four of them
 	 * starting at once would race inside glibc's tzset (TSan).
 	 */
-	if (cls != SANDBOX_P9)
+	if (cls == SANDBOX_VCPU || cls == SANDBOX_LOOP)
 		tzset();
 	/* Sets no_new_privs for this thread too, which an unprivileged load needs. */
 	if (!ret)

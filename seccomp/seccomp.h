@@ -32,9 +32,10 @@
 #include <stdint.h>
 
 enum sandbox_class {
-	SANDBOX_VCPU, /* KVM_RUN and the exits dispatched to the PIO/MMIO buses */
-	SANDBOX_LOOP, /* the event loop: control protocol, devices, vsock, hot-plug */
-	SANDBOX_P9,   /* 9p workers: file I/O beneath a share, nothing else */
+	SANDBOX_VCPU,	/* KVM_RUN and the exits dispatched to the PIO/MMIO buses */
+	SANDBOX_LOOP,	/* the event loop: control protocol, devices, vsock, hot-plug */
+	SANDBOX_P9,	/* 9p workers: file I/O beneath a share, nothing else */
+	SANDBOX_OPENER, /* the opener process (shim/opener.h): opens and passes fds */
 	SANDBOX_NR_CLASSES,
 };
 
@@ -77,5 +78,16 @@ int sandbox_drop_privileges(void) __attribute__((warn_unused_result));
  * passthrough model), then SANDBOX_P9. On the calling thread only.
  */
 int sandbox_p9_worker(void) __attribute__((warn_unused_result));
+
+/*
+ * Landlock on the calling thread and the threads it creates later (seccomp/
+ * landlock.c): no file may be opened by path, made or removed but /proc
+ * (read), the ELF files mapped (read) and /dev/net/tun. Files named later come
+ * from the opener (shim/opener.h). Without Landlock in the kernel a warning
+ * says so and 0 is returned. No-op when the sandbox is off.
+ */
+int sandbox_landlock(void) __attribute__((warn_unused_result));
+/* The kernel's Landlock ABI version, or -errno (-ENOSYS, -EOPNOTSUPP: none). */
+int sandbox_landlock_abi(void);
 
 #endif

@@ -65,6 +65,8 @@ enum stdio_dir {
  * or -errno.
  */
 int stdio_open_host(const char *path, enum stdio_dir dir);
+/* The same, in this process whatever the sandbox (the opener runs it: shim/opener.h). */
+int stdio_open_direct(const char *path, enum stdio_dir dir);
 
 /*
  * Listens on a free vsock port from BRIDGE_STDIO_PORT_BASE (*port) and relays

@@ -4,6 +4,7 @@
  * the parent named. Event loop thread only.
  */
 #include "shim/bridge.h"
+#include "shim/opener.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -46,7 +47,7 @@ struct stdio_relay {
 
 static uint32_t next_port = BRIDGE_STDIO_PORT_BASE;
 
-int stdio_open_host(const char *path, enum stdio_dir dir)
+int stdio_open_direct(const char *path, enum stdio_dir dir)
 {
 	char proc[32];
 	struct stat st;
@@ -94,6 +95,12 @@ int stdio_open_host(const char *path, enum stdio_dir dir)
 out:
 	close(pfd);
 	return fd;
+}
+
+int stdio_open_host(const char *path, enum stdio_dir dir)
+{
+	/* Once the sandbox is up this thread may not open by path: the opener does it. */
+	return opener_running() ? opener_stdio(path, dir) : stdio_open_direct(path, dir);
 }
 
 static void relay_hold(struct stdio_relay *r)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "vmm/vm.h"
+#include "vmm/host_open.h"
 
 static enum console_event console_classify(struct console_watch *w)
 {
@@ -88,11 +89,12 @@ void console_sink_fd(struct console_sink *s, int fd)
 int console_sink_open(struct console_sink *s, const char *path)
 {
 	struct stat st;
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0644);
+	/* Through the opener once the sandbox is up (vmm/host_open.h). */
+	int fd = host_open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_NOCTTY, 0644);
 
 	console_sink_fd(s, -1);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	if (fstat(fd, &st) < 0 ||
 	    !(S_ISREG(st.st_mode) || S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode))) {
 		close(fd);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "seccomp/seccomp.h"
+#include "shim/opener.h"
 #include "shim/ctl.h"
 #include "shim/lifecycle.h"
 #include "shim/scsi.h"
@@ -307,6 +308,12 @@ int ctl_serve_main(int argc, char **argv)
 		return 1;
 	/* --no-seccomp: debugging only (docs/seccomp.md); applied by machine_start. */
 	sandbox_configure(argc > 1 && !strcmp(argv[1], "--no-seccomp"));
+	/* Forked now, while the process holds nothing else (shim/opener.h). */
+	if (opener_start()) {
+		pr_err(TAG, "cannot start the opener process");
+		free(s);
+		return 1;
+	}
 	/* The stack-request handler goes in before any thread or filter exists. */
 	if (stacks_init())
 		pr_warn(TAG, "guest.dump_stacks will not have the shim's stacks");

@@ -320,14 +320,18 @@ fail:
 
 /*
  * The sandbox (seccomp/seccomp.h) closes here, on the thread that built the
- * VM and runs the event loop: privileges go before the vCPU threads exist (they
- * inherit the drop), each vCPU filters itself before its first KVM_RUN, and
- * this thread filters itself once they run.
+ * VM and runs the event loop: privileges and the filesystem (Landlock) go
+ * before the vCPU threads exist (they inherit both), each vCPU filters
+ * itself before its first KVM_RUN, and this thread filters itself once they
+ * run.
  */
 int machine_start(struct machine *m)
 {
 	int ret = sandbox_drop_privileges();
 
+	/* Before the vCPU threads exist: they are created inside this domain. */
+	if (!ret)
+		ret = sandbox_landlock();
 	if (ret)
 		return ret;
 	vm_set_vcpu_hook(m->vm, sandbox_vcpu_hook, NULL);

@@ -12,6 +12,7 @@
 #include "shim/bridge.h"
 #include "virtio/net.h"
 #include "vmm/log.h"
+#include "vmm/host_open.h"
 
 #define TAG "nic"
 
@@ -132,11 +133,11 @@ static int open_backend(const struct nic_params *p, struct net_backend **be, cha
 		return ret;
 	}
 	if (p->netns) {
-		int fd = open(p->netns, O_RDONLY | O_CLOEXEC);
+		int fd = host_open(p->netns, O_RDONLY, 0); /* the opener's, once sandboxed */
 
 		if (fd < 0) {
-			snprintf(err, errlen, "params.netns: %s: %s", p->netns, strerror(errno));
-			return -errno;
+			snprintf(err, errlen, "params.netns: %s: %s", p->netns, strerror(-fd));
+			return fd;
 		}
 		close(fd);
 	}

@@ -28,6 +28,7 @@
 #include "run_guest.h"
 #include "run_opts.h"
 #include "seccomp/seccomp.h"
+#include "shim/opener.h"
 #include "vmm/kvm.h"
 #include "vmm/legacy.h"
 #include "vmm/log.h"
@@ -348,6 +349,12 @@ int run_main(int argc, char **argv)
 	}
 	ctx.o = o;
 	sandbox_configure(o->no_seccomp); /* applied by machine_start */
+	/* Forked now, while the process holds nothing else (shim/opener.h). */
+	if (opener_start()) {
+		fprintf(stderr, "uvm-shim run: cannot start the opener process\n");
+		status = RUN_EXIT_USAGE;
+		goto out;
+	}
 	if (!o->kernel) {
 		if ((o->firmware ? machine_default_guest_efi : machine_default_guest)(
 			machine_guest_dir(), kpath, sizeof(kpath), ipath, sizeof(ipath))) {

@@ -21,6 +21,7 @@
 #include "blk_backend.h"
 #include "vmm/log.h"
 #include "vmm/loop.h"
+#include "vmm/host_open.h"
 
 #define VIRTIO_BLK_F_SEG_MAX	  2
 #define VIRTIO_BLK_F_RO		  5
@@ -560,10 +561,12 @@ int virtio_blk_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop *
 			blk->queues[q].reqs[i].bq = &blk->queues[q];
 	}
 
-	blk->fd = open(cfg->path, (cfg->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	/* Through the opener once the sandbox is up (vmm/host_open.h). */
+	blk->fd = host_open(cfg->path, cfg->read_only ? O_RDONLY : O_RDWR, 0);
 	if (blk->fd < 0) {
-		err = -errno;
-		log_msg_errno(LOG_ERROR, "blk", "open %s", cfg->path);
+		err = blk->fd;
+		blk->fd = -1;
+		log_msg(LOG_ERROR, "blk", "open %s: %s", cfg->path, strerror(-err));
 		goto fail_free;
 	}
 	err = disk_size(blk->fd, &bytes);

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "vmm/log.h"
+#include "vmm/host_open.h"
 
 #define TAG "net-tap"
 
@@ -165,9 +166,9 @@ int net_tap_open(const char *ifname, const char *netns_path, struct net_backend 
 	if (!ifname || !*ifname || strlen(ifname) >= IFNAMSIZ || strchr(ifname, '/'))
 		return -EINVAL;
 	if (netns_path && *netns_path) {
-		nsfd = open(netns_path, O_RDONLY | O_CLOEXEC);
+		nsfd = host_open(netns_path, O_RDONLY, 0); /* the opener's, once sandboxed */
 		if (nsfd < 0)
-			return -errno;
+			return nsfd;
 		home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
 		if (home < 0) {
 			err = -errno;

@@ -4,6 +4,7 @@
  * their own bodies and must consume them exactly before acting.
  */
 #include "p9_priv.h"
+#include "vmm/host_open.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -62,9 +63,11 @@ int p9_server_create(const struct p9_share_config *cfg, struct p9_server **out)
 		return -ENOMEM;
 	pthread_mutex_init(&s->fids_lock, NULL);
 	s->proc_fd = -1;
-	s->root_fd = open(cfg->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	/* The share's root comes from the opener once the sandbox is up (vmm/host_open.h). */
+	s->root_fd = host_open(cfg->path, O_PATH | O_DIRECTORY, 0);
 	if (s->root_fd < 0) {
-		err = -errno;
+		err = s->root_fd;
+		s->root_fd = -1;
 		goto fail;
 	}
 	if (fstat(s->root_fd, &st) < 0 || !S_ISDIR(st.st_mode)) {

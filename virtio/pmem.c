@@ -14,6 +14,7 @@
 #include "vmm/log.h"
 #include "vmm/loop.h"
 #include "vmm/mem_slots.h"
+#include "vmm/host_open.h"
 
 #define TAG	     "pmem"
 #define RESP_IOV_MAX 4 /* a 4-byte answer split over more buffers is refused */
@@ -235,10 +236,11 @@ static int open_backing(const struct pmem_config *cfg, int *fd, uint64_t *size, 
 	struct stat st;
 	int ret;
 
-	*fd = open(cfg->path, (cfg->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	*fd = host_open(cfg->path, cfg->read_only ? O_RDONLY : O_RDWR, 0);
 	if (*fd < 0) {
-		ret = -errno;
-		snprintf(err, errlen, "cannot open '%s': %s", cfg->path, strerror(errno));
+		ret = *fd;
+		*fd = -1;
+		snprintf(err, errlen, "cannot open '%s': %s", cfg->path, strerror(-ret));
 		return ret;
 	}
 	if (fstat(*fd, &st)) {

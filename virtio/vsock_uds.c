@@ -22,6 +22,7 @@
 
 #include "vmm/log.h"
 #include "vmm/loop.h"
+#include "vmm/host_open.h"
 
 #define TAG	 "vsock-uds"
 #define LINE_MAX 32 /* "CONNECT 4294967295\n" is 19 */
@@ -543,7 +544,8 @@ void vsock_uds_destroy(struct vsock_uds *u)
 	}
 	loop_del(u->loop, u->listen_fd);
 	close(u->listen_fd);
-	unlink(u->path);
+	/* Only a socket is removed; through the opener once the sandbox is up. */
+	(void)host_unlink_socket(u->path);
 	free(u->path);
 	free(u);
 }

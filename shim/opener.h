@@ -1,0 +1,50 @@
+/*
+ * The opener: a small process forked when the shim starts, before anything
+ * else exists, that opens the host files the parent names at run time
+ * (scsi.add disks, vpmem layers, plan9 share roots, guest.exec stdio paths,
+ * console files) and hands the fds back over a socketpair (SCM_RIGHTS).
+ *
+ * Once the VM is built the shim's threads are Landlocked (seccomp/landlock.c)
+ * and can open nothing by path; the opener is not, but it is a process of its
+ * own with no capability, its own seccomp filter (SANDBOX_OPENER) and a fixed
+ * set of requests, each checked as the code that opened in-process did
+ * (O_NOFOLLOW where it was used, the file's type), plus the paths it refuses
+ * whatever the request: system directories and devices other than block
+ * devices, /dev/null, /dev/zero and ptys (opener_path_refused). See
+ * docs/seccomp.md.
+ *
+ * Not started when the sandbox is off: the calls then open in-process.
+ */
+#ifndef SHIM_OPENER_H
+#define SHIM_OPENER_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "shim/bridge.h"
+
+/*
+ * Forks the opener and routes host_open (vmm/host_open.h) through it. Call
+ * once, from the main thread, before any other thread or VM fd exists. A
+ * no-op when the sandbox is off. -errno when the fork fails.
+ */
+int opener_start(void) __attribute__((warn_unused_result));
+/* Closes the channel (the opener exits); host_open opens in-process again. */
+void opener_stop(void);
+bool opener_running(void);
+
+/* host_open's hook: path opened by the opener with flags (checked), or -errno. */
+int opener_open(const char *path, int flags, mode_t mode);
+/* stdio_open_host through the opener (FIFO, file, character device, or a Unix socket). */
+int opener_stdio(const char *path, enum stdio_dir dir);
+/* Removes path if, and only if, it is a Unix socket (the VM's vsock socket). */
+int opener_unlink_socket(const char *path);
+
+/*
+ * The opener's path rule, exposed for tests: nonzero (-EACCES) when the
+ * resolved path canon (no symlink left) of a file of mode st_mode is one the
+ * opener never opens.
+ */
+int opener_path_refused(const char *canon, mode_t st_mode);
+
+#endif
