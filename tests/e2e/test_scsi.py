@@ -176,3 +176,38 @@ def test_scsi_disks_at_create(paths, kvm, tmp):
         assert host_cat(img, "/b") == b"boot\n"
     finally:
         assert s.close() == 0, s.log()
+
+
+def test_scsi_add_goes_through_the_opener(svm, tmp):
+    """Once the VM runs the shim's threads are Landlocked (docs/seccomp.md): a
+    disk hot-added comes from the opener process, a child of the shim with no
+    capability and its own filter, which refuses system paths, even through a
+    symlink the parent named. Without Landlock in the test host's kernel the
+    shim says so in its log; the opener's refusals hold either way."""
+    pid = svm.proc.pid
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+        kids = [int(k) for k in f.read().split()]
+    openers = []
+    for k in kids:
+        with open("/proc/%d/status" % k) as f:
+            st = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+        if st["Name"] == "opener":
+            openers.append(st)
+    assert len(openers) == 1, kids
+    assert openers[0]["Seccomp"] == "2" and openers[0]["NoNewPrivs"] == "1", openers[0]
+    if os.geteuid() == 0:
+        assert int(openers[0]["CapEff"], 16) == 0, openers[0]
+    img = os.path.join(tmp, "ok.img")
+    make_ext4(img)
+    r = svm.ok("scsi.add", timeout=120, controller=3, lun=0, host_path=img, read_only=True)
+    assert r["device"].startswith("/dev/vd"), r
+    svm.ok("scsi.remove", timeout=120, controller=3, lun=0)
+    link = os.path.join(tmp, "passwd.img")
+    os.symlink("/etc/passwd", link)
+    for path in ("/etc/passwd", link):
+        msg = svm.error("scsi.add", BAD_PARAMS, controller=3, lun=1, host_path=path,
+                        read_only=True)
+        assert "Permission denied" in msg, msg
+    assert svm.ok("vm.state")["state"] == "Running"
+    if "Landlock is not available" in svm.log():
+        print("the test host's kernel has no Landlock: the shim's threads were not restricted")
