@@ -165,7 +165,7 @@ int sandbox_landlock(void)
 		pr_err(TAG, "landlock_restrict_self: %s", strerror(-ret));
 		goto out;
 	}
-	pr_dbg(TAG, "this thread and those it creates are Landlocked (ABI %d)", abi);
+	pr_info(TAG, "Landlock ABI %d: files named from now on come from the opener", abi);
 out:
 	close(rfd);
 	return ret;

@@ -5,6 +5,10 @@
 # (test_stacks, test_gcs_stacks),
 # whose capture runs in signal handlers that TSan reports on but does not
 # model. Part of `make test`.
+# Race harnesses for it: test_vsock_race (a vCPU resetting vsock through the
+# PCI_CFG window against the loop's tx drain and endpoint callbacks; its
+# teardown done in the callback instead of deferred is reported as a
+# lock-order inversion).
 TSAN	      := -fsanitize=thread -fno-omit-frame-pointer -Wno-error=tsan -Wno-tsan
 TSAN_OBJS     := $(LIB_SRCS:%.c=$(BUILD)/tsan/obj/%.o)
 TSAN_SKIP     := test_seccomp test_p9_sandbox test_stacks test_gcs_stacks
