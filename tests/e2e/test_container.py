@@ -499,3 +499,19 @@ def run_plan9(cvm, tmp, cid, spec, root):
     assert ex["pid"] == r["pid"]
     return ex, out, err
 
+
+def test_run_rootfs_command_in_a_container(paths, kvm, tmp):
+    """`uvm-shim run --rootfs DIR -- CMD`: CMD in a container whose root is DIR (shared
+    read-only over 9p, its writes in guest memory), stdin piped through, its status ours."""
+    from test_run_cmd import run_cmd, why
+    root = os.path.join(tmp, "root")
+    make_rootfs(root, need_tools())
+    st, out, err = run_cmd(paths.shim, [
+        "--memory", "512", "--rootfs", root, "--",
+        "/bin/sh", "-c", 'echo hi > /x; cat /x; hostname; echo $$; cat /etc/layer-marker; '
+        'read line; echo "got $line"; exit 7'], input=b"from stdin\n")
+    assert st == 7, why(st, out, err)
+    assert out == b"hi\nuvm\n1\nfrom the layer\ngot from stdin\n", why(st, out, err)
+    assert not os.path.exists(os.path.join(root, "x"))
+    st, out, err = run_cmd(paths.shim, ["--memory", "512", "--rootfs", root, "--", "nosuch"])
+    assert st == 127 and "nosuch" in err, why(st, out, err)
