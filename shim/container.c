@@ -76,8 +76,9 @@ static void maybe_report(struct serve *s, struct ctr_entry *e)
 {
 	struct ctl_req *req;
 
-	if (!e->exited || !e->output_done)
+	if (!e->exited || !e->output_done || e->reported)
 		return;
+	e->reported = true;
 	ctl_event(s->ctl, "container.exited", exit_result(e));
 	while ((req = serve_req_list_pop(&e->waiters)))
 		ctl_req_result(req, exit_result(e));
@@ -462,6 +463,12 @@ static void ctr_release(void *opaque)
 
 	if (p && p->owner == e)
 		p->owner = NULL;
+	/* A forced delete's kill: the exit came first (the guest sends it before the answer),
+	 * its output may still be on its way; the event goes now, like any exit's. */
+	if (e->exited) {
+		e->output_done = true;
+		maybe_report(s, e);
+	}
 	while ((req = serve_req_list_pop(&e->waiters)))
 		ctl_req_error(req, CTL_ERR_CANCELLED, "container %s was deleted", e->id);
 	ctr_unlink_free(e->m, e);

@@ -109,6 +109,7 @@ struct ctr_entry {
 	int pid;
 	bool exited;	  /* container_exited arrived (exit fields set) */
 	bool output_done; /* its init's output is all relayed */
+	bool reported;	  /* container.exited was sent */
 	struct ctr_exit exit;
 	uint64_t oom_kills;
 	struct req_list *waiters; /* container.wait */

@@ -11,10 +11,9 @@
 
 /* Docker's default capability set: enough for package managers and the like. */
 static const char *const run_caps[] = {
-    "CAP_CHOWN",	  "CAP_DAC_OVERRIDE", "CAP_FSETID",   "CAP_FOWNER",
-    "CAP_MKNOD",	  "CAP_NET_RAW",      "CAP_SETGID",   "CAP_SETUID",
-    "CAP_SETFCAP",	  "CAP_SETPCAP",      "CAP_SYS_CHROOT", "CAP_KILL",
-    "CAP_AUDIT_WRITE", "CAP_NET_BIND_SERVICE",
+    "CAP_CHOWN",      "CAP_DAC_OVERRIDE", "CAP_FSETID",	     "CAP_FOWNER",	     "CAP_MKNOD",
+    "CAP_NET_RAW",    "CAP_SETGID",	  "CAP_SETUID",	     "CAP_SETFCAP",	     "CAP_SETPCAP",
+    "CAP_SYS_CHROOT", "CAP_KILL",	  "CAP_AUDIT_WRITE", "CAP_NET_BIND_SERVICE",
 };
 
 /* crun spec's mounts: {destination, type, source, options (comma-separated, or NULL)}. */
@@ -29,12 +28,12 @@ static const char *const run_mounts[][4] = {
 };
 
 static const char *const run_masked[] = {
-    "/proc/acpi",	  "/proc/kcore",	"/proc/keys",	  "/proc/latency_stats",
-    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
-    "/proc/scsi",
+    "/proc/acpi",	   "/proc/kcore",      "/proc/keys",
+    "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+    "/proc/sched_debug",   "/sys/firmware",    "/proc/scsi",
 };
 
-static const char *const run_readonly[] = {"/proc/asound", "/proc/bus",	       "/proc/fs",
+static const char *const run_readonly[] = {"/proc/asound", "/proc/bus", "/proc/fs",
 					   "/proc/irq",	   "/proc/sys", "/proc/sysrq-trigger"};
 
 #define N(a) (int)(sizeof(a) / sizeof((a)[0]))
@@ -74,8 +73,7 @@ static cJSON *process(char *const *argv, int argc, bool tty, const char *term)
 	cJSON_AddStringToObject(p, "cwd", "/");
 	caps = cJSON_AddObjectToObject(p, "capabilities");
 	for (int i = 0; i < 4; i++) {
-		static const char *const sets[] = {"bounding", "effective", "permitted",
-						   "ambient"};
+		static const char *const sets[] = {"bounding", "effective", "permitted", "ambient"};
 
 		cJSON_AddItemToObject(caps, sets[i], strings(run_caps, N(run_caps)));
 	}

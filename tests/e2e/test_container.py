@@ -297,6 +297,15 @@ def test_running_container_exec_stats_update_delete(cvm, tmp, images):
                                         "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done"], "e2")
     s2 = cvm.ok("container.stats", timeout=LONG, id="c6")
     assert s2["cpu"]["usage_usec"] > s1["cpu"]["usage_usec"], (s1, s2)
+    # memory: 16 MiB written to the container's /dev/shm (tmpfs, charged to its cgroup)
+    st, out, err = exec_in(cvm, tmp, "c6", ["/bin/sh", "-c",
+                                            "head -c 16777216 /dev/zero > /dev/shm/blob"], "em")
+    assert st["exit_code"] == 0, (st, out, err)
+    s3 = cvm.ok("container.stats", timeout=LONG, id="c6")
+    print("memory.current %d -> %d bytes after 16 MiB in /dev/shm" %
+          (s1["memory"]["current"], s3["memory"]["current"]))
+    assert s3["memory"]["current"] >= s1["memory"]["current"] + (15 << 20), (s1, s3)
+    assert s3["memory"]["peak"] in (-2,) or s3["memory"]["peak"] >= s3["memory"]["current"]
     # pids limit lowered: a fork past it fails
     assert cvm.ok("container.update", timeout=LONG, id="c6", pids=3) == {}
     assert cvm.ok("container.stats", timeout=LONG, id="c6")["pids"]["max"] == 3
@@ -329,6 +338,9 @@ def test_running_container_exec_stats_update_delete(cvm, tmp, images):
     # delete without force refused while running; with force: nothing left
     assert "force" in cvm.error("container.delete", WRONG_STATE, id="c6")
     assert cvm.ok("container.delete", timeout=LONG, id="c6", force=True) == {}
+    # the killed init's exit is an event like any exit
+    ev = cvm.event("container.exited", lambda p: p["id"] == "c6", timeout=LONG)
+    assert ev["pid"] == pid and ev["signal"] == 9, ev
     Fifos.read_all(f.out, LONG)
     Fifos.read_all(f.err, LONG)
     mounts = guest_mounts(cvm, tmp)
@@ -435,6 +447,41 @@ def test_container_in_its_own_network_namespace(cvm, tmp, images):
     finally:
         ip("link", "del", tap, check=False)
 
+
+def test_crun_runs_off_the_agents_loop(cvm, tmp, images):
+    """crun create held 30 s by a createRuntime hook (run by crun in the VM): meanwhile the
+    agent answers a guest.exec and its wait, and another container's stats, all before
+    the create; then the slow container starts and runs."""
+    fast = spec_of(images, ["/bin/sh", "-c", "exec sleep 100000"])
+    ff, _ = create(cvm, tmp, "fast", fast)
+    assert cvm.ok("container.start", timeout=LONG, id="fast") == {}
+    slow = spec_of(images, ["/bin/sh", "-c", "echo slow-ran"])
+    slow["hooks"] = {"createRuntime": [{"path": "/bin/busybox", "args": ["sleep", "30"]}]}
+    f = Fifos(tmp, "slow")
+    t0 = time.monotonic()
+    rid = cvm.send("container.create", id="slow", spec=slow,
+                   root={"layers": [{"vpmem": 0}]}, **f.paths)
+    time.sleep(2)  # let crun reach the hook
+    code, out, _ = sh(cvm, tmp, "echo alive", timeout=LONG)
+    assert code == 0 and out == "alive\n"
+    st = cvm.ok("container.stats", timeout=LONG, id="fast")
+    assert st["pids"]["current"] >= 1, st
+    t_other = time.monotonic() - t0
+    assert rid not in cvm.responses, "the create answered first: crun held the agent's loop"
+    r = cvm.wait_id(rid, LONG)
+    t_create = time.monotonic() - t0
+    assert "result" in r, (r, cvm.log())
+    print("guest.exec and stats answered after %.1f s, the held create after %.1f s" %
+          (t_other, t_create))
+    assert t_create >= 30 > t_other, (t_other, t_create)
+    assert cvm.ok("container.start", timeout=LONG, id="slow") == {}
+    assert Fifos.read_all(f.out, LONG) == b"slow-ran\n"
+    Fifos.read_all(f.err, LONG)
+    assert cvm.ok("container.wait", timeout=LONG, id="slow")["exit_code"] == 0
+    for cid in ("slow", "fast"):
+        assert cvm.ok("container.delete", timeout=LONG, id=cid, force=True) == {}
+    Fifos.read_all(ff.out, LONG)
+    Fifos.read_all(ff.err, LONG)
 
 def test_root_from_plan9_shares(cvm, tmp, images):
     """A root file system the parent prepared in a host directory, shared over 9p:
