@@ -94,7 +94,16 @@ void gcs_pmem_remove_req(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_plan9_add_req(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_plan9_remove_req(uint32_t type, uint64_t id, const cJSON *req);
 
-/* ---- container.c: containers (container_* requests), crun run from the loop ---------- */
+/* ---- container.c: containers (container_* requests), crun run off the loop ----------- */
+/*
+ * process.c's reaper, for a child it did not know: a crun run of
+ * container_crun.c (its callback runs), else an exit kept for a while: a
+ * process crun started may end, be reparented to us and be reaped before
+ * crun itself has exited and its pid was adopted.
+ */
+void gcs_crun_reaped(pid_t pid, int status);
+/* gcs_process_adopt: pid's exit if it was kept so (and no live process has that pid now). */
+bool gcs_crun_exit_taken(pid_t pid, int *status);
 /* Starts the OOM watch (inotify on each container's memory.events) in the loop. */
 int gcs_container_init(void) __attribute__((warn_unused_result));
 void gcs_container_create(uint32_t type, uint64_t id, const cJSON *req);

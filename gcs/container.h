@@ -2,7 +2,10 @@
  * Containers in the guest, as their pieces see each other (private to
  * gcs/container*.c; the requests' doors are in bridge.h).
  *
- *   container.c         the table, the requests, exits and OOM events
+ *   container.c         the table, each container's queue, create/start/delete,
+ *                       exits and OOM events
+ *   container_verbs.c   exec, signal, update, stats
+ *   container_crun.c    crun run off the loop
  *   container_layers.c  read-only layers (mounted once, refcounted), the
  *                       scratch (formatted when asked), the overlay
  *   container_bundle.c  config.json and crun (create/start/exec/kill/update/delete)
@@ -14,8 +17,9 @@
  * console socket; layers given by device are mounted at /run/gcs/layers/<dev>.
  * crun keeps its state under /run/crun; the cgroup is /sys/fs/cgroup/containers/<id>.
  *
- * Everything runs on the bridge loop; crun is run to completion from it (a
- * known limit: a slow crun holds the other requests back meanwhile).
+ * Everything runs on the bridge loop; crun runs as a child the loop does
+ * not wait for (container_crun.c): its exit comes through process.c's
+ * reaper, and each container's requests queue behind its running one.
  */
 #ifndef GCS_CONTAINER_H
 #define GCS_CONTAINER_H
@@ -26,6 +30,8 @@
 #include <sys/types.h>
 
 #include <cjson/cJSON.h>
+
+#include "gcs/bridge.h"
 
 #define GCS_CTR_DIR	   "/run/gcs/c"
 #define GCS_CTR_LAYER_DIR  "/run/gcs/layers"
@@ -49,14 +55,15 @@ struct gcs_rootfs {
 };
 
 /*
- * Mounts the root of the container whose directory is dir: each layer of
- * `layers` (mounted once for every container, refcounted), the scratch
- * (formatted ext4 first when it says so) or a tmpfs, and the overlay at
+ * Mounts the root of the container whose directory is dir, from the
+ * container_create request req: each layer of req's `layers` (mounted once
+ * for every container, refcounted), the scratch (formatted ext4 first when
+ * it says so) or a tmpfs, and the overlay at dir/rootfs; or, with
+ * `rootfs: {"path"}` (a writable Plan 9 share), a bind of that directory at
  * dir/rootfs. 0 or -errno with err; on failure nothing is left mounted.
  */
-int gcs_rootfs_mount(struct gcs_rootfs *r, const char *dir, const cJSON *layers,
-		     const cJSON *scratch, char *err, size_t errlen)
-    __attribute__((warn_unused_result));
+int gcs_rootfs_mount(struct gcs_rootfs *r, const char *dir, const cJSON *req, char *err,
+		     size_t errlen) __attribute__((warn_unused_result));
 /* Undoes it (idempotent). 0 or the first -errno with err (what stays mounted is named). */
 int gcs_rootfs_unmount(struct gcs_rootfs *r, const char *dir, char *err, size_t errlen);
 
@@ -71,12 +78,101 @@ int gcs_bundle_write(const char *dir, const char *id, const cJSON *spec, char *e
     __attribute__((warn_unused_result));
 
 /*
- * Runs `crun --log=file:dir/crun.log <args...>` to completion, with fds 0-2
- * of the container process (-1: /dev/null). 0, or -errno with crun's own
- * message (the last line of its log) in err.
+ * Starts `crun --log=file:dir/crun.log <args...>` with fds 0-2 of the
+ * container process (NULL or -1: /dev/null): its pid, or -errno with err.
+ * process.c's reaper sees it end (gcs_crun_reaped).
  */
-int gcs_crun(const char *dir, const int fds[3], const char *const *args, char *err, size_t errlen)
-    __attribute__((warn_unused_result));
+pid_t gcs_crun_spawn(const char *dir, const int fds[3], const char *const *args, char *err,
+		     size_t errlen) __attribute__((warn_unused_result));
+/* crun's wait status as 0, or -EIO with crun's own message (its log's last line) in err. */
+int gcs_crun_result(const char *dir, const char *verb, int status, char *err, size_t errlen);
+
+/* ---- container_crun.c: crun off the loop ------------------------------------------------ */
+
+/* ret 0, or -errno with crun's message in err. */
+typedef void (*gcs_crun_fn)(void *opaque, int ret, const char *err);
+/*
+ * Runs crun (gcs_crun_spawn's arguments) while the loop goes on; fn runs
+ * from the loop once it has exited, or before this returns when it could
+ * not start.
+ */
+void gcs_crun_start(const char *dir, const int fds[3], const char *const *args, gcs_crun_fn fn,
+		    void *opaque);
+/* crun runs started and not yet reaped. */
+unsigned gcs_crun_running(void);
+
+/* ---- the table and each container's queue of operations (container.c) ------------------- */
+
+enum gcs_ctr_state { GCS_CTR_CREATING, GCS_CTR_CREATED, GCS_CTR_RUNNING, GCS_CTR_STOPPED };
+
+struct gcs_ctr;
+struct gcs_ctr_op;
+typedef void (*gcs_ctr_op_fn)(struct gcs_ctr *c, struct gcs_ctr_op *op);
+
+/*
+ * A request on one container. A container's requests run one after the
+ * other, in their order of arrival (crun's verbs on one container do not
+ * overlap), while other containers' and other requests are served.
+ */
+struct gcs_ctr_op {
+	struct gcs_ctr *c;
+	uint32_t type;
+	uint64_t id;
+	cJSON *req; /* a copy of the request */
+	gcs_ctr_op_fn run;
+	/* a process crun starts (create, exec): */
+	struct gcs_stdio io;
+	bool tty;
+	int lfd; /* the console socket, -1 */
+	char pidfile[PATH_MAX];
+	char tmpfile[PATH_MAX]; /* exec's process.json, update's resources.json, or "" */
+	void (*on_exit)(pid_t pid, int status);
+	bool crun_ok; /* crun create/exec itself succeeded */
+	int status;   /* a failure kept while crun cleans up */
+	char err[GCS_CTR_ERRLEN];
+	void (*spawned)(struct gcs_ctr_op *op, pid_t pid, const char *err);
+	void (*crun_done)(struct gcs_ctr_op *op, int ret, const char *err);
+	struct gcs_ctr_op *next;
+};
+
+struct gcs_ctr {
+	char id[GCS_CTR_ID_MAX + 1];
+	char dir[128];
+	enum gcs_ctr_state state;
+	pid_t pid;
+	struct gcs_rootfs rootfs;
+	int wd; /* inotify watch on memory.events, -1 */
+	long long oom_kills;
+	unsigned execs;		/* numbers the exec's process files */
+	struct gcs_ctr_op *ops; /* the running one first */
+	bool busy;
+	struct gcs_ctr_op *deleting; /* a forced delete waiting for the killed init's exit */
+	struct gcs_ctr *next;
+};
+
+extern const char *const gcs_ctr_state_names[];
+
+/* The request's container; answers the error itself when there is none. */
+struct gcs_ctr *gcs_ctr_of(uint32_t type, uint64_t id, const cJSON *req);
+/* Queues fn for the request; it runs once c's earlier ones are done. -ENOMEM: answered. */
+int gcs_ctr_queue(struct gcs_ctr *c, uint32_t type, uint64_t id, const cJSON *req,
+		  gcs_ctr_op_fn fn);
+/* The running op of c answered its request: it goes, the next one runs. */
+void gcs_ctr_op_done(struct gcs_ctr_op *op);
+/* spec.process.terminal */
+bool gcs_ctr_terminal(const cJSON *proc);
+/* A terminal process gets the request's rows and cols as its consoleSize (unless it has one). */
+void gcs_ctr_console_size(cJSON *proc, const cJSON *req);
+/* crun for op with no stdio; done runs from the loop. */
+void gcs_ctr_crun(struct gcs_ctr_op *op, const char *const *args,
+		  void (*done)(struct gcs_ctr_op *op, int ret, const char *err));
+/*
+ * crun create or exec (args, with --pid-file op->pidfile and, for a
+ * terminal, --console-socket): the process it leaves is adopted with
+ * op->io and op->on_exit; spawned gets its pid or -errno with err.
+ */
+void gcs_ctr_spawn(struct gcs_ctr_op *op, const char *const *args,
+		   void (*spawned)(struct gcs_ctr_op *op, pid_t pid, const char *err));
 
 /* A listening Unix socket at path for crun's --console-socket: fd or -errno. */
 int gcs_console_listen(const char *path);

@@ -21,7 +21,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define CRUN	      "/usr/bin/crun"
+#ifndef CRUN /* unit tests run a fake */
+#define CRUN "/usr/bin/crun"
+#endif
 #define CRUN_MAX_ARGS 32
 
 bool gcs_ctr_id_valid(const char *id)
@@ -139,11 +141,12 @@ static void crun_message(const char *log, char *err, size_t errlen)
 	snprintf(err, errlen, "crun: %s", line);
 }
 
-int gcs_crun(const char *dir, const int fds[3], const char *const *args, char *err, size_t errlen)
+pid_t gcs_crun_spawn(const char *dir, const int fds[3], const char *const *args, char *err,
+		     size_t errlen)
 {
 	char log[PATH_MAX], logarg[PATH_MAX + 16];
 	const char *argv[CRUN_MAX_ARGS + 4];
-	int status, n = 0, nullfd;
+	int n = 0, nullfd;
 	pid_t pid;
 
 	snprintf(log, sizeof(log), "%s/crun.log", dir);
@@ -177,14 +180,17 @@ int gcs_crun(const char *dir, const int fds[3], const char *const *args, char *e
 		execv(CRUN, (char *const *)argv);
 		_exit(127);
 	}
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR) {
-			snprintf(err, errlen, "waiting for crun: %s", strerror(errno));
-			return -errno;
-		}
+	return pid;
+}
+
+int gcs_crun_result(const char *dir, const char *verb, int status, char *err, size_t errlen)
+{
+	char log[PATH_MAX];
+
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
-	snprintf(err, errlen, "crun %s failed (%d)", args[0], gcs_exit_code(status));
+	snprintf(log, sizeof(log), "%s/crun.log", dir);
+	snprintf(err, errlen, "crun %s failed (%d)", verb, gcs_exit_code(status));
 	crun_message(log, err, errlen);
 	return -EIO;
 }

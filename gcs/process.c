@@ -41,6 +41,7 @@ struct proc {
 	int master;		  /* tty mode, for resize: -1 once the terminal is gone */
 	struct gcs_relay out, in; /* tty mode: master -> stdout socket, stdin socket -> master */
 	void (*on_exit)(pid_t pid, int status); /* adopted processes: their owner hears first */
+	bool late; /* adopted after it was reaped: its exit goes out at the next sweep */
 	struct proc *next;
 };
 
@@ -99,6 +100,19 @@ static void proc_report(struct proc *p)
 	}
 }
 
+static void proc_exited(struct proc *p, int status)
+{
+	p->exited = true;
+	p->status = status;
+	gcs_log("pid %d exited: %d", p->pid, gcs_exit_code(status));
+	if (p->on_exit)
+		p->on_exit(p->pid, status);
+	gcs_bridge_send(
+	    BRIDGE_TYPE(BRIDGE_KIND_NOTIFY, BRIDGE_CAT_PROCESS, BRIDGE_NOTIFY_PROCESS_EXITED), 0,
+	    exit_body(p));
+	proc_report(p);
+}
+
 void gcs_process_reap(void)
 {
 	int status;
@@ -107,17 +121,10 @@ void gcs_process_reap(void)
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		struct proc *p = proc_find(pid);
 
-		if (!p)
-			continue;
-		p->exited = true;
-		p->status = status;
-		gcs_log("pid %d exited: %d", pid, gcs_exit_code(status));
-		if (p->on_exit)
-			p->on_exit(pid, status);
-		gcs_bridge_send(BRIDGE_TYPE(BRIDGE_KIND_NOTIFY, BRIDGE_CAT_PROCESS,
-					    BRIDGE_NOTIFY_PROCESS_EXITED),
-				0, exit_body(p));
-		proc_report(p);
+		if (p)
+			proc_exited(p, status);
+		else
+			gcs_crun_reaped(pid, status); /* a crun run, or kept for adopt */
 	}
 }
 
@@ -129,6 +136,12 @@ void gcs_process_reap(void)
 void gcs_process_sweep(void)
 {
 	struct proc **pp = &procs;
+
+	for (struct proc *p = procs; p; p = p->next)
+		if (p->late) {
+			p->late = false;
+			proc_exited(p, p->status);
+		}
 
 	while (*pp) {
 		struct proc *p = *pp;
@@ -287,6 +300,9 @@ int gcs_process_adopt(pid_t pid, int master, struct gcs_stdio *io,
 	p->next = procs;
 	procs = p;
 	nr_procs++;
+	/* It ended before crun did: its exit goes out after the adopter's answer. */
+	if (gcs_crun_exit_taken(pid, &p->status))
+		p->late = true;
 	return 0;
 }
 

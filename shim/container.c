@@ -76,8 +76,9 @@ static void maybe_report(struct serve *s, struct ctr_entry *e)
 {
 	struct ctl_req *req;
 
-	if (!e->exited || !e->output_done)
+	if (!e->exited || !e->output_done || e->reported)
 		return;
+	e->reported = true;
 	ctl_event(s->ctl, "container.exited", exit_result(e));
 	while ((req = serve_req_list_pop(&e->waiters)))
 		ctl_req_result(req, exit_result(e));
@@ -148,6 +149,7 @@ void serve_container_create(void *opaque, struct ctl_req *req)
 	struct guest_exec x;
 	uint64_t rows = 24, cols = 80;
 	bool tty;
+	int ret;
 
 	if (ctl_param_str(req->params, "id", true, &id, err))
 		goto bad;
@@ -183,8 +185,10 @@ void serve_container_create(void *opaque, struct ctl_req *req)
 	}
 	extra = cJSON_CreateObject();
 	cJSON_AddStringToObject(extra, "id", id);
-	if (container_root_fields(s, root, extra, err)) {
-		ctl_req_error(req, CTL_ERR_NOT_FOUND, "%s", err);
+	ret = container_root_fields(s, root, extra, err);
+	if (ret) {
+		ctl_req_error(req, ret == -ENOENT ? CTL_ERR_NOT_FOUND : CTL_ERR_BAD_PARAMS, "%s",
+			      err);
 		goto out;
 	}
 	cJSON_AddItemToObject(extra, "spec", spec);
@@ -206,6 +210,8 @@ void serve_container_create(void *opaque, struct ctl_req *req)
 			e->devs[e->nr_devs++].path = NULL;
 		}
 	}
+	if (root->plan9)
+		snprintf(e->share, sizeof(e->share), "%s", root->plan9);
 	e->next = s->ctrs.list;
 	s->ctrs.list = e;
 	s->ctrs.count++;
@@ -457,6 +463,12 @@ static void ctr_release(void *opaque)
 
 	if (p && p->owner == e)
 		p->owner = NULL;
+	/* A forced delete's kill: the exit came first (the guest sends it before the answer),
+	 * its output may still be on its way; the event goes now, like any exit's. */
+	if (e->exited) {
+		e->output_done = true;
+		maybe_report(s, e);
+	}
 	while ((req = serve_req_list_pop(&e->waiters)))
 		ctl_req_error(req, CTL_ERR_CANCELLED, "container %s was deleted", e->id);
 	ctr_unlink_free(e->m, e);

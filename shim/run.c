@@ -16,6 +16,7 @@
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -27,6 +28,7 @@
 #include "nic.h"
 #include "run_guest.h"
 #include "run_opts.h"
+#include "run_spec.h"
 #include "seccomp/seccomp.h"
 #include "shim/opener.h"
 #include "vmm/kvm.h"
@@ -82,6 +84,29 @@ static int run_add_shares(struct run_ctx *ctx, const struct run_opts *o)
 		if (ret) {
 			fprintf(stderr, "uvm-shim run: --share %s:%s: %s\n", p.host_path,
 				p.guest_path, err);
+			return ret;
+		}
+	}
+	if (o->rootfs) {
+		struct plan9_params p = {.name = RUN_ROOTFS_SHARE,
+					 .host_path = o->rootfs,
+					 .guest_path = RUN_ROOTFS_GUEST,
+					 .read_only = true,
+					 .timeout_ms = PLAN9_DEFAULT_TIMEOUT};
+		struct stat st;
+
+		if (stat(o->rootfs, &st) < 0) {
+			fprintf(stderr, "uvm-shim run: --rootfs %s: %s\n", o->rootfs,
+				strerror(errno));
+			return -EINVAL;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			fprintf(stderr, "uvm-shim run: --rootfs %s: not a directory\n", o->rootfs);
+			return -EINVAL;
+		}
+		ret = plan9_attach_cold(ctx->shares, &p, err, sizeof(err));
+		if (ret) {
+			fprintf(stderr, "uvm-shim run: --rootfs %s: %s\n", o->rootfs, err);
 			return ret;
 		}
 	}
@@ -439,9 +464,10 @@ int run_main(int argc, char **argv)
 					      .argc = o->guest_argc,
 					      .tty = tty,
 					      .raw = tty ? &ctx.tty : NULL,
-					      .nics = ctx.nics};
+					      .nics = ctx.nics,
+					      .rootfs = o->rootfs ? RUN_ROOTFS_GUEST : NULL};
 
-		if (o->nr_shares) {
+		if (o->nr_shares || o->rootfs) {
 			ret = run_add_shares(&ctx, o);
 			if (ret) {
 				status = RUN_EXIT_USAGE;

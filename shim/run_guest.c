@@ -34,6 +34,7 @@
 #include "shim/machine.h"
 #include "shim/plan9.h"
 #include "shim/run.h"
+#include "shim/run_spec.h"
 #include "virtio/virtio.h"
 #include "virtio/vsock.h"
 #include "vmm/log.h"
@@ -115,17 +116,47 @@ static void shutdown_guest(struct run_guest *g)
 
 /* ---- CMD -------------------------------------------------------------------------------- */
 
+/* --rootfs: crun start refused (the container's init waits in crun's exec FIFO until then). */
+static void on_start_resp(void *opaque, int status, const char *error, const cJSON *body)
+{
+	struct run_guest *g = opaque;
+
+	(void)body;
+	if (!status || status == -ECANCELED)
+		return;
+	fprintf(stderr, "uvm-shim run: %s\n", error ? error : strerror(-status));
+	settle(g, EXIT_NO_EXEC);
+	shutdown_guest(g);
+}
+
+static void container_start(struct run_guest *g)
+{
+	cJSON *b = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(b, "id", RUN_CONTAINER_ID);
+	if (bridge_request(g->bridge,
+			   BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_CONTAINER,
+				       BRIDGE_RPC_CONTAINER_START),
+			   b, on_start_resp, g) < 0)
+		on_start_resp(g, -ENOTCONN, "the guest agent went away", NULL);
+}
+
 static void proc_started(struct guest_proc *p, int status, const char *error)
 {
 	struct run_guest *g = rg_of(p);
 
 	if (status) {
-		/* The guest's message names the program: "exec foo: No such file or directory". */
+		/* The guest's message names the program: "exec foo: No such file or directory";
+		 * crun's: "executable file `foo` not found in $PATH". */
 		fprintf(stderr, "uvm-shim run: %s\n", error ? error : strerror(-status));
-		settle(g, status == -ENOENT ? EXIT_NOT_FOUND : EXIT_NO_EXEC);
+		settle(g, status == -ENOENT || (g->cfg.rootfs && error && strstr(error, "not found"))
+			      ? EXIT_NOT_FOUND
+			      : EXIT_NO_EXEC);
 		shutdown_guest(g);
 		return;
 	}
+	if (g->cfg.rootfs)
+		container_start(g);
 	pr_info(TAG, "%s runs in the guest as pid %d%s", g->cfg.argv[0], p->pid,
 		g->cfg.tty ? " (tty)" : "");
 	/* Raw only now: until CMD runs, Ctrl-C is ours and ends the boot. */
@@ -177,12 +208,28 @@ static void exec_cmd(struct run_guest *g)
 	/* The terminal's type goes with a tty, so full-screen programs draw for it. */
 	struct guest_exec x = {.tty = g->cfg.tty, .term = g->cfg.tty ? getenv("TERM") : NULL};
 	char err[256];
-	cJSON *argv = cJSON_CreateArray();
+	cJSON *argv = cJSON_CreateArray(), *ctr = NULL;
 	int ret;
 
 	for (int i = 0; i < g->cfg.argc; i++)
 		cJSON_AddItemToArray(argv, cJSON_CreateString(g->cfg.argv[i]));
 	x.argv = argv;
+	if (g->cfg.rootfs) {
+		/* In a container on the --rootfs share: created here, started once answered. */
+		ctr = run_container_body(g->cfg.argv, g->cfg.argc, g->cfg.tty, x.term,
+					 g->cfg.rootfs);
+		if (!ctr) {
+			pr_err(TAG, "out of memory");
+			cJSON_Delete(argv);
+			settle(g, RUN_EXIT_VMM);
+			shutdown_guest(g);
+			return;
+		}
+		x.type = BRIDGE_TYPE(BRIDGE_KIND_REQUEST, BRIDGE_CAT_CONTAINER,
+				     BRIDGE_RPC_CONTAINER_CREATE);
+		x.extra = ctr;
+		x.argv = NULL;
+	}
 	winsize(g, &x.rows, &x.cols);
 	for (int i = 0; i < 3; i++) {
 		x.fds[i] = g->fds[i];
@@ -191,6 +238,7 @@ static void exec_cmd(struct run_guest *g)
 	g->exec_sent = true;
 	ret = guest_proc_exec(&g->proc, g->bridge, g->vs, g->loop, &x, err, sizeof(err));
 	cJSON_Delete(argv);
+	cJSON_Delete(ctr);
 	if (ret < 0) {
 		pr_err(TAG, "cannot relay %s's stdio: %s", g->cfg.argv[0], err);
 		settle(g, RUN_EXIT_VMM);

@@ -31,6 +31,7 @@ struct run_guest_config {
 	    *raw; /* put in raw mode once CMD runs (tty mode, stdin a terminal), or NULL */
 	struct plan9 *shares; /* --share: mounted once the agent is up, before CMD; or NULL */
 	struct nic_mgr *nics; /* --net NICs the agent configures before CMD runs, or NULL */
+	const char *rootfs;   /* --rootfs: the share's guest path, CMD's container's root; or NULL */
 };
 
 /*

@@ -34,6 +34,8 @@ const char run_usage[] =
     "                      guest (repeatable; a multiple of 4 KiB, at most 4 GiB)\n"
     "  --share HOSTDIR:GUESTDIR[,ro]  share a host directory over 9p, mounted on GUESTDIR\n"
     "                      before CMD runs (repeatable; needs -- CMD)\n"
+    "  --rootfs DIR        run CMD in a container whose root is DIR (shared read-only\n"
+    "                      over 9p; its writes go to guest memory); needs -- CMD\n"
     "  --net user          a NIC on user-mode networking (passt; no root needed): the\n"
     "                      guest is 10.0.2.15/24, the host's loopback is 10.0.2.2\n"
     "  --net tap=NAME[,mac=MAC][,ip=CIDR][,gw=IP][,mtu=N]  a NIC on an existing tap\n"
@@ -312,7 +314,7 @@ int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t 
 		    strcmp(name, "--cmdline") && strcmp(name, "--cpus") &&
 		    strcmp(name, "--memory") && strcmp(name, "--console") &&
 		    strcmp(name, "--disk") && strcmp(name, "--pmem") && strcmp(name, "--share") &&
-		    strcmp(name, "--net")) {
+		    strcmp(name, "--net") && strcmp(name, "--rootfs")) {
 			snprintf(err, errlen, "unknown option '%s' (see uvm-shim run --help)", arg);
 			return -EINVAL;
 		}
@@ -384,6 +386,12 @@ int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t 
 
 			if (ret)
 				return ret;
+		} else if (strcmp(name, "--rootfs") == 0) {
+			if (!*val) {
+				snprintf(err, errlen, "--rootfs needs a directory");
+				return -EINVAL;
+			}
+			o->rootfs = val;
 		} else if (strcmp(name, "--share") == 0) {
 			int ret = parse_share(o, val, err, errlen);
 
@@ -406,6 +414,10 @@ int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t 
 	}
 	if (o->nr_shares && !o->guest_argc) {
 		snprintf(err, errlen, "--share needs a command after '--' (the guest agent mounts it)");
+		return -EINVAL;
+	}
+	if (o->rootfs && !o->guest_argc) {
+		snprintf(err, errlen, "--rootfs needs a command after '--' (run in the container)");
 		return -EINVAL;
 	}
 	if (o->tty != RUN_TTY_AUTO && !o->guest_argc) {

@@ -62,6 +62,7 @@ struct run_opts {
 	struct run_share shares[RUN_MAX_SHARES]; /* --share HOSTDIR:GUESTDIR[,ro] */
 	int nr_shares;
 	char share_buf[RUN_MAX_SHARES][1024];
+	const char *rootfs; /* --rootfs DIR: CMD runs in a container whose root is DIR */
 	const char *nets[RUN_MAX_NICS]; /* --net specs, checked by run_net_params */
 	int nr_nets;
 };

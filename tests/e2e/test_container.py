@@ -297,6 +297,15 @@ def test_running_container_exec_stats_update_delete(cvm, tmp, images):
                                         "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done"], "e2")
     s2 = cvm.ok("container.stats", timeout=LONG, id="c6")
     assert s2["cpu"]["usage_usec"] > s1["cpu"]["usage_usec"], (s1, s2)
+    # memory: 16 MiB written to the container's /dev/shm (tmpfs, charged to its cgroup)
+    st, out, err = exec_in(cvm, tmp, "c6", ["/bin/sh", "-c",
+                                            "head -c 16777216 /dev/zero > /dev/shm/blob"], "em")
+    assert st["exit_code"] == 0, (st, out, err)
+    s3 = cvm.ok("container.stats", timeout=LONG, id="c6")
+    print("memory.current %d -> %d bytes after 16 MiB in /dev/shm" %
+          (s1["memory"]["current"], s3["memory"]["current"]))
+    assert s3["memory"]["current"] >= s1["memory"]["current"] + (15 << 20), (s1, s3)
+    assert s3["memory"]["peak"] in (-2,) or s3["memory"]["peak"] >= s3["memory"]["current"]
     # pids limit lowered: a fork past it fails
     assert cvm.ok("container.update", timeout=LONG, id="c6", pids=3) == {}
     assert cvm.ok("container.stats", timeout=LONG, id="c6")["pids"]["max"] == 3
@@ -329,6 +338,9 @@ def test_running_container_exec_stats_update_delete(cvm, tmp, images):
     # delete without force refused while running; with force: nothing left
     assert "force" in cvm.error("container.delete", WRONG_STATE, id="c6")
     assert cvm.ok("container.delete", timeout=LONG, id="c6", force=True) == {}
+    # the killed init's exit is an event like any exit
+    ev = cvm.event("container.exited", lambda p: p["id"] == "c6", timeout=LONG)
+    assert ev["pid"] == pid and ev["signal"] == 9, ev
     Fifos.read_all(f.out, LONG)
     Fifos.read_all(f.err, LONG)
     mounts = guest_mounts(cvm, tmp)
@@ -434,3 +446,119 @@ def test_container_in_its_own_network_namespace(cvm, tmp, images):
         assert "params.name" in cvm.error("netns.add", BAD_PARAMS, name="../x")
     finally:
         ip("link", "del", tap, check=False)
+
+
+def test_crun_runs_off_the_agents_loop(cvm, tmp, images):
+    """crun create held 30 s by a createRuntime hook (run by crun in the VM): meanwhile the
+    agent answers a guest.exec and its wait, and another container's stats, all before
+    the create; then the slow container starts and runs."""
+    fast = spec_of(images, ["/bin/sh", "-c", "exec sleep 100000"])
+    ff, _ = create(cvm, tmp, "fast", fast)
+    assert cvm.ok("container.start", timeout=LONG, id="fast") == {}
+    slow = spec_of(images, ["/bin/sh", "-c", "echo slow-ran"])
+    slow["hooks"] = {"createRuntime": [{"path": "/bin/busybox", "args": ["sleep", "30"]}]}
+    f = Fifos(tmp, "slow")
+    t0 = time.monotonic()
+    rid = cvm.send("container.create", id="slow", spec=slow,
+                   root={"layers": [{"vpmem": 0}]}, **f.paths)
+    time.sleep(2)  # let crun reach the hook
+    code, out, _ = sh(cvm, tmp, "echo alive", timeout=LONG)
+    assert code == 0 and out == "alive\n"
+    st = cvm.ok("container.stats", timeout=LONG, id="fast")
+    assert st["pids"]["current"] >= 1, st
+    t_other = time.monotonic() - t0
+    assert rid not in cvm.responses, "the create answered first: crun held the agent's loop"
+    r = cvm.wait_id(rid, LONG)
+    t_create = time.monotonic() - t0
+    assert "result" in r, (r, cvm.log())
+    print("guest.exec and stats answered after %.1f s, the held create after %.1f s" %
+          (t_other, t_create))
+    assert t_create >= 30 > t_other, (t_other, t_create)
+    assert cvm.ok("container.start", timeout=LONG, id="slow") == {}
+    assert Fifos.read_all(f.out, LONG) == b"slow-ran\n"
+    Fifos.read_all(f.err, LONG)
+    assert cvm.ok("container.wait", timeout=LONG, id="slow")["exit_code"] == 0
+    for cid in ("slow", "fast"):
+        assert cvm.ok("container.delete", timeout=LONG, id=cid, force=True) == {}
+    Fifos.read_all(ff.out, LONG)
+    Fifos.read_all(ff.err, LONG)
+
+def test_root_from_plan9_shares(cvm, tmp, images):
+    """A root file system the parent prepared in a host directory, shared over 9p:
+    read-only under an overlay in guest memory (the host directory unchanged), and
+    writable as the root itself (the container's writes land in the host directory)."""
+    bb = need_tools()
+    ro = os.path.join(tmp, "ro-root")
+    make_rootfs(ro, bb)
+    bundle = os.path.join(tmp, "bundle")
+    make_rootfs(os.path.join(bundle, "rootfs"), bb)
+    cvm.ok("plan9.add", timeout=LONG, name="p9ro", host_path=ro, guest_path="/run/e2e/p9ro",
+           read_only=True)
+    cvm.ok("plan9.add", timeout=LONG, name="p9rw", host_path=bundle,
+           guest_path="/run/e2e/p9rw")
+    try:
+        spec = spec_of(images, ["/bin/sh", "-c", "echo hi > /new; echo more >> "
+                                "/etc/layer-marker; cat /new /etc/layer-marker; hostname"])
+        f = Fifos(tmp, "p1")
+        r = cvm.ok("container.create", timeout=LONG, id="p1", spec=spec,
+                   root={"plan9": "p9ro"}, **f.paths)
+        assert cvm.ok("container.start", timeout=LONG, id="p1") == {}
+        out = Fifos.read_all(f.out, LONG).decode(errors="replace")
+        err = Fifos.read_all(f.err, LONG).decode(errors="replace")
+        ex = cvm.ok("container.wait", timeout=LONG, id="p1")
+        assert ex["exit_code"] == 0 and ex["pid"] == r["pid"], (ex, out, err, cvm.log())
+        assert out.split() == ["hi", "from", "the", "layer", "more", HOSTNAME], (out, err)
+        assert not os.path.exists(os.path.join(ro, "new"))
+        with open(os.path.join(ro, "etc/layer-marker")) as m:
+            assert m.read() == "from the layer\n"
+        # the share stays while its container does
+        assert "root of container p1" in cvm.error("plan9.remove", -32004, name="p9ro")
+        assert cvm.ok("container.delete", timeout=LONG, id="p1") == {}
+
+        # writable: no overlay, a scratch is refused
+        assert "writable" in cvm.error("container.create", BAD_PARAMS, id="p2", spec=spec,
+                                       root={"plan9": "p9rw", "subdir": "rootfs",
+                                             "scratch": {"path": "/tmp"}})
+        assert "no share" in cvm.error("container.create", NOT_FOUND, id="p2", spec=spec,
+                                       root={"plan9": "nosuch"})
+        spec = spec_of(images, ["/bin/sh", "-c", "echo from-ctr > /written; "
+                                "grep -c ' / 9p ' /proc/mounts; cat /etc/layer-marker"])
+        ex, out, err = run_plan9(cvm, tmp, "p2", spec, {"plan9": "p9rw", "subdir": "rootfs"})
+        assert ex["exit_code"] == 0, (ex, out, err)
+        assert out.split() == ["1", "from", "the", "layer"], (out, err)  # 9p is its root
+        with open(os.path.join(bundle, "rootfs/written")) as w:
+            assert w.read() == "from-ctr\n"
+        assert cvm.ok("container.delete", timeout=LONG, id="p2") == {}
+        mounts = guest_mounts(cvm, tmp)
+        assert "/run/gcs/c/p1" not in mounts and "/run/gcs/c/p2" not in mounts, mounts
+    finally:
+        for name in ("p9ro", "p9rw"):
+            cvm.call("plan9.remove", timeout=LONG, name=name)
+
+
+def run_plan9(cvm, tmp, cid, spec, root):
+    f = Fifos(tmp, cid)
+    r = cvm.ok("container.create", timeout=LONG, id=cid, spec=spec, root=root, **f.paths)
+    assert cvm.ok("container.start", timeout=LONG, id=cid) == {}
+    out = Fifos.read_all(f.out, LONG).decode(errors="replace")
+    err = Fifos.read_all(f.err, LONG).decode(errors="replace")
+    ex = cvm.ok("container.wait", timeout=LONG, id=cid)
+    assert ex["pid"] == r["pid"]
+    return ex, out, err
+
+
+def test_run_rootfs_command_in_a_container(paths, kvm, tmp):
+    """`uvm-shim run --rootfs DIR -- CMD`: CMD in a container whose root is DIR (shared
+    read-only over 9p, its writes in guest memory), stdin piped through, its status ours."""
+    from test_run_cmd import run_cmd, why
+    root = os.path.join(tmp, "root")
+    make_rootfs(root, need_tools())
+    st, out, err = run_cmd(paths.shim, [
+        "--memory", "512", "--rootfs", root, "--",
+        "/bin/sh", "-c", 'echo hi > /x; cat /x; hostname; echo $$; cat /etc/layer-marker; '
+        'read line; echo "got $line"; exit 7'], input=b"from stdin\n")
+    assert st == 7, why(st, out, err)
+    assert out == b"hi\nuvm\n1\nfrom the layer\ngot from stdin\n", why(st, out, err)
+    assert not os.path.exists(os.path.join(root, "x"))
+    st, out, err = run_cmd(paths.shim, ["--memory", "512", "--rootfs", root, "--", "nosuch"])
+    assert st == 127 and "nosuch" in err, why(st, out, err)

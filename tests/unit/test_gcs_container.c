@@ -2,8 +2,12 @@
  * The GCS's container bundle (gcs/container_bundle.c) on the host: ids,
  * config.json from the host's spec (root.path and cgroupsPath replaced,
  * required fields checked, hostile specs refused), crun's pid file with
- * hostile contents, the console socket's fd passing, crun's log message.
- * crun itself is not run here (the e2e test does).
+ * hostile contents, the console socket's fd passing, crun's log message,
+ * hostile root descriptions (container_layers.c) refused before any mount,
+ * crun run off the loop (container_crun.c) with a fake crun: its end seen
+ * through the reaper, its message passed on, exits of unknown children
+ * kept for adopt but never a live process's. The real crun runs in the
+ * e2e tests.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,13 +19,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "gcs/bridge.h"
 #include "gcs/container.h"
 #include "gcs/log.c"
+static char fake_crun[PATH_MAX];
+#define CRUN fake_crun
 #include "gcs/container_bundle.c"
+#include "gcs/container_crun.c"
+#include "gcs/container_layers.c"
+#include "gcs/fields.c"
 
 /* ---- what bundle.c takes from the rest of the agent ---- */
 
@@ -46,6 +57,11 @@ int gcs_read_line(const char *path, char *buf, size_t len)
 	return 0;
 }
 
+int gcs_mkdir_p(const char *path)
+{
+	return mkdir(path, 0755) < 0 && errno != EEXIST ? -errno : 0;
+}
+
 void gcs_child_reset_signals(void)
 {
 }
@@ -59,7 +75,19 @@ static char dir[] = "/tmp/gcs-ctr-test-XXXXXX";
 
 static int setup(void **state)
 {
+	FILE *f;
+
 	assert_non_null(mkdtemp(dir));
+	snprintf(fake_crun, sizeof(fake_crun), "%s/fake-crun", dir);
+	f = fopen(fake_crun, "w");
+	assert_non_null(f);
+	fputs("#!/bin/sh\nlog=${1#--log=file:}; shift\ncase \"$1\" in\n"
+	      "slow) sleep 1 ;;\n"
+	      "fail) echo 'time=\"x\" level=error msg=\"fake: no such container\"' > \"$log\";"
+	      " exit 1 ;;\nesac\nexit 0\n",
+	      f);
+	fclose(f);
+	chmod(fake_crun, 0755);
 	return 0;
 }
 
@@ -266,12 +294,141 @@ static void test_crun_message(void **state)
 	assert_string_equal(err, "kept");
 }
 
+/* Hostile or inconsistent root descriptions: refused before anything is mounted. */
+static void test_rootfs_refused(void **state)
+{
+	static const char *const bad[] = {
+	    "{\"rootfs\":{\"path\":\"rel\"}}",
+	    "{\"rootfs\":{\"path\":\"/a/../b\"}}",
+	    "{\"rootfs\":{\"path\":\"/a/..\"}}",
+	    "{\"rootfs\":{\"path\":7}}",
+	    "{\"rootfs\":\"/x\"}",
+	    "{\"rootfs\":{}}",
+	    "{\"rootfs\":{\"path\":\"/x\"},\"layers\":[{\"path\":\"/l\"}]}",
+	    "{\"rootfs\":{\"path\":\"/x\"},\"scratch\":{\"path\":\"/s\"}}",
+	    "{}",
+	    "{\"layers\":[]}",
+	    "{\"layers\":{}}",
+	    "{\"layers\":[{\"path\":\"rel\"}]}",
+	    "{\"layers\":[{\"path\":\"/l,upperdir=/etc\"}]}",
+	    "{\"layers\":[{\"path\":\"/l:/etc\"}]}",
+	    "{\"layers\":[{\"device\":\"/dev/../etc\"}]}",
+	    "{\"layers\":[{\"device\":\"/dev/pmem0\",\"fs\":\"xfs\"}]}",
+	    "{\"layers\":[{\"path\":\"/l\"},7]}",
+	    "{\"layers\":[{\"path\":\"/l\"}],\"scratch\":{\"path\":\"rel\"}}",
+	    "{\"layers\":[{\"path\":\"/l\"}],\"scratch\":{\"device\":\"/dev/x/y\"}}",
+	    "{\"layers\":[{\"path\":\"/l\"}],\"scratch\":{\"device\":5}}",
+	    "{\"layers\":[{\"path\":\"/l\"}],\"scratch\":[]}",
+	};
+	char err[GCS_CTR_ERRLEN], cdir[PATH_MAX];
+
+	snprintf(cdir, sizeof(cdir), "%s/c", dir);
+	assert_int_equal(gcs_mkdir_p(cdir), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cJSON *req = cJSON_Parse(bad[i]);
+		struct gcs_rootfs r = {0};
+
+		assert_non_null(req);
+		err[0] = '\0';
+		if (gcs_rootfs_mount(&r, cdir, req, err, sizeof(err)) != -EINVAL)
+			fail_msg("%s: not refused (%s)", bad[i], err);
+		assert_true(err[0] != '\0');
+		assert_false(r.rootfs_mounted || r.scratch_mounted);
+		assert_int_equal(r.nr_layers, 0);
+		cJSON_Delete(req);
+	}
+	gcs_ctr_rmdir(cdir);
+}
+
+struct crun_res {
+	int calls, ret;
+	char err[GCS_CTR_ERRLEN];
+};
+
+static void crun_cb(void *opaque, int ret, const char *err)
+{
+	struct crun_res *r = opaque;
+
+	r->calls++;
+	r->ret = ret;
+	snprintf(r->err, sizeof(r->err), "%s", err ? err : "");
+}
+
+/* What process.c's reaper does: every child reaped, the unknown ones handed over. */
+static void reap_all(void)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, 0)) > 0)
+		gcs_crun_reaped(pid, status);
+}
+
+static void test_crun_off_the_loop(void **state)
+{
+	const char *slow[] = {"slow", "c1", NULL}, *fail[] = {"fail", "c1", NULL};
+	struct crun_res a = {0}, b = {0};
+	int status;
+	pid_t pid;
+
+	/* started, not waited for: the caller goes on while it runs */
+	gcs_crun_start(dir, NULL, slow, crun_cb, &a);
+	gcs_crun_start(dir, NULL, fail, crun_cb, &b);
+	assert_int_equal(gcs_crun_running(), 2);
+	assert_int_equal(a.calls + b.calls, 0);
+	reap_all();
+	assert_int_equal(gcs_crun_running(), 0);
+	assert_int_equal(a.calls, 1);
+	assert_int_equal(a.ret, 0);
+	assert_int_equal(b.calls, 1);
+	assert_int_equal(b.ret, -EIO);
+	assert_non_null(strstr(b.err, "fake: no such container"));
+
+	/* a child nobody knew: kept for adopt, taken once */
+	pid = fork();
+	if (pid == 0)
+		_exit(3);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	gcs_crun_reaped(pid, status);
+	assert_int_equal(a.calls + b.calls, 2);
+	status = 0;
+	assert_true(gcs_crun_exit_taken(pid, &status));
+	assert_int_equal(WEXITSTATUS(status), 3);
+	assert_false(gcs_crun_exit_taken(pid, &status));
+	/* a kept exit whose number a live process has now is another's: never taken */
+	gcs_crun_reaped(getpid(), 0);
+	assert_false(gcs_crun_exit_taken(getpid(), &status));
+	/* more unknown exits than are kept: the table wraps, nothing breaks */
+	for (int i = 0; i < 200; i++)
+		gcs_crun_reaped(4000000 + i, 0);
+	assert_false(gcs_crun_exit_taken(4000000, &status));
+	assert_true(gcs_crun_exit_taken(4000199, &status));
+}
+
+/* crun missing or not executable: the callback says so, nothing waits forever. */
+static void test_crun_missing(void **state)
+{
+	const char *args[] = {"create", "c1", NULL};
+	struct crun_res r = {0};
+	char saved[PATH_MAX];
+
+	snprintf(saved, sizeof(saved), "%s", fake_crun);
+	snprintf(fake_crun, sizeof(fake_crun), "%s/no-crun-here", dir);
+	gcs_crun_start(dir, NULL, args, crun_cb, &r);
+	reap_all();
+	snprintf(fake_crun, sizeof(fake_crun), "%s", saved);
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.ret, -EIO);
+	assert_non_null(strstr(r.err, "crun create failed"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_ids),		 cmocka_unit_test(test_bundle),
 	    cmocka_unit_test(test_pidfile),	 cmocka_unit_test(test_console_socket),
-	    cmocka_unit_test(test_crun_message),
+	    cmocka_unit_test(test_crun_message), cmocka_unit_test(test_rootfs_refused),
+	    cmocka_unit_test(test_crun_off_the_loop), cmocka_unit_test(test_crun_missing),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

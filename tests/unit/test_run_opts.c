@@ -12,6 +12,7 @@
 #include "shim/run.h"
 
 #include "shim/run_opts.h"
+#include "shim/run_spec.h"
 
 static struct run_opts opts;
 static char err[256];
@@ -157,6 +158,58 @@ static void test_shares(void **state)
 	assert_non_null(strstr(err, "share option"));
 }
 
+/* --rootfs DIR: CMD in a container on DIR; its spec (shim/run_spec.c). */
+static void test_rootfs(void **state)
+{
+	char *argv[] = {"/bin/sh", "-c", "echo \"hi\""};
+	cJSON *b, *spec, *proc, *o;
+	char *text;
+
+	assert_int_equal(PARSE("--rootfs", "/srv/root", "--", "ls"), 0);
+	assert_string_equal(opts.rootfs, "/srv/root");
+	assert_int_equal(PARSE("--rootfs=/r", "--share", "/a:/b", "--", "ls"), 0);
+	assert_int_equal(PARSE("--rootfs", "/r"), -EINVAL);
+	assert_non_null(strstr(err, "--rootfs needs a command"));
+	assert_int_equal(PARSE("--rootfs=", "--", "ls"), -EINVAL);
+	assert_int_equal(PARSE("--rootfs"), -EINVAL);
+
+	assert_null(run_container_spec(argv, 0, false, NULL));
+	b = run_container_body(argv, 3, true, "vt100", RUN_ROOTFS_GUEST);
+	assert_non_null(b);
+	assert_string_equal(cJSON_GetObjectItem(b, "id")->valuestring, RUN_CONTAINER_ID);
+	text = cJSON_PrintUnformatted(cJSON_GetObjectItem(b, "layers"));
+	assert_string_equal(text, "[{\"path\":\"" RUN_ROOTFS_GUEST "\"}]");
+	cJSON_free(text);
+	assert_null(cJSON_GetObjectItem(b, "scratch")); /* writes go to guest memory */
+	spec = cJSON_GetObjectItem(b, "spec");
+	assert_string_equal(cJSON_GetObjectItem(spec, "ociVersion")->valuestring, "1.0.0");
+	proc = cJSON_GetObjectItem(spec, "process");
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(proc, "terminal")));
+	/* argv exactly as given, no shell added */
+	text = cJSON_PrintUnformatted(cJSON_GetObjectItem(proc, "args"));
+	assert_string_equal(text, "[\"/bin/sh\",\"-c\",\"echo \\\"hi\\\"\"]");
+	cJSON_free(text);
+	text = cJSON_PrintUnformatted(cJSON_GetObjectItem(proc, "env"));
+	assert_non_null(strstr(text, "\"TERM=vt100\""));
+	cJSON_free(text);
+	/* the VM's network: no network namespace */
+	text = cJSON_PrintUnformatted(cJSON_GetObjectItem(cJSON_GetObjectItem(spec, "linux"),
+							  "namespaces"));
+	assert_null(strstr(text, "network"));
+	assert_non_null(strstr(text, "\"pid\""));
+	cJSON_free(text);
+	o = cJSON_GetArrayItem(cJSON_GetObjectItem(spec, "mounts"), 1);
+	assert_string_equal(cJSON_GetObjectItem(o, "destination")->valuestring, "/dev");
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(o, "options")), 4);
+	cJSON_Delete(b);
+	spec = run_container_spec(argv, 1, false, NULL);
+	text = cJSON_PrintUnformatted(spec);
+	assert_non_null(strstr(text, "\"terminal\":false"));
+	assert_non_null(strstr(text, "\"TERM=xterm\""));
+	cJSON_free(text);
+	cJSON_Delete(spec);
+}
+
 /* The command goes over the bridge: the kernel command line only starts the agent. */
 static void test_nets(void **state)
 {
@@ -284,7 +337,7 @@ int main(void)
 	    cmocka_unit_test(test_bad_counts),
 	    cmocka_unit_test(test_unknown_and_misc),
 	    cmocka_unit_test(test_disks), cmocka_unit_test(test_pmem),
-	    cmocka_unit_test(test_shares),
+	    cmocka_unit_test(test_shares), cmocka_unit_test(test_rootfs),
 	    cmocka_unit_test(test_nets),
 	    cmocka_unit_test(test_guest_command_cmdline),
 	    cmocka_unit_test(test_console_default_follows_the_command),

@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "fake_gcs.h"
 #include "gcs/protocol.h"
 #include "shim/ctl.h"
 #include "shim/serve_priv.h"
@@ -41,9 +42,16 @@ static void m_scsi_remove(void *opaque, struct ctl_req *req)
 	m_hold(opaque, req, false);
 }
 
+static void m_plan9_remove(void *opaque, struct ctl_req *req)
+{
+	if (!serve_containers_hold_share(opaque, req))
+		ctl_req_result(req, NULL);
+}
+
 static const struct ctl_method methods[] = {
     {"vpmem.remove", m_vpmem_remove, 0, 0},
     {"scsi.remove", m_scsi_remove, 0, 0},
+    {"plan9.remove", m_plan9_remove, 0, 0},
     {"container.create", serve_container_create, 0, 0},
     {"container.start", serve_container_start, 0, 0},
     {"container.exec", serve_container_exec, 0, 0},
@@ -290,6 +298,73 @@ static void test_hold_devices(void **state)
 	       "\"result\":{}");
 }
 
+/* A share as shim/plan9.c leaves it once added. */
+static void add_share(struct serve *s, int i, const char *name, const char *guest_path, bool ro,
+		      bool in_guest)
+{
+	struct plan9_share *sh = &s->plan9.shares[i];
+
+	sh->state = PLAN9_ATTACHED;
+	sh->name = (char *)name;
+	sh->guest_path = (char *)guest_path;
+	sh->read_only = ro;
+	sh->in_guest = in_guest;
+}
+
+/* root_fields for root (params.root's JSON): the guest's fields, or the error. */
+static void root_case(struct fixture *f, const char *root, int want_ret, const char *want)
+{
+	cJSON *o = cJSON_Parse(root), *body = cJSON_CreateObject();
+	char err[CTL_ERRLEN] = "", *text;
+	struct ctr_root r;
+	int ret;
+
+	assert_int_equal(container_parse_root(o, &r, err), 0);
+	ret = container_root_fields(&f->s, &r, body, err);
+	text = cJSON_PrintUnformatted(body);
+	if (ret != want_ret || !strstr(ret ? err : text, want))
+		fail_msg("%s: %d %s %s, wanted %d %s", root, ret, err, text, want_ret, want);
+	cJSON_free(text);
+	cJSON_Delete(body);
+	cJSON_Delete(o);
+}
+
+/* A Plan 9 share as a container's root: read-only under an overlay, writable as it is. */
+static void test_plan9_root(void **state)
+{
+	struct fixture *f = *state;
+	struct ctr_entry *e;
+
+	add_share(&f->s, 0, "ro", "/mnt/ro", true, true);
+	add_share(&f->s, 1, "rw", "/mnt/rw", false, true);
+	add_share(&f->s, 2, "cold", "/mnt/cold", true, false);
+	add_share(&f->s, 3, "comma", "/mnt/a,upperdir=/x", true, true);
+	root_case(f, "{\"plan9\":\"ro\"}", 0, "{\"layers\":[{\"path\":\"/mnt/ro\"}]}");
+	root_case(f, "{\"plan9\":\"ro\",\"subdir\":\"b/rootfs\",\"scratch\":{\"path\":\"/s\"}}", 0,
+		  "{\"layers\":[{\"path\":\"/mnt/ro/b/rootfs\"}],\"scratch\":{\"path\":\"/s\","
+		  "\"format\":false}}");
+	root_case(f, "{\"plan9\":\"rw\",\"subdir\":\"rootfs\"}", 0,
+		  "{\"rootfs\":{\"path\":\"/mnt/rw/rootfs\"}}");
+	root_case(f, "{\"plan9\":\"rw\",\"scratch\":{\"path\":\"/s\"}}", -EINVAL,
+		  "params.root.scratch: share rw is writable");
+	root_case(f, "{\"plan9\":\"nosuch\"}", -ENOENT, "no share nosuch mounted");
+	root_case(f, "{\"plan9\":\"cold\"}", -ENOENT, "no share cold mounted");
+	root_case(f, "{\"plan9\":\"comma\"}", -EINVAL, "cannot be a root");
+	f->s.plan9.shares[1].state = PLAN9_REMOVING;
+	root_case(f, "{\"plan9\":\"rw\"}", -ENOENT, "no share rw mounted");
+	/* The share of a container's root is not removed under it. */
+	e = add_ctr(&f->s, "c1", 42, CTR_RUNNING);
+	snprintf(e->share, sizeof(e->share), "ro");
+	expect(f, "{\"id\":1,\"method\":\"plan9.remove\",\"params\":{\"name\":\"ro\"}}",
+	       "\"code\":-32004,\"message\":\"share ro is the root of container c1");
+	expect(f, "{\"id\":1,\"method\":\"plan9.remove\",\"params\":{\"name\":\"rw\"}}",
+	       "\"result\":{}");
+	expect(f, "{\"id\":1,\"method\":\"plan9.remove\",\"params\":{\"name\":5}}",
+	       "\"result\":{}");
+	/* A vpmem hold does not match an entry without devices. */
+	assert_null(container_using(&f->s.ctrs, &(struct ctr_ref){.kind = CTR_REF_VPMEM}));
+}
+
 /* The VM's end fails the waits still out. */
 static void test_cancel(void **state)
 {
@@ -301,6 +376,112 @@ static void test_cancel(void **state)
 	assert_non_null(strstr(drain(f), "\"code\":-32009"));
 }
 
+/* ---- with a fake guest agent on the bridge ---- */
+
+struct gfixture {
+	struct fixture f; /* first: setup/teardown's */
+	struct fake_gcs g;
+};
+
+static void g_ready(void *o, int err, const cJSON *answer)
+{
+}
+
+static void g_closed(void *o)
+{
+}
+
+static void g_notify(void *o, uint32_t type, const cJSON *body)
+{
+	serve_containers_notify(o, type, body);
+}
+
+static const struct bridge_ops gops = {.ready = g_ready,
+				       .process_exited = serve_on_process_exited,
+				       .notify = g_notify,
+				       .closed = g_closed};
+
+static int gsetup(void **state)
+{
+	struct gfixture *gf = calloc(1, sizeof(*gf));
+	struct fixture *f = &gf->f;
+	struct ctl_config cfg = {.methods = methods};
+
+	assert_non_null(gf);
+	assert_int_equal(pipe2(f->out, O_CLOEXEC), 0);
+	fcntl(f->out[0], F_SETFL, O_NONBLOCK);
+	cfg.out_fd = f->out[1];
+	cfg.opaque = &f->s;
+	assert_int_equal(ctl_create(&f->s.ctl, &cfg), 0);
+	assert_int_equal(vsock_engine_create(&f->s.vs, FAKE_GCS_CID), 0);
+	assert_int_equal(bridge_create(&f->s.bridge, f->s.vs, &gops, &f->s), 0);
+	assert_int_equal(fake_gcs_connect(&gf->g, f->s.vs), 0);
+	*state = gf;
+	return 0;
+}
+
+static int gteardown(void **state)
+{
+	struct gfixture *gf = *state;
+	struct fixture *f = &gf->f;
+
+	bridge_destroy(f->s.bridge);
+	serve_containers_free(&f->s);
+	serve_procs_free(&f->s);
+	vsock_engine_destroy(f->s.vs);
+	fake_gcs_fini(&gf->g);
+	ctl_destroy(f->s.ctl);
+	close(f->out[0]);
+	close(f->out[1]);
+	free(gf);
+	return 0;
+}
+
+/*
+ * A forced delete of a running container: the guest sends the killed
+ * init's exit, then the delete's answer, while the init's output may still
+ * be on its way. The exit is an event (and the wait's answer) all the same.
+ */
+static void test_force_delete_reports_the_exit(void **state)
+{
+	struct gfixture *gf = *state;
+	struct fixture *f = &gf->f;
+	struct ctr_entry *e = add_ctr(&f->s, "c1", 42, CTR_RUNNING);
+	struct sproc *p = calloc(1, sizeof(*p));
+	struct bridge_hdr h = {0};
+	char body[1024], *out;
+
+	/* its init, whose output is not all relayed yet */
+	assert_non_null(p);
+	p->s = &f->s;
+	guest_proc_init(&p->gp, &serve_proc_ops);
+	p->gp.pid = 42;
+	p->owner = e;
+	p->next = f->s.procs;
+	f->s.procs = p;
+	f->s.nr_procs++;
+	expect(f, "{\"id\":1,\"method\":\"container.wait\",\"params\":{\"id\":\"c1\"}}", "");
+	feed(f, "{\"id\":2,\"method\":\"container.delete\",\"params\":{\"id\":\"c1\",\"force\":true}}");
+	assert_int_equal(fake_gcs_next(&gf->g, &h, body, sizeof(body)), 0);
+	assert_int_equal(bridge_type_rpc(h.type), BRIDGE_RPC_CONTAINER_DELETE);
+	assert_non_null(strstr(body, "\"force\":true"));
+	assert_int_equal(fake_gcs_msg(&gf->g, EXITED, 0, 0,
+				      "{\"id\":\"c1\",\"pid\":42,\"exit_code\":137,\"signal\":9}"),
+			 0);
+	assert_string_equal(drain(f), ""); /* its output is still coming */
+	assert_int_equal(fake_gcs_msg(&gf->g, bridge_response_type(h.type), 0, h.id,
+				      "{\"status\":0}"),
+			 0);
+	out = drain(f);
+	if (!strstr(out, "{\"event\":\"container.exited\",\"params\":{\"id\":\"c1\",\"pid\":42,"
+			 "\"exit_code\":137,\"signal\":9") ||
+	    !strstr(out, "{\"id\":1,\"result\":{\"id\":\"c1\",\"pid\":42") ||
+	    !strstr(out, "{\"id\":2,\"result\":{}}"))
+		fail_msg("got %s", out);
+	assert_null(f->s.ctrs.list);
+	assert_null(p->owner);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -310,6 +491,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_oom_notifications, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hold_devices, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_plan9_root, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_force_delete_reports_the_exit, gsetup,
+					    gteardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Container benchmark (issue 14), in one `uvm-shim serve` VM:
+
+1. A container run: container.create + container.start + container.wait of
+   `/bin/true` in a container on a busybox ext4 layer given as VPMem device 0
+   (scratch in guest memory), timed on the host from the create request to
+   the wait's answer; container.delete follows, untimed. Beside it, a plain
+   guest.exec of `/bin/true` in the same VM to its process.wait answer.
+   Alternating runs (--runs, default 20): median and p95 of each, and the
+   ratio of the medians. Target: a container run <= 3x a plain exec.
+2. Guest memory per extra idle container: --idle containers running
+   `sleep`, the guest's MemAvailable (guest.properties) before and after
+   (page cache dropped both times), divided by their number; beside it the
+   mean of their cgroups' memory.current (container.stats), which leaves
+   out what the kernel spends outside the cgroup (mounts, crun's state).
+
+The layer is built here from Debian's busybox-static (mkfs.ext4 -d). Needs a
+real /dev/kvm: `make bench-containers` runs it inside the test host."""
+
+import argparse
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import serve  # noqa: E402  (the `uvm-shim serve` client)
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TARGET = 3.0  # a container run at most this many plain execs
+SPEC = {
+    "ociVersion": "1.0.0",
+    "process": {"terminal": False, "user": {"uid": 0, "gid": 0}, "args": ["/bin/true"],
+                "env": ["PATH=/bin"], "cwd": "/", "noNewPrivileges": True},
+    "root": {"path": "rootfs", "readonly": True},
+    "hostname": "bench",
+    "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+               {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+                "options": ["nosuid", "mode=755", "size=65536k"]}],
+    "linux": {"namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount")]},
+}
+
+
+def die(msg):
+    sys.stderr.write("bench-containers: %s\n" % msg)
+    sys.exit(1)
+
+
+def tool(name):
+    for p in (shutil.which(name), "/usr/sbin/" + name, "/sbin/" + name):
+        if p and os.path.exists(p):
+            return p
+    die("%s is not installed (tests/install-deps)" % name)
+
+
+def make_layer(tmp):
+    """A 4096-aligned ext4 image of busybox and its applets."""
+    bb = shutil.which("busybox")
+    if not bb or subprocess.run(["ldd", bb], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL).returncode == 0:
+        die("no static busybox on the host (apt-get install busybox-static)")
+    root = os.path.join(tmp, "rootfs")
+    for d in ("bin", "proc", "dev", "tmp"):
+        os.makedirs(os.path.join(root, d))
+    shutil.copy(bb, os.path.join(root, "bin/busybox"))
+    for a in ("true", "sh", "sleep"):
+        os.symlink("busybox", os.path.join(root, "bin", a))
+    img = os.path.join(tmp, "layer.ext4")
+    with open(img, "wb") as f:
+        f.truncate(16 << 20)
+    subprocess.run([tool("mkfs.ext4"), "-F", "-q", "-b", "4096", "-d", root, img], check=True)
+    return img
+
+
+def spec(args):
+    s = dict(SPEC)
+    s["process"] = dict(SPEC["process"], args=args)
+    return s
+
+
+def container_run(s, cid, timeout):
+    """(create+start+exit, create, start, wait) seconds; the delete after is not counted."""
+    t0 = time.monotonic()
+    s.call("container.create", timeout=timeout, id=cid, spec=spec(["/bin/true"]),
+           root={"layers": [{"vpmem": 0}]})
+    t1 = time.monotonic()
+    s.call("container.start", timeout=timeout, id=cid)
+    t2 = time.monotonic()
+    r = s.call("container.wait", timeout=timeout, id=cid)
+    t3 = time.monotonic()
+    if r.get("exit_code") != 0:
+        die("container %s: /bin/true ended with %r" % (cid, r))
+    s.call("container.delete", timeout=timeout, id=cid)
+    return t3 - t0, t1 - t0, t2 - t1, t3 - t2
+
+
+def exec_run(s, timeout):
+    t0 = time.monotonic()
+    pid = s.call("guest.exec", timeout=timeout, argv=["/bin/true"])["pid"]
+    r = s.call("process.wait", timeout=timeout, pid=pid)
+    t = time.monotonic() - t0
+    if r.get("exit_code") != 0:
+        die("guest.exec /bin/true ended with %r" % r)
+    return t
+
+
+def available_kib(s, timeout):
+    pid = s.call("guest.exec", timeout=timeout,
+                 argv=["sh", "-c", "sync; echo 3 > /proc/sys/vm/drop_caches"])["pid"]
+    s.call("process.wait", timeout=timeout, pid=pid)
+    return s.call("guest.properties", timeout=timeout)["memory"]["available_kib"]
+
+
+def p95(v):
+    v = sorted(v)
+    return v[max(0, math.ceil(0.95 * len(v)) - 1)]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--idle", type=int, default=8, help="idle containers for the memory figure")
+    ap.add_argument("--cpus", type=int, default=1)
+    ap.add_argument("--memory", type=int, default=1024, help="guest MiB")
+    ap.add_argument("--timeout", type=float, default=600)
+    args = ap.parse_args()
+    serve.PROG = "bench-containers"
+    if args.runs < 1 or args.idle < 1:
+        die("--runs and --idle must be at least 1")
+    if not os.path.exists("/dev/kvm") or os.path.exists("/sys/module/kvm_pvm"):
+        die("needs a real /dev/kvm (not PVM): run it with `make bench-containers` (the test host)")
+    guest = os.path.join(REPO, "build", "guest")
+    kernel, initrd = os.path.join(guest, "vmlinux"), os.path.join(guest, "initrd.img")
+    shim = os.path.join(REPO, "build", "uvm-shim")
+    for f in (kernel, initrd, shim):
+        if not os.path.exists(f):
+            die("%s missing (run make and make guest)" % f)
+
+    tmp = tempfile.mkdtemp(prefix="bench-containers-", dir="/tmp")
+    log = open(os.path.join(tmp, "shim.log"), "w")
+    img = make_layer(tmp)
+    s = serve.Serve(shim, log)
+    s.call("vm.create", kernel=kernel, initrd=initrd, cpus=args.cpus, memory_mib=args.memory,
+           cmdline="quiet", vpmem_count=1, vpmem_max_bytes=64 << 20)
+    s.call("vm.start", timeout=args.timeout)
+    s.call("vpmem.add", timeout=args.timeout, device=0, host_path=img, read_only=True)
+    # warm-up (first crun run, first layer mount, page cache): not counted
+    container_run(s, "warm", args.timeout)
+    exec_run(s, args.timeout)
+
+    ctr, exe, phases = [], [], []
+    for i in range(args.runs):
+        t = container_run(s, "b%d" % i, args.timeout)
+        ctr.append(t[0])
+        phases.append(t[1:])
+        exe.append(exec_run(s, args.timeout))
+        print("run %2d container %7.1f ms (create %.1f, start %.1f, wait %.1f), exec %7.1f ms"
+              % (i + 1, t[0] * 1e3, t[1] * 1e3, t[2] * 1e3, t[3] * 1e3, exe[-1] * 1e3),
+              flush=True)
+    mc, me = statistics.median(ctr), statistics.median(exe)
+    print("container phases, medians: create %.1f ms, start %.1f ms, wait %.1f ms"
+          % tuple(statistics.median(p[k] for p in phases) * 1e3 for k in range(3)))
+    print("container create+start+exit: median %.1f ms, p95 %.1f ms" % (mc * 1e3,
+                                                                        p95(ctr) * 1e3))
+    print("plain guest.exec:            median %.1f ms, p95 %.1f ms" % (me * 1e3, p95(exe) * 1e3))
+    print("container / exec: %.2fx (target <= %.1fx: %s)"
+          % (mc / me, TARGET, "met" if mc / me <= TARGET else "NOT met"))
+
+    before = available_kib(s, args.timeout)
+    ids = ["idle%d" % i for i in range(args.idle)]
+    for cid in ids:
+        s.call("container.create", timeout=args.timeout, id=cid,
+               spec=spec(["/bin/sleep", "100000"]), root={"layers": [{"vpmem": 0}]})
+        s.call("container.start", timeout=args.timeout, id=cid)
+    time.sleep(2)
+    after = available_kib(s, args.timeout)
+    cur = [s.call("container.stats", timeout=args.timeout, id=cid)["memory"]["current"]
+           for cid in ids]
+    for cid in ids:
+        s.call("container.delete", timeout=args.timeout, id=cid, force=True)
+    print("guest memory per idle container: %.0f KiB (MemAvailable %d -> %d KiB over %d%s); "
+          "its cgroup's memory.current: mean %.0f KiB"
+          % ((before - after) / len(ids), before, after, len(ids),
+             "; within the noise of one reading: raise --idle" if after >= before else "",
+             statistics.mean(cur) / 1024.0))
+    print("(%d runs, %d idle containers, %d vCPU, %d MiB guest; inside the test host: "
+          "nested KVM under TCG)" % (args.runs, args.idle, args.cpus, args.memory))
+    s.close()
+    log.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
