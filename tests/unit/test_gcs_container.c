@@ -33,28 +33,13 @@ static char fake_crun[PATH_MAX];
 #include "gcs/container_crun.c"
 #include "gcs/container_layers.c"
 #include "gcs/fields.c"
+#include "gcs/fileio.c"
 
 /* ---- what bundle.c takes from the rest of the agent ---- */
 
 int gcs_write_all(int fd, const void *buf, size_t len)
 {
 	return write(fd, buf, len) == (ssize_t)len ? 0 : -EIO;
-}
-
-int gcs_read_line(const char *path, char *buf, size_t len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, len - 1);
-	close(fd);
-	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
-	buf[strcspn(buf, "\n")] = '\0';
-	return 0;
 }
 
 int gcs_mkdir_p(const char *path)
