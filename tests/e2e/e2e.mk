@@ -15,7 +15,7 @@ e2e: $(BUILD)/uvm-shim $(BUILD)/asan/uvm-shim guest $(BUILD)/kvm/payload_bz.bin 
 	@t0=$$(date +%s); \
 	tests/e2e/run-suite --timeout $(E2E_TIMEOUT) --boots $(E2E_BOOTS) \
 		--log-dir $(BUILD)/e2e --env UVM_SHIM=$(CURDIR)/$(BUILD)/asan/uvm-shim \
-		-- -rs -v tests/e2e tests/kvm $(E2E_ARGS); rc=$$?; \
+		-- -rs -v --durations=25 tests/e2e tests/kvm $(E2E_ARGS); rc=$$?; \
 	echo "e2e: test host boot + suite: $$(( $$(date +%s) - t0 )) s, status $$rc"; \
 	exit $$rc
 
