@@ -276,9 +276,7 @@ void gcs_container_create(uint32_t type, uint64_t id, const cJSON *req)
 	ret = gcs_bundle_write(c->dir, c->id, sized ? sized : spec, err, sizeof(err));
 	cJSON_Delete(sized);
 	if (!ret)
-		ret = gcs_rootfs_mount(
-		    &c->rootfs, c->dir, cJSON_GetObjectItemCaseSensitive(req, "layers"),
-		    cJSON_GetObjectItemCaseSensitive(req, "scratch"), err, sizeof(err));
+		ret = gcs_rootfs_mount(&c->rootfs, c->dir, req, err, sizeof(err));
 	if (!ret)
 		ret = gcs_stdio_dial(req, &io, err, sizeof(err));
 	if (ret)

@@ -49,14 +49,15 @@ struct gcs_rootfs {
 };
 
 /*
- * Mounts the root of the container whose directory is dir: each layer of
- * `layers` (mounted once for every container, refcounted), the scratch
- * (formatted ext4 first when it says so) or a tmpfs, and the overlay at
+ * Mounts the root of the container whose directory is dir, from the
+ * container_create request req: each layer of req's `layers` (mounted once
+ * for every container, refcounted), the scratch (formatted ext4 first when
+ * it says so) or a tmpfs, and the overlay at dir/rootfs; or, with
+ * `rootfs: {"path"}` (a writable Plan 9 share), a bind of that directory at
  * dir/rootfs. 0 or -errno with err; on failure nothing is left mounted.
  */
-int gcs_rootfs_mount(struct gcs_rootfs *r, const char *dir, const cJSON *layers,
-		     const cJSON *scratch, char *err, size_t errlen)
-    __attribute__((warn_unused_result));
+int gcs_rootfs_mount(struct gcs_rootfs *r, const char *dir, const cJSON *req, char *err,
+		     size_t errlen) __attribute__((warn_unused_result));
 /* Undoes it (idempotent). 0 or the first -errno with err (what stays mounted is named). */
 int gcs_rootfs_unmount(struct gcs_rootfs *r, const char *dir, char *err, size_t errlen);
 

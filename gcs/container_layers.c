@@ -255,15 +255,51 @@ static int layers_take(struct gcs_rootfs *r, const cJSON *jl, char *err, size_t 
 	return 0;
 }
 
-int gcs_rootfs_mount(struct gcs_rootfs *r, const char *dir, const cJSON *jl, const cJSON *scratch,
-		     char *err, size_t errlen)
+/* A writable directory (a Plan 9 share) as the root itself: bound at dir/rootfs. */
+static int rootfs_bind(struct gcs_rootfs *r, const char *dir, const cJSON *req, char *err,
+		       size_t errlen)
+{
+	const cJSON *o = cJSON_GetObjectItemCaseSensitive(req, "rootfs");
+	const char *path = gcs_bridge_str(o, "path");
+	char rootfs[PATH_MAX];
+	int ret;
+
+	if (cJSON_GetObjectItemCaseSensitive(req, "layers") ||
+	    cJSON_GetObjectItemCaseSensitive(req, "scratch")) {
+		snprintf(err, errlen, "rootfs: not with layers or a scratch");
+		return -EINVAL;
+	}
+	if (!path || !path_valid(path)) {
+		snprintf(err, errlen, "rootfs.path: a plain absolute path");
+		return -EINVAL;
+	}
+	snprintf(rootfs, sizeof(rootfs), "%s/rootfs", dir);
+	ret = gcs_mkdir_p(rootfs);
+	if (ret) {
+		snprintf(err, errlen, "mkdir %s: %s", rootfs, strerror(-ret));
+		return ret;
+	}
+	if (mount(path, rootfs, NULL, MS_BIND, NULL) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "rootfs %s: bind on %s: %s", path, rootfs, strerror(-ret));
+		return ret;
+	}
+	r->rootfs_mounted = true;
+	return 0;
+}
+
+int gcs_rootfs_mount(struct gcs_rootfs *r, const char *dir, const cJSON *req, char *err,
+		     size_t errlen)
 {
 	char base[PATH_MAX], upper[PATH_MAX + 16], work[PATH_MAX + 16], rootfs[PATH_MAX];
+	const cJSON *scratch = cJSON_GetObjectItemCaseSensitive(req, "scratch");
 	char *opts = NULL;
 	size_t len = 0, used;
 	int ret;
 
-	ret = layers_take(r, jl, err, errlen);
+	if (cJSON_GetObjectItemCaseSensitive(req, "rootfs"))
+		return rootfs_bind(r, dir, req, err, errlen);
+	ret = layers_take(r, cJSON_GetObjectItemCaseSensitive(req, "layers"), err, errlen);
 	if (ret)
 		goto fail;
 	ret = scratch_mount(r, dir, scratch, base, sizeof(base), err, errlen);

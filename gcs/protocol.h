@@ -175,7 +175,9 @@ static inline uint32_t bridge_response_type(uint32_t t)
  * container_create req {"id":"c1","spec":{OCI runtime spec},
  *                   "layers":[{"device":"/dev/pmem0","fs":"ext4"} | {"path":"/guest/dir"}, ...]
  *                   (top first), "scratch":{"device":"/dev/vdc","format":true} |
- *                   {"path":"/guest/dir"} | absent (tmpfs), and exec's stdio fields
+ *                   {"path":"/guest/dir"} | absent (tmpfs); or instead of both
+ *                   "rootfs":{"path":"/guest/dir"} (a writable 9p share, bound as the
+ *                   root itself); and exec's stdio fields
  *                   (stdin_port, stdout_port, stderr_port, rows, cols); a terminal when
  *                   spec.process.terminal}
  *             resp {"status":0,"pid":N}: created (crun create), waiting for start; the pid

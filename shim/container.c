@@ -148,6 +148,7 @@ void serve_container_create(void *opaque, struct ctl_req *req)
 	struct guest_exec x;
 	uint64_t rows = 24, cols = 80;
 	bool tty;
+	int ret;
 
 	if (ctl_param_str(req->params, "id", true, &id, err))
 		goto bad;
@@ -183,8 +184,10 @@ void serve_container_create(void *opaque, struct ctl_req *req)
 	}
 	extra = cJSON_CreateObject();
 	cJSON_AddStringToObject(extra, "id", id);
-	if (container_root_fields(s, root, extra, err)) {
-		ctl_req_error(req, CTL_ERR_NOT_FOUND, "%s", err);
+	ret = container_root_fields(s, root, extra, err);
+	if (ret) {
+		ctl_req_error(req, ret == -ENOENT ? CTL_ERR_NOT_FOUND : CTL_ERR_BAD_PARAMS, "%s",
+			      err);
 		goto out;
 	}
 	cJSON_AddItemToObject(extra, "spec", spec);
@@ -206,6 +209,8 @@ void serve_container_create(void *opaque, struct ctl_req *req)
 			e->devs[e->nr_devs++].path = NULL;
 		}
 	}
+	if (root->plan9)
+		snprintf(e->share, sizeof(e->share), "%s", root->plan9);
 	e->next = s->ctrs.list;
 	s->ctrs.list = e;
 	s->ctrs.count++;

@@ -24,6 +24,7 @@
 
 #include "shim/ctl.h"
 #include "shim/manager.h"
+#include "shim/plan9.h"
 
 #define CONTAINER_MAX	     256
 #define CONTAINER_ID_MAX     64
@@ -46,7 +47,11 @@ struct ctr_ref {
 
 struct ctr_root {
 	struct ctr_ref layers[CONTAINER_MAX_LAYERS];
-	unsigned nr_layers;
+	unsigned nr_layers; /* 0 with a plan9 root */
+	/* Or a Plan 9 share as the root (borrowed from the params): read-only, the
+	 * overlay's one lower layer; writable, the root itself. */
+	const char *plan9;
+	const char *subdir; /* a relative path in the share, or NULL */
 	bool has_scratch; /* else the upper layer lives in guest memory */
 	struct ctr_ref scratch;
 	bool format; /* format the scratch ext4 first */
@@ -110,6 +115,7 @@ struct ctr_entry {
 	/* the vpmem devices and scsi disks it stands on (layers, scratch): not removable */
 	struct ctr_ref devs[CONTAINER_MAX_LAYERS + 1];
 	unsigned nr_devs;
+	char share[PLAN9_NAME_MAX + 1]; /* the plan9 share it stands on, or "" */
 	struct ctr_entry *next;
 };
 
@@ -123,5 +129,7 @@ const char *container_state_name(enum ctr_state s);
 
 /* The entry standing on a vpmem device (kind CTR_REF_VPMEM) or scsi disk, or NULL. */
 struct ctr_entry *container_using(struct container_mgr *m, const struct ctr_ref *dev);
+/* The entry whose root is the plan9 share named name, or NULL. */
+struct ctr_entry *container_using_share(struct container_mgr *m, const char *name);
 
 #endif

@@ -100,6 +100,51 @@ static int parse_ref(const cJSON *e, const char *what, struct ctr_ref *r, char e
 	return 0;
 }
 
+/* A relative path inside a share: plain components, none "." or "..", nothing overlay splits on. */
+static bool subdir_valid(const char *p)
+{
+	size_t n = strlen(p);
+
+	if (n < 1 || n >= 512 || p[0] == '/' || strpbrk(p, ":,\\"))
+		return false;
+	for (const char *c = p; *c; c++)
+		if (!isprint((unsigned char)*c))
+			return false;
+	for (const char *c = p; *c;) {
+		size_t len = strcspn(c, "/");
+
+		if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && !strncmp(c, "..", 2)))
+			return false;
+		c += len;
+		if (*c == '/')
+			c++; /* a trailing '/' is allowed */
+	}
+	return true;
+}
+
+/* root.plan9 and root.subdir into out. */
+static int parse_plan9_root(const cJSON *root, struct ctr_root *out, char err[CTL_ERRLEN])
+{
+	const cJSON *name = cJSON_GetObjectItemCaseSensitive(root, "plan9");
+	const cJSON *sub = cJSON_GetObjectItemCaseSensitive(root, "subdir");
+
+	if (!cJSON_IsString(name) || !plan9_name_valid(name->valuestring)) {
+		snprintf(err, CTL_ERRLEN, "params.root.plan9: the name of a plan9.add share");
+		return -EINVAL;
+	}
+	out->plan9 = name->valuestring;
+	if (sub && !cJSON_IsNull(sub)) {
+		if (!cJSON_IsString(sub) || !subdir_valid(sub->valuestring)) {
+			snprintf(err, CTL_ERRLEN,
+				 "params.root.subdir: a relative path in the share, without "
+				 "., .., ':' or ','");
+			return -EINVAL;
+		}
+		out->subdir = sub->valuestring;
+	}
+	return 0;
+}
+
 int container_parse_root(const cJSON *root, struct ctr_root *out, char err[CTL_ERRLEN])
 {
 	const cJSON *layers = cJSON_GetObjectItemCaseSensitive(root, "layers");
@@ -111,16 +156,30 @@ int container_parse_root(const cJSON *root, struct ctr_root *out, char err[CTL_E
 
 	memset(out, 0, sizeof(*out));
 	if (!cJSON_IsObject(root)) {
-		snprintf(err, CTL_ERRLEN, "params.root: required, an object with layers");
+		snprintf(err, CTL_ERRLEN, "params.root: required, an object with layers or plan9");
 		return -EINVAL;
 	}
-	if (!cJSON_IsArray(layers) || cJSON_GetArraySize(layers) < 1 ||
-	    cJSON_GetArraySize(layers) > CONTAINER_MAX_LAYERS) {
+	if (cJSON_GetObjectItemCaseSensitive(root, "plan9")) {
+		if (layers) {
+			snprintf(err, CTL_ERRLEN, "params.root: layers or plan9, not both");
+			return -EINVAL;
+		}
+		ret = parse_plan9_root(root, out, err);
+		if (ret)
+			return ret;
+	} else if (cJSON_GetObjectItemCaseSensitive(root, "subdir")) {
+		snprintf(err, CTL_ERRLEN, "params.root.subdir: only with plan9");
+		return -EINVAL;
+	} else if (!cJSON_IsArray(layers) || cJSON_GetArraySize(layers) < 1 ||
+		   cJSON_GetArraySize(layers) > CONTAINER_MAX_LAYERS) {
 		snprintf(err, CTL_ERRLEN,
-			 "params.root.layers: an array of 1..%d layers (top first)",
+			 "params.root.layers: an array of 1..%d layers (top first), or "
+			 "params.root.plan9: a share",
 			 CONTAINER_MAX_LAYERS);
 		return -EINVAL;
 	}
+	if (out->plan9)
+		layers = NULL;
 	cJSON_ArrayForEach(e, layers)
 	{
 		snprintf(what, sizeof(what), "root.layers[%u]", out->nr_layers);

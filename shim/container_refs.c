@@ -70,30 +70,81 @@ static cJSON *resolve(struct serve *s, const struct ctr_ref *r, const char *what
 	return dev_ref(d->guest_path, d->device, scratch ? NULL : d->fs_type);
 }
 
-/* The guest's "layers" and "scratch" into body; -EINVAL with err. */
+/*
+ * A plan9 root: a read-only share is the overlay's one lower layer (the
+ * container writes to the scratch, or guest memory); a writable one is
+ * the root itself, written to directly ("rootfs").
+ */
+static int plan9_root_fields(struct serve *s, const struct ctr_root *root, cJSON *body,
+			     char err[CTL_ERRLEN])
+{
+	struct plan9_share *sh = plan9_find(&s->plan9, root->plan9);
+	char path[1600];
+	cJSON *o;
+
+	if (!sh || sh->state != PLAN9_ATTACHED || !sh->in_guest) {
+		snprintf(err, CTL_ERRLEN, "params.root.plan9: no share %s mounted in the guest",
+			 root->plan9);
+		return -ENOENT;
+	}
+	snprintf(path, sizeof(path), "%s%s%s", sh->guest_path, root->subdir ? "/" : "",
+		 root->subdir ? root->subdir : "");
+	if (strpbrk(path, ":,\\") || strstr(path, "/..") || strlen(path) >= 1024) {
+		snprintf(err, CTL_ERRLEN,
+			 "params.root.plan9: share %s's guest path cannot be a root (':', ',', "
+			 "'..' or over 1023 bytes)",
+			 sh->name);
+		return -EINVAL;
+	}
+	if (!sh->read_only && root->has_scratch) {
+		snprintf(err, CTL_ERRLEN,
+			 "params.root.scratch: share %s is writable: the container writes into it "
+			 "(no scratch; share it read_only for an overlay)",
+			 sh->name);
+		return -EINVAL;
+	}
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "path", path);
+	if (sh->read_only)
+		cJSON_AddItemToArray(cJSON_AddArrayToObject(body, "layers"), o);
+	else
+		cJSON_AddItemToObject(body, "rootfs", o);
+	return 0;
+}
+
+/* The guest's "layers" and "scratch" (or "rootfs") into body; -ENOENT (not attached) or
+ * -EINVAL (misused) with err. */
 int container_root_fields(struct serve *s, const struct ctr_root *root, cJSON *body,
 			  char err[CTL_ERRLEN])
 {
-	cJSON *layers = cJSON_AddArrayToObject(body, "layers"), *o;
+	cJSON *layers, *o;
 	char what[48];
+	int ret;
 
-	for (unsigned i = 0; i < root->nr_layers; i++) {
-		snprintf(what, sizeof(what), "root.layers[%u]", i);
-		o = resolve(s, &root->layers[i], what, false, err);
-		if (!o)
-			return -EINVAL;
-		cJSON_AddItemToArray(layers, o);
+	if (root->plan9) {
+		ret = plan9_root_fields(s, root, body, err);
+		if (ret)
+			return ret;
+	} else {
+		layers = cJSON_AddArrayToObject(body, "layers");
+		for (unsigned i = 0; i < root->nr_layers; i++) {
+			snprintf(what, sizeof(what), "root.layers[%u]", i);
+			o = resolve(s, &root->layers[i], what, false, err);
+			if (!o)
+				return -ENOENT;
+			cJSON_AddItemToArray(layers, o);
+		}
 	}
 	if (!root->has_scratch)
 		return 0;
 	o = resolve(s, &root->scratch, "root.scratch", true, err);
 	if (!o)
-		return -EINVAL;
+		return -ENOENT;
 	if (root->format && cJSON_GetObjectItem(o, "path")) {
 		cJSON_Delete(o);
 		snprintf(err, CTL_ERRLEN,
 			 "params.root.format: the scratch disk is mounted; add it without a mount");
-		return -EINVAL;
+		return -ENOENT;
 	}
 	cJSON_AddBoolToObject(o, "format", root->format);
 	cJSON_AddItemToObject(body, "scratch", o);
@@ -115,6 +166,29 @@ struct ctr_entry *container_using(struct container_mgr *m, const struct ctr_ref 
 				return e;
 		}
 	return NULL;
+}
+
+struct ctr_entry *container_using_share(struct container_mgr *m, const char *name)
+{
+	for (struct ctr_entry *e = m->list; e; e = e->next)
+		if (e->share[0] && !strcmp(e->share, name))
+			return e;
+	return NULL;
+}
+
+bool serve_containers_hold_share(struct serve *s, struct ctl_req *req)
+{
+	const cJSON *name = cJSON_GetObjectItemCaseSensitive(req->params, "name");
+	struct ctr_entry *e;
+
+	if (!cJSON_IsString(name)) /* the manager's own parse answers it */
+		return false;
+	e = container_using_share(&s->ctrs, name->valuestring);
+	if (!e)
+		return false;
+	ctl_req_error(req, CTL_ERR_BUSY, "share %s is the root of container %s (delete it first)",
+		      e->share, e->id);
+	return true;
 }
 
 bool serve_containers_hold(struct serve *s, struct ctl_req *req, bool vpmem)

@@ -134,6 +134,8 @@ static void m_plan9_remove(void *opaque, struct ctl_req *req)
 {
 	struct serve *s = opaque;
 
+	if (serve_containers_hold_share(s, req))
+		return;
 	plan9_method_remove(&s->plan9, s->bridge, lifecycle_state(&s->lc) == LC_RUNNING, req);
 }
 

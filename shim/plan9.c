@@ -18,7 +18,7 @@
 
 /* ---- parameters ------------------------------------------------------------------- */
 
-static bool name_ok(const char *n)
+bool plan9_name_valid(const char *n)
 {
 	size_t len = strlen(n);
 
@@ -46,7 +46,7 @@ int plan9_parse_add(const cJSON *params, struct plan9_params *p, char err[CTL_ER
 	    ctl_param_str(params, "host_path", true, &p->host_path, err) ||
 	    ctl_param_str(params, "guest_path", true, &p->guest_path, err))
 		return -EINVAL;
-	if (!name_ok(p->name)) {
+	if (!plan9_name_valid(p->name)) {
 		snprintf(err, CTL_ERRLEN,
 			 "params.name: expected 1 to %d of [A-Za-z0-9_.-] (it is the mount tag)",
 			 PLAN9_NAME_MAX);

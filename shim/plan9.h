@@ -87,6 +87,8 @@ struct plan9 {
 
 /* Parses plan9.add params (or one entry of vm.create's "plan9"); -EINVAL with err. */
 int plan9_parse_add(const cJSON *params, struct plan9_params *p, char err[CTL_ERRLEN]);
+/* 1..PLAN9_NAME_MAX of [A-Za-z0-9_.-]: a share's name (and mount tag). */
+bool plan9_name_valid(const char *name);
 void plan9_init(struct plan9 *pl);
 struct plan9_share *plan9_find(struct plan9 *pl, const char *name);
 int plan9_count(const struct plan9 *pl);

@@ -181,8 +181,9 @@ void serve_netns_add(void *opaque, struct ctl_req *req);
 void serve_netns_remove(void *opaque, struct ctl_req *req);
 /* The bridge's container_exited / container_oom notifications. */
 void serve_containers_notify(struct serve *s, uint32_t type, const cJSON *body);
-/* container_refs.c: root's references as the guest's "layers" and "scratch" in body;
- * -EINVAL with err naming what is not attached. */
+/* container_refs.c: root's references as the guest's "layers" and "scratch" (or a plan9
+ * root's "rootfs") in body; -ENOENT with err naming what is not attached, -EINVAL what is
+ * misused. */
 int container_root_fields(struct serve *s, const struct ctr_root *root, cJSON *body,
 			  char err[CTL_ERRLEN]);
 /*
@@ -190,6 +191,8 @@ int container_root_fields(struct serve *s, const struct ctr_root *root, cJSON *b
  * (-32004 naming the container) and true; false lets the manager go on.
  */
 bool serve_containers_hold(struct serve *s, struct ctl_req *req, bool vpmem);
+/* plan9.remove of a share that is a container's root: answered (-32004) and true. */
+bool serve_containers_hold_share(struct serve *s, struct ctl_req *req);
 /* The VM is gone: fails every container.wait still out. */
 void serve_containers_cancel_all(struct serve *s);
 void serve_containers_free(struct serve *s);

@@ -434,3 +434,68 @@ def test_container_in_its_own_network_namespace(cvm, tmp, images):
         assert "params.name" in cvm.error("netns.add", BAD_PARAMS, name="../x")
     finally:
         ip("link", "del", tap, check=False)
+
+
+def test_root_from_plan9_shares(cvm, tmp, images):
+    """A root file system the parent prepared in a host directory, shared over 9p:
+    read-only under an overlay in guest memory (the host directory unchanged), and
+    writable as the root itself (the container's writes land in the host directory)."""
+    bb = need_tools()
+    ro = os.path.join(tmp, "ro-root")
+    make_rootfs(ro, bb)
+    bundle = os.path.join(tmp, "bundle")
+    make_rootfs(os.path.join(bundle, "rootfs"), bb)
+    cvm.ok("plan9.add", timeout=LONG, name="p9ro", host_path=ro, guest_path="/run/e2e/p9ro",
+           read_only=True)
+    cvm.ok("plan9.add", timeout=LONG, name="p9rw", host_path=bundle,
+           guest_path="/run/e2e/p9rw")
+    try:
+        spec = spec_of(images, ["/bin/sh", "-c", "echo hi > /new; echo more >> "
+                                "/etc/layer-marker; cat /new /etc/layer-marker; hostname"])
+        f = Fifos(tmp, "p1")
+        r = cvm.ok("container.create", timeout=LONG, id="p1", spec=spec,
+                   root={"plan9": "p9ro"}, **f.paths)
+        assert cvm.ok("container.start", timeout=LONG, id="p1") == {}
+        out = Fifos.read_all(f.out, LONG).decode(errors="replace")
+        err = Fifos.read_all(f.err, LONG).decode(errors="replace")
+        ex = cvm.ok("container.wait", timeout=LONG, id="p1")
+        assert ex["exit_code"] == 0 and ex["pid"] == r["pid"], (ex, out, err, cvm.log())
+        assert out.split() == ["hi", "from", "the", "layer", "more", HOSTNAME], (out, err)
+        assert not os.path.exists(os.path.join(ro, "new"))
+        with open(os.path.join(ro, "etc/layer-marker")) as m:
+            assert m.read() == "from the layer\n"
+        # the share stays while its container does
+        assert "root of container p1" in cvm.error("plan9.remove", -32004, name="p9ro")
+        assert cvm.ok("container.delete", timeout=LONG, id="p1") == {}
+
+        # writable: no overlay, a scratch is refused
+        assert "writable" in cvm.error("container.create", BAD_PARAMS, id="p2", spec=spec,
+                                       root={"plan9": "p9rw", "subdir": "rootfs",
+                                             "scratch": {"path": "/tmp"}})
+        assert "no share" in cvm.error("container.create", NOT_FOUND, id="p2", spec=spec,
+                                       root={"plan9": "nosuch"})
+        spec = spec_of(images, ["/bin/sh", "-c", "echo from-ctr > /written; "
+                                "grep -c ' / 9p ' /proc/mounts; cat /etc/layer-marker"])
+        ex, out, err = run_plan9(cvm, tmp, "p2", spec, {"plan9": "p9rw", "subdir": "rootfs"})
+        assert ex["exit_code"] == 0, (ex, out, err)
+        assert out.split() == ["1", "from", "the", "layer"], (out, err)  # 9p is its root
+        with open(os.path.join(bundle, "rootfs/written")) as w:
+            assert w.read() == "from-ctr\n"
+        assert cvm.ok("container.delete", timeout=LONG, id="p2") == {}
+        mounts = guest_mounts(cvm, tmp)
+        assert "/run/gcs/c/p1" not in mounts and "/run/gcs/c/p2" not in mounts, mounts
+    finally:
+        for name in ("p9ro", "p9rw"):
+            cvm.call("plan9.remove", timeout=LONG, name=name)
+
+
+def run_plan9(cvm, tmp, cid, spec, root):
+    f = Fifos(tmp, cid)
+    r = cvm.ok("container.create", timeout=LONG, id=cid, spec=spec, root=root, **f.paths)
+    assert cvm.ok("container.start", timeout=LONG, id=cid) == {}
+    out = Fifos.read_all(f.out, LONG).decode(errors="replace")
+    err = Fifos.read_all(f.err, LONG).decode(errors="replace")
+    ex = cvm.ok("container.wait", timeout=LONG, id=cid)
+    assert ex["pid"] == r["pid"]
+    return ex, out, err
+

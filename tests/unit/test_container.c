@@ -82,6 +82,28 @@ static void test_root(void **state)
 	    {"{\"layers\":[{\"vpmem\":0}],\"scratch\":{\"path\":\"/s\"},\"format\":true}",
 	     "params.root.format"},
 	    {"{\"layers\":[{\"vpmem\":0}],\"format\":\"yes\"}", "params.root.format"},
+	    /* a Plan 9 share as the root */
+	    {"{\"plan9\":\"share0\"}", NULL},
+	    {"{\"plan9\":\"b.1\",\"subdir\":\"bundle/rootfs/\"}", NULL},
+	    {"{\"plan9\":\"s\",\"subdir\":null,\"scratch\":{\"path\":\"/s\"}}", NULL},
+	    {"{\"plan9\":\"s\",\"layers\":[{\"vpmem\":0}]}", "layers or plan9, not both"},
+	    {"{\"plan9\":\"\"}", "params.root.plan9"},
+	    {"{\"plan9\":\"a/b\"}", "params.root.plan9"},
+	    {"{\"plan9\":7}", "params.root.plan9"},
+	    {"{\"plan9\":null}", "params.root.plan9"},
+	    {"{\"plan9\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}", "params.root.plan9"},
+	    {"{\"plan9\":\"s\",\"subdir\":\"/abs\"}", "params.root.subdir"},
+	    {"{\"plan9\":\"s\",\"subdir\":\"..\"}", "params.root.subdir"},
+	    {"{\"plan9\":\"s\",\"subdir\":\"a/../b\"}", "params.root.subdir"},
+	    {"{\"plan9\":\"s\",\"subdir\":\"a/./b\"}", "params.root.subdir"},
+	    {"{\"plan9\":\"s\",\"subdir\":\"a//b\"}", "params.root.subdir"},
+	    {"{\"plan9\":\"s\",\"subdir\":\"a,upperdir=/x\"}", "params.root.subdir"},
+	    {"{\"plan9\":\"s\",\"subdir\":\"a:b\"}", "params.root.subdir"},
+	    {"{\"plan9\":\"s\",\"subdir\":\"a\\nb\"}", "params.root.subdir"},
+	    {"{\"plan9\":\"s\",\"subdir\":\"\"}", "params.root.subdir"},
+	    {"{\"plan9\":\"s\",\"subdir\":[]}", "params.root.subdir"},
+	    {"{\"subdir\":\"x\",\"layers\":[{\"vpmem\":0}]}", "only with plan9"},
+	    {"{\"plan9\":\"s\",\"format\":true}", "params.root.format"},
 	};
 	char err[CTL_ERRLEN];
 	struct ctr_root r;
@@ -128,6 +150,16 @@ static void test_root(void **state)
 		assert_int_equal(r.layers[1].lun, 9);
 		assert_true(r.has_scratch && r.format);
 		assert_int_equal(r.scratch.lun, 2);
+		cJSON_Delete(o);
+	}
+	{
+		cJSON *o = parse("{\"plan9\":\"b1\",\"subdir\":\"rootfs\"}");
+
+		assert_int_equal(container_parse_root(o, &r, err), 0);
+		assert_int_equal(r.nr_layers, 0);
+		assert_string_equal(r.plan9, "b1");
+		assert_string_equal(r.subdir, "rootfs");
+		assert_false(r.has_scratch);
 		cJSON_Delete(o);
 	}
 }

@@ -2,7 +2,8 @@
  * The GCS's container bundle (gcs/container_bundle.c) on the host: ids,
  * config.json from the host's spec (root.path and cgroupsPath replaced,
  * required fields checked, hostile specs refused), crun's pid file with
- * hostile contents, the console socket's fd passing, crun's log message.
+ * hostile contents, the console socket's fd passing, crun's log message,
+ * hostile root descriptions (container_layers.c) refused before any mount.
  * crun itself is not run here (the e2e test does).
  */
 #include <stdarg.h>
@@ -22,6 +23,8 @@
 #include "gcs/container.h"
 #include "gcs/log.c"
 #include "gcs/container_bundle.c"
+#include "gcs/container_layers.c"
+#include "gcs/fields.c"
 
 /* ---- what bundle.c takes from the rest of the agent ---- */
 
@@ -44,6 +47,11 @@ int gcs_read_line(const char *path, char *buf, size_t len)
 	buf[n] = '\0';
 	buf[strcspn(buf, "\n")] = '\0';
 	return 0;
+}
+
+int gcs_mkdir_p(const char *path)
+{
+	return mkdir(path, 0755) < 0 && errno != EEXIST ? -errno : 0;
 }
 
 void gcs_child_reset_signals(void)
@@ -266,12 +274,58 @@ static void test_crun_message(void **state)
 	assert_string_equal(err, "kept");
 }
 
+/* Hostile or inconsistent root descriptions: refused before anything is mounted. */
+static void test_rootfs_refused(void **state)
+{
+	static const char *const bad[] = {
+	    "{\"rootfs\":{\"path\":\"rel\"}}",
+	    "{\"rootfs\":{\"path\":\"/a/../b\"}}",
+	    "{\"rootfs\":{\"path\":\"/a/..\"}}",
+	    "{\"rootfs\":{\"path\":7}}",
+	    "{\"rootfs\":\"/x\"}",
+	    "{\"rootfs\":{}}",
+	    "{\"rootfs\":{\"path\":\"/x\"},\"layers\":[{\"path\":\"/l\"}]}",
+	    "{\"rootfs\":{\"path\":\"/x\"},\"scratch\":{\"path\":\"/s\"}}",
+	    "{}",
+	    "{\"layers\":[]}",
+	    "{\"layers\":{}}",
+	    "{\"layers\":[{\"path\":\"rel\"}]}",
+	    "{\"layers\":[{\"path\":\"/l,upperdir=/etc\"}]}",
+	    "{\"layers\":[{\"path\":\"/l:/etc\"}]}",
+	    "{\"layers\":[{\"device\":\"/dev/../etc\"}]}",
+	    "{\"layers\":[{\"device\":\"/dev/pmem0\",\"fs\":\"xfs\"}]}",
+	    "{\"layers\":[{\"path\":\"/l\"},7]}",
+	    "{\"layers\":[{\"path\":\"/l\"}],\"scratch\":{\"path\":\"rel\"}}",
+	    "{\"layers\":[{\"path\":\"/l\"}],\"scratch\":{\"device\":\"/dev/x/y\"}}",
+	    "{\"layers\":[{\"path\":\"/l\"}],\"scratch\":{\"device\":5}}",
+	    "{\"layers\":[{\"path\":\"/l\"}],\"scratch\":[]}",
+	};
+	char err[GCS_CTR_ERRLEN], cdir[PATH_MAX];
+
+	snprintf(cdir, sizeof(cdir), "%s/c", dir);
+	assert_int_equal(gcs_mkdir_p(cdir), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cJSON *req = cJSON_Parse(bad[i]);
+		struct gcs_rootfs r = {0};
+
+		assert_non_null(req);
+		err[0] = '\0';
+		if (gcs_rootfs_mount(&r, cdir, req, err, sizeof(err)) != -EINVAL)
+			fail_msg("%s: not refused (%s)", bad[i], err);
+		assert_true(err[0] != '\0');
+		assert_false(r.rootfs_mounted || r.scratch_mounted);
+		assert_int_equal(r.nr_layers, 0);
+		cJSON_Delete(req);
+	}
+	gcs_ctr_rmdir(cdir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_ids),		 cmocka_unit_test(test_bundle),
 	    cmocka_unit_test(test_pidfile),	 cmocka_unit_test(test_console_socket),
-	    cmocka_unit_test(test_crun_message),
+	    cmocka_unit_test(test_crun_message), cmocka_unit_test(test_rootfs_refused),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -41,9 +41,16 @@ static void m_scsi_remove(void *opaque, struct ctl_req *req)
 	m_hold(opaque, req, false);
 }
 
+static void m_plan9_remove(void *opaque, struct ctl_req *req)
+{
+	if (!serve_containers_hold_share(opaque, req))
+		ctl_req_result(req, NULL);
+}
+
 static const struct ctl_method methods[] = {
     {"vpmem.remove", m_vpmem_remove, 0, 0},
     {"scsi.remove", m_scsi_remove, 0, 0},
+    {"plan9.remove", m_plan9_remove, 0, 0},
     {"container.create", serve_container_create, 0, 0},
     {"container.start", serve_container_start, 0, 0},
     {"container.exec", serve_container_exec, 0, 0},
@@ -290,6 +297,73 @@ static void test_hold_devices(void **state)
 	       "\"result\":{}");
 }
 
+/* A share as shim/plan9.c leaves it once added. */
+static void add_share(struct serve *s, int i, const char *name, const char *guest_path, bool ro,
+		      bool in_guest)
+{
+	struct plan9_share *sh = &s->plan9.shares[i];
+
+	sh->state = PLAN9_ATTACHED;
+	sh->name = (char *)name;
+	sh->guest_path = (char *)guest_path;
+	sh->read_only = ro;
+	sh->in_guest = in_guest;
+}
+
+/* root_fields for root (params.root's JSON): the guest's fields, or the error. */
+static void root_case(struct fixture *f, const char *root, int want_ret, const char *want)
+{
+	cJSON *o = cJSON_Parse(root), *body = cJSON_CreateObject();
+	char err[CTL_ERRLEN] = "", *text;
+	struct ctr_root r;
+	int ret;
+
+	assert_int_equal(container_parse_root(o, &r, err), 0);
+	ret = container_root_fields(&f->s, &r, body, err);
+	text = cJSON_PrintUnformatted(body);
+	if (ret != want_ret || !strstr(ret ? err : text, want))
+		fail_msg("%s: %d %s %s, wanted %d %s", root, ret, err, text, want_ret, want);
+	cJSON_free(text);
+	cJSON_Delete(body);
+	cJSON_Delete(o);
+}
+
+/* A Plan 9 share as a container's root: read-only under an overlay, writable as it is. */
+static void test_plan9_root(void **state)
+{
+	struct fixture *f = *state;
+	struct ctr_entry *e;
+
+	add_share(&f->s, 0, "ro", "/mnt/ro", true, true);
+	add_share(&f->s, 1, "rw", "/mnt/rw", false, true);
+	add_share(&f->s, 2, "cold", "/mnt/cold", true, false);
+	add_share(&f->s, 3, "comma", "/mnt/a,upperdir=/x", true, true);
+	root_case(f, "{\"plan9\":\"ro\"}", 0, "{\"layers\":[{\"path\":\"/mnt/ro\"}]}");
+	root_case(f, "{\"plan9\":\"ro\",\"subdir\":\"b/rootfs\",\"scratch\":{\"path\":\"/s\"}}", 0,
+		  "{\"layers\":[{\"path\":\"/mnt/ro/b/rootfs\"}],\"scratch\":{\"path\":\"/s\","
+		  "\"format\":false}}");
+	root_case(f, "{\"plan9\":\"rw\",\"subdir\":\"rootfs\"}", 0,
+		  "{\"rootfs\":{\"path\":\"/mnt/rw/rootfs\"}}");
+	root_case(f, "{\"plan9\":\"rw\",\"scratch\":{\"path\":\"/s\"}}", -EINVAL,
+		  "params.root.scratch: share rw is writable");
+	root_case(f, "{\"plan9\":\"nosuch\"}", -ENOENT, "no share nosuch mounted");
+	root_case(f, "{\"plan9\":\"cold\"}", -ENOENT, "no share cold mounted");
+	root_case(f, "{\"plan9\":\"comma\"}", -EINVAL, "cannot be a root");
+	f->s.plan9.shares[1].state = PLAN9_REMOVING;
+	root_case(f, "{\"plan9\":\"rw\"}", -ENOENT, "no share rw mounted");
+	/* The share of a container's root is not removed under it. */
+	e = add_ctr(&f->s, "c1", 42, CTR_RUNNING);
+	snprintf(e->share, sizeof(e->share), "ro");
+	expect(f, "{\"id\":1,\"method\":\"plan9.remove\",\"params\":{\"name\":\"ro\"}}",
+	       "\"code\":-32004,\"message\":\"share ro is the root of container c1");
+	expect(f, "{\"id\":1,\"method\":\"plan9.remove\",\"params\":{\"name\":\"rw\"}}",
+	       "\"result\":{}");
+	expect(f, "{\"id\":1,\"method\":\"plan9.remove\",\"params\":{\"name\":5}}",
+	       "\"result\":{}");
+	/* A vpmem hold does not match an entry without devices. */
+	assert_null(container_using(&f->s.ctrs, &(struct ctr_ref){.kind = CTR_REF_VPMEM}));
+}
+
 /* The VM's end fails the waits still out. */
 static void test_cancel(void **state)
 {
@@ -310,6 +384,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_oom_notifications, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hold_devices, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_plan9_root, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
