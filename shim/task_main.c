@@ -140,8 +140,6 @@ static void write_file(const char *name, const char *text)
 
 /* ---- the daemon --------------------------------------------------------------------- */
 
-static struct taskd *the_daemon;
-
 void task_cleanup_host(struct taskd *d)
 {
 	char path[4096];
@@ -216,7 +214,6 @@ static int daemon_run(int listen_fd, const struct opts *o, const char *sock)
 
 	if (!d)
 		return 1;
-	the_daemon = d;
 	d->sig_fd = d->ctl_rd = d->ctl_wr = -1;
 	d->socket_path = strdup(sock);
 	/* The loop thread mounts, dials containerd and accepts: outside the serve sandbox for now. */
@@ -239,6 +236,8 @@ static int daemon_run(int listen_fd, const struct opts *o, const char *sock)
 	pr_info(TAG, "serving %s/%s on %s", o->ns, o->id, sock);
 	loop_run(d->loop);
 	ret = d->status;
+	/* No new connection from here: containerd runs `delete` as soon as ours closes. */
+	unlink(d->socket_path);
 	/* Events and answers still queued get a moment to go out. */
 	for (int i = 0; i < 10 && loop_run_once(d->loop, 10) > 0; i++)
 		;
@@ -325,6 +324,21 @@ static int cmd_start(const struct opts *o)
 	return daemon_run(fd, o, sock);
 }
 
+/* A socket named as socket_path() names them: <16 hex digits>.sock. */
+static bool is_our_socket(const char *path)
+{
+	const char *base = strrchr(path, '/');
+	struct stat st;
+
+	base = base ? base + 1 : path;
+	if (strlen(base) != 21 || strcmp(base + 16, ".sock"))
+		return false;
+	for (int i = 0; i < 16; i++)
+		if (!strchr("0123456789abcdef", base[i]))
+			return false;
+	return !lstat(path, &st) && S_ISSOCK(st.st_mode);
+}
+
 static int cmd_delete(const struct opts *o)
 {
 	Uvm__Ctrd__DeleteResponse r = UVM__CTRD__DELETE_RESPONSE__INIT;
@@ -366,7 +380,7 @@ static int cmd_delete(const struct opts *o)
 
 		close(fd);
 		buf[k > 0 ? k : 0] = 0;
-		if (!strncmp(buf, "unix://", 7) && strstr(buf, "/uvm-shim"))
+		if (!strncmp(buf, "unix://", 7) && is_our_socket(buf + 7))
 			unlink(buf + 7);
 	}
 	clock_gettime(CLOCK_REALTIME, &now);

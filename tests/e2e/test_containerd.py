@@ -182,6 +182,11 @@ def ctrd(paths, kvm):
             proc.kill()
             proc.wait()
         log.close()
+        # The log outlives the test host's /tmp in the work tree's build/e2e.
+        keep = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__)))), "build", "e2e")
+        if os.path.isdir(keep):
+            shutil.copy(os.path.join(d, "containerd.log"), os.path.join(keep, "containerd.log"))
         for pid in c.shim_pids():
             os.kill(pid, signal.SIGKILL)
         for line in reversed(c.mounts_under()):
@@ -228,6 +233,92 @@ def test_events_of_a_run(ctrd):
         out = ev.communicate(timeout=30)[0]
     for topic in ("/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"):
         assert re.search(r"%s\s+%s" % (NS, re.escape(topic)), out), (topic, out)
+
+
+def start_detached(ctrd, cid, *cmd):
+    p = ctrd.ctr("run", "-d", "--snapshotter", SNAPSHOTTER, "--runtime", RUNTIME, IMAGE, cid,
+                 *cmd)
+    assert p.returncode == 0, ctrd.describe(["run", "-d", cid], p)
+
+
+def wait_stopped(ctrd, cid, seconds=60):
+    for _ in range(int(seconds * 5)):
+        out = ctrd.ctr("task", "ls", check=True).stdout
+        if re.search(r"^%s\s+\d+\s+STOPPED" % re.escape(cid), out, re.M):
+            return
+        time.sleep(0.2)
+    pytest.fail("%s did not stop:\n%s\n%s" % (cid, out, ctrd.log_tail()))
+
+
+def remove(ctrd, cid):
+    ctrd.ctr("task", "rm", "-f", cid)
+    ctrd.ctr("container", "rm", cid)
+
+
+def test_exec_ps_metrics_kill(ctrd):
+    start_detached(ctrd, "t5", "sleep", "600")
+    try:
+        p = ctrd.ctr("task", "exec", "--exec-id", "e1", "t5", "echo", "inexec")
+        assert p.returncode == 0 and p.stdout == "inexec\n", ctrd.describe(["exec", "e1"], p)
+        p = ctrd.ctr("task", "exec", "--exec-id", "e2", "t5", "sh", "-c", "exit 5")
+        assert p.returncode == 5, ctrd.describe(["exec", "e2"], p)
+        p = ctrd.ctr("task", "ps", "t5", check=True)
+        pids = [l.split()[0] for l in p.stdout.splitlines()[1:] if l.strip()]
+        assert pids and all(x.isdigit() for x in pids), p.stdout
+        p = ctrd.ctr("task", "metrics", "t5", check=True)
+        assert "memory" in p.stdout and "pids" in p.stdout, p.stdout
+        ctrd.ctr("task", "kill", "-s", "SIGKILL", "t5", check=True)
+        wait_stopped(ctrd, "t5")
+    finally:
+        remove(ctrd, "t5")
+
+
+def test_run_with_a_terminal(ctrd):
+    import pty
+    master, slave = pty.openpty()
+    p = subprocess.Popen(["ctr", "-a", ctrd.sock, "-n", NS, "run", "--rm", "-t", "--snapshotter",
+                          SNAPSHOTTER, "--runtime", RUNTIME, IMAGE, "t6", "sh", "-c",
+                          "tty; echo term-ok"], stdin=slave, stdout=slave, stderr=slave,
+                         start_new_session=True)
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + LONG
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    rc = p.wait(timeout=60)
+    text = out.decode(errors="replace").replace("\r", "")
+    assert rc == 0 and "term-ok" in text, (rc, text, ctrd.log_tail())
+    assert re.search(r"^/dev/pts/\d+$", text, re.M), text
+
+
+def test_two_tasks_run_in_two_vms(ctrd):
+    start_detached(ctrd, "t7", "sleep", "600")
+    try:
+        start_detached(ctrd, "t8", "sleep", "600")
+        try:
+            ids = []
+            for cid in ("t7", "t8"):
+                p = ctrd.ctr("task", "exec", "--exec-id", "b", cid, "cat",
+                             "/proc/sys/kernel/random/boot_id")
+                assert p.returncode == 0, ctrd.describe(["exec", cid], p)
+                ids.append(p.stdout.strip())
+            assert len(ctrd.shim_pids()) == 2
+            assert ids[0] != ids[1], ids  # two kernels booted: two VMs
+        finally:
+            ctrd.ctr("task", "kill", "-s", "SIGKILL", "t8")
+            wait_stopped(ctrd, "t8")
+            remove(ctrd, "t8")
+    finally:
+        ctrd.ctr("task", "kill", "-s", "SIGKILL", "t7")
+        wait_stopped(ctrd, "t7")
+        remove(ctrd, "t7")
 
 
 def test_nothing_left_after_runs(ctrd):
