@@ -206,42 +206,31 @@ static void load_config(struct taskd *d)
 	free(buf);
 }
 
-static int daemon_run(int listen_fd, const struct opts *o, const char *sock)
+int task_daemon_create(struct taskd **out, int listen_fd, const char *ns,
+		       const char *ttrpc_address)
 {
 	struct taskd *d = calloc(1, sizeof(*d));
-	sigset_t sigs;
-	int ret = 1;
 
-	if (!d)
-		return 1;
-	d->sig_fd = d->ctl_rd = d->ctl_wr = -1;
-	d->socket_path = strdup(sock);
-	/* The loop thread mounts, dials containerd and accepts: outside the serve sandbox for now. */
-	sandbox_configure(true);
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	d->sig_fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
-	load_config(d);
-	if (d->sig_fd < 0 || loop_create(&d->loop) ||
-	    task_events_init(&d->ev, d->loop, getenv("TTRPC_ADDRESS"), o->ns) ||
-	    task_ctl_open(d) || loop_add(d->loop, d->sig_fd, EPOLLIN, on_signal, d) ||
-	    ttrpc_server_create(&d->srv, d->loop, listen_fd, task_methods, d)) {
-		pr_err(TAG, "daemon setup failed");
-		goto out;
+	if (!d) {
+		if (listen_fd >= 0)
+			close(listen_fd);
+		return -ENOMEM;
 	}
-	pr_info(TAG, "serving %s/%s on %s", o->ns, o->id, sock);
-	loop_run(d->loop);
-	ret = d->status;
-	/* No new connection from here: containerd runs `delete` as soon as ours closes. */
-	unlink(d->socket_path);
-	/* Events and answers still queued get a moment to go out. */
-	for (int i = 0; i < 10 && loop_run_once(d->loop, 10) > 0; i++)
-		;
-out:
+	d->sig_fd = d->ctl_rd = d->ctl_wr = -1;
+	load_config(d);
+	if (loop_create(&d->loop) || task_events_init(&d->ev, d->loop, ttrpc_address, ns) ||
+	    task_ctl_open(d) || ttrpc_server_create(&d->srv, d->loop, listen_fd, task_methods, d)) {
+		task_daemon_destroy(d);
+		return -EIO;
+	}
+	*out = d;
+	return 0;
+}
+
+void task_daemon_destroy(struct taskd *d)
+{
+	if (!d)
+		return;
 	if (d->task) {
 		for (struct task_proc *p = d->task->procs; p; p = p->next)
 			for (struct ttrpc_call *w = task_take_waiters(p), *n; w; w = n) {
@@ -255,13 +244,56 @@ out:
 	task_cleanup_host(d);
 	task_free(d->task);
 	task_events_fini(&d->ev);
-	if (d->sig_fd >= 0)
+	if (d->sig_fd >= 0) {
+		loop_del(d->loop, d->sig_fd);
 		close(d->sig_fd);
+	}
 	loop_destroy(d->loop);
-	unlink(d->socket_path);
+	if (d->socket_path)
+		unlink(d->socket_path);
 	free(d->socket_path);
 	cJSON_Delete(d->vm_config);
 	free(d);
+}
+
+static int daemon_run(int listen_fd, const struct opts *o, const char *sock)
+{
+	struct taskd *d;
+	sigset_t sigs;
+	int ret = 1, sig_fd;
+
+	/* The loop thread mounts, dials containerd and accepts: outside the serve sandbox for now. */
+	sandbox_configure(true);
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	sig_fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sig_fd < 0 || task_daemon_create(&d, listen_fd, o->ns, getenv("TTRPC_ADDRESS"))) {
+		pr_err(TAG, "daemon setup failed");
+		if (sig_fd >= 0)
+			close(sig_fd);
+		unlink(sock);
+		return 1;
+	}
+	d->sig_fd = sig_fd;
+	d->socket_path = strdup(sock);
+	if (loop_add(d->loop, d->sig_fd, EPOLLIN, on_signal, d)) {
+		pr_err(TAG, "daemon setup failed");
+		goto out;
+	}
+	pr_info(TAG, "serving %s/%s on %s", o->ns, o->id, sock);
+	loop_run(d->loop);
+	ret = d->status;
+	/* No new connection from here: containerd runs `delete` as soon as ours closes. */
+	unlink(sock);
+	/* Events and answers still queued get a moment to go out. */
+	for (int i = 0; i < 10 && loop_run_once(d->loop, 10) > 0; i++)
+		;
+out:
+	task_daemon_destroy(d);
 	return ret;
 }
 

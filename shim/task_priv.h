@@ -63,6 +63,17 @@ struct taskd {
 	cJSON *vm_config; /* vm.create's params from the config file (may be NULL) */
 };
 
+/* ---- task_main.c -------------------------------------------------------------------- */
+
+/*
+ * The daemon's state on a new loop, serving listen_fd (taken; -1: none, a
+ * test adopts a socket with ttrpc_server_adopt(d->srv, fd)). No signals.
+ */
+int task_daemon_create(struct taskd **out, int listen_fd, const char *ns,
+		       const char *ttrpc_address) __attribute__((warn_unused_result));
+/* Answers Waits still held, terminates the VM, unmounts, frees. NULL is a no-op. */
+void task_daemon_destroy(struct taskd *d);
+
 /* ---- task_ctl.c --------------------------------------------------------------------- */
 
 /* result: the answer's result (borrowed), or NULL with code (a ctl code) and message. */
