@@ -7,7 +7,8 @@
 #ifndef SHIM_TASK_H
 #define SHIM_TASK_H
 
-/* argv[0] is the program's name, then containerd's flags and the command. Returns the exit status. */
+/* argv[0] is the program's name, then containerd's flags and the command. Returns the exit status.
+ */
 int task_shim_main(int argc, char **argv);
 
 #endif

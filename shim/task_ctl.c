@@ -80,7 +80,8 @@ static void dispatch_line(struct taskd *d, const char *line, size_t len)
 			cJSON *code = cJSON_GetObjectItemCaseSensitive(err, "code");
 			cJSON *msg = cJSON_GetObjectItemCaseSensitive(err, "message");
 
-			w->cb(d, w->arg, NULL, cJSON_IsNumber(code) ? code->valueint : CTL_ERR_INTERNAL,
+			w->cb(d, w->arg, NULL,
+			      cJSON_IsNumber(code) ? code->valueint : CTL_ERR_INTERNAL,
 			      cJSON_IsString(msg) ? msg->valuestring : "error");
 		} else {
 			w->cb(d, w->arg, cJSON_GetObjectItemCaseSensitive(j, "result"), 0, NULL);
@@ -154,7 +155,16 @@ int task_ctl_open(struct taskd *d)
 
 void task_ctl_close(struct taskd *d)
 {
-	/* serve's out_fd is the other end: ctl_serve_embed_free answers what is pending first. */
+	/* Requests still out end now: their callbacks answer containerd's calls (Create ...). */
+	d->ctl_closing = true;
+	while (d->waits) {
+		struct task_ctl_wait *w = d->waits;
+
+		d->waits = w->next;
+		if (w->cb)
+			w->cb(d, w->arg, NULL, CTL_ERR_CANCELLED, "the shim is exiting");
+		free(w);
+	}
 	ctl_serve_embed_free(d->serve);
 	d->serve = NULL;
 	if (d->ctl_rd >= 0) {
@@ -177,10 +187,18 @@ void task_ctl_close(struct taskd *d)
 
 void task_ctl_call(struct taskd *d, const char *method, cJSON *params, task_ctl_cb cb, void *arg)
 {
-	cJSON *req = cJSON_CreateObject();
-	struct task_ctl_wait *w = calloc(1, sizeof(*w));
+	cJSON *req;
+	struct task_ctl_wait *w;
 	char *line = NULL;
 
+	if (d->ctl_closing || !d->ctl) {
+		cJSON_Delete(params);
+		if (cb)
+			cb(d, arg, NULL, CTL_ERR_CANCELLED, "the shim is exiting");
+		return;
+	}
+	req = cJSON_CreateObject();
+	w = calloc(1, sizeof(*w));
 	if (!req || !w)
 		goto oom;
 	w->id = ++d->next_id;

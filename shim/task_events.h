@@ -23,8 +23,8 @@ struct task_events {
 	unsigned sent, failed;
 };
 
-int task_events_init(struct task_events *ev, struct loop *loop, const char *address,
-		     const char *ns) __attribute__((warn_unused_result));
+int task_events_init(struct task_events *ev, struct loop *loop, const char *address, const char *ns)
+    __attribute__((warn_unused_result));
 void task_events_fini(struct task_events *ev);
 /* topic "/tasks/exit", name "TaskExit" (the Any's type is containerd.events.<name>). */
 int task_publish(struct task_events *ev, const char *topic, const char *name,

@@ -32,9 +32,9 @@
 
 #define TAG "shim"
 
-#define TASK_SOCKET_DIR	   "/run/uvm-shim"
-#define TASK_CONFIG_PATH   "/etc/uvm-shim/containerd.json"
-#define TASK_SUN_PATH_MAX  106 /* containerd's limit for a shim's socket path */
+#define TASK_SOCKET_DIR	  "/run/uvm-shim"
+#define TASK_CONFIG_PATH  "/etc/uvm-shim/containerd.json"
+#define TASK_SUN_PATH_MAX 106 /* containerd's limit for a shim's socket path */
 
 struct opts {
 	const char *ns, *address, *publish, *id, *bundle, *command;
@@ -206,8 +206,7 @@ static void load_config(struct taskd *d)
 	free(buf);
 }
 
-int task_daemon_create(struct taskd **out, int listen_fd, const char *ns,
-		       const char *ttrpc_address)
+int task_daemon_create(struct taskd **out, int listen_fd, const char *ns, const char *ttrpc_address)
 {
 	struct taskd *d = calloc(1, sizeof(*d));
 
@@ -262,7 +261,8 @@ static int daemon_run(int listen_fd, const struct opts *o, const char *sock)
 	sigset_t sigs;
 	int ret = 1, sig_fd;
 
-	/* The loop thread mounts, dials containerd and accepts: outside the serve sandbox for now. */
+	/* The loop thread mounts, dials containerd and accepts: outside the serve sandbox for now.
+	 */
 	sandbox_configure(true);
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&sigs);
@@ -333,14 +333,16 @@ static int cmd_start(const struct opts *o)
 		fputs(addr, stdout);
 		return 0;
 	}
-	/* The daemon: its own session, off containerd's pipes (containerd waits for them to close). */
+	/* The daemon: its own session, off containerd's pipes (containerd waits for them to close).
+	 */
 	setsid();
 	{
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 
 		dup2(null, STDIN_FILENO);
 		dup2(null, STDOUT_FILENO);
-		/* Logs go to the bundle's log FIFO, which containerd reads (never blocking on it). */
+		/* Logs go to the bundle's log FIFO, which containerd reads (never blocking on it).
+		 */
 		log_fd = open("log", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
 		dup2(log_fd >= 0 ? log_fd : null, STDERR_FILENO);
 		if (log_fd >= 0)

@@ -11,12 +11,23 @@ static const struct {
 	const char *name;
 	unsigned long set, clear;
 } flag_opts[] = {
-    {"ro", MS_RDONLY, 0},	    {"rw", 0, MS_RDONLY},	   {"bind", MS_BIND, 0},
-    {"rbind", MS_BIND | MS_REC, 0}, {"nosuid", MS_NOSUID, 0},	   {"suid", 0, MS_NOSUID},
-    {"nodev", MS_NODEV, 0},	    {"dev", 0, MS_NODEV},	   {"noexec", MS_NOEXEC, 0},
-    {"exec", 0, MS_NOEXEC},	    {"sync", MS_SYNCHRONOUS, 0},   {"async", 0, MS_SYNCHRONOUS},
-    {"noatime", MS_NOATIME, 0},	    {"nodiratime", MS_NODIRATIME, 0}, {"relatime", MS_RELATIME, 0},
-    {"strictatime", MS_STRICTATIME, 0}, {"rprivate", MS_PRIVATE | MS_REC, 0},
+    {"ro", MS_RDONLY, 0},
+    {"rw", 0, MS_RDONLY},
+    {"bind", MS_BIND, 0},
+    {"rbind", MS_BIND | MS_REC, 0},
+    {"nosuid", MS_NOSUID, 0},
+    {"suid", 0, MS_NOSUID},
+    {"nodev", MS_NODEV, 0},
+    {"dev", 0, MS_NODEV},
+    {"noexec", MS_NOEXEC, 0},
+    {"exec", 0, MS_NOEXEC},
+    {"sync", MS_SYNCHRONOUS, 0},
+    {"async", 0, MS_SYNCHRONOUS},
+    {"noatime", MS_NOATIME, 0},
+    {"nodiratime", MS_NODIRATIME, 0},
+    {"relatime", MS_RELATIME, 0},
+    {"strictatime", MS_STRICTATIME, 0},
+    {"rprivate", MS_PRIVATE | MS_REC, 0},
     {"private", MS_PRIVATE, 0},
 };
 
@@ -67,8 +78,8 @@ int task_mount_rootfs(Uvm__Ctrd__Mount *const *m, size_t n, const char *target,
 	for (size_t i = 0; i < n; i++) {
 		const char *type = m[i]->type && m[i]->type[0] ? m[i]->type : NULL;
 
-		ret = task_mount_options(m[i]->options, m[i]->n_options, &flags, data,
-					 sizeof(data));
+		ret =
+		    task_mount_options(m[i]->options, m[i]->n_options, &flags, data, sizeof(data));
 		if (ret) {
 			snprintf(err, TASK_MOUNT_ERRLEN, "rootfs[%zu]: %s", i,
 				 ret == -E2BIG ? "options over a page" : "a bad option");
@@ -84,8 +95,8 @@ int task_mount_rootfs(Uvm__Ctrd__Mount *const *m, size_t n, const char *target,
 		if (mount(m[i]->source, target, type, flags & MS_BIND ? flags & ~MS_RDONLY : flags,
 			  data[0] ? data : NULL)) {
 			ret = -errno;
-			snprintf(err, TASK_MOUNT_ERRLEN, "rootfs[%zu]: mount %.40s on %.120s: %s", i,
-				 type ? type : "bind", target, strerror(-ret));
+			snprintf(err, TASK_MOUNT_ERRLEN, "rootfs[%zu]: mount %.40s on %.120s: %s",
+				 i, type ? type : "bind", target, strerror(-ret));
 			goto fail;
 		}
 		/* A read-only bind takes a remount. */

@@ -53,11 +53,12 @@ struct taskd {
 	size_t line_len, line_cap;
 	uint64_t next_id;
 	struct task_ctl_wait *waits;
+	bool ctl_closing; /* task_ctl_close under way: calls fail at once */
 
 	/* the task (one VM, one task) */
 	struct task *task;
-	bool creating;	    /* a Create is under way */
-	bool vm_up;	    /* vm.create answered: vm.terminate on the way out */
+	bool creating;	     /* a Create is under way */
+	bool vm_up;	     /* vm.create answered: vm.terminate on the way out */
 	bool rootfs_mounted; /* the bundle's rootfs/ holds containerd's mounts */
 	bool exiting;
 	cJSON *vm_config; /* vm.create's params from the config file (may be NULL) */
@@ -69,8 +70,8 @@ struct taskd {
  * The daemon's state on a new loop, serving listen_fd (taken; -1: none, a
  * test adopts a socket with ttrpc_server_adopt(d->srv, fd)). No signals.
  */
-int task_daemon_create(struct taskd **out, int listen_fd, const char *ns,
-		       const char *ttrpc_address) __attribute__((warn_unused_result));
+int task_daemon_create(struct taskd **out, int listen_fd, const char *ns, const char *ttrpc_address)
+    __attribute__((warn_unused_result));
 /* Answers Waits still held, terminates the VM, unmounts, frees. NULL is a no-op. */
 void task_daemon_destroy(struct taskd *d);
 
@@ -81,7 +82,8 @@ typedef void (*task_ctl_cb)(struct taskd *d, void *arg, const cJSON *result, int
 			    const char *message);
 int task_ctl_open(struct taskd *d) __attribute__((warn_unused_result));
 void task_ctl_close(struct taskd *d);
-/* Sends method(params) (consumed; NULL: {}) to the control protocol; cb (may be NULL) gets the answer. */
+/* Sends method(params) (consumed; NULL: {}) to the control protocol; cb (may be NULL) gets the
+ * answer. */
 void task_ctl_call(struct taskd *d, const char *method, cJSON *params, task_ctl_cb cb, void *arg);
 /* A control-protocol error code as a ttrpc status code. */
 int task_ctl_code(int ctl_code);

@@ -119,8 +119,8 @@ static int exec_errno_code(int err)
 void task_exec(void *opaque, struct ttrpc_call *call)
 {
 	struct taskd *d = opaque;
-	Uvm__Ctrd__ExecProcessRequest *q =
-	    UNPACK(call, Uvm__Ctrd__ExecProcessRequest, uvm__ctrd__exec_process_request__descriptor);
+	Uvm__Ctrd__ExecProcessRequest *q = UNPACK(call, Uvm__Ctrd__ExecProcessRequest,
+						  uvm__ctrd__exec_process_request__descriptor);
 	Uvm__Ctrd__TaskExecAdded ev = UVM__CTRD__TASK_EXEC_ADDED__INIT;
 	cJSON *spec = NULL;
 	char *text = NULL;
@@ -137,8 +137,8 @@ void task_exec(void *opaque, struct ttrpc_call *call)
 				  "spec: expected an OCI process as JSON");
 		goto out;
 	}
-	ret = task_add_exec(d->task, q->exec_id, text, q->terminal, q->stdin, q->stdout,
-			    q->stderr, NULL);
+	ret = task_add_exec(d->task, q->exec_id, text, q->terminal, q->stdin, q->stdout, q->stderr,
+			    NULL);
 	if (ret) {
 		ttrpc_reply_error(call, exec_errno_code(ret), "exec %.80s: %s", q->exec_id,
 				  ret == -EPERM	   ? "the task is not running"

@@ -184,9 +184,9 @@ static void on_vm_started(struct taskd *d, void *arg, const cJSON *r, int code, 
 static void on_vm_created(struct taskd *d, void *arg, const cJSON *r, int code, const char *msg)
 {
 	struct create_op *op = arg;
-	const cJSON *t = d->vm_config ? cJSON_GetObjectItemCaseSensitive(d->vm_config,
-									 "start_timeout_ms")
-				      : NULL;
+	const cJSON *t = d->vm_config
+			     ? cJSON_GetObjectItemCaseSensitive(d->vm_config, "start_timeout_ms")
+			     : NULL;
 	cJSON *p = cJSON_CreateObject();
 
 	if (!r) {
@@ -338,7 +338,8 @@ static void m_start(void *opaque, struct ttrpc_call *call)
 	if (!p) {
 		ttrpc_reply_error(call, TTRPC_NOT_FOUND, "exec %.80s not found", q->exec_id);
 	} else if (d->creating || p->status != TASK_CREATED) {
-		ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION, "%.80s is not in the created state",
+		ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION,
+				  "%.80s is not in the created state",
 				  q->exec_id[0] ? q->exec_id : q->id);
 	} else if (p != task_init_proc(d->task)) {
 		task_start_exec(d, call, p);
@@ -458,7 +459,8 @@ static void m_delete(void *opaque, struct ttrpc_call *call)
 	if (q->exec_id[0]) {
 		p = task_find(d->task, q->exec_id);
 		if (!p) {
-			ttrpc_reply_error(call, TTRPC_NOT_FOUND, "exec %.80s not found", q->exec_id);
+			ttrpc_reply_error(call, TTRPC_NOT_FOUND, "exec %.80s not found",
+					  q->exec_id);
 			goto out;
 		}
 		if (p->status == TASK_RUNNING) {

@@ -32,7 +32,7 @@ struct task_proc {
 	struct timespec exited_at; /* CLOCK_REALTIME */
 	char *stdin_path, *stdout_path, *stderr_path;
 	bool terminal;
-	char *spec; /* an exec's OCI process, JSON text */
+	char *spec;		    /* an exec's OCI process, JSON text */
 	struct ttrpc_call *waiters; /* Wait calls, linked through ->next */
 	struct task_proc *next;
 };
@@ -47,7 +47,8 @@ struct task {
 /* A task with its init in CREATED (pid 0); -ENOMEM. */
 int task_new(struct task **out, const char *id, const char *bundle)
     __attribute__((warn_unused_result));
-/* Frees the task and its records; Wait calls still held are left to the caller (task_take_waiters). */
+/* Frees the task and its records; Wait calls still held are left to the caller (task_take_waiters).
+ */
 void task_free(struct task *t);
 
 struct task_proc *task_init_proc(struct task *t);
@@ -65,7 +66,8 @@ int task_add_exec(struct task *t, const char *exec_id, const char *spec, bool te
     __attribute__((warn_unused_result));
 /* Start: CREATED -> RUNNING with pid; -EPERM from any other status. */
 int task_proc_started(struct task_proc *p, uint32_t pid);
-/* The process ended (any status but STOPPED): STOPPED, with status and now. -EALREADY when it was. */
+/* The process ended (any status but STOPPED): STOPPED, with status and now. -EALREADY when it was.
+ */
 int task_proc_exited(struct task_proc *p, uint32_t exit_status);
 /*
  * Delete of an exec: only a CREATED or STOPPED one (-EPERM), the init is

@@ -21,8 +21,8 @@
 
 #include "shim/proto/ttrpc.pb-c.h"
 
-#define TTRPC_HDR_LEN	   10
-#define TTRPC_MAX_MSG	   (4u << 20)
+#define TTRPC_HDR_LEN	    10
+#define TTRPC_MAX_MSG	    (4u << 20)
 #define TTRPC_TYPE_REQUEST  1
 #define TTRPC_TYPE_RESPONSE 2
 
@@ -67,10 +67,12 @@ struct ttrpc_dec {
 void ttrpc_dec_init(struct ttrpc_dec *d, size_t max);
 void ttrpc_dec_fini(struct ttrpc_dec *d);
 /* Appends n bytes. 0 or -ENOMEM. */
-int ttrpc_dec_feed(struct ttrpc_dec *d, const void *p, size_t n) __attribute__((warn_unused_result));
+int ttrpc_dec_feed(struct ttrpc_dec *d, const void *p, size_t n)
+    __attribute__((warn_unused_result));
 /* 1: *f is the next frame; 0: more bytes needed. */
 int ttrpc_dec_next(struct ttrpc_dec *d, struct ttrpc_frame *f);
-/* Bytes held that do not make a whole frame yet (a peer that closes with some left sent a torn frame). */
+/* Bytes held that do not make a whole frame yet (a peer that closes with some left sent a torn
+ * frame). */
 size_t ttrpc_dec_pending(const struct ttrpc_dec *d);
 
 void ttrpc_put_header(uint8_t hdr[TTRPC_HDR_LEN], uint32_t len, uint32_t stream, uint8_t type,
@@ -85,12 +87,14 @@ int ttrpc_frame_pack(uint32_t stream, uint8_t type, const ProtobufCMessage *msg,
 /* A Response frame: code/message, and payload (packed msg, may be NULL) when code is 0. */
 int ttrpc_response_pack(uint32_t stream, int code, const char *message, const ProtobufCMessage *msg,
 			uint8_t **out, size_t *outlen) __attribute__((warn_unused_result));
-/* A Request frame for service/method with msg as payload and metadata pairs (NULL-ended, may be NULL). */
+/* A Request frame for service/method with msg as payload and metadata pairs (NULL-ended, may be
+ * NULL). */
 int ttrpc_request_pack(uint32_t stream, const char *service, const char *method,
 		       const ProtobufCMessage *msg, const char *const *metadata, uint8_t **out,
 		       size_t *outlen) __attribute__((warn_unused_result));
 
-/* Decodes a frame's payload; NULL when it does not decode. Free with protobuf_c_message_free_unpacked. */
+/* Decodes a frame's payload; NULL when it does not decode. Free with
+ * protobuf_c_message_free_unpacked. */
 Uvm__Ttrpc__Request *ttrpc_request_unpack(const struct ttrpc_frame *f);
 Uvm__Ttrpc__Response *ttrpc_response_unpack(const struct ttrpc_frame *f);
 

@@ -27,11 +27,13 @@ struct ttrpc_conn_ops {
 
 /* Takes fd (closed on error too). The loop holds one reference until it closes. */
 int ttrpc_conn_create(struct ttrpc_conn **out, struct loop *loop, int fd,
-		      const struct ttrpc_conn_ops *ops, void *opaque) __attribute__((warn_unused_result));
+		      const struct ttrpc_conn_ops *ops, void *opaque)
+    __attribute__((warn_unused_result));
 void ttrpc_conn_get(struct ttrpc_conn *c);
 /* Drops a reference; the last one frees. NULL is a no-op. */
 void ttrpc_conn_put(struct ttrpc_conn *c);
-/* Queues frame (malloc'd, taken). 0, or -EPIPE once closed, -ENOBUFS (the connection is dropped). */
+/* Queues frame (malloc'd, taken). 0, or -EPIPE once closed, -ENOBUFS (the connection is dropped).
+ */
 int ttrpc_conn_send(struct ttrpc_conn *c, uint8_t *frame, size_t len);
 /* Stops I/O now (closed() runs) and drops the loop's reference. */
 void ttrpc_conn_close(struct ttrpc_conn *c);

@@ -74,12 +74,13 @@ void ttrpc_reply_error(struct ttrpc_call *call, int code, const char *fmt, ...)
 
 ProtobufCMessage *ttrpc_call_unpack(struct ttrpc_call *call, const ProtobufCMessageDescriptor *desc)
 {
-	ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, call->req->payload.len,
-							call->req->payload.data);
+	ProtobufCMessage *m =
+	    protobuf_c_message_unpack(desc, NULL, call->req->payload.len, call->req->payload.data);
 
 	if (!m)
-		ttrpc_reply_error(call, TTRPC_INVALID_ARGUMENT, "%s/%s: the payload is not a valid %s",
-				  call->req->service, call->req->method, desc->name);
+		ttrpc_reply_error(call, TTRPC_INVALID_ARGUMENT,
+				  "%s/%s: the payload is not a valid %s", call->req->service,
+				  call->req->method, desc->name);
 	return m;
 }
 
@@ -95,8 +96,8 @@ static void on_frame(void *opaque, struct ttrpc_conn *c, const struct ttrpc_fram
 	if (f->oversized) {
 		log_ratelimited(LOG_WARN, TAG, "stream %u: frame of %u bytes over the limit",
 				f->stream, f->len);
-		send_status(c, f->stream, TTRPC_RESOURCE_EXHAUSTED,
-			    "message over the 4 MiB limit", NULL);
+		send_status(c, f->stream, TTRPC_RESOURCE_EXHAUSTED, "message over the 4 MiB limit",
+			    NULL);
 		return;
 	}
 	if (f->type != TTRPC_TYPE_REQUEST) {

@@ -59,6 +59,7 @@ void ttrpc_reply_error(struct ttrpc_call *call, int code, const char *fmt, ...)
  * Decodes the call's payload with desc; NULL (and the call answered with
  * INVALID_ARGUMENT naming the message) when it does not decode.
  */
-ProtobufCMessage *ttrpc_call_unpack(struct ttrpc_call *call, const ProtobufCMessageDescriptor *desc);
+ProtobufCMessage *ttrpc_call_unpack(struct ttrpc_call *call,
+				    const ProtobufCMessageDescriptor *desc);
 
 #endif

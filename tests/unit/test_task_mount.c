@@ -37,7 +37,8 @@ static void test_hostile_options(void **st)
 {
 	char *comma[] = {"lowerdir=/a,upperdir=/evil"};
 	char *ctl[] = {"x=\n"};
-	char *big[] = {"lowerdir=/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "upperdir=/bbbbbbbbbbbbbbbbbbbbbb"};
+	char *big[] = {"lowerdir=/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+		       "upperdir=/bbbbbbbbbbbbbbbbbbbbbb"};
 	char data[48];
 	unsigned long flags;
 

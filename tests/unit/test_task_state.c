@@ -79,7 +79,8 @@ static void test_exec_limit(void **st)
 		snprintf(id, sizeof(id), "e%d", i);
 		assert_int_equal(task_add_exec(t, id, NULL, false, NULL, NULL, NULL, NULL), 0);
 	}
-	assert_int_equal(task_add_exec(t, "one-more", NULL, false, NULL, NULL, NULL, NULL), -ENOSPC);
+	assert_int_equal(task_add_exec(t, "one-more", NULL, false, NULL, NULL, NULL, NULL),
+			 -ENOSPC);
 	task_free(t);
 }
 

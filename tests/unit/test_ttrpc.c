@@ -115,9 +115,8 @@ static void test_request_round_trip(void **st)
 
 	in.id = "t1";
 	in.exec_id = "e1";
-	assert_int_equal(ttrpc_request_pack(7, "containerd.task.v2.Task", "State", &in.base, md, &b,
-					    &n),
-			 0);
+	assert_int_equal(
+	    ttrpc_request_pack(7, "containerd.task.v2.Task", "State", &in.base, md, &b, &n), 0);
 	ttrpc_dec_init(&d, 0);
 	assert_int_equal(ttrpc_dec_feed(&d, b, n), 0);
 	free(b);
@@ -212,8 +211,8 @@ struct srv_fx {
 static void m_echo(void *opaque, struct ttrpc_call *call)
 {
 	struct srv_fx *fx = opaque;
-	Uvm__Ctrd__TaskIdRequest *r =
-	    (Uvm__Ctrd__TaskIdRequest *)ttrpc_call_unpack(call, &uvm__ctrd__task_id_request__descriptor);
+	Uvm__Ctrd__TaskIdRequest *r = (Uvm__Ctrd__TaskIdRequest *)ttrpc_call_unpack(
+	    call, &uvm__ctrd__task_id_request__descriptor);
 	Uvm__Ctrd__StartResponse a = UVM__CTRD__START_RESPONSE__INIT;
 
 	if (!r)
@@ -434,7 +433,8 @@ int main(void)
 	    cmocka_unit_test(test_oversized_skipped),
 	    cmocka_unit_test(test_request_round_trip),
 	    cmocka_unit_test(test_messages_round_trip),
-	    cmocka_unit_test_setup_teardown(test_server_errors_then_serves, srv_setup, srv_teardown),
+	    cmocka_unit_test_setup_teardown(test_server_errors_then_serves, srv_setup,
+					    srv_teardown),
 	    cmocka_unit_test_setup_teardown(test_out_of_order, srv_setup, srv_teardown),
 	    cmocka_unit_test_setup_teardown(test_answer_after_close, srv_setup, srv_teardown),
 	    cmocka_unit_test_setup_teardown(test_merged_writes, srv_setup, srv_teardown),
