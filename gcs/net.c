@@ -204,42 +204,6 @@ static int route_change(int ifindex, const struct net_cidr *dst, const struct ne
 
 /* ---- finding the interface ---------------------------------------------------------------- */
 
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int read_small(const char *path, char *buf, size_t len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, len - 1);
-	close(fd);
-	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
-	buf[strcspn(buf, "\n")] = '\0';
-	return 0;
-}
-
-static int write_small(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC), ret = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (write(fd, s, strlen(s)) < 0)
-		ret = -errno;
-	close(fd);
-	return ret;
-}
-
 /* The interface carrying mac: its name and index, or -ENOENT. */
 static int find_by_mac(const uint8_t mac[6], char name[IFNAMSIZ], int *ifindex)
 {
@@ -257,11 +221,11 @@ static int find_by_mac(const uint8_t mac[6], char name[IFNAMSIZ], int *ifindex)
 		if (e->d_name[0] == '.' || strlen(e->d_name) >= IFNAMSIZ)
 			continue;
 		snprintf(path, sizeof(path), "%s/class/net/%s/address", sysfs, e->d_name);
-		if (read_small(path, buf, sizeof(buf)) || net_parse_mac(buf, m) ||
+		if (gcs_read_line(path, buf, sizeof(buf)) || net_parse_mac(buf, m) ||
 		    memcmp(m, mac, 6))
 			continue;
 		snprintf(path, sizeof(path), "%s/class/net/%s/ifindex", sysfs, e->d_name);
-		if (read_small(path, buf, sizeof(buf)))
+		if (gcs_read_line(path, buf, sizeof(buf)))
 			continue;
 		snprintf(name, IFNAMSIZ, "%s", e->d_name);
 		*ifindex = atoi(buf);
@@ -274,14 +238,14 @@ static int find_by_mac(const uint8_t mac[6], char name[IFNAMSIZ], int *ifindex)
 
 static int wait_for_mac(const uint8_t mac[6], long timeout_ms, char name[IFNAMSIZ], int *ifindex)
 {
-	long deadline = now_ms() + timeout_ms;
+	long deadline = gcs_now_ms() + timeout_ms;
 	char path[256];
 
 	if (!find_by_mac(mac, name, ifindex))
 		return 0;
 	snprintf(path, sizeof(path), "%s/bus/pci/rescan", sysfs);
-	write_small(path, "1");
-	while (now_ms() < deadline) {
+	gcs_write_str(path, "1");
+	while (gcs_now_ms() < deadline) {
 		if (!find_by_mac(mac, name, ifindex))
 			return 0;
 		nanosleep(&(struct timespec){.tv_nsec = 50 * 1000 * 1000}, NULL);
@@ -577,7 +541,7 @@ int gcs_net_add(const cJSON *body, char *ifname, size_t len, char *err, size_t e
 
 		/* As for disks: the function goes again, so the host can unplug it safely. */
 		g->used = false;
-		if (unplug(mac, g->ifname, ifindex, now_ms() + timeout, why, sizeof(why)))
+		if (unplug(mac, g->ifname, ifindex, gcs_now_ms() + timeout, why, sizeof(why)))
 			gcs_log("net: %s: %s", g->ifname, why);
 		return ret;
 	}
@@ -614,17 +578,17 @@ static int unplug(const uint8_t mac[6], const char *name, int ifindex, long dead
 	link_set(ifindex, 0, 0);
 	/* device is the virtio device; the PCI function (with "remove") is its parent. */
 	snprintf(path, sizeof(path), "%s/class/net/%s/device/../remove", sysfs, name);
-	ret = write_small(path, "1");
+	ret = gcs_write_str(path, "1");
 	if (ret == -ENOENT) {
 		snprintf(path, sizeof(path), "%s/class/net/%s/device/remove", sysfs, name);
-		ret = write_small(path, "1");
+		ret = gcs_write_str(path, "1");
 	}
 	if (ret) {
 		snprintf(err, errlen, "removing the PCI function of %s: %s", name, strerror(-ret));
 		return ret;
 	}
 	while (!find_by_mac(mac, left, &ifindex)) {
-		if (now_ms() > deadline) {
+		if (gcs_now_ms() > deadline) {
 			snprintf(err, errlen, "%s did not go away", name);
 			return -ETIMEDOUT;
 		}
@@ -637,7 +601,7 @@ int gcs_net_remove(const cJSON *body, char *err, size_t errlen)
 {
 	const cJSON *t = cJSON_GetObjectItemCaseSensitive(body, "timeout_ms");
 	long deadline =
-	    now_ms() + (cJSON_IsNumber(t) && t->valuedouble > 0 ? (long)t->valuedouble : 30000);
+	    gcs_now_ms() + (cJSON_IsNumber(t) && t->valuedouble > 0 ? (long)t->valuedouble : 30000);
 	char name[IFNAMSIZ];
 	struct gnic *g;
 	uint8_t mac[6];

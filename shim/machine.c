@@ -145,6 +145,17 @@ void machine_unload_file(struct loaded_file *lf)
 	lf->data = NULL;
 }
 
+int machine_load_boot_files(const struct machine_config *cfg, struct loaded_file *kernel,
+			    struct loaded_file *initrd, char *err, size_t errlen)
+{
+	int ret = machine_load_file(cfg->kernel, "kernel", cfg->mem_mib << 20, kernel, err, errlen);
+
+	if (!ret && cfg->initrd)
+		ret = machine_load_file(cfg->initrd, "initrd", cfg->mem_mib << 20, initrd, err,
+					errlen);
+	return ret;
+}
+
 /* The loaders' plan reaches guest RAM only through vmm/'s checked mem_write. */
 static int machine_write_guest(void *opaque, uint64_t gpa, const void *src, uint64_t len)
 {
@@ -176,10 +187,7 @@ static int machine_load_kernel(struct machine *m, const struct machine_config *c
 	char why[256];
 	int ret;
 
-	ret = machine_load_file(cfg->kernel, "kernel", cfg->mem_mib << 20, &kernel, err, errlen);
-	if (!ret && cfg->initrd)
-		ret = machine_load_file(cfg->initrd, "initrd", cfg->mem_mib << 20, &initrd, err,
-					errlen);
+	ret = machine_load_boot_files(cfg, &kernel, &initrd, err, errlen);
 	if (ret)
 		goto out;
 	plan = malloc(sizeof(*plan));

@@ -16,6 +16,10 @@ struct loaded_file {
 int machine_load_file(const char *path, const char *what, size_t limit, struct loaded_file *lf,
 		      char *err, size_t errlen) __attribute__((warn_unused_result));
 void machine_unload_file(struct loaded_file *lf);
+/* cfg's kernel and (when given) initrd, each at most the guest's RAM in size. */
+int machine_load_boot_files(const struct machine_config *cfg, struct loaded_file *kernel,
+			    struct loaded_file *initrd, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
 
 /* Largest guest for UEFI boot: low RAM must end below Q35's ECAM (vmm/q35.h). */
 #define MACHINE_UEFI_MAX_MEM_MIB 2816

@@ -123,10 +123,7 @@ static int uefi_fw_cfg_kernel(struct machine *m, const struct machine_config *cf
 	char why[200];
 	int ret;
 
-	ret = machine_load_file(cfg->kernel, "kernel", cfg->mem_mib << 20, &kernel, err, errlen);
-	if (!ret && cfg->initrd)
-		ret = machine_load_file(cfg->initrd, "initrd", cfg->mem_mib << 20, &initrd, err,
-					errlen);
+	ret = machine_load_boot_files(cfg, &kernel, &initrd, err, errlen);
 	if (ret)
 		goto out;
 	ret = boot_uefi_split(kernel.data, kernel.size, &setup, why, sizeof(why));

@@ -29,6 +29,7 @@
 
 #include "gcs/gcs.h"
 #include "gcs/log.c"
+#include "gcs/fileio.c"
 #include "gcs/net.c"
 #include "gcs/container_netns.c"
 
