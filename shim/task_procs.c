@@ -311,7 +311,10 @@ void task_resize_pty(void *opaque, struct ttrpc_call *call)
 		goto out;
 	if (!p->pid || p->status == TASK_STOPPED || !p->terminal) {
 		ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION, "no live terminal to resize");
-	} else if (q->width < 1 || q->width > 65535 || q->height < 1 || q->height > 65535) {
+	} else if (!q->width || !q->height) {
+		/* ctr sends its terminal's size, 0x0 for a pty nobody sized: nothing to apply. */
+		ttrpc_reply(call, NULL);
+	} else if (q->width > 65535 || q->height > 65535) {
 		ttrpc_reply_error(call, TTRPC_INVALID_ARGUMENT, "width, height: expected 1..65535");
 	} else {
 		params = cJSON_CreateObject();

@@ -278,8 +278,13 @@ def test_exec_ps_metrics_kill(ctrd):
 
 
 def test_run_with_a_terminal(ctrd):
+    import fcntl
     import pty
+    import struct
+    import termios
     master, slave = pty.openpty()
+    # A sized terminal: ctr passes the size on (ResizePty -> process.resize).
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
     p = subprocess.Popen(["ctr", "-a", ctrd.sock, "-n", NS, "run", "--rm", "-t", "--snapshotter",
                           SNAPSHOTTER, "--runtime", RUNTIME, IMAGE, "t6", "sh", "-c",
                           "tty; echo term-ok"], stdin=slave, stdout=slave, stderr=slave,
