@@ -4,9 +4,9 @@
 CC	?= gcc
 BUILD	:= build
 WARN	:= -Wall -Wextra -Werror -Wimplicit-fallthrough -Wformat=2 -Wno-unused-parameter
-CFLAGS	:= -std=gnu11 -O2 -g -D_GNU_SOURCE -pthread -I. $(WARN) -MMD -MP
+CFLAGS	:= -std=gnu11 -O2 -g -D_GNU_SOURCE -pthread -I. -I$(BUILD)/gen $(WARN) -MMD -MP
 ASAN	:= -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LDLIBS	:= -pthread -lcjson -lseccomp -lcap-ng -luuid -luring -lunwind -lunwind-x86_64
+LDLIBS	:= -pthread -lcjson -lseccomp -lcap-ng -luuid -luring -lunwind -lunwind-x86_64 -lprotobuf-c
 
 LIB_DIRS := vmm virtio boot seccomp shim
 LIB_SRCS := $(filter-out shim/main.c,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
@@ -15,6 +15,11 @@ LIB_SRCS := $(filter-out shim/main.c,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c
 LIB_SRCS += gcs/bridge_codec.c gcs/sock.c gcs/stacks_core.c
 # MAC and prefix parsing (gcs/net_addr.h): the shim checks nic.* parameters, the GCS applies them.
 LIB_SRCS += gcs/net_addr.c
+# containerd's messages (shim/proto/*.proto, docs/containerd.md): C generated
+# by Debian's protoc-c at build time into $(BUILD)/gen, never committed.
+PROTO_SRCS := $(wildcard shim/proto/*.proto)
+PROTO_GEN := $(PROTO_SRCS:%.proto=$(BUILD)/gen/%.pb-c.c)
+LIB_SRCS += $(PROTO_GEN)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 ASAN_OBJS := $(LIB_SRCS:%.c=$(BUILD)/asan/obj/%.o)
 
@@ -23,6 +28,14 @@ BENCH_STEPS :=
 
 .PHONY: all test unit bench clean format deps
 all: $(BUILD)/uvm-shim
+
+$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: %.proto
+	@mkdir -p $(BUILD)/gen
+	@echo "  PROTOC  $<"
+	@protoc-c --c_out=$(BUILD)/gen -I. $<
+# Every object may include a generated header: generate them first.
+$(LIB_OBJS) $(ASAN_OBJS) $(BUILD)/obj/shim/main.o $(BUILD)/asan/obj/shim/main.o \
+	$(LIB_SRCS:%.c=$(BUILD)/fuzz/obj/%.o): | $(PROTO_GEN:.c=.h)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

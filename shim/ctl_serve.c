@@ -300,6 +300,18 @@ static void on_signal(void *opaque, uint32_t events)
 	stop(s, strsignal(si.ssi_signo));
 }
 
+/* What serve holds before a VM exists: shared by `serve` and the containerd shim. */
+static void serve_state_init(struct serve *s)
+{
+	s->sig_fd = s->timer_fd = -1;
+	console_sink_fd(&s->console, -1);
+	scsi_init(&s->scsi);
+	vpmem_init(&s->vpmem, VPMEM_DEFAULT_COUNT, VPMEM_DEFAULT_MAX_BYTES);
+	plan9_init(&s->plan9);
+	nic_init(&s->nics);
+	lifecycle_init(&s->lc);
+}
+
 int ctl_serve_main(int argc, char **argv)
 {
 	struct serve *s = calloc(1, sizeof(*s));
@@ -319,13 +331,7 @@ int ctl_serve_main(int argc, char **argv)
 	/* The stack-request handler goes in before any thread or filter exists. */
 	if (stacks_init())
 		pr_warn(TAG, "guest.dump_stacks will not have the shim's stacks");
-	s->sig_fd = s->timer_fd = -1;
-	console_sink_fd(&s->console, -1);
-	scsi_init(&s->scsi);
-	vpmem_init(&s->vpmem, VPMEM_DEFAULT_COUNT, VPMEM_DEFAULT_MAX_BYTES);
-	plan9_init(&s->plan9);
-	nic_init(&s->nics);
-	lifecycle_init(&s->lc);
+	serve_state_init(s);
 	/* The parent's death ends us like SIGTERM: the VM goes with the shim. */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	signal(SIGPIPE, SIG_IGN);
@@ -372,4 +378,47 @@ out:
 	lifecycle_fini(&s->lc);
 	free(s);
 	return ret;
+}
+
+/* ---- in-process, for the containerd shim (shim/task*.c) ------------------------------- */
+
+int ctl_serve_embed(struct loop *loop, int out_fd, struct serve **out, struct ctl **ctl)
+{
+	struct serve *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return -ENOMEM;
+	serve_state_init(s);
+	s->loop = loop;
+	s->ctrs.reaper.loop = loop;
+	s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (s->timer_fd < 0 || loop_add(loop, s->timer_fd, EPOLLIN, serve_on_timer, s) ||
+	    ctl_create(&s->ctl, &(struct ctl_config){.out_fd = out_fd,
+						      .methods = methods,
+						      .opaque = s,
+						      .gate = gate,
+						      .release = release})) {
+		if (s->timer_fd >= 0)
+			close(s->timer_fd);
+		lifecycle_fini(&s->lc);
+		free(s);
+		return -EIO;
+	}
+	*out = s;
+	*ctl = s->ctl;
+	return 0;
+}
+
+void ctl_serve_embed_free(struct serve *s)
+{
+	if (!s)
+		return;
+	serve_terminate(s);
+	serve_procs_free(s);
+	serve_containers_free(s);
+	ctl_destroy(s->ctl);
+	loop_del(s->loop, s->timer_fd);
+	close(s->timer_fd);
+	lifecycle_fini(&s->lc);
+	free(s);
 }

@@ -13,4 +13,17 @@ struct ctl_method;
 /* The method table of `serve` ({NULL} terminated), for tests. */
 const struct ctl_method *ctl_serve_methods(void);
 
+struct ctl;
+struct loop;
+struct serve;
+/*
+ * serve in-process, for the containerd shim (shim/task*.c): the state and
+ * method table of `serve` on the caller's loop, answers and events written
+ * to out_fd; requests go in with ctl_feed(*ctl, ...). No stdin, no signals.
+ */
+int ctl_serve_embed(struct loop *loop, int out_fd, struct serve **s, struct ctl **ctl)
+    __attribute__((warn_unused_result));
+/* Terminates the VM (if any) and frees. NULL is a no-op. */
+void ctl_serve_embed_free(struct serve *s);
+
 #endif

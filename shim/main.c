@@ -6,6 +6,7 @@
 
 #include "ctl_serve.h"
 #include "run.h"
+#include "task.h"
 #include "vmm/kvm.h"
 #include "vmm/log.h"
 
@@ -22,6 +23,9 @@ static const char usage[] =
     "  run [options] [-- CMD...]  boot a guest: its console on this terminal, or CMD run\n"
     "                             in it with this terminal attached\n"
     "  serve [--no-seccomp]       speak the control protocol on stdin/stdout (docs/protocol.md)\n"
+    "  containerd-shim FLAGS start|delete\n"
+    "                             containerd's runtime v2 shim (also as a link named\n"
+    "                             containerd-shim-uvm-v1; docs/containerd.md)\n"
     "  check                      report what this host's KVM offers (and whether it is PVM)\n"
     "  version                    print the version\n"
     "  help                       this text\n"
@@ -45,6 +49,15 @@ int main(int argc, char **argv)
 		log_threshold = LOG_WARN;
 	pthread_setname_np(pthread_self(), "main");
 
+	/* containerd's runtime v2 shim: a link named containerd-shim-uvm-v1 (docs/containerd.md). */
+	{
+		const char *base = strrchr(argv[0], '/');
+
+		base = base ? base + 1 : argv[0];
+		if (!strncmp(base, "containerd-shim-", 16))
+			return task_shim_main(argc, argv);
+	}
+
 	if (argc < 2) {
 		fputs(usage, stderr);
 		return 2;
@@ -63,6 +76,8 @@ int main(int argc, char **argv)
 		return ctl_serve_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "run"))
 		return run_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "containerd-shim"))
+		return task_shim_main(argc - 1, argv + 1);
 	fprintf(stderr, "uvm-shim: unknown command '%s'\n\n%s", argv[1], usage);
 	return 2;
 }

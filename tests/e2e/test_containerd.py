@@ -1,0 +1,350 @@
+"""uvm-shim under Debian's real containerd (1.6) as the runtime v2 shim
+`io.containerd.uvm.v1` (docs/containerd.md): a private containerd started
+by the test, a busybox-static image imported offline as an OCI tarball,
+`ctr run` running it in a uvm-shim VM."""
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tarfile
+import tempfile
+import time
+
+import pytest
+
+RUNTIME = "io.containerd.uvm.v1"
+IMAGE = "docker.io/library/uvm-busybox:1"
+NS = "uvm-e2e"
+VM_MIB = 256
+# ctr run boots a VM and runs crun in it, all inside the TCG test host: slow.
+LONG = 300
+# The test host has no overlay module: the native snapshotter gives the shim bind mounts.
+SNAPSHOTTER = os.environ.get("E2E_CTRD_SNAPSHOTTER", "native")
+
+
+def static_busybox():
+    bb = shutil.which("busybox")
+    if not bb or subprocess.run(["ldd", bb], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL).returncode == 0:
+        pytest.skip("no static busybox on the host (apt-get install busybox-static)")
+    return bb
+
+
+def blob(d, data):
+    digest = hashlib.sha256(data).hexdigest()
+    with open(os.path.join(d, "blobs", "sha256", digest), "wb") as f:
+        f.write(data)
+    return {"digest": "sha256:" + digest, "size": len(data)}
+
+
+def build_image(d, bb):
+    """An OCI image layout tarball: one layer with busybox and its applets in /bin."""
+    lay = os.path.join(d, "oci")
+    os.makedirs(os.path.join(lay, "blobs", "sha256"))
+    buf = io.BytesIO()
+    applets = subprocess.run([bb, "--list"], stdout=subprocess.PIPE, check=True,
+                             text=True).stdout.split()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for dname in ("bin", "etc", "proc", "sys", "dev", "tmp", "root"):
+            ti = tarfile.TarInfo(dname)
+            ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+            t.addfile(ti)
+        t.add(bb, "bin/busybox")
+        for a in applets:
+            if a != "busybox":
+                ti = tarfile.TarInfo("bin/" + a)
+                ti.type, ti.linkname = tarfile.SYMTYPE, "busybox"
+                t.addfile(ti)
+        data = b"root:x:0:0:root:/root:/bin/sh\n"
+        ti = tarfile.TarInfo("etc/passwd")
+        ti.size = len(data)
+        t.addfile(ti, io.BytesIO(data))
+    layer = buf.getvalue()
+    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
+    lay_desc = dict(blob(lay, layer), mediaType="application/vnd.oci.image.layer.v1.tar")
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
+                         "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
+    cfg_desc = dict(blob(lay, config), mediaType="application/vnd.oci.image.config.v1+json")
+    manifest = json.dumps({"schemaVersion": 2,
+                           "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": cfg_desc, "layers": [lay_desc]}).encode()
+    man_desc = dict(blob(lay, manifest), mediaType="application/vnd.oci.image.manifest.v1+json",
+                    annotations={"io.containerd.image.name": IMAGE,
+                                 "org.opencontainers.image.ref.name": "1"},
+                    platform={"architecture": "amd64", "os": "linux"})
+    with open(os.path.join(lay, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "manifests": [man_desc]}, f)
+    with open(os.path.join(lay, "oci-layout"), "w") as f:
+        json.dump({"imageLayoutVersion": "1.0.0"}, f)
+    out = os.path.join(d, "busybox-oci.tar")
+    with tarfile.open(out, "w") as t:
+        for name in sorted(os.listdir(lay)):
+            t.add(os.path.join(lay, name), name)
+    return out
+
+
+def guest_release(vmlinuz):
+    """The kernel release in a bzImage's header (kernel_version, at 0x20e)."""
+    with open(vmlinuz, "rb") as f:
+        data = f.read(1 << 16)
+    off = int.from_bytes(data[0x20e:0x210], "little") + 0x200
+    return data[off:off + 128].split(b"\0")[0].split()[0].decode()
+
+
+class Containerd:
+    def __init__(self, d, sock, env, proc, shim):
+        self.d, self.sock, self.env, self.proc, self.shim = d, sock, env, proc, shim
+
+    def ctr(self, *args, timeout=LONG, check=False, stdin=subprocess.DEVNULL):
+        p = subprocess.run(["ctr", "-a", self.sock, "-n", NS, *args], stdin=stdin,
+                           capture_output=True, text=True, timeout=timeout)
+        if check:
+            assert p.returncode == 0, self.describe(args, p)
+        return p
+
+    def run(self, cid, *cmd, opts=(), **kw):
+        return self.ctr("run", "--rm", "--snapshotter", SNAPSHOTTER, "--runtime", RUNTIME,
+                        *opts, IMAGE, cid, *cmd, **kw)
+
+    def log_tail(self, n=60):
+        with open(os.path.join(self.d, "containerd.log"), errors="replace") as f:
+            return "\n".join(f.read().splitlines()[-n:])
+
+    def describe(self, args, p):
+        return ("ctr %s: status %d\n--- stdout:\n%s\n--- stderr:\n%s\n--- containerd.log:\n%s"
+                % (" ".join(args), p.returncode, p.stdout, p.stderr, self.log_tail()))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def shim_pids(self):
+        """Processes running our binary (the daemons `start` leaves)."""
+        want = os.path.realpath(self.shim)
+        pids = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if os.path.realpath("/proc/%s/exe" % pid) == want:
+                    pids.append(int(pid))
+            except OSError:
+                pass
+        return pids
+
+    def mounts_under(self):
+        with open("/proc/self/mountinfo") as f:
+            return [l for l in f if (" " + self.d) in l]
+
+
+@pytest.fixture(scope="module")
+def ctrd(paths, kvm):
+    for tool in ("containerd", "ctr"):
+        if not shutil.which(tool):
+            pytest.skip("%s is not installed (apt-get install containerd)" % tool)
+    if os.geteuid() != 0:
+        pytest.skip("containerd needs root")
+    bb = static_busybox()
+    d = tempfile.mkdtemp(prefix="uvm-ctrd-", dir="/tmp")
+    bindir = os.path.join(d, "bin")
+    os.makedirs(bindir)
+    os.symlink(paths.shim, os.path.join(bindir, "containerd-shim-uvm-v1"))
+    sock = os.path.join(d, "containerd.sock")
+    with open(os.path.join(d, "uvm.json"), "w") as f:
+        json.dump({"cpus": 1, "memory_mib": VM_MIB, "start_timeout_ms": 240000}, f)
+    with open(os.path.join(d, "config.toml"), "w") as f:
+        f.write('version = 2\nroot = "%s/root"\nstate = "%s/state"\n'
+                'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+                '[grpc]\n  address = "%s"\n' % (d, d, sock))
+    env = dict(os.environ, PATH=bindir + ":" + os.environ.get("PATH", "/usr/bin:/bin"),
+               UVM_SHIM_CONFIG=os.path.join(d, "uvm.json"),
+               UVM_SHIM_SOCKET_DIR=os.path.join(d, "s"), UVM_GUEST_DIR=paths.guest_dir)
+    log = open(os.path.join(d, "containerd.log"), "w")
+    proc = subprocess.Popen(["containerd", "--config", os.path.join(d, "config.toml"),
+                             "--log-level", "debug"], stdout=log, stderr=log, env=env,
+                            start_new_session=True)
+    c = Containerd(d, sock, env, proc, paths.shim)
+    try:
+        for _ in range(600):
+            if os.path.exists(sock) and c.ctr("version", timeout=30).returncode == 0:
+                break
+            assert proc.poll() is None, "containerd exited:\n" + c.log_tail()
+            time.sleep(0.1)
+        else:
+            pytest.fail("containerd did not come up:\n" + c.log_tail())
+        c.ctr("images", "import", "--snapshotter", SNAPSHOTTER, build_image(d, bb), check=True)
+        yield c
+    finally:
+        c.stop()
+        log.close()
+        # The log outlives the test host's /tmp in the work tree's build/e2e.
+        keep = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__)))), "build", "e2e")
+        if os.path.isdir(keep):
+            shutil.copy(os.path.join(d, "containerd.log"), os.path.join(keep, "containerd.log"))
+        for pid in c.shim_pids():
+            os.kill(pid, signal.SIGKILL)
+        for line in reversed(c.mounts_under()):
+            subprocess.run(["umount", "-l", line.split()[4]], stderr=subprocess.DEVNULL)
+        if os.environ.get("E2E_KEEP"):
+            print("containerd test directory kept: %s" % d)
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def test_run_echo_hi(ctrd):
+    p = ctrd.run("t1", "echo", "hi")
+    assert p.returncode == 0, ctrd.describe(["run", "t1"], p)
+    assert p.stdout.replace("\r", "") == "hi\n", ctrd.describe(["run", "t1"], p)
+
+
+def test_exit_code_propagates(ctrd):
+    p = ctrd.run("t2", "sh", "-c", "exit 3")
+    assert p.returncode == 3, ctrd.describe(["run", "t2"], p)
+
+
+def test_runs_on_the_guest_kernel_in_a_vm(ctrd, paths):
+    """uname -r is the guest kernel's release, and the memory is the VM's."""
+    p = ctrd.run("t3", "sh", "-c", "uname -r; head -1 /proc/meminfo")
+    assert p.returncode == 0, ctrd.describe(["run", "t3"], p)
+    release, meminfo = p.stdout.splitlines()[:2]
+    assert release == guest_release(paths.vmlinuz)
+    kib = int(re.search(r"(\d+) kB", meminfo).group(1))
+    with open("/proc/meminfo") as f:
+        host_kib = int(re.search(r"(\d+) kB", f.readline()).group(1))
+    assert kib <= VM_MIB * 1024 < host_kib, (meminfo, host_kib)
+
+
+def test_events_of_a_run(ctrd):
+    ev = subprocess.Popen(["ctr", "-a", ctrd.sock, "events"], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(1)
+        p = ctrd.run("t4", "true")
+        assert p.returncode == 0, ctrd.describe(["run", "t4"], p)
+        time.sleep(2)
+    finally:
+        ev.terminate()
+        out = ev.communicate(timeout=30)[0]
+    for topic in ("/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"):
+        assert re.search(r"%s\s+%s" % (NS, re.escape(topic)), out), (topic, out)
+
+
+def start_detached(ctrd, cid, *cmd):
+    p = ctrd.ctr("run", "-d", "--snapshotter", SNAPSHOTTER, "--runtime", RUNTIME, IMAGE, cid,
+                 *cmd)
+    assert p.returncode == 0, ctrd.describe(["run", "-d", cid], p)
+
+
+def wait_stopped(ctrd, cid, seconds=60):
+    for _ in range(int(seconds * 5)):
+        out = ctrd.ctr("task", "ls", check=True).stdout
+        if re.search(r"^%s\s+\d+\s+STOPPED" % re.escape(cid), out, re.M):
+            return
+        time.sleep(0.2)
+    pytest.fail("%s did not stop:\n%s\n%s" % (cid, out, ctrd.log_tail()))
+
+
+def remove(ctrd, cid):
+    ctrd.ctr("task", "rm", "-f", cid)
+    ctrd.ctr("container", "rm", cid)
+
+
+def test_exec_ps_metrics_kill(ctrd):
+    start_detached(ctrd, "t5", "sleep", "600")
+    try:
+        p = ctrd.ctr("task", "exec", "--exec-id", "e1", "t5", "echo", "inexec")
+        assert p.returncode == 0 and p.stdout == "inexec\n", ctrd.describe(["exec", "e1"], p)
+        p = ctrd.ctr("task", "exec", "--exec-id", "e2", "t5", "sh", "-c", "exit 5")
+        assert p.returncode == 5, ctrd.describe(["exec", "e2"], p)
+        p = ctrd.ctr("task", "ps", "t5", check=True)
+        pids = [l.split()[0] for l in p.stdout.splitlines()[1:] if l.strip()]
+        assert pids and all(x.isdigit() for x in pids), p.stdout
+        p = ctrd.ctr("task", "metrics", "t5", check=True)
+        assert "memory" in p.stdout and "pids" in p.stdout, p.stdout
+        ctrd.ctr("task", "kill", "-s", "SIGKILL", "t5", check=True)
+        wait_stopped(ctrd, "t5")
+    finally:
+        remove(ctrd, "t5")
+
+
+def test_run_with_a_terminal(ctrd):
+    import fcntl
+    import pty
+    import struct
+    import termios
+    master, slave = pty.openpty()
+    # A sized terminal: ctr passes the size on (ResizePty -> process.resize).
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    p = subprocess.Popen(["ctr", "-a", ctrd.sock, "-n", NS, "run", "--rm", "-t", "--snapshotter",
+                          SNAPSHOTTER, "--runtime", RUNTIME, IMAGE, "t6", "sh", "-c",
+                          "tty; echo term-ok"], stdin=slave, stdout=slave, stderr=slave,
+                         start_new_session=True)
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + LONG
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    rc = p.wait(timeout=60)
+    text = out.decode(errors="replace").replace("\r", "")
+    assert rc == 0 and "term-ok" in text, (rc, text, ctrd.log_tail())
+    assert re.search(r"^/dev/pts/\d+$", text, re.M), text
+
+
+def test_two_tasks_run_in_two_vms(ctrd):
+    start_detached(ctrd, "t7", "sleep", "600")
+    try:
+        start_detached(ctrd, "t8", "sleep", "600")
+        try:
+            ids = []
+            for cid in ("t7", "t8"):
+                p = ctrd.ctr("task", "exec", "--exec-id", "b", cid, "cat",
+                             "/proc/sys/kernel/random/boot_id")
+                assert p.returncode == 0, ctrd.describe(["exec", cid], p)
+                ids.append(p.stdout.strip())
+            assert len(ctrd.shim_pids()) == 2
+            assert ids[0] != ids[1], ids  # two kernels booted: two VMs
+        finally:
+            ctrd.ctr("task", "kill", "-s", "SIGKILL", "t8")
+            wait_stopped(ctrd, "t8")
+            remove(ctrd, "t8")
+    finally:
+        ctrd.ctr("task", "kill", "-s", "SIGKILL", "t7")
+        wait_stopped(ctrd, "t7")
+        remove(ctrd, "t7")
+
+
+def test_nothing_left_after_runs(ctrd):
+    """Each run's shim exited, its VM with it; no mount, no socket."""
+    for _ in range(100):
+        if not ctrd.shim_pids():
+            break
+        time.sleep(0.2)
+    assert ctrd.shim_pids() == []
+    assert [m for m in ctrd.mounts_under() if "/rootfs" in m] == []
+    s = os.path.join(ctrd.d, "s")
+    assert not os.path.isdir(s) or os.listdir(s) == []
+    tasks = ctrd.ctr("tasks", "ls", check=True).stdout.splitlines()[1:]
+    assert tasks == []
+    # containerd stopped: still nothing (the native snapshotter mounts nothing of its own).
+    ctrd.stop()
+    time.sleep(1)
+    assert ctrd.shim_pids() == []
+    assert ctrd.mounts_under() == []
+    assert not os.path.isdir(s) or os.listdir(s) == []
