@@ -20,6 +20,7 @@
 #include "virtio/virtio.h"
 #include "vmm/acpi_pm.h"
 #include "vmm/pci.h"
+#include "vmm/overhead.h"
 #include "vmm/vm.h"
 
 #define UART_PORT 0x3f8
@@ -190,6 +191,7 @@ static int machine_load_kernel(struct machine *m, const struct machine_config *c
 	ret = machine_load_boot_files(cfg, &kernel, &initrd, err, errlen);
 	if (ret)
 		goto out;
+	overhead_mark("kernel and initrd read");
 	plan = malloc(sizeof(*plan));
 	if (!plan) {
 		ret = -ENOMEM;
@@ -211,12 +213,14 @@ static int machine_load_kernel(struct machine *m, const struct machine_config *c
 		snprintf(err, errlen, "cannot load kernel '%s': %s", cfg->kernel, why);
 		goto out;
 	}
+	overhead_mark("boot plan: kernel parsed, tables built");
 	ret = boot_plan_apply(plan, machine_write_guest, mem);
 	if (ret) {
 		snprintf(err, errlen, "cannot write the boot plan into guest RAM: %s",
 			 strerror(-ret));
 		goto out;
 	}
+	overhead_mark("boot plan written into guest RAM");
 	ret = vm_set_boot_regs(m->vm, &plan->regs);
 	if (ret)
 		snprintf(err, errlen, "cannot set the boot registers: %s", strerror(-ret));
@@ -234,6 +238,7 @@ int machine_create(struct machine **out, const struct machine_config *cfg, struc
 	int ret;
 
 	*out = NULL;
+	overhead_mark("configuration (run options, vm.create)");
 	if (cfg->nr_disks < 0 || cfg->nr_disks > MACHINE_MAX_DISKS) {
 		snprintf(err, errlen, "at most %d disks", MACHINE_MAX_DISKS);
 		return -EINVAL;
@@ -275,6 +280,7 @@ int machine_create(struct machine **out, const struct machine_config *cfg, struc
 		snprintf(err, errlen, "cannot create the platform devices: %s", strerror(-ret));
 		goto fail;
 	}
+	overhead_mark("platform devices, PCI bus");
 	if (cfg->firmware) {
 		ret = machine_uefi_setup(m, cfg, err, errlen);
 		if (ret)
@@ -311,6 +317,7 @@ int machine_create(struct machine **out, const struct machine_config *cfg, struc
 			goto fail;
 		m->nr_pmems++;
 	}
+	overhead_mark("virtio devices");
 	*out = m;
 	return 0;
 fail:
@@ -327,16 +334,23 @@ fail:
  */
 int machine_start(struct machine *m)
 {
-	int ret = sandbox_drop_privileges();
+	int ret;
 
+	overhead_mark("devices wired to the event loop");
+	ret = sandbox_drop_privileges();
 	/* Before the vCPU threads exist: they are created inside this domain. */
 	if (!ret)
 		ret = sandbox_landlock();
 	if (ret)
 		return ret;
+	overhead_mark("privileges dropped");
 	vm_set_vcpu_hook(m->vm, sandbox_vcpu_hook, NULL);
 	ret = vm_start(m->vm);
-	return ret ? ret : sandbox_apply(SANDBOX_LOOP);
+	if (!ret)
+		ret = sandbox_apply(SANDBOX_LOOP);
+	if (!ret)
+		overhead_mark("loop thread seccomp filter");
+	return ret;
 }
 
 void machine_destroy(struct machine *m)

@@ -9,6 +9,7 @@
 #include "task.h"
 #include "vmm/kvm.h"
 #include "vmm/log.h"
+#include "vmm/overhead.h"
 
 #ifndef UVM_VERSION
 #define UVM_VERSION "0.1.0"
@@ -43,6 +44,7 @@ int main(int argc, char **argv)
 {
 	const char *lvl = getenv("UVM_LOG");
 
+	overhead_mark("main");
 	if (lvl && strcmp(lvl, "debug") == 0)
 		log_threshold = LOG_DEBUG;
 	else if (lvl && strcmp(lvl, "warn") == 0)

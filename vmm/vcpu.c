@@ -11,6 +11,7 @@
 
 #include "kvm.h"
 #include "log.h"
+#include "overhead.h"
 
 #define VCPU_KICK_SIGNAL SIGUSR1
 
@@ -315,6 +316,8 @@ void *vcpu_thread(void *arg)
 
 	snprintf(name, sizeof(name), "vcpu%d", vcpu->id);
 	pthread_setname_np(pthread_self(), name);
+	if (vcpu->id == 0)
+		overhead_mark("vcpu0 thread running");
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
@@ -323,13 +326,19 @@ void *vcpu_thread(void *arg)
 		vm_request_exit(vcpu->vm, VM_EXIT_ERROR);
 		return NULL;
 	}
+	if (vcpu->id == 0 && vcpu->vm->vcpu_hook)
+		overhead_mark("vcpu0 thread setup (seccomp filter)");
 
 	for (;;) {
 		/* Clear before checking the flags so a kick after the check still lands. */
 		__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 		if (!vcpu_pause_point(vcpu))
 			break;
+		bool first = vcpu->id == 0 && overhead_first_run();
 		long r = kvm_ioctl_raw(vcpu->fd, KVM_RUN, 0);
+
+		if (first)
+			overhead_log_setup(); /* after the run: the figures are taken */
 
 		if (r < 0) {
 			if (r == -EINTR || r == -EAGAIN)

@@ -2,6 +2,7 @@
 #include "vm_priv.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -12,6 +13,7 @@
 #include "log.h"
 #include "mem_priv.h"
 #include "mem_slots.h"
+#include "overhead.h"
 #include "pci.h"
 
 /*
@@ -149,6 +151,7 @@ int vm_create(struct vm **out, const struct vm_config *cfg)
 	ret = vm_routing_init(vm);
 	if (ret)
 		goto fail;
+	overhead_mark("KVM: open, VM, irqchip, PIT");
 
 	ret = mem_create(&vm->mem, cfg->mem_mib << 20);
 	if (ret) {
@@ -156,6 +159,7 @@ int vm_create(struct vm **out, const struct vm_config *cfg)
 		       (unsigned long long)cfg->mem_mib, strerror(-ret));
 		goto fail;
 	}
+	overhead_mark("guest RAM mapped");
 	for (int i = 0; i < vm->mem->nr_regions; i++) {
 		struct mem_region *mr = &vm->mem->regions[i];
 		struct kvm_userspace_memory_region slot = {
@@ -169,6 +173,7 @@ int vm_create(struct vm **out, const struct vm_config *cfg)
 		if (ret < 0)
 			goto fail;
 	}
+	overhead_mark("guest RAM memory slots");
 	ret = bus_create(&vm->pio, "pio");
 	if (ret == 0)
 		ret = bus_create(&vm->mmio, "mmio");
@@ -181,12 +186,14 @@ int vm_create(struct vm **out, const struct vm_config *cfg)
 	ret = vm_slots_init(vm);
 	if (ret)
 		goto fail;
+	overhead_mark("buses, CPUID, runtime slots");
 	vm->nr_vcpus = cfg->nr_cpus;
 	for (int i = 0; i < vm->nr_vcpus; i++) {
 		ret = vcpu_init(vm, &vm->vcpus[i], i);
 		if (ret)
 			goto fail;
 	}
+	overhead_mark("vCPUs created and configured");
 	*out = vm;
 	return 0;
 fail:
@@ -202,14 +209,37 @@ static double vm_seconds_since_start(struct vm *vm)
 	return (now.tv_sec - vm->started_at.tv_sec) + (now.tv_nsec - vm->started_at.tv_nsec) / 1e9;
 }
 
+/* The shim's own memory with the guest's RAM left out (debug; overhead.h). */
+static void vm_log_memory(struct vm *vm)
+{
+	struct overhead_range ex[MEM_MAX_REGIONS];
+	struct overhead_mem m;
+	int n = 0;
+
+	for (int i = 0; i < vm->mem->nr_regions && i < MEM_MAX_REGIONS; i++, n++)
+		ex[n] = (struct overhead_range){
+		    .start = (uintptr_t)vm->mem->regions[i].hva,
+		    .end = (uintptr_t)vm->mem->regions[i].hva + vm->mem->regions[i].size};
+	if (overhead_self_mem(ex, n, &m)) {
+		pr_dbg("overhead", "memory: /proc/self/smaps unreadable");
+		return;
+	}
+	pr_dbg("overhead",
+	       "memory outside guest RAM: private %" PRIu64 " KiB (dirty %" PRIu64
+	       " KiB), RSS %" PRIu64 " KiB; guest RAM resident %" PRIu64 " KiB",
+	       m.private_kib, m.private_dirty_kib, m.rss_kib, m.excluded_rss_kib);
+}
+
 void vm_destroy(struct vm *vm)
 {
 	if (!vm)
 		return;
 	vm_request_exit(vm, VM_EXIT_TERMINATED);
 	vm_join(vm);
-	if (log_threshold >= LOG_DEBUG && vm->started_at.tv_sec)
+	if (log_threshold >= LOG_DEBUG && vm->started_at.tv_sec) {
 		exit_stats_log(vm->exits, vm_seconds_since_start(vm));
+		vm_log_memory(vm);
+	}
 	for (int i = 0; i < VM_MAX_VCPUS; i++)
 		vcpu_fini(&vm->vcpus[i]);
 	bus_destroy(vm->pio);
@@ -306,6 +336,7 @@ int vm_start(struct vm *vm)
 		}
 		v->started = true;
 	}
+	overhead_mark("vCPU threads created");
 	return 0;
 }
 
