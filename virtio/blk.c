@@ -337,6 +337,7 @@ static int process_queue(struct blk_dev *blk, int qi, bool arm)
 		}
 		last = &c->iov[c->nr_out + c->nr_in - 1];
 		req->status = (uint8_t *)last->iov_base + last->iov_len - 1;
+		req->bq = bq; /* set here, not at creation: a slot's pages stay untouched till used */
 		req->head = c->head;
 		req->used_len = 1;
 		req->busy = true;
@@ -461,8 +462,10 @@ static void blk_reset(struct virtio_dev *vdev)
 		blk_backend_reap(blk->backend, true);
 	for (int q = 0; q < blk->nr_queues; q++) {
 		blk->queues[q].pushed = false;
+		/* Read before writing: a slot never used stays off the resident set. */
 		for (int i = 0; i < BLK_QUEUE_SIZE; i++)
-			blk->queues[q].reqs[i].busy = false;
+			if (blk->queues[q].reqs[i].busy)
+				blk->queues[q].reqs[i].busy = false;
 	}
 }
 
@@ -535,7 +538,10 @@ int virtio_blk_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop *
 
 	if (!cfg->path)
 		return -EINVAL;
-	/* Each queue costs about 1 MiB of request slots; the guest maps more CPUs onto fewer. */
+	/*
+	 * Each queue has about 1 MiB of request slots, left untouched (not resident)
+	 * until the guest uses their heads; the guest maps more CPUs onto fewer queues.
+	 */
 	if (nq > BLK_MAX_QUEUES)
 		nq = BLK_MAX_QUEUES;
 	blk = calloc(1, sizeof(*blk));
@@ -557,8 +563,6 @@ int virtio_blk_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop *
 	for (int q = 0; q < nq; q++) {
 		blk->queues[q].blk = blk;
 		blk->queues[q].index = q;
-		for (int i = 0; i < BLK_QUEUE_SIZE; i++)
-			blk->queues[q].reqs[i].bq = &blk->queues[q];
 	}
 
 	/* Through the opener once the sandbox is up (vmm/host_open.h). */
