@@ -61,6 +61,14 @@ int sandbox_apply(enum sandbox_class cls) __attribute__((warn_unused_result));
 /* Same with an explicit action, whatever the process setting (tests). */
 int sandbox_apply_action(enum sandbox_class cls, enum sandbox_action act)
     __attribute__((warn_unused_result));
+/*
+ * Compiles the class's filter now, for the process setting, so that later
+ * sandbox_apply calls for it install the program without building it (one
+ * seccomp() call; no libseccomp allocation on the applying thread). Call on
+ * an unfiltered thread, before the threads that apply it start. No-op when
+ * the sandbox is off.
+ */
+int sandbox_prepare(enum sandbox_class cls) __attribute__((warn_unused_result));
 /* vm_set_vcpu_hook callback: SANDBOX_VCPU on the calling vCPU thread. */
 int sandbox_vcpu_hook(void *opaque, int vcpu_id);
 

@@ -344,6 +344,11 @@ int machine_start(struct machine *m)
 	if (ret)
 		return ret;
 	overhead_mark("privileges dropped");
+	/* Built once here, installed by each vCPU with one call (docs/vmm.md "Overhead"). */
+	ret = sandbox_prepare(SANDBOX_VCPU);
+	if (ret)
+		return ret;
+	overhead_mark("vCPU seccomp filter compiled");
 	vm_set_vcpu_hook(m->vm, sandbox_vcpu_hook, NULL);
 	ret = vm_start(m->vm);
 	if (!ret)
