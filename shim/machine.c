@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -353,8 +354,15 @@ int machine_start(struct machine *m)
 	ret = vm_start(m->vm);
 	if (!ret)
 		ret = sandbox_apply(SANDBOX_LOOP);
-	if (!ret)
+	if (!ret) {
 		overhead_mark("loop thread seccomp filter");
+		/*
+		 * Setup's temporaries (libseccomp's compilation, the boot plan's
+		 * parsing) are freed but their heap pages stay resident: hand them back.
+		 */
+		malloc_trim(0);
+		overhead_mark("heap trimmed");
+	}
 	return ret;
 }
 
