@@ -52,6 +52,11 @@ struct vm {
 	struct kvm_irq_routing *routing;
 	unsigned char gsi_used[VM_GSI_MAX];
 
+	/* Guest RAM's KVM slots, set on their own thread while setup goes on (vm.c). */
+	pthread_t ram_slots_thread;
+	bool ram_slots_pending;
+	int ram_slots_ret;
+
 	/* Runs on each vCPU thread before its first KVM_RUN (vm_set_vcpu_hook). */
 	int (*vcpu_hook)(void *opaque, int id);
 	void *vcpu_hook_opaque;
