@@ -25,7 +25,8 @@ int boot_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
 /*
  * The plan's buffer for guest [gpa, gpa + len), which must lie below 1 MiB
  * (NULL otherwise); its pages are marked to be written when the plan is
- * applied.
+ * applied. A page reads as zeros the first time it is handed out after a
+ * reset (it is cleared then); later calls see what earlier ones wrote.
  */
 uint8_t *boot_low(struct boot_plan *plan, uint64_t gpa, uint64_t len);
 
