@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "vmm/log.h"
+#include "vmm/thread.h"
 
 #define P9_POOL_MAX 16
 
@@ -82,7 +83,7 @@ int p9_pool_create(int nr, int (*thread_init)(void *opaque), void *opaque, struc
 	for (int i = 0; i < nr; i++) {
 		char name[16];
 
-		err = -pthread_create(&pool->threads[i], NULL, pool_main, pool);
+		err = thread_create(&pool->threads[i], THREAD_STACK_WORKER, pool_main, pool);
 		if (err) {
 			p9_pool_destroy(pool);
 			return err;

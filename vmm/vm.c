@@ -15,6 +15,7 @@
 #include "mem_slots.h"
 #include "overhead.h"
 #include "pci.h"
+#include "thread.h"
 
 /*
  * KVM's private pages (VMX only): below 0xFF000000, where QEMU puts them, so a
@@ -198,7 +199,7 @@ int vm_create(struct vm **out, const struct vm_config *cfg)
 	}
 	overhead_mark("guest RAM mapped");
 	/* Nothing before vm_start needs the slots: loading writes RAM through its mapping. */
-	if (pthread_create(&vm->ram_slots_thread, NULL, vm_ram_slots_main, vm) == 0) {
+	if (thread_create(&vm->ram_slots_thread, THREAD_STACK_SMALL, vm_ram_slots_main, vm) == 0) {
 		vm->ram_slots_pending = true;
 	} else {
 		vm_ram_slots_main(vm);
@@ -368,12 +369,11 @@ int vm_start(struct vm *vm)
 	clock_gettime(CLOCK_MONOTONIC, &vm->started_at);
 	for (int i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
-		int ret = pthread_create(&v->thread, NULL, vcpu_thread, v);
-
+		ret = thread_create(&v->thread, THREAD_STACK_WORKER, vcpu_thread, v);
 		if (ret) {
-			pr_err("vm", "cannot start vcpu%d: %s", i, strerror(ret));
+			pr_err("vm", "cannot start vcpu%d: %s", i, strerror(-ret));
 			vm_request_exit(vm, VM_EXIT_ERROR);
-			return -ret;
+			return ret;
 		}
 		v->started = true;
 	}
