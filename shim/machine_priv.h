@@ -2,6 +2,7 @@
 #ifndef SHIM_MACHINE_PRIV_H
 #define SHIM_MACHINE_PRIV_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -10,9 +11,14 @@
 struct loaded_file {
 	uint8_t *data;
 	size_t size;
+	bool mapped; /* a private mapping of the file, else a malloc'd copy */
 };
 
-/* Reads a whole regular, non-empty file of at most limit bytes; err names what and path. */
+/*
+ * A whole regular, non-empty file of at most limit bytes: mapped privately
+ * (writable, copy on write) on a local filesystem, read into a buffer on a
+ * network one; err names what and path.
+ */
 int machine_load_file(const char *path, const char *what, size_t limit, struct loaded_file *lf,
 		      char *err, size_t errlen) __attribute__((warn_unused_result));
 void machine_unload_file(struct loaded_file *lf);

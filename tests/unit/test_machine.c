@@ -1,4 +1,7 @@
-/* shim/machine.c without a VM: the default guest's files and the one kernel command line. */
+/*
+ * shim/machine.c without a VM: the default guest's files, the one kernel command
+ * line, and loading a file (mapped on a local filesystem).
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -14,6 +17,7 @@
 
 #include "boot/boot.h"
 #include "shim/machine.h"
+#include "shim/machine_priv.h"
 
 static void test_cmdline(void **state)
 {
@@ -66,11 +70,55 @@ static void test_default_guest(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+static void test_load_file(void **state)
+{
+	char dir[] = "/tmp/test_machine_XXXXXX", path[300], err[256], cmd[300];
+	struct loaded_file lf;
+	FILE *f;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/kernel", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	for (int i = 0; i < 10000; i++)
+		fputc(i & 0xff, f);
+	fclose(f);
+	assert_int_equal(machine_load_file(path, "kernel", 1 << 20, &lf, err, sizeof(err)), 0);
+	assert_int_equal(lf.size, 10000);
+	assert_true(lf.mapped); /* /tmp is local (tmpfs or disk) */
+	for (int i = 0; i < 10000; i++)
+		assert_int_equal(lf.data[i], i & 0xff);
+	lf.data[0] ^= 0xff; /* private: the file keeps its byte */
+	machine_unload_file(&lf);
+	assert_null(lf.data);
+	assert_int_equal(machine_load_file(path, "kernel", 1 << 20, &lf, err, sizeof(err)), 0);
+	assert_int_equal(lf.data[0], 0);
+	machine_unload_file(&lf);
+	/* Larger than the limit, empty, missing, a directory: refused with the name. */
+	assert_int_equal(machine_load_file(path, "kernel", 9999, &lf, err, sizeof(err)), -E2BIG);
+	assert_non_null(strstr(err, "larger than guest memory"));
+	assert_int_equal(machine_load_file(dir, "initrd", 1 << 20, &lf, err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "initrd"));
+	touch(dir, "empty");
+	snprintf(path, sizeof(path), "%s/empty", dir);
+	assert_int_equal(machine_load_file(path, "kernel", 1 << 20, &lf, err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "is empty"));
+	snprintf(path, sizeof(path), "%s/missing", dir);
+	assert_int_equal(machine_load_file(path, "kernel", 1 << 20, &lf, err, sizeof(err)),
+			 -ENOENT);
+	assert_null(lf.data);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_cmdline),
 	    cmocka_unit_test(test_default_guest),
+	    cmocka_unit_test(test_load_file),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
