@@ -141,6 +141,8 @@ int overhead_smaps_sum(const char *text, const struct overhead_range *ex, int nr
 		} else if (!excluded && smaps_field(line, "Private_Dirty", &kib)) {
 			out->private_kib += kib;
 			out->private_dirty_kib += kib;
+		} else if (!excluded && smaps_field(line, "Anonymous", &kib)) {
+			out->anon_kib += kib;
 		}
 		line = nl ? nl + 1 : NULL;
 	}

@@ -36,6 +36,13 @@ struct overhead_mem {
 	uint64_t rss_kib;	    /* resident, outside the excluded ranges */
 	uint64_t private_kib;	    /* Private_Clean + Private_Dirty, outside them */
 	uint64_t private_dirty_kib; /* Private_Dirty, outside them */
+	/*
+	 * Anonymous, outside them: memory that is this process's alone (heap,
+	 * stacks, copied-on-write pages), not page cache another process could
+	 * share. Private_Dirty also counts a file's dirty page cache pages that
+	 * only this process maps (a freshly linked binary, before writeback).
+	 */
+	uint64_t anon_kib;
 	uint64_t excluded_rss_kib;  /* resident inside them (guest RAM the guest touched) */
 };
 

@@ -259,9 +259,10 @@ static void vm_log_memory(struct vm *vm)
 		return;
 	}
 	pr_dbg("overhead",
-	       "memory outside guest RAM: private %" PRIu64 " KiB (dirty %" PRIu64
-	       " KiB), RSS %" PRIu64 " KiB; guest RAM resident %" PRIu64 " KiB",
-	       m.private_kib, m.private_dirty_kib, m.rss_kib, m.excluded_rss_kib);
+	       "memory outside guest RAM: anonymous %" PRIu64 " KiB, private %" PRIu64
+	       " KiB (dirty %" PRIu64 " KiB), RSS %" PRIu64 " KiB; guest RAM resident %" PRIu64
+	       " KiB",
+	       m.anon_kib, m.private_kib, m.private_dirty_kib, m.rss_kib, m.excluded_rss_kib);
 }
 
 void vm_destroy(struct vm *vm)

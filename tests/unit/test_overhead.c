@@ -18,16 +18,20 @@ static const char smaps[] =
     "Rss:                  32 kB\n"
     "Private_Clean:         8 kB\n"
     "Private_Dirty:         0 kB\n"
+    "Anonymous:             0 kB\n"
     "VmFlags: rd ex mr mw me\n"
     "7f0000000000-7f0008000000 rw-p 00000000 00:00 0\n"
     "Size:             131072 kB\n"
     "Rss:                4096 kB\n"
     "Private_Clean:         0 kB\n"
     "Private_Dirty:      4096 kB\n"
+    "Anonymous:          4096 kB\n"
+    "AnonHugePages:      4096 kB\n"
     "7f0008000000-7f0008021000 rw-p 00000000 00:00 0 \n"
     "Rss:                 100 kB\n"
     "Private_Clean:         4 kB\n"
     "Private_Dirty:        96 kB\n"
+    "Anonymous:            92 kB\n"
     "Private_Hugetlb:     999 kB\n";
 
 static void test_sum_all(void **state)
@@ -38,6 +42,7 @@ static void test_sum_all(void **state)
 	assert_int_equal(m.rss_kib, 32 + 4096 + 100);
 	assert_int_equal(m.private_kib, 8 + 4096 + 4 + 96); /* not Private_Hugetlb */
 	assert_int_equal(m.private_dirty_kib, 4096 + 96);
+	assert_int_equal(m.anon_kib, 4096 + 92); /* not AnonHugePages */
 	assert_int_equal(m.excluded_rss_kib, 0);
 }
 
@@ -51,6 +56,7 @@ static void test_guest_ram_left_out(void **state)
 	assert_int_equal(m.rss_kib, 32 + 100);
 	assert_int_equal(m.private_kib, 8 + 4 + 96);
 	assert_int_equal(m.private_dirty_kib, 96);
+	assert_int_equal(m.anon_kib, 92);
 	assert_int_equal(m.excluded_rss_kib, 4096);
 }
 
@@ -80,6 +86,7 @@ static void test_self(void **state)
 	/* The touched 8 MiB count in one and not in the other (ASan's shadow moves a little). */
 	assert_true(with.private_dirty_kib >= without.private_dirty_kib + 8000);
 	assert_true(without.excluded_rss_kib >= 8192);
+	assert_true(with.anon_kib >= without.anon_kib + 8000);
 	munmap(p, len);
 }
 
