@@ -11,6 +11,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -302,6 +303,72 @@ static void test_kill_takes_the_whole_process(void **state)
 	assert_killed_by_sigsys(st);
 }
 
+/* A vCPU thread with the program sandbox_prepare compiled on the main thread. */
+static void *prepared_vcpu(void *arg)
+{
+	int *res = arg;
+
+	*res = sandbox_apply(SANDBOX_VCPU) ? CHILD_SETUP_FAILED : child_time_conversion();
+	if (!*res)
+		*res = child_write_then_inet(); /* dies of SIGSYS after the write */
+	return NULL;
+}
+
+static void prepared_child(bool refork)
+{
+	pthread_t t;
+	int res = CHILD_SETUP_FAILED;
+
+	sandbox_configure(false);
+	if (sandbox_prepare(SANDBOX_VCPU))
+		_exit(CHILD_SETUP_FAILED);
+	if (refork) {
+		/* Another pid: the prepared program's tgkill rule names the parent; built anew. */
+		pid_t pid = fork();
+		int st;
+
+		if (pid < 0)
+			_exit(CHILD_SETUP_FAILED);
+		if (pid) {
+			if (waitpid(pid, &st, 0) != pid || !WIFSIGNALED(st))
+				_exit(CHILD_SURVIVED);
+			_exit(0);
+		}
+	}
+	if (pthread_create(&t, NULL, prepared_vcpu, &res) || pthread_join(t, NULL))
+		_exit(CHILD_SETUP_FAILED);
+	_exit(res);
+}
+
+static void test_prepared_filter_is_the_same_list(void **state)
+{
+	char c = 0;
+	pid_t pid;
+	int st;
+
+	(void)state;
+	assert_int_equal(pipe(pipe_fds), 0);
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		prepared_child(false);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_killed_by_sigsys(st);
+	assert_int_equal(read(pipe_fds[0], &c, 1), 1);
+	/* Prepared in one process, applied in its forked child: the child's own filter. */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		prepared_child(true);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_exited_ok(st); /* the grandchild died of SIGSYS after its write */
+	assert_int_equal(read(pipe_fds[0], &c, 1), 1);
+	assert_int_equal(c, 'x');
+	close(pipe_fds[0]);
+	close(pipe_fds[1]);
+}
+
 static void test_log_mode_lets_the_call_run(void **state)
 {
 	(void)state;
@@ -478,6 +545,7 @@ int main(void)
 	    cmocka_unit_test(test_no_executable_mappings),
 	    cmocka_unit_test(test_vcpu_time_conversion),
 	    cmocka_unit_test(test_kill_takes_the_whole_process),
+	    cmocka_unit_test(test_prepared_filter_is_the_same_list),
 	    cmocka_unit_test(test_log_mode_lets_the_call_run),
 	    cmocka_unit_test(test_trap_mode_names_the_call),
 	    cmocka_unit_test(test_off_installs_nothing),
