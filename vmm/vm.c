@@ -102,18 +102,65 @@ static int vm_slots_init(struct vm *vm)
 }
 
 /*
- * Guest RAM's KVM slots. KVM_SET_USER_MEMORY_REGION mostly waits (an SRCU
- * grace period): 4-10 ms of wall time and 0.1 ms of CPU on the PVM machines,
- * the longest phase of setup (docs/vmm.md "Overhead"). So it runs on a thread
- * of its own while the kernel is loaded and the devices are built;
- * vm_ram_slots_wait joins it before any vCPU runs.
+ * Two setup calls mostly wait in the kernel: KVM_SET_USER_MEMORY_REGION for
+ * guest RAM (an SRCU grace period: 2.6-10 ms of wall time for 0.1 ms of CPU
+ * on this project's PVM machines) and KVM_CREATE_PIT2 (it starts the PIT's
+ * kernel worker thread: 1.6-3.4 ms). Nothing before the vCPUs run needs
+ * either (the loader writes RAM through its mapping), so each runs on a
+ * thread of its own while the kernel is loaded and the devices are built,
+ * and vm_start joins them (docs/vmm.md "Overhead").
  */
-static void *vm_ram_slots_main(void *arg)
+static void *vm_job_main(void *arg)
 {
-	struct vm *vm = arg;
+	struct vm_job *job = arg;
+
+	pthread_setname_np(pthread_self(), job->name);
+	job->ret = job->fn(job->vm);
+	return NULL;
+}
+
+/* Starts fn on a thread; runs it here if no thread can be made. */
+static int vm_job_start(struct vm *vm, int which, const char *name, int (*fn)(struct vm *))
+{
+	struct vm_job *job = &vm->jobs[which];
+
+	*job = (struct vm_job){.vm = vm, .name = name, .fn = fn};
+	if (thread_create(&job->thread, THREAD_STACK_SMALL, vm_job_main, job) == 0) {
+		job->pending = true;
+		return 0;
+	}
+	job->ret = fn(vm);
+	return job->ret;
+}
+
+/* Joins every job; the first failure's -errno. */
+static int vm_jobs_wait(struct vm *vm)
+{
 	int ret = 0;
 
-	pthread_setname_np(pthread_self(), "ram-slots");
+	for (int i = 0; i < VM_NR_JOBS; i++) {
+		if (vm->jobs[i].pending) {
+			pthread_join(vm->jobs[i].thread, NULL);
+			vm->jobs[i].pending = false;
+		}
+		if (!ret)
+			ret = vm->jobs[i].ret;
+	}
+	return ret;
+}
+
+static int vm_create_pit(struct vm *vm)
+{
+	struct kvm_pit_config pit = {.flags = 0};
+	long r = kvm_ioctl_ptr(vm->vm_fd, KVM_CREATE_PIT2, &pit, NULL);
+
+	return r < 0 ? (int)r : 0;
+}
+
+static int vm_ram_slots(struct vm *vm)
+{
+	int ret = 0;
+
 	for (int i = 0; i < vm->mem->nr_regions && ret >= 0; i++) {
 		struct mem_region *mr = &vm->mem->regions[i];
 		struct kvm_userspace_memory_region slot = {
@@ -125,22 +172,11 @@ static void *vm_ram_slots_main(void *arg)
 
 		ret = kvm_ioctl_ptr(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot, "(guest RAM)");
 	}
-	vm->ram_slots_ret = ret < 0 ? ret : 0;
-	return NULL;
-}
-
-static int vm_ram_slots_wait(struct vm *vm)
-{
-	if (vm->ram_slots_pending) {
-		pthread_join(vm->ram_slots_thread, NULL);
-		vm->ram_slots_pending = false;
-	}
-	return vm->ram_slots_ret;
+	return ret < 0 ? ret : 0;
 }
 
 int vm_create(struct vm **out, const struct vm_config *cfg)
 {
-	struct kvm_pit_config pit = {.flags = 0};
 	char err[256];
 	struct vm *vm;
 	int ret;
@@ -183,13 +219,15 @@ int vm_create(struct vm **out, const struct vm_config *cfg)
 	uint64_t idmap = IDENTITY_MAP_ADDR;
 	if ((ret = kvm_ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, TSS_ADDR, NULL)) < 0 ||
 	    (ret = kvm_ioctl_ptr(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap, NULL)) < 0 ||
-	    (ret = kvm_ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0, NULL)) < 0 ||
-	    (ret = kvm_ioctl_ptr(vm->vm_fd, KVM_CREATE_PIT2, &pit, NULL)) < 0)
+	    (ret = kvm_ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0, NULL)) < 0)
+		goto fail;
+	ret = vm_job_start(vm, VM_JOB_PIT, "kvm-pit", vm_create_pit);
+	if (ret)
 		goto fail;
 	ret = vm_routing_init(vm);
 	if (ret)
 		goto fail;
-	overhead_mark("KVM: open, VM, irqchip, PIT");
+	overhead_mark("KVM: open, VM, irqchip (PIT started)");
 
 	ret = mem_create(&vm->mem, cfg->mem_mib << 20);
 	if (ret) {
@@ -198,15 +236,9 @@ int vm_create(struct vm **out, const struct vm_config *cfg)
 		goto fail;
 	}
 	overhead_mark("guest RAM mapped");
-	/* Nothing before vm_start needs the slots: loading writes RAM through its mapping. */
-	if (thread_create(&vm->ram_slots_thread, THREAD_STACK_SMALL, vm_ram_slots_main, vm) == 0) {
-		vm->ram_slots_pending = true;
-	} else {
-		vm_ram_slots_main(vm);
-		ret = vm->ram_slots_ret;
-		if (ret < 0)
-			goto fail;
-	}
+	ret = vm_job_start(vm, VM_JOB_RAM_SLOTS, "ram-slots", vm_ram_slots);
+	if (ret)
+		goto fail;
 	overhead_mark("guest RAM memory slots started");
 	ret = bus_create(&vm->pio, "pio");
 	if (ret == 0)
@@ -271,7 +303,7 @@ void vm_destroy(struct vm *vm)
 		return;
 	vm_request_exit(vm, VM_EXIT_TERMINATED);
 	vm_join(vm);
-	vm_ram_slots_wait(vm);
+	vm_jobs_wait(vm);
 	if (log_threshold >= LOG_DEBUG && vm->started_at.tv_sec) {
 		exit_stats_log(vm->exits, vm_seconds_since_start(vm));
 		vm_log_memory(vm);
@@ -360,13 +392,13 @@ void vm_set_vcpu_hook(struct vm *vm, int (*fn)(void *opaque, int id), void *opaq
 
 int vm_start(struct vm *vm)
 {
-	int ret = vm_ram_slots_wait(vm);
+	int ret = vm_jobs_wait(vm);
 
 	if (ret) {
-		pr_err("vm", "guest RAM has no KVM memory slot: %s", strerror(-ret));
+		pr_err("vm", "KVM setup (PIT or guest RAM slots) failed: %s", strerror(-ret));
 		return ret;
 	}
-	overhead_mark("guest RAM memory slots joined");
+	overhead_mark("PIT and guest RAM slots joined");
 	clock_gettime(CLOCK_MONOTONIC, &vm->started_at);
 	for (int i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];

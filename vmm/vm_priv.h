@@ -15,6 +15,18 @@
 /* Routing entries: PIC pins 0-15 but 2, every IOAPIC pin, one MSI per GSI above them. */
 #define VM_ROUTES_MAX (15 + VM_IOAPIC_PINS + (VM_GSI_MAX - VM_IOAPIC_PINS))
 
+/* A KVM call made on a thread of its own during setup, joined before the vCPUs run. */
+struct vm_job {
+	struct vm *vm;
+	const char *name; /* the thread's name */
+	int (*fn)(struct vm *vm);
+	pthread_t thread;
+	bool pending; /* started, not joined */
+	int ret;
+};
+
+enum { VM_JOB_PIT, VM_JOB_RAM_SLOTS, VM_NR_JOBS };
+
 struct vcpu {
 	struct vm *vm;
 	int id;
@@ -52,10 +64,8 @@ struct vm {
 	struct kvm_irq_routing *routing;
 	unsigned char gsi_used[VM_GSI_MAX];
 
-	/* Guest RAM's KVM slots, set on their own thread while setup goes on (vm.c). */
-	pthread_t ram_slots_thread;
-	bool ram_slots_pending;
-	int ram_slots_ret;
+	/* KVM setup calls that mostly wait, each on a thread while setup goes on (vm.c). */
+	struct vm_job jobs[VM_NR_JOBS];
 
 	/* Runs on each vCPU thread before its first KVM_RUN (vm_set_vcpu_hook). */
 	int (*vcpu_hook)(void *opaque, int id);
