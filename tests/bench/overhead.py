@@ -255,7 +255,8 @@ def main():
     ap.add_argument("--mode", choices=("setup", "boot"), default="setup")
     ap.add_argument("--runs", type=int, default=11)
     ap.add_argument("--memory-runs", type=int, default=3)
-    ap.add_argument("--memory", type=int, default=128, help="guest RAM, MiB")
+    ap.add_argument("--memory", type=int,
+                    help="guest RAM, MiB (default: 128 for setup, 512 for boot, as bench-boot)")
     ap.add_argument("--shim", help="the uvm-shim binary (default: build/uvm-shim)")
     ap.add_argument("--other-shim", help="another uvm-shim build, run as a VMM of its own "
                     "(uvm-shim-other, added to --vmms) to compare two builds")
@@ -272,6 +273,8 @@ def main():
         OTHER_SHIM = os.path.abspath(args.other_shim)
         vmms.insert(1, "uvm-shim-other")
     args.memory_runs = min(args.memory_runs, args.runs)
+    if args.memory is None:
+        args.memory = 512 if args.mode == "boot" else 128
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         die("no usable /dev/kvm")
     (mode_boot if args.mode == "boot" else mode_setup)(args, vmms)
