@@ -396,7 +396,7 @@ int machine_start(struct machine *m)
 		ret = sandbox_landlock();
 	if (ret)
 		return ret;
-	overhead_mark("privileges dropped");
+	overhead_mark("privileges dropped, Landlock domain");
 	/* Built once here, installed by each vCPU with one call (docs/vmm.md "Overhead"). */
 	ret = sandbox_prepare(SANDBOX_VCPU);
 	if (ret)
