@@ -16,19 +16,9 @@
 static ssize_t cg_read(const char *id, const char *file, char *buf, size_t len)
 {
 	char p[PATH_MAX];
-	ssize_t n;
-	int fd;
 
 	snprintf(p, sizeof(p), "%s/%s/%s", GCS_CTR_CGROUP, id, file);
-	fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, len - 1);
-	close(fd);
-	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
-	return n;
+	return gcs_read_file(p, buf, len);
 }
 
 /* A one-number file ("max" is -1); -2 when it cannot be read. */

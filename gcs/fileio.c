@@ -24,7 +24,7 @@ int gcs_write_str(const char *path, const char *s)
 	return ret;
 }
 
-int gcs_read_line(const char *path, char *buf, size_t len)
+ssize_t gcs_read_file(const char *path, char *buf, size_t len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	ssize_t n;
@@ -36,6 +36,15 @@ int gcs_read_line(const char *path, char *buf, size_t len)
 	if (n < 0)
 		return -errno;
 	buf[n] = '\0';
+	return n;
+}
+
+int gcs_read_line(const char *path, char *buf, size_t len)
+{
+	ssize_t n = gcs_read_file(path, buf, len);
+
+	if (n < 0)
+		return (int)n;
 	buf[strcspn(buf, "\n")] = '\0';
 	return 0;
 }

@@ -150,6 +150,8 @@ const char *gcs_sysfs(void);
 bool gcs_storage_stopping(void); /* the bridge is ending: waits give up */
 int gcs_write_str(const char *path, const char *s);
 int gcs_read_line(const char *path, char *buf, size_t len);
+/* Up to len - 1 bytes of a file, NUL-terminated: the count or -errno. */
+ssize_t gcs_read_file(const char *path, char *buf, size_t len);
 long gcs_now_ms(void);
 void gcs_sleep_ms(long ms);
 /* /dev/<name> for /sys/block/<name> (made with mknod if devtmpfs lacks it). */
