@@ -189,9 +189,9 @@ int gcs_crun_result(const char *dir, const char *verb, int status, char *err, si
 
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
-	snprintf(log, sizeof(log), "%s/crun.log", dir);
 	snprintf(err, errlen, "crun %s failed (%d)", verb, gcs_exit_code(status));
-	crun_message(log, err, errlen);
+	if (snprintf(log, sizeof(log), "%s/crun.log", dir) < (int)sizeof(log))
+		crun_message(log, err, errlen);
 	return -EIO;
 }
 

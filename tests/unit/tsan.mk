@@ -14,6 +14,9 @@ TSAN_OBJS     := $(LIB_SRCS:%.c=$(BUILD)/tsan/obj/%.o)
 TSAN_SKIP     := test_seccomp test_p9_sandbox test_stacks test_gcs_stacks
 TSAN_BINS     := $(filter-out $(TSAN_SKIP:%=$(BUILD)/tsan/tests/%),$(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tsan/tests/%))
 
+# Objects may include containerd's generated headers (Makefile: PROTO_GEN).
+$(TSAN_OBJS): | $(PROTO_GEN:.c=.h)
+
 $(BUILD)/tsan/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC-TSAN $<"
