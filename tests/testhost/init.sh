@@ -43,6 +43,11 @@ cp /results/cmd $R/tmp/.testhost/cmd
 stty -F /dev/ttyS1 raw -echo
 stty -F /dev/ttyS2 raw -echo
 [ -e /dev/kvm ] || log "no /dev/kvm (nested SVM unavailable)"
+# One idle VM held open for the whole run, so VMs coming and going do not
+# patch this kernel's text (tests/testhost/kvm-keeper, docs/testing.md).
+if [ -e /dev/kvm ] && [ -n "$TESTHOST_KEEPER" ]; then
+	chroot $R /usr/bin/python3 "$TESTHOST_KEEPER" </dev/null >/dev/null 2>/dev/ttyS0 &
+fi
 echo up >/results/up
 # A heartbeat for tests/testhost/run: when this test host stops scheduling
 # (seen: both vCPUs wedged, sometimes without any lockup report), the file
