@@ -246,6 +246,8 @@ static void m_vm_capabilities(void *opaque, struct ctl_req *req)
 	cJSON_AddItemToArray(ev, cJSON_CreateString("container.exited"));
 	cJSON_AddItemToArray(ev, cJSON_CreateString("container.oom"));
 	cJSON_AddNumberToObject(r, "max_line", CTL_LINE_MAX);
+	/* Boot forms vm.create takes: kernel (bzImage or PVH ELF) and uefi (firmware). */
+	cJSON_AddItemToObject(r, "boot", cJSON_CreateStringArray((const char *[]){"direct", "uefi"}, 2));
 	ctl_req_result(req, r);
 }
 

@@ -10,6 +10,7 @@
 
 #include "boot/boot.h"
 #include "shim/nic.h"
+#include "shim/uefi_params.h"
 #include "vmm/vm.h"
 
 const char run_usage[] =
@@ -22,6 +23,10 @@ const char run_usage[] =
     "  --firmware PATH     boot through UEFI firmware (Debian's /usr/share/ovmf/OVMF.fd):\n"
     "                      it starts the kernel (a bzImage with an EFI stub; default: the\n"
     "                      default guest's vmlinuz) from fw_cfg; at most 2816 MiB of memory\n"
+    "  --efi-dir DIR, --efi-path REL [--efi-initrd REL] [--efi-args STR]\n"
+    "                      with --firmware: the firmware starts DIR/REL (a kernel with an\n"
+    "                      EFI stub), both resolved beneath DIR, with STR appended to the\n"
+    "                      base command line (hcsshim's SetUEFIBoot form)\n"
     "  --cmdline STR       extra kernel command line, appended to the base\n"
     "                      (console=ttyS0 quiet reboot=k panic=-1, i8042 quirks);\n"
     "                      add loglevel=7 to see the kernel's boot messages\n"
@@ -310,7 +315,9 @@ int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t 
 			snprintf(name, sizeof(name), "%s", arg);
 		}
 		if (strcmp(name, "--kernel") && strcmp(name, "--initrd") &&
-		    strcmp(name, "--firmware") &&
+		    strcmp(name, "--firmware") && strcmp(name, "--efi-dir") &&
+		    strcmp(name, "--efi-path") && strcmp(name, "--efi-initrd") &&
+		    strcmp(name, "--efi-args") &&
 		    strcmp(name, "--cmdline") && strcmp(name, "--cpus") &&
 		    strcmp(name, "--memory") && strcmp(name, "--console") &&
 		    strcmp(name, "--disk") && strcmp(name, "--pmem") && strcmp(name, "--share") &&
@@ -331,6 +338,14 @@ int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t 
 			o->initrd = val;
 		} else if (strcmp(name, "--firmware") == 0) {
 			o->firmware = val;
+		} else if (strcmp(name, "--efi-dir") == 0) {
+			o->efi_dir = val;
+		} else if (strcmp(name, "--efi-path") == 0) {
+			o->efi_path = val;
+		} else if (strcmp(name, "--efi-initrd") == 0) {
+			o->efi_initrd = val;
+		} else if (strcmp(name, "--efi-args") == 0) {
+			o->efi_args = val;
 		} else if (strcmp(name, "--cmdline") == 0) {
 			o->cmdline = val;
 		} else if (strcmp(name, "--cpus") == 0) {
@@ -399,13 +414,39 @@ int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t 
 				return ret;
 		}
 	}
+	if (o->initrd && !o->kernel) {
+		snprintf(err, errlen, "--initrd needs --kernel");
+		return -EINVAL;
+	}
+	if (o->efi_dir || o->efi_path || o->efi_initrd || o->efi_args) {
+		char e[CTL_ERRLEN];
+
+		if (!o->firmware) {
+			snprintf(err, errlen, "--efi-* options need --firmware");
+			return -EINVAL;
+		}
+		if (o->kernel || o->initrd || o->cmdline) {
+			snprintf(err, errlen, "--efi-* options exclude --%s",
+				 o->kernel ? "kernel" : o->initrd ? "initrd" : "cmdline");
+			return -EINVAL;
+		}
+		if (!o->efi_dir || !o->efi_path) {
+			snprintf(err, errlen, "%s is missing (the EFI application is DIR/REL)",
+				 o->efi_dir ? "--efi-path" : "--efi-dir");
+			return -EINVAL;
+		}
+		if (uefi_resolve_app(o->efi_dir, o->efi_path, o->efi_initrd, uefi_cli_names,
+				     o->efi_kernel_buf, o->efi_initrd_buf, e)) {
+			snprintf(err, errlen, "%s", e);
+			return -EINVAL;
+		}
+		o->kernel = o->efi_kernel_buf;
+		o->initrd = o->efi_initrd ? o->efi_initrd_buf : NULL;
+		o->cmdline = o->efi_args;
+	}
 	if (o->cmdline && strlen(o->cmdline) > BOOT_CMDLINE_MAX) {
 		snprintf(err, errlen, "--cmdline is %zu bytes, over the limit of %d",
 			 strlen(o->cmdline), BOOT_CMDLINE_MAX);
-		return -EINVAL;
-	}
-	if (o->initrd && !o->kernel) {
-		snprintf(err, errlen, "--initrd needs --kernel");
 		return -EINVAL;
 	}
 	if (o->firmware && o->entry16) {

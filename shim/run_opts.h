@@ -2,6 +2,7 @@
 #ifndef SHIM_RUN_OPTS_H
 #define SHIM_RUN_OPTS_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -43,6 +44,10 @@ struct run_opts {
 	const char *initrd;
 	const char *firmware; /* UEFI boot through this image (OVMF.fd) */
 	const char *cmdline;  /* appended to the base command line */
+	/* --efi-dir/--efi-path/--efi-initrd/--efi-args: the uefi form (shim/uefi_params.h),
+	 * resolved beneath the dir into efi_kernel/efi_initrd, which kernel/initrd then name. */
+	const char *efi_dir, *efi_path, *efi_initrd, *efi_args;
+	char efi_kernel_buf[PATH_MAX], efi_initrd_buf[PATH_MAX];
 	int cpus;
 	uint64_t mem_mib;
 	enum console_kind console;

@@ -24,6 +24,7 @@
 #include "shim/machine.h"
 #include "shim/scsi.h"
 #include "shim/serve_priv.h"
+#include "shim/uefi_params.h"
 #include "shim/vpmem.h"
 #include "virtio/virtio.h"
 #include "virtio/vsock.h"
@@ -283,6 +284,7 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 	char err[256], kpath[PATH_MAX], ipath[PATH_MAX], cmdline[BOOT_CMDLINE_MAX + 1];
 	uint64_t cpus = 1, mem = 512, cid = 3;
 	struct machine_config cfg = {0};
+	struct uefi_params uefi;
 	const cJSON *disks = cJSON_GetObjectItemCaseSensitive(req->params, "scsi");
 	const cJSON *shares = cJSON_GetObjectItemCaseSensitive(req->params, "plan9");
 	const cJSON *nics = cJSON_GetObjectItemCaseSensitive(req->params, "nics");
@@ -304,6 +306,17 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 	    ctl_param_str(req->params, "console", false, &console, err) == -EINVAL) {
 		ctl_req_bad_params(req, err);
 		return;
+	}
+	ret = uefi_params_parse(req->params, &uefi, err);
+	if (ret == -EINVAL) {
+		ctl_req_bad_params(req, err);
+		return;
+	}
+	if (ret == 0) {
+		firmware = uefi.firmware;
+		kernel = uefi.kernel;
+		initrd = uefi.initrd[0] ? uefi.initrd : NULL;
+		extra = uefi.args;
 	}
 	if (vpmem_parse_limits(req->params, &vpmem_count, &vpmem_max, err)) {
 		ctl_req_bad_params(req, err);

@@ -100,3 +100,16 @@ def test_variable_store_alone_is_refused(run_vm, paths):
 def test_too_much_memory_for_uefi(run_vm, paths, ovmf):
     r = bad(run_vm, paths, ovmf, "--memory", "4096")
     assert "UEFI boot takes at most 2816 MiB" in r.stderr, r.describe()
+
+
+def test_efi_path_escaping_its_dir_is_refused(run_vm, paths, ovmf, tmp_path):
+    # hcsshim's SetUEFIBoot(dir, path, args) form: path resolves beneath dir.
+    esp = tmp_path / "esp"
+    esp.mkdir()
+    (tmp_path / "secret").write_bytes(b"x")
+    (esp / "out").symlink_to("../secret")
+    for rel in ("../secret", "out", "/etc/passwd"):
+        r = bad(run_vm, paths, ovmf, "--efi-dir", str(esp), "--efi-path", rel)
+        assert "--efi-path: %s: leads outside --efi-dir" % rel in r.stderr, r.describe()
+    r = bad(run_vm, paths, ovmf, "--efi-dir", str(esp), "--efi-path", "missing.efi")
+    assert "--efi-path: missing.efi: No such file" in r.stderr, r.describe()

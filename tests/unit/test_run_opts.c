@@ -5,7 +5,10 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -67,6 +70,61 @@ static void test_firmware(void **state)
 	assert_non_null(strstr(err, "--firmware"));
 	assert_int_equal(PARSE("--firmware", "fw", "--entry16"), -EINVAL);
 	assert_non_null(strstr(err, "--entry16"));
+}
+
+/* The uefi form: --efi-dir/--efi-path resolved beneath the dir (shim/uefi_params.c). */
+static void test_efi_form(void **state)
+{
+	char dir[] = "/tmp/uvm-test-efi-XXXXXX", k[64], link[64], real[PATH_MAX];
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(k, sizeof(k), "%s/vmlinuz", dir);
+	f = fopen(k, "w");
+	assert_non_null(f);
+	fclose(f);
+	snprintf(link, sizeof(link), "%s/out", dir);
+	assert_int_equal(symlink("/etc/passwd", link), 0);
+	assert_non_null(realpath(k, real));
+
+	assert_int_equal(PARSE("--firmware", "fw", "--efi-dir", dir, "--efi-path", "vmlinuz",
+			       "--efi-args", "quiet", "--", "true"),
+			 0);
+	assert_string_equal(opts.kernel, real);
+	assert_null(opts.initrd);
+	assert_string_equal(opts.cmdline, "quiet");
+	assert_int_equal(PARSE("--firmware", "fw", "--efi-dir", dir, "--efi-path", "vmlinuz",
+			       "--efi-initrd", "vmlinuz"),
+			 0);
+	assert_string_equal(opts.initrd, real);
+
+	assert_int_equal(PARSE("--efi-dir", dir, "--efi-path", "vmlinuz"), -EINVAL);
+	assert_non_null(strstr(err, "need --firmware"));
+	assert_int_equal(PARSE("--firmware", "fw", "--efi-dir", dir), -EINVAL);
+	assert_non_null(strstr(err, "--efi-path is missing"));
+	assert_int_equal(PARSE("--firmware", "fw", "--efi-dir", dir, "--efi-path", "vmlinuz",
+			       "--kernel", "k"),
+			 -EINVAL);
+	assert_non_null(strstr(err, "exclude --kernel"));
+	assert_int_equal(PARSE("--firmware", "fw", "--efi-dir", dir, "--efi-path", "vmlinuz",
+			       "--cmdline", "x"),
+			 -EINVAL);
+	assert_non_null(strstr(err, "exclude --cmdline"));
+	assert_int_equal(PARSE("--firmware", "fw", "--efi-dir", dir, "--efi-path", "out"),
+			 -EINVAL);
+	assert_non_null(strstr(err, "--efi-path: out: leads outside --efi-dir"));
+	assert_int_equal(PARSE("--firmware", "fw", "--efi-dir", dir, "--efi-path", "vmlinuz",
+			       "--efi-initrd", "../../etc/passwd"),
+			 -EINVAL);
+	assert_non_null(strstr(err, "--efi-initrd"));
+	assert_int_equal(PARSE("--firmware", "fw", "--efi-dir", "/nonexistent", "--efi-path",
+			       "x"),
+			 -EINVAL);
+	assert_non_null(strstr(err, "--efi-dir: /nonexistent"));
+	unlink(link);
+	unlink(k);
+	rmdir(dir);
 }
 
 static void test_bad_counts(void **state)
@@ -334,6 +392,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_defaults_and_values),
 	    cmocka_unit_test(test_firmware),
+	    cmocka_unit_test(test_efi_form),
 	    cmocka_unit_test(test_bad_counts),
 	    cmocka_unit_test(test_unknown_and_misc),
 	    cmocka_unit_test(test_disks), cmocka_unit_test(test_pmem),

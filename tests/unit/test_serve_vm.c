@@ -33,6 +33,7 @@ static void test_exit_word(void **state)
 /* ---- methods on a serve with no VM ----------------------------------------------- */
 
 static const struct ctl_method methods[] = {
+    {"vm.create", serve_vm_create, 0, 0},
     {"vm.state", serve_vm_state, 0, 0},
     {"vm.stats", serve_vm_stats, 0, 0},
     {"vm.wait", serve_vm_wait, 0, 0},
@@ -113,6 +114,22 @@ static void test_terminate_then_wait(void **state)
 			    "{\"id\":3,\"result\":{\"state\":\"Terminated\"}}\n");
 }
 
+/* vm.create's uefi form refuses its bad input before any VM exists (shim/uefi_params.c). */
+static void test_create_uefi_refused(void **state)
+{
+	struct fixture *f = *state;
+	const char *r;
+
+	r = call(f, "{\"id\":1,\"method\":\"vm.create\",\"params\":{\"uefi\":{\"firmware\":"
+		    "\"/f\",\"dir\":\"/etc\",\"path\":\"../etc/passwd\"}}}\n");
+	assert_non_null(strstr(r, "\"code\":-32602"));
+	assert_non_null(strstr(r, "params.uefi.path: ../etc/passwd: leads outside params.uefi.dir"));
+	r = call(f, "{\"id\":2,\"method\":\"vm.create\",\"params\":{\"kernel\":\"/k\","
+		    "\"uefi\":{\"firmware\":\"/f\",\"dir\":\"/etc\",\"path\":\"passwd\"}}}\n");
+	assert_non_null(strstr(r, "params.uefi: excludes params.kernel"));
+	assert_null(f->s.m);
+}
+
 /* A VM that is still there: the wait is kept until its exit (vm_ended) answers it. */
 static void test_wait_is_kept(void **state)
 {
@@ -144,6 +161,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_exit_word),
+	    cmocka_unit_test_setup_teardown(test_create_uefi_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_state_and_stats, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_terminate_then_wait, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wait_is_kept, setup, teardown),
