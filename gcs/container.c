@@ -29,6 +29,7 @@
 
 const char *const gcs_ctr_state_names[] = {"creating", "created", "running", "stopped"};
 
+static const char *ctr_dir = GCS_CTR_DIR;
 static struct gcs_ctr *ctrs;
 static unsigned nr_ctrs;
 static int ifd = -1; /* inotify: memory.events of every running container */
@@ -127,9 +128,12 @@ void gcs_ctr_op_done(struct gcs_ctr_op *op)
 	ctr_kick(c);
 }
 
+static void delete_run(struct gcs_ctr *c, struct gcs_ctr_op *op);
+
 /*
  * c leaves the table: its queued requests are answered (the running one,
- * if any, was answered by its caller), its directory removed.
+ * if any, was answered by its caller; a delete that cancelled the create
+ * is done), its directory removed.
  */
 static void ctr_remove(struct gcs_ctr *c)
 {
@@ -145,7 +149,9 @@ static void ctr_remove(struct gcs_ctr *c)
 		}
 	for (; op; op = next, answered = false) {
 		next = op->next;
-		if (!answered)
+		if (!answered && c->cancelled && op->run == delete_run)
+			gcs_bridge_respond(op->type, op->id, 0, NULL, NULL);
+		else if (!answered)
 			gcs_bridge_respond(op->type, op->id, -ENOENT, NULL, "no container %s",
 					   c->id);
 		op_free(op);
@@ -288,6 +294,14 @@ static void on_inotify(struct gcs_watch *w, uint32_t events)
 	}
 }
 
+void gcs_container_set_paths(const char *dir, const char *mke2fs)
+{
+	if (dir)
+		ctr_dir = dir;
+	if (mke2fs)
+		gcs_format_set_tool(mke2fs);
+}
+
 int gcs_container_init(void)
 {
 	ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -372,30 +386,21 @@ static void create_spawned(struct gcs_ctr_op *op, pid_t pid, const char *err)
 	gcs_ctr_op_done(op);
 }
 
-static void create_run(struct gcs_ctr *c, struct gcs_ctr_op *op)
+/* The root is ready but for the scratch and overlay: they are mounted, then crun create. */
+static void create_crun(struct gcs_ctr_op *op)
 {
 	const cJSON *spec = cJSON_GetObjectItemCaseSensitive(op->req, "spec");
 	char err[GCS_CTR_ERRLEN] = "", sock[PATH_MAX + 32];
-	cJSON *sized;
+	struct gcs_ctr *c = op->c;
 	int ret;
 
-	ret = gcs_mkdir_p(c->dir);
-	if (ret) {
-		snprintf(err, sizeof(err), "mkdir %s: %s", c->dir, strerror(-ret));
-		goto fail;
-	}
-	/* The spec first: a bad one costs no mount. */
-	sized = cJSON_Duplicate(spec, 1);
-	if (cJSON_IsObject(sized))
-		gcs_ctr_console_size(cJSON_GetObjectItemCaseSensitive(sized, "process"), op->req);
-	ret = gcs_bundle_write(c->dir, c->id, sized ? sized : spec, err, sizeof(err));
-	cJSON_Delete(sized);
-	if (!ret)
-		ret = gcs_rootfs_mount(&c->rootfs, c->dir, op->req, err, sizeof(err));
+	ret = gcs_rootfs_end(&c->rootfs, c->dir, op->req, err, sizeof(err));
 	if (!ret)
 		ret = gcs_stdio_dial(op->req, &op->io, err, sizeof(err));
-	if (ret)
-		goto fail;
+	if (ret) {
+		create_fail(op, ret, err);
+		return;
+	}
 	op->tty = gcs_ctr_terminal(cJSON_GetObjectItemCaseSensitive(spec, "process"));
 	op->on_exit = ctr_exited;
 	snprintf(op->pidfile, sizeof(op->pidfile), "%s/pid", c->dir);
@@ -414,6 +419,54 @@ static void create_run(struct gcs_ctr *c, struct gcs_ctr_op *op)
 
 		gcs_ctr_spawn(op, args, create_spawned);
 	}
+}
+
+/* mke2fs exited (or was killed by a delete, or as the bridge ends). */
+static void create_formatted(void *opaque, int ret, const char *err)
+{
+	struct gcs_ctr_op *op = opaque;
+
+	op->format = 0;
+	if (op->c->cancelled)
+		create_fail(op, -ECANCELED, "deleted while its scratch was being formatted");
+	else if (ret)
+		create_fail(op, ret, err);
+	else
+		create_crun(op);
+}
+
+static void create_run(struct gcs_ctr *c, struct gcs_ctr_op *op)
+{
+	const cJSON *spec = cJSON_GetObjectItemCaseSensitive(op->req, "spec");
+	char err[GCS_CTR_ERRLEN] = "";
+	cJSON *sized;
+	int ret;
+
+	ret = gcs_mkdir_p(c->dir);
+	if (ret) {
+		snprintf(err, sizeof(err), "mkdir %s: %s", c->dir, strerror(-ret));
+		goto fail;
+	}
+	/* The spec first: a bad one costs no mount. */
+	sized = cJSON_Duplicate(spec, 1);
+	if (cJSON_IsObject(sized))
+		gcs_ctr_console_size(cJSON_GetObjectItemCaseSensitive(sized, "process"), op->req);
+	ret = gcs_bundle_write(c->dir, c->id, sized ? sized : spec, err, sizeof(err));
+	cJSON_Delete(sized);
+	if (!ret)
+		ret = gcs_rootfs_begin(&c->rootfs, c->dir, op->req, err, sizeof(err));
+	if (ret)
+		goto fail;
+	if (!c->rootfs.format_dev[0]) {
+		create_crun(op);
+		return;
+	}
+	/* mke2fs may take long on a big disk: the loop serves everything else meanwhile. */
+	ret = gcs_format_start(c->dir, c->rootfs.format_dev, create_formatted, op, &op->format, err,
+			       sizeof(err));
+	if (ret)
+		goto fail;
+	gcs_log("container %s: formatting %s", c->id, c->rootfs.format_dev);
 	return;
 fail:
 	create_fail(op, ret, err);
@@ -445,7 +498,12 @@ void gcs_container_create(uint32_t type, uint64_t id, const cJSON *req)
 		return;
 	}
 	snprintf(c->id, sizeof(c->id), "%s", cid);
-	snprintf(c->dir, sizeof(c->dir), "%s/%s", GCS_CTR_DIR, cid);
+	if (snprintf(c->dir, sizeof(c->dir), "%s/%s", ctr_dir, cid) >= (int)sizeof(c->dir)) {
+		free(c);
+		gcs_bridge_respond(type, id, -ENAMETOOLONG, NULL,
+				   "container %s: directory name too long", cid);
+		return;
+	}
 	c->wd = -1;
 	c->state = GCS_CTR_CREATING; /* in the table now: its other requests queue behind */
 	c->next = ctrs;
@@ -550,10 +608,35 @@ static void delete_run(struct gcs_ctr *c, struct gcs_ctr_op *op)
 	gcs_ctr_crun(op, args, delete_done);
 }
 
+/*
+ * A delete queues behind the container's running request, but one that
+ * finds its create formatting the scratch stops mke2fs: the create fails
+ * (-ECANCELED) and leaves nothing behind, and the delete is answered as done.
+ */
 void gcs_container_delete(uint32_t type, uint64_t id, const cJSON *req)
 {
 	struct gcs_ctr *c = gcs_ctr_of(type, id, req);
 
-	if (c)
-		(void)gcs_ctr_queue(c, type, id, req, delete_run);
+	if (!c)
+		return;
+	/* The kill first: its end comes from the reaper, after the delete is queued. */
+	if (c->ops && c->ops->format > 0 && !c->cancelled) {
+		gcs_log("container %s: deleted while formatting; mke2fs stopped", c->id);
+		c->cancelled = true;
+		gcs_job_cancel(c->ops->format);
+	}
+	(void)gcs_ctr_queue(c, type, id, req, delete_run);
+}
+
+void gcs_container_stop(void)
+{
+	struct gcs_ctr *c = ctrs, *next;
+
+	for (; c; c = next) {
+		next = c->next; /* c may leave the table below, no other one does */
+		if (c->ops && c->ops->format > 0) {
+			c->cancelled = true;
+			gcs_job_stop(c->ops->format); /* create_formatted: c is removed */
+		}
+	}
 }

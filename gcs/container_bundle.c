@@ -111,11 +111,10 @@ out:
 	return ret;
 }
 
-/* The last non-empty line of crun's log (its error), without its level prefix. */
-static void crun_message(const char *log, char *err, size_t errlen)
+int gcs_log_last_line(const char *path, char *out, size_t len)
 {
 	char buf[4096], *line, *end;
-	int fd = open(log, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	ssize_t n = -1;
 	off_t size;
 
@@ -127,18 +126,30 @@ static void crun_message(const char *log, char *err, size_t errlen)
 		close(fd);
 	}
 	if (n <= 0)
-		return;
+		return -ENOENT;
 	buf[n] = '\0';
 	end = buf + n;
 	while (end > buf && (end[-1] == '\n' || end[-1] == '\r'))
 		*--end = '\0';
 	line = strrchr(buf, '\n');
 	line = line ? line + 1 : buf;
-	/* text format: "2026-..T..Z: error msg" or "level msg"; keep it whole but short */
+	if (!*line)
+		return -ENOENT;
 	for (char *c = line; *c; c++)
 		if (!isprint((unsigned char)*c))
 			*c = '?';
-	snprintf(err, errlen, "crun: %s", line);
+	snprintf(out, len, "%s", line);
+	return 0;
+}
+
+/* The last non-empty line of crun's log (its error). */
+static void crun_message(const char *log, char *err, size_t errlen)
+{
+	char line[GCS_CTR_ERRLEN];
+
+	/* text format: "2026-..T..Z: error msg" or "level msg"; kept whole but short */
+	if (!gcs_log_last_line(log, line, sizeof(line)))
+		snprintf(err, errlen, "crun: %s", line);
 }
 
 pid_t gcs_crun_spawn(const char *dir, const int fds[3], const char *const *args, char *err,

@@ -315,7 +315,7 @@ static void test_rootfs_refused(void **state)
 
 		assert_non_null(req);
 		err[0] = '\0';
-		if (gcs_rootfs_mount(&r, cdir, req, err, sizeof(err)) != -EINVAL)
+		if (gcs_rootfs_begin(&r, cdir, req, err, sizeof(err)) != -EINVAL)
 			fail_msg("%s: not refused (%s)", bad[i], err);
 		assert_true(err[0] != '\0');
 		assert_false(r.rootfs_mounted || r.scratch_mounted);
