@@ -148,8 +148,10 @@ static void crun_message(const char *log, char *err, size_t errlen)
 	char line[GCS_CTR_ERRLEN];
 
 	/* text format: "2026-..T..Z: error msg" or "level msg"; kept whole but short */
-	if (!gcs_log_last_line(log, line, sizeof(line)))
-		snprintf(err, errlen, "crun: %s", line);
+	if (gcs_log_last_line(log, line, sizeof(line)))
+		return;
+	if (snprintf(err, errlen, "crun: %s", line) >= (int)errlen)
+		return; /* cut: its start says what failed */
 }
 
 pid_t gcs_crun_spawn(const char *dir, const int fds[3], const char *const *args, char *err,
