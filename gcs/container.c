@@ -4,9 +4,9 @@
  * kills pushed to the host as notifications. The other verbs are in
  * container_verbs.c.
  *
- * crun runs off the loop (container_crun.c): a request that needs it
- * starts it and answers from its callback, so the loop serves everything
- * else meanwhile. One container's requests run one after the other (crun's
+ * crun runs off the loop (container_crun.c), and so does mke2fs when a
+ * create formats its scratch: a request that needs one starts it and goes
+ * on from its callback, so the loop serves everything else meanwhile. One container's requests run one after the other (crun's
  * verbs on one container never overlap); different containers' run at once.
  *
  * The bridge is a child subreaper (bridge.c): the container's init and
