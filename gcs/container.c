@@ -6,8 +6,9 @@
  *
  * crun runs off the loop (container_crun.c), and so does mke2fs when a
  * create formats its scratch: a request that needs one starts it and goes
- * on from its callback, so the loop serves everything else meanwhile. One container's requests run one after the other (crun's
- * verbs on one container never overlap); different containers' run at once.
+ * on from its callback, so the loop serves everything else meanwhile.
+ * One container's requests run one after the other (crun's verbs on one
+ * container never overlap); different containers' run at once.
  *
  * The bridge is a child subreaper (bridge.c): the container's init and
  * exec'd processes, orphaned when crun returns, are reparented to it and
@@ -258,8 +259,9 @@ static void ctr_exited(pid_t pid, int status)
 	cJSON_AddNumberToObject(b, "exit_code", gcs_exit_code(status));
 	cJSON_AddNumberToObject(b, "signal", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 	cJSON_AddBoolToObject(b, "oom_killed", kills > 0);
-	gcs_log("container %s exited: %d%s", c->id, gcs_exit_code(status),
-		kills > 0 ? " (OOM kill in its cgroup)" : "");
+	gcs_log("container %s exited: %d%s (%ld ms after its start)", c->id, gcs_exit_code(status),
+		kills > 0 ? " (OOM kill in its cgroup)" : "",
+		c->t_start ? gcs_now_ms() - c->t_start : 0);
 	gcs_bridge_send(NOTIFY(EXITED), 0, b);
 	if (c->deleting)
 		delete_finish(c->deleting);
@@ -382,7 +384,9 @@ static void create_spawned(struct gcs_ctr_op *op, pid_t pid, const char *err)
 	b = cJSON_CreateObject();
 	cJSON_AddNumberToObject(b, "pid", pid);
 	gcs_bridge_respond(op->type, op->id, 0, b, NULL);
-	gcs_log("container %s created: pid %d", c->id, pid);
+	/* phases for tests/bench/containers.py: the root (format included), crun create */
+	gcs_log("container %s created: pid %d (root %ld ms, crun create %ld ms)", c->id, pid,
+		c->t_crun - c->t_create, gcs_now_ms() - c->t_crun);
 	gcs_ctr_op_done(op);
 }
 
@@ -401,6 +405,7 @@ static void create_crun(struct gcs_ctr_op *op)
 		create_fail(op, ret, err);
 		return;
 	}
+	c->t_crun = gcs_now_ms();
 	op->tty = gcs_ctr_terminal(cJSON_GetObjectItemCaseSensitive(spec, "process"));
 	op->on_exit = ctr_exited;
 	snprintf(op->pidfile, sizeof(op->pidfile), "%s/pid", c->dir);
@@ -442,6 +447,7 @@ static void create_run(struct gcs_ctr *c, struct gcs_ctr_op *op)
 	cJSON *sized;
 	int ret;
 
+	c->t_create = gcs_now_ms();
 	ret = gcs_mkdir_p(c->dir);
 	if (ret) {
 		snprintf(err, sizeof(err), "mkdir %s: %s", c->dir, strerror(-ret));
@@ -525,6 +531,8 @@ static void start_done(struct gcs_ctr_op *op, int ret, const char *err)
 		if (c->state == GCS_CTR_CREATED)
 			c->state = GCS_CTR_RUNNING; /* unless its init already exited */
 		gcs_bridge_respond(op->type, op->id, 0, NULL, NULL);
+		gcs_log("container %s started (crun start %ld ms)", c->id,
+			gcs_now_ms() - c->t_start);
 	}
 	gcs_ctr_op_done(op);
 }
@@ -540,6 +548,7 @@ static void start_run(struct gcs_ctr *c, struct gcs_ctr_op *op)
 		gcs_ctr_op_done(op);
 		return;
 	}
+	c->t_start = gcs_now_ms();
 	gcs_ctr_crun(op, args, start_done);
 }
 

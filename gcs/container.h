@@ -189,6 +189,8 @@ struct gcs_ctr {
 	bool busy;
 	struct gcs_ctr_op *deleting; /* a forced delete waiting for the killed init's exit */
 	bool cancelled;		     /* deleted while its create formatted the scratch */
+	/* gcs_now_ms() as its create, crun create and crun start began: the log's phases */
+	long t_create, t_crun, t_start;
 	struct gcs_ctr *next;
 };
 
