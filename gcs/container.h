@@ -87,6 +87,12 @@ int gcs_bundle_write(const char *dir, const char *id, const cJSON *spec, char *e
     __attribute__((warn_unused_result));
 
 /*
+ * Starts path with argv and fds 0-2 (NULL or -1: /dev/null), no signal
+ * blocked or handled: its pid, or -errno with err. Nothing waits for it.
+ */
+pid_t gcs_tool_spawn(const char *path, const char *const *argv, const int fds[3], char *err,
+		     size_t errlen) __attribute__((warn_unused_result));
+/*
  * Starts `crun --log=file:dir/crun.log <args...>` with fds 0-2 of the
  * container process (NULL or -1: /dev/null): its pid, or -errno with err.
  * process.c's reaper sees it end (gcs_crun_reaped).

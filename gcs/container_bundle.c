@@ -154,13 +154,36 @@ static void crun_message(const char *log, char *err, size_t errlen)
 		return; /* cut: its start says what failed */
 }
 
+pid_t gcs_tool_spawn(const char *path, const char *const *argv, const int fds[3], char *err,
+		     size_t errlen)
+{
+	pid_t pid = fork();
+
+	if (pid < 0) {
+		snprintf(err, errlen, "fork %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (pid == 0) {
+		int nullfd = open("/dev/null", O_RDWR | O_CLOEXEC), tmp[3];
+
+		gcs_child_reset_signals();
+		/* Into fresh numbers first: a target fd may be another's source. */
+		for (int i = 0; i < 3; i++)
+			tmp[i] = fcntl(fds && fds[i] >= 0 ? fds[i] : nullfd, F_DUPFD_CLOEXEC, 10);
+		for (int i = 0; i < 3; i++)
+			dup2(tmp[i], i);
+		execv(path, (char *const *)argv);
+		_exit(127);
+	}
+	return pid;
+}
+
 pid_t gcs_crun_spawn(const char *dir, const int fds[3], const char *const *args, char *err,
 		     size_t errlen)
 {
 	char log[PATH_MAX], logarg[PATH_MAX + 16];
 	const char *argv[CRUN_MAX_ARGS + 4];
-	int n = 0, nullfd;
-	pid_t pid;
+	int n = 0;
 
 	snprintf(log, sizeof(log), "%s/crun.log", dir);
 	snprintf(logarg, sizeof(logarg), "--log=file:%s", log);
@@ -175,25 +198,7 @@ pid_t gcs_crun_spawn(const char *dir, const int fds[3], const char *const *args,
 	}
 	argv[n] = NULL;
 	unlink(log);
-	pid = fork();
-	if (pid < 0) {
-		snprintf(err, errlen, "fork crun: %s", strerror(errno));
-		return -errno;
-	}
-	if (pid == 0) {
-		gcs_child_reset_signals();
-		nullfd = open("/dev/null", O_RDWR);
-		/* Into fresh numbers first: a target fd may be another's source. */
-		int tmp[3];
-
-		for (int i = 0; i < 3; i++)
-			tmp[i] = fcntl(fds && fds[i] >= 0 ? fds[i] : nullfd, F_DUPFD_CLOEXEC, 10);
-		for (int i = 0; i < 3; i++)
-			dup2(tmp[i], i);
-		execv(CRUN, (char *const *)argv);
-		_exit(127);
-	}
-	return pid;
+	return gcs_tool_spawn(CRUN, argv, fds, err, errlen);
 }
 
 int gcs_crun_result(const char *dir, const char *verb, int status, char *err, size_t errlen)

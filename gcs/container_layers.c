@@ -227,30 +227,22 @@ static int scratch_mount(struct gcs_rootfs *r, const char *dir, const cJSON *scr
 /* mke2fs on dev (ext4, quiet, whole device), its stderr into dir/mke2fs.log: pid or -errno. */
 static pid_t format_spawn(const char *dir, const char *dev, char *err, size_t errlen)
 {
+	const char *argv[] = {mke2fs, "-q", "-F", "-t", "ext4", dev, NULL};
 	char log[PATH_MAX];
+	int fds[3] = {-1, -1, -1};
 	pid_t pid;
 
 	if (snprintf(log, sizeof(log), "%s/mke2fs.log", dir) >= (int)sizeof(log)) {
 		snprintf(err, errlen, "scratch %s: directory name too long", dev);
 		return -ENAMETOOLONG;
 	}
-	unlink(log);
-	pid = fork();
-	if (pid < 0) {
-		snprintf(err, errlen, "fork mke2fs: %s", strerror(errno));
+	fds[2] = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fds[2] < 0) {
+		snprintf(err, errlen, "scratch %s: %.300s: %s", dev, log, strerror(errno));
 		return -errno;
 	}
-	if (pid == 0) {
-		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-		int lfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-		gcs_child_reset_signals();
-		dup2(null, 0);
-		dup2(null, 1);
-		dup2(lfd >= 0 ? lfd : null, 2);
-		execl(mke2fs, mke2fs, "-q", "-F", "-t", "ext4", dev, (char *)NULL);
-		_exit(127);
-	}
+	pid = gcs_tool_spawn(mke2fs, argv, fds, err, errlen);
+	close(fds[2]);
 	return pid;
 }
 
