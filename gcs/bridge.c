@@ -9,12 +9,14 @@
  *
  * One thread runs the loop and nothing in it blocks on a stream: tty relays
  * are non-blocking with bounded buffers (relay.c), disk operations run on
- * workers (scsi.c, storage.c). Only the bridge connection itself is written
+ * workers (scsi.c, storage.c), crun and mke2fs as children it does not wait
+ * for (container_crun.c). Only the bridge connection itself is written
  * blocking: without the host reading it there is nothing left to serve.
  *
  * Host-side tests: with UVM_GCS_UNIX=PATH set, every "dial host port P"
  * connects to the Unix socket PATH_P instead (the vsock Unix convention),
- * and UVM_GCS_SYSFS=DIR, if set too, stands for /sys in the disk operations
+ * and UVM_GCS_SYSFS=DIR, if set too, stands for /sys in the disk operations,
+ * UVM_GCS_CTR_DIR=DIR for /run/gcs/c and UVM_GCS_MKE2FS=PATH for mke2fs
  * (gcs/selftest-bridge drives it that way).
  */
 #include "gcs/bridge.h"
@@ -44,6 +46,7 @@ static struct {
 	struct gcs_watch fd_w, sfd_w;
 	bool negotiated;
 	bool quit;
+	bool closed; /* the host went away: nothing more is written */
 	struct bridge_rx rx;
 	const char *unix_base; /* test mode */
 } B = {.fd = -1, .epfd = -1, .sfd = -1};
@@ -88,8 +91,10 @@ void gcs_bridge_send(uint32_t type, uint64_t id, cJSON *obj)
 	long n;
 
 	cJSON_Delete(obj);
-	if (!text)
+	if (!text || B.closed) {
+		free(text);
 		return;
+	}
 	n = bridge_msg_encode(&buf, type, id, text, strlen(text), BRIDGE_MSG_MAX);
 	free(text);
 	if (n < 0) {
@@ -98,7 +103,7 @@ void gcs_bridge_send(uint32_t type, uint64_t id, cJSON *obj)
 	}
 	if (gcs_write_all(B.fd, buf, n) < 0) {
 		gcs_log_errno("bridge write");
-		B.quit = true;
+		B.quit = B.closed = true;
 	}
 	free(buf);
 }
@@ -142,8 +147,8 @@ void gcs_bridge_quit(void)
 
 static const char *const caps[] = {
     BRIDGE_CAP_EXEC,	    BRIDGE_CAP_TTY,	 BRIDGE_CAP_SIGNAL, BRIDGE_CAP_PROPERTIES,
-    BRIDGE_CAP_DUMP_STACKS, BRIDGE_CAP_SHUTDOWN, BRIDGE_CAP_SCSI, BRIDGE_CAP_PLAN9,
-    BRIDGE_CAP_NIC, BRIDGE_CAP_CONTAINER};
+    BRIDGE_CAP_DUMP_STACKS, BRIDGE_CAP_SHUTDOWN, BRIDGE_CAP_SCSI,   BRIDGE_CAP_PLAN9,
+    BRIDGE_CAP_NIC,	    BRIDGE_CAP_CONTAINER};
 
 static void do_negotiate(uint32_t type, uint64_t id, const cJSON *req)
 {
@@ -257,7 +262,7 @@ static void on_bridge(struct gcs_watch *w, uint32_t events)
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			return;
 		gcs_log("host closed the bridge");
-		B.quit = true;
+		B.quit = B.closed = true;
 		return;
 	}
 	while (off < (size_t)n && !B.quit) {
@@ -331,6 +336,9 @@ int gcs_bridge_main(int argc, char **argv)
 	/* Test mode only: disks looked for under a fake sysfs, not the test machine's. */
 	if (B.unix_base && getenv("UVM_GCS_SYSFS"))
 		gcs_storage_set_sysfs(getenv("UVM_GCS_SYSFS"));
+	/* ... and containers' directories and mke2fs where the test says. */
+	if (B.unix_base)
+		gcs_container_set_paths(getenv("UVM_GCS_CTR_DIR"), getenv("UVM_GCS_MKE2FS"));
 	if (argc > 1 && argv[1][0] == '-')
 		return gcs_vsock_tool(argc, argv);
 	signal(SIGPIPE, SIG_IGN);
@@ -384,6 +392,7 @@ int gcs_bridge_main(int argc, char **argv)
 		gcs_process_sweep();
 	}
 	gcs_scsi_stop();
+	gcs_container_stop();
 	bridge_rx_fini(&B.rx);
 	close(B.fd);
 	return 0;

@@ -104,6 +104,8 @@ void gcs_plan9_remove_req(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_crun_reaped(pid_t pid, int status);
 /* gcs_process_adopt: pid's exit if it was kept so (and no live process has that pid now). */
 bool gcs_crun_exit_taken(pid_t pid, int *status);
+/* Test mode: containers' directories under dir, mke2fs at that path (NULL: as built). */
+void gcs_container_set_paths(const char *dir, const char *mke2fs);
 /* Starts the OOM watch (inotify on each container's memory.events) in the loop. */
 int gcs_container_init(void) __attribute__((warn_unused_result));
 void gcs_container_create(uint32_t type, uint64_t id, const cJSON *req);
@@ -113,6 +115,8 @@ void gcs_container_signal(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_container_update(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_container_stats(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_container_delete(uint32_t type, uint64_t id, const cJSON *req);
+/* The bridge is ending: scratch formats still running are stopped, their creates undone. */
+void gcs_container_stop(void);
 /* netns_req.c: netns_add / netns_remove (container_netns.c makes them) */
 void gcs_netns_add_req(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_netns_remove_req(uint32_t type, uint64_t id, const cJSON *req);

@@ -4,10 +4,11 @@
  * kills pushed to the host as notifications. The other verbs are in
  * container_verbs.c.
  *
- * crun runs off the loop (container_crun.c): a request that needs it
- * starts it and answers from its callback, so the loop serves everything
- * else meanwhile. One container's requests run one after the other (crun's
- * verbs on one container never overlap); different containers' run at once.
+ * crun runs off the loop (container_crun.c), and so does mke2fs when a
+ * create formats its scratch: a request that needs one starts it and goes
+ * on from its callback, so the loop serves everything else meanwhile.
+ * One container's requests run one after the other (crun's verbs on one
+ * container never overlap); different containers' run at once.
  *
  * The bridge is a child subreaper (bridge.c): the container's init and
  * exec'd processes, orphaned when crun returns, are reparented to it and
@@ -29,6 +30,7 @@
 
 const char *const gcs_ctr_state_names[] = {"creating", "created", "running", "stopped"};
 
+static const char *ctr_dir = GCS_CTR_DIR;
 static struct gcs_ctr *ctrs;
 static unsigned nr_ctrs;
 static int ifd = -1; /* inotify: memory.events of every running container */
@@ -127,9 +129,12 @@ void gcs_ctr_op_done(struct gcs_ctr_op *op)
 	ctr_kick(c);
 }
 
+static void delete_run(struct gcs_ctr *c, struct gcs_ctr_op *op);
+
 /*
  * c leaves the table: its queued requests are answered (the running one,
- * if any, was answered by its caller), its directory removed.
+ * if any, was answered by its caller; a delete that cancelled the create
+ * is done), its directory removed.
  */
 static void ctr_remove(struct gcs_ctr *c)
 {
@@ -145,7 +150,9 @@ static void ctr_remove(struct gcs_ctr *c)
 		}
 	for (; op; op = next, answered = false) {
 		next = op->next;
-		if (!answered)
+		if (!answered && c->cancelled && op->run == delete_run)
+			gcs_bridge_respond(op->type, op->id, 0, NULL, NULL);
+		else if (!answered)
 			gcs_bridge_respond(op->type, op->id, -ENOENT, NULL, "no container %s",
 					   c->id);
 		op_free(op);
@@ -252,8 +259,9 @@ static void ctr_exited(pid_t pid, int status)
 	cJSON_AddNumberToObject(b, "exit_code", gcs_exit_code(status));
 	cJSON_AddNumberToObject(b, "signal", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 	cJSON_AddBoolToObject(b, "oom_killed", kills > 0);
-	gcs_log("container %s exited: %d%s", c->id, gcs_exit_code(status),
-		kills > 0 ? " (OOM kill in its cgroup)" : "");
+	gcs_log("container %s exited: %d%s (%ld ms after its start)", c->id, gcs_exit_code(status),
+		kills > 0 ? " (OOM kill in its cgroup)" : "",
+		c->t_start ? gcs_now_ms() - c->t_start : 0);
 	gcs_bridge_send(NOTIFY(EXITED), 0, b);
 	if (c->deleting)
 		delete_finish(c->deleting);
@@ -286,6 +294,14 @@ static void on_inotify(struct gcs_watch *w, uint32_t events)
 		}
 		off += sizeof(*e) + e->len;
 	}
+}
+
+void gcs_container_set_paths(const char *dir, const char *mke2fs)
+{
+	if (dir)
+		ctr_dir = dir;
+	if (mke2fs)
+		gcs_format_set_tool(mke2fs);
 }
 
 int gcs_container_init(void)
@@ -368,34 +384,28 @@ static void create_spawned(struct gcs_ctr_op *op, pid_t pid, const char *err)
 	b = cJSON_CreateObject();
 	cJSON_AddNumberToObject(b, "pid", pid);
 	gcs_bridge_respond(op->type, op->id, 0, b, NULL);
-	gcs_log("container %s created: pid %d", c->id, pid);
+	/* phases for tests/bench/containers.py: the root (format included), crun create */
+	gcs_log("container %s created: pid %d (root %ld ms, crun create %ld ms)", c->id, pid,
+		c->t_crun - c->t_create, gcs_now_ms() - c->t_crun);
 	gcs_ctr_op_done(op);
 }
 
-static void create_run(struct gcs_ctr *c, struct gcs_ctr_op *op)
+/* The root is ready but for the scratch and overlay: they are mounted, then crun create. */
+static void create_crun(struct gcs_ctr_op *op)
 {
 	const cJSON *spec = cJSON_GetObjectItemCaseSensitive(op->req, "spec");
 	char err[GCS_CTR_ERRLEN] = "", sock[PATH_MAX + 32];
-	cJSON *sized;
+	struct gcs_ctr *c = op->c;
 	int ret;
 
-	ret = gcs_mkdir_p(c->dir);
-	if (ret) {
-		snprintf(err, sizeof(err), "mkdir %s: %s", c->dir, strerror(-ret));
-		goto fail;
-	}
-	/* The spec first: a bad one costs no mount. */
-	sized = cJSON_Duplicate(spec, 1);
-	if (cJSON_IsObject(sized))
-		gcs_ctr_console_size(cJSON_GetObjectItemCaseSensitive(sized, "process"), op->req);
-	ret = gcs_bundle_write(c->dir, c->id, sized ? sized : spec, err, sizeof(err));
-	cJSON_Delete(sized);
-	if (!ret)
-		ret = gcs_rootfs_mount(&c->rootfs, c->dir, op->req, err, sizeof(err));
+	ret = gcs_rootfs_end(&c->rootfs, c->dir, op->req, err, sizeof(err));
 	if (!ret)
 		ret = gcs_stdio_dial(op->req, &op->io, err, sizeof(err));
-	if (ret)
-		goto fail;
+	if (ret) {
+		create_fail(op, ret, err);
+		return;
+	}
+	c->t_crun = gcs_now_ms();
 	op->tty = gcs_ctr_terminal(cJSON_GetObjectItemCaseSensitive(spec, "process"));
 	op->on_exit = ctr_exited;
 	snprintf(op->pidfile, sizeof(op->pidfile), "%s/pid", c->dir);
@@ -414,6 +424,55 @@ static void create_run(struct gcs_ctr *c, struct gcs_ctr_op *op)
 
 		gcs_ctr_spawn(op, args, create_spawned);
 	}
+}
+
+/* mke2fs exited (or was killed by a delete, or as the bridge ends). */
+static void create_formatted(void *opaque, int ret, const char *err)
+{
+	struct gcs_ctr_op *op = opaque;
+
+	op->format = 0;
+	if (op->c->cancelled)
+		create_fail(op, -ECANCELED, "deleted while its scratch was being formatted");
+	else if (ret)
+		create_fail(op, ret, err);
+	else
+		create_crun(op);
+}
+
+static void create_run(struct gcs_ctr *c, struct gcs_ctr_op *op)
+{
+	const cJSON *spec = cJSON_GetObjectItemCaseSensitive(op->req, "spec");
+	char err[GCS_CTR_ERRLEN] = "";
+	cJSON *sized;
+	int ret;
+
+	c->t_create = gcs_now_ms();
+	ret = gcs_mkdir_p(c->dir);
+	if (ret) {
+		snprintf(err, sizeof(err), "mkdir %s: %s", c->dir, strerror(-ret));
+		goto fail;
+	}
+	/* The spec first: a bad one costs no mount. */
+	sized = cJSON_Duplicate(spec, 1);
+	if (cJSON_IsObject(sized))
+		gcs_ctr_console_size(cJSON_GetObjectItemCaseSensitive(sized, "process"), op->req);
+	ret = gcs_bundle_write(c->dir, c->id, sized ? sized : spec, err, sizeof(err));
+	cJSON_Delete(sized);
+	if (!ret)
+		ret = gcs_rootfs_begin(&c->rootfs, c->dir, op->req, err, sizeof(err));
+	if (ret)
+		goto fail;
+	if (!c->rootfs.format_dev[0]) {
+		create_crun(op);
+		return;
+	}
+	/* mke2fs may take long on a big disk: the loop serves everything else meanwhile. */
+	ret = gcs_format_start(c->dir, c->rootfs.format_dev, create_formatted, op, &op->format, err,
+			       sizeof(err));
+	if (ret)
+		goto fail;
+	gcs_log("container %s: formatting %s", c->id, c->rootfs.format_dev);
 	return;
 fail:
 	create_fail(op, ret, err);
@@ -445,7 +504,12 @@ void gcs_container_create(uint32_t type, uint64_t id, const cJSON *req)
 		return;
 	}
 	snprintf(c->id, sizeof(c->id), "%s", cid);
-	snprintf(c->dir, sizeof(c->dir), "%s/%s", GCS_CTR_DIR, cid);
+	if (snprintf(c->dir, sizeof(c->dir), "%s/%s", ctr_dir, cid) >= (int)sizeof(c->dir)) {
+		free(c);
+		gcs_bridge_respond(type, id, -ENAMETOOLONG, NULL,
+				   "container %s: directory name too long", cid);
+		return;
+	}
 	c->wd = -1;
 	c->state = GCS_CTR_CREATING; /* in the table now: its other requests queue behind */
 	c->next = ctrs;
@@ -467,6 +531,8 @@ static void start_done(struct gcs_ctr_op *op, int ret, const char *err)
 		if (c->state == GCS_CTR_CREATED)
 			c->state = GCS_CTR_RUNNING; /* unless its init already exited */
 		gcs_bridge_respond(op->type, op->id, 0, NULL, NULL);
+		gcs_log("container %s started (crun start %ld ms)", c->id,
+			gcs_now_ms() - c->t_start);
 	}
 	gcs_ctr_op_done(op);
 }
@@ -482,6 +548,7 @@ static void start_run(struct gcs_ctr *c, struct gcs_ctr_op *op)
 		gcs_ctr_op_done(op);
 		return;
 	}
+	c->t_start = gcs_now_ms();
 	gcs_ctr_crun(op, args, start_done);
 }
 
@@ -550,10 +617,35 @@ static void delete_run(struct gcs_ctr *c, struct gcs_ctr_op *op)
 	gcs_ctr_crun(op, args, delete_done);
 }
 
+/*
+ * A delete queues behind the container's running request, but one that
+ * finds its create formatting the scratch stops mke2fs: the create fails
+ * (-ECANCELED) and leaves nothing behind, and the delete is answered as done.
+ */
 void gcs_container_delete(uint32_t type, uint64_t id, const cJSON *req)
 {
 	struct gcs_ctr *c = gcs_ctr_of(type, id, req);
 
-	if (c)
-		(void)gcs_ctr_queue(c, type, id, req, delete_run);
+	if (!c)
+		return;
+	/* The kill first: its end comes from the reaper, after the delete is queued. */
+	if (c->ops && c->ops->format > 0 && !c->cancelled) {
+		gcs_log("container %s: deleted while formatting; mke2fs stopped", c->id);
+		c->cancelled = true;
+		gcs_job_cancel(c->ops->format);
+	}
+	(void)gcs_ctr_queue(c, type, id, req, delete_run);
+}
+
+void gcs_container_stop(void)
+{
+	struct gcs_ctr *c = ctrs, *next;
+
+	for (; c; c = next) {
+		next = c->next; /* c may leave the table below, no other one does */
+		if (c->ops && c->ops->format > 0) {
+			c->cancelled = true;
+			gcs_job_stop(c->ops->format); /* create_formatted: c is removed */
+		}
+	}
 }

@@ -5,9 +5,9 @@
  *   container.c         the table, each container's queue, create/start/delete,
  *                       exits and OOM events
  *   container_verbs.c   exec, signal, update, stats
- *   container_crun.c    crun run off the loop
+ *   container_crun.c    children run off the loop: crun, mke2fs
  *   container_layers.c  read-only layers (mounted once, refcounted), the
- *                       scratch (formatted when asked), the overlay
+ *                       scratch (formatted off the loop when asked), the overlay
  *   container_bundle.c  config.json and crun (create/start/exec/kill/update/delete)
  *   container_stats.c   figures from the container's cgroup
  *   container_netns.c   named network namespaces (gcs.h; netns_* served in netns_req.c)
@@ -17,9 +17,10 @@
  * console socket; layers given by device are mounted at /run/gcs/layers/<dev>.
  * crun keeps its state under /run/crun; the cgroup is /sys/fs/cgroup/containers/<id>.
  *
- * Everything runs on the bridge loop; crun runs as a child the loop does
- * not wait for (container_crun.c): its exit comes through process.c's
- * reaper, and each container's requests queue behind its running one.
+ * Everything runs on the bridge loop; crun and mke2fs run as children the
+ * loop does not wait for (container_crun.c): their exits come through
+ * process.c's reaper, and each container's requests queue behind its
+ * running one.
  */
 #ifndef GCS_CONTAINER_H
 #define GCS_CONTAINER_H
@@ -52,18 +53,26 @@ struct gcs_rootfs {
 	int nr_layers;
 	bool scratch_mounted; /* dir/scratch is a mount of ours (device or tmpfs) */
 	bool rootfs_mounted;
+	char format_dev[64]; /* gcs_rootfs_begin: the scratch device to format first, or "" */
 };
 
 /*
  * Mounts the root of the container whose directory is dir, from the
- * container_create request req: each layer of req's `layers` (mounted once
- * for every container, refcounted), the scratch (formatted ext4 first when
- * it says so) or a tmpfs, and the overlay at dir/rootfs; or, with
- * `rootfs: {"path"}` (a writable Plan 9 share), a bind of that directory at
- * dir/rootfs. 0 or -errno with err; on failure nothing is left mounted.
+ * container_create request req, in two steps so that formatting the
+ * scratch runs off the loop between them. gcs_rootfs_begin checks the
+ * request (the scratch whole, before any mount) and takes each layer of
+ * req's `layers` (mounted once for every container, refcounted); with
+ * `rootfs: {"path"}` (a writable Plan 9 share) it binds that directory at
+ * dir/rootfs, which is all such a root needs. When the scratch device is to
+ * be formatted ext4 first, r->format_dev names it (gcs_format_start).
+ * gcs_rootfs_end then mounts the scratch or a tmpfs and the overlay at
+ * dir/rootfs. Each: 0 or -errno with err; on failure nothing is left
+ * mounted.
  */
-int gcs_rootfs_mount(struct gcs_rootfs *r, const char *dir, const cJSON *req, char *err,
+int gcs_rootfs_begin(struct gcs_rootfs *r, const char *dir, const cJSON *req, char *err,
 		     size_t errlen) __attribute__((warn_unused_result));
+int gcs_rootfs_end(struct gcs_rootfs *r, const char *dir, const cJSON *req, char *err,
+		   size_t errlen) __attribute__((warn_unused_result));
 /* Undoes it (idempotent). 0 or the first -errno with err (what stays mounted is named). */
 int gcs_rootfs_unmount(struct gcs_rootfs *r, const char *dir, char *err, size_t errlen);
 
@@ -78,6 +87,12 @@ int gcs_bundle_write(const char *dir, const char *id, const cJSON *spec, char *e
     __attribute__((warn_unused_result));
 
 /*
+ * Starts path with argv and fds 0-2 (NULL or -1: /dev/null), no signal
+ * blocked or handled: its pid, or -errno with err. Nothing waits for it.
+ */
+pid_t gcs_tool_spawn(const char *path, const char *const *argv, const int fds[3], char *err,
+		     size_t errlen) __attribute__((warn_unused_result));
+/*
  * Starts `crun --log=file:dir/crun.log <args...>` with fds 0-2 of the
  * container process (NULL or -1: /dev/null): its pid, or -errno with err.
  * process.c's reaper sees it end (gcs_crun_reaped).
@@ -86,11 +101,30 @@ pid_t gcs_crun_spawn(const char *dir, const int fds[3], const char *const *args,
 		     size_t errlen) __attribute__((warn_unused_result));
 /* crun's wait status as 0, or -EIO with crun's own message (its log's last line) in err. */
 int gcs_crun_result(const char *dir, const char *verb, int status, char *err, size_t errlen);
+/* The last non-empty line of a tool's log, non-printing bytes as '?': 0, or -ENOENT for none. */
+int gcs_log_last_line(const char *path, char *out, size_t len);
 
-/* ---- container_crun.c: crun off the loop ------------------------------------------------ */
+/* ---- container_crun.c: children off the loop --------------------------------------------- */
 
-/* ret 0, or -errno with crun's message in err. */
+/* ret 0, or -errno with the child's message in err. */
 typedef void (*gcs_crun_fn)(void *opaque, int ret, const char *err);
+/* A child's wait status as 0, or -errno with its message in err (what: its job's name). */
+typedef int (*gcs_job_result)(const char *dir, const char *what, int status, char *err,
+			      size_t errlen);
+/*
+ * Watches child pid: once process.c reaps it, fn runs from the loop with
+ * result's verdict on its wait status. what names the job (crun's verb, or
+ * the device mke2fs formats: a "/dev/" name never collides with a verb).
+ * 0 or -ENOMEM (pid is not watched then: the caller stops it).
+ */
+int gcs_job_watch(pid_t pid, const char *dir, const char *what, gcs_job_result result,
+		  gcs_crun_fn fn, void *opaque) __attribute__((warn_unused_result));
+/* The pid of a job named what still running, or 0. */
+pid_t gcs_job_find(const char *what);
+/* SIGKILL to a job's child (nothing when pid is no job's): its fn runs once it is reaped. */
+void gcs_job_cancel(pid_t pid);
+/* Same, and reaped now, fn run before this returns: for when the loop is ending. */
+void gcs_job_stop(pid_t pid);
 /*
  * Runs crun (gcs_crun_spawn's arguments) while the loop goes on; fn runs
  * from the loop once it has exited, or before this returns when it could
@@ -98,8 +132,20 @@ typedef void (*gcs_crun_fn)(void *opaque, int ret, const char *err);
  */
 void gcs_crun_start(const char *dir, const int fds[3], const char *const *args, gcs_crun_fn fn,
 		    void *opaque);
-/* crun runs started and not yet reaped. */
+/* Jobs (crun runs, formats) started and not yet reaped. */
 unsigned gcs_crun_running(void);
+
+/*
+ * container_layers.c: mke2fs formats dev ext4 (quiet, whole device) while
+ * the loop goes on; its stderr goes to dir/mke2fs.log, whose last line
+ * becomes the message when it fails. 0: *pid is the job's (gcs_job_cancel),
+ * fn runs from the loop once mke2fs has exited. -errno with err, fn never
+ * runs: it could not start, or dev is being formatted already (-EBUSY).
+ */
+int gcs_format_start(const char *dir, const char *dev, gcs_crun_fn fn, void *opaque, pid_t *pid,
+		     char *err, size_t errlen) __attribute__((warn_unused_result));
+/* Tests: mke2fs at path instead of /usr/sbin/mke2fs (set before any create). */
+void gcs_format_set_tool(const char *path);
 
 /* ---- the table and each container's queue of operations (container.c) ------------------- */
 
@@ -132,6 +178,7 @@ struct gcs_ctr_op {
 	char err[GCS_CTR_ERRLEN];
 	void (*spawned)(struct gcs_ctr_op *op, pid_t pid, const char *err);
 	void (*crun_done)(struct gcs_ctr_op *op, int ret, const char *err);
+	pid_t format; /* create: mke2fs formatting the scratch (a job), 0 */
 	struct gcs_ctr_op *next;
 };
 
@@ -147,6 +194,9 @@ struct gcs_ctr {
 	struct gcs_ctr_op *ops; /* the running one first */
 	bool busy;
 	struct gcs_ctr_op *deleting; /* a forced delete waiting for the killed init's exit */
+	bool cancelled;		     /* deleted while its create formatted the scratch */
+	/* gcs_now_ms() as its create, crun create and crun start began: the log's phases */
+	long t_create, t_crun, t_start;
 	struct gcs_ctr *next;
 };
 

@@ -111,11 +111,10 @@ out:
 	return ret;
 }
 
-/* The last non-empty line of crun's log (its error), without its level prefix. */
-static void crun_message(const char *log, char *err, size_t errlen)
+int gcs_log_last_line(const char *path, char *out, size_t len)
 {
 	char buf[4096], *line, *end;
-	int fd = open(log, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	ssize_t n = -1;
 	off_t size;
 
@@ -127,18 +126,56 @@ static void crun_message(const char *log, char *err, size_t errlen)
 		close(fd);
 	}
 	if (n <= 0)
-		return;
+		return -ENOENT;
 	buf[n] = '\0';
 	end = buf + n;
 	while (end > buf && (end[-1] == '\n' || end[-1] == '\r'))
 		*--end = '\0';
 	line = strrchr(buf, '\n');
 	line = line ? line + 1 : buf;
-	/* text format: "2026-..T..Z: error msg" or "level msg"; keep it whole but short */
+	if (!*line)
+		return -ENOENT;
 	for (char *c = line; *c; c++)
 		if (!isprint((unsigned char)*c))
 			*c = '?';
-	snprintf(err, errlen, "crun: %s", line);
+	snprintf(out, len, "%s", line);
+	return 0;
+}
+
+/* The last non-empty line of crun's log (its error). */
+static void crun_message(const char *log, char *err, size_t errlen)
+{
+	char line[GCS_CTR_ERRLEN];
+
+	/* text format: "2026-..T..Z: error msg" or "level msg"; kept whole but short */
+	if (gcs_log_last_line(log, line, sizeof(line)))
+		return;
+	if (snprintf(err, errlen, "crun: %s", line) >= (int)errlen)
+		return; /* cut: its start says what failed */
+}
+
+pid_t gcs_tool_spawn(const char *path, const char *const *argv, const int fds[3], char *err,
+		     size_t errlen)
+{
+	pid_t pid = fork();
+
+	if (pid < 0) {
+		snprintf(err, errlen, "fork %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (pid == 0) {
+		int nullfd = open("/dev/null", O_RDWR | O_CLOEXEC), tmp[3];
+
+		gcs_child_reset_signals();
+		/* Into fresh numbers first: a target fd may be another's source. */
+		for (int i = 0; i < 3; i++)
+			tmp[i] = fcntl(fds && fds[i] >= 0 ? fds[i] : nullfd, F_DUPFD_CLOEXEC, 10);
+		for (int i = 0; i < 3; i++)
+			dup2(tmp[i], i);
+		execv(path, (char *const *)argv);
+		_exit(127);
+	}
+	return pid;
 }
 
 pid_t gcs_crun_spawn(const char *dir, const int fds[3], const char *const *args, char *err,
@@ -146,8 +183,7 @@ pid_t gcs_crun_spawn(const char *dir, const int fds[3], const char *const *args,
 {
 	char log[PATH_MAX], logarg[PATH_MAX + 16];
 	const char *argv[CRUN_MAX_ARGS + 4];
-	int n = 0, nullfd;
-	pid_t pid;
+	int n = 0;
 
 	snprintf(log, sizeof(log), "%s/crun.log", dir);
 	snprintf(logarg, sizeof(logarg), "--log=file:%s", log);
@@ -162,25 +198,7 @@ pid_t gcs_crun_spawn(const char *dir, const int fds[3], const char *const *args,
 	}
 	argv[n] = NULL;
 	unlink(log);
-	pid = fork();
-	if (pid < 0) {
-		snprintf(err, errlen, "fork crun: %s", strerror(errno));
-		return -errno;
-	}
-	if (pid == 0) {
-		gcs_child_reset_signals();
-		nullfd = open("/dev/null", O_RDWR);
-		/* Into fresh numbers first: a target fd may be another's source. */
-		int tmp[3];
-
-		for (int i = 0; i < 3; i++)
-			tmp[i] = fcntl(fds && fds[i] >= 0 ? fds[i] : nullfd, F_DUPFD_CLOEXEC, 10);
-		for (int i = 0; i < 3; i++)
-			dup2(tmp[i], i);
-		execv(CRUN, (char *const *)argv);
-		_exit(127);
-	}
-	return pid;
+	return gcs_tool_spawn(CRUN, argv, fds, err, errlen);
 }
 
 int gcs_crun_result(const char *dir, const char *verb, int status, char *err, size_t errlen)

@@ -11,6 +11,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#ifndef MKE2FS /* unit tests run a fake */
 #define MKE2FS "/usr/sbin/mke2fs"
+#endif
 
 struct layer {
 	char dev[64];
@@ -29,6 +32,12 @@ struct layer {
 };
 
 static struct layer *layers;
+static const char *mke2fs = MKE2FS;
+
+void gcs_format_set_tool(const char *path)
+{
+	mke2fs = path;
+}
 
 /* "/dev/pmem0", "/dev/vdb": one component of [a-z0-9] under /dev, nothing else. */
 static bool dev_valid(const char *dev)
@@ -122,52 +131,68 @@ static void layer_put(const char *mnt)
 	}
 }
 
-/* Formats dev ext4 with Debian's mke2fs (quiet, whole device). */
-static int scratch_format(const char *dev, char *err, size_t errlen)
+/* ---- the scratch ------------------------------------------------------------------------- */
+
+/*
+ * The request's scratch: a device (maybe to format), a path, or nothing (a
+ * tmpfs). Checked whole before anything is mounted. 0 or -EINVAL with err.
+ */
+static int scratch_parse(const cJSON *scratch, const char **dev, const char **path, bool *format,
+			 char *err, size_t errlen)
 {
-	int status;
-	pid_t pid = fork();
+	const cJSON *f = cJSON_GetObjectItemCaseSensitive(scratch, "format");
 
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		int null = open("/dev/null", O_RDWR);
-
-		gcs_child_reset_signals();
-		dup2(null, 0);
-		dup2(null, 1);
-		execl(MKE2FS, MKE2FS, "-q", "-F", "-t", "ext4", dev, (char *)NULL);
-		_exit(127);
+	*dev = *path = NULL;
+	*format = false;
+	if (!scratch || cJSON_IsNull(scratch))
+		return 0;
+	if (!cJSON_IsObject(scratch)) {
+		snprintf(err, errlen, "scratch: must be an object");
+		return -EINVAL;
 	}
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
-	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
-		snprintf(err, errlen, "scratch %s: mke2fs failed (%d)", dev, gcs_exit_code(status));
-		return -EIO;
+	*dev = gcs_bridge_str(scratch, "device");
+	*path = gcs_bridge_str(scratch, "path");
+	if (f && !cJSON_IsBool(f)) {
+		snprintf(err, errlen, "scratch.format: true or false");
+		return -EINVAL;
+	}
+	*format = cJSON_IsTrue(f);
+	if (*path) {
+		if (!path_valid(*path)) {
+			snprintf(err, errlen, "scratch.path: not a plain absolute path");
+			return -EINVAL;
+		}
+		*dev = NULL;
+	} else if (cJSON_GetObjectItemCaseSensitive(scratch, "path")) {
+		snprintf(err, errlen, "scratch.path: must be a string");
+		return -EINVAL;
+	} else if (!*dev && cJSON_GetObjectItemCaseSensitive(scratch, "device")) {
+		snprintf(err, errlen, "scratch.device: must be a string");
+		return -EINVAL;
+	} else if (*dev && !dev_valid(*dev)) {
+		snprintf(err, errlen, "scratch.device: not a /dev/<name> node");
+		return -EINVAL;
+	}
+	if (*format && !*dev) {
+		snprintf(err, errlen, "scratch.format: only for a scratch device");
+		return -EINVAL;
 	}
 	return 0;
 }
 
-/* dir/scratch: the scratch device (formatted when asked), a path's bind, or a tmpfs. */
+/* dir/scratch: the scratch device (formatted by now when asked), a path's bind, or a tmpfs. */
 static int scratch_mount(struct gcs_rootfs *r, const char *dir, const cJSON *scratch, char *base,
 			 size_t baselen, char *err, size_t errlen)
 {
-	const char *dev = gcs_bridge_str(scratch, "device"),
-		   *path = gcs_bridge_str(scratch, "path");
-	bool format = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(scratch, "format"));
+	const char *dev, *path;
+	bool format;
 	int ret;
 
 	snprintf(base, baselen, "%s/scratch", dir);
-	if (scratch && !cJSON_IsNull(scratch) && !cJSON_IsObject(scratch)) {
-		snprintf(err, errlen, "scratch: must be an object");
-		return -EINVAL;
-	}
+	ret = scratch_parse(scratch, &dev, &path, &format, err, errlen);
+	if (ret)
+		return ret;
 	if (path) {
-		if (!path_valid(path)) {
-			snprintf(err, errlen, "scratch.path: not a plain absolute path");
-			return -EINVAL;
-		}
 		snprintf(base, baselen, "%s", path);
 		return 0;
 	}
@@ -177,26 +202,12 @@ static int scratch_mount(struct gcs_rootfs *r, const char *dir, const cJSON *scr
 		return ret;
 	}
 	if (!dev) {
-		if (cJSON_IsObject(scratch) &&
-		    cJSON_GetObjectItemCaseSensitive(scratch, "device")) {
-			snprintf(err, errlen, "scratch.device: must be a string");
-			return -EINVAL;
-		}
 		if (mount("tmpfs", base, "tmpfs", MS_NODEV | MS_NOSUID, "mode=0755") < 0) {
 			snprintf(err, errlen, "scratch tmpfs: %s", strerror(errno));
 			return -errno;
 		}
 		r->scratch_mounted = true;
 		return 0;
-	}
-	if (!dev_valid(dev)) {
-		snprintf(err, errlen, "scratch.device: not a /dev/<name> node");
-		return -EINVAL;
-	}
-	if (format) {
-		ret = scratch_format(dev, err, errlen);
-		if (ret)
-			return ret;
 	}
 	if (mount(dev, base, "ext4", MS_NODEV | MS_NOSUID, NULL) < 0) {
 		ret = -errno;
@@ -208,6 +219,71 @@ static int scratch_mount(struct gcs_rootfs *r, const char *dir, const cJSON *scr
 		return ret;
 	}
 	r->scratch_mounted = true;
+	return 0;
+}
+
+/* ---- mke2fs, a child the loop does not wait for ------------------------------------------ */
+
+/* mke2fs on dev (ext4, quiet, whole device), its stderr into dir/mke2fs.log: pid or -errno. */
+static pid_t format_spawn(const char *dir, const char *dev, char *err, size_t errlen)
+{
+	const char *argv[] = {mke2fs, "-q", "-F", "-t", "ext4", dev, NULL};
+	char log[PATH_MAX];
+	int fds[3] = {-1, -1, -1};
+	pid_t pid;
+
+	if (snprintf(log, sizeof(log), "%s/mke2fs.log", dir) >= (int)sizeof(log)) {
+		snprintf(err, errlen, "scratch %s: directory name too long", dev);
+		return -ENAMETOOLONG;
+	}
+	fds[2] = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fds[2] < 0) {
+		snprintf(err, errlen, "scratch %s: %.300s: %s", dev, log, strerror(errno));
+		return -errno;
+	}
+	pid = gcs_tool_spawn(mke2fs, argv, fds, err, errlen);
+	close(fds[2]);
+	return pid;
+}
+
+/* mke2fs's wait status as 0, or -EIO with its last line of stderr in err. */
+static int format_result(const char *dir, const char *dev, int status, char *err, size_t errlen)
+{
+	char log[PATH_MAX], line[GCS_CTR_ERRLEN / 2];
+
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	snprintf(log, sizeof(log), "%s/mke2fs.log", dir);
+	if (gcs_log_last_line(log, line, sizeof(line)))
+		snprintf(err, errlen, "scratch %s: mke2fs failed (%d)", dev, gcs_exit_code(status));
+	else
+		snprintf(err, errlen, "scratch %s: mke2fs failed (%d): %s", dev,
+			 gcs_exit_code(status), line);
+	return -EIO;
+}
+
+int gcs_format_start(const char *dir, const char *dev, gcs_crun_fn fn, void *opaque, pid_t *pid,
+		     char *err, size_t errlen)
+{
+	pid_t p;
+	int ret;
+
+	if (gcs_job_find(dev) > 0) {
+		snprintf(err, errlen, "scratch %s: being formatted for another container", dev);
+		return -EBUSY;
+	}
+	p = format_spawn(dir, dev, err, errlen);
+	if (p < 0)
+		return p;
+	ret = gcs_job_watch(p, dir, dev, format_result, fn, opaque);
+	if (ret) {
+		kill(p, SIGKILL);
+		while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
+			;
+		snprintf(err, errlen, "out of memory");
+		return ret;
+	}
+	*pid = p;
 	return 0;
 }
 
@@ -288,8 +364,35 @@ static int rootfs_bind(struct gcs_rootfs *r, const char *dir, const cJSON *req, 
 	return 0;
 }
 
-int gcs_rootfs_mount(struct gcs_rootfs *r, const char *dir, const cJSON *req, char *err,
+int gcs_rootfs_begin(struct gcs_rootfs *r, const char *dir, const cJSON *req, char *err,
 		     size_t errlen)
+{
+	const char *dev, *path;
+	bool format;
+	int ret;
+
+	r->format_dev[0] = '\0';
+	if (cJSON_GetObjectItemCaseSensitive(req, "rootfs"))
+		return rootfs_bind(r, dir, req, err, errlen);
+	/* The whole scratch is checked first: a bad one costs no layer mount. */
+	ret = scratch_parse(cJSON_GetObjectItemCaseSensitive(req, "scratch"), &dev, &path, &format,
+			    err, errlen);
+	if (ret)
+		return ret;
+	ret = layers_take(r, cJSON_GetObjectItemCaseSensitive(req, "layers"), err, errlen);
+	if (ret) {
+		char ignored[64];
+
+		gcs_rootfs_unmount(r, dir, ignored, sizeof(ignored));
+		return ret;
+	}
+	if (format)
+		snprintf(r->format_dev, sizeof(r->format_dev), "%s", dev); /* dev_valid: fits */
+	return 0;
+}
+
+int gcs_rootfs_end(struct gcs_rootfs *r, const char *dir, const cJSON *req, char *err,
+		   size_t errlen)
 {
 	char base[PATH_MAX], upper[PATH_MAX + 16], work[PATH_MAX + 16], rootfs[PATH_MAX];
 	const cJSON *scratch = cJSON_GetObjectItemCaseSensitive(req, "scratch");
@@ -297,11 +400,8 @@ int gcs_rootfs_mount(struct gcs_rootfs *r, const char *dir, const cJSON *req, ch
 	size_t len = 0, used;
 	int ret;
 
-	if (cJSON_GetObjectItemCaseSensitive(req, "rootfs"))
-		return rootfs_bind(r, dir, req, err, errlen);
-	ret = layers_take(r, cJSON_GetObjectItemCaseSensitive(req, "layers"), err, errlen);
-	if (ret)
-		goto fail;
+	if (r->rootfs_mounted)
+		return 0; /* a share's directory, bound by gcs_rootfs_begin */
 	ret = scratch_mount(r, dir, scratch, base, sizeof(base), err, errlen);
 	if (ret)
 		goto fail;

@@ -8,6 +8,10 @@
    guest.exec of `/bin/true` in the same VM to its process.wait answer.
    Alternating runs (--runs, default 20): median and p95 of each, and the
    ratio of the medians. Target: a container run <= 3x a plain exec.
+   Beside the host's phases (create, start, wait answered), the agent's own
+   from its log lines (gcs/container.c): the root made (mounts), crun
+   create, crun start, and crun start to the init's exit (the agent does
+   not see a pipe's first output; /bin/true has none).
 2. Guest memory per extra idle container: --idle containers running
    `sleep`, the guest's MemAvailable (guest.properties) before and after
    (page cache dropped both times), divided by their number; beside it the
@@ -20,6 +24,7 @@ real /dev/kvm: `make bench-containers` runs it inside the test host."""
 import argparse
 import math
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -115,6 +120,27 @@ def available_kib(s, timeout):
     return s.call("guest.properties", timeout=timeout)["memory"]["available_kib"]
 
 
+# The agent's log lines with timings (gcs/container.c): the phases each gives, its pattern.
+AGENT_LINES = (
+    (("root", "crun create"), re.compile(
+        r"uvm-gcs: container (\S+) created: pid \d+ \(root (\d+) ms, crun create (\d+) ms\)")),
+    (("crun start",), re.compile(r"uvm-gcs: container (\S+) started \(crun start (\d+) ms\)")),
+    (("start to exit",), re.compile(
+        r"uvm-gcs: container (\S+) exited: .*\((\d+) ms after its start\)")),
+)
+
+
+def agent_phases(text, ids):
+    """{phase: [ms of each id]} from the agent's log lines (the shim's stderr), for ids."""
+    got = {}
+    for names, rx in AGENT_LINES:
+        for m in rx.finditer(text):
+            if m.group(1) in ids:
+                for k, name in enumerate(names):
+                    got.setdefault(name, []).append(int(m.group(k + 2)))
+    return got
+
+
 def p95(v):
     v = sorted(v)
     return v[max(0, math.ceil(0.95 * len(v)) - 1)]
@@ -141,7 +167,8 @@ def main():
             die("%s missing (run make and make guest)" % f)
 
     tmp = tempfile.mkdtemp(prefix="bench-containers-", dir="/tmp")
-    log = open(os.path.join(tmp, "shim.log"), "w")
+    log_path = os.path.join(tmp, "shim.log")
+    log = open(log_path, "w")
     img = make_layer(tmp)
     s = serve.Serve(shim, log)
     s.call("vm.create", kernel=kernel, initrd=initrd, cpus=args.cpus, memory_mib=args.memory,
@@ -164,6 +191,13 @@ def main():
     mc, me = statistics.median(ctr), statistics.median(exe)
     print("container phases, medians: create %.1f ms, start %.1f ms, wait %.1f ms"
           % tuple(statistics.median(p[k] for p in phases) * 1e3 for k in range(3)))
+    with open(log_path, errors="replace") as f:
+        agent = agent_phases(f.read(), {"b%d" % i for i in range(args.runs)})
+    if agent:
+        print("agent's phases, medians: " + ", ".join(
+            "%s %d ms (%d runs)" % (k, statistics.median(v), len(v)) for k, v in agent.items()))
+    else:
+        print("agent's phases: none in the shim's log (an agent without timings?)")
     print("container create+start+exit: median %.1f ms, p95 %.1f ms" % (mc * 1e3,
                                                                         p95(ctr) * 1e3))
     print("plain guest.exec:            median %.1f ms, p95 %.1f ms" % (me * 1e3, p95(exe) * 1e3))

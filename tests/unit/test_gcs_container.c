@@ -3,7 +3,8 @@
  * config.json from the host's spec (root.path and cgroupsPath replaced,
  * required fields checked, hostile specs refused), crun's pid file with
  * hostile contents, the console socket's fd passing, crun's log message,
- * hostile root descriptions (container_layers.c) refused before any mount,
+ * hostile root descriptions (container_layers.c, the scratch and its format
+ * flag included) refused before any mount, the first step of a good one,
  * crun run off the loop (container_crun.c) with a fake crun: its end seen
  * through the reaper, its message passed on, exits of unknown children
  * kept for adopt but never a live process's. The real crun runs in the
@@ -304,6 +305,17 @@ static void test_rootfs_refused(void **state)
 	    "{\"layers\":[{\"path\":\"/l\"}],\"scratch\":{\"device\":\"/dev/x/y\"}}",
 	    "{\"layers\":[{\"path\":\"/l\"}],\"scratch\":{\"device\":5}}",
 	    "{\"layers\":[{\"path\":\"/l\"}],\"scratch\":[]}",
+	    "{\"layers\":[{\"path\":\"/l\"}],\"scratch\":{\"device\":\"/dev/"
+	    "vdc\",\"format\":\"yes\"}}",
+	    "{\"layers\":[{\"path\":\"/l\"}],\"scratch\":{\"device\":\"/dev/vdc\",\"format\":1}}",
+	    "{\"layers\":[{\"path\":\"/l\"}],\"scratch\":{\"path\":\"/s\",\"format\":true}}",
+	    "{\"layers\":[{\"path\":\"/l\"}],\"scratch\":{\"format\":true}}",
+	    "{\"layers\":[{\"path\":\"/l\"}],\"scratch\":{\"device\":\"/dev/vdc\",\"path\":7}}",
+	    "{\"layers\":[{\"path\":\"/l\"}],\"scratch\":{\"device\":\"/dev/\",\"format\":true}}",
+	    "{\"layers\":[{\"path\":\"/l\"}],\"scratch\":{\"device\":\"/dev/"
+	    "vdcvdcvdcvdcvdcvdcvdcvdcvdcvdcvdcvdc\",\"format\":true}}",
+	    /* a bad scratch costs no layer mount: refused before the layer below is looked at */
+	    "{\"layers\":[{\"device\":\"/dev/nosuchlayer0\"}],\"scratch\":{\"format\":true}}",
 	};
 	char err[GCS_CTR_ERRLEN], cdir[PATH_MAX];
 
@@ -315,10 +327,49 @@ static void test_rootfs_refused(void **state)
 
 		assert_non_null(req);
 		err[0] = '\0';
-		if (gcs_rootfs_mount(&r, cdir, req, err, sizeof(err)) != -EINVAL)
+		if (gcs_rootfs_begin(&r, cdir, req, err, sizeof(err)) != -EINVAL)
 			fail_msg("%s: not refused (%s)", bad[i], err);
 		assert_true(err[0] != '\0');
 		assert_false(r.rootfs_mounted || r.scratch_mounted);
+		assert_int_equal(r.nr_layers, 0);
+		cJSON_Delete(req);
+	}
+	gcs_ctr_rmdir(cdir);
+}
+
+/* The first step of a root with layers by path mounts nothing and says what to format. */
+static void test_rootfs_begin(void **state)
+{
+	static const struct {
+		const char *json, *format;
+	} ok[] = {
+	    {"{\"layers\":[{\"path\":\"/l\"}],\"scratch\":{\"device\":\"/dev/"
+	     "vdc\",\"format\":true}}",
+	     "/dev/vdc"},
+	    {"{\"layers\":[{\"path\":\"/l\"}],\"scratch\":{\"device\":\"/dev/"
+	     "vdc\",\"format\":false}}",
+	     ""},
+	    {"{\"layers\":[{\"path\":\"/l\"}],\"scratch\":{\"device\":\"/dev/vdc\"}}", ""},
+	    {"{\"layers\":[{\"path\":\"/l\"}],\"scratch\":{\"path\":\"/s\",\"format\":false}}", ""},
+	    {"{\"layers\":[{\"path\":\"/l\"},{\"path\":\"/m\"}]}", ""},
+	    {"{\"layers\":[{\"path\":\"/l\"}],\"scratch\":null}", ""},
+	};
+	char err[GCS_CTR_ERRLEN], cdir[PATH_MAX];
+
+	snprintf(cdir, sizeof(cdir), "%s/c", dir);
+	assert_int_equal(gcs_mkdir_p(cdir), 0);
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		cJSON *req = cJSON_Parse(ok[i].json);
+		struct gcs_rootfs r = {0};
+
+		assert_non_null(req);
+		snprintf(r.format_dev, sizeof(r.format_dev), "stale");
+		if (gcs_rootfs_begin(&r, cdir, req, err, sizeof(err)))
+			fail_msg("%s: %s", ok[i].json, err);
+		assert_string_equal(r.format_dev, ok[i].format);
+		assert_false(r.rootfs_mounted || r.scratch_mounted);
+		assert_true(r.nr_layers >= 1);
+		assert_int_equal(gcs_rootfs_unmount(&r, cdir, err, sizeof(err)), 0);
 		assert_int_equal(r.nr_layers, 0);
 		cJSON_Delete(req);
 	}
@@ -413,7 +464,8 @@ int main(void)
 	    cmocka_unit_test(test_ids),		 cmocka_unit_test(test_bundle),
 	    cmocka_unit_test(test_pidfile),	 cmocka_unit_test(test_console_socket),
 	    cmocka_unit_test(test_crun_message), cmocka_unit_test(test_rootfs_refused),
-	    cmocka_unit_test(test_crun_off_the_loop), cmocka_unit_test(test_crun_missing),
+	    cmocka_unit_test(test_rootfs_begin), cmocka_unit_test(test_crun_off_the_loop),
+	    cmocka_unit_test(test_crun_missing),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
