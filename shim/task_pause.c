@@ -3,8 +3,8 @@
  * vCPU) and goes on (vm.resume), with containerd's TaskPaused and
  * TaskResumed events. One task per VM, so pausing the task is pausing the VM.
  *
- * While paused the guest cannot answer: calls that need it (Kill, Start of
- * an exec, ResizePty, Stats, Update) are refused with FAILED_PRECONDITION
+ * While paused the guest cannot answer: calls that need it (Kill, Exec,
+ * Start of an exec, ResizePty, Stats, Update) are refused with FAILED_PRECONDITION
  * naming the pause (docs/containerd.md says how this differs from runc).
  */
 #include <string.h>

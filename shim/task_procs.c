@@ -129,7 +129,8 @@ void task_exec(void *opaque, struct ttrpc_call *call)
 
 	if (!q)
 		return;
-	if (task_wrong_id(d, call, q->id))
+	/* runc's shim refuses an exec into a paused task at Exec too: no record is left. */
+	if (task_wrong_id(d, call, q->id) || task_refuse_paused(d, call, "Exec"))
 		goto out;
 	if (q->spec)
 		spec = cJSON_ParseWithLength((const char *)q->spec->value.data, q->spec->value.len);

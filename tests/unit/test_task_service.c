@@ -381,6 +381,13 @@ static void test_pause_resume(void **st)
 	assert_non_null(strstr(msg, "not paused"));
 	assert_int_equal(f->fake.resumes, 0);
 
+	x.id = "t1";
+	x.exec_id = "e1";
+	spec.value.data = (uint8_t *)"{\"args\":[\"true\"]}";
+	spec.value.len = strlen((char *)spec.value.data);
+	x.spec = &spec;
+	assert_int_equal(call(f, "Exec", &x.base, NULL, 0), 0);
+
 	assert_int_equal(call(f, "Pause", &id.base, msg, sizeof(msg)), 0);
 	assert_int_equal(f->fake.pauses, 1);
 	next_event(f, "/tasks/paused", "containerd.events.TaskPaused");
@@ -401,14 +408,11 @@ static void test_pause_resume(void **st)
 	assert_int_equal(call(f, "Delete", &id.base, msg, sizeof(msg)), TTRPC_FAILED_PRECONDITION);
 	assert_non_null(strstr(msg, "paused"));
 	assert_int_equal(f->fake.signals + f->fake.stats + f->fake.updates, 0);
-	/* An exec is recorded (as runc's shim does) but cannot start; a paused task's Pids answer.
-	 */
-	x.id = "t1";
-	x.exec_id = "e1";
-	spec.value.data = (uint8_t *)"{\"args\":[\"true\"]}";
-	spec.value.len = strlen((char *)spec.value.data);
-	x.spec = &spec;
-	assert_int_equal(call(f, "Exec", &x.base, NULL, 0), 0);
+	/* No exec into a paused task (as runc's shim); one recorded before cannot start. */
+	x.exec_id = "e2";
+	assert_int_equal(call(f, "Exec", &x.base, msg, sizeof(msg)), TTRPC_FAILED_PRECONDITION);
+	assert_non_null(strstr(msg, "paused"));
+	assert_null(task_find(f->d->task, "e2"));
 	id.exec_id = "e1";
 	assert_int_equal(call(f, "Start", &id.base, msg, sizeof(msg)), TTRPC_FAILED_PRECONDITION);
 	assert_non_null(strstr(msg, "paused"));
