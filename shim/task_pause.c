@@ -101,22 +101,21 @@ static void on_resumed(struct taskd *d, void *arg, const cJSON *r, int code, con
 	on_vm_paused(d, arg, r, code, msg, true);
 }
 
-void task_pause(void *opaque, struct ttrpc_call *call)
+static void pause_or_resume(struct taskd *d, struct ttrpc_call *call, bool resume)
 {
-	struct taskd *d = opaque;
-
-	if (!pause_target(d, call, false))
+	if (!pause_target(d, call, resume))
 		return;
 	d->pause_busy = true;
-	task_ctl_call(d, "vm.pause", NULL, on_paused, call);
+	task_ctl_call(d, resume ? "vm.resume" : "vm.pause", NULL, resume ? on_resumed : on_paused,
+		      call);
+}
+
+void task_pause(void *opaque, struct ttrpc_call *call)
+{
+	pause_or_resume(opaque, call, false);
 }
 
 void task_resume(void *opaque, struct ttrpc_call *call)
 {
-	struct taskd *d = opaque;
-
-	if (!pause_target(d, call, true))
-		return;
-	d->pause_busy = true;
-	task_ctl_call(d, "vm.resume", NULL, on_resumed, call);
+	pause_or_resume(opaque, call, true);
 }
