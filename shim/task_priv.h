@@ -6,6 +6,8 @@
  *   task_ctl.c      requests to the embedded control protocol and its answers/events
  *   task_service.c  the Task service: Create, Start, State, Delete, Connect, Shutdown
  *   task_procs.c    Exec, Kill, Wait, Pids, Stats, ResizePty, CloseIO; exits
+ *   task_pause.c    Pause and Resume (the whole VM), and what a paused task refuses
+ *   task_update.c   Update: containerd's Linux resources to container.update
  *   task_state.c    the task table (pure)
  *   task_mount.c    the rootfs mounts on the host
  *   task_events.c   events to containerd
@@ -58,6 +60,7 @@ struct taskd {
 	/* the task (one VM, one task) */
 	struct task *task;
 	bool creating;	     /* a Create is under way */
+	bool pause_busy;     /* a Pause or Resume is under way */
 	bool vm_up;	     /* vm.create answered: vm.terminate on the way out */
 	bool rootfs_mounted; /* the bundle's rootfs/ holds containerd's mounts */
 	bool exiting;
@@ -114,8 +117,32 @@ void task_on_event(struct taskd *d, const char *name, const cJSON *params);
 void task_proc_ended(struct taskd *d, struct task_proc *p, uint32_t status);
 /* Answers every Wait of p (STOPPED) with its exit. */
 void task_answer_waiters(struct task_proc *p);
+/* A control-protocol answer with no result to pass on: an empty reply or the error. */
+void task_reply_plain(struct taskd *d, void *arg, const cJSON *result, int code,
+		      const char *message);
 /* A Timestamp from a CLOCK_REALTIME time. */
 struct Uvm__Ctrd__Timestamp;
 void task_timestamp(struct Uvm__Ctrd__Timestamp *ts, const struct timespec *t);
+
+/* ---- task_pause.c ------------------------------------------------------------------- */
+
+void task_pause(void *opaque, struct ttrpc_call *call);
+void task_resume(void *opaque, struct ttrpc_call *call);
+/*
+ * The task is paused: the guest cannot run what the call needs (what names
+ * it), answered FAILED_PRECONDITION, true.
+ */
+bool task_refuse_paused(struct taskd *d, struct ttrpc_call *call, const char *what);
+
+/* ---- task_update.c ------------------------------------------------------------------ */
+
+void task_update(void *opaque, struct ttrpc_call *call);
+/*
+ * An OCI linux.resources object as container.update's params (without the
+ * id): *out NULL when it sets nothing. 0, or a ttrpc code with err filled:
+ * INVALID_ARGUMENT (a value of the wrong type or out of range),
+ * UNIMPLEMENTED (a field the guest's update does not apply).
+ */
+int task_update_params(const cJSON *res, cJSON **out, char *err, size_t errlen);
 
 #endif

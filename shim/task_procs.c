@@ -92,6 +92,7 @@ void task_on_event(struct taskd *d, const char *name, const cJSON *params)
 		ev.container_id = d->task->id;
 		task_publish(&d->ev, "/tasks/oom", "TaskOOM", &ev.base);
 	} else if (!strcmp(name, "vm.exited")) {
+		d->task->paused = false; /* nothing left to resume */
 		for (struct task_proc *p = d->task->procs; p; p = p->next)
 			if (p->status != TASK_STOPPED && (p->pid || p == task_init_proc(d->task)))
 				task_proc_ended(d, p, TASK_EXIT_VM_GONE);
@@ -128,7 +129,8 @@ void task_exec(void *opaque, struct ttrpc_call *call)
 
 	if (!q)
 		return;
-	if (task_wrong_id(d, call, q->id))
+	/* runc's shim refuses an exec into a paused task at Exec too: no record is left. */
+	if (task_wrong_id(d, call, q->id) || task_refuse_paused(d, call, "Exec"))
 		goto out;
 	if (q->spec)
 		spec = cJSON_ParseWithLength((const char *)q->spec->value.data, q->spec->value.len);
@@ -218,7 +220,7 @@ void task_start_exec(struct taskd *d, struct ttrpc_call *call, struct task_proc 
 
 /* ---- Kill, Wait, ResizePty, CloseIO ------------------------------------------------- */
 
-static void on_plain(struct taskd *d, void *arg, const cJSON *r, int code, const char *msg)
+void task_reply_plain(struct taskd *d, void *arg, const cJSON *r, int code, const char *msg)
 {
 	struct ttrpc_call *call = arg;
 
@@ -261,17 +263,17 @@ void task_kill(void *opaque, struct ttrpc_call *call)
 		ttrpc_reply_error(call, TTRPC_NOT_FOUND, "process already finished");
 	} else if (!p->pid || d->creating) {
 		ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION, "process not started");
-	} else {
+	} else if (!task_refuse_paused(d, call, "Kill")) {
 		params = cJSON_CreateObject();
 		cJSON_AddNumberToObject(params, "signal", q->signal);
 		if (p == task_init_proc(d->task)) {
 			cJSON_AddStringToObject(params, "id", d->task->id);
 			if (q->all)
 				cJSON_AddBoolToObject(params, "all", true);
-			task_ctl_call(d, "container.signal", params, on_plain, call);
+			task_ctl_call(d, "container.signal", params, task_reply_plain, call);
 		} else {
 			cJSON_AddNumberToObject(params, "pid", p->pid);
-			task_ctl_call(d, "process.signal", params, on_plain, call);
+			task_ctl_call(d, "process.signal", params, task_reply_plain, call);
 		}
 	}
 out:
@@ -311,6 +313,8 @@ void task_resize_pty(void *opaque, struct ttrpc_call *call)
 		goto out;
 	if (!p->pid || p->status == TASK_STOPPED || !p->terminal) {
 		ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION, "no live terminal to resize");
+	} else if (task_refuse_paused(d, call, "ResizePty")) {
+		/* answered */
 	} else if (!q->width || !q->height) {
 		/* ctr sends its terminal's size, 0x0 for a pty nobody sized: nothing to apply. */
 		ttrpc_reply(call, NULL);
@@ -321,7 +325,7 @@ void task_resize_pty(void *opaque, struct ttrpc_call *call)
 		cJSON_AddNumberToObject(params, "pid", p->pid);
 		cJSON_AddNumberToObject(params, "rows", q->height);
 		cJSON_AddNumberToObject(params, "cols", q->width);
-		task_ctl_call(d, "process.resize", params, on_plain, call);
+		task_ctl_call(d, "process.resize", params, task_reply_plain, call);
 	}
 out:
 	protobuf_c_message_free_unpacked(&q->base, NULL);
@@ -422,7 +426,7 @@ void task_stats(void *opaque, struct ttrpc_call *call)
 	if (!task_wrong_id(d, call, q->id)) {
 		if (d->creating || !task_init_proc(d->task)->pid) {
 			ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION, "task not created yet");
-		} else {
+		} else if (!task_refuse_paused(d, call, "Stats")) {
 			params = cJSON_CreateObject();
 			cJSON_AddStringToObject(params, "id", d->task->id);
 			task_ctl_call(d, "container.stats", params, on_stats, call);

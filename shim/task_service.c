@@ -2,7 +2,8 @@
  * The Task service (containerd.task.v2.Task) over the control protocol:
  * Create boots the VM with the bundle's rootfs/ shared over 9p and creates
  * the container in it; Start, State, Delete, Connect and Shutdown here, the
- * process calls in task_procs.c. One VM per task.
+ * process calls in task_procs.c, Pause/Resume in task_pause.c, Update in
+ * task_update.c. One VM per task.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -342,7 +343,8 @@ static void m_start(void *opaque, struct ttrpc_call *call)
 				  "%.80s is not in the created state",
 				  q->exec_id[0] ? q->exec_id : q->id);
 	} else if (p != task_init_proc(d->task)) {
-		task_start_exec(d, call, p);
+		if (!task_refuse_paused(d, call, "Start of an exec"))
+			task_start_exec(d, call, p);
 	} else {
 		params = cJSON_CreateObject();
 		cJSON_AddStringToObject(params, "id", d->task->id);
@@ -381,7 +383,7 @@ static void m_state(void *opaque, struct ttrpc_call *call)
 	r.id = d->task->id;
 	r.bundle = d->task->bundle;
 	r.pid = p->pid;
-	r.status = (Uvm__Ctrd__TaskStatus)p->status;
+	r.status = (Uvm__Ctrd__TaskStatus)task_shown_status(d->task, p);
 	r.stdin = p->stdin_path;
 	r.stdout = p->stdout_path;
 	r.stderr = p->stderr_path;
@@ -464,8 +466,8 @@ static void m_delete(void *opaque, struct ttrpc_call *call)
 			goto out;
 		}
 		if (p->status == TASK_RUNNING) {
-			ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION, "exec %.80s is running",
-					  q->exec_id);
+			ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION, "exec %.80s is %s",
+					  q->exec_id, d->task->paused ? "paused" : "running");
 			goto out;
 		}
 		reply_deleted(call, p);
@@ -476,7 +478,9 @@ static void m_delete(void *opaque, struct ttrpc_call *call)
 	}
 	if (d->creating || d->task->deleted || !task_init_deletable(d->task)) {
 		ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION, "task %.80s is %s", q->id,
-				  d->task->deleted ? "deleted" : "running");
+				  d->task->deleted  ? "deleted"
+				  : d->task->paused ? "paused"
+						    : "running");
 		goto out;
 	}
 	params = cJSON_CreateObject();
@@ -540,6 +544,9 @@ const struct ttrpc_method task_methods[] = {
     {TASK_SERVICE, "Stats", task_stats},
     {TASK_SERVICE, "ResizePty", task_resize_pty},
     {TASK_SERVICE, "CloseIO", task_close_io},
-    /* Pause, Resume, Update, Checkpoint: code 12 (docs/containerd.md). */
+    {TASK_SERVICE, "Pause", task_pause},
+    {TASK_SERVICE, "Resume", task_resume},
+    {TASK_SERVICE, "Update", task_update},
+    /* Checkpoint: code 12 (docs/containerd.md). */
     {NULL, NULL, NULL},
 };

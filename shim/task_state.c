@@ -178,6 +178,11 @@ bool task_init_deletable(struct task *t)
 	return true;
 }
 
+enum task_status task_shown_status(const struct task *t, const struct task_proc *p)
+{
+	return t->paused && p->status == TASK_RUNNING ? TASK_PAUSED : p->status;
+}
+
 struct ttrpc_call *task_take_waiters(struct task_proc *p)
 {
 	struct ttrpc_call *w = p->waiters;

@@ -1,8 +1,8 @@
 /*
  * The containerd shim's task table (pure, unit-tested): the task's init
  * process and its execs, each with containerd's status (CREATED, RUNNING,
- * STOPPED), pid, stdio paths, exit status and time, and the transitions the
- * Task service allows. An exec_id of NULL or "" names the init.
+ * STOPPED; PAUSED is shown for a running process of a paused task), pid, stdio paths, exit status
+ * and time, and the transitions the Task service allows. An exec_id of NULL or "" names the init.
  */
 #ifndef SHIM_TASK_STATE_H
 #define SHIM_TASK_STATE_H
@@ -17,6 +17,7 @@ enum task_status {
 	TASK_CREATED = 1,
 	TASK_RUNNING = 2,
 	TASK_STOPPED = 3,
+	TASK_PAUSED = 4, /* shown, never stored: a RUNNING process of a paused task */
 };
 
 /* Execs one task may hold at once. */
@@ -42,6 +43,7 @@ struct task {
 	struct task_proc *procs; /* the init first, then execs */
 	unsigned nr_execs;
 	bool deleted; /* the init was deleted: only Shutdown is left */
+	bool paused;  /* the VM is paused (Pause answered, Resume not yet) */
 };
 
 /* A task with its init in CREATED (pid 0); -ENOMEM. */
@@ -76,6 +78,8 @@ int task_proc_exited(struct task_proc *p, uint32_t exit_status);
 int task_remove_exec(struct task *t, const char *exec_id);
 /* Whether Delete of the init may go ahead: CREATED or STOPPED, and no exec RUNNING. */
 bool task_init_deletable(struct task *t);
+/* The status State reports: PAUSED for a RUNNING process while the task is paused. */
+enum task_status task_shown_status(const struct task *t, const struct task_proc *p);
 /* Detaches and returns p's Wait calls (linked through ->next). */
 struct ttrpc_call *task_take_waiters(struct task_proc *p);
 void task_add_waiter(struct task_proc *p, struct ttrpc_call *call);

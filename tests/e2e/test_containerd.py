@@ -330,6 +330,171 @@ def test_two_tasks_run_in_two_vms(ctrd):
         remove(ctrd, "t7")
 
 
+def guest_clock_lag(ctrd, cid, exec_id):
+    """Host time minus the guest's `date +%s`, in seconds (within the exec's latency)."""
+    before = time.time()
+    p = ctrd.ctr("task", "exec", "--exec-id", exec_id, cid, "date", "+%s")
+    assert p.returncode == 0, ctrd.describe(["exec", exec_id], p)
+    return (before + time.time()) / 2 - int(p.stdout.strip())
+
+
+def test_pause_resume(ctrd):
+    """ctr task pause stops the whole VM: State says PAUSED, what needs the guest is
+    refused, no tick of the container's loop happens while paused (the guest's clock
+    jumps over the pause, or stood still through it), TaskPaused/TaskResumed are sent."""
+    pause_s = 10
+    ev = subprocess.Popen(["ctr", "-a", ctrd.sock, "events"], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    start_detached(ctrd, "t9", "sh", "-c", "while true; do date +%s >> /ticks; sleep 1; done")
+    try:
+        lag0 = guest_clock_lag(ctrd, "t9", "c0")
+        ctrd.ctr("task", "pause", "t9", check=True)
+        t0 = time.monotonic()
+        out = ctrd.ctr("task", "ls", check=True).stdout
+        assert re.search(r"^t9\s+\d+\s+PAUSED", out, re.M), out
+        p = ctrd.ctr("task", "pause", "t9")
+        assert p.returncode != 0 and "already paused" in p.stderr, ctrd.describe(["pause"], p)
+        p = ctrd.ctr("task", "kill", "-s", "SIGTERM", "t9")
+        assert p.returncode != 0 and "paused" in p.stderr, ctrd.describe(["kill"], p)
+        p = ctrd.ctr("task", "exec", "--exec-id", "p1", "t9", "true", timeout=60)
+        assert p.returncode != 0 and "paused" in p.stderr, ctrd.describe(["exec", "p1"], p)
+        # containerd drops a task whose Stats failed: ctr says "no metrics received".
+        p = ctrd.ctr("task", "metrics", "t9")
+        assert p.returncode != 0, ctrd.describe(["metrics"], p)
+        time.sleep(max(0, pause_s - (time.monotonic() - t0)))
+        ctrd.ctr("task", "resume", "t9", check=True)
+        out = ctrd.ctr("task", "ls", check=True).stdout
+        assert re.search(r"^t9\s+\d+\s+RUNNING", out, re.M), out
+        p = ctrd.ctr("task", "resume", "t9")
+        assert p.returncode != 0 and "not paused" in p.stderr, ctrd.describe(["resume"], p)
+        time.sleep(3)
+        lag1 = guest_clock_lag(ctrd, "t9", "c1")
+        p = ctrd.ctr("task", "exec", "--exec-id", "c2", "t9", "cat", "/ticks")
+        assert p.returncode == 0, ctrd.describe(["exec", "c2"], p)
+        ticks = [int(x) for x in p.stdout.split()]
+        gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+        print("pause of %d s: largest gap between ticks %d s, guest clock lag %.1f -> %.1f s"
+              % (pause_s, max(gaps), lag0, lag1))
+        # Paused vCPUs run no loop: either the guest clock jumped over the pause (a gap
+        # between two ticks) or it stood still (the guest fell behind the host's clock).
+        assert max(gaps) >= pause_s - 3 or lag1 - lag0 >= pause_s - 3, (gaps, lag0, lag1)
+        ctrd.ctr("task", "kill", "-s", "SIGKILL", "t9", check=True)
+        wait_stopped(ctrd, "t9")
+    finally:
+        # A paused task cannot be removed: resume it (an error when it runs) and end it.
+        ctrd.ctr("task", "resume", "t9")
+        ctrd.ctr("task", "kill", "-s", "SIGKILL", "t9")
+        remove(ctrd, "t9")
+        time.sleep(1)
+        ev.terminate()
+        events = ev.communicate(timeout=30)[0]
+    for topic in ("/tasks/paused", "/tasks/resumed"):
+        assert re.search(r"%s\s+%s" % (NS, re.escape(topic)), events), (topic, events)
+
+
+# ---- a ttrpc call straight to the shim: ctr 1.6 has no `task update` -------------------------
+
+def pb_varint(n):
+    out = b""
+    while True:
+        b, n = n & 0x7f, n >> 7
+        out += bytes([b | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def pb_bytes(field, data):
+    if isinstance(data, str):
+        data = data.encode()
+    return pb_varint(field << 3 | 2) + pb_varint(len(data)) + data
+
+
+def pb_fields(data):
+    """Top-level fields of a message: {number: value} (varints as int, the rest as bytes)."""
+    out, i = {}, 0
+    while i < len(data):
+        key, i = pb_read_varint(data, i)
+        if key & 7 == 0:
+            out[key >> 3], i = pb_read_varint(data, i)
+        elif key & 7 == 2:
+            n, i = pb_read_varint(data, i)
+            out[key >> 3], i = data[i:i + n], i + n
+        else:
+            raise ValueError("wire type %d" % (key & 7))
+    return out
+
+
+def pb_read_varint(data, i):
+    n = shift = 0
+    while True:
+        b = data[i]
+        i += 1
+        n |= (b & 0x7f) << shift
+        shift += 7
+        if not b & 0x80:
+            return n, i
+
+
+def shim_call(ctrd, cid, method, payload):
+    """(code, message) of one Task call made on the shim's own socket."""
+    import socket
+    import struct
+    bundle = os.path.join(ctrd.d, "state", "io.containerd.runtime.v2.task", NS, cid)
+    with open(os.path.join(bundle, "address")) as f:
+        path = f.read().strip()[len("unix://"):]
+    req = (pb_bytes(1, "containerd.task.v2.Task") + pb_bytes(2, method) + pb_bytes(3, payload)
+           + pb_bytes(5, pb_bytes(1, "containerd-namespace-ttrpc") + pb_bytes(2, NS)))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(LONG)
+        s.connect(path)
+        s.sendall(struct.pack(">IIBB", len(req), 1, 1, 0) + req)
+        buf = b""
+        while len(buf) < 10 or len(buf) < 10 + struct.unpack(">I", buf[:4])[0]:
+            chunk = s.recv(65536)
+            assert chunk, "the shim closed the connection"
+            buf += chunk
+    resp = pb_fields(buf[10:10 + struct.unpack(">I", buf[:4])[0]])
+    status = pb_fields(resp.get(1, b""))
+    return status.get(1, 0), status.get(2, b"").decode(errors="replace")
+
+
+def update_request(cid, resources):
+    value = resources if isinstance(resources, bytes) else json.dumps(resources).encode()
+    any_ = (pb_bytes(1, "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources")
+            + pb_bytes(2, value))
+    return pb_bytes(1, cid) + pb_bytes(2, any_)
+
+
+def test_update_resources(ctrd):
+    """Update (containerd's Tasks.Update, as CRI's UpdateContainerResources sends it)
+    sets the container's cgroup limits in the guest; metrics read them back."""
+    start_detached(ctrd, "t10", "sleep", "600")
+    try:
+        res = {"memory": {"limit": 64 << 20, "swap": 0},
+               "cpu": {"shares": 512, "quota": 50000, "period": 100000},
+               "pids": {"limit": 50}}
+        code, msg = shim_call(ctrd, "t10", "Update", update_request("t10", res))
+        assert code == 0, (msg, ctrd.log_tail())
+        p = ctrd.ctr("task", "metrics", "t10", check=True)
+        assert re.search(r"^memory\.usage_limit\s+%d\s*$" % (64 << 20), p.stdout, re.M), p.stdout
+        assert re.search(r"^pids\.limit\s+50\s*$", p.stdout, re.M), p.stdout
+        # What the guest cannot apply is refused by name, bad values are invalid.
+        code, msg = shim_call(ctrd, "t10", "Update", update_request("t10", {"cpu": {"cpus": "0"}}))
+        assert code == 12 and "cpu.cpus" in msg, (code, msg)
+        code, msg = shim_call(ctrd, "t10", "Update",
+                              update_request("t10", {"memory": {"limit": 4096}}))
+        assert code == 3 and "memory.limit" in msg, (code, msg)
+        code, msg = shim_call(ctrd, "t10", "Update", update_request("t10", b"{\"memory\":"))
+        assert code == 3, (code, msg)
+        # The shim still serves containerd: the limit is unchanged.
+        p = ctrd.ctr("task", "metrics", "t10", check=True)
+        assert re.search(r"^memory\.usage_limit\s+%d\s*$" % (64 << 20), p.stdout, re.M), p.stdout
+        ctrd.ctr("task", "kill", "-s", "SIGKILL", "t10", check=True)
+        wait_stopped(ctrd, "t10")
+    finally:
+        remove(ctrd, "t10")
+
+
 def test_nothing_left_after_runs(ctrd):
     """Each run's shim exited, its VM with it; no mount, no socket."""
     for _ in range(100):

@@ -3,6 +3,9 @@
  * daemon keeps serving on the same connection (unknown methods, payloads
  * that do not decode, bad ids, a bundle without config.json, a VM that
  * cannot be created, calls for a task that does not exist), then Shutdown.
+ * Pause, Resume and Update of a running task over a fake control protocol
+ * (no VM here): the calls it receives, State while paused, what a paused
+ * task refuses, the events containerd gets, hostile resources.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -14,13 +17,23 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "shim/ctl.h"
+#include "shim/proto/events.pb-c.h"
 #include "shim/proto/task.pb-c.h"
 #include "shim/task_priv.h"
 #include "vmm/loop.h"
+
+/* The fake control protocol's record: requests by method, the last params, the answer to give. */
+struct fake {
+	unsigned pauses, resumes, updates, signals, stats;
+	cJSON *params; /* the last request's */
+	int fail;      /* 0: answer {}; else this ctl error code */
+};
 
 struct fx {
 	struct taskd *d;
@@ -28,25 +41,46 @@ struct fx {
 	struct ttrpc_dec dec;
 	uint32_t stream;
 	char bundle[64];
+	uint8_t *last;	 /* the last answer's payload */
+	size_t last_len; /* and its length */
+	/* setup_task: a running task over a fake control protocol, events to ev_listen */
+	struct ctl *fake_ctl, *real_ctl;
+	struct fake fake;
+	int ev_listen, ev_conn;
+	struct ttrpc_dec ev_dec;
 };
 
-static int setup(void **st)
+static int setup_with(void **st, bool events)
 {
 	struct fx *f = calloc(1, sizeof(*f));
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int sv[2];
 
 	setenv("UVM_SHIM_CONFIG", "/nonexistent/uvm.json", 1);
 	setenv("UVM_GUEST_DIR", "/nonexistent", 1);
+	f->ev_listen = f->ev_conn = -1;
+	strcpy(f->bundle, "/tmp/test-task-XXXXXX");
+	assert_non_null(mkdtemp(f->bundle));
+	if (events) {
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/events.sock", f->bundle);
+		f->ev_listen = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		assert_int_equal(bind(f->ev_listen, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		assert_int_equal(listen(f->ev_listen, 4), 0);
+	}
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	assert_int_equal(task_daemon_create(&f->d, -1, "default", NULL), 0);
+	assert_int_equal(task_daemon_create(&f->d, -1, "default", events ? sa.sun_path : NULL), 0);
 	assert_int_equal(ttrpc_server_adopt(f->d->srv, sv[0]), 0);
 	f->peer = sv[1];
 	f->stream = 1;
 	ttrpc_dec_init(&f->dec, 0);
-	strcpy(f->bundle, "/tmp/test-task-XXXXXX");
-	assert_non_null(mkdtemp(f->bundle));
+	ttrpc_dec_init(&f->ev_dec, 0);
 	*st = f;
 	return 0;
+}
+
+static int setup(void **st)
+{
+	return setup_with(st, false);
 }
 
 static int teardown(void **st)
@@ -54,9 +88,20 @@ static int teardown(void **st)
 	struct fx *f = *st;
 	char cmd[128];
 
+	if (f->fake_ctl) {
+		f->d->ctl = f->real_ctl;
+		ctl_destroy(f->fake_ctl);
+	}
+	cJSON_Delete(f->fake.params);
+	if (f->ev_conn >= 0)
+		close(f->ev_conn);
+	if (f->ev_listen >= 0)
+		close(f->ev_listen);
+	ttrpc_dec_fini(&f->ev_dec);
 	task_daemon_destroy(f->d);
 	close(f->peer);
 	ttrpc_dec_fini(&f->dec);
+	free(f->last);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->bundle);
 	assert_int_equal(system(cmd), 0);
 	free(f);
@@ -83,6 +128,11 @@ static int answer(struct fx *f, uint32_t stream, char *text, size_t textlen)
 			assert_int_equal(fr.stream, stream);
 			assert_non_null(r);
 			code = r->status ? r->status->code : 0;
+			free(f->last);
+			f->last = malloc(r->payload.len + 1);
+			if (r->payload.len)
+				memcpy(f->last, r->payload.data, r->payload.len);
+			f->last_len = r->payload.len;
 			if (text)
 				snprintf(text, textlen, "%s",
 					 r->status && r->status->message ? r->status->message : "");
@@ -136,7 +186,15 @@ static void test_bad_input_keeps_serving(void **st)
 	char msg[512];
 
 	id.id = "t1";
-	assert_int_equal(call(f, "Pause", &id.base, msg, sizeof(msg)), TTRPC_UNIMPLEMENTED);
+	assert_int_equal(call(f, "Checkpoint", &id.base, msg, sizeof(msg)), TTRPC_UNIMPLEMENTED);
+	assert_int_equal(call(f, "Pause", &id.base, msg, sizeof(msg)), TTRPC_NOT_FOUND);
+	assert_int_equal(call(f, "Resume", &id.base, msg, sizeof(msg)), TTRPC_NOT_FOUND);
+	assert_int_equal(call(f, "Update", &id.base, msg, sizeof(msg)), TTRPC_NOT_FOUND);
+	assert_int_equal(call_raw(f, "Pause", "\x0a\xff\xff\xff", 4), TTRPC_INVALID_ARGUMENT);
+	assert_int_equal(call_raw(f, "Resume", "\x12", 1), TTRPC_INVALID_ARGUMENT);
+	/* resources (field 2) claims more bytes than the payload has */
+	assert_int_equal(call_raw(f, "Update", "\x0a\x02t1\x12\x40\x0a", 7),
+			 TTRPC_INVALID_ARGUMENT);
 	assert_int_equal(call(f, "Connect", &id.base, msg, sizeof(msg)), TTRPC_NOT_FOUND);
 	assert_non_null(strstr(msg, "t1"));
 	assert_int_equal(call(f, "State", &id.base, NULL, 0), TTRPC_NOT_FOUND);
@@ -186,11 +244,374 @@ static void test_failed_create_then_shutdown(void **st)
 	assert_true(f->d->exiting);
 }
 
+/* ---- a running task over a fake control protocol ------------------------------------- */
+
+static void fake_method(void *opaque, struct ctl_req *req)
+{
+	struct fx *f = opaque;
+
+	if (!strcmp(req->method, "vm.pause"))
+		f->fake.pauses++;
+	else if (!strcmp(req->method, "vm.resume"))
+		f->fake.resumes++;
+	else if (!strcmp(req->method, "container.update"))
+		f->fake.updates++;
+	else if (!strcmp(req->method, "container.signal"))
+		f->fake.signals++;
+	else if (!strcmp(req->method, "container.stats"))
+		f->fake.stats++;
+	cJSON_Delete(f->fake.params);
+	f->fake.params = cJSON_Duplicate(req->params, true);
+	if (f->fake.fail)
+		ctl_req_error(req, f->fake.fail, "refused by the fake");
+	else
+		ctl_req_result(req, cJSON_CreateObject());
+}
+
+static const struct ctl_method fake_methods[] = {
+    {"vm.pause", fake_method, 0, 0},
+    {"vm.resume", fake_method, 0, 0},
+    {"container.update", fake_method, 0, 0},
+    {"container.signal", fake_method, 0, 0},
+    {"container.stats", fake_method, 0, 0},
+    {"vm.terminate", fake_method, 0, 0},
+    {NULL, NULL, 0, 0},
+};
+
+/* Task t1 whose init runs (pid 42); the control protocol is the fake; events are collected. */
+static int setup_task(void **st)
+{
+	struct fx *f;
+
+	setup_with(st, true);
+	f = *st;
+	assert_int_equal(task_new(&f->d->task, "t1", f->bundle), 0);
+	assert_int_equal(task_proc_started(task_init_proc(f->d->task), 42), 0);
+	assert_int_equal(ctl_create(&f->fake_ctl, &(struct ctl_config){.out_fd = f->d->ctl_wr,
+								       .methods = fake_methods,
+								       .opaque = f}),
+			 0);
+	f->real_ctl = f->d->ctl;
+	f->d->ctl = f->fake_ctl;
+	return 0;
+}
+
+/* The next event on topic containerd would get (others skipped): its Any's type and container. */
+static void next_event(struct fx *f, const char *topic, const char *type)
+{
+	struct ttrpc_frame fr;
+	uint8_t buf[4096];
+
+	if (f->ev_conn < 0) {
+		f->ev_conn = accept4(f->ev_listen, NULL, NULL, SOCK_CLOEXEC);
+		assert_true(f->ev_conn >= 0);
+	}
+	for (int i = 0; i < 200; i++) {
+		ssize_t k;
+
+		if (ttrpc_dec_next(&f->ev_dec, &fr) == 1) {
+			Uvm__Ttrpc__Request *r = ttrpc_request_unpack(&fr);
+			Uvm__Ctrd__ForwardRequest *fw;
+			Uvm__Ctrd__TaskPaused *ev;
+
+			assert_non_null(r);
+			assert_string_equal(r->method, "Forward");
+			fw = uvm__ctrd__forward_request__unpack(NULL, r->payload.len,
+								r->payload.data);
+			assert_non_null(fw);
+			assert_non_null(fw->envelope);
+			assert_non_null(fw->envelope->event);
+			if (strcmp(fw->envelope->topic, topic)) { /* another event (exec-added) */
+				protobuf_c_message_free_unpacked(&fw->base, NULL);
+				protobuf_c_message_free_unpacked(&r->base, NULL);
+				continue;
+			}
+			assert_string_equal(fw->envelope->event->type_url, type);
+			/* TaskPaused and TaskResumed: container_id is field 1 of both */
+			ev = uvm__ctrd__task_paused__unpack(NULL, fw->envelope->event->value.len,
+							    fw->envelope->event->value.data);
+			assert_non_null(ev);
+			assert_string_equal(ev->container_id, "t1");
+			protobuf_c_message_free_unpacked(&ev->base, NULL);
+			protobuf_c_message_free_unpacked(&fw->base, NULL);
+			protobuf_c_message_free_unpacked(&r->base, NULL);
+			return;
+		}
+		k = recv(f->ev_conn, buf, sizeof(buf), MSG_DONTWAIT);
+		if (k > 0)
+			assert_int_equal(ttrpc_dec_feed(&f->ev_dec, buf, k), 0);
+		else
+			loop_run_once(f->d->loop, 10);
+	}
+	fail_msg("no event %s", topic);
+}
+
+/* State of exec_id ("" the init): its status. */
+static int state_of(struct fx *f, const char *exec_id)
+{
+	Uvm__Ctrd__TaskIdRequest id = UVM__CTRD__TASK_ID_REQUEST__INIT;
+	Uvm__Ctrd__StateResponse *r;
+	int status;
+
+	id.id = "t1";
+	id.exec_id = (char *)exec_id;
+	assert_int_equal(call(f, "State", &id.base, NULL, 0), 0);
+	r = uvm__ctrd__state_response__unpack(NULL, f->last_len, f->last);
+	assert_non_null(r);
+	status = r->status;
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	return status;
+}
+
+static void test_pause_resume(void **st)
+{
+	struct fx *f = *st;
+	Uvm__Ctrd__TaskIdRequest id = UVM__CTRD__TASK_ID_REQUEST__INIT;
+	Uvm__Ctrd__KillRequest k = UVM__CTRD__KILL_REQUEST__INIT;
+	Uvm__Ctrd__ExecProcessRequest x = UVM__CTRD__EXEC_PROCESS_REQUEST__INIT;
+	Uvm__Ctrd__Any spec = UVM__CTRD__ANY__INIT;
+	Uvm__Ctrd__UpdateTaskRequest u = UVM__CTRD__UPDATE_TASK_REQUEST__INIT;
+	char msg[512];
+
+	id.id = "t2";
+	assert_int_equal(call(f, "Pause", &id.base, NULL, 0), TTRPC_NOT_FOUND);
+	id.id = "t1";
+	assert_int_equal(state_of(f, ""), TASK_RUNNING);
+	assert_int_equal(call(f, "Resume", &id.base, msg, sizeof(msg)), TTRPC_FAILED_PRECONDITION);
+	assert_non_null(strstr(msg, "not paused"));
+	assert_int_equal(f->fake.resumes, 0);
+
+	x.id = "t1";
+	x.exec_id = "e1";
+	spec.value.data = (uint8_t *)"{\"args\":[\"true\"]}";
+	spec.value.len = strlen((char *)spec.value.data);
+	x.spec = &spec;
+	assert_int_equal(call(f, "Exec", &x.base, NULL, 0), 0);
+
+	assert_int_equal(call(f, "Pause", &id.base, msg, sizeof(msg)), 0);
+	assert_int_equal(f->fake.pauses, 1);
+	next_event(f, "/tasks/paused", "containerd.events.TaskPaused");
+	assert_int_equal(state_of(f, ""), TASK_PAUSED);
+	assert_int_equal(call(f, "Pause", &id.base, msg, sizeof(msg)), TTRPC_FAILED_PRECONDITION);
+	assert_non_null(strstr(msg, "already paused"));
+	assert_int_equal(f->fake.pauses, 1);
+
+	/* What needs the guest is refused by name; nothing reaches the control protocol. */
+	k.id = "t1";
+	k.signal = 9;
+	assert_int_equal(call(f, "Kill", &k.base, msg, sizeof(msg)), TTRPC_FAILED_PRECONDITION);
+	assert_non_null(strstr(msg, "paused"));
+	assert_int_equal(call(f, "Stats", &id.base, msg, sizeof(msg)), TTRPC_FAILED_PRECONDITION);
+	u.id = "t1";
+	assert_int_equal(call(f, "Update", &u.base, msg, sizeof(msg)), TTRPC_FAILED_PRECONDITION);
+	assert_non_null(strstr(msg, "paused"));
+	assert_int_equal(call(f, "Delete", &id.base, msg, sizeof(msg)), TTRPC_FAILED_PRECONDITION);
+	assert_non_null(strstr(msg, "paused"));
+	assert_int_equal(f->fake.signals + f->fake.stats + f->fake.updates, 0);
+	/* No exec into a paused task (as runc's shim); one recorded before cannot start. */
+	x.exec_id = "e2";
+	assert_int_equal(call(f, "Exec", &x.base, msg, sizeof(msg)), TTRPC_FAILED_PRECONDITION);
+	assert_non_null(strstr(msg, "paused"));
+	assert_null(task_find(f->d->task, "e2"));
+	id.exec_id = "e1";
+	assert_int_equal(call(f, "Start", &id.base, msg, sizeof(msg)), TTRPC_FAILED_PRECONDITION);
+	assert_non_null(strstr(msg, "paused"));
+	assert_int_equal(state_of(f, "e1"), TASK_CREATED);
+	id.exec_id = "";
+	assert_int_equal(call(f, "Pids", &id.base, NULL, 0), 0);
+
+	assert_int_equal(call(f, "Resume", &id.base, msg, sizeof(msg)), 0);
+	assert_int_equal(f->fake.resumes, 1);
+	next_event(f, "/tasks/resumed", "containerd.events.TaskResumed");
+	assert_int_equal(state_of(f, ""), TASK_RUNNING);
+	assert_int_equal(call(f, "Kill", &k.base, NULL, 0), 0);
+	assert_int_equal(f->fake.signals, 1);
+}
+
+/* The VM refuses (or cannot) pause: the error, the task still runs; a stopped VM ends a pause. */
+static void test_pause_refused_and_vm_gone(void **st)
+{
+	struct fx *f = *st;
+	Uvm__Ctrd__TaskIdRequest id = UVM__CTRD__TASK_ID_REQUEST__INIT;
+	char msg[512];
+
+	id.id = "t1";
+	f->fake.fail = CTL_ERR_WRONG_STATE;
+	assert_int_equal(call(f, "Pause", &id.base, msg, sizeof(msg)), TTRPC_FAILED_PRECONDITION);
+	assert_non_null(strstr(msg, "vm.pause"));
+	assert_false(f->d->task->paused);
+	assert_false(f->d->pause_busy);
+	assert_int_equal(state_of(f, ""), TASK_RUNNING);
+	f->fake.fail = 0;
+	assert_int_equal(call(f, "Pause", &id.base, NULL, 0), 0);
+	f->fake.fail = CTL_ERR_HOST;
+	assert_int_not_equal(call(f, "Resume", &id.base, msg, sizeof(msg)), 0);
+	assert_non_null(strstr(msg, "vm.resume"));
+	assert_int_equal(state_of(f, ""), TASK_PAUSED);
+	/* The VM dies while paused: the processes end, nothing is left to resume. */
+	task_on_event(f->d, "vm.exited", NULL);
+	assert_int_equal(state_of(f, ""), TASK_STOPPED);
+	assert_int_equal(call(f, "Resume", &id.base, msg, sizeof(msg)), TTRPC_FAILED_PRECONDITION);
+	assert_int_equal(call(f, "Pause", &id.base, msg, sizeof(msg)), TTRPC_FAILED_PRECONDITION);
+	assert_non_null(strstr(msg, "stopped"));
+	assert_int_equal(f->fake.resumes, 1);
+}
+
+/* Pause before Start: refused, the VM is not asked. */
+static void test_pause_before_start(void **st)
+{
+	struct fx *f = *st;
+	Uvm__Ctrd__TaskIdRequest id = UVM__CTRD__TASK_ID_REQUEST__INIT;
+	char msg[512];
+
+	task_free(f->d->task);
+	assert_int_equal(task_new(&f->d->task, "t1", f->bundle), 0);
+	id.id = "t1";
+	assert_int_equal(call(f, "Pause", &id.base, msg, sizeof(msg)), TTRPC_FAILED_PRECONDITION);
+	assert_non_null(strstr(msg, "not started"));
+	assert_int_equal(f->fake.pauses, 0);
+}
+
+static int update(struct fx *f, const char *type, const char *json, char *msg, size_t len)
+{
+	Uvm__Ctrd__UpdateTaskRequest u = UVM__CTRD__UPDATE_TASK_REQUEST__INIT;
+	Uvm__Ctrd__Any any = UVM__CTRD__ANY__INIT;
+
+	u.id = "t1";
+	any.type_url = (char *)type;
+	any.value.data = (uint8_t *)json;
+	any.value.len = strlen(json);
+	u.resources = &any;
+	return call(f, "Update", &u.base, msg, len);
+}
+
+#define LINUX_RESOURCES "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
+
+static double param(struct fx *f, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(f->fake.params, key);
+
+	return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+
+static void test_update(void **st)
+{
+	struct fx *f = *st;
+	Uvm__Ctrd__UpdateTaskRequest u = UVM__CTRD__UPDATE_TASK_REQUEST__INIT;
+	char msg[512];
+
+	assert_int_equal(
+	    update(f, LINUX_RESOURCES,
+		   "{\"memory\":{\"limit\":67108864,\"swap\":0},\"cpu\":{\"shares\":1024,"
+		   "\"quota\":50000,\"period\":200000,\"cpus\":\"\"},\"pids\":{\"limit\":32},"
+		   "\"devices\":[]}",
+		   msg, sizeof(msg)),
+	    0);
+	assert_int_equal(f->fake.updates, 1);
+	assert_string_equal(cJSON_GetObjectItemCaseSensitive(f->fake.params, "id")->valuestring,
+			    "t1");
+	assert_true(param(f, "memory") == 67108864);
+	assert_true(param(f, "cpu_quota") == 50000);
+	assert_true(param(f, "cpu_period") == 200000);
+	assert_true(param(f, "pids") == 32);
+	/* shares 1024 of 2..262144 -> weight 39 of 1..10000; the ends map to the ends */
+	assert_true(param(f, "cpu_weight") == 39);
+	assert_int_equal(update(f, LINUX_RESOURCES, "{\"cpu\":{\"shares\":2}}", NULL, 0), 0);
+	assert_true(param(f, "cpu_weight") == 1);
+	assert_int_equal(update(f, LINUX_RESOURCES, "{\"cpu\":{\"shares\":1e9}}", NULL, 0), 0);
+	assert_true(param(f, "cpu_weight") == 10000);
+	assert_int_equal(f->fake.updates, 3);
+
+	/* Nothing set (zero values, annotations only): answered, the guest not asked. */
+	assert_int_equal(
+	    update(f, LINUX_RESOURCES, "{\"memory\":{\"limit\":0},\"pids\":null}", NULL, 0), 0);
+	u.id = "t1";
+	assert_int_equal(call(f, "Update", &u.base, NULL, 0), 0);
+	assert_int_equal(f->fake.updates, 3);
+
+	/* The control protocol's refusal comes back as its code. */
+	f->fake.fail = CTL_ERR_BAD_PARAMS;
+	assert_int_equal(update(f, LINUX_RESOURCES, "{\"pids\":{\"limit\":3}}", msg, sizeof(msg)),
+			 TTRPC_INVALID_ARGUMENT);
+	assert_non_null(strstr(msg, "refused by the fake"));
+}
+
+/* Hostile resources: each one answered with its code, none reaches the guest. */
+static void test_update_hostile(void **st)
+{
+	static const struct {
+		const char *type, *json;
+		int code;
+		const char *says;
+	} cases[] = {
+	    {"types.containerd.io/opencontainers/runtime-spec/1/WindowsResources", "{}", 3,
+	     "LinuxResources"},
+	    {"", "{}", 3, "LinuxResources"},
+	    {LINUX_RESOURCES, "", 3, "object"},
+	    {LINUX_RESOURCES, "{\"memory\":", 3, "object"},
+	    {LINUX_RESOURCES, "[1]", 3, "object"},
+	    {LINUX_RESOURCES, "\"memory\"", 3, "object"},
+	    {LINUX_RESOURCES, "{\"memory\":5}", 3, "memory"},
+	    {LINUX_RESOURCES, "{\"cpu\":[]}", 3, "cpu"},
+	    {LINUX_RESOURCES, "{\"memory\":{\"limit\":\"1g\"}}", 3, "memory.limit"},
+	    {LINUX_RESOURCES, "{\"memory\":{\"limit\":1048576.5}}", 3, "memory.limit"},
+	    {LINUX_RESOURCES, "{\"memory\":{\"limit\":1e300}}", 3, "memory.limit"},
+	    {LINUX_RESOURCES, "{\"memory\":{\"limit\":4096}}", 3, "memory.limit"},
+	    {LINUX_RESOURCES, "{\"memory\":{\"limit\":-1}}", 12, "no limit"},
+	    {LINUX_RESOURCES, "{\"memory\":{\"limit\":1e7,\"swap\":1}}", 12, "memory.swap"},
+	    {LINUX_RESOURCES, "{\"cpu\":{\"period\":100000}}", 12, "cpu.period"},
+	    {LINUX_RESOURCES, "{\"cpu\":{\"quota\":10}}", 3, "cpu.quota"},
+	    {LINUX_RESOURCES, "{\"cpu\":{\"quota\":-1}}", 12, "cpu.quota"},
+	    {LINUX_RESOURCES, "{\"cpu\":{\"quota\":50000,\"period\":10}}", 3, "cpu.period"},
+	    {LINUX_RESOURCES, "{\"cpu\":{\"shares\":-5}}", 12, "cpu.shares"},
+	    {LINUX_RESOURCES, "{\"cpu\":{\"cpus\":\"0-1\"}}", 12, "cpu.cpus"},
+	    {LINUX_RESOURCES, "{\"pids\":{\"limit\":5000000}}", 3, "pids.limit"},
+	    {LINUX_RESOURCES, "{\"pids\":{\"limit\":true}}", 3, "pids.limit"},
+	    {LINUX_RESOURCES, "{\"devices\":[{\"allow\":false,\"access\":\"rwm\"}]}", 12,
+	     "devices"},
+	    {LINUX_RESOURCES, "{\"unified\":{\"memory.high\":\"1\"}}", 12, "unified"},
+	    {LINUX_RESOURCES, "{\"blockIO\":{\"weight\":10},\"memory\":{\"limit\":1e7}}", 12,
+	     "blockIO"},
+	};
+	struct fx *f = *st;
+	char msg[512], *deep;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int code = update(f, cases[i].type, cases[i].json, msg, sizeof(msg));
+
+		if (code != cases[i].code || !strstr(msg, cases[i].says))
+			fail_msg("case %zu (%s): code %d, \"%s\"", i, cases[i].json, code, msg);
+	}
+	assert_int_equal(f->fake.updates, 0);
+	/* Nesting past cJSON's limit does not parse; an empty nest within it sets nothing. */
+	deep = malloc(2 * 3000 + 16);
+	for (int depth = 3000; depth >= 500; depth -= 2500) {
+		size_t n = 0;
+
+		n += sprintf(deep + n, "{\"x\":");
+		for (int i = 0; i < depth; i++)
+			deep[n++] = '[';
+		for (int i = 0; i < depth; i++)
+			deep[n++] = ']';
+		strcpy(deep + n, "}");
+		assert_int_equal(update(f, LINUX_RESOURCES, deep, msg, sizeof(msg)),
+				 depth > 1000 ? TTRPC_INVALID_ARGUMENT : 0);
+	}
+	free(deep);
+	assert_int_equal(f->fake.updates, 0);
+	assert_int_equal(task_init_proc(f->d->task)->status, TASK_RUNNING);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_bad_input_keeps_serving, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_create_then_shutdown, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pause_resume, setup_task, teardown),
+	    cmocka_unit_test_setup_teardown(test_pause_refused_and_vm_gone, setup_task, teardown),
+	    cmocka_unit_test_setup_teardown(test_pause_before_start, setup_task, teardown),
+	    cmocka_unit_test_setup_teardown(test_update, setup_task, teardown),
+	    cmocka_unit_test_setup_teardown(test_update_hostile, setup_task, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

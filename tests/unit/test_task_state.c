@@ -99,13 +99,35 @@ static void test_waiters(void **st)
 	task_free(t);
 }
 
+/* A paused task shows its running processes PAUSED; created and stopped ones keep theirs. */
+static void test_paused_status(void **st)
+{
+	struct task *t;
+	struct task_proc *init, *x, *y;
+
+	assert_int_equal(task_new(&t, "t1", "/b"), 0);
+	init = task_init_proc(t);
+	assert_int_equal(task_proc_started(init, 7), 0);
+	assert_int_equal(task_add_exec(t, "x", "{}", false, "", "", "", &x), 0);
+	assert_int_equal(task_add_exec(t, "y", "{}", false, "", "", "", &y), 0);
+	assert_int_equal(task_proc_started(y, 8), 0);
+	assert_int_equal(task_proc_exited(y, 0), 0);
+	t->paused = true;
+	assert_int_equal(task_shown_status(t, init), TASK_PAUSED);
+	assert_int_equal(task_shown_status(t, x), TASK_CREATED);
+	assert_int_equal(task_shown_status(t, y), TASK_STOPPED);
+	assert_int_equal(init->status, TASK_RUNNING); /* stored unchanged */
+	t->paused = false;
+	assert_int_equal(task_shown_status(t, init), TASK_RUNNING);
+	task_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_init_lifecycle),
-	    cmocka_unit_test(test_execs),
-	    cmocka_unit_test(test_exec_limit),
-	    cmocka_unit_test(test_waiters),
+	    cmocka_unit_test(test_init_lifecycle), cmocka_unit_test(test_execs),
+	    cmocka_unit_test(test_exec_limit),	   cmocka_unit_test(test_waiters),
+	    cmocka_unit_test(test_paused_status),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
