@@ -307,7 +307,10 @@ static const struct sandbox_rule opener_rules[] = {
     /* One request in, one answer (with its fd, SCM_RIGHTS) out. */
     ALLOW(recvfrom),
     ALLOW(sendmsg),
-    /* serve_open, serve_stdio (stdio_open_direct), open_parent. */
+    /* lookup: every name, as O_PATH without magic links, before its checks. */
+    ALLOW(openat2),
+    /* serve_open, stdio_open_pinned: the checked fd reopened through /proc/self/fd/N;
+     * a netns reached through /proc/PID/ns/net; create_file. */
     ALLOW(openat),
     ALLOW(close),
     /* check_fd: what the fd is, and its resolved path. */

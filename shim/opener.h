@@ -46,5 +46,12 @@ int opener_unlink_socket(const char *path);
  * opener never opens.
  */
 int opener_path_refused(const char *canon, mode_t st_mode);
+/*
+ * The kind of file an open request may reach, by its flags (tests): with
+ * O_DIRECTORY a directory (a share root), with O_CREAT a regular file (a
+ * console log), else a regular file or a block device (a disk, a pmem file);
+ * a network namespace is let through apart. 0 or -errno.
+ */
+int opener_kind_refused(int flags, mode_t st_mode);
 
 #endif
