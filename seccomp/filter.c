@@ -306,7 +306,7 @@ static const struct sandbox_rule p9_rules[] = {
  */
 /* glibc's pthread_create (create_thread): a thread of this process, nothing else. */
 #define P9_SPAWN_CLONE_FLAGS                                                                       \
-	(CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SYSVSEM | CLONE_SIGHAND | CLONE_THREAD |         \
+	(CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SYSVSEM | CLONE_SIGHAND | CLONE_THREAD |        \
 	 CLONE_SETTLS | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID)
 
 static const struct sandbox_rule p9_spawn_rules[] = {
@@ -386,11 +386,8 @@ static const struct sandbox_rule asan_rules[] = {
 static enum sandbox_action sandbox_setting = SANDBOX_KILL;
 
 static const char *const class_names[SANDBOX_NR_CLASSES] = {
-    [SANDBOX_VCPU] = "vcpu",
-    [SANDBOX_LOOP] = "loop",
-    [SANDBOX_P9] = "9p",
-    [SANDBOX_P9_SPAWN] = "9p-spawn",
-    [SANDBOX_OPENER] = "opener",
+    [SANDBOX_VCPU] = "vcpu",	     [SANDBOX_LOOP] = "loop",	  [SANDBOX_P9] = "9p",
+    [SANDBOX_P9_SPAWN] = "9p-spawn", [SANDBOX_OPENER] = "opener",
 };
 
 const char *sandbox_class_name(enum sandbox_class cls)

@@ -144,10 +144,9 @@ int sandbox_landlock_beneath(int root_fd, bool read_only)
 	 * execute (a worker never executes) and device nodes (CAP_MKNOD is gone).
 	 */
 	pb.allowed_access = read_only ? LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR
-				      : attr.handled_access_fs &
-					    ~(LANDLOCK_ACCESS_FS_EXECUTE |
-					      LANDLOCK_ACCESS_FS_MAKE_CHAR |
-					      LANDLOCK_ACCESS_FS_MAKE_BLOCK);
+				      : attr.handled_access_fs & ~(LANDLOCK_ACCESS_FS_EXECUTE |
+								   LANDLOCK_ACCESS_FS_MAKE_CHAR |
+								   LANDLOCK_ACCESS_FS_MAKE_BLOCK);
 	rfd = (int)syscall(__NR_landlock_create_ruleset, &attr, sizeof(attr), 0);
 	if (rfd < 0)
 		return -errno;
@@ -213,8 +212,7 @@ int sandbox_landlock(void)
 	if (ret)
 		pr_err(TAG, "landlock_restrict_self: %s", strerror(-ret));
 	else
-		pr_info(TAG, "Landlock ABI %d: files named from now on come from the opener",
-			abi);
+		pr_info(TAG, "Landlock ABI %d: files named from now on come from the opener", abi);
 	return ret;
 out:
 	close(rfd);

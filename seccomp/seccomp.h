@@ -35,11 +35,11 @@
 #include <stdint.h>
 
 enum sandbox_class {
-	SANDBOX_VCPU,	/* KVM_RUN and the exits dispatched to the PIO/MMIO buses */
-	SANDBOX_LOOP,	/* the event loop: control protocol, devices, vsock, hot-plug */
-	SANDBOX_P9,	/* 9p workers: file I/O beneath a share, nothing else */
+	SANDBOX_VCPU,	  /* KVM_RUN and the exits dispatched to the PIO/MMIO buses */
+	SANDBOX_LOOP,	  /* the event loop: control protocol, devices, vsock, hot-plug */
+	SANDBOX_P9,	  /* 9p workers: file I/O beneath a share, nothing else */
 	SANDBOX_P9_SPAWN, /* the 9p spawner: the 9p list plus making a share's workers */
-	SANDBOX_OPENER, /* the opener process (shim/opener.h): opens and passes fds */
+	SANDBOX_OPENER,	  /* the opener process (shim/opener.h): opens and passes fds */
 	SANDBOX_NR_CLASSES,
 };
 

@@ -88,7 +88,8 @@ int opener_path_refused(const char *canon, mode_t st_mode)
 			return -EACCES;
 	if (beneath(canon, "/dev")) {
 		/* Disks may be block devices; stdio and consoles may be /dev/null or a pty. */
-		if (S_ISBLK(st_mode) || (beneath(canon, "/dev/pts") && strcmp(canon, "/dev/pts/ptmx")))
+		if (S_ISBLK(st_mode) ||
+		    (beneath(canon, "/dev/pts") && strcmp(canon, "/dev/pts/ptmx")))
 			return 0;
 		if (!strcmp(canon, "/dev/null") || !strcmp(canon, "/dev/zero"))
 			return 0;
@@ -111,7 +112,8 @@ int opener_kind_refused(int flags, mode_t st_mode)
 		return S_ISREG(st_mode) ? 0 : -EACCES;
 	if (S_ISDIR(st_mode))
 		return -EISDIR;
-	/* A disk or a pmem file: never a FIFO (it would hang the opener), nor a character device. */
+	/* A disk or a pmem file: never a FIFO (it would hang the opener), nor a character device.
+	 */
 	return S_ISREG(st_mode) || S_ISBLK(st_mode) ? 0 : -EACCES;
 }
 
@@ -257,7 +259,8 @@ static int serve_open(const char *path, int flags, mode_t mode)
 	} else if (fstat(pfd, &st) < 0) {
 		ret = -errno;
 	} else if (is_nsfs(pfd)) {
-		/* A network namespace (nic.add's netns): a handle, named "net:[...]", not a path. */
+		/* A network namespace (nic.add's netns): a handle, named "net:[...]", not a path.
+		 */
 		ret = flags & (O_DIRECTORY | O_CREAT) ? -EACCES : 0;
 	} else {
 		ret = opener_kind_refused(flags, st.st_mode);
@@ -270,7 +273,8 @@ static int serve_open(const char *path, int flags, mode_t mode)
 		return ret ? ret : pfd;
 	}
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", pfd);
-	fd = open(proc, (flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOFOLLOW)) | O_NOCTTY | O_CLOEXEC);
+	fd =
+	    open(proc, (flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOFOLLOW)) | O_NOCTTY | O_CLOEXEC);
 	ret = fd < 0 ? -errno : 0;
 	close(pfd);
 	/* The checked file, truncated as O_TRUNC would have (only ever a regular file here). */

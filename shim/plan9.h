@@ -30,7 +30,7 @@
 #define PLAN9_MAX_SHARES      32
 #define PLAN9_NAME_MAX	      32
 #define PLAN9_MAX_ALLOWED     256
-#define PLAN9_WORKERS	      4 /* per share */
+#define PLAN9_WORKERS	      4	     /* per share */
 #define PLAN9_MSIZE	      512000 /* what Linux's virtio transport takes at most (6.1) */
 #define PLAN9_DEFAULT_TIMEOUT 30000
 

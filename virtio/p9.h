@@ -25,8 +25,8 @@
 #define P9_MAX_ALLOWED	256	     /* allowed names per restricted share */
 
 struct p9_share_config {
-	const char *path;   /* host directory (trusted: given by the parent) */
-	bool has_root_fd;   /* root_fd is the directory, already open (O_PATH): dup'ed */
+	const char *path; /* host directory (trusted: given by the parent) */
+	bool has_root_fd; /* root_fd is the directory, already open (O_PATH): dup'ed */
 	int root_fd;
 	bool read_only;	    /* every modifying operation fails with EROFS */
 	bool allow_xdev;    /* walks may cross into mounts beneath the root */
@@ -109,8 +109,8 @@ struct p9_spawner;
 int p9_spawner_create(int (*self_init)(void *opaque), void *opaque, struct p9_spawner **out)
     __attribute__((warn_unused_result));
 /* p9_pool_create(nr, thread_init, opaque, out) run on the spawner's thread; waits for it. */
-int p9_spawner_pool(struct p9_spawner *sp, int nr, int (*thread_init)(void *opaque),
-		    void *opaque, struct p9_pool **out) __attribute__((warn_unused_result));
+int p9_spawner_pool(struct p9_spawner *sp, int nr, int (*thread_init)(void *opaque), void *opaque,
+		    struct p9_pool **out) __attribute__((warn_unused_result));
 /* Stops and joins the spawner (its pools are their owners'). NULL ok. */
 void p9_spawner_destroy(struct p9_spawner *sp);
 

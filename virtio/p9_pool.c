@@ -1,9 +1,10 @@
 /*
- * The worker threads that serve every virtio-9p device of a VM. They are
- * made once, with the machine (before the event loop is sandboxed and may no
- * longer create threads), so a share hot-added later needs no new thread.
- * Each worker owns an in and an out buffer of P9_MSIZE_MAX bytes, and runs
- * the creator's thread_init (its sandbox) before it takes any work.
+ * The worker threads that serve one virtio-9p device (share). The shim makes
+ * a pool when a share is added, on the spawner's thread (p9_spawn.c: the
+ * sandboxed event loop may no longer create threads). Each worker owns an in
+ * and an out buffer of P9_MSIZE_MAX bytes, and runs the creator's
+ * thread_init (its sandbox: Landlock beneath the share) before it takes any
+ * work.
  */
 #include "p9.h"
 

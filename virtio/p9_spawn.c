@@ -99,8 +99,8 @@ int p9_spawner_create(int (*self_init)(void *opaque), void *opaque, struct p9_sp
 	return 0;
 }
 
-int p9_spawner_pool(struct p9_spawner *sp, int nr, int (*thread_init)(void *opaque),
-		    void *opaque, struct p9_pool **out)
+int p9_spawner_pool(struct p9_spawner *sp, int nr, int (*thread_init)(void *opaque), void *opaque,
+		    struct p9_pool **out)
 {
 	int ret;
 

@@ -407,12 +407,9 @@ static void test_kind_rule(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_path_rule),
-	    cmocka_unit_test(test_kind_rule),
-	    cmocka_unit_test(test_opener_hostile),
-	    cmocka_unit_test(test_no_open_by_path),
-	    cmocka_unit_test(test_opener_refuses),
-	    cmocka_unit_test(test_hot_add_through_opener),
+	    cmocka_unit_test(test_path_rule),	   cmocka_unit_test(test_kind_rule),
+	    cmocka_unit_test(test_opener_hostile), cmocka_unit_test(test_no_open_by_path),
+	    cmocka_unit_test(test_opener_refuses), cmocka_unit_test(test_hot_add_through_opener),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

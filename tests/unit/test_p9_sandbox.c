@@ -262,9 +262,9 @@ static __attribute__((unused)) int child_fork(struct fx *fx)
 static void test_what_a_worker_never_needs_kills(void **state)
 {
 	int (*const fns[])(struct fx *) = {
-		child_unix_socket, child_execve, child_ioctl,
+	    child_unix_socket, child_execve, child_ioctl,
 #ifndef __SANITIZE_ADDRESS__
-		child_fork, /* ASan's own list allows clone, for its leak checker */
+	    child_fork, /* ASan's own list allows clone, for its leak checker */
 #endif
 	};
 
@@ -297,8 +297,7 @@ static int thread_caps(uint64_t *eff, uint64_t *prm)
 static int child_caps(struct fx *fx)
 {
 	const uint64_t kept = CAPBIT(CAP_CHOWN) | CAPBIT(CAP_DAC_OVERRIDE) |
-			      CAPBIT(CAP_DAC_READ_SEARCH) | CAPBIT(CAP_FOWNER) |
-			      CAPBIT(CAP_FSETID);
+			      CAPBIT(CAP_DAC_READ_SEARCH) | CAPBIT(CAP_FOWNER) | CAPBIT(CAP_FSETID);
 	uint64_t eff, prm;
 
 	(void)fx;
