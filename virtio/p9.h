@@ -91,6 +91,9 @@ struct p9_work {
  */
 int p9_pool_create(int nr, int (*thread_init)(void *opaque), void *opaque, struct p9_pool **out)
     __attribute__((warn_unused_result));
+/* The same with the threads named prefix0, prefix1... (p9_pool_create: "9p-w"). */
+int p9_pool_create_named(const char *prefix, int nr, int (*thread_init)(void *opaque),
+			 void *opaque, struct p9_pool **out) __attribute__((warn_unused_result));
 /* Stops and joins the workers (no device may still use the pool). NULL ok. */
 void p9_pool_destroy(struct p9_pool *pool);
 void p9_pool_submit(struct p9_pool *pool, struct p9_work *w);
@@ -102,9 +105,9 @@ bool p9_pool_cancel(struct p9_pool *pool, struct p9_work *w);
 struct p9_spawner;
 
 /*
- * One thread that runs self_init(opaque) first (its sandbox: it must still
- * allow making threads) and then makes pools on request. Create it while
- * threads may still be created; 0 or the first error (nothing left running).
+ * One thread ("9p-spawn0") that runs self_init(opaque) first (its sandbox: it
+ * must still allow making threads) and then makes pools on request. Create
+ * it while threads may still be created; 0 or the error (nothing left running).
  */
 int p9_spawner_create(int (*self_init)(void *opaque), void *opaque, struct p9_spawner **out)
     __attribute__((warn_unused_result));

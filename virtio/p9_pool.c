@@ -69,6 +69,12 @@ static void *pool_main(void *arg)
 
 int p9_pool_create(int nr, int (*thread_init)(void *opaque), void *opaque, struct p9_pool **out)
 {
+	return p9_pool_create_named("9p-w", nr, thread_init, opaque, out);
+}
+
+int p9_pool_create_named(const char *prefix, int nr, int (*thread_init)(void *opaque),
+			 void *opaque, struct p9_pool **out)
+{
 	struct p9_pool *pool;
 	int err;
 
@@ -90,7 +96,7 @@ int p9_pool_create(int nr, int (*thread_init)(void *opaque), void *opaque, struc
 			return err;
 		}
 		pool->nr++;
-		snprintf(name, sizeof(name), "9p-w%d", i);
+		snprintf(name, sizeof(name), "%s%d", prefix, i);
 		pthread_setname_np(pool->threads[i], name);
 	}
 	pthread_mutex_lock(&pool->lock);
@@ -99,7 +105,7 @@ int p9_pool_create(int nr, int (*thread_init)(void *opaque), void *opaque, struc
 	err = pool->init_err;
 	pthread_mutex_unlock(&pool->lock);
 	if (err) {
-		log_msg(LOG_ERROR, "9p", "a worker could not set up its sandbox (%s)",
+		log_msg(LOG_ERROR, "9p", "a %s thread could not set up its sandbox (%s)", prefix,
 			strerror(-err));
 		p9_pool_destroy(pool);
 		return err;

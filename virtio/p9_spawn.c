@@ -1,6 +1,7 @@
 /*
- * The 9p spawner (p9.h): one thread, made with the machine while threads may
- * still be made, that makes each share's worker pool when the share is added.
+ * The 9p spawner (p9.h): a pool of one thread ("9p-spawn0"), made with the
+ * machine while threads may still be made, whose only work is making a
+ * share's worker pool when the share is added.
  *
  * Why a thread of its own: a Landlock domain belongs to a thread and the
  * threads it creates, and can only narrow. The loop is Landlocked away from
@@ -12,57 +13,30 @@
 #include "p9.h"
 
 #include <errno.h>
-#include <pthread.h>
+#include <semaphore.h>
 #include <stdlib.h>
-#include <string.h>
-
-#include "vmm/log.h"
-#include "vmm/thread.h"
 
 struct p9_spawner {
-	pthread_mutex_t lock;
-	pthread_cond_t cv;
-	pthread_t thread;
-	int (*self_init)(void *opaque);
-	void *self_opaque;
-	bool started, stopping;
-	int init_err;
-	/* One request at a time (the loop serializes; the lock makes it so anyway). */
-	bool pending;
+	struct p9_pool *thread;
+};
+
+struct spawn_req {
+	struct p9_work work; /* first: what the spawner's pool runs */
 	int nr;
 	int (*thread_init)(void *opaque);
 	void *opaque;
 	struct p9_pool *pool;
 	int ret;
+	sem_t done;
 };
 
-static void *spawner_main(void *arg)
+static void spawn_run(struct p9_work *w, struct p9_worker_bufs *bufs)
 {
-	struct p9_spawner *sp = arg;
-	int err = sp->self_init ? sp->self_init(sp->self_opaque) : 0;
+	struct spawn_req *r = (struct spawn_req *)w;
 
-	pthread_mutex_lock(&sp->lock);
-	sp->started = true;
-	sp->init_err = err;
-	pthread_cond_broadcast(&sp->cv);
-	while (!err) {
-		struct p9_pool *pool = NULL;
-		int ret;
-
-		while (!sp->pending && !sp->stopping)
-			pthread_cond_wait(&sp->cv, &sp->lock);
-		if (sp->stopping)
-			break;
-		pthread_mutex_unlock(&sp->lock);
-		ret = p9_pool_create(sp->nr, sp->thread_init, sp->opaque, &pool);
-		pthread_mutex_lock(&sp->lock);
-		sp->pool = ret ? NULL : pool;
-		sp->ret = ret;
-		sp->pending = false;
-		pthread_cond_broadcast(&sp->cv);
-	}
-	pthread_mutex_unlock(&sp->lock);
-	return NULL;
+	(void)bufs;
+	r->ret = p9_pool_create(r->nr, r->thread_init, r->opaque, &r->pool);
+	sem_post(&r->done);
 }
 
 int p9_spawner_create(int (*self_init)(void *opaque), void *opaque, struct p9_spawner **out)
@@ -72,70 +46,36 @@ int p9_spawner_create(int (*self_init)(void *opaque), void *opaque, struct p9_sp
 
 	if (!sp)
 		return -ENOMEM;
-	pthread_mutex_init(&sp->lock, NULL);
-	pthread_cond_init(&sp->cv, NULL);
-	sp->self_init = self_init;
-	sp->self_opaque = opaque;
-	err = thread_create(&sp->thread, THREAD_STACK_WORKER, spawner_main, sp);
+	err = p9_pool_create_named("9p-spawn", 1, self_init, opaque, &sp->thread);
 	if (err) {
-		pthread_cond_destroy(&sp->cv);
-		pthread_mutex_destroy(&sp->lock);
 		free(sp);
-		return err;
-	}
-	pthread_setname_np(sp->thread, "9p-spawn");
-	pthread_mutex_lock(&sp->lock);
-	while (!sp->started)
-		pthread_cond_wait(&sp->cv, &sp->lock);
-	err = sp->init_err;
-	pthread_mutex_unlock(&sp->lock);
-	if (err) {
-		log_msg(LOG_ERROR, "9p", "the spawner could not set up its sandbox (%s)",
-			strerror(-err));
-		p9_spawner_destroy(sp);
 		return err;
 	}
 	*out = sp;
 	return 0;
 }
 
-int p9_spawner_pool(struct p9_spawner *sp, int nr, int (*thread_init)(void *opaque), void *opaque,
-		    struct p9_pool **out)
+int p9_spawner_pool(struct p9_spawner *sp, int nr, int (*thread_init)(void *opaque),
+		    void *opaque, struct p9_pool **out)
 {
-	int ret;
+	struct spawn_req r = {
+	    .work.fn = spawn_run, .nr = nr, .thread_init = thread_init, .opaque = opaque};
 
-	pthread_mutex_lock(&sp->lock);
-	while (sp->pending && !sp->stopping)
-		pthread_cond_wait(&sp->cv, &sp->lock);
-	if (sp->stopping || sp->init_err) {
-		pthread_mutex_unlock(&sp->lock);
-		return -ESHUTDOWN;
-	}
-	sp->nr = nr;
-	sp->thread_init = thread_init;
-	sp->opaque = opaque;
-	sp->pending = true;
-	pthread_cond_broadcast(&sp->cv);
-	while (sp->pending)
-		pthread_cond_wait(&sp->cv, &sp->lock);
-	ret = sp->ret;
-	if (!ret)
-		*out = sp->pool;
-	sp->pool = NULL;
-	pthread_mutex_unlock(&sp->lock);
-	return ret;
+	if (sem_init(&r.done, 0, 0))
+		return -errno;
+	p9_pool_submit(sp->thread, &r.work);
+	while (sem_wait(&r.done) && errno == EINTR)
+		;
+	sem_destroy(&r.done);
+	if (!r.ret)
+		*out = r.pool;
+	return r.ret;
 }
 
 void p9_spawner_destroy(struct p9_spawner *sp)
 {
 	if (!sp)
 		return;
-	pthread_mutex_lock(&sp->lock);
-	sp->stopping = true;
-	pthread_cond_broadcast(&sp->cv);
-	pthread_mutex_unlock(&sp->lock);
-	pthread_join(sp->thread, NULL);
-	pthread_cond_destroy(&sp->cv);
-	pthread_mutex_destroy(&sp->lock);
+	p9_pool_destroy(sp->thread);
 	free(sp);
 }

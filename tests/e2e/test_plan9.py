@@ -249,7 +249,7 @@ FILE_CAPS, READ_SEARCH = 0x1f, 0x4
 
 
 def p9_threads(pid):
-    """Status fields of the shim's 9p threads: ([9p-spawn], [9p-wN ...])."""
+    """Status fields of the shim's 9p threads: ([9p-spawn0], [9p-wN ...])."""
     spawn, workers = [], []
     for tid in os.listdir("/proc/%d/task" % pid):
         try:
@@ -257,7 +257,7 @@ def p9_threads(pid):
                 st = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
         except OSError:
             continue
-        if st["Name"] == "9p-spawn":
+        if st["Name"] == "9p-spawn0":
             spawn.append(st)
         elif st["Name"].startswith("9p-w"):
             workers.append(st)
