@@ -232,7 +232,7 @@ static int serve_open(const char *path, int flags, mode_t mode)
 {
 	char proc[32];
 	struct stat st;
-	int pfd, fd, ret;
+	int pfd, fd, ret, oflags;
 
 	if (flags & ~OPENER_FLAGS)
 		return -EINVAL;
@@ -259,8 +259,7 @@ static int serve_open(const char *path, int flags, mode_t mode)
 	} else if (fstat(pfd, &st) < 0) {
 		ret = -errno;
 	} else if (is_nsfs(pfd)) {
-		/* A network namespace (nic.add's netns): a handle, named "net:[...]", not a path.
-		 */
+		/* nic.add's netns: a handle, named "net:[...]", not a path. */
 		ret = flags & (O_DIRECTORY | O_CREAT) ? -EACCES : 0;
 	} else {
 		ret = opener_kind_refused(flags, st.st_mode);
@@ -272,9 +271,10 @@ static int serve_open(const char *path, int flags, mode_t mode)
 			close(pfd);
 		return ret ? ret : pfd;
 	}
+	/* O_NOFOLLOW would refuse the magic link itself; the name was looked up already. */
+	oflags = (flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOFOLLOW)) | O_NOCTTY | O_CLOEXEC;
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", pfd);
-	fd =
-	    open(proc, (flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOFOLLOW)) | O_NOCTTY | O_CLOEXEC);
+	fd = open(proc, oflags);
 	ret = fd < 0 ? -errno : 0;
 	close(pfd);
 	/* The checked file, truncated as O_TRUNC would have (only ever a regular file here). */
