@@ -16,6 +16,10 @@
 
 #include <cap-ng.h>
 #include <errno.h>
+#include <linux/capability.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <sys/prctl.h>
 
 #include "vmm/log.h"
@@ -56,7 +60,7 @@ int sandbox_drop_privileges(void)
 	return drop_all_but(NULL, 0);
 }
 
-int sandbox_p9_worker(void)
+int sandbox_p9_spawner(void)
 {
 	static const unsigned keep[] = {CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH,
 					CAP_FOWNER, CAP_FSETID};
@@ -65,5 +69,46 @@ int sandbox_p9_worker(void)
 	if (sandbox_mode() == SANDBOX_OFF)
 		return 0;
 	ret = drop_all_but(keep, sizeof(keep) / sizeof(keep[0]));
+	/* The workers install theirs with one seccomp() call: no libseccomp under this filter. */
+	if (!ret)
+		ret = sandbox_prepare(SANDBOX_P9);
+	return ret ? ret : sandbox_apply(SANDBOX_P9_SPAWN);
+}
+
+/*
+ * A read-only share needs to read files of any owner, nothing else: the four
+ * other capabilities go from this thread (raw capget/capset: lowering needs
+ * no privilege; the bounding set cannot shrink without CAP_SETPCAP, and with
+ * no_new_privs and no execve it gives nothing back).
+ */
+static int keep_read_search_only(void)
+{
+	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct d[2];
+	const int i = CAP_TO_INDEX(CAP_DAC_READ_SEARCH);
+	const uint32_t m = CAP_TO_MASK(CAP_DAC_READ_SEARCH);
+
+	if (syscall(SYS_capget, &h, d) < 0)
+		return -errno;
+	for (int k = 0; k < 2; k++) {
+		d[k].effective &= k == i ? m : 0;
+		d[k].permitted &= k == i ? m : 0;
+		d[k].inheritable = 0;
+	}
+	return syscall(SYS_capset, &h, d) < 0 ? -errno : 0;
+}
+
+int sandbox_p9_worker(int root_fd, bool read_only)
+{
+	int ret;
+
+	if (sandbox_mode() == SANDBOX_OFF)
+		return 0;
+	ret = read_only ? keep_read_search_only() : 0;
+	if (!ret) {
+		ret = sandbox_landlock_beneath(root_fd, read_only);
+		if (ret > 0)
+			ret = 0; /* no Landlock: openat2 beneath the root still confines */
+	}
 	return ret ? ret : sandbox_apply(SANDBOX_P9);
 }

@@ -299,6 +299,35 @@ static const struct sandbox_rule p9_rules[] = {
 };
 
 /*
+ * ---- the 9p spawner (virtio/p9_spawn.c): thread_rules, p9_rules and these ---------------
+ * Makes each share's workers when the share is added; they are born under
+ * this filter and add SANDBOX_P9 (seccomp filters stack: this list must hold
+ * the workers' calls). Not Landlocked; it never sees guest data.
+ */
+/* glibc's pthread_create (create_thread): a thread of this process, nothing else. */
+#define P9_SPAWN_CLONE_FLAGS                                                                       \
+	(CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SYSVSEM | CLONE_SIGHAND | CLONE_THREAD |        \
+	 CLONE_SETTLS | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID)
+
+static const struct sandbox_rule p9_spawn_rules[] = {
+    /* p9_pool_create: the workers (clone3 answers ENOSYS: its flags are out of reach). */
+    ALLOW_ARG(clone, 0, P9_SPAWN_CLONE_FLAGS),
+    /* A new thread's start in glibc (start_thread). */
+    ALLOW(set_robust_list),
+    ALLOW(rseq),
+    /* sandbox_p9_worker on each new worker: a read-only share's capabilities... */
+    ALLOW(capget),
+    ALLOW(capset),
+    /* ...Landlock beneath the share's root (sandbox_landlock_beneath)... */
+    ALLOW(landlock_create_ruleset),
+    ALLOW(landlock_add_rule),
+    ALLOW(landlock_restrict_self),
+    ALLOW_ARG(prctl, 0, PR_SET_NO_NEW_PRIVS),
+    /* ...and the 9p filter, compiled before (sandbox_install). */
+    ALLOW_ARG(seccomp, 0, SECCOMP_SET_MODE_FILTER),
+};
+
+/*
  * ---- the opener process (shim/opener.c): thread_rules and these ------------------------
  * Opens what the shim asks for, checks it, passes the fd back. No ioctl, no
  * KVM, no execve, no clone, no signal to anyone but itself.
@@ -307,7 +336,10 @@ static const struct sandbox_rule opener_rules[] = {
     /* One request in, one answer (with its fd, SCM_RIGHTS) out. */
     ALLOW(recvfrom),
     ALLOW(sendmsg),
-    /* serve_open, serve_stdio (stdio_open_direct), open_parent. */
+    /* lookup: every name, as O_PATH without magic links, before its checks. */
+    ALLOW(openat2),
+    /* serve_open, stdio_open_pinned: the checked fd reopened through /proc/self/fd/N;
+     * a netns reached through /proc/PID/ns/net; create_file. */
     ALLOW(openat),
     ALLOW(close),
     /* check_fd: what the fd is, and its resolved path. */
@@ -354,10 +386,8 @@ static const struct sandbox_rule asan_rules[] = {
 static enum sandbox_action sandbox_setting = SANDBOX_KILL;
 
 static const char *const class_names[SANDBOX_NR_CLASSES] = {
-    [SANDBOX_VCPU] = "vcpu",
-    [SANDBOX_LOOP] = "loop",
-    [SANDBOX_P9] = "9p",
-    [SANDBOX_OPENER] = "opener",
+    [SANDBOX_VCPU] = "vcpu",	     [SANDBOX_LOOP] = "loop",	  [SANDBOX_P9] = "9p",
+    [SANDBOX_P9_SPAWN] = "9p-spawn", [SANDBOX_OPENER] = "opener",
 };
 
 const char *sandbox_class_name(enum sandbox_class cls)
@@ -473,8 +503,14 @@ static int sandbox_build(enum sandbox_class cls, enum sandbox_action act, scmp_f
 		ret = add_rules(ctx, vcpu_rules, sizeof(vcpu_rules) / sizeof(vcpu_rules[0]));
 	if (!ret && cls == SANDBOX_OPENER)
 		ret = add_rules(ctx, opener_rules, sizeof(opener_rules) / sizeof(opener_rules[0]));
-	if (!ret && cls == SANDBOX_P9)
+	if (!ret && (cls == SANDBOX_P9 || cls == SANDBOX_P9_SPAWN))
 		ret = add_rules(ctx, p9_rules, sizeof(p9_rules) / sizeof(p9_rules[0]));
+	if (!ret && cls == SANDBOX_P9_SPAWN)
+		ret = add_rules(ctx, p9_spawn_rules,
+				sizeof(p9_spawn_rules) / sizeof(p9_spawn_rules[0]));
+	/* glibc tries clone3 first and falls back to clone, whose flags the rule above checks. */
+	if (!ret && cls == SANDBOX_P9_SPAWN)
+		ret = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
 	if (!ret && cls == SANDBOX_LOOP)
 		ret = add_rules(ctx, loop_rules, sizeof(loop_rules) / sizeof(loop_rules[0]));
 #ifdef SANDBOX_ASAN

@@ -6,8 +6,10 @@
  *
  * Landlock domains belong to a thread and the threads it creates later: the
  * loop thread restricts itself before it starts the vCPUs, so they inherit
- * it. The 9p workers exist already (made at vm.create) and stay outside: their
- * shares are named at run time, and a domain can only narrow (docs/seccomp.md).
+ * it. The 9p spawner (made at vm.create) stays outside, and each worker it
+ * makes for a share added later restricts itself beneath that share's root
+ * (sandbox_landlock_beneath): a domain can only narrow, so a worker serves one
+ * share (docs/seccomp.md).
  *
  * Rights handled: every filesystem right of ABI 1, REFER (ABI 2), TRUNCATE
  * (ABI 3) when the kernel has them. Debian 12's 6.1 kernel has ABI 2.
@@ -104,6 +106,58 @@ static int add_mapped_files(int rfd, uint64_t handled)
 	return ret;
 }
 
+/* Every right this kernel knows (of those above), for a ruleset's handled set. */
+static uint64_t handled_rights(int abi)
+{
+	uint64_t h = LL_ABI1;
+
+	if (abi >= 2)
+		h |= LANDLOCK_ACCESS_FS_REFER;
+	if (abi >= 3)
+		h |= LANDLOCK_ACCESS_FS_TRUNCATE;
+	return h;
+}
+
+/* Enters the domain of ruleset rfd (closed). Needs no_new_privs, set here. */
+static int restrict_self(int rfd)
+{
+	int ret = 0;
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+	    syscall(__NR_landlock_restrict_self, rfd, 0) < 0)
+		ret = -errno;
+	close(rfd);
+	return ret;
+}
+
+int sandbox_landlock_beneath(int root_fd, bool read_only)
+{
+	struct landlock_ruleset_attr attr = {0};
+	struct landlock_path_beneath_attr pb = {.parent_fd = root_fd};
+	int abi = sandbox_landlock_abi(), rfd, ret;
+
+	if (abi < 1)
+		return 1;
+	attr.handled_access_fs = handled_rights(abi);
+	/*
+	 * A read-only share is read and listed; a writable one gets every right but
+	 * execute (a worker never executes) and device nodes (CAP_MKNOD is gone).
+	 */
+	pb.allowed_access = read_only ? LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR
+				      : attr.handled_access_fs & ~(LANDLOCK_ACCESS_FS_EXECUTE |
+								   LANDLOCK_ACCESS_FS_MAKE_CHAR |
+								   LANDLOCK_ACCESS_FS_MAKE_BLOCK);
+	rfd = (int)syscall(__NR_landlock_create_ruleset, &attr, sizeof(attr), 0);
+	if (rfd < 0)
+		return -errno;
+	if (syscall(__NR_landlock_add_rule, rfd, LANDLOCK_RULE_PATH_BENEATH, &pb, 0) < 0) {
+		ret = -errno;
+		close(rfd);
+		return ret;
+	}
+	return restrict_self(rfd);
+}
+
 int sandbox_landlock(void)
 {
 	struct landlock_ruleset_attr attr = {0};
@@ -119,11 +173,7 @@ int sandbox_landlock(void)
 			strerror(abi < 0 ? -abi : ENOSYS));
 		return 0;
 	}
-	attr.handled_access_fs = LL_ABI1;
-	if (abi >= 2)
-		attr.handled_access_fs |= LANDLOCK_ACCESS_FS_REFER;
-	if (abi >= 3)
-		attr.handled_access_fs |= LANDLOCK_ACCESS_FS_TRUNCATE;
+	attr.handled_access_fs = handled_rights(abi);
 	rfd = (int)syscall(__NR_landlock_create_ruleset, &attr, sizeof(attr), 0);
 	if (rfd < 0) {
 		ret = -errno;
@@ -158,14 +208,12 @@ int sandbox_landlock(void)
 	}
 	/* cmos_access's first time conversion reads /etc/localtime: before the door shuts. */
 	tzset();
-	/* Needs no_new_privs (set by sandbox_drop_privileges) or CAP_SYS_ADMIN. */
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
-	    syscall(__NR_landlock_restrict_self, rfd, 0) < 0) {
-		ret = -errno;
+	ret = restrict_self(rfd);
+	if (ret)
 		pr_err(TAG, "landlock_restrict_self: %s", strerror(-ret));
-		goto out;
-	}
-	pr_info(TAG, "Landlock ABI %d: files named from now on come from the opener", abi);
+	else
+		pr_info(TAG, "Landlock ABI %d: files named from now on come from the opener", abi);
+	return ret;
 out:
 	close(rfd);
 	return ret;

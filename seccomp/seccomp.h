@@ -17,9 +17,12 @@
  *  - each vCPU thread installs SANDBOX_VCPU right before its first KVM_RUN
  *    (vm_set_vcpu_hook);
  *  - the event-loop thread installs SANDBOX_LOOP once the vCPUs run;
- *  - each 9p worker (made with the machine, before any of the above) keeps
+ *  - the 9p spawner (made with the machine, before any of the above) keeps
  *    only the file-ownership capabilities a share needs and installs
- *    SANDBOX_P9 before it serves anything (sandbox_p9_worker).
+ *    SANDBOX_P9_SPAWN (sandbox_p9_spawner); the workers it makes for each
+ *    share, when the share is added, Landlock themselves beneath that share's
+ *    root and install SANDBOX_P9 before they serve anything
+ *    (sandbox_p9_worker).
  * Seccomp filters are per thread and inherited by threads created later; the
  * vCPU list is kept a subset of the loop list so that stacking them (a vCPU
  * created by a filtered loop) never forbids more than the vCPU list says.
@@ -32,10 +35,11 @@
 #include <stdint.h>
 
 enum sandbox_class {
-	SANDBOX_VCPU,	/* KVM_RUN and the exits dispatched to the PIO/MMIO buses */
-	SANDBOX_LOOP,	/* the event loop: control protocol, devices, vsock, hot-plug */
-	SANDBOX_P9,	/* 9p workers: file I/O beneath a share, nothing else */
-	SANDBOX_OPENER, /* the opener process (shim/opener.h): opens and passes fds */
+	SANDBOX_VCPU,	  /* KVM_RUN and the exits dispatched to the PIO/MMIO buses */
+	SANDBOX_LOOP,	  /* the event loop: control protocol, devices, vsock, hot-plug */
+	SANDBOX_P9,	  /* 9p workers: file I/O beneath a share, nothing else */
+	SANDBOX_P9_SPAWN, /* the 9p spawner: the 9p list plus making a share's workers */
+	SANDBOX_OPENER,	  /* the opener process (shim/opener.h): opens and passes fds */
 	SANDBOX_NR_CLASSES,
 };
 
@@ -80,12 +84,23 @@ int sandbox_vcpu_hook(void *opaque, int vcpu_id);
 int sandbox_drop_privileges(void) __attribute__((warn_unused_result));
 
 /*
- * A 9p worker: no_new_privs, every capability dropped but CAP_CHOWN,
- * CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER and CAP_FSETID (a guest's
- * root manages files of any owner beneath its share, as with QEMU's
- * passthrough model), then SANDBOX_P9. On the calling thread only.
+ * The 9p spawner (virtio/p9_spawn.c), on its own thread: no_new_privs, every
+ * capability dropped but CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH,
+ * CAP_FOWNER and CAP_FSETID (a guest's root manages files of any owner
+ * beneath its share, as with QEMU's passthrough model), the SANDBOX_P9
+ * program compiled for the workers, then SANDBOX_P9_SPAWN. Its threads
+ * inherit all of it.
  */
-int sandbox_p9_worker(void) __attribute__((warn_unused_result));
+int sandbox_p9_spawner(void) __attribute__((warn_unused_result));
+
+/*
+ * A 9p worker of one share, on a thread the spawner made: a read-only share's
+ * worker keeps CAP_DAC_READ_SEARCH alone; then Landlock beneath root_fd (the
+ * share's root: everything but execute and device nodes, or only read for a
+ * read-only share; skipped when the kernel has no Landlock); then SANDBOX_P9.
+ * On the calling thread only.
+ */
+int sandbox_p9_worker(int root_fd, bool read_only) __attribute__((warn_unused_result));
 
 /*
  * Landlock on the calling thread and the threads it creates later (seccomp/
@@ -95,6 +110,12 @@ int sandbox_p9_worker(void) __attribute__((warn_unused_result));
  * says so and 0 is returned. No-op when the sandbox is off.
  */
 int sandbox_landlock(void) __attribute__((warn_unused_result));
+/*
+ * Landlock on the calling thread only: no file may be opened, made or removed
+ * but beneath root_fd (read and list only when read_only). 0, 1 when the
+ * kernel has no Landlock (nothing done), or -errno.
+ */
+int sandbox_landlock_beneath(int root_fd, bool read_only) __attribute__((warn_unused_result));
 /* The kernel's Landlock ABI version, or -errno (-ENOSYS, -EOPNOTSUPP: none). */
 int sandbox_landlock_abi(void);
 

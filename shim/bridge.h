@@ -67,6 +67,8 @@ enum stdio_dir {
 int stdio_open_host(const char *path, enum stdio_dir dir);
 /* The same, in this process whatever the sandbox (the opener runs it: shim/opener.h). */
 int stdio_open_direct(const char *path, enum stdio_dir dir);
+/* The same on what pfd (an O_PATH fd of the name, looked up by the caller) names. */
+int stdio_open_pinned(int pfd, enum stdio_dir dir);
 
 /*
  * Listens on a free vsock port from BRIDGE_STDIO_PORT_BASE (*port) and relays

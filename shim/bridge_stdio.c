@@ -47,34 +47,22 @@ struct stdio_relay {
 
 static uint32_t next_port = BRIDGE_STDIO_PORT_BASE;
 
-int stdio_open_direct(const char *path, enum stdio_dir dir)
+int stdio_open_pinned(int pfd, enum stdio_dir dir)
 {
 	char proc[32];
 	struct stat st;
-	int pfd, fd, flags;
+	int fd, flags;
 
-	/*
-	 * One lookup: the O_PATH fd pins the inode whose type decides how to open
-	 * it, and the open goes through that fd, so a rename or a symlink planted
-	 * between the check and the open cannot redirect it.
-	 */
-	pfd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (pfd < 0)
+	if (fstat(pfd, &st) < 0)
 		return -errno;
-	if (fstat(pfd, &st) < 0) {
-		fd = -errno;
-		goto out;
-	}
-	if (S_ISLNK(st.st_mode)) { /* O_PATH | O_NOFOLLOW opens the link itself */
-		fd = -ELOOP;
-		goto out;
-	}
+	if (S_ISLNK(st.st_mode)) /* O_PATH | O_NOFOLLOW opens the link itself */
+		return -ELOOP;
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", pfd);
 	if (S_ISSOCK(st.st_mode)) {
 		fd = sock_connect_unix(proc);
 		if (fd >= 0)
 			fcntl(fd, F_SETFL, O_NONBLOCK);
-		goto out;
+		return fd;
 	}
 	if (S_ISFIFO(st.st_mode))
 		/*
@@ -85,14 +73,25 @@ int stdio_open_direct(const char *path, enum stdio_dir dir)
 		flags = (dir == STDIO_TO_GUEST ? O_RDONLY : O_RDWR) | O_NONBLOCK;
 	else if (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode))
 		flags = dir == STDIO_TO_GUEST ? O_RDONLY : O_WRONLY | O_APPEND;
-	else {
-		fd = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
-		goto out;
-	}
+	else
+		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
 	fd = open(proc, flags | O_NOCTTY | O_CLOEXEC);
-	if (fd < 0)
-		fd = -errno;
-out:
+	return fd < 0 ? -errno : fd;
+}
+
+int stdio_open_direct(const char *path, enum stdio_dir dir)
+{
+	int pfd, fd;
+
+	/*
+	 * One lookup: the O_PATH fd pins the inode whose type decides how to open
+	 * it, and the open goes through that fd, so a rename or a symlink planted
+	 * between the check and the open cannot redirect it.
+	 */
+	pfd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (pfd < 0)
+		return -errno;
+	fd = stdio_open_pinned(pfd, dir);
 	close(pfd);
 	return fd;
 }

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/magic.h>
+#include <linux/openat2.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
@@ -25,6 +26,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -86,7 +88,8 @@ int opener_path_refused(const char *canon, mode_t st_mode)
 			return -EACCES;
 	if (beneath(canon, "/dev")) {
 		/* Disks may be block devices; stdio and consoles may be /dev/null or a pty. */
-		if (S_ISBLK(st_mode) || beneath(canon, "/dev/pts"))
+		if (S_ISBLK(st_mode) ||
+		    (beneath(canon, "/dev/pts") && strcmp(canon, "/dev/pts/ptmx")))
 			return 0;
 		if (!strcmp(canon, "/dev/null") || !strcmp(canon, "/dev/zero"))
 			return 0;
@@ -99,19 +102,30 @@ int opener_path_refused(const char *canon, mode_t st_mode)
 	return 0;
 }
 
+int opener_kind_refused(int flags, mode_t st_mode)
+{
+	if (S_ISLNK(st_mode)) /* O_NOFOLLOW was asked and the name is a symlink */
+		return -ELOOP;
+	if (flags & O_DIRECTORY) /* a share's root */
+		return S_ISDIR(st_mode) ? 0 : -ENOTDIR;
+	if (flags & O_CREAT) /* a console log */
+		return S_ISREG(st_mode) ? 0 : -EACCES;
+	if (S_ISDIR(st_mode))
+		return -EISDIR;
+	/* A disk or a pmem file: never a FIFO (it would hang the opener), nor a character device.
+	 */
+	return S_ISREG(st_mode) || S_ISBLK(st_mode) ? 0 : -EACCES;
+}
+
 /* The fd's resolved path passes the rule (-EACCES) and the fd is alive (-errno). */
 static int check_fd(int fd)
 {
 	char proc[32], canon[PATH_MAX];
-	struct statfs sfs;
 	struct stat st;
 	ssize_t n;
 
 	if (fstat(fd, &st) < 0)
 		return -errno;
-	/* A network namespace (nic.add's netns): a handle, named "net:[...]", not a path. */
-	if (fstatfs(fd, &sfs) == 0 && sfs.f_type == NSFS_MAGIC)
-		return 0;
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
 	n = readlinkat(AT_FDCWD, proc, canon, sizeof(canon) - 1);
 	if (n < 0)
@@ -122,6 +136,42 @@ static int check_fd(int fd)
 		return -EACCES;
 	}
 	return 0;
+}
+
+static bool is_nsfs(int fd)
+{
+	struct statfs sfs;
+
+	return fstatfs(fd, &sfs) == 0 && sfs.f_type == NSFS_MAGIC;
+}
+
+/* A ".." component: the parent names clean paths; refused rather than resolved. */
+static bool has_dotdot(const char *path)
+{
+	for (const char *p = path; (p = strstr(p, "..")); p += 2)
+		if ((p == path || p[-1] == '/') && (p[2] == '\0' || p[2] == '/'))
+			return true;
+	return false;
+}
+
+/*
+ * path as an O_PATH fd (extra: O_NOFOLLOW, O_DIRECTORY), resolved without a
+ * /proc magic link anywhere (/proc/PID/fd/N, /proc/PID/root/..., .../cwd/...:
+ * another process's files, a VM's memory fd): nothing is opened for I/O
+ * before the type and the path are checked on this fd.
+ */
+static int lookup(int dirfd, const char *path, int extra)
+{
+	struct open_how how = {
+	    .flags = O_PATH | O_CLOEXEC | extra,
+	    .resolve = RESOLVE_NO_MAGICLINKS,
+	};
+	int fd;
+
+	if (has_dotdot(path))
+		return -EINVAL;
+	fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+	return fd < 0 ? -errno : fd;
 }
 
 /*
@@ -143,9 +193,9 @@ static int open_parent(const char *path, const char **base)
 		snprintf(dir, sizeof(dir), "/");
 	else
 		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-	dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	dfd = lookup(AT_FDCWD, dir, O_DIRECTORY);
 	if (dfd < 0)
-		return -errno;
+		return dfd;
 	ret = check_fd(dfd);
 	if (ret) {
 		close(dfd);
@@ -156,42 +206,83 @@ static int open_parent(const char *path, const char **base)
 
 /* ---- the opener process: one request ---------------------------------------------------- */
 
-static int serve_open(const char *path, int flags, mode_t mode)
+/* A new file (O_CREAT, the name does not exist): its directory passes the rule, no symlink. */
+static int create_file(const char *path, int flags, mode_t mode)
 {
 	const char *base;
+	int dfd, fd;
+
+	dfd = open_parent(path, &base);
+	if (dfd < 0)
+		return dfd;
+	fd = openat(dfd, base, (flags & ~O_TRUNC) | O_EXCL | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC,
+		    mode & 0666);
+	if (fd < 0)
+		fd = -errno;
+	close(dfd);
+	return fd;
+}
+
+/*
+ * The name, then its checks (the kind the flags imply, the path rule), then
+ * the open for I/O through the pinned fd: a FIFO or a character device is
+ * refused before it is ever opened, and nothing swapped in between is reached.
+ */
+static int serve_open(const char *path, int flags, mode_t mode)
+{
+	char proc[32];
 	struct stat st;
-	int fd, dfd, ret;
+	int pfd, fd, ret, oflags;
 
 	if (flags & ~OPENER_FLAGS)
 		return -EINVAL;
 	/* Truncating is for a file the opener may create (a console log), and only once checked. */
 	if ((flags & O_TRUNC) && !(flags & O_CREAT))
 		return -EINVAL;
-	fd = open(path, (flags & ~(O_CREAT | O_EXCL | O_TRUNC)) | O_NOCTTY | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT && (flags & O_CREAT)) {
-		/* A new file: its directory passes the rule, the name is no symlink. */
-		dfd = open_parent(path, &base);
-		if (dfd < 0)
-			return dfd;
-		fd = openat(dfd, base,
-			    (flags & ~O_TRUNC) | O_EXCL | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC,
-			    mode & 0666);
-		ret = fd < 0 ? -errno : 0;
-		close(dfd);
-		return ret ? ret : fd;
+	pfd = lookup(AT_FDCWD, path, flags & (O_NOFOLLOW | O_DIRECTORY));
+	if (pfd == -ELOOP && !(flags & (O_DIRECTORY | O_CREAT | O_NOFOLLOW))) {
+		/* nic.add's netns may be /proc/PID/ns/net, a magic link: a namespace only. */
+		pfd = open(path, O_PATH | O_CLOEXEC);
+		if (pfd < 0)
+			return -errno;
+		if (!is_nsfs(pfd)) {
+			close(pfd);
+			return -ELOOP;
+		}
+	} else if (pfd == -ENOENT && (flags & O_CREAT)) {
+		return create_file(path, flags, mode);
+	} else if (pfd < 0) {
+		return pfd;
 	}
-	if (fd < 0)
-		return -errno;
-	if ((flags & O_EXCL) && (flags & O_CREAT))
+	if ((flags & O_EXCL) && (flags & O_CREAT)) {
 		ret = -EEXIST;
-	else
-		ret = check_fd(fd);
-	/* The checked file, truncated as O_TRUNC would have (a FIFO or a device is left alone). */
-	if (!ret && (flags & O_TRUNC) && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-	    ftruncate(fd, 0) < 0)
+	} else if (fstat(pfd, &st) < 0) {
+		ret = -errno;
+	} else if (is_nsfs(pfd)) {
+		/* nic.add's netns: a handle, named "net:[...]", not a path. */
+		ret = flags & (O_DIRECTORY | O_CREAT) ? -EACCES : 0;
+	} else {
+		ret = opener_kind_refused(flags, st.st_mode);
+		if (!ret)
+			ret = check_fd(pfd);
+	}
+	if (ret || (flags & O_PATH)) {
+		if (ret)
+			close(pfd);
+		return ret ? ret : pfd;
+	}
+	/* O_NOFOLLOW would refuse the magic link itself; the name was looked up already. */
+	oflags = (flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOFOLLOW)) | O_NOCTTY | O_CLOEXEC;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", pfd);
+	fd = open(proc, oflags);
+	ret = fd < 0 ? -errno : 0;
+	close(pfd);
+	/* The checked file, truncated as O_TRUNC would have (only ever a regular file here). */
+	if (!ret && (flags & O_TRUNC) && ftruncate(fd, 0) < 0)
 		ret = -errno;
 	if (ret) {
-		close(fd);
+		if (fd >= 0)
+			close(fd);
 		return ret;
 	}
 	return fd;
@@ -202,18 +293,18 @@ static int serve_stdio(const char *path, enum stdio_dir dir)
 	struct stat st;
 	int pfd, fd, ret;
 
-	/* The name first (a socket's fd would not tell where it was), then what opened. */
-	pfd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	/* One lookup, checked by its path (a socket's fd would not tell where it was). */
+	pfd = lookup(AT_FDCWD, path, O_NOFOLLOW);
 	if (pfd < 0)
-		return -errno;
+		return pfd;
 	ret = check_fd(pfd);
-	close(pfd);
-	if (ret)
+	if (ret) {
+		close(pfd);
 		return ret;
-	fd = stdio_open_direct(path, dir);
-	if (fd < 0)
-		return fd;
-	if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
+	}
+	fd = stdio_open_pinned(pfd, dir);
+	close(pfd);
+	if (fd < 0 || (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode)))
 		return fd;
 	ret = check_fd(fd);
 	if (ret) {

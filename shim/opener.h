@@ -7,11 +7,13 @@
  * Once the VM is built the shim's threads are Landlocked (seccomp/landlock.c)
  * and can open nothing by path; the opener is not, but it is a process of its
  * own with no capability, its own seccomp filter (SANDBOX_OPENER) and a fixed
- * set of requests, each checked as the code that opened in-process did
- * (O_NOFOLLOW where it was used, the file's type), plus the paths it refuses
- * whatever the request: system directories and devices other than block
- * devices, /dev/null, /dev/zero and ptys (opener_path_refused). See
- * docs/seccomp.md.
+ * set of requests. Each name is looked up once as an O_PATH fd, with no
+ * /proc magic link and no ".." on the way, and checked on that fd before it
+ * is opened for I/O: the kind of file its flags allow (opener_kind_refused:
+ * a disk is a regular file or a block device, a share root a directory, a
+ * console log a regular file), then the paths refused whatever the request
+ * (opener_path_refused: system directories; devices but block devices,
+ * /dev/null, /dev/zero and ptys). See docs/seccomp.md.
  *
  * Not started when the sandbox is off: the calls then open in-process.
  */
@@ -46,5 +48,12 @@ int opener_unlink_socket(const char *path);
  * opener never opens.
  */
 int opener_path_refused(const char *canon, mode_t st_mode);
+/*
+ * The kind of file an open request may reach, by its flags (tests): with
+ * O_DIRECTORY a directory (a share root), with O_CREAT a regular file (a
+ * console log), else a regular file or a block device (a disk, a pmem file);
+ * a network namespace is let through apart. 0 or -errno.
+ */
+int opener_kind_refused(int flags, mode_t st_mode);
 
 #endif

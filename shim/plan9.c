@@ -2,16 +2,19 @@
 #include "shim/plan9.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "gcs/protocol.h"
 #include "seccomp/seccomp.h"
 #include "shim/bridge.h"
 #include "virtio/p9.h"
 #include "virtio/virtio.h"
+#include "vmm/host_open.h"
 #include "vmm/log.h"
 
 #define TAG "plan9"
@@ -120,6 +123,7 @@ int plan9_count(const struct plan9 *pl)
 
 static void release(struct plan9_share *sh)
 {
+	p9_pool_destroy(sh->pool); /* its device is gone: nothing is queued */
 	for (int i = 0; i < sh->nr_allowed; i++)
 		free(sh->allowed[i]);
 	free(sh->allowed);
@@ -183,16 +187,29 @@ static int reserve(struct plan9 *pl, const struct plan9_params *p, struct plan9_
 
 /* ---- the machine ------------------------------------------------------------------- */
 
-/* Each worker, before it serves anything: file capabilities only, the 9p filter. */
-static int worker_sandbox(void *opaque)
+/* The spawner, before it makes anything: file capabilities only, its filter. */
+static int spawner_sandbox(void *opaque)
 {
 	(void)opaque;
-	return sandbox_p9_worker();
+	return sandbox_p9_spawner();
+}
+
+struct worker_args {
+	int root_fd;
+	bool read_only;
+};
+
+/* Each worker of a share, before it serves anything: Landlock beneath the root, the 9p filter. */
+static int worker_sandbox(void *opaque)
+{
+	const struct worker_args *a = opaque;
+
+	return sandbox_p9_worker(a->root_fd, a->read_only);
 }
 
 int plan9_bind(struct plan9 *pl, struct pci_bus *pci, struct guest_mem *mem, struct loop *loop)
 {
-	int ret = p9_pool_create(PLAN9_WORKERS, worker_sandbox, NULL, &pl->pool);
+	int ret = p9_spawner_create(spawner_sandbox, NULL, &pl->spawner);
 
 	if (ret)
 		return ret;
@@ -217,8 +234,8 @@ void plan9_unbind(struct plan9 *pl)
 		virtio_dev_destroy(sh->dev);
 		release(sh);
 	}
-	p9_pool_destroy(pl->pool);
-	pl->pool = NULL;
+	p9_spawner_destroy(pl->spawner);
+	pl->spawner = NULL;
 	pl->pci = NULL;
 	pl->mem = NULL;
 	pl->loop = NULL;
@@ -230,21 +247,40 @@ static int plug(struct plan9 *pl, struct plan9_share *sh, char *err, size_t errl
 {
 	struct p9_share_config cfg = {
 	    .path = sh->host_path,
+	    .has_root_fd = true,
 	    .read_only = sh->read_only,
 	    .allowed_names = (const char *const *)sh->allowed,
 	    .nr_allowed = sh->nr_allowed,
 	};
+	struct worker_args args = {.read_only = sh->read_only};
 	int ret;
 
-	if (!pl->pci || !pl->pool) {
+	if (!pl->pci || !pl->spawner) {
 		snprintf(err, errlen, "there is no VM");
 		return -ENODEV;
 	}
-	ret = virtio_9p_create(pl->pci, pl->mem, pl->loop, pl->pool, sh->name, &cfg, &sh->dev);
-	if (ret) {
-		sh->dev = NULL;
+	/* The root first (from the opener): the workers are confined beneath it. */
+	ret = host_open(sh->host_path, O_PATH | O_DIRECTORY, 0);
+	if (ret < 0) {
 		snprintf(err, errlen, "cannot share '%s': %s", sh->host_path, strerror(-ret));
+		return ret;
 	}
+	cfg.root_fd = args.root_fd = ret;
+	ret = p9_spawner_pool(pl->spawner, PLAN9_WORKERS, worker_sandbox, &args, &sh->pool);
+	if (ret) {
+		sh->pool = NULL;
+		snprintf(err, errlen, "cannot make the workers of '%s': %s", sh->host_path,
+			 strerror(-ret));
+	} else {
+		ret = virtio_9p_create(pl->pci, pl->mem, pl->loop, sh->pool, sh->name, &cfg,
+				       &sh->dev);
+		if (ret) {
+			sh->dev = NULL;
+			snprintf(err, errlen, "cannot share '%s': %s", sh->host_path,
+				 strerror(-ret));
+		}
+	}
+	close(cfg.root_fd);
 	return ret;
 }
 

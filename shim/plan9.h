@@ -11,8 +11,10 @@
  * Created, or vm.create's "plan9" array) are mounted by plan9_boot_attach
  * before vm.start answers.
  *
- * The 9p worker pool is made at bind (vm.create), while the control thread
- * may still create threads. Everything else runs on the control thread.
+ * The 9p spawner is made at bind (vm.create), while the control thread may
+ * still create threads; it makes PLAN9_WORKERS workers for each share when
+ * the share is added, each Landlocked beneath that share's root. Everything
+ * else runs on the control thread.
  */
 #ifndef SHIM_PLAN9_H
 #define SHIM_PLAN9_H
@@ -28,7 +30,7 @@
 #define PLAN9_MAX_SHARES      32
 #define PLAN9_NAME_MAX	      32
 #define PLAN9_MAX_ALLOWED     256
-#define PLAN9_WORKERS	      4
+#define PLAN9_WORKERS	      4	     /* per share */
 #define PLAN9_MSIZE	      512000 /* what Linux's virtio transport takes at most (6.1) */
 #define PLAN9_DEFAULT_TIMEOUT 30000
 
@@ -38,6 +40,7 @@ struct loop;
 struct pci_bus;
 struct virtio_dev;
 struct p9_pool;
+struct p9_spawner;
 struct plan9;
 
 /* What plan9.add asks for. Strings borrowed from the request's params. */
@@ -65,6 +68,7 @@ struct plan9_share {
 	uint64_t timeout_ms;
 	char device[32];
 	struct virtio_dev *dev;
+	struct p9_pool *pool; /* its workers, Landlocked beneath its root */
 	struct ctl_req *req;
 };
 
@@ -76,7 +80,7 @@ struct plan9 {
 	struct pci_bus *pci;
 	struct guest_mem *mem;
 	struct loop *loop;
-	struct p9_pool *pool;
+	struct p9_spawner *spawner; /* makes each share's workers */
 	plan9_boot_fn boot_fn;
 	void *boot_opaque;
 	int boot_pending, boot_err;
@@ -95,10 +99,10 @@ int plan9_count(const struct plan9 *pl);
 
 /* ---- with a machine --------------------------------------------------------------- */
 
-/* Takes the machine and makes the worker pool. Returns 0 or -errno. */
+/* Takes the machine and makes the 9p spawner. Returns 0 or -errno. */
 int plan9_bind(struct plan9 *pl, struct pci_bus *pci, struct guest_mem *mem, struct loop *loop)
     __attribute__((warn_unused_result));
-/* Unplugs every share (the VM is stopped), stops the pool, forgets the machine. */
+/* Unplugs every share (the VM is stopped), stops the workers, forgets the machine. */
 void plan9_unbind(struct plan9 *pl);
 /* Cold-plugs a share (before vm.start). Returns 0 or -errno with err filled. */
 int plan9_attach_cold(struct plan9 *pl, const struct plan9_params *p, char *err, size_t errlen)

@@ -3,7 +3,7 @@
  * config space, the 9P2000.L server of p9_server.c behind it.
  *
  * Host I/O never runs on the event loop: a kick only takes chains and peeks
- * at their 9P header; the VM's 9p worker pool (p9_pool.c) copies each
+ * at their 9P header; the share's worker pool (p9_pool.c) copies each
  * request out of guest memory, serves it and writes the answer back, so
  * requests are served in parallel (a slow fsync does not hold up a stat). A Tflush for a
  * request still waiting is answered on the loop: the old request gets

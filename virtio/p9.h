@@ -25,7 +25,9 @@
 #define P9_MAX_ALLOWED	256	     /* allowed names per restricted share */
 
 struct p9_share_config {
-	const char *path;   /* host directory (trusted: given by the parent) */
+	const char *path; /* host directory (trusted: given by the parent) */
+	bool has_root_fd; /* root_fd is the directory, already open (O_PATH): dup'ed */
+	int root_fd;
 	bool read_only;	    /* every modifying operation fails with EROFS */
 	bool allow_xdev;    /* walks may cross into mounts beneath the root */
 	bool allow_devices; /* mknod of char/block nodes, opening device nodes */
@@ -65,7 +67,7 @@ size_t p9_build_rlerror(uint8_t *out, size_t cap, uint16_t tag, uint32_t ecode);
 /* Writes an Rflush for tag (7 bytes); returns its length or 0 if cap is short. */
 size_t p9_build_rflush(uint8_t *out, size_t cap, uint16_t tag);
 
-/* ---- Worker pool (p9_pool.c), shared by the 9p devices of a VM ----------------------------- */
+/* ---- Worker pools (p9_pool.c), one per share (9p device) ------------------------------------ */
 
 struct p9_pool;
 
@@ -89,10 +91,30 @@ struct p9_work {
  */
 int p9_pool_create(int nr, int (*thread_init)(void *opaque), void *opaque, struct p9_pool **out)
     __attribute__((warn_unused_result));
+/* The same with the threads named prefix0, prefix1... (p9_pool_create: "9p-w"). */
+int p9_pool_create_named(const char *prefix, int nr, int (*thread_init)(void *opaque),
+			 void *opaque, struct p9_pool **out) __attribute__((warn_unused_result));
 /* Stops and joins the workers (no device may still use the pool). NULL ok. */
 void p9_pool_destroy(struct p9_pool *pool);
 void p9_pool_submit(struct p9_pool *pool, struct p9_work *w);
 /* Takes w back if no worker took it yet; returns whether it did. */
 bool p9_pool_cancel(struct p9_pool *pool, struct p9_work *w);
+
+/* ---- The spawner (p9_spawn.c): makes a share's pool after the loop may no longer ------------ */
+
+struct p9_spawner;
+
+/*
+ * One thread ("9p-spawn0") that runs self_init(opaque) first (its sandbox: it
+ * must still allow making threads) and then makes pools on request. Create
+ * it while threads may still be created; 0 or the error (nothing left running).
+ */
+int p9_spawner_create(int (*self_init)(void *opaque), void *opaque, struct p9_spawner **out)
+    __attribute__((warn_unused_result));
+/* p9_pool_create(nr, thread_init, opaque, out) run on the spawner's thread; waits for it. */
+int p9_spawner_pool(struct p9_spawner *sp, int nr, int (*thread_init)(void *opaque), void *opaque,
+		    struct p9_pool **out) __attribute__((warn_unused_result));
+/* Stops and joins the spawner (its pools are their owners'). NULL ok. */
+void p9_spawner_destroy(struct p9_spawner *sp);
 
 #endif

@@ -1,9 +1,10 @@
 /*
- * The worker threads that serve every virtio-9p device of a VM. They are
- * made once, with the machine (before the event loop is sandboxed and may no
- * longer create threads), so a share hot-added later needs no new thread.
- * Each worker owns an in and an out buffer of P9_MSIZE_MAX bytes, and runs
- * the creator's thread_init (its sandbox) before it takes any work.
+ * The worker threads that serve one virtio-9p device (share). The shim makes
+ * a pool when a share is added, on the spawner's thread (p9_spawn.c: the
+ * sandboxed event loop may no longer create threads). Each worker owns an in
+ * and an out buffer of P9_MSIZE_MAX bytes, and runs the creator's
+ * thread_init (its sandbox: Landlock beneath the share) before it takes any
+ * work.
  */
 #include "p9.h"
 
@@ -68,6 +69,12 @@ static void *pool_main(void *arg)
 
 int p9_pool_create(int nr, int (*thread_init)(void *opaque), void *opaque, struct p9_pool **out)
 {
+	return p9_pool_create_named("9p-w", nr, thread_init, opaque, out);
+}
+
+int p9_pool_create_named(const char *prefix, int nr, int (*thread_init)(void *opaque),
+			 void *opaque, struct p9_pool **out)
+{
 	struct p9_pool *pool;
 	int err;
 
@@ -89,7 +96,7 @@ int p9_pool_create(int nr, int (*thread_init)(void *opaque), void *opaque, struc
 			return err;
 		}
 		pool->nr++;
-		snprintf(name, sizeof(name), "9p-w%d", i);
+		snprintf(name, sizeof(name), "%s%d", prefix, i);
 		pthread_setname_np(pool->threads[i], name);
 	}
 	pthread_mutex_lock(&pool->lock);
@@ -98,7 +105,7 @@ int p9_pool_create(int nr, int (*thread_init)(void *opaque), void *opaque, struc
 	err = pool->init_err;
 	pthread_mutex_unlock(&pool->lock);
 	if (err) {
-		log_msg(LOG_ERROR, "9p", "a worker could not set up its sandbox (%s)",
+		log_msg(LOG_ERROR, "9p", "a %s thread could not set up its sandbox (%s)", prefix,
 			strerror(-err));
 		p9_pool_destroy(pool);
 		return err;

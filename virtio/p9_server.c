@@ -64,7 +64,12 @@ int p9_server_create(const struct p9_share_config *cfg, struct p9_server **out)
 	pthread_mutex_init(&s->fids_lock, NULL);
 	s->proc_fd = -1;
 	/* The share's root comes from the opener once the sandbox is up (vmm/host_open.h). */
-	s->root_fd = host_open(cfg->path, O_PATH | O_DIRECTORY, 0);
+	if (cfg->has_root_fd) {
+		s->root_fd = fcntl(cfg->root_fd, F_DUPFD_CLOEXEC, 0);
+		if (s->root_fd < 0)
+			s->root_fd = -errno;
+	} else
+		s->root_fd = host_open(cfg->path, O_PATH | O_DIRECTORY, 0);
 	if (s->root_fd < 0) {
 		err = s->root_fd;
 		s->root_fd = -1;

@@ -243,6 +243,58 @@ def _allowed_names_and_two_shares(pvm, tmp):
     assert out.strip() == "1", out  # boot0 only
 
 
+# CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID; a
+# read-only share's workers keep CAP_DAC_READ_SEARCH alone (docs/seccomp.md).
+FILE_CAPS, READ_SEARCH = 0x1f, 0x4
+
+
+def p9_threads(pid):
+    """Status fields of the shim's 9p threads: ([9p-spawn0], [9p-wN ...])."""
+    spawn, workers = [], []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                st = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+        except OSError:
+            continue
+        if st["Name"] == "9p-spawn0":
+            spawn.append(st)
+        elif st["Name"].startswith("9p-w"):
+            workers.append(st)
+    return spawn, workers
+
+
+def test_workers_per_share_sandboxed(vms, tmp):
+    vms.run(_workers_per_share_sandboxed, tmp)
+
+
+def _workers_per_share_sandboxed(pvm, tmp):
+    """One spawner; 4 workers per share, made when it is added, gone when it is removed;
+    each under two filters (the spawner's and its own), with the share's capabilities."""
+    pid = pvm.proc.pid
+    spawn, workers = p9_threads(pid)
+    assert len(spawn) == 1 and len(workers) == 4, (len(spawn), len(workers))
+    ro = os.path.join(tmp, "ro")
+    os.mkdir(ro)
+    add(pvm, "sbx-ro", ro, "/mnt/sbx-ro", read_only=True)
+    spawn, workers = p9_threads(pid)
+    assert len(workers) == 8, len(workers)
+    assert spawn[0]["Seccomp"] == "2" and spawn[0]["NoNewPrivs"] == "1", spawn[0]
+    if "Seccomp_filters" in spawn[0]:
+        assert spawn[0]["Seccomp_filters"] == "1", spawn[0]["Seccomp_filters"]
+    for st in workers:
+        assert st["Seccomp"] == "2" and st["NoNewPrivs"] == "1", st
+        if "Seccomp_filters" in st:
+            assert st["Seccomp_filters"] == "2", st["Seccomp_filters"]
+    if os.geteuid() == 0:
+        assert int(spawn[0]["CapEff"], 16) == FILE_CAPS, spawn[0]["CapEff"]
+        caps = sorted(int(st["CapEff"], 16) for st in workers)
+        assert caps == [READ_SEARCH] * 4 + [FILE_CAPS] * 4, caps
+    assert pvm.ok("plan9.remove", timeout=120, name="sbx-ro")["name"] == "sbx-ro"
+    # The share's pool goes with its device, before the answer.
+    assert len(p9_threads(pid)[1]) == 4
+
+
 def test_plan9_errors(vms, tmp):
     vms.run(_plan9_errors, tmp)
 

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/magic.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -181,7 +183,8 @@ static int child_opener_refuses(void)
 	/* This thread could not plant another one. */
 	if (symlink("/etc/shadow", in_dir("link2")) == 0 || errno != EACCES)
 		return 20;
-	if (host_open("/etc/../etc/passwd", O_RDONLY, 0) != -EACCES)
+	/* A ".." is refused, not resolved. */
+	if (host_open("/etc/../etc/passwd", O_RDONLY, 0) != -EINVAL)
 		return 15;
 	/* Truncation only with creation; unknown flags refused. */
 	if (host_open(in_dir("disk.img"), O_RDWR | O_TRUNC, 0) != -EINVAL)
@@ -195,6 +198,74 @@ static int child_opener_refuses(void)
 	/* The vsock socket's unlink removes a socket only. */
 	if (host_unlink_socket(in_dir("disk.img")) != -ENOTSOCK)
 		return 19;
+	return 0;
+}
+
+/*
+ * What a compromised loop could ask the opener for before its rule became
+ * by kind and without magic links: each of these opened, or hung the opener.
+ * An alarm turns a hang into a failure.
+ */
+static int child_opener_hostile(void)
+{
+	char path[PATH_MAX + 64], proc[64];
+	int ret, fd, mfd, dfd;
+
+	alarm(20);
+	/* Fds this process holds (a disk, a VM's memory), before the sandbox. */
+	dfd = open(in_dir("disk.img"), O_RDWR | O_CLOEXEC);
+	mfd = memfd_create("guest-ram", MFD_CLOEXEC);
+	if (dfd < 0 || mfd < 0 || ftruncate(mfd, 4096))
+		return 9;
+	ret = sandbox_up();
+	if (ret)
+		return ret;
+	/* A FIFO named as a disk: refused before it is opened (it used to block the opener). */
+	if (host_open(in_dir("fifo"), O_RDONLY, 0) != -EACCES)
+		return 10;
+	if (host_open(in_dir("fifo"), O_RDWR, 0) != -EACCES)
+		return 11;
+	/* ...nor as a console file to truncate (O_WRONLY on a FIFO blocked too). */
+	if (host_open(in_dir("fifo"), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0644) != -EACCES)
+		return 12;
+	/* Another process's fds through /proc/PID/fd: a disk, a VM's memory. */
+	snprintf(proc, sizeof(proc), "/proc/%d/fd/%d", (int)getpid(), dfd);
+	if (host_open(proc, O_RDWR, 0) != -ELOOP)
+		return 13;
+	snprintf(proc, sizeof(proc), "/proc/%d/fd/%d", (int)getpid(), mfd);
+	if (host_open(proc, O_RDWR, 0) != -ELOOP)
+		return 14;
+	/* A file reached through /proc/PID/root (a magic link on the way). */
+	snprintf(path, sizeof(path), "/proc/%d/root%s", (int)getpid(), in_dir("disk.img"));
+	if (host_open(path, O_RDWR, 0) != -ELOOP)
+		return 15;
+	/* ...also for stdio. */
+	snprintf(path, sizeof(path), "/proc/%d/root%s", (int)getpid(), in_dir("fifo"));
+	if (stdio_open_host(path, STDIO_FROM_GUEST) != -ELOOP)
+		return 16;
+	/* Character devices are no disks, not even /dev/null; nor is a new pty. */
+	if (host_open("/dev/null", O_RDWR, 0) != -EACCES)
+		return 17;
+	if (access("/dev/pts/ptmx", F_OK) == 0 && host_open("/dev/pts/ptmx", O_RDWR, 0) != -EACCES)
+		return 18;
+	/* A directory only as a share root (O_DIRECTORY). */
+	if (host_open(in_dir("share"), O_RDONLY, 0) != -EISDIR)
+		return 19;
+	if (host_open(in_dir("disk.img"), O_PATH | O_DIRECTORY, 0) != -ENOTDIR)
+		return 20;
+	/* ".." is refused even where it would land on an allowed file. */
+	if (host_open(in_dir("share/../disk.img"), O_RDWR, 0) != -EINVAL)
+		return 21;
+	/* A path longer than PATH_MAX never reaches the opener, which still serves. */
+	memset(path, 'a', sizeof(path) - 1);
+	path[0] = '/';
+	path[sizeof(path) - 1] = '\0';
+	if (host_open(path, O_RDONLY, 0) != -ENAMETOOLONG)
+		return 22;
+	fd = host_open(in_dir("disk.img"), O_RDWR, 0);
+	if (fd < 0)
+		return 23;
+	close(fd);
 	return 0;
 }
 
@@ -279,6 +350,11 @@ static void test_opener_refuses(void **state)
 	expect(run_child(child_opener_refuses));
 }
 
+static void test_opener_hostile(void **state)
+{
+	expect(run_child(child_opener_hostile));
+}
+
 static void test_hot_add_through_opener(void **state)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -308,15 +384,32 @@ static void test_path_rule(void **state)
 	assert_int_equal(opener_path_refused("/dev/pts/3", S_IFCHR), 0);
 	assert_int_equal(opener_path_refused("/dev/shm/fifo", S_IFIFO), 0);
 	assert_int_equal(opener_path_refused("/tmp/x/fifo", S_IFIFO), 0);
+	assert_int_equal(opener_path_refused("/dev/pts/ptmx", S_IFCHR), -EACCES);
+}
+
+/* What each kind of request may reach (the flags say the kind). */
+static void test_kind_rule(void **state)
+{
+	assert_int_equal(opener_kind_refused(O_RDWR, S_IFREG), 0);
+	assert_int_equal(opener_kind_refused(O_RDWR, S_IFBLK), 0);
+	assert_int_equal(opener_kind_refused(O_RDONLY, S_IFIFO), -EACCES);
+	assert_int_equal(opener_kind_refused(O_RDWR, S_IFCHR), -EACCES);
+	assert_int_equal(opener_kind_refused(O_RDWR, S_IFSOCK), -EACCES);
+	assert_int_equal(opener_kind_refused(O_RDONLY, S_IFDIR), -EISDIR);
+	assert_int_equal(opener_kind_refused(O_RDONLY | O_NOFOLLOW, S_IFLNK), -ELOOP);
+	assert_int_equal(opener_kind_refused(O_PATH | O_DIRECTORY, S_IFDIR), 0);
+	assert_int_equal(opener_kind_refused(O_PATH | O_DIRECTORY, S_IFREG), -ENOTDIR);
+	assert_int_equal(opener_kind_refused(O_WRONLY | O_CREAT | O_TRUNC, S_IFREG), 0);
+	assert_int_equal(opener_kind_refused(O_WRONLY | O_CREAT | O_TRUNC, S_IFIFO), -EACCES);
+	assert_int_equal(opener_kind_refused(O_WRONLY | O_CREAT | O_TRUNC, S_IFCHR), -EACCES);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_path_rule),
-	    cmocka_unit_test(test_no_open_by_path),
-	    cmocka_unit_test(test_opener_refuses),
-	    cmocka_unit_test(test_hot_add_through_opener),
+	    cmocka_unit_test(test_path_rule),	   cmocka_unit_test(test_kind_rule),
+	    cmocka_unit_test(test_opener_hostile), cmocka_unit_test(test_no_open_by_path),
+	    cmocka_unit_test(test_opener_refuses), cmocka_unit_test(test_hot_add_through_opener),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
