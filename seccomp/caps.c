@@ -34,7 +34,7 @@ static int drop_all_but(const unsigned *keep, int nr_keep)
 	/* No execve can give back what is dropped here (setuid files, file caps). */
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
 		ret = -errno;
-		log_msg_errno(LOG_ERROR, TAG, "PR_SET_NO_NEW_PRIVS");
+		pr_err_errno(TAG, "PR_SET_NO_NEW_PRIVS");
 		return ret;
 	}
 	if (capng_have_capabilities(CAPNG_SELECT_CAPS) == CAPNG_NONE)

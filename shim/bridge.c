@@ -360,7 +360,7 @@ static void log_readable(void *opaque, struct vsock_conn *c)
 		for (size_t i = 0; i < n; i++) {
 			if (buf[i] == '\n' || b->log_len == sizeof(b->logline) - 1) {
 				b->logline[b->log_len] = 0;
-				log_msg(LOG_INFO, "guest", "%s", b->logline);
+				pr_info("guest", "%s", b->logline);
 				b->log_len = 0;
 				if (buf[i] == '\n')
 					continue;

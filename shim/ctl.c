@@ -123,7 +123,7 @@ static int emit_locked(struct ctl *ctl, cJSON *obj)
 		/* A parent that stopped reading is gone for good: stop trying. */
 		ctl->out_broken = true;
 		errno = -ret;
-		log_msg_errno(LOG_WARN, TAG, "writing to the parent failed");
+		pr_warn_errno(TAG, "writing to the parent failed");
 	}
 	free(text);
 	return ret;

@@ -345,7 +345,7 @@ int ctl_serve_main(int argc, char **argv)
 	s->sig_fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
 	s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (s->sig_fd < 0 || s->timer_fd < 0 || loop_create(&s->loop)) {
-		log_msg_errno(LOG_ERROR, TAG, "setup");
+		pr_err_errno(TAG, "setup");
 		goto out;
 	}
 	s->ctrs.reaper.loop = s->loop;

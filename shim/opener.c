@@ -132,7 +132,7 @@ static int check_fd(int fd)
 		return -errno;
 	canon[n] = '\0';
 	if (opener_path_refused(canon, st.st_mode)) {
-		log_msg(LOG_WARN, TAG, "refused: %s", canon);
+		pr_warn(TAG, "refused: %s", canon);
 		return -EACCES;
 	}
 	return 0;
@@ -461,13 +461,13 @@ static int call(uint32_t op, const char *path, int flags, mode_t mode)
 	    (resp.err == 0 && (fd >= 0) != (op != OPENER_UNLINK_SOCK))) {
 		if (fd >= 0)
 			close(fd);
-		log_msg(LOG_ERROR, TAG, "malformed answer for '%s'", path);
+		pr_err(TAG, "malformed answer for '%s'", path);
 		return -EIO;
 	}
 	return resp.err ? resp.err : (fd >= 0 ? fd : 0);
 dead:
 	pthread_mutex_unlock(&chan_lock);
-	log_msg(LOG_ERROR, TAG, "the opener is gone (%s): '%s' not opened", strerror(-ret), path);
+	pr_err(TAG, "the opener is gone (%s): '%s' not opened", strerror(-ret), path);
 	return -EIO;
 }
 
@@ -512,7 +512,7 @@ int opener_start(void)
 
 		close(sv[0]);
 		close(sv[1]);
-		log_msg_errno(LOG_ERROR, TAG, "fork");
+		pr_err_errno(TAG, "fork");
 		return ret;
 	}
 	if (pid == 0) {

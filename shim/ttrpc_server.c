@@ -180,7 +180,7 @@ static void on_listen(void *opaque, uint32_t events)
 
 	if (fd < 0) {
 		if (errno != EAGAIN && errno != EINTR)
-			log_msg_errno(LOG_WARN, TAG, "accept");
+			pr_warn_errno(TAG, "accept");
 		return;
 	}
 	if (ttrpc_server_adopt(srv, fd))

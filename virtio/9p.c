@@ -350,7 +350,7 @@ int virtio_9p_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop *l
 	memcpy(p9->cfg + 2, tag, tag_len);
 	err = p9_server_create(share, &p9->server);
 	if (err) {
-		log_msg(LOG_ERROR, "9p", "%s: cannot share %s (%s)", p9->name, share->path,
+		pr_err("9p", "%s: cannot share %s (%s)", p9->name, share->path,
 			strerror(-err));
 		p9_free(p9);
 		return err;
@@ -366,7 +366,7 @@ int virtio_9p_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop *l
 		virtio_dev_destroy(&p9->vdev);
 		return slot;
 	}
-	log_msg(LOG_INFO, "9p", "%s: tag %s, %s%s, slot %d", p9->name, tag, share->path,
+	pr_info("9p", "%s: tag %s, %s%s, slot %d", p9->name, tag, share->path,
 		share->read_only ? " (ro)" : "", slot);
 	*out = &p9->vdev;
 	return 0;

@@ -570,18 +570,18 @@ int virtio_blk_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop *
 	if (blk->fd < 0) {
 		err = blk->fd;
 		blk->fd = -1;
-		log_msg(LOG_ERROR, "blk", "open %s: %s", cfg->path, strerror(-err));
+		pr_err("blk", "open %s: %s", cfg->path, strerror(-err));
 		goto fail_free;
 	}
 	err = disk_size(blk->fd, &bytes);
 	if (err) {
-		log_msg(LOG_ERROR, "blk", "%s: not a file or block device (%d)", cfg->path, err);
+		pr_err("blk", "%s: not a file or block device (%d)", cfg->path, err);
 		goto fail_free;
 	}
 	blk->capacity = bytes / BLK_SECTOR;
 	err = blk_uring_create(&blk->backend, blk->fd, nq * BLK_QUEUE_SIZE);
 	if (err) {
-		log_msg(LOG_ERROR, "blk", "io_uring setup failed (%d)", err);
+		pr_err("blk", "io_uring setup failed (%d)", err);
 		goto fail_free;
 	}
 
@@ -619,7 +619,7 @@ int virtio_blk_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop *
 		err = slot;
 		goto fail_dev;
 	}
-	log_msg(LOG_INFO, "blk", "%s: %s%s, %llu sectors, %d queue(s), slot %d", blk->name,
+	pr_info("blk", "%s: %s%s, %llu sectors, %d queue(s), slot %d", blk->name,
 		cfg->path, cfg->read_only ? " (ro)" : "", (unsigned long long)blk->capacity, nq,
 		slot);
 	*out = &blk->vdev;

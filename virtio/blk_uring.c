@@ -208,7 +208,7 @@ static void clear_efd(struct blk_backend *b)
 	uint64_t v;
 
 	if (read(b->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		log_msg_errno(LOG_WARN, "blk", "completion eventfd");
+		pr_warn_errno("blk", "completion eventfd");
 }
 
 unsigned blk_backend_poll(struct blk_backend *b)

@@ -183,7 +183,7 @@ int net_tap_open(const char *ifname, const char *netns_path, struct net_backend 
 	err = tap_open_here(ifname, &fd);
 	if (home >= 0 && setns(home, CLONE_NEWNET) < 0) {
 		/* This thread is stuck in the other namespace: say so loudly. */
-		log_msg_errno(LOG_ERROR, TAG, "returning from netns %s", netns_path);
+		pr_err_errno(TAG, "returning from netns %s", netns_path);
 		if (!err) {
 			close(fd);
 			err = -EIO;

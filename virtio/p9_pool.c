@@ -39,7 +39,7 @@ static void *pool_main(void *arg)
 	int err = pool->thread_init ? pool->thread_init(pool->opaque) : 0;
 
 	if (!b.in || !b.out)
-		log_msg(LOG_ERROR, "9p", "a worker has no buffers; it serves nothing");
+		pr_err("9p", "a worker has no buffers; it serves nothing");
 	pthread_mutex_lock(&pool->lock);
 	pool->nr_started++;
 	if (err && !pool->init_err)
@@ -105,7 +105,7 @@ int p9_pool_create_named(const char *prefix, int nr, int (*thread_init)(void *op
 	err = pool->init_err;
 	pthread_mutex_unlock(&pool->lock);
 	if (err) {
-		log_msg(LOG_ERROR, "9p", "a %s thread could not set up its sandbox (%s)", prefix,
+		pr_err("9p", "a %s thread could not set up its sandbox (%s)", prefix,
 			strerror(-err));
 		p9_pool_destroy(pool);
 		return err;

@@ -139,7 +139,7 @@ static void notify_write(struct virtio_dev *dev, uint32_t q)
 	}
 	/* Slow path (no ioeventfd): hand the kick to the loop like KVM would. */
 	if (write(dev->kick_fd[q], &one, sizeof(one)) < 0)
-		log_msg_errno(LOG_WARN, "virtio", "%s: kick", dev->name);
+		pr_warn_errno("virtio", "%s: kick", dev->name);
 }
 
 void virtio_dev_rekick(struct virtio_dev *dev, int q)
@@ -153,7 +153,7 @@ void virtio_dev_rekick(struct virtio_dev *dev, int q)
 	if (!dev->loop || dev->kick_fd[q] < 0)
 		return;
 	if (write(dev->kick_fd[q], &one, sizeof(one)) < 0)
-		log_msg_errno(LOG_WARN, "virtio", "%s: re-kick", dev->name);
+		pr_warn_errno("virtio", "%s: re-kick", dev->name);
 }
 
 /* Moves the queue ioeventfds along with BAR 0. Called with the PCI bus lock held. */
@@ -183,7 +183,7 @@ static void virtio_bar_map(struct pci_dev *p, int bar, uint64_t addr, bool mappe
 					   dev->kick_fd[q], true);
 		if (err) {
 			/* The MMIO write path still works, only slower. */
-			log_msg(LOG_WARN, "virtio", "%s: ioeventfd failed (%d), using MMIO exits",
+			pr_warn("virtio", "%s: ioeventfd failed (%d), using MMIO exits",
 				dev->name, err);
 			while (--q > 0)
 				h->ioeventfd(op,

@@ -37,7 +37,7 @@ static uint32_t fill(const struct iovec *iov, int n)
 		got = getrandom(iov[i].iov_base, want, GRND_NONBLOCK);
 		if (got <= 0) {
 			if (got < 0 && errno != EAGAIN)
-				log_msg_errno(LOG_WARN, "rng", "getrandom");
+				pr_warn_errno("rng", "getrandom");
 			break;
 		}
 		done += got;

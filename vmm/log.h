@@ -1,4 +1,10 @@
-/* Logging to stderr (stdout belongs to the control protocol). */
+/*
+ * Logging to stderr (stdout belongs to the control protocol). Every folder
+ * logs through the pr_* macros below (pr_err, pr_warn, pr_info, pr_dbg,
+ * pr_err_errno, pr_warn_errno; log_ratelimited for what a guest can
+ * trigger). It lives in vmm/, the bottom layer every other folder may
+ * include, because DESIGN.md allows no top-level folder beyond its list.
+ */
 #ifndef VMM_LOG_H
 #define VMM_LOG_H
 
@@ -34,6 +40,9 @@ size_t log_escape(char *dst, size_t cap, const char *src);
 #define pr_err(tag, ...)  log_msg(LOG_ERROR, tag, __VA_ARGS__)
 #define pr_warn(tag, ...) log_msg(LOG_WARN, tag, __VA_ARGS__)
 #define pr_info(tag, ...) log_msg(LOG_INFO, tag, __VA_ARGS__)
+/* With ": strerror(errno)" appended. */
+#define pr_err_errno(tag, ...)	log_msg_errno(LOG_ERROR, tag, __VA_ARGS__)
+#define pr_warn_errno(tag, ...) log_msg_errno(LOG_WARN, tag, __VA_ARGS__)
 #define pr_dbg(tag, ...)                                                                           \
 	do {                                                                                       \
 		if (log_threshold >= LOG_DEBUG)                                                    \

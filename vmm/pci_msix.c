@@ -51,7 +51,7 @@ static void msix_vec_update(struct pci_dev *dev, int v)
 	if (vec->efd < 0) {
 		vec->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (vec->efd < 0) {
-			log_msg_errno(LOG_ERROR, "pci", "%s: msix eventfd", dev->name);
+			pr_err_errno("pci", "%s: msix eventfd", dev->name);
 			return;
 		}
 	}
@@ -84,7 +84,7 @@ static void msix_vec_update(struct pci_dev *dev, int v)
 
 		m->pba &= ~(1ULL << v);
 		if (write(vec->efd, &one, sizeof(one)) < 0)
-			log_msg_errno(LOG_WARN, "pci", "%s: msix signal", dev->name);
+			pr_warn_errno("pci", "%s: msix signal", dev->name);
 	}
 }
 
