@@ -25,6 +25,9 @@ ASAN_OBJS := $(LIB_SRCS:%.c=$(BUILD)/asan/obj/%.o)
 
 TEST_STEPS :=
 BENCH_STEPS :=
+# What the TEST_STEPS need built: made first, in parallel, by `make test`
+# (the steps themselves then run one at a time). Fragments append theirs.
+TEST_BUILD = $(UNIT_BINS) $(BUILD)/uvm-shim $(BUILD)/asan/uvm-shim
 
 .PHONY: all test unit bench clean format deps
 all: $(BUILD)/uvm-shim
@@ -70,8 +73,10 @@ unit: $(UNIT_BINS)
 -include $(sort $(wildcard */*.mk tests/*/*.mk))
 
 # The README's commands: install what is missing, then build and run.
+TEST_JOBS ?= $(shell nproc)
 test:
 	./tests/install-deps
+	$(MAKE) -j$(TEST_JOBS) $(TEST_BUILD)
 	$(MAKE) unit $(TEST_STEPS)
 
 bench: $(BENCH_STEPS)

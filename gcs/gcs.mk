@@ -42,3 +42,4 @@ gcs-selftest: $(BUILD)/gcs/gcs
 	gcs/selftest $(BUILD)/gcs/gcs
 
 TEST_STEPS += gcs-selftest
+TEST_BUILD += $(BUILD)/gcs/gcs

@@ -20,6 +20,7 @@ e2e: $(BUILD)/uvm-shim $(BUILD)/asan/uvm-shim guest $(BUILD)/kvm/payload_bz.bin 
 	exit $$rc
 
 TEST_STEPS += e2e
+TEST_BUILD += guest $(BUILD)/kvm/payload_bz.bin $(BUILD)/kvm/payload_pvh.elf $(BUILD)/e2e/hostile-initrd.img
 
 # The hostile guest program (tests/e2e/test_hostile.py): static, appended to a
 # copy of the default initrd as /bin/hostile (initramfs takes concatenated cpios).

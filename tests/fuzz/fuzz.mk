@@ -43,4 +43,5 @@ fuzz-short: $(FUZZ_BINS)
 	done
 
 TEST_STEPS += fuzz-short
+TEST_BUILD += $(FUZZ_BINS)
 .SECONDARY: $(FUZZ_OBJS)

@@ -33,4 +33,5 @@ tsan: $(TSAN_BINS)
 		TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" $$t; done
 
 TEST_STEPS += tsan
+TEST_BUILD += $(TSAN_BINS)
 .SECONDARY: $(TSAN_OBJS)
