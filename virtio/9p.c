@@ -199,8 +199,8 @@ static void flush(struct p9_dev *p9, struct p9_req *req, uint16_t oldtag)
 /*
  * Takes available chains, at most P9_KICK_BUDGET (so the batch never holds
  * more, even when a guest refills heads a flush answered in this kick). Lock
- * held. Returns 1 when the budget ran out with chains left, 0 when the ring is
- * empty, -EIO when the driver broke the ring.
+ * held. Returns 1 when the budget ran out (the caller re-kicks), 0 when the ring
+ * is empty and the driver's kick armed, -EIO when the driver broke the ring.
  */
 static int take_requests(struct p9_dev *p9)
 {
@@ -209,8 +209,11 @@ static int take_requests(struct p9_dev *p9)
 	int r, budget = P9_KICK_BUDGET;
 
 	for (;;) {
+		/* Out of budget: always come back, even to a ring that looks empty now.
+		 * Only a pop that finds it empty re-arms the driver's kick (EVENT_IDX);
+		 * stopping here without one left the driver never kicking again. */
 		if (budget-- == 0)
-			return virtq_avail_pending(vq) ? 1 : 0;
+			return 1;
 		if ((r = virtq_pop(vq, c)) <= 0)
 			break;
 		struct p9_req *req = &p9->reqs[c->head % P9_QUEUE_SIZE];

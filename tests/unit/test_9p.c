@@ -299,6 +299,59 @@ static void test_kick_budget(void **state)
 	}
 }
 
+/*
+ * A kick that takes exactly a full ring (P9_KICK_BUDGET chains) must still
+ * leave the driver asked to kick again (EVENT_IDX: avail_event at the next
+ * index). The old kick stopped on its budget, saw the ring empty and
+ * returned without re-kicking or re-arming: avail_event stayed where the last
+ * empty ring left it, so the driver's next request brought no kick and its
+ * caller waited for ever (a hang seen in bench-9p).
+ */
+static void test_full_ring_kick_stays_armed(void **state)
+{
+	struct fx *fx = *state;
+	enum { N = 128 }; /* the device's largest queue, its kick budget */
+	uint64_t feat = (1ULL << VIRTIO_F_VERSION_1) | 1 | (1ULL << VIRTIO_F_EVENT_IDX);
+	uint16_t *avail_event = (uint16_t *)(fx->m.ram + tq_used(0) + 4 + 8 * N);
+	uint8_t ver[14];
+	struct p9_wr w = {.p = ver, .cap = sizeof(ver)};
+	unsigned kicks = 0, rekicks;
+	uint16_t next;
+
+	assert_int_equal(tdrv_probe(&fx->d, feat, 1, N), 0);
+	p9_put_u32(&w, 65536);
+	p9_put_str(&w, "9P2000.L", 8);
+	/* N one-descriptor requests (no answer room), 64 bytes apart. */
+	for (int i = 0; i < N; i++) {
+		uint8_t *p = fx->m.ram + REQS + 64 * i;
+		struct p9_wr m = {.p = p, .cap = 64};
+
+		p9_put_u32(&m, P9_HDR_SIZE + w.off);
+		p9_put_u8(&m, P9_TVERSION);
+		p9_put_u16(&m, i);
+		memcpy(p9_put_space(&m, w.off), ver, w.off);
+		tq_set_desc(&fx->m, 0, i, REQS + 64 * i, m.off, 0, 0);
+		tq_avail_add(&fx->m, 0, N, i);
+	}
+	/* Kick as the loop would: once, then again for every re-kick the device asked for. */
+	do {
+		rekicks = fx->dev->rekicks;
+		tdrv_kick(&fx->d, 0);
+		kicks++;
+	} while (fx->dev->rekicks != rekicks && kicks < 10);
+	for (int t = 0; t < 5000 && tq_used_idx(&fx->m, 0) != N; t++)
+		nanosleep(&(struct timespec){0, 1000000}, NULL);
+	assert_int_equal(tq_used_idx(&fx->m, 0), N);
+	assert_false(tdrv_status(&fx->d) & VIRTIO_STATUS_NEEDS_RESET);
+	/* The driver's next request (index N) is kicked iff avail_event is in [N, N+1). */
+	next = N + 1;
+	if ((uint16_t)(next - __atomic_load_n(avail_event, __ATOMIC_ACQUIRE) - 1) >=
+	    (uint16_t)(next - N))
+		fail_msg("after %u kick(s) avail_event is %u: the driver would not kick for "
+			 "request %u",
+			 kicks, *avail_event, N);
+}
+
 static void test_reset_in_flight(void **state)
 {
 	struct fx *fx = *state;
@@ -349,6 +402,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_flush_cancels_waiting, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hostile_chains, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_kick_budget, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_full_ring_kick_stays_armed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reset_in_flight, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_create_errors, setup, teardown),
 	};
