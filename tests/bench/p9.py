@@ -23,6 +23,8 @@ import sys
 import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "tests", "testhost"))
+from hang_report import children_of, threads_of  # noqa: E402
 # uvm-shim's base command line (shim/machine.c); QEMU gets the same string.
 BASE_CMDLINE = ("console=ttyS0 quiet reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp "
                 "i8042.dumbkbd")
@@ -58,14 +60,22 @@ def results_of(out):
 
 
 def run(argv, timeout):
+    """Runs one VM; on a timeout, says what the VMM's threads were doing and
+    what the guest printed before it is killed."""
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
     try:
-        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+        so, se = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        return None, "timed out after %d s" % timeout
-    out = p.stdout.decode(errors="replace").replace("\r", "")
+        where = threads_of(p.pid) + children_of(p.pid)
+        p.kill()
+        so, se = p.communicate()
+        tail = (so + se).decode(errors="replace").replace("\r", "")[-3000:]
+        return None, "timed out after %d s\n%s--- its output:\n%s" % (timeout, where, tail)
+    out = so.decode(errors="replace").replace("\r", "")
     r = results_of(out)
     if r is None:
-        tail = (out + p.stderr.decode(errors="replace"))[-1500:]
+        tail = (out + se.decode(errors="replace"))[-1500:]
         return None, "status %d, no result:\n%s" % (p.returncode, tail)
     return r, ""
 

@@ -10,6 +10,7 @@ import http.server
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import warnings
@@ -17,6 +18,9 @@ import warnings
 import pytest
 
 from test_serve import Fifos, Shim, run  # the same parent-side client as test_serve
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "testhost"))
+from hang_report import children_of, threads_of  # noqa: E402
 
 NOT_FOUND, BAD_PARAMS = -32003, -32602
 # TCP transfer size each way (the issue asks 256 MiB; the nested TCG test host is slow).
@@ -249,32 +253,6 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def _threads_of(pid):
-    """Each thread of pid: name, wchan and kernel stack (for a hang report)."""
-    lines = []
-    try:
-        tids = sorted(os.listdir("/proc/%d/task" % pid), key=int)
-    except OSError as e:
-        return "threads of %d: %s\n" % (pid, e)
-    for tid in tids:
-        base = "/proc/%d/task/%s/" % (pid, tid)
-        fields = []
-        for name in ("comm", "wchan", "stack"):
-            try:
-                with open(base + name) as f:
-                    fields.append(f.read().strip().replace("\n", " | "))
-            except OSError as e:
-                fields.append("(%s)" % e.strerror)
-        lines.append("thread %s %s" % (tid, " ".join(fields)))
-    return "\n".join(lines) + "\n"
-
-
-def _children_of(pid):
-    r = subprocess.run(["ps", "-o", "pid,ppid,stat,wchan:24,args", "--ppid", str(pid)],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    return "children:\n" + r.stdout
-
-
 def test_run_net_user_fetches_from_host_loopback(paths, kvm, tmp):
     if not shutil.which("passt"):
         pytest.skip("passt is not installed (Debian package passt)")
@@ -320,7 +298,7 @@ def test_run_net_user_fetches_from_host_loopback(paths, kvm, tmp):
                 out, err = p.communicate(timeout=240)
                 break
             except subprocess.TimeoutExpired:
-                where = _threads_of(p.pid) + _children_of(p.pid)
+                where = threads_of(p.pid) + children_of(p.pid)
                 p.kill()
                 out, err = p.communicate()
                 msg = ("run %d: the shim did not end within 240 s; stdout %r\n%s\nstderr:\n%s"
