@@ -62,12 +62,7 @@ struct taskd {
 	bool creating;	     /* a Create is under way */
 	bool pause_busy;     /* a Pause or Resume is under way */
 	bool vm_up;	     /* vm.create answered: vm.terminate on the way out */
-	/*
-	 * vm.start sent: from there machine_start has (or is about to have) dropped
-	 * every capability and put this thread under the loop filter, which has no
-	 * mount or umount2 (docs/containerd.md "The sandbox").
-	 */
-	bool vm_started;
+	bool vm_started;     /* vm.start sent: no capability, no mount(2) from here */
 	bool rootfs_mounted; /* the bundle's rootfs/ holds containerd's mounts */
 	bool exiting;
 	cJSON *vm_config; /* vm.create's params from the config file (may be NULL) */

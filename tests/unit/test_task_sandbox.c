@@ -67,8 +67,8 @@ struct client {
 };
 
 /* The status code of method's answer (its message in msg), or -1 when none came. */
-static int client_call(struct client *c, const char *method, const ProtobufCMessage *req,
-		       char *msg, size_t cap)
+static int client_call(struct client *c, const char *method, const ProtobufCMessage *req, char *msg,
+		       size_t cap)
 {
 	uint32_t stream = c->stream;
 	uint8_t *frame, buf[4096];
@@ -97,7 +97,8 @@ static int client_call(struct client *c, const char *method, const ProtobufCMess
 			if (!r || fr.stream != stream)
 				return -1;
 			code = r->status ? r->status->code : 0;
-			snprintf(msg, cap, "%s", r->status && r->status->message ? r->status->message : "");
+			snprintf(msg, cap, "%s",
+				 r->status && r->status->message ? r->status->message : "");
 			protobuf_c_message_free_unpacked(&r->base, NULL);
 			return code;
 		}
@@ -113,9 +114,12 @@ static void fake_method(void *opaque, struct ctl_req *req)
 }
 
 static const struct ctl_method fake_methods[] = {
-    {"vm.pause", fake_method, 0, 0},	     {"vm.resume", fake_method, 0, 0},
-    {"container.signal", fake_method, 0, 0}, {"container.delete", fake_method, 0, 0},
-    {"plan9.remove", fake_method, 0, 0},     {"vm.terminate", fake_method, 0, 0},
+    {"vm.pause", fake_method, 0, 0},
+    {"vm.resume", fake_method, 0, 0},
+    {"container.signal", fake_method, 0, 0},
+    {"container.delete", fake_method, 0, 0},
+    {"plan9.remove", fake_method, 0, 0},
+    {"vm.terminate", fake_method, 0, 0},
     {NULL, NULL, 0, 0},
 };
 
@@ -138,7 +142,8 @@ static int daemon_sandboxed(struct taskd **out, struct ctl **fake, int *ev_liste
 	listen_fd = listening("shim.sock");
 	*ev_listen = listening("events.sock");
 	sock_path(&ev, "events.sock");
-	if (listen_fd < 0 || *ev_listen < 0 || task_daemon_create(&d, listen_fd, "default", ev.sun_path))
+	if (listen_fd < 0 || *ev_listen < 0 ||
+	    task_daemon_create(&d, listen_fd, "default", ev.sun_path))
 		return 2;
 	d->socket_path = malloc(sizeof(ev.sun_path));
 	snprintf(d->socket_path, sizeof(ev.sun_path), "%s/shim.sock", dir);
@@ -310,8 +315,9 @@ static void test_daemon_serves_under_the_loop_filter(void **st)
 	(void)st;
 	status = run_child(child_serve_a_task);
 	if (WIFSIGNALED(status))
-		fail_msg("the sandboxed daemon died of signal %d (31: a call outside the loop list)",
-			 WTERMSIG(status));
+		fail_msg(
+		    "the sandboxed daemon died of signal %d (31: a call outside the loop list)",
+		    WTERMSIG(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
 	snprintf(path, sizeof(path), "%s/shim.sock", dir);
 	assert_int_equal(lstat(path, &s), -1); /* removed by the opener */
