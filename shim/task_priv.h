@@ -100,9 +100,9 @@ bool task_wrong_id(struct taskd *d, struct ttrpc_call *call, const char *id);
 /* Leaves the loop once everything is settled (Shutdown, a signal). */
 void task_exit(struct taskd *d);
 /*
- * The bundle's rootfs/ unmounted (task_main.c), if this process still may: not once vm.start
- * was sent with the sandbox on (containerd unmounts it when it deletes the
- * bundle, and `delete` does after a crash).
+ * The bundle's rootfs/ unmounted (task_main.c), if this process still may:
+ * not once vm.start was sent with the sandbox on (containerd unmounts it when
+ * it deletes the bundle, and `delete` does after a crash).
  */
 void task_cleanup_host(struct taskd *d);
 
