@@ -5,8 +5,10 @@
  * container_verbs.c.
  *
  * crun runs off the loop (container_crun.c), and so does mke2fs when a
- * create formats its scratch: a request that needs one starts it and goes
- * on from its callback, so the loop serves everything else meanwhile.
+ * create formats its scratch, and so do the mounts of a create and the
+ * unmounts of a delete (the mount worker, container_mounts.c): a request
+ * that needs one starts it and goes on from its callback, so the loop
+ * serves everything else meanwhile.
  * One container's requests run one after the other (crun's verbs on one
  * container never overlap); different containers' run at once.
  *
