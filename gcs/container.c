@@ -75,18 +75,26 @@ static void watch_drop(struct gcs_ctr *c)
 
 /* ---- each container's queue ------------------------------------------------------------- */
 
-static void op_free(struct gcs_ctr_op *op)
+/* What op holds in the container's directory and its fds (idempotent). */
+static void op_close(struct gcs_ctr_op *op)
 {
 	gcs_stdio_close(&op->io);
 	if (op->lfd >= 0) {
 		char sock[PATH_MAX];
 
 		close(op->lfd);
+		op->lfd = -1;
 		snprintf(sock, sizeof(sock), "%s/console.sock", op->c->dir);
 		unlink(sock);
 	}
 	if (op->tmpfile[0])
 		unlink(op->tmpfile);
+	op->tmpfile[0] = '\0';
+}
+
+static void op_free(struct gcs_ctr_op *op)
+{
+	op_close(op);
 	cJSON_Delete(op->req);
 	free(op);
 }
@@ -142,43 +150,51 @@ static void ctr_teardown(struct gcs_mount_job *j)
 	gcs_ctr_rmdir(c->dir);
 }
 
+/*
+ * c is unmounted: its requests are answered now, so that the host, told,
+ * never removes a disk the container still had mounted. The running one
+ * (if any) with what its caller left in status and err; a delete that
+ * cancelled the create is done; the others find no container.
+ */
 static void ctr_torn_down(struct gcs_mount_job *j)
 {
 	struct gcs_ctr *c = j->opaque;
+	struct gcs_ctr_op *op, *next;
+	bool running = c->busy;
 
 	if (j->ret)
 		gcs_log("container %s: %s", c->id, j->err);
+	for (op = c->ops; op; op = next, running = false) {
+		next = op->next;
+		if (running && op->status)
+			gcs_bridge_respond(op->type, op->id, op->status, NULL, "%s", op->err);
+		else if (running || (c->cancelled && op->run == delete_run))
+			gcs_bridge_respond(op->type, op->id, 0, NULL, NULL);
+		else
+			gcs_bridge_respond(op->type, op->id, -ENOENT, NULL, "no container %s",
+					   c->id);
+		op_free(op);
+	}
 	free(c);
 }
 
 /*
- * c leaves the table: its queued requests are answered (the running one,
- * if any, was answered by its caller; a delete that cancelled the create
- * is done), then it is unmounted and its directory removed off the loop.
+ * c leaves the table (its id is free at once), then it is unmounted and its
+ * directory removed off the loop, after the mounts still queued there and
+ * before those of a container of the same id created next; its requests
+ * are answered then (ctr_torn_down).
  */
 static void ctr_remove(struct gcs_ctr *c)
 {
-	struct gcs_ctr_op *op = c->ops, *next;
-	bool answered = c->busy;
-
 	for (struct gcs_ctr **pp = &ctrs; *pp; pp = &(*pp)->next)
 		if (*pp == c) {
 			*pp = c->next;
 			nr_ctrs--;
 			break;
 		}
-	for (; op; op = next, answered = false) {
-		next = op->next;
-		if (!answered && c->cancelled && op->run == delete_run)
-			gcs_bridge_respond(op->type, op->id, 0, NULL, NULL);
-		else if (!answered)
-			gcs_bridge_respond(op->type, op->id, -ENOENT, NULL, "no container %s",
-					   c->id);
-		op_free(op);
-	}
+	for (struct gcs_ctr_op *op = c->ops; op; op = op->next)
+		op_close(op);
 	watch_drop(c);
-	/* Unmounted and removed on the mount worker: after the mounts still queued there, before
-	 * those of a container of the same id created next. */
 	c->teardown = (struct gcs_mount_job){.run = ctr_teardown, .done = ctr_torn_down, .opaque = c};
 	if (gcs_mounts_submit(&c->teardown)) {
 		ctr_teardown(&c->teardown); /* no worker: here, then */
@@ -361,12 +377,15 @@ void gcs_ctr_console_size(cJSON *proc, const cJSON *req)
 	cJSON_AddNumberToObject(cs, "width", cols);
 }
 
-/* A failed create: answered, and the container leaves the table (nothing left mounted). */
+/* A failed create: the container leaves the table, answered once nothing is left mounted. */
 static void create_fail(struct gcs_ctr_op *op, int ret, const char *err)
 {
 	struct gcs_ctr *c = op->c;
+	char msg[GCS_CTR_ERRLEN];
 
-	gcs_bridge_respond(op->type, op->id, ret, NULL, "container %s: %s", c->id, err);
+	snprintf(msg, sizeof(msg), "container %s: %s", c->id, err); /* err may be op->err */
+	op->status = ret;
+	memcpy(op->err, msg, sizeof(op->err));
 	ctr_remove(c); /* frees op too */
 }
 
@@ -639,7 +658,7 @@ void gcs_container_start(uint32_t type, uint64_t id, const cJSON *req)
 		(void)gcs_ctr_queue(c, type, id, req, start_run);
 }
 
-/* Unmounted: answered (what stays mounted is said), out of the table. */
+/* Unmounted: out of the table, answered (what stays mounted is said) once its directory is gone. */
 static void delete_unmounted(struct gcs_mount_job *j)
 {
 	struct gcs_ctr_op *op = j->opaque;
@@ -648,11 +667,9 @@ static void delete_unmounted(struct gcs_mount_job *j)
 	if (j->ret)
 		gcs_log("container %s: %s", c->id, j->err);
 	gcs_log("container %s deleted", c->id);
+	op->status = j->ret;
 	if (j->ret)
-		gcs_bridge_respond(op->type, op->id, j->ret, NULL, "container deleted, but %s",
-				   j->err);
-	else
-		gcs_bridge_respond(op->type, op->id, 0, NULL, NULL);
+		snprintf(op->err, sizeof(op->err), "container deleted, but %.480s", j->err);
 	ctr_remove(c);
 }
 
