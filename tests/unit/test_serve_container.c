@@ -560,6 +560,22 @@ static void drained(struct fixture *f, ...)
 	va_end(ap);
 }
 
+/*
+ * A create, then a delete of it, both out: read by the guest one by one, or
+ * together (the delete sent before the guest read the create).
+ */
+static void both_out(struct gfixture *gf, bool unread, struct bridge_hdr *hc,
+		     struct bridge_hdr *hd)
+{
+	feed(&gf->f, CREATE_LINE);
+	if (!unread)
+		*hc = g_sent(gf, BRIDGE_RPC_CONTAINER_CREATE);
+	feed(&gf->f, DELETE_LINE);
+	if (unread)
+		*hc = g_sent(gf, BRIDGE_RPC_CONTAINER_CREATE);
+	*hd = g_sent(gf, BRIDGE_RPC_CONTAINER_DELETE);
+}
+
 /* Nothing left of c1: no entry, no slot, no process record, no request out. */
 static void assert_clean(struct fixture *f)
 {
@@ -615,15 +631,12 @@ static void test_delete_after_create_answer(void **state)
 	struct fixture *f = &gf->f;
 	struct bridge_hdr hc, hd;
 
-	feed(f, CREATE_LINE);
-	hc = g_sent(gf, BRIDGE_RPC_CONTAINER_CREATE);
-	feed(f, DELETE_LINE);
-	hd = g_sent(gf, BRIDGE_RPC_CONTAINER_DELETE);
+	both_out(gf, false, &hc, &hd);
 	g_answer(gf, &hc, "{\"status\":0,\"pid\":93}");
 	drained(f, "{\"id\":1,\"result\":{\"id\":\"c1\",\"pid\":93}}", NULL);
 	expect(f, "{\"id\":9,\"method\":\"container.list\"}",
 	       "{\"id\":\"c1\",\"state\":\"deleting\",\"pid\":93}");
-	/* still being deleted: start and a second delete wait their turn */
+	/* still being deleted: start is refused */
 	expect(f, "{\"id\":5,\"method\":\"container.start\",\"params\":{\"id\":\"c1\"}}",
 	       "is deleting, not created");
 	assert_int_equal(fake_gcs_msg(&gf->g, EXITED, 0, 0,
@@ -642,10 +655,7 @@ static void test_delete_answered_first(void **state)
 	struct fixture *f = &gf->f;
 	struct bridge_hdr hc, hd;
 
-	feed(f, CREATE_LINE);
-	hc = g_sent(gf, BRIDGE_RPC_CONTAINER_CREATE);
-	feed(f, DELETE_LINE);
-	hd = g_sent(gf, BRIDGE_RPC_CONTAINER_DELETE);
+	both_out(gf, false, &hc, &hd);
 	g_answer(gf, &hd, "{\"status\":0}");
 	drained(f, "{\"id\":2,\"result\":{}}", NULL);
 	assert_clean(f);
@@ -671,10 +681,7 @@ static void test_delete_after_failed_create(void **state)
 	struct fixture *f = &gf->f;
 	struct bridge_hdr hc, hd;
 
-	feed(f, CREATE_LINE);
-	feed(f, DELETE_LINE);
-	hc = g_sent(gf, BRIDGE_RPC_CONTAINER_CREATE);
-	hd = g_sent(gf, BRIDGE_RPC_CONTAINER_DELETE);
+	both_out(gf, true, &hc, &hd);
 	g_answer(gf, &hc, "{\"status\":-5,\"error\":\"container c1: layer /l: no such dir\"}");
 	drained(f, "{\"id\":1,\"error\":{\"code\":-32002,\"message\":\"container c1: layer", NULL);
 	g_answer(gf, &hd, "{\"status\":-2,\"error\":\"no container c1\"}");
@@ -690,10 +697,7 @@ static void test_delete_refused(void **state)
 	struct fixture *f = &gf->f;
 	struct bridge_hdr hc, hd;
 
-	feed(f, CREATE_LINE);
-	feed(f, DELETE_LINE);
-	hc = g_sent(gf, BRIDGE_RPC_CONTAINER_CREATE);
-	hd = g_sent(gf, BRIDGE_RPC_CONTAINER_DELETE);
+	both_out(gf, true, &hc, &hd);
 	/* refused while the create is still out: creating again */
 	g_answer(gf, &hd, "{\"status\":-5,\"error\":\"container c1: crun: busy\"}");
 	drained(f, "{\"id\":2,\"error\":{\"code\":-32002,\"message\":\"container c1: crun: busy",
@@ -718,10 +722,7 @@ static void test_delete_refused_after_failed_create(void **state)
 	struct fixture *f = &gf->f;
 	struct bridge_hdr hc, hd;
 
-	feed(f, CREATE_LINE);
-	feed(f, DELETE_LINE);
-	hc = g_sent(gf, BRIDGE_RPC_CONTAINER_CREATE);
-	hd = g_sent(gf, BRIDGE_RPC_CONTAINER_DELETE);
+	both_out(gf, true, &hc, &hd);
 	g_answer(gf, &hc, "{\"status\":-125,\"error\":\"cancelled\"}");
 	g_answer(gf, &hd, "{\"status\":-5,\"error\":\"odd\"}");
 	drained(f, "{\"id\":1,\"error\":{\"code\":-32009", "{\"id\":2,\"error\":{\"code\":-32002",
@@ -735,11 +736,9 @@ static void test_bridge_lost_with_create_and_delete_out(void **state)
 {
 	struct gfixture *gf = *state;
 	struct fixture *f = &gf->f;
+	struct bridge_hdr hc, hd;
 
-	feed(f, CREATE_LINE);
-	feed(f, DELETE_LINE);
-	g_sent(gf, BRIDGE_RPC_CONTAINER_CREATE);
-	g_sent(gf, BRIDGE_RPC_CONTAINER_DELETE);
+	both_out(gf, true, &hc, &hd);
 	assert_int_equal(fake_gcs_msg(&gf->g, 0, 8, 1, ""), 0); /* broken framing: reset */
 	assert_false(bridge_ready(f->s.bridge));
 	drained(f, "{\"id\":1,\"error\":{\"code\":-32009", "{\"id\":2,\"error\":{\"code\":-32009",
