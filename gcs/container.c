@@ -195,7 +195,8 @@ static void ctr_remove(struct gcs_ctr *c)
 	for (struct gcs_ctr_op *op = c->ops; op; op = op->next)
 		op_close(op);
 	watch_drop(c);
-	c->teardown = (struct gcs_mount_job){.run = ctr_teardown, .done = ctr_torn_down, .opaque = c};
+	c->teardown =
+	    (struct gcs_mount_job){.run = ctr_teardown, .done = ctr_torn_down, .opaque = c};
 	if (gcs_mounts_submit(&c->teardown)) {
 		ctr_teardown(&c->teardown); /* no worker: here, then */
 		ctr_torn_down(&c->teardown);
@@ -681,14 +682,15 @@ static void delete_unmount(struct gcs_mount_job *j)
 	j->ret = gcs_rootfs_unmount(&op->c->rootfs, op->c->dir, j->err, sizeof(j->err));
 }
 
-/* The delete's end: unmounted off the loop, then answered, then out of the table. */
+/* The delete's end: unmounted off the loop, out of the table, answered once all is gone. */
 static void delete_finish(struct gcs_ctr_op *op)
 {
 	struct gcs_ctr *c = op->c;
 
 	watch_drop(c);
 	/* crun's part is done: the entry goes whatever the unmount says */
-	op->mj = (struct gcs_mount_job){.run = delete_unmount, .done = delete_unmounted, .opaque = op};
+	op->mj =
+	    (struct gcs_mount_job){.run = delete_unmount, .done = delete_unmounted, .opaque = op};
 	if (gcs_mounts_submit(&op->mj)) {
 		delete_unmount(&op->mj); /* no worker: here, then */
 		delete_unmounted(&op->mj);

@@ -70,7 +70,7 @@ int gcs_mounts_submit(struct gcs_mount_job *j) __attribute__((warn_unused_result
 unsigned gcs_mounts_pending(void);
 /* The loop is ending: done callbacks give up instead of going on (gcs_mounts_stop). */
 bool gcs_mounts_stopping(void);
-/* Waits for every job and runs its done (those may submit more: waited for too), ends the worker. */
+/* Waits for every job, runs its done (which may submit more: waited for), ends the worker. */
 void gcs_mounts_stop(void);
 
 /* ---- container_layers.c ---------------------------------------------------------------- */
@@ -215,8 +215,8 @@ struct gcs_ctr_op {
 	char err[GCS_CTR_ERRLEN];
 	void (*spawned)(struct gcs_ctr_op *op, pid_t pid, const char *err);
 	void (*crun_done)(struct gcs_ctr_op *op, int ret, const char *err);
-	pid_t format; /* create: mke2fs formatting the scratch (a job), 0 */
-	bool mounting; /* create: mj (its root's mounts) is out on the mount worker */
+	pid_t format;		 /* create: mke2fs formatting the scratch (a job), 0 */
+	bool mounting;		 /* create: mj (its root's mounts) is out on the mount worker */
 	struct gcs_mount_job mj; /* create's mounts, delete's unmounts */
 	struct gcs_ctr_op *next;
 };
@@ -232,8 +232,8 @@ struct gcs_ctr {
 	unsigned execs;		/* numbers the exec's process files */
 	struct gcs_ctr_op *ops; /* the running one first */
 	bool busy;
-	struct gcs_ctr_op *deleting; /* a forced delete waiting for the killed init's exit */
-	bool cancelled;		     /* deleted while its create formatted or mounted */
+	struct gcs_ctr_op *deleting;   /* a forced delete waiting for the killed init's exit */
+	bool cancelled;		       /* deleted while its create formatted or mounted */
 	struct gcs_mount_job teardown; /* out of the table: unmounted, its directory removed */
 	/* gcs_now_ms() as its create, crun create and crun start began: the log's phases */
 	long t_create, t_crun, t_start;

@@ -110,7 +110,8 @@ static void create_started(struct sproc *p, struct ctl_req *req, int status, con
 		return;
 	}
 	if (!e) {
-		ctl_req_error(req, CTL_ERR_CANCELLED, "the container was deleted while being created");
+		ctl_req_error(req, CTL_ERR_CANCELLED,
+			      "the container was deleted while being created");
 		return;
 	}
 	e->create_out = false;

@@ -121,7 +121,7 @@ void gcs_stacks_allow(void)
 {
 }
 
-static bool stdio_ok; /* the create goes on to crun (the fake) */
+static bool stdio_ok;		     /* the create goes on to crun (the fake) */
 static bool mount_held, umount_held; /* the fake mount, umount wait while these are set */
 
 int gcs_stdio_dial(const cJSON *req, struct gcs_stdio *io, char *err, size_t errlen)
@@ -450,16 +450,16 @@ static void test_format_message(void **state)
 
 static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
-static int held;		      /* fakes waiting at the gate now */
-static char calls[4096];	      /* "mount tmpfs <target>\n", "umount <target>\n" */
-static bool on_test_thread;	      /* a fake ran on this test's thread (the loop) */
+static int held;	    /* fakes waiting at the gate now */
+static char calls[4096];    /* "mount tmpfs <target>\n", "umount <target>\n" */
+static bool on_test_thread; /* a fake ran on this test's thread (the loop) */
 static pthread_t test_thread;
 
 /* Records the call (target relative to ctr_root), then waits while held is set. */
 static void fake_call(const char *what, const char *target, bool *hold)
 {
-	const char *rel = strncmp(target, ctr_root, strlen(ctr_root)) ? target
-								       : target + strlen(ctr_root);
+	const char *rel =
+	    strncmp(target, ctr_root, strlen(ctr_root)) ? target : target + strlen(ctr_root);
 
 	pthread_mutex_lock(&gate_lock);
 	snprintf(calls + strlen(calls), sizeof(calls) - strlen(calls), "%s %s\n", what, rel);

@@ -466,7 +466,9 @@ static void test_force_delete_reports_the_exit(void **state)
 	f->s.procs = p;
 	f->s.nr_procs++;
 	expect(f, "{\"id\":1,\"method\":\"container.wait\",\"params\":{\"id\":\"c1\"}}", "");
-	feed(f, "{\"id\":2,\"method\":\"container.delete\",\"params\":{\"id\":\"c1\",\"force\":true}}");
+	feed(
+	    f,
+	    "{\"id\":2,\"method\":\"container.delete\",\"params\":{\"id\":\"c1\",\"force\":true}}");
 	assert_int_equal(fake_gcs_next(&gf->g, &h, body, sizeof(body)), 0);
 	assert_int_equal(bridge_type_rpc(h.type), BRIDGE_RPC_CONTAINER_DELETE);
 	assert_non_null(strstr(body, "\"force\":true"));
@@ -474,9 +476,8 @@ static void test_force_delete_reports_the_exit(void **state)
 				      "{\"id\":\"c1\",\"pid\":42,\"exit_code\":137,\"signal\":9}"),
 			 0);
 	assert_string_equal(drain(f), ""); /* its output is still coming */
-	assert_int_equal(fake_gcs_msg(&gf->g, bridge_response_type(h.type), 0, h.id,
-				      "{\"status\":0}"),
-			 0);
+	assert_int_equal(
+	    fake_gcs_msg(&gf->g, bridge_response_type(h.type), 0, h.id, "{\"status\":0}"), 0);
 	out = drain(f);
 	if (!strstr(out, "{\"event\":\"container.exited\",\"params\":{\"id\":\"c1\",\"pid\":42,"
 			 "\"exit_code\":137,\"signal\":9") ||
@@ -490,7 +491,7 @@ static void test_force_delete_reports_the_exit(void **state)
 /* ---- container.delete while the create is out: both answers, in any order ---- */
 
 #define CREATE_LINE                                                                                \
-	"{\"id\":1,\"method\":\"container.create\",\"params\":{\"id\":\"c1\",\"spec\":{},"        \
+	"{\"id\":1,\"method\":\"container.create\",\"params\":{\"id\":\"c1\",\"spec\":{},"         \
 	"\"root\":{\"layers\":[{\"path\":\"/l\"}]}}}"
 #define DELETE_LINE "{\"id\":2,\"method\":\"container.delete\",\"params\":{\"id\":\"c1\"}}"
 
@@ -524,7 +525,7 @@ static struct bridge_hdr g_sent(struct gfixture *gf, uint32_t rpc)
 
 			off += used;
 			if (r == BRIDGE_RX_MSG) {
-				/* the init's process wait, once created, is not what is looked at */
+				/* not the init's process wait, once created */
 				assert_true(nr_kept < 8);
 				if (bridge_type_cat(ev.hdr.type) == BRIDGE_CAT_CONTAINER)
 					kept[nr_kept++] = ev.hdr;
@@ -564,8 +565,7 @@ static void drained(struct fixture *f, ...)
  * A create, then a delete of it, both out: read by the guest one by one, or
  * together (the delete sent before the guest read the create).
  */
-static void both_out(struct gfixture *gf, bool unread, struct bridge_hdr *hc,
-		     struct bridge_hdr *hd)
+static void both_out(struct gfixture *gf, bool unread, struct bridge_hdr *hc, struct bridge_hdr *hd)
 {
 	feed(&gf->f, CREATE_LINE);
 	if (!unread)
@@ -603,8 +603,9 @@ static void test_delete_cancels_create(void **state)
 	assert_string_equal(drain(f), "");
 	expect(f, "{\"id\":3,\"method\":\"container.delete\",\"params\":{\"id\":\"c1\"}}",
 	       "\"code\":-32004,\"message\":\"container c1 is deleting");
-	expect(f, "{\"id\":3,\"method\":\"container.create\",\"params\":{\"id\":\"c1\",\"spec\":{},"
-		  "\"root\":{\"layers\":[{\"path\":\"/l\"}]}}}",
+	expect(f,
+	       "{\"id\":3,\"method\":\"container.create\",\"params\":{\"id\":\"c1\",\"spec\":{},"
+	       "\"root\":{\"layers\":[{\"path\":\"/l\"}]}}}",
 	       "container c1 already exists");
 	hc = g_sent(gf, BRIDGE_RPC_CONTAINER_CREATE);
 	hd = g_sent(gf, BRIDGE_RPC_CONTAINER_DELETE);
@@ -612,7 +613,8 @@ static void test_delete_cancels_create(void **state)
 	g_answer(gf, &hc,
 		 "{\"status\":-125,\"error\":\"container c1: deleted while its scratch was being "
 		 "formatted\"}");
-	drained(f, "{\"id\":1,\"error\":{\"code\":-32009,\"message\":\"container c1: deleted", NULL);
+	drained(f, "{\"id\":1,\"error\":{\"code\":-32009,\"message\":\"container c1: deleted",
+		NULL);
 	assert_int_equal(f->s.ctrs.count, 1); /* the delete's answer retires it */
 	expect(f, "{\"id\":9,\"method\":\"container.list\"}", "\"state\":\"deleting\"");
 	g_answer(gf, &hd, "{\"status\":0}");
@@ -660,7 +662,8 @@ static void test_delete_answered_first(void **state)
 	drained(f, "{\"id\":2,\"result\":{}}", NULL);
 	assert_clean(f);
 	g_answer(gf, &hc, "{\"status\":0,\"pid\":93}");
-	drained(f, "{\"id\":1,\"error\":{\"code\":-32009,\"message\":\"the container was deleted", NULL);
+	drained(f, "{\"id\":1,\"error\":{\"code\":-32009,\"message\":\"the container was deleted",
+		NULL);
 	assert_clean(f);
 	/* a repeated answer of either is no request's */
 	g_answer(gf, &hd, "{\"status\":0}");
@@ -757,15 +760,16 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hold_devices, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_plan9_root, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_force_delete_reports_the_exit, gsetup,
-					    gteardown),
+	    cmocka_unit_test_setup_teardown(test_force_delete_reports_the_exit, gsetup, gteardown),
 	    cmocka_unit_test_setup_teardown(test_delete_cancels_create, gsetup, gteardown),
 	    cmocka_unit_test_setup_teardown(test_delete_after_create_answer, gsetup, gteardown),
 	    cmocka_unit_test_setup_teardown(test_delete_answered_first, gsetup, gteardown),
 	    cmocka_unit_test_setup_teardown(test_delete_after_failed_create, gsetup, gteardown),
 	    cmocka_unit_test_setup_teardown(test_delete_refused, gsetup, gteardown),
-	    cmocka_unit_test_setup_teardown(test_delete_refused_after_failed_create, gsetup, gteardown),
-	    cmocka_unit_test_setup_teardown(test_bridge_lost_with_create_and_delete_out, gsetup, gteardown),
+	    cmocka_unit_test_setup_teardown(test_delete_refused_after_failed_create, gsetup,
+					    gteardown),
+	    cmocka_unit_test_setup_teardown(test_bridge_lost_with_create_and_delete_out, gsetup,
+					    gteardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
