@@ -325,9 +325,11 @@ static inline void tq_used_elem(struct tmach *m, int q, uint16_t qsize, uint16_t
 }
 
 /*
- * A hostile driver on another thread (a vCPU): keeps queue q full by making
- * head (avail idx % qsize) available again as soon as the device used one,
- * up to max times. The test sets every head's descriptors up first.
+ * A driver on another thread (a vCPU) that keeps queue q full: heads 0..qsize-1
+ * first, then each head again as soon as the device returned it (read from
+ * the used ring, so a device that answers out of order is never handed a
+ * head it still holds), up to max additions. The test sets every head's
+ * descriptors up first.
  */
 struct tq_refiller {
 	struct tmach *m;
@@ -340,15 +342,20 @@ struct tq_refiller {
 static inline void *tq_refill_thread(void *opaque)
 {
 	struct tq_refiller *r = opaque;
-	uint16_t *av = (uint16_t *)(r->m->ram + tq_avail(r->q));
 	uint16_t *used_idx = (uint16_t *)(r->m->ram + tq_used(r->q) + 2);
+	uint16_t seen = __atomic_load_n(used_idx, __ATOMIC_ACQUIRE);
 
 	while (r->added < r->max && !__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
-		uint16_t a = av[1], u = __atomic_load_n(used_idx, __ATOMIC_ACQUIRE);
+		uint32_t id, len;
 
-		if ((uint16_t)(a - u) >= r->qsize)
+		if (r->added < r->qsize) {
+			tq_avail_add(r->m, r->q, r->qsize, r->added);
+		} else if (__atomic_load_n(used_idx, __ATOMIC_ACQUIRE) != seen) {
+			tq_used_elem(r->m, r->q, r->qsize, seen++, &id, &len);
+			tq_avail_add(r->m, r->q, r->qsize, (uint16_t)id);
+		} else {
 			continue;
-		tq_avail_add(r->m, r->q, r->qsize, a % r->qsize);
+		}
 		__atomic_store_n(&r->added, r->added + 1, __ATOMIC_RELEASE);
 	}
 	return NULL;
