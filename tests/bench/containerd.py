@@ -10,8 +10,8 @@ offline (tests/e2e/containerd_env.py, as tests/e2e/test_containerd.py):
    alternates too), one untimed warm-up each. Medians and the ratio
    uvm / runc.
 2. The shim daemon's memory outside guest RAM with one long-running task
-   (`sleep`): the definition of tests/bench/overhead.py (vmm/overhead.c logs the same):
-   /proc/PID/smaps with the anonymous mapping of guest RAM left out;
+   (`sleep`), as tests/bench/overhead.py defines it (vmm/overhead.c logs the
+   same): /proc/PID/smaps with the anonymous mapping of guest RAM left out;
    Anonymous is the headline ("private memory"), with Private_Dirty and RSS
    beside it, plus the Anonymous of the daemon's opener child. Beside it, in
    the same boot, `uvm-shim run`'s idle figure as `make bench-overhead`
