@@ -3,90 +3,19 @@
 by the test, a busybox-static image imported offline as an OCI tarball,
 `ctr run` running it in a uvm-shim VM."""
 
-import hashlib
-import io
 import json
 import os
 import re
-import shutil
-import signal
 import subprocess
-import tarfile
-import tempfile
 import time
 
 import pytest
 
-RUNTIME = "io.containerd.uvm.v1"
-IMAGE = "docker.io/library/uvm-busybox:1"
-NS = "uvm-e2e"
+# The private containerd and the image, shared with tests/bench/containerd.py.
+import containerd_env
+from containerd_env import IMAGE, LONG, NS, RUNTIME, SNAPSHOTTER
+
 VM_MIB = 256
-# ctr run boots a VM and runs crun in it, all inside the TCG test host: slow.
-LONG = 300
-# The test host has no overlay module: the native snapshotter gives the shim bind mounts.
-SNAPSHOTTER = os.environ.get("E2E_CTRD_SNAPSHOTTER", "native")
-
-
-def static_busybox():
-    bb = shutil.which("busybox")
-    if not bb or subprocess.run(["ldd", bb], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL).returncode == 0:
-        pytest.skip("no static busybox on the host (apt-get install busybox-static)")
-    return bb
-
-
-def blob(d, data):
-    digest = hashlib.sha256(data).hexdigest()
-    with open(os.path.join(d, "blobs", "sha256", digest), "wb") as f:
-        f.write(data)
-    return {"digest": "sha256:" + digest, "size": len(data)}
-
-
-def build_image(d, bb):
-    """An OCI image layout tarball: one layer with busybox and its applets in /bin."""
-    lay = os.path.join(d, "oci")
-    os.makedirs(os.path.join(lay, "blobs", "sha256"))
-    buf = io.BytesIO()
-    applets = subprocess.run([bb, "--list"], stdout=subprocess.PIPE, check=True,
-                             text=True).stdout.split()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
-        for dname in ("bin", "etc", "proc", "sys", "dev", "tmp", "root"):
-            ti = tarfile.TarInfo(dname)
-            ti.type, ti.mode = tarfile.DIRTYPE, 0o755
-            t.addfile(ti)
-        t.add(bb, "bin/busybox")
-        for a in applets:
-            if a != "busybox":
-                ti = tarfile.TarInfo("bin/" + a)
-                ti.type, ti.linkname = tarfile.SYMTYPE, "busybox"
-                t.addfile(ti)
-        data = b"root:x:0:0:root:/root:/bin/sh\n"
-        ti = tarfile.TarInfo("etc/passwd")
-        ti.size = len(data)
-        t.addfile(ti, io.BytesIO(data))
-    layer = buf.getvalue()
-    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
-    lay_desc = dict(blob(lay, layer), mediaType="application/vnd.oci.image.layer.v1.tar")
-    config = json.dumps({"architecture": "amd64", "os": "linux",
-                         "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
-                         "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
-    cfg_desc = dict(blob(lay, config), mediaType="application/vnd.oci.image.config.v1+json")
-    manifest = json.dumps({"schemaVersion": 2,
-                           "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                           "config": cfg_desc, "layers": [lay_desc]}).encode()
-    man_desc = dict(blob(lay, manifest), mediaType="application/vnd.oci.image.manifest.v1+json",
-                    annotations={"io.containerd.image.name": IMAGE,
-                                 "org.opencontainers.image.ref.name": "1"},
-                    platform={"architecture": "amd64", "os": "linux"})
-    with open(os.path.join(lay, "index.json"), "w") as f:
-        json.dump({"schemaVersion": 2, "manifests": [man_desc]}, f)
-    with open(os.path.join(lay, "oci-layout"), "w") as f:
-        json.dump({"imageLayoutVersion": "1.0.0"}, f)
-    out = os.path.join(d, "busybox-oci.tar")
-    with tarfile.open(out, "w") as t:
-        for name in sorted(os.listdir(lay)):
-            t.add(os.path.join(lay, name), name)
-    return out
 
 
 def guest_release(vmlinuz):
@@ -97,112 +26,23 @@ def guest_release(vmlinuz):
     return data[off:off + 128].split(b"\0")[0].split()[0].decode()
 
 
-class Containerd:
-    def __init__(self, d, sock, env, proc, shim):
-        self.d, self.sock, self.env, self.proc, self.shim = d, sock, env, proc, shim
-
-    def ctr(self, *args, timeout=LONG, check=False, stdin=subprocess.DEVNULL):
-        p = subprocess.run(["ctr", "-a", self.sock, "-n", NS, *args], stdin=stdin,
-                           capture_output=True, text=True, timeout=timeout)
-        if check:
-            assert p.returncode == 0, self.describe(args, p)
-        return p
-
-    def run(self, cid, *cmd, opts=(), **kw):
-        return self.ctr("run", "--rm", "--snapshotter", SNAPSHOTTER, "--runtime", RUNTIME,
-                        *opts, IMAGE, cid, *cmd, **kw)
-
-    def log_tail(self, n=60):
-        with open(os.path.join(self.d, "containerd.log"), errors="replace") as f:
-            return "\n".join(f.read().splitlines()[-n:])
-
-    def describe(self, args, p):
-        return ("ctr %s: status %d\n--- stdout:\n%s\n--- stderr:\n%s\n--- containerd.log:\n%s"
-                % (" ".join(args), p.returncode, p.stdout, p.stderr, self.log_tail()))
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def shim_pids(self, openers=False):
-        """Processes running our binary: the daemons `start` leaves, and with openers=True
-        also each daemon's opener (a forked child, named `opener`)."""
-        want = os.path.realpath(self.shim)
-        pids = []
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                if os.path.realpath("/proc/%s/exe" % pid) != want:
-                    continue
-                with open("/proc/%s/comm" % pid) as f:
-                    if openers or f.read().strip() != "opener":
-                        pids.append(int(pid))
-            except OSError:
-                pass
-        return pids
-
-    def mounts_under(self):
-        with open("/proc/self/mountinfo") as f:
-            return [l for l in f if (" " + self.d) in l]
-
-
 @pytest.fixture(scope="module")
 def ctrd(paths, kvm):
-    for tool in ("containerd", "ctr"):
-        if not shutil.which(tool):
-            pytest.skip("%s is not installed (apt-get install containerd)" % tool)
-    if os.geteuid() != 0:
-        pytest.skip("containerd needs root")
-    bb = static_busybox()
-    d = tempfile.mkdtemp(prefix="uvm-ctrd-", dir="/tmp")
-    bindir = os.path.join(d, "bin")
-    os.makedirs(bindir)
-    os.symlink(paths.shim, os.path.join(bindir, "containerd-shim-uvm-v1"))
-    sock = os.path.join(d, "containerd.sock")
-    with open(os.path.join(d, "uvm.json"), "w") as f:
-        json.dump({"cpus": 1, "memory_mib": VM_MIB, "start_timeout_ms": 240000}, f)
-    with open(os.path.join(d, "config.toml"), "w") as f:
-        f.write('version = 2\nroot = "%s/root"\nstate = "%s/state"\n'
-                'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
-                '[grpc]\n  address = "%s"\n' % (d, d, sock))
-    env = dict(os.environ, PATH=bindir + ":" + os.environ.get("PATH", "/usr/bin:/bin"),
-               UVM_SHIM_CONFIG=os.path.join(d, "uvm.json"),
-               UVM_SHIM_SOCKET_DIR=os.path.join(d, "s"), UVM_GUEST_DIR=paths.guest_dir)
-    log = open(os.path.join(d, "containerd.log"), "w")
-    proc = subprocess.Popen(["containerd", "--config", os.path.join(d, "config.toml"),
-                             "--log-level", "debug"], stdout=log, stderr=log, env=env,
-                            start_new_session=True)
-    c = Containerd(d, sock, env, proc, paths.shim)
+    # The log outlives the test host's /tmp in the work tree's build/e2e.
+    keep = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "build", "e2e")
     try:
-        for _ in range(600):
-            if os.path.exists(sock) and c.ctr("version", timeout=30).returncode == 0:
-                break
-            assert proc.poll() is None, "containerd exited:\n" + c.log_tail()
-            time.sleep(0.1)
-        else:
-            pytest.fail("containerd did not come up:\n" + c.log_tail())
-        c.ctr("images", "import", "--snapshotter", SNAPSHOTTER, build_image(d, bb), check=True)
+        c = containerd_env.start(paths.shim, paths.guest_dir,
+                                 {"cpus": 1, "memory_mib": VM_MIB, "start_timeout_ms": 240000},
+                                 log_dir=keep)
+    except containerd_env.Unavailable as e:
+        pytest.skip(str(e))
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    try:
         yield c
     finally:
-        c.stop()
-        log.close()
-        # The log outlives the test host's /tmp in the work tree's build/e2e.
-        keep = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-            os.path.abspath(__file__)))), "build", "e2e")
-        if os.path.isdir(keep):
-            shutil.copy(os.path.join(d, "containerd.log"), os.path.join(keep, "containerd.log"))
-        for pid in c.shim_pids(openers=True):
-            os.kill(pid, signal.SIGKILL)
-        for line in reversed(c.mounts_under()):
-            subprocess.run(["umount", "-l", line.split()[4]], stderr=subprocess.DEVNULL)
-        if os.environ.get("E2E_KEEP"):
-            print("containerd test directory kept: %s" % d)
-        else:
-            shutil.rmtree(d, ignore_errors=True)
+        c.cleanup(keep)
 
 
 def test_run_echo_hi(ctrd):
