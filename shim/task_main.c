@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "seccomp/seccomp.h"
+#include "shim/opener.h"
 #include "shim/proto/task.pb-c.h"
 #include "shim/task_mount.h"
 #include "shim/task_priv.h"
@@ -140,6 +141,15 @@ static void write_file(const char *name, const char *text)
 
 /* ---- the daemon --------------------------------------------------------------------- */
 
+/* Our ttrpc socket goes at exit: through the opener once this thread is sandboxed. */
+static void unlink_socket(const char *path)
+{
+	int ret = opener_running() ? opener_unlink_socket(path) : (unlink(path) ? -errno : 0);
+
+	if (ret && ret != -ENOENT)
+		pr_warn(TAG, "removing %s: %s", path, strerror(-ret));
+}
+
 void task_cleanup_host(struct taskd *d)
 {
 	char path[4096];
@@ -147,6 +157,17 @@ void task_cleanup_host(struct taskd *d)
 
 	if (!d->rootfs_mounted || !d->task)
 		return;
+	/*
+	 * vm.start took CAP_SYS_ADMIN and put umount2 out of this thread's reach (the
+	 * loop filter would kill the process). The 9p share of rootfs/ is closed by
+	 * now (Delete removes it first, a failed Create ends the VM), so containerd's
+	 * bundle removal unmounts it; `delete` does after a crash.
+	 */
+	if (d->vm_started && sandbox_mode() != SANDBOX_OFF) {
+		pr_dbg(TAG, "rootfs/ left to containerd to unmount (the sandbox is on)");
+		d->rootfs_mounted = false;
+		return;
+	}
 	snprintf(path, sizeof(path), "%s/rootfs", d->task->bundle);
 	ret = task_unmount_rootfs(path);
 	if (ret)
@@ -249,7 +270,7 @@ void task_daemon_destroy(struct taskd *d)
 	}
 	loop_destroy(d->loop);
 	if (d->socket_path)
-		unlink(d->socket_path);
+		unlink_socket(d->socket_path);
 	free(d->socket_path);
 	cJSON_Delete(d->vm_config);
 	free(d);
@@ -261,9 +282,21 @@ static int daemon_run(int listen_fd, const struct opts *o, const char *sock)
 	sigset_t sigs;
 	int ret = 1, sig_fd;
 
-	/* The loop thread mounts, dials containerd and accepts: outside the serve sandbox for now.
+	/*
+	 * The sandbox of `serve` (docs/containerd.md "The sandbox"): machine_start, at
+	 * vm.start, drops every capability, Landlocks this thread and puts it under the
+	 * loop filter. The rootfs is mounted before (Create), and the opener, forked now
+	 * while the process holds nothing but its socket, opens the stdio FIFOs and
+	 * removes our socket at exit. UVM_NO_SECCOMP=1 in containerd's environment turns
+	 * it off.
 	 */
-	sandbox_configure(true);
+	sandbox_configure(false);
+	if (opener_start()) {
+		pr_err(TAG, "cannot start the opener process");
+		close(listen_fd);
+		unlink(sock);
+		return 1;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
@@ -275,7 +308,7 @@ static int daemon_run(int listen_fd, const struct opts *o, const char *sock)
 		pr_err(TAG, "daemon setup failed");
 		if (sig_fd >= 0)
 			close(sig_fd);
-		unlink(sock);
+		unlink_socket(sock);
 		return 1;
 	}
 	d->sig_fd = sig_fd;
@@ -288,7 +321,7 @@ static int daemon_run(int listen_fd, const struct opts *o, const char *sock)
 	loop_run(d->loop);
 	ret = d->status;
 	/* No new connection from here: containerd runs `delete` as soon as ours closes. */
-	unlink(sock);
+	unlink_socket(sock);
 	/* Events and answers still queued get a moment to go out. */
 	for (int i = 0; i < 10 && loop_run_once(d->loop, 10) > 0; i++)
 		;

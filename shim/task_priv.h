@@ -62,6 +62,7 @@ struct taskd {
 	bool creating;	     /* a Create is under way */
 	bool pause_busy;     /* a Pause or Resume is under way */
 	bool vm_up;	     /* vm.create answered: vm.terminate on the way out */
+	bool vm_started;     /* vm.start sent: no capability, no mount(2) from here */
 	bool rootfs_mounted; /* the bundle's rootfs/ holds containerd's mounts */
 	bool exiting;
 	cJSON *vm_config; /* vm.create's params from the config file (may be NULL) */
@@ -98,6 +99,11 @@ extern const struct ttrpc_method task_methods[];
 bool task_wrong_id(struct taskd *d, struct ttrpc_call *call, const char *id);
 /* Leaves the loop once everything is settled (Shutdown, a signal). */
 void task_exit(struct taskd *d);
+/*
+ * The bundle's rootfs/ unmounted (task_main.c), if this process still may:
+ * not once vm.start was sent with the sandbox on (containerd unmounts it when
+ * it deletes the bundle, and `delete` does after a crash).
+ */
 void task_cleanup_host(struct taskd *d);
 
 /* ---- task_procs.c ------------------------------------------------------------------- */

@@ -198,6 +198,8 @@ static void on_vm_created(struct taskd *d, void *arg, const cJSON *r, int code, 
 	d->vm_up = true;
 	if (cJSON_IsNumber(t))
 		cJSON_AddNumberToObject(p, "timeout_ms", t->valuedouble);
+	/* The sandbox closes in vm.start (machine_start): no mount or unmount after this. */
+	d->vm_started = true;
 	task_ctl_call(d, "vm.start", p, on_vm_started, op);
 }
 
@@ -242,6 +244,15 @@ static void m_create(void *opaque, struct ttrpc_call *call)
 		else
 			ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION,
 					  "this shim runs one task (%.80s)", d->task->id);
+		goto bad;
+	}
+	/*
+	 * After a failed Create the VM stays (it cannot be created twice) and, once
+	 * started, so does the sandbox, which would kill a second Create's mount.
+	 */
+	if (d->vm_up) {
+		ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION,
+				  "this shim's VM was already created: Shutdown it");
 		goto bad;
 	}
 	if (!container_id_valid(q->id)) {

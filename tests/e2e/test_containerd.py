@@ -129,14 +129,18 @@ class Containerd:
                 self.proc.kill()
                 self.proc.wait()
 
-    def shim_pids(self):
-        """Processes running our binary (the daemons `start` leaves)."""
+    def shim_pids(self, openers=False):
+        """Processes running our binary: the daemons `start` leaves, and with openers=True
+        also each daemon's opener (a forked child, named `opener`)."""
         want = os.path.realpath(self.shim)
         pids = []
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
-                if os.path.realpath("/proc/%s/exe" % pid) == want:
-                    pids.append(int(pid))
+                if os.path.realpath("/proc/%s/exe" % pid) != want:
+                    continue
+                with open("/proc/%s/comm" % pid) as f:
+                    if openers or f.read().strip() != "opener":
+                        pids.append(int(pid))
             except OSError:
                 pass
         return pids
@@ -191,7 +195,7 @@ def ctrd(paths, kvm):
             os.path.abspath(__file__)))), "build", "e2e")
         if os.path.isdir(keep):
             shutil.copy(os.path.join(d, "containerd.log"), os.path.join(keep, "containerd.log"))
-        for pid in c.shim_pids():
+        for pid in c.shim_pids(openers=True):
             os.kill(pid, signal.SIGKILL)
         for line in reversed(c.mounts_under()):
             subprocess.run(["umount", "-l", line.split()[4]], stderr=subprocess.DEVNULL)
@@ -259,9 +263,38 @@ def remove(ctrd, cid):
     ctrd.ctr("container", "rm", cid)
 
 
+def proc_status(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return dict(l.rstrip("\n").split(":\t", 1) for l in f if ":\t" in l)
+
+
+def check_daemon_sandboxed(ctrd, cid):
+    """cid's daemon is confined as `serve` is after vm.start (docs/containerd.md
+    "The sandbox"): its loop thread filtered, no_new_privs, no capability; its opener too."""
+    def bundle_of(p):
+        try:
+            return os.path.basename(os.readlink("/proc/%d/cwd" % p))
+        except OSError:  # an earlier run's daemon that just exited
+            return None
+    daemons = [p for p in ctrd.shim_pids() if bundle_of(p) == cid]
+    assert len(daemons) == 1, daemons
+    pid = daemons[0]
+    st = proc_status(pid)
+    assert st["Seccomp"] == "2", st["Seccomp"]
+    assert st["NoNewPrivs"] == "1", st["NoNewPrivs"]
+    assert int(st["CapEff"], 16) == 0, st["CapEff"]
+    assert int(st["CapPrm"], 16) == 0, st["CapPrm"]
+    openers = [p for p in ctrd.shim_pids(openers=True)
+               if p != pid and proc_status(p)["PPid"] == str(pid)]
+    assert len(openers) == 1, openers
+    ost = proc_status(openers[0])
+    assert ost["Seccomp"] == "2" and int(ost["CapEff"], 16) == 0, ost
+
+
 def test_exec_ps_metrics_kill(ctrd):
     start_detached(ctrd, "t5", "sleep", "600")
     try:
+        check_daemon_sandboxed(ctrd, "t5")
         p = ctrd.ctr("task", "exec", "--exec-id", "e1", "t5", "echo", "inexec")
         assert p.returncode == 0 and p.stdout == "inexec\n", ctrd.describe(["exec", "e1"], p)
         p = ctrd.ctr("task", "exec", "--exec-id", "e2", "t5", "sh", "-c", "exit 5")
@@ -501,7 +534,8 @@ def test_nothing_left_after_runs(ctrd):
         if not ctrd.shim_pids():
             break
         time.sleep(0.2)
-    assert ctrd.shim_pids() == []
+    assert ctrd.shim_pids(openers=True) == []
+    # The sandboxed daemon leaves rootfs/ to containerd, which unmounts it with the bundle.
     assert [m for m in ctrd.mounts_under() if "/rootfs" in m] == []
     s = os.path.join(ctrd.d, "s")
     assert not os.path.isdir(s) or os.listdir(s) == []
@@ -510,6 +544,6 @@ def test_nothing_left_after_runs(ctrd):
     # containerd stopped: still nothing (the native snapshotter mounts nothing of its own).
     ctrd.stop()
     time.sleep(1)
-    assert ctrd.shim_pids() == []
+    assert ctrd.shim_pids(openers=True) == []
     assert ctrd.mounts_under() == []
     assert not os.path.isdir(s) or os.listdir(s) == []

@@ -1,6 +1,7 @@
 # ThreadSanitizer build of the unit tests (`make tsan`): the library objects
 # and every tests/unit/test_*.c built with -fsanitize=thread, run one by one.
-# Tests that install seccomp filters (test_seccomp, test_p9_sandbox) are left
+# Tests that install seccomp filters (test_seccomp, test_p9_sandbox,
+# test_task_sandbox) are left
 # out: the TSan runtime makes calls no allowlist has; so are the stack dumps
 # (test_stacks, test_gcs_stacks),
 # whose capture runs in signal handlers that TSan reports on but does not
@@ -11,7 +12,7 @@
 # lock-order inversion).
 TSAN	      := -fsanitize=thread -fno-omit-frame-pointer -Wno-error=tsan -Wno-tsan
 TSAN_OBJS     := $(LIB_SRCS:%.c=$(BUILD)/tsan/obj/%.o)
-TSAN_SKIP     := test_seccomp test_p9_sandbox test_stacks test_gcs_stacks
+TSAN_SKIP     := test_seccomp test_p9_sandbox test_task_sandbox test_stacks test_gcs_stacks
 TSAN_BINS     := $(filter-out $(TSAN_SKIP:%=$(BUILD)/tsan/tests/%),$(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tsan/tests/%))
 
 # Objects may include containerd's generated headers (Makefile: PROTO_GEN).
