@@ -386,11 +386,11 @@ fail:
 	return ret;
 }
 
-/* Each I/O thread filters itself before its loop runs: the loop class (docs/seccomp.md). */
+/* Each I/O thread filters itself before its loop runs: the io class (docs/seccomp.md). */
 static int io_thread_sandbox(void *opaque)
 {
 	(void)opaque;
-	return sandbox_apply(SANDBOX_LOOP);
+	return sandbox_apply(SANDBOX_IO);
 }
 
 /*
@@ -417,9 +417,9 @@ int machine_start(struct machine *m)
 	if (ret)
 		return ret;
 	overhead_mark("vCPU seccomp filter compiled");
-	/* Inside the Landlock domain and without privileges, like the vCPUs; the
-	 * loop class compiled once for them and for this thread. */
-	ret = sandbox_prepare(SANDBOX_LOOP);
+	/* Inside the Landlock domain and without privileges, like the vCPUs; their
+	 * class compiled once for them. */
+	ret = sandbox_prepare(SANDBOX_IO);
 	if (!ret)
 		ret = io_threads_start(m->io, io_thread_sandbox, NULL);
 	if (ret)
