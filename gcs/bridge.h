@@ -115,7 +115,10 @@ void gcs_container_signal(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_container_update(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_container_stats(uint32_t type, uint64_t id, const cJSON *req);
 void gcs_container_delete(uint32_t type, uint64_t id, const cJSON *req);
-/* The bridge is ending: scratch formats still running are stopped, their creates undone. */
+/*
+ * The bridge is ending: scratch formats still running are stopped, their creates
+ * undone, and the mount worker (container_mounts.c) is waited for.
+ */
 void gcs_container_stop(void);
 /* netns_req.c: netns_add / netns_remove (container_netns.c makes them) */
 void gcs_netns_add_req(uint32_t type, uint64_t id, const cJSON *req);

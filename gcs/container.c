@@ -5,8 +5,10 @@
  * container_verbs.c.
  *
  * crun runs off the loop (container_crun.c), and so does mke2fs when a
- * create formats its scratch: a request that needs one starts it and goes
- * on from its callback, so the loop serves everything else meanwhile.
+ * create formats its scratch, and so do the mounts of a create and the
+ * unmounts of a delete (the mount worker, container_mounts.c): a request
+ * that needs one starts it and goes on from its callback, so the loop
+ * serves everything else meanwhile.
  * One container's requests run one after the other (crun's verbs on one
  * container never overlap); different containers' run at once.
  *
@@ -73,18 +75,26 @@ static void watch_drop(struct gcs_ctr *c)
 
 /* ---- each container's queue ------------------------------------------------------------- */
 
-static void op_free(struct gcs_ctr_op *op)
+/* What op holds in the container's directory and its fds (idempotent). */
+static void op_close(struct gcs_ctr_op *op)
 {
 	gcs_stdio_close(&op->io);
 	if (op->lfd >= 0) {
 		char sock[PATH_MAX];
 
 		close(op->lfd);
+		op->lfd = -1;
 		snprintf(sock, sizeof(sock), "%s/console.sock", op->c->dir);
 		unlink(sock);
 	}
 	if (op->tmpfile[0])
 		unlink(op->tmpfile);
+	op->tmpfile[0] = '\0';
+}
+
+static void op_free(struct gcs_ctr_op *op)
+{
+	op_close(op);
 	cJSON_Delete(op->req);
 	free(op);
 }
@@ -131,37 +141,66 @@ void gcs_ctr_op_done(struct gcs_ctr_op *op)
 
 static void delete_run(struct gcs_ctr *c, struct gcs_ctr_op *op);
 
+/* On the mount worker: what is still mounted of c goes, then its directory. */
+static void ctr_teardown(struct gcs_mount_job *j)
+{
+	struct gcs_ctr *c = j->opaque;
+
+	j->ret = gcs_rootfs_unmount(&c->rootfs, c->dir, j->err, sizeof(j->err));
+	gcs_ctr_rmdir(c->dir);
+}
+
 /*
- * c leaves the table: its queued requests are answered (the running one,
- * if any, was answered by its caller; a delete that cancelled the create
- * is done), its directory removed.
+ * c is unmounted: its requests are answered now, so that the host, told,
+ * never removes a disk the container still had mounted. The running one
+ * (if any) with what its caller left in status and err; a delete that
+ * cancelled the create is done; the others find no container.
+ */
+static void ctr_torn_down(struct gcs_mount_job *j)
+{
+	struct gcs_ctr *c = j->opaque;
+	struct gcs_ctr_op *op, *next;
+	bool running = c->busy;
+
+	if (j->ret)
+		gcs_log("container %s: %s", c->id, j->err);
+	for (op = c->ops; op; op = next, running = false) {
+		next = op->next;
+		if (running && op->status)
+			gcs_bridge_respond(op->type, op->id, op->status, NULL, "%s", op->err);
+		else if (running || (c->cancelled && op->run == delete_run))
+			gcs_bridge_respond(op->type, op->id, 0, NULL, NULL);
+		else
+			gcs_bridge_respond(op->type, op->id, -ENOENT, NULL, "no container %s",
+					   c->id);
+		op_free(op);
+	}
+	free(c);
+}
+
+/*
+ * c leaves the table (its id is free at once), then it is unmounted and its
+ * directory removed off the loop, after the mounts still queued there and
+ * before those of a container of the same id created next; its requests
+ * are answered then (ctr_torn_down).
  */
 static void ctr_remove(struct gcs_ctr *c)
 {
-	struct gcs_ctr_op *op = c->ops, *next;
-	bool answered = c->busy;
-	char err[GCS_CTR_ERRLEN];
-
 	for (struct gcs_ctr **pp = &ctrs; *pp; pp = &(*pp)->next)
 		if (*pp == c) {
 			*pp = c->next;
 			nr_ctrs--;
 			break;
 		}
-	for (; op; op = next, answered = false) {
-		next = op->next;
-		if (!answered && c->cancelled && op->run == delete_run)
-			gcs_bridge_respond(op->type, op->id, 0, NULL, NULL);
-		else if (!answered)
-			gcs_bridge_respond(op->type, op->id, -ENOENT, NULL, "no container %s",
-					   c->id);
-		op_free(op);
-	}
+	for (struct gcs_ctr_op *op = c->ops; op; op = op->next)
+		op_close(op);
 	watch_drop(c);
-	if (gcs_rootfs_unmount(&c->rootfs, c->dir, err, sizeof(err)))
-		gcs_log("container %s: %s", c->id, err);
-	gcs_ctr_rmdir(c->dir);
-	free(c);
+	c->teardown =
+	    (struct gcs_mount_job){.run = ctr_teardown, .done = ctr_torn_down, .opaque = c};
+	if (gcs_mounts_submit(&c->teardown)) {
+		ctr_teardown(&c->teardown); /* no worker: here, then */
+		ctr_torn_down(&c->teardown);
+	}
 }
 
 /* ---- crun for an op ---------------------------------------------------------------------- */
@@ -339,12 +378,15 @@ void gcs_ctr_console_size(cJSON *proc, const cJSON *req)
 	cJSON_AddNumberToObject(cs, "width", cols);
 }
 
-/* A failed create: answered, and the container leaves the table (nothing left mounted). */
+/* A failed create: the container leaves the table, answered once nothing is left mounted. */
 static void create_fail(struct gcs_ctr_op *op, int ret, const char *err)
 {
 	struct gcs_ctr *c = op->c;
+	char msg[GCS_CTR_ERRLEN];
 
-	gcs_bridge_respond(op->type, op->id, ret, NULL, "container %s: %s", c->id, err);
+	snprintf(msg, sizeof(msg), "container %s: %s", c->id, err); /* err may be op->err */
+	op->status = ret;
+	memcpy(op->err, msg, sizeof(op->err));
 	ctr_remove(c); /* frees op too */
 }
 
@@ -390,17 +432,48 @@ static void create_spawned(struct gcs_ctr_op *op, pid_t pid, const char *err)
 	gcs_ctr_op_done(op);
 }
 
-/* The root is ready but for the scratch and overlay: they are mounted, then crun create. */
-static void create_crun(struct gcs_ctr_op *op)
+/* Sends op's mount job (run, then done from the loop); a create that cannot is failed. */
+static void create_mount_job(struct gcs_ctr_op *op, void (*run)(struct gcs_mount_job *),
+			     void (*done)(struct gcs_mount_job *))
 {
+	int ret;
+
+	op->mj = (struct gcs_mount_job){.run = run, .done = done, .opaque = op};
+	op->mounting = true;
+	ret = gcs_mounts_submit(&op->mj);
+	if (ret) {
+		op->mounting = false;
+		create_fail(op, ret, "no mount worker");
+	}
+}
+
+/* A mount job of the create is back: false (the create failed) when it failed or must stop. */
+static bool create_mounted(struct gcs_ctr_op *op)
+{
+	op->mounting = false;
+	if (op->mj.ret)
+		create_fail(op, op->mj.ret, op->mj.err);
+	else if (op->c->cancelled)
+		create_fail(op, -ECANCELED, "deleted while being created");
+	else if (gcs_mounts_stopping())
+		create_fail(op, -ECANCELED, "the agent is stopping");
+	else
+		return true;
+	return false;
+}
+
+/* The scratch and the overlay are mounted: crun create. */
+static void create_root_done(struct gcs_mount_job *j)
+{
+	struct gcs_ctr_op *op = j->opaque;
 	const cJSON *spec = cJSON_GetObjectItemCaseSensitive(op->req, "spec");
 	char err[GCS_CTR_ERRLEN] = "", sock[PATH_MAX + 32];
 	struct gcs_ctr *c = op->c;
 	int ret;
 
-	ret = gcs_rootfs_end(&c->rootfs, c->dir, op->req, err, sizeof(err));
-	if (!ret)
-		ret = gcs_stdio_dial(op->req, &op->io, err, sizeof(err));
+	if (!create_mounted(op))
+		return;
+	ret = gcs_stdio_dial(op->req, &op->io, err, sizeof(err));
 	if (ret) {
 		create_fail(op, ret, err);
 		return;
@@ -426,6 +499,14 @@ static void create_crun(struct gcs_ctr_op *op)
 	}
 }
 
+/* On the mount worker: the scratch (or a tmpfs) and the overlay. */
+static void create_root(struct gcs_mount_job *j)
+{
+	struct gcs_ctr_op *op = j->opaque;
+
+	j->ret = gcs_rootfs_end(&op->c->rootfs, op->c->dir, op->req, j->err, sizeof(j->err));
+}
+
 /* mke2fs exited (or was killed by a delete, or as the bridge ends). */
 static void create_formatted(void *opaque, int ret, const char *err)
 {
@@ -437,45 +518,63 @@ static void create_formatted(void *opaque, int ret, const char *err)
 	else if (ret)
 		create_fail(op, ret, err);
 	else
-		create_crun(op);
+		create_mount_job(op, create_root, create_root_done);
 }
 
-static void create_run(struct gcs_ctr *c, struct gcs_ctr_op *op)
+/* The directory, config.json and the layers are there: format the scratch, or mount the root. */
+static void create_prepared(struct gcs_mount_job *j)
 {
-	const cJSON *spec = cJSON_GetObjectItemCaseSensitive(op->req, "spec");
+	struct gcs_ctr_op *op = j->opaque;
+	struct gcs_ctr *c = op->c;
 	char err[GCS_CTR_ERRLEN] = "";
-	cJSON *sized;
 	int ret;
 
-	c->t_create = gcs_now_ms();
-	ret = gcs_mkdir_p(c->dir);
-	if (ret) {
-		snprintf(err, sizeof(err), "mkdir %s: %s", c->dir, strerror(-ret));
-		goto fail;
-	}
-	/* The spec first: a bad one costs no mount. */
-	sized = cJSON_Duplicate(spec, 1);
-	if (cJSON_IsObject(sized))
-		gcs_ctr_console_size(cJSON_GetObjectItemCaseSensitive(sized, "process"), op->req);
-	ret = gcs_bundle_write(c->dir, c->id, sized ? sized : spec, err, sizeof(err));
-	cJSON_Delete(sized);
-	if (!ret)
-		ret = gcs_rootfs_begin(&c->rootfs, c->dir, op->req, err, sizeof(err));
-	if (ret)
-		goto fail;
+	if (!create_mounted(op))
+		return;
 	if (!c->rootfs.format_dev[0]) {
-		create_crun(op);
+		create_mount_job(op, create_root, create_root_done);
 		return;
 	}
 	/* mke2fs may take long on a big disk: the loop serves everything else meanwhile. */
 	ret = gcs_format_start(c->dir, c->rootfs.format_dev, create_formatted, op, &op->format, err,
 			       sizeof(err));
-	if (ret)
-		goto fail;
+	if (ret) {
+		create_fail(op, ret, err);
+		return;
+	}
 	gcs_log("container %s: formatting %s", c->id, c->rootfs.format_dev);
-	return;
-fail:
-	create_fail(op, ret, err);
+}
+
+/* On the mount worker: the directory, config.json (the spec first: a bad one costs no
+ * mount), then the layers (gcs_rootfs_begin). */
+static void create_prepare(struct gcs_mount_job *j)
+{
+	struct gcs_ctr_op *op = j->opaque;
+	const cJSON *spec = cJSON_GetObjectItemCaseSensitive(op->req, "spec");
+	struct gcs_ctr *c = op->c;
+	cJSON *sized;
+	int ret;
+
+	ret = gcs_mkdir_p(c->dir);
+	if (ret) {
+		snprintf(j->err, sizeof(j->err), "mkdir %s: %s", c->dir, strerror(-ret));
+		j->ret = ret;
+		return;
+	}
+	sized = cJSON_Duplicate(spec, 1);
+	if (cJSON_IsObject(sized))
+		gcs_ctr_console_size(cJSON_GetObjectItemCaseSensitive(sized, "process"), op->req);
+	ret = gcs_bundle_write(c->dir, c->id, sized ? sized : spec, j->err, sizeof(j->err));
+	cJSON_Delete(sized);
+	if (!ret)
+		ret = gcs_rootfs_begin(&c->rootfs, c->dir, op->req, j->err, sizeof(j->err));
+	j->ret = ret;
+}
+
+static void create_run(struct gcs_ctr *c, struct gcs_ctr_op *op)
+{
+	c->t_create = gcs_now_ms();
+	create_mount_job(op, create_prepare, create_prepared);
 }
 
 void gcs_container_create(uint32_t type, uint64_t id, const cJSON *req)
@@ -560,24 +659,42 @@ void gcs_container_start(uint32_t type, uint64_t id, const cJSON *req)
 		(void)gcs_ctr_queue(c, type, id, req, start_run);
 }
 
-/* The delete's end: unmounted, answered, out of the table. */
+/* Unmounted: out of the table, answered (what stays mounted is said) once its directory is gone. */
+static void delete_unmounted(struct gcs_mount_job *j)
+{
+	struct gcs_ctr_op *op = j->opaque;
+	struct gcs_ctr *c = op->c;
+
+	if (j->ret)
+		gcs_log("container %s: %s", c->id, j->err);
+	gcs_log("container %s deleted", c->id);
+	op->status = j->ret;
+	if (j->ret)
+		snprintf(op->err, sizeof(op->err), "container deleted, but %.480s", j->err);
+	ctr_remove(c);
+}
+
+/* On the mount worker: the overlay, the scratch (its data flushed), the layers. */
+static void delete_unmount(struct gcs_mount_job *j)
+{
+	struct gcs_ctr_op *op = j->opaque;
+
+	j->ret = gcs_rootfs_unmount(&op->c->rootfs, op->c->dir, j->err, sizeof(j->err));
+}
+
+/* The delete's end: unmounted off the loop, out of the table, answered once all is gone. */
 static void delete_finish(struct gcs_ctr_op *op)
 {
 	struct gcs_ctr *c = op->c;
-	char msg[GCS_CTR_ERRLEN];
-	int ret;
 
 	watch_drop(c);
-	/* crun's part is done: the entry goes, what stays mounted is said */
-	ret = gcs_rootfs_unmount(&c->rootfs, c->dir, msg, sizeof(msg));
-	if (ret)
-		gcs_log("container %s: %s", c->id, msg);
-	gcs_log("container %s deleted", c->id);
-	if (ret)
-		gcs_bridge_respond(op->type, op->id, ret, NULL, "container deleted, but %s", msg);
-	else
-		gcs_bridge_respond(op->type, op->id, 0, NULL, NULL);
-	ctr_remove(c);
+	/* crun's part is done: the entry goes whatever the unmount says */
+	op->mj =
+	    (struct gcs_mount_job){.run = delete_unmount, .done = delete_unmounted, .opaque = op};
+	if (gcs_mounts_submit(&op->mj)) {
+		delete_unmount(&op->mj); /* no worker: here, then */
+		delete_unmounted(&op->mj);
+	}
 }
 
 static void delete_done(struct gcs_ctr_op *op, int ret, const char *err)
@@ -619,7 +736,8 @@ static void delete_run(struct gcs_ctr *c, struct gcs_ctr_op *op)
 
 /*
  * A delete queues behind the container's running request, but one that
- * finds its create formatting the scratch stops mke2fs: the create fails
+ * finds its create formatting the scratch stops mke2fs, and one that finds
+ * it mounting stops it once that mount job is back: the create fails
  * (-ECANCELED) and leaves nothing behind, and the delete is answered as done.
  */
 void gcs_container_delete(uint32_t type, uint64_t id, const cJSON *req)
@@ -633,6 +751,9 @@ void gcs_container_delete(uint32_t type, uint64_t id, const cJSON *req)
 		gcs_log("container %s: deleted while formatting; mke2fs stopped", c->id);
 		c->cancelled = true;
 		gcs_job_cancel(c->ops->format);
+	} else if (c->ops && c->ops->mounting && c->ops->run == create_run && !c->cancelled) {
+		gcs_log("container %s: deleted while mounting; its create stops there", c->id);
+		c->cancelled = true;
 	}
 	(void)gcs_ctr_queue(c, type, id, req, delete_run);
 }
@@ -648,4 +769,6 @@ void gcs_container_stop(void)
 			gcs_job_stop(c->ops->format); /* create_formatted: c is removed */
 		}
 	}
+	/* Mounts under way end, creates give up there, every teardown runs. */
+	gcs_mounts_stop();
 }

@@ -8,6 +8,7 @@
  *   container_crun.c    children run off the loop: crun, mke2fs
  *   container_layers.c  read-only layers (mounted once, refcounted), the
  *                       scratch (formatted off the loop when asked), the overlay
+ *   container_mounts.c  the worker thread those mounts and unmounts run on
  *   container_bundle.c  config.json and crun (create/start/exec/kill/update/delete)
  *   container_stats.c   figures from the container's cgroup
  *   container_netns.c   named network namespaces (gcs.h; netns_* served in netns_req.c)
@@ -17,10 +18,12 @@
  * console socket; layers given by device are mounted at /run/gcs/layers/<dev>.
  * crun keeps its state under /run/crun; the cgroup is /sys/fs/cgroup/containers/<id>.
  *
- * Everything runs on the bridge loop; crun and mke2fs run as children the
- * loop does not wait for (container_crun.c): their exits come through
- * process.c's reaper, and each container's requests queue behind its
- * running one.
+ * Everything runs on the bridge loop but the mounts; crun and mke2fs run as
+ * children the loop does not wait for (container_crun.c): their exits come
+ * through process.c's reaper, and each container's requests queue behind
+ * its running one. Mounts and unmounts (and the files of a container's
+ * directory, so that they keep their order with them) run on the mount
+ * worker (container_mounts.c), which alone touches the layer table.
  */
 #ifndef GCS_CONTAINER_H
 #define GCS_CONTAINER_H
@@ -44,6 +47,31 @@
 
 /* An id is [A-Za-z0-9][A-Za-z0-9_.-]* up to GCS_CTR_ID_MAX: safe in paths and crun's argv. */
 bool gcs_ctr_id_valid(const char *id);
+
+/* ---- container_mounts.c: the mount worker ------------------------------------------------- */
+
+/*
+ * A job for the worker: run there (mount(2), umount(2), the container's
+ * directory), then done from the loop. Jobs run one at a time, in their
+ * order of submission. The submitter owns j (done may free it).
+ */
+struct gcs_mount_job {
+	void (*run)(struct gcs_mount_job *j);  /* on the worker: sets ret and err */
+	void (*done)(struct gcs_mount_job *j); /* then on the loop */
+	void *opaque;
+	int ret;
+	char err[GCS_CTR_ERRLEN];
+	struct gcs_mount_job *next; /* private */
+};
+
+/* Queues j (the worker starts with the first one): 0, or -errno when there is no worker. */
+int gcs_mounts_submit(struct gcs_mount_job *j) __attribute__((warn_unused_result));
+/* Jobs submitted whose done has not run yet. */
+unsigned gcs_mounts_pending(void);
+/* The loop is ending: done callbacks give up instead of going on (gcs_mounts_stop). */
+bool gcs_mounts_stopping(void);
+/* Waits for every job, runs its done (which may submit more: waited for), ends the worker. */
+void gcs_mounts_stop(void);
 
 /* ---- container_layers.c ---------------------------------------------------------------- */
 
@@ -75,6 +103,15 @@ int gcs_rootfs_end(struct gcs_rootfs *r, const char *dir, const cJSON *req, char
 		   size_t errlen) __attribute__((warn_unused_result));
 /* Undoes it (idempotent). 0 or the first -errno with err (what stays mounted is named). */
 int gcs_rootfs_unmount(struct gcs_rootfs *r, const char *dir, char *err, size_t errlen);
+/*
+ * Tests only (the agent never calls it): fakes in place of mount(2) and
+ * umount(2) for every mount of container_layers.c, e.g. one that is slow
+ * or fails; NULL puts the real call back. Set while no mount job runs.
+ */
+typedef int (*gcs_mount_syscall)(const char *source, const char *target, const char *fstype,
+				 unsigned long flags, const void *data);
+typedef int (*gcs_umount_syscall)(const char *target);
+void gcs_rootfs_set_mount_fns(gcs_mount_syscall m, gcs_umount_syscall u);
 
 /* ---- container_bundle.c ---------------------------------------------------------------- */
 
@@ -178,7 +215,9 @@ struct gcs_ctr_op {
 	char err[GCS_CTR_ERRLEN];
 	void (*spawned)(struct gcs_ctr_op *op, pid_t pid, const char *err);
 	void (*crun_done)(struct gcs_ctr_op *op, int ret, const char *err);
-	pid_t format; /* create: mke2fs formatting the scratch (a job), 0 */
+	pid_t format;		 /* create: mke2fs formatting the scratch (a job), 0 */
+	bool mounting;		 /* create: mj (its root's mounts) is out on the mount worker */
+	struct gcs_mount_job mj; /* create's mounts, delete's unmounts */
 	struct gcs_ctr_op *next;
 };
 
@@ -193,8 +232,9 @@ struct gcs_ctr {
 	unsigned execs;		/* numbers the exec's process files */
 	struct gcs_ctr_op *ops; /* the running one first */
 	bool busy;
-	struct gcs_ctr_op *deleting; /* a forced delete waiting for the killed init's exit */
-	bool cancelled;		     /* deleted while its create formatted the scratch */
+	struct gcs_ctr_op *deleting;   /* a forced delete waiting for the killed init's exit */
+	bool cancelled;		       /* deleted while its create formatted or mounted */
+	struct gcs_mount_job teardown; /* out of the table: unmounted, its directory removed */
 	/* gcs_now_ms() as its create, crun create and crun start began: the log's phases */
 	long t_create, t_crun, t_start;
 	struct gcs_ctr *next;

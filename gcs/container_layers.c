@@ -4,6 +4,9 @@
  * /run/gcs/layers/<dev>, whatever number of containers use it, and
  * unmounted when the last one is deleted; a layer given by path (a disk the
  * host mounted with scsi.add or vpmem.add) is used where it is.
+ *
+ * In the agent all of it runs on the mount worker (container_mounts.c),
+ * one job at a time: the layer table has no lock.
  */
 #include "gcs/container.h"
 #include "gcs/bridge.h"
@@ -33,6 +36,15 @@ struct layer {
 
 static struct layer *layers;
 static const char *mke2fs = MKE2FS;
+/* mount(2) and umount(2), or a test's fakes (gcs_rootfs_set_mount_fns) */
+static gcs_mount_syscall sys_mount = mount;
+static gcs_umount_syscall sys_umount = umount;
+
+void gcs_rootfs_set_mount_fns(gcs_mount_syscall m, gcs_umount_syscall u)
+{
+	sys_mount = m ? m : mount;
+	sys_umount = u ? u : umount;
+}
 
 void gcs_format_set_tool(const char *path)
 {
@@ -93,7 +105,7 @@ static int layer_get(const char *dev, const char *fs, struct layer **out, char *
 	snprintf(l->dev, sizeof(l->dev), "%s", dev);
 	snprintf(l->mnt, sizeof(l->mnt), "%s/%s", GCS_CTR_LAYER_DIR, dev + 5);
 	ret = gcs_mkdir_p(l->mnt);
-	if (!ret && mount(dev, l->mnt, fs, MS_RDONLY | MS_NODEV | MS_NOSUID, NULL) < 0)
+	if (!ret && sys_mount(dev, l->mnt, fs, MS_RDONLY | MS_NODEV | MS_NOSUID, NULL) < 0)
 		ret = -errno;
 	if (ret) {
 		snprintf(err, errlen, "layer %s (%s): %s", dev, fs, strerror(-ret));
@@ -118,7 +130,7 @@ static void layer_put(const char *mnt)
 			continue;
 		if (--l->refs > 0)
 			return;
-		if (umount(l->mnt) < 0) {
+		if (sys_umount(l->mnt) < 0) {
 			gcs_log_errno("layer %s: unmount %s", l->dev, l->mnt);
 			l->refs = 1; /* still mounted: kept, so a later container can share it */
 			return;
@@ -202,14 +214,14 @@ static int scratch_mount(struct gcs_rootfs *r, const char *dir, const cJSON *scr
 		return ret;
 	}
 	if (!dev) {
-		if (mount("tmpfs", base, "tmpfs", MS_NODEV | MS_NOSUID, "mode=0755") < 0) {
+		if (sys_mount("tmpfs", base, "tmpfs", MS_NODEV | MS_NOSUID, "mode=0755") < 0) {
 			snprintf(err, errlen, "scratch tmpfs: %s", strerror(errno));
 			return -errno;
 		}
 		r->scratch_mounted = true;
 		return 0;
 	}
-	if (mount(dev, base, "ext4", MS_NODEV | MS_NOSUID, NULL) < 0) {
+	if (sys_mount(dev, base, "ext4", MS_NODEV | MS_NOSUID, NULL) < 0) {
 		ret = -errno;
 		if (ret == -EINVAL && !format)
 			snprintf(err, errlen,
@@ -355,7 +367,7 @@ static int rootfs_bind(struct gcs_rootfs *r, const char *dir, const cJSON *req, 
 		snprintf(err, errlen, "mkdir %s: %s", rootfs, strerror(-ret));
 		return ret;
 	}
-	if (mount(path, rootfs, NULL, MS_BIND, NULL) < 0) {
+	if (sys_mount(path, rootfs, NULL, MS_BIND, NULL) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "rootfs %s: bind on %s: %s", path, rootfs, strerror(-ret));
 		return ret;
@@ -426,7 +438,7 @@ int gcs_rootfs_end(struct gcs_rootfs *r, const char *dir, const cJSON *req, char
 	for (int i = 0; i < r->nr_layers; i++)
 		used += snprintf(opts + used, len - used, "%s%s", i ? ":" : "", r->layers[i]);
 	snprintf(opts + used, len - used, ",upperdir=%s,workdir=%s", upper, work);
-	if (mount("overlay", rootfs, "overlay", 0, opts) < 0) {
+	if (sys_mount("overlay", rootfs, "overlay", 0, opts) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "overlay on %s: %s", rootfs, strerror(-ret));
 		goto fail;
@@ -447,7 +459,7 @@ int gcs_rootfs_unmount(struct gcs_rootfs *r, const char *dir, char *err, size_t 
 
 	if (r->rootfs_mounted) {
 		snprintf(p, sizeof(p), "%s/rootfs", dir);
-		if (umount(p) < 0 && errno != EINVAL) {
+		if (sys_umount(p) < 0 && errno != EINVAL) {
 			ret = -errno;
 			snprintf(err, errlen, "unmount %s: %s", p, strerror(errno));
 			return ret; /* the layers and the scratch are still under it */
@@ -456,7 +468,7 @@ int gcs_rootfs_unmount(struct gcs_rootfs *r, const char *dir, char *err, size_t 
 	}
 	if (r->scratch_mounted) {
 		snprintf(p, sizeof(p), "%s/scratch", dir);
-		if (umount(p) < 0 && errno != EINVAL) {
+		if (sys_umount(p) < 0 && errno != EINVAL) {
 			ret = -errno;
 			snprintf(err, errlen, "unmount %s: %s", p, strerror(errno));
 		} else {

@@ -86,6 +86,13 @@ static void maybe_report(struct serve *s, struct ctr_entry *e)
 
 /* ---- create ---------------------------------------------------------------------------- */
 
+/*
+ * The create's answer. A delete sent meanwhile keeps the entry: a failed
+ * create (the guest's -ECANCELED when the delete stopped its format) leaves
+ * it to the delete's answer; a created one gets its pid, which the delete
+ * kills. With no entry any more (the guest answered the delete first) a
+ * success is no container of the parent's: it is told it was deleted.
+ */
 static void create_started(struct sproc *p, struct ctl_req *req, int status, const char *error)
 {
 	struct ctr_entry *e = p->owner;
@@ -94,10 +101,22 @@ static void create_started(struct sproc *p, struct ctl_req *req, int status, con
 	if (status) {
 		p->owner = NULL;
 		ctl_req_error(req, serve_guest_err_code(status), "%s", error);
-		ctr_unlink_free(&p->s->ctrs, e);
+		if (e && e->state == CTR_DELETING) {
+			e->create_out = false;
+			e->create_failed = true;
+		} else if (e) {
+			ctr_unlink_free(&p->s->ctrs, e);
+		}
 		return;
 	}
-	e->state = CTR_CREATED;
+	if (!e) {
+		ctl_req_error(req, CTL_ERR_CANCELLED,
+			      "the container was deleted while being created");
+		return;
+	}
+	e->create_out = false;
+	if (e->state == CTR_CREATING)
+		e->state = CTR_CREATED;
 	e->pid = p->gp.pid;
 	r = cJSON_CreateObject();
 	cJSON_AddStringToObject(r, "id", e->id);
@@ -201,6 +220,7 @@ void serve_container_create(void *opaque, struct ctl_req *req)
 	e->m = &s->ctrs;
 	snprintf(e->id, sizeof(e->id), "%s", id);
 	e->state = CTR_CREATING;
+	e->create_out = true;
 	e->pid = -1;
 	for (unsigned i = 0; i <= root->nr_layers; i++) {
 		const struct ctr_ref *r = i < root->nr_layers ? &root->layers[i] : &root->scratch;
@@ -235,6 +255,8 @@ struct ctr_call {
 	struct ctl_req *req;
 	char id[CONTAINER_ID_MAX + 1];
 	void (*done)(struct ctr_call *c, struct ctr_entry *e, const cJSON *body);
+	/* NULL: the guest's error answers req */
+	void (*failed)(struct ctr_call *c, struct ctr_entry *e, int status, const char *error);
 };
 
 static void on_call_resp(void *opaque, int status, const char *error, const cJSON *body)
@@ -244,7 +266,9 @@ static void on_call_resp(void *opaque, int status, const char *error, const cJSO
 
 	if (e && e->state == CTR_STARTING && status)
 		e->state = CTR_CREATED;
-	if (status)
+	if (status && c->failed)
+		c->failed(c, e, status, error ? error : strerror(-status));
+	else if (status)
 		ctl_req_error(c->req, serve_guest_err_code(status), "%s",
 			      error ? error : strerror(-status));
 	else if (c->done)
@@ -254,10 +278,14 @@ static void on_call_resp(void *opaque, int status, const char *error, const cJSO
 	free(c);
 }
 
-/* Sends body (consumed, "id" added) for e; done (NULL: {}) answers a success. */
-static void ctr_call(struct serve *s, struct ctl_req *req, struct ctr_entry *e, uint32_t type,
-		     cJSON *body,
-		     void (*done)(struct ctr_call *, struct ctr_entry *, const cJSON *))
+/*
+ * Sends body (consumed, "id" added) for e; done (NULL: {}) answers a
+ * success, failed (NULL: the error as it is) a failure. -errno when nothing
+ * was sent (req answered).
+ */
+static int ctr_send(struct serve *s, struct ctl_req *req, struct ctr_entry *e, uint32_t type,
+		    cJSON *body, void (*done)(struct ctr_call *, struct ctr_entry *, const cJSON *),
+		    void (*failed)(struct ctr_call *, struct ctr_entry *, int, const char *))
 {
 	struct ctr_call *c = calloc(1, sizeof(*c));
 	int ret;
@@ -265,9 +293,9 @@ static void ctr_call(struct serve *s, struct ctl_req *req, struct ctr_entry *e, 
 	if (!c) {
 		cJSON_Delete(body);
 		ctl_req_error(req, CTL_ERR_INTERNAL, "out of memory");
-		return;
+		return -ENOMEM;
 	}
-	*c = (struct ctr_call){.s = s, .req = req, .done = done};
+	*c = (struct ctr_call){.s = s, .req = req, .done = done, .failed = failed};
 	snprintf(c->id, sizeof(c->id), "%s", e->id);
 	cJSON_AddStringToObject(body, "id", e->id);
 	ret = bridge_ready(s->bridge) ? bridge_request(s->bridge, type, body, on_call_resp, c)
@@ -276,7 +304,16 @@ static void ctr_call(struct serve *s, struct ctl_req *req, struct ctr_entry *e, 
 		free(c);
 		ctl_req_error(req, CTL_ERR_GUEST, "cannot reach the guest agent: %s",
 			      strerror(-ret));
+		return ret;
 	}
+	return 0;
+}
+
+static void ctr_call(struct serve *s, struct ctl_req *req, struct ctr_entry *e, uint32_t type,
+		     cJSON *body,
+		     void (*done)(struct ctr_call *, struct ctr_entry *, const cJSON *))
+{
+	(void)ctr_send(s, req, e, type, body, done, NULL);
 }
 
 static void start_done(struct ctr_call *c, struct ctr_entry *e, const cJSON *body)
@@ -458,11 +495,12 @@ static void ctr_release(void *opaque)
 {
 	struct ctr_entry *e = opaque;
 	struct serve *s = container_of(e->m, struct serve, ctrs);
-	struct sproc *p = e->pid > 0 ? serve_proc_find(s, e->pid) : NULL;
 	struct ctl_req *req;
 
-	if (p && p->owner == e)
-		p->owner = NULL;
+	/* its init's record, and one whose create is still out (answered later, as deleted) */
+	for (struct sproc *p = s->procs; p; p = p->next)
+		if (p->owner == e)
+			p->owner = NULL;
 	/* A forced delete's kill: the exit came first (the guest sends it before the answer),
 	 * its output may still be on its way; the event goes now, like any exit's. */
 	if (e->exited) {
@@ -484,6 +522,31 @@ static void delete_done(struct ctr_call *c, struct ctr_entry *e, const cJSON *bo
 	mgr_retire(&c->s->ctrs.reaper, NULL, c->req, 0, NULL, NULL, ctr_release, e);
 }
 
+/*
+ * The guest refused or lost the delete. Sent during the create, -ENOENT is
+ * the guest's word that the create failed and left nothing: done. A create
+ * that failed meanwhile leaves nothing to delete either (the entry goes, the
+ * error is said). Otherwise the container is as it was.
+ */
+static void delete_failed(struct ctr_call *c, struct ctr_entry *e, int status, const char *error)
+{
+	if (e && e->state == CTR_DELETING && e->del_from == CTR_CREATING && status == -ENOENT) {
+		delete_done(c, e, NULL);
+		return;
+	}
+	ctl_req_error(c->req, serve_guest_err_code(status), "%s", error);
+	if (!e || e->state != CTR_DELETING)
+		return;
+	if (e->create_failed)
+		mgr_retire(&c->s->ctrs.reaper, NULL, NULL, 0, NULL, NULL, ctr_release, e);
+	else if (e->create_out)
+		e->state = CTR_CREATING;
+	else if (e->exited)
+		e->state = CTR_STOPPED;
+	else
+		e->state = e->del_from == CTR_CREATING ? CTR_CREATED : e->del_from;
+}
+
 void serve_container_delete(void *opaque, struct ctl_req *req)
 {
 	struct serve *s = opaque;
@@ -498,7 +561,7 @@ void serve_container_delete(void *opaque, struct ctl_req *req)
 		ctl_req_bad_params(req, err);
 		return;
 	}
-	if (e->state == CTR_CREATING || e->state == CTR_STARTING || e->state == CTR_DELETING) {
+	if (e->state == CTR_STARTING || e->state == CTR_DELETING) {
 		ctl_req_error(req, CTL_ERR_BUSY, "container %s is %s", e->id,
 			      container_state_name(e->state));
 		return;
@@ -510,7 +573,12 @@ void serve_container_delete(void *opaque, struct ctl_req *req)
 	}
 	b = cJSON_CreateObject();
 	cJSON_AddBoolToObject(b, "force", force);
-	ctr_call(s, req, e, CREQ(DELETE), b, delete_done);
+	/* Sent after the create (one stream, in order): the guest queues it behind it, or stops
+	 * the create's scratch format (the create then fails -ECANCELED). */
+	e->del_from = e->state;
+	e->state = CTR_DELETING;
+	if (ctr_send(s, req, e, CREQ(DELETE), b, delete_done, delete_failed))
+		e->state = e->del_from;
 }
 
 /* ---- notifications and the VM's end ------------------------------------------------------ */

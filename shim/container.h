@@ -52,7 +52,7 @@ struct ctr_root {
 	 * overlay's one lower layer; writable, the root itself. */
 	const char *plan9;
 	const char *subdir; /* a relative path in the share, or NULL */
-	bool has_scratch; /* else the upper layer lives in guest memory */
+	bool has_scratch;   /* else the upper layer lives in guest memory */
 	struct ctr_ref scratch;
 	bool format; /* format the scratch ext4 first */
 };
@@ -96,7 +96,7 @@ enum ctr_state {
 	CTR_STARTING,
 	CTR_RUNNING,
 	CTR_STOPPED,
-	CTR_DELETING,
+	CTR_DELETING, /* container_delete is out (the create may be too) */
 };
 
 struct container_mgr;
@@ -112,6 +112,14 @@ struct ctr_entry {
 	bool reported;	  /* container.exited was sent */
 	struct ctr_exit exit;
 	uint64_t oom_kills;
+	/*
+	 * A container.delete may be sent while the create is still out (the
+	 * guest cancels a scratch format, or deletes once created): the entry
+	 * then waits for both answers, in either order.
+	 */
+	bool create_out;	  /* container_create's answer is still to come */
+	bool create_failed;	  /* ... and came as a failure while a delete was out */
+	enum ctr_state del_from;  /* the state a delete was sent in (restored if it fails) */
 	struct req_list *waiters; /* container.wait */
 	/* the vpmem devices and scsi disks it stands on (layers, scratch): not removable */
 	struct ctr_ref devs[CONTAINER_MAX_LAYERS + 1];

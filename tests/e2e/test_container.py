@@ -258,6 +258,31 @@ def test_unformatted_scratch_is_refused(cvm, tmp, images):
     assert "c4" not in [c["id"] for c in cvm.ok("container.list")["containers"]]
 
 
+def test_delete_while_creating(cvm, tmp, images):
+    """container.delete sent right behind a create that formats its scratch: the guest
+    stops the create where it is (mounting or formatting), the create answers -32009, the
+    delete {}; nothing of it stays (no entry, no mount, the disk removable), and the
+    same id is created again on the same disk, formatted anew."""
+    lun, img = add_scratch(cvm, tmp, "del.img")
+    spec = spec_of(images, ["/bin/sh", "-c", "echo again"])
+    f = Fifos(tmp, "dc1-cancelled")
+    root = {"layers": [{"vpmem": 0}], "scratch": {"scsi": {"controller": 0, "lun": lun}},
+            "format": True}
+    rc = cvm.send("container.create", id="dc1", spec=spec, root=root, **f.paths)
+    rd = cvm.send("container.delete", id="dc1")
+    d = cvm.wait_id(rd, LONG)
+    c = cvm.wait_id(rc, LONG)
+    assert d.get("result") == {}, (d, cvm.log())
+    assert c.get("error", {}).get("code") == -32009, (c, cvm.log())
+    assert "deleted while" in c["error"]["message"], c
+    assert "dc1" not in [x["id"] for x in cvm.ok("container.list")["containers"]]
+    assert "/run/gcs/c/dc1" not in guest_mounts(cvm, tmp)
+    ex, out, err = run_container(cvm, tmp, "dc1", spec, scratch=lun, fmt=True)
+    assert ex["exit_code"] == 0 and out == "again\n", (ex, out, err)
+    assert cvm.ok("container.delete", timeout=LONG, id="dc1") == {}
+    assert cvm.ok("scsi.remove", timeout=LONG, controller=0, lun=lun)
+
+
 def test_memory_limit_oom_reported(cvm, tmp, images):
     spec = spec_of(images, ["/bin/sh", "-c",
                             "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo survived"])

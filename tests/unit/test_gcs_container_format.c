@@ -1,6 +1,8 @@
 /*
- * A scratch formatted off the agent's loop (gcs/container.c,
- * container_layers.c, container_crun.c), with a fake mke2fs: a
+ * A container's slow steps off the agent's loop (gcs/container.c,
+ * container_layers.c, container_crun.c, container_mounts.c).
+ *
+ * The scratch's format, with a fake mke2fs: a
  * container_create that formats returns at once and other requests are
  * answered while mke2fs runs (stats, another container's create and its own
  * format, a refused one); the create goes on when mke2fs exits (here to the
@@ -10,6 +12,14 @@
  * answered done; the bridge's end stops every format before it returns. Each
  * time: no child left, no fd leaked, the container's directory gone. The
  * real mke2fs runs in the e2e tests (test_container.py).
+ *
+ * The mounts and unmounts, with fake mount(2)/umount(2) that wait at a gate
+ * (gcs_rootfs_set_mount_fns) and a fake crun: while the worker is held in
+ * a create's mount, a failed create's unmount or a delete's, the loop (this
+ * test's thread) still answers stats, other creates, and queues the
+ * container's own requests; a container re-created under the same id while
+ * the old one is being unmounted gets a fresh directory after it; a delete
+ * during the mounts cancels the create.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +28,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,10 +38,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+static char fake_crun[128];
+#define CRUN fake_crun
 #include "gcs/container.c"
 #include "gcs/container_bundle.c"
 #include "gcs/container_crun.c"
 #include "gcs/container_layers.c"
+#include "gcs/container_mounts.c"
 #include "gcs/container_stats.c"
 #include "gcs/container_verbs.c"
 #include "gcs/fields.c"
@@ -102,8 +117,17 @@ int gcs_exit_code(int status)
 	return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
 }
 
+void gcs_stacks_allow(void)
+{
+}
+
+static bool stdio_ok;		     /* the create goes on to crun (the fake) */
+static bool mount_held, umount_held; /* the fake mount, umount wait while these are set */
+
 int gcs_stdio_dial(const cJSON *req, struct gcs_stdio *io, char *err, size_t errlen)
 {
+	if (stdio_ok)
+		return 0;
 	snprintf(err, errlen, "stdio: not in this test");
 	return -ENOTCONN;
 }
@@ -115,7 +139,7 @@ void gcs_stdio_close(struct gcs_stdio *io)
 int gcs_process_adopt(pid_t pid, int master, struct gcs_stdio *io,
 		      void (*on_exit)(pid_t pid, int status))
 {
-	return -ENOSYS;
+	return stdio_ok ? 0 : -ENOSYS;
 }
 
 /* ---- the test's fixtures ---- */
@@ -164,7 +188,15 @@ static int setup(void **state)
 		tmp, go);
 	fclose(f);
 	chmod(fake, 0755);
+	/* crun: create writes a pid no process has (the delete's SIGKILL finds nobody) */
+	snprintf(fake_crun, sizeof(fake_crun), "%s/fake-crun", tmp);
+	f = fopen(fake_crun, "w");
+	assert_non_null(f);
+	fputs("#!/bin/sh\nshift\n[ \"$1\" = create ] && echo 2147483600 > \"$5\"\nexit 0\n", f);
+	fclose(f);
+	chmod(fake_crun, 0755);
 	gcs_container_set_paths(ctr_root, fake);
+	assert_int_equal(mounts_start(), 0); /* its eventfd stays: not a leak */
 	fds_at_start = count_fds();
 	return 0;
 }
@@ -174,6 +206,17 @@ static int teardown(void **state)
 	gcs_ctr_rmdir(ctr_root);
 	gcs_ctr_rmdir(tmp);
 	return 0;
+}
+
+/* Runs the done of every mount job until none is out (the loop's part). */
+static void settle(void)
+{
+	while (gcs_mounts_pending()) {
+		struct pollfd p = {.fd = efd, .events = POLLIN};
+
+		assert_true(poll(&p, 1, 10000) == 1);
+		mounts_reap();
+	}
 }
 
 static void reset(void)
@@ -212,6 +255,7 @@ static void create(uint64_t id, const char *cid, const char *scratch_dev)
 		 "\"scratch\":{\"device\":\"%s\",\"format\":true}}",
 		 cid, scratch_dev);
 	request(gcs_container_create, CREATE, id, json);
+	settle(); /* its directory and layers: then the format starts */
 }
 
 /* What process.c's reaper does when the job's child has exited. */
@@ -222,6 +266,8 @@ static void reap(pid_t pid)
 	assert_true(pid > 0);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	gcs_crun_reaped(pid, status);
+	if (!mount_held && !umount_held)
+		settle(); /* the mounts or the teardown that follow (unless the test holds them) */
 }
 
 static bool ctr_dir_exists(const char *cid)
@@ -241,6 +287,7 @@ static void assert_clean(void)
 	assert_int_equal(errno, ECHILD);
 	assert_int_equal(count_fds(), fds_at_start);
 	assert_null(ctrs);
+	assert_int_equal(gcs_mounts_pending(), 0);
 	alarm(0);
 }
 
@@ -270,6 +317,7 @@ static void test_loop_answers_while_formatting(void **state)
 	assert_int_equal(a->status, -EBUSY);
 	assert_non_null(strstr(a->error, "being formatted"));
 	request(gcs_container_create, CREATE, 5, "{\"id\":\"c4\",\"spec\":{}}");
+	settle();
 	a = answer_of(5);
 	assert_non_null(a);
 	assert_int_equal(a->status, -EINVAL);
@@ -322,6 +370,7 @@ static void test_delete_stops_the_format(void **state)
 	assert_int_equal(waitpid(hold, &status, 0), hold);
 	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 	gcs_crun_reaped(hold, status);
+	settle();
 	a = answer_of(10);
 	assert_non_null(a);
 	assert_int_equal(a->status, -ECANCELED);
@@ -397,6 +446,270 @@ static void test_format_message(void **state)
 	gcs_ctr_rmdir(cdir);
 }
 
+/* ---- mounts and unmounts on the mount worker ---- */
+
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
+static int held;	    /* fakes waiting at the gate now */
+static char calls[4096];    /* "mount tmpfs <target>\n", "umount <target>\n" */
+static bool on_test_thread; /* a fake ran on this test's thread (the loop) */
+static pthread_t test_thread;
+
+/* Records the call (target relative to ctr_root), then waits while held is set. */
+static void fake_call(const char *what, const char *target, bool *hold)
+{
+	const char *rel =
+	    strncmp(target, ctr_root, strlen(ctr_root)) ? target : target + strlen(ctr_root);
+
+	pthread_mutex_lock(&gate_lock);
+	snprintf(calls + strlen(calls), sizeof(calls) - strlen(calls), "%s %s\n", what, rel);
+	if (pthread_equal(pthread_self(), test_thread))
+		on_test_thread = true;
+	held++;
+	pthread_cond_broadcast(&gate_cond);
+	while (*hold)
+		pthread_cond_wait(&gate_cond, &gate_lock);
+	held--;
+	pthread_mutex_unlock(&gate_lock);
+}
+
+static int fake_mount(const char *source, const char *target, const char *fstype,
+		      unsigned long flags, const void *data)
+{
+	char what[64];
+
+	snprintf(what, sizeof(what), "mount %s", fstype ? fstype : "bind");
+	fake_call(what, target, &mount_held);
+	return 0;
+}
+
+/* The scratch's upper and work directories were on the tmpfs: gone with it. */
+static int fake_umount(const char *target)
+{
+	char p[PATH_MAX];
+	size_t n = strlen(target);
+
+	fake_call("umount", target, &umount_held);
+	if (n > 8 && !strcmp(target + n - 8, "/scratch")) {
+		snprintf(p, sizeof(p), "%s/upper", target);
+		rmdir(p);
+		snprintf(p, sizeof(p), "%s/work", target);
+		rmdir(p);
+	}
+	return 0;
+}
+
+static void gate(bool *hold, bool value)
+{
+	pthread_mutex_lock(&gate_lock);
+	*hold = value;
+	pthread_cond_broadcast(&gate_cond);
+	pthread_mutex_unlock(&gate_lock);
+}
+
+/* Serves the loop's part until the worker waits at the gate (10 s at most). */
+static void wait_at_gate(void)
+{
+	for (int i = 0; i < 1000; i++) {
+		struct pollfd p = {.fd = efd, .events = POLLIN};
+
+		pthread_mutex_lock(&gate_lock);
+		if (held) {
+			pthread_mutex_unlock(&gate_lock);
+			return;
+		}
+		pthread_mutex_unlock(&gate_lock);
+		if (poll(&p, 1, 10) == 1)
+			mounts_reap();
+	}
+	fail_msg("the mount worker never reached the gate; calls so far:\n%s", calls);
+}
+
+static void fakes_on(void)
+{
+	reset();
+	calls[0] = '\0';
+	on_test_thread = false;
+	test_thread = pthread_self();
+	gate(&mount_held, false);
+	gate(&umount_held, false);
+	gcs_rootfs_set_mount_fns(fake_mount, fake_umount);
+}
+
+static void fakes_off(void)
+{
+	gate(&mount_held, false);
+	gate(&umount_held, false);
+	settle();
+	gcs_rootfs_set_mount_fns(NULL, NULL);
+	stdio_ok = false;
+	assert_false(on_test_thread); /* never a mount on the loop */
+}
+
+/* A root on a tmpfs (no scratch), one layer by path: the mounts are the tmpfs and overlay. */
+static void create_plain(uint64_t id, const char *cid)
+{
+	char json[512];
+
+	snprintf(json, sizeof(json),
+		 "{\"id\":\"%s\",\"spec\":{\"ociVersion\":\"1.0.2\",\"process\":{\"args\":"
+		 "[\"/bin/true\"]}},\"layers\":[{\"path\":\"/nonexistent-layer\"}]}",
+		 cid);
+	request(gcs_container_create, CREATE, id, json);
+}
+
+static void expect_calls(const char *want)
+{
+	if (strcmp(calls, want))
+		fail_msg("mount calls:\n%s\nwanted:\n%s", calls, want);
+}
+
+/* A create's mount is slow: the loop answers meanwhile; the create goes on once it is done. */
+static void test_loop_answers_while_mounting(void **state)
+{
+	struct answer *a;
+
+	fakes_on();
+	gate(&mount_held, true);
+	create_plain(40, "m1");
+	wait_at_gate(); /* the worker is in m1's scratch mount */
+	assert_null(answer_of(40));
+	request(gcs_container_stats, REQ_TYPE(CONTAINER_STATS), 41, "{\"id\":\"m1\"}");
+	assert_non_null(answer_of(41));
+	create_plain(42, "m2"); /* its mounts queue behind m1's */
+	request(gcs_container_start, REQ_TYPE(CONTAINER_START), 43, "{\"id\":\"m1\"}");
+	request(gcs_container_stats, REQ_TYPE(CONTAINER_STATS), 44, "{\"id\":\"nosuch\"}");
+	assert_int_equal(answer_of(44)->status, -ENOENT);
+	assert_null(answer_of(40));
+	assert_null(answer_of(42));
+	assert_null(answer_of(43));
+	expect_calls("mount tmpfs /m1/scratch\n");
+	/* done: overlay, then stdio (this test has none): the create fails and is undone */
+	gate(&mount_held, false);
+	settle();
+	a = answer_of(40);
+	assert_non_null(a);
+	assert_int_equal(a->status, -ENOTCONN);
+	assert_int_equal(answer_of(42)->status, -ENOTCONN);
+	assert_int_equal(answer_of(43)->status, -ENOENT);
+	/* one job at a time, in order: m1's teardown was queued before m2's root */
+	expect_calls("mount tmpfs /m1/scratch\nmount overlay /m1/rootfs\n"
+		     "umount /m1/rootfs\numount /m1/scratch\n"
+		     "mount tmpfs /m2/scratch\nmount overlay /m2/rootfs\n"
+		     "umount /m2/rootfs\numount /m2/scratch\n");
+	assert_false(ctr_dir_exists("m1"));
+	assert_false(ctr_dir_exists("m2"));
+	fakes_off();
+	assert_clean();
+}
+
+/*
+ * A delete's unmount is slow (a scratch flushing): the loop answers
+ * meanwhile, the delete once it is done. The same id created again while
+ * the old root is being unmounted gets its own directory after it.
+ */
+static void test_loop_answers_while_unmounting(void **state)
+{
+	struct answer *a;
+	char path[PATH_MAX];
+
+	fakes_on();
+	stdio_ok = true;
+	create_plain(50, "u1");
+	settle();
+	reap(gcs_job_find("create"));
+	a = answer_of(50);
+	assert_non_null(a);
+	assert_int_equal(a->status, 0);
+	gate(&umount_held, true);
+	request(gcs_container_delete, REQ_TYPE(CONTAINER_DELETE), 51, "{\"id\":\"u1\"}");
+	reap(gcs_job_find("delete")); /* crun delete: then the unmounts, held */
+	wait_at_gate();
+	assert_null(answer_of(51)); /* answered once unmounted */
+	request(gcs_container_stats, REQ_TYPE(CONTAINER_STATS), 52, "{\"id\":\"u1\"}");
+	assert_non_null(answer_of(52));
+	create_plain(53, "u1"); /* still in the table until unmounted */
+	assert_int_equal(answer_of(53)->status, -EEXIST);
+	gate(&umount_held, false);
+	settle();
+	assert_int_equal(answer_of(51)->status, 0);
+	assert_false(ctr_dir_exists("u1"));
+	expect_calls("mount tmpfs /u1/scratch\nmount overlay /u1/rootfs\n"
+		     "umount /u1/rootfs\numount /u1/scratch\n");
+
+	/*
+	 * A create that fails is unmounted off the loop too, and answered once it
+	 * is (the host may then remove its disks); its id is free at once.
+	 */
+	stdio_ok = false;
+	calls[0] = '\0';
+	gate(&umount_held, true);
+	create_plain(54, "u2");
+	wait_at_gate(); /* the teardown's unmount of the overlay */
+	assert_null(answer_of(54));
+	stdio_ok = true;
+	create_plain(55, "u2"); /* queued behind the old one's teardown */
+	assert_null(answer_of(55));
+	gate(&umount_held, false);
+	settle();
+	assert_int_equal(answer_of(54)->status, -ENOTCONN);
+	reap(gcs_job_find("create"));
+	assert_int_equal(answer_of(55)->status, 0);
+	expect_calls("mount tmpfs /u2/scratch\nmount overlay /u2/rootfs\n"
+		     "umount /u2/rootfs\numount /u2/scratch\n"
+		     "mount tmpfs /u2/scratch\nmount overlay /u2/rootfs\n");
+	/* the teardown's rmdir came first: the new config.json is there */
+	snprintf(path, sizeof(path), "%s/u2/config.json", ctr_root);
+	assert_int_equal(access(path, F_OK), 0);
+	request(gcs_container_delete, REQ_TYPE(CONTAINER_DELETE), 56, "{\"id\":\"u2\"}");
+	reap(gcs_job_find("delete"));
+	assert_int_equal(answer_of(56)->status, 0);
+	fakes_off();
+	assert_clean();
+}
+
+/* A delete while the create mounts: the create stops once its mount is back, both answered. */
+static void test_delete_while_mounting(void **state)
+{
+	fakes_on();
+	gate(&mount_held, true);
+	create_plain(60, "d1");
+	wait_at_gate();
+	request(gcs_container_delete, REQ_TYPE(CONTAINER_DELETE), 61, "{\"id\":\"d1\"}");
+	request(gcs_container_delete, REQ_TYPE(CONTAINER_DELETE), 62, "{\"id\":\"d1\"}");
+	assert_null(answer_of(60));
+	assert_null(answer_of(61));
+	gate(&mount_held, false);
+	settle();
+	assert_int_equal(answer_of(60)->status, -ECANCELED);
+	assert_non_null(strstr(answer_of(60)->error, "deleted while being created"));
+	assert_int_equal(answer_of(61)->status, 0);
+	assert_int_equal(answer_of(62)->status, 0);
+	/* the root's job ends (tmpfs, overlay) before the create sees the delete */
+	expect_calls("mount tmpfs /d1/scratch\nmount overlay /d1/rootfs\n"
+		     "umount /d1/rootfs\numount /d1/scratch\n");
+	assert_false(ctr_dir_exists("d1"));
+	fakes_off();
+	assert_clean();
+}
+
+/* The bridge ends with a mount held: the create gives up there, everything is undone. */
+static void test_bridge_end_waits_for_mounts(void **state)
+{
+	fakes_on();
+	gate(&mount_held, true);
+	create_plain(70, "s1");
+	wait_at_gate();
+	gate(&mount_held, false); /* the mount ends (it always does), the stop waits for it */
+	gcs_container_stop();
+	assert_int_equal(answer_of(70)->status, -ECANCELED);
+	assert_false(ctr_dir_exists("s1"));
+	expect_calls("mount tmpfs /s1/scratch\nmount overlay /s1/rootfs\n"
+		     "umount /s1/rootfs\numount /s1/scratch\n");
+	fakes_off();
+	assert_clean();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -405,6 +718,10 @@ int main(void)
 	    cmocka_unit_test(test_bridge_end_stops_formats),
 	    cmocka_unit_test(test_mke2fs_missing),
 	    cmocka_unit_test(test_format_message),
+	    cmocka_unit_test(test_loop_answers_while_mounting),
+	    cmocka_unit_test(test_loop_answers_while_unmounting),
+	    cmocka_unit_test(test_delete_while_mounting),
+	    cmocka_unit_test(test_bridge_end_waits_for_mounts),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -208,8 +208,12 @@ static void test_states(void **state)
 	       "params.process");
 	expect(f, "{\"id\":1,\"method\":\"container.delete\",\"params\":{\"id\":\"run\"}}",
 	       "delete with force");
+	/* A delete during the create goes to the guest: here there is none, nothing changes. */
 	expect(f, "{\"id\":1,\"method\":\"container.delete\",\"params\":{\"id\":\"new\"}}",
-	       "\"code\":-32004");
+	       "cannot reach the guest agent");
+	add_ctr(&f->s, "gone", 8, CTR_DELETING);
+	expect(f, "{\"id\":1,\"method\":\"container.delete\",\"params\":{\"id\":\"gone\"}}",
+	       "\"code\":-32004,\"message\":\"container gone is deleting");
 	expect(f,
 	       "{\"id\":1,\"method\":\"container.signal\",\"params\":{\"id\":\"stop\","
 	       "\"signal\":9}}",
@@ -221,8 +225,9 @@ static void test_states(void **state)
 	expect(f, "{\"id\":1,\"method\":\"container.update\",\"params\":{\"id\":\"run\"}}",
 	       "nothing to update");
 	expect(f, "{\"id\":1,\"method\":\"container.list\"}",
-	       "{\"id\":\"new\",\"state\":\"creating\",\"pid\":7},{\"id\":\"stop\",\"state\":"
-	       "\"stopped\",\"pid\":6},{\"id\":\"run\",\"state\":\"running\",\"pid\":5}");
+	       "{\"id\":\"gone\",\"state\":\"deleting\",\"pid\":8},{\"id\":\"new\",\"state\":"
+	       "\"creating\",\"pid\":7},{\"id\":\"stop\",\"state\":\"stopped\",\"pid\":6},{\"id\":"
+	       "\"run\",\"state\":\"running\",\"pid\":5}");
 }
 
 static void test_exit_notifications(void **state)
@@ -461,7 +466,9 @@ static void test_force_delete_reports_the_exit(void **state)
 	f->s.procs = p;
 	f->s.nr_procs++;
 	expect(f, "{\"id\":1,\"method\":\"container.wait\",\"params\":{\"id\":\"c1\"}}", "");
-	feed(f, "{\"id\":2,\"method\":\"container.delete\",\"params\":{\"id\":\"c1\",\"force\":true}}");
+	feed(
+	    f,
+	    "{\"id\":2,\"method\":\"container.delete\",\"params\":{\"id\":\"c1\",\"force\":true}}");
 	assert_int_equal(fake_gcs_next(&gf->g, &h, body, sizeof(body)), 0);
 	assert_int_equal(bridge_type_rpc(h.type), BRIDGE_RPC_CONTAINER_DELETE);
 	assert_non_null(strstr(body, "\"force\":true"));
@@ -469,9 +476,8 @@ static void test_force_delete_reports_the_exit(void **state)
 				      "{\"id\":\"c1\",\"pid\":42,\"exit_code\":137,\"signal\":9}"),
 			 0);
 	assert_string_equal(drain(f), ""); /* its output is still coming */
-	assert_int_equal(fake_gcs_msg(&gf->g, bridge_response_type(h.type), 0, h.id,
-				      "{\"status\":0}"),
-			 0);
+	assert_int_equal(
+	    fake_gcs_msg(&gf->g, bridge_response_type(h.type), 0, h.id, "{\"status\":0}"), 0);
 	out = drain(f);
 	if (!strstr(out, "{\"event\":\"container.exited\",\"params\":{\"id\":\"c1\",\"pid\":42,"
 			 "\"exit_code\":137,\"signal\":9") ||
@@ -480,6 +486,268 @@ static void test_force_delete_reports_the_exit(void **state)
 		fail_msg("got %s", out);
 	assert_null(f->s.ctrs.list);
 	assert_null(p->owner);
+}
+
+/* ---- container.delete while the create is out: both answers, in any order ---- */
+
+#define CREATE_LINE                                                                                \
+	"{\"id\":1,\"method\":\"container.create\",\"params\":{\"id\":\"c1\",\"spec\":{},"         \
+	"\"root\":{\"layers\":[{\"path\":\"/l\"}]}}}"
+#define DELETE_LINE "{\"id\":2,\"method\":\"container.delete\",\"params\":{\"id\":\"c1\"}}"
+
+/*
+ * The next message the shim sent the guest: its header (rpc checked). The
+ * shim may have written several into one packet (a create and a delete
+ * sent before the guest read either): they are kept in order here. Only
+ * container requests are looked at.
+ */
+static struct bridge_hdr g_sent(struct gfixture *gf, uint32_t rpc)
+{
+	static struct bridge_hdr kept[8];
+	static unsigned nr_kept;
+	static uint8_t pkt[65536 + VSOCK_HDR_SIZE];
+	struct iovec iov = {pkt, sizeof(pkt)};
+	struct bridge_hdr h;
+	long n;
+
+	while (!nr_kept && (n = vsock_rx(gf->g.vs, &iov, 1, sizeof(pkt))) > 0) {
+		struct vsock_hdr vh;
+		size_t used, off = 0;
+
+		memcpy(&vh, pkt, sizeof(vh));
+		if (vh.op != VSOCK_OP_RW)
+			continue;
+		gf->g.fwd += vh.len;
+		while (off < vh.len) {
+			struct bridge_rx_event ev;
+			enum bridge_rx_result r = bridge_rx_feed(
+			    &gf->g.rx, pkt + VSOCK_HDR_SIZE + off, vh.len - off, &used, &ev);
+
+			off += used;
+			if (r == BRIDGE_RX_MSG) {
+				/* not the init's process wait, once created */
+				assert_true(nr_kept < 8);
+				if (bridge_type_cat(ev.hdr.type) == BRIDGE_CAT_CONTAINER)
+					kept[nr_kept++] = ev.hdr;
+				free(ev.body);
+			} else {
+				assert_int_equal(r, BRIDGE_RX_MORE);
+			}
+		}
+	}
+	assert_true(nr_kept > 0);
+	h = kept[0];
+	memmove(kept, kept + 1, --nr_kept * sizeof(kept[0]));
+	assert_int_equal(bridge_type_rpc(h.type), rpc);
+	return h;
+}
+
+static void g_answer(struct gfixture *gf, const struct bridge_hdr *h, const char *body)
+{
+	assert_int_equal(fake_gcs_msg(&gf->g, bridge_response_type(h->type), 0, h->id, body), 0);
+}
+
+/* The control output holds every one of the strings (NULL-ended). */
+static void drained(struct fixture *f, ...)
+{
+	char *out = drain(f);
+	const char *want;
+	va_list ap;
+
+	va_start(ap, f);
+	while ((want = va_arg(ap, const char *)))
+		if (!strstr(out, want))
+			fail_msg("got %s, wanted %s", out, want);
+	va_end(ap);
+}
+
+/*
+ * A create, then a delete of it, both out: read by the guest one by one, or
+ * together (the delete sent before the guest read the create).
+ */
+static void both_out(struct gfixture *gf, bool unread, struct bridge_hdr *hc, struct bridge_hdr *hd)
+{
+	feed(&gf->f, CREATE_LINE);
+	if (!unread)
+		*hc = g_sent(gf, BRIDGE_RPC_CONTAINER_CREATE);
+	feed(&gf->f, DELETE_LINE);
+	if (unread)
+		*hc = g_sent(gf, BRIDGE_RPC_CONTAINER_CREATE);
+	*hd = g_sent(gf, BRIDGE_RPC_CONTAINER_DELETE);
+}
+
+/* Nothing left of c1: no entry, no slot, no process record, no request out. */
+static void assert_clean(struct fixture *f)
+{
+	assert_null(f->s.ctrs.list);
+	assert_int_equal(f->s.ctrs.count, 0);
+	for (struct sproc *p = f->s.procs; p; p = p->next)
+		assert_null(p->owner);
+	expect(f, "{\"id\":9,\"method\":\"container.list\"}", "{\"containers\":[]}");
+}
+
+/*
+ * The guest's own order when a delete stops the scratch format: the create
+ * fails -ECANCELED, then the delete succeeds. The delete is sent before the
+ * guest read the create (both wait in the stream, in order); a second
+ * delete meanwhile is refused.
+ */
+static void test_delete_cancels_create(void **state)
+{
+	struct gfixture *gf = *state;
+	struct fixture *f = &gf->f;
+	struct bridge_hdr hc, hd;
+
+	feed(f, CREATE_LINE);
+	feed(f, DELETE_LINE);
+	assert_string_equal(drain(f), "");
+	expect(f, "{\"id\":3,\"method\":\"container.delete\",\"params\":{\"id\":\"c1\"}}",
+	       "\"code\":-32004,\"message\":\"container c1 is deleting");
+	expect(f,
+	       "{\"id\":3,\"method\":\"container.create\",\"params\":{\"id\":\"c1\",\"spec\":{},"
+	       "\"root\":{\"layers\":[{\"path\":\"/l\"}]}}}",
+	       "container c1 already exists");
+	hc = g_sent(gf, BRIDGE_RPC_CONTAINER_CREATE);
+	hd = g_sent(gf, BRIDGE_RPC_CONTAINER_DELETE);
+	assert_int_equal(f->s.ctrs.count, 1);
+	g_answer(gf, &hc,
+		 "{\"status\":-125,\"error\":\"container c1: deleted while its scratch was being "
+		 "formatted\"}");
+	drained(f, "{\"id\":1,\"error\":{\"code\":-32009,\"message\":\"container c1: deleted",
+		NULL);
+	assert_int_equal(f->s.ctrs.count, 1); /* the delete's answer retires it */
+	expect(f, "{\"id\":9,\"method\":\"container.list\"}", "\"state\":\"deleting\"");
+	g_answer(gf, &hd, "{\"status\":0}");
+	drained(f, "{\"id\":2,\"result\":{}}", NULL);
+	assert_clean(f);
+	assert_null(f->s.procs); /* the failed create's record went */
+	/* Deleted: a third delete finds nothing, the id is free again. */
+	expect(f, "{\"id\":4,\"method\":\"container.delete\",\"params\":{\"id\":\"c1\"}}",
+	       "\"code\":-32003");
+}
+
+/* The create won the race: its pid, then the killed init's exit, then the delete's answer. */
+static void test_delete_after_create_answer(void **state)
+{
+	struct gfixture *gf = *state;
+	struct fixture *f = &gf->f;
+	struct bridge_hdr hc, hd;
+
+	both_out(gf, false, &hc, &hd);
+	g_answer(gf, &hc, "{\"status\":0,\"pid\":93}");
+	drained(f, "{\"id\":1,\"result\":{\"id\":\"c1\",\"pid\":93}}", NULL);
+	expect(f, "{\"id\":9,\"method\":\"container.list\"}",
+	       "{\"id\":\"c1\",\"state\":\"deleting\",\"pid\":93}");
+	/* still being deleted: start is refused */
+	expect(f, "{\"id\":5,\"method\":\"container.start\",\"params\":{\"id\":\"c1\"}}",
+	       "is deleting, not created");
+	assert_int_equal(fake_gcs_msg(&gf->g, EXITED, 0, 0,
+				      "{\"id\":\"c1\",\"pid\":93,\"exit_code\":137,\"signal\":9}"),
+			 0);
+	g_answer(gf, &hd, "{\"status\":0}");
+	drained(f, "\"container.exited\"", "{\"id\":2,\"result\":{}}", NULL);
+	assert_clean(f);
+	assert_non_null(serve_proc_find(&f->s, 93)); /* its record, for process.wait */
+}
+
+/* Hostile: the delete answered before the create; the late create cannot revive it. */
+static void test_delete_answered_first(void **state)
+{
+	struct gfixture *gf = *state;
+	struct fixture *f = &gf->f;
+	struct bridge_hdr hc, hd;
+
+	both_out(gf, false, &hc, &hd);
+	g_answer(gf, &hd, "{\"status\":0}");
+	drained(f, "{\"id\":2,\"result\":{}}", NULL);
+	assert_clean(f);
+	g_answer(gf, &hc, "{\"status\":0,\"pid\":93}");
+	drained(f, "{\"id\":1,\"error\":{\"code\":-32009,\"message\":\"the container was deleted",
+		NULL);
+	assert_clean(f);
+	/* a repeated answer of either is no request's */
+	g_answer(gf, &hd, "{\"status\":0}");
+	g_answer(gf, &hc, "{\"status\":-125}");
+	assert_string_equal(drain(f), "");
+	/* and the id can be created again */
+	feed(f, CREATE_LINE);
+	hc = g_sent(gf, BRIDGE_RPC_CONTAINER_CREATE);
+	assert_int_equal(f->s.ctrs.count, 1);
+	g_answer(gf, &hc, "{\"status\":0,\"pid\":94}");
+	drained(f, "{\"id\":1,\"result\":{\"id\":\"c1\",\"pid\":94}}", NULL);
+}
+
+/* The create failed in the guest, which answers the delete queued behind it -ENOENT: done. */
+static void test_delete_after_failed_create(void **state)
+{
+	struct gfixture *gf = *state;
+	struct fixture *f = &gf->f;
+	struct bridge_hdr hc, hd;
+
+	both_out(gf, true, &hc, &hd);
+	g_answer(gf, &hc, "{\"status\":-5,\"error\":\"container c1: layer /l: no such dir\"}");
+	drained(f, "{\"id\":1,\"error\":{\"code\":-32002,\"message\":\"container c1: layer", NULL);
+	g_answer(gf, &hd, "{\"status\":-2,\"error\":\"no container c1\"}");
+	drained(f, "{\"id\":2,\"result\":{}}", NULL);
+	assert_clean(f);
+	assert_null(f->s.procs);
+}
+
+/* A delete the guest refuses leaves the container as it was (created, once answered). */
+static void test_delete_refused(void **state)
+{
+	struct gfixture *gf = *state;
+	struct fixture *f = &gf->f;
+	struct bridge_hdr hc, hd;
+
+	both_out(gf, true, &hc, &hd);
+	/* refused while the create is still out: creating again */
+	g_answer(gf, &hd, "{\"status\":-5,\"error\":\"container c1: crun: busy\"}");
+	drained(f, "{\"id\":2,\"error\":{\"code\":-32002,\"message\":\"container c1: crun: busy",
+		NULL);
+	expect(f, "{\"id\":9,\"method\":\"container.list\"}", "\"state\":\"creating\"");
+	g_answer(gf, &hc, "{\"status\":0,\"pid\":93}");
+	drained(f, "{\"id\":1,\"result\":{\"id\":\"c1\",\"pid\":93}}", NULL);
+	expect(f, "{\"id\":9,\"method\":\"container.list\"}", "\"state\":\"created\"");
+	/* refused once created: created again */
+	feed(f, DELETE_LINE);
+	hd = g_sent(gf, BRIDGE_RPC_CONTAINER_DELETE);
+	g_answer(gf, &hd, "{\"status\":-16,\"error\":\"busy\"}");
+	drained(f, "\"code\":-32002", NULL);
+	expect(f, "{\"id\":9,\"method\":\"container.list\"}", "\"state\":\"created\"");
+	assert_int_equal(f->s.ctrs.count, 1);
+}
+
+/* Hostile: the create fails, then the delete fails too: nothing is there to keep. */
+static void test_delete_refused_after_failed_create(void **state)
+{
+	struct gfixture *gf = *state;
+	struct fixture *f = &gf->f;
+	struct bridge_hdr hc, hd;
+
+	both_out(gf, true, &hc, &hd);
+	g_answer(gf, &hc, "{\"status\":-125,\"error\":\"cancelled\"}");
+	g_answer(gf, &hd, "{\"status\":-5,\"error\":\"odd\"}");
+	drained(f, "{\"id\":1,\"error\":{\"code\":-32009", "{\"id\":2,\"error\":{\"code\":-32002",
+		NULL);
+	assert_clean(f);
+	assert_null(f->s.procs);
+}
+
+/* The bridge breaks with both out: each is answered, nothing stays. */
+static void test_bridge_lost_with_create_and_delete_out(void **state)
+{
+	struct gfixture *gf = *state;
+	struct fixture *f = &gf->f;
+	struct bridge_hdr hc, hd;
+
+	both_out(gf, true, &hc, &hd);
+	assert_int_equal(fake_gcs_msg(&gf->g, 0, 8, 1, ""), 0); /* broken framing: reset */
+	assert_false(bridge_ready(f->s.bridge));
+	drained(f, "{\"id\":1,\"error\":{\"code\":-32009", "{\"id\":2,\"error\":{\"code\":-32009",
+		NULL);
+	assert_clean(f);
+	assert_null(f->s.procs);
 }
 
 int main(void)
@@ -492,7 +760,15 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hold_devices, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_plan9_root, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_force_delete_reports_the_exit, gsetup,
+	    cmocka_unit_test_setup_teardown(test_force_delete_reports_the_exit, gsetup, gteardown),
+	    cmocka_unit_test_setup_teardown(test_delete_cancels_create, gsetup, gteardown),
+	    cmocka_unit_test_setup_teardown(test_delete_after_create_answer, gsetup, gteardown),
+	    cmocka_unit_test_setup_teardown(test_delete_answered_first, gsetup, gteardown),
+	    cmocka_unit_test_setup_teardown(test_delete_after_failed_create, gsetup, gteardown),
+	    cmocka_unit_test_setup_teardown(test_delete_refused, gsetup, gteardown),
+	    cmocka_unit_test_setup_teardown(test_delete_refused_after_failed_create, gsetup,
+					    gteardown),
+	    cmocka_unit_test_setup_teardown(test_bridge_lost_with_create_and_delete_out, gsetup,
 					    gteardown),
 	};
 
