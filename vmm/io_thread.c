@@ -54,6 +54,7 @@ int io_threads_create(int n, struct io_threads **out)
 			io_threads_destroy(t);
 			return err;
 		}
+		loop_set_threaded(t->one[i].loop);
 		t->n++;
 	}
 	*out = t;

@@ -2,11 +2,15 @@
  * epoll event loop. Handlers live in a table keyed by fd; loop_del from a
  * callback marks the entry dead so later events of the same batch skip it.
  *
- * The table belongs to the loop's thread. While loop_run runs on one thread,
- * loop_add/mod/del called from any other thread (the control thread adding a
- * disk to an I/O thread's loop) are carried out on the loop's thread between
- * two callbacks, and the caller waits for them (loop_call): so no callback
- * for a deleted fd runs after loop_del returns, from whatever thread.
+ * The table belongs to the loop's thread. On a loop marked threaded (an I/O
+ * thread's), loop_add/mod/del called from any other thread while loop_run
+ * runs (the control thread adding or removing a disk) are carried out on the
+ * loop's thread between two callbacks, and the caller waits for them
+ * (loop_call): so no callback for a deleted fd runs after loop_del returns.
+ * The control loop is not marked: its table calls run where they are made,
+ * as they always did, since some come from vCPU threads holding a device lock
+ * that a callback of the loop may be waiting for (a vsock reset closing host
+ * connections); waiting there would deadlock.
  */
 #include "loop.h"
 
@@ -42,7 +46,8 @@ struct loop {
 	int defer_fd;
 	pthread_mutex_t defer_lock;
 	struct loop_deferred *deferred, **deferred_tail; /* oldest first */
-	bool running; /* loop_run is running on owner (defer_lock) */
+	bool threaded; /* loop_set_threaded: other threads' table calls go through loop_call */
+	bool running;  /* loop_run is running on owner (defer_lock) */
 	pthread_t owner;
 	bool stopping;
 	struct loop_entry *entries;
@@ -221,6 +226,11 @@ static int loop_call(struct loop *loop, struct table_call *c)
 	uint64_t one = 1;
 
 	c->loop = loop;
+	if (!loop->threaded) {
+		/* The control loop: its table is changed from its own thread (see loop.h). */
+		table_call_run(c, 0);
+		return c->ret;
+	}
 	pthread_mutex_lock(&loop->defer_lock);
 	if (loop->running && !pthread_equal(loop->owner, pthread_self()))
 		d = calloc(1, sizeof(*d));
@@ -250,6 +260,11 @@ static int loop_call(struct loop *loop, struct table_call *c)
 		;
 	sem_destroy(&c->done);
 	return c->ret;
+}
+
+void loop_set_threaded(struct loop *loop)
+{
+	loop->threaded = true;
 }
 
 int loop_add(struct loop *loop, int fd, uint32_t events, loop_fn fn, void *opaque)

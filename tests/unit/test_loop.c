@@ -195,6 +195,7 @@ static void test_del_from_other_thread_waits_for_callback(void **state)
 	void *ret;
 
 	assert_int_equal(loop_create(&loop), 0);
+	loop_set_threaded(loop);
 	assert_int_equal(pthread_create(&t, NULL, run_thread, loop), 0);
 	/* Added from this thread while the loop runs: the callback runs there. */
 	assert_int_equal(loop_add(loop, sl.efd, EPOLLIN, slow_cb, &sl), 0);
@@ -226,6 +227,7 @@ static void test_table_calls_racing_a_stop(void **state)
 		pthread_t t;
 
 		assert_int_equal(loop_create(&loop), 0);
+		loop_set_threaded(loop);
 		assert_int_equal(pthread_create(&t, NULL, run_thread, loop), 0);
 		if (i & 1)
 			sched_yield();
