@@ -249,6 +249,24 @@ static const struct sandbox_rule loop_rules[] = {
 };
 
 /*
+ * ---- I/O threads (vmm/io_thread.c running the block devices): thread_rules and these -----
+ * A block device's queue work: guest rings parsed, requests handed to the
+ * disk's io_uring, completions read back, interrupts through irqfds (write,
+ * in thread_rules). No socket, no open, no ioctl, no KVM: every fd it uses
+ * was made before (the disk, its ring and eventfds, the loop's epoll).
+ */
+static const struct sandbox_rule io_rules[] = {
+    /* loop_run and the table calls it runs for the control thread (vmm/loop.c). */
+    ALLOW(epoll_wait),
+    ALLOW(epoll_pwait),
+    ALLOW(epoll_ctl),
+    /* blk_uring.c: submissions (io_uring_submit) on the disk's restricted ring. */
+    ALLOW(io_uring_enter),
+    /* blk_backend_reap's wait for a ring's eventfd, if a drain ever runs here. */
+    ALLOW(ppoll),
+};
+
+/*
  * ---- 9p workers (virtio/p9_pool.c running virtio/p9_*.c): thread_rules and these ---------
  * Host file I/O beneath a share's root fd, on fds the worker holds. No socket,
  * no ioctl, no KVM, no process or thread creation, no plain open(): every name
@@ -387,7 +405,7 @@ static enum sandbox_action sandbox_setting = SANDBOX_KILL;
 
 static const char *const class_names[SANDBOX_NR_CLASSES] = {
     [SANDBOX_VCPU] = "vcpu",	     [SANDBOX_LOOP] = "loop",	  [SANDBOX_P9] = "9p",
-    [SANDBOX_P9_SPAWN] = "9p-spawn", [SANDBOX_OPENER] = "opener",
+    [SANDBOX_P9_SPAWN] = "9p-spawn", [SANDBOX_OPENER] = "opener",   [SANDBOX_IO] = "io",
 };
 
 const char *sandbox_class_name(enum sandbox_class cls)
@@ -513,6 +531,8 @@ static int sandbox_build(enum sandbox_class cls, enum sandbox_action act, scmp_f
 		ret = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
 	if (!ret && cls == SANDBOX_LOOP)
 		ret = add_rules(ctx, loop_rules, sizeof(loop_rules) / sizeof(loop_rules[0]));
+	if (!ret && cls == SANDBOX_IO)
+		ret = add_rules(ctx, io_rules, sizeof(io_rules) / sizeof(io_rules[0]));
 #ifdef SANDBOX_ASAN
 	if (!ret)
 		ret = add_rules(ctx, asan_rules, sizeof(asan_rules) / sizeof(asan_rules[0]));
@@ -637,7 +657,7 @@ int sandbox_apply_action(enum sandbox_class cls, enum sandbox_action act)
 	 * Not for the 9p workers: they convert no time, and the four of them
 	 * starting at once would race inside glibc's tzset (TSan).
 	 */
-	if (cls == SANDBOX_VCPU || cls == SANDBOX_LOOP)
+	if (cls == SANDBOX_VCPU || cls == SANDBOX_LOOP || cls == SANDBOX_IO)
 		tzset();
 	/* Sets no_new_privs for this thread too, which an unprivileged load needs. */
 	if (!ret)

@@ -16,6 +16,8 @@
  *    the drop (capabilities and no_new_privs are per thread);
  *  - each vCPU thread installs SANDBOX_VCPU right before its first KVM_RUN
  *    (vm_set_vcpu_hook);
+ *  - each I/O thread installs SANDBOX_IO before its loop runs (made after
+ *    the privilege drop and inside the Landlock domain);
  *  - the event-loop thread installs SANDBOX_LOOP once the vCPUs run;
  *  - the 9p spawner (made with the machine, before any of the above) keeps
  *    only the file-ownership capabilities a share needs and installs
@@ -40,6 +42,7 @@ enum sandbox_class {
 	SANDBOX_P9,	  /* 9p workers: file I/O beneath a share, nothing else */
 	SANDBOX_P9_SPAWN, /* the 9p spawner: the 9p list plus making a share's workers */
 	SANDBOX_OPENER,	  /* the opener process (shim/opener.h): opens and passes fds */
+	SANDBOX_IO,	  /* I/O threads (vmm/io_thread.h): block devices' rings and io_uring */
 	SANDBOX_NR_CLASSES,
 };
 

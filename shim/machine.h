@@ -41,9 +41,11 @@ int machine_cmdline(char *out, size_t cap, const char *extra, bool agent);
 
 struct boot_acpi;
 struct guest_mem;
-/* What the ACPI tables say about the platform vmm/ builds: PM block, SCI, PCI windows, reset port. */
+/* What the ACPI tables say about the platform vmm/ builds: PM block, SCI, PCI windows, reset port.
+ */
 void machine_acpi_config(struct boot_acpi *acpi, const struct guest_mem *mem);
 
+struct io_threads;
 struct loop;
 struct vm;
 struct pci_bus;
@@ -79,11 +81,20 @@ struct machine_config {
 	int nr_disks;
 	struct machine_pmem pmems[MACHINE_MAX_PMEM]; /* virtio-pmem, 4 GiB each at most */
 	int nr_pmems;
+	/*
+	 * I/O threads for the block devices (virtio-blk, virtio-pmem), cold and
+	 * hot-added, round robin: 0 means MACHINE_IO_THREADS_DEFAULT. Their queue
+	 * work then never waits behind the control protocol or vsock.
+	 */
+	int io_threads;
 };
+
+#define MACHINE_IO_THREADS_DEFAULT 1
 
 struct machine {
 	struct vm *vm;
-	struct loop *loop; /* borrowed: device I/O runs on it */
+	struct loop *loop;     /* borrowed: the control loop (rng, timers) */
+	struct io_threads *io; /* the block devices' loops (vmm/io_thread.h) */
 	struct uart *uart;
 	struct i8042 *kbc;
 	struct cmos *cmos;

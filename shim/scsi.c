@@ -11,6 +11,7 @@
 #include "shim/bridge.h"
 #include "shim/manager.h"
 #include "virtio/virtio.h"
+#include "vmm/io_thread.h"
 #include "vmm/log.h"
 #include "vmm/loop.h"
 
@@ -216,11 +217,12 @@ int scsi_count(const struct scsi *sc)
 /* ---- the machine ------------------------------------------------------------------- */
 
 void scsi_bind(struct scsi *sc, struct pci_bus *pci, struct guest_mem *mem, struct loop *loop,
-	       int num_queues)
+	       struct io_threads *io, int num_queues)
 {
 	sc->pci = pci;
 	sc->mem = mem;
 	sc->loop = loop;
+	sc->io = io;
 	sc->reaper.loop = loop;
 	sc->num_queues = num_queues;
 }
@@ -264,6 +266,7 @@ void scsi_unbind(struct scsi *sc)
 	sc->pci = NULL;
 	sc->mem = NULL;
 	sc->loop = NULL;
+	sc->io = NULL;
 	sc->reaper.loop = NULL;
 	sc->boot_fn = NULL;
 }
@@ -281,7 +284,8 @@ static int plug(struct scsi *sc, struct scsi_disk *d, char *err, size_t errlen)
 		snprintf(err, errlen, "there is no VM");
 		return -ENODEV;
 	}
-	ret = virtio_blk_create(sc->pci, sc->mem, sc->loop, &bc, &d->dev);
+	ret = virtio_blk_create(sc->pci, sc->mem, sc->io ? io_threads_pick(sc->io) : sc->loop, &bc,
+				&d->dev);
 	if (ret) {
 		d->dev = NULL;
 		snprintf(err, errlen, "cannot attach '%s': %s", d->host_path, strerror(-ret));

@@ -34,6 +34,7 @@
 
 struct bridge;
 struct guest_mem;
+struct io_threads;
 struct loop;
 struct pci_bus;
 struct virtio_dev;
@@ -80,6 +81,7 @@ struct scsi {
 	struct pci_bus *pci;
 	struct guest_mem *mem;
 	struct loop *loop;
+	struct io_threads *io; /* the disks' loops; NULL: loop (unit tests) */
 	int num_queues;
 	struct mgr_reaper reaper; /* disks the guest let go of, torn down from the loop */
 	/* boot-time attach in progress */
@@ -119,7 +121,7 @@ int scsi_count(const struct scsi *sc);
 /* ---- with a machine --------------------------------------------------------------- */
 
 void scsi_bind(struct scsi *sc, struct pci_bus *pci, struct guest_mem *mem, struct loop *loop,
-	       int num_queues);
+	       struct io_threads *io, int num_queues);
 /* Unplugs every disk (the VM is stopped) and forgets the machine. */
 void scsi_unbind(struct scsi *sc);
 

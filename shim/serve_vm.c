@@ -411,8 +411,8 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 	}
 	s->vm = s->m->vm;
 	vpmem_init(&s->vpmem, vpmem_count, vpmem_max);
-	vpmem_bind(&s->vpmem, s->m->pci, vm_mem(s->vm), s->loop, vm_mem_slots(s->vm));
-	scsi_bind(&s->scsi, s->m->pci, vm_mem(s->vm), s->loop, (int)cpus);
+	vpmem_bind(&s->vpmem, s->m->pci, vm_mem(s->vm), s->loop, s->m->io, vm_mem_slots(s->vm));
+	scsi_bind(&s->scsi, s->m->pci, vm_mem(s->vm), s->loop, s->m->io, (int)cpus);
 	cJSON_ArrayForEach(dj, disks)
 	{
 		struct scsi_params sp;

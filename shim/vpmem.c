@@ -10,6 +10,7 @@
 #include "shim/bridge.h"
 #include "virtio/pmem.h"
 #include "virtio/virtio.h"
+#include "vmm/io_thread.h"
 #include "vmm/log.h"
 
 #define TAG "vpmem"
@@ -199,11 +200,12 @@ int vpmem_count_used(const struct vpmem *vp)
 /* ---- the machine ------------------------------------------------------------------- */
 
 void vpmem_bind(struct vpmem *vp, struct pci_bus *pci, struct guest_mem *mem, struct loop *loop,
-		struct mem_slots *slots)
+		struct io_threads *io, struct mem_slots *slots)
 {
 	vp->pci = pci;
 	vp->mem = mem;
 	vp->loop = loop;
+	vp->io = io;
 	vp->reaper.loop = loop;
 	vp->slots = slots;
 }
@@ -225,6 +227,7 @@ void vpmem_unbind(struct vpmem *vp)
 	vp->pci = NULL;
 	vp->mem = NULL;
 	vp->loop = NULL;
+	vp->io = NULL;
 	vp->reaper.loop = NULL;
 	vp->slots = NULL;
 	vp->boot_fn = NULL;
@@ -239,7 +242,8 @@ static int plug(struct vpmem *vp, struct vpmem_dev *d, char *err, size_t errlen)
 		snprintf(err, errlen, "there is no VM");
 		return -ENODEV;
 	}
-	return virtio_pmem_create(vp->pci, vp->mem, vp->loop, vp->slots, &pc, &d->dev, err, errlen);
+	return virtio_pmem_create(vp->pci, vp->mem, vp->io ? io_threads_pick(vp->io) : vp->loop,
+				  vp->slots, &pc, &d->dev, err, errlen);
 }
 
 static int plug_err_code(int ret)

@@ -33,6 +33,7 @@
 
 struct bridge;
 struct guest_mem;
+struct io_threads;
 struct loop;
 struct mem_slots;
 struct pci_bus;
@@ -71,11 +72,12 @@ typedef void (*vpmem_boot_fn)(void *opaque, int err, const char *msg);
 struct vpmem {
 	struct vpmem_dev devs[VPMEM_MAX_COUNT];
 	struct mgr_reaper reaper; /* devices the guest let go of, torn down from the loop */
-	unsigned count;	    /* numbers 0..count-1 (vm.create's vpmem_count) */
-	uint64_t max_bytes; /* per file (vpmem_max_bytes) */
+	unsigned count;		  /* numbers 0..count-1 (vm.create's vpmem_count) */
+	uint64_t max_bytes;	  /* per file (vpmem_max_bytes) */
 	struct pci_bus *pci;
 	struct guest_mem *mem;
 	struct loop *loop;
+	struct io_threads *io; /* the devices' loops; NULL: loop (unit tests) */
 	struct mem_slots *slots;
 	vpmem_boot_fn boot_fn;
 	void *boot_opaque;
@@ -104,7 +106,7 @@ int vpmem_count_used(const struct vpmem *vp);
 /* ---- with a machine --------------------------------------------------------------- */
 
 void vpmem_bind(struct vpmem *vp, struct pci_bus *pci, struct guest_mem *mem, struct loop *loop,
-		struct mem_slots *slots);
+		struct io_threads *io, struct mem_slots *slots);
 /* Unplugs every device (the VM is stopped) and forgets the machine. */
 void vpmem_unbind(struct vpmem *vp);
 

@@ -1,11 +1,22 @@
 /*
  * epoll event loop. Handlers live in a table keyed by fd; loop_del from a
  * callback marks the entry dead so later events of the same batch skip it.
+ *
+ * The table belongs to the loop's thread. On a loop marked threaded (an I/O
+ * thread's), loop_add/mod/del called from any other thread while loop_run
+ * runs (the control thread adding or removing a disk) are carried out on the
+ * loop's thread between two callbacks, and the caller waits for them
+ * (loop_call): so no callback for a deleted fd runs after loop_del returns.
+ * The control loop is not marked: its table calls run where they are made,
+ * as they always did, since some come from vCPU threads holding a device lock
+ * that a callback of the loop may be waiting for (a vsock reset closing host
+ * connections); waiting there would deadlock.
  */
 #include "loop.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
@@ -35,6 +46,9 @@ struct loop {
 	int defer_fd;
 	pthread_mutex_t defer_lock;
 	struct loop_deferred *deferred, **deferred_tail; /* oldest first */
+	bool threaded; /* loop_set_threaded: other threads' table calls go through loop_call */
+	bool running;  /* loop_run is running on owner (defer_lock) */
+	pthread_t owner;
 	bool stopping;
 	struct loop_entry *entries;
 	struct loop_entry *graveyard; /* deleted during a batch, freed after it */
@@ -106,7 +120,7 @@ void loop_destroy(struct loop *loop)
 	free(loop);
 }
 
-int loop_add(struct loop *loop, int fd, uint32_t events, loop_fn fn, void *opaque)
+static int add_here(struct loop *loop, int fd, uint32_t events, loop_fn fn, void *opaque)
 {
 	struct loop_entry *e = calloc(1, sizeof(*e));
 	struct epoll_event ev = {.events = events};
@@ -138,7 +152,7 @@ static struct loop_entry *loop_lookup(struct loop *loop, int fd, struct loop_ent
 	return NULL;
 }
 
-int loop_mod(struct loop *loop, int fd, uint32_t events)
+static int mod_here(struct loop *loop, int fd, uint32_t events)
 {
 	struct loop_entry *e = loop_lookup(loop, fd, NULL);
 	struct epoll_event ev = {.events = events};
@@ -149,7 +163,7 @@ int loop_mod(struct loop *loop, int fd, uint32_t events)
 	return epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
 }
 
-int loop_del(struct loop *loop, int fd)
+static int del_here(struct loop *loop, int fd)
 {
 	struct loop_entry **link;
 	struct loop_entry *e = loop_lookup(loop, fd, &link);
@@ -162,6 +176,117 @@ int loop_del(struct loop *loop, int fd)
 	e->next = loop->graveyard;
 	loop->graveyard = e;
 	return 0;
+}
+
+/* ---- From other threads ----------------------------------------------------------------- */
+
+enum table_op { OP_ADD, OP_MOD, OP_DEL };
+
+struct table_call {
+	struct loop *loop;
+	enum table_op op;
+	int fd;
+	uint32_t events;
+	loop_fn fn;
+	void *opaque;
+	int ret;
+	bool wait; /* queued: its caller waits on done */
+	sem_t done;
+};
+
+static void table_call_run(void *opaque, uint32_t events)
+{
+	struct table_call *c = opaque;
+
+	(void)events;
+	switch (c->op) {
+	case OP_ADD:
+		c->ret = add_here(c->loop, c->fd, c->events, c->fn, c->opaque);
+		break;
+	case OP_MOD:
+		c->ret = mod_here(c->loop, c->fd, c->events);
+		break;
+	case OP_DEL:
+		c->ret = del_here(c->loop, c->fd);
+		break;
+	}
+	if (c->wait)
+		sem_post(&c->done);
+}
+
+/*
+ * Runs the table operation on the thread that owns the table: here when this
+ * is the loop's own thread, or when no loop_run runs (then under defer_lock,
+ * which a starting or leaving loop_run takes too); else on the loop's thread
+ * between two callbacks, waiting for it.
+ */
+static int loop_call(struct loop *loop, struct table_call *c)
+{
+	struct loop_deferred *d = NULL;
+	uint64_t one = 1;
+
+	c->loop = loop;
+	if (!loop->threaded) {
+		/* The control loop: its table is changed from its own thread (see loop.h). */
+		table_call_run(c, 0);
+		return c->ret;
+	}
+	pthread_mutex_lock(&loop->defer_lock);
+	if (loop->running && !pthread_equal(loop->owner, pthread_self()))
+		d = calloc(1, sizeof(*d));
+	if (!loop->running) {
+		table_call_run(c, 0);
+		pthread_mutex_unlock(&loop->defer_lock);
+		return c->ret;
+	}
+	if (!d) {
+		pthread_mutex_unlock(&loop->defer_lock);
+		if (!pthread_equal(loop->owner, pthread_self()))
+			return -ENOMEM;
+		table_call_run(c, 0); /* from a callback of this loop */
+		return c->ret;
+	}
+	sem_init(&c->done, 0, 0);
+	c->wait = true;
+	d->fn = table_call_run;
+	d->opaque = c;
+	*loop->deferred_tail = d;
+	loop->deferred_tail = &d->next;
+	pthread_mutex_unlock(&loop->defer_lock);
+	if (write(loop->defer_fd, &one, sizeof(one)) < 0) {
+		/* Counter overflow only: a wakeup is pending. */
+	}
+	while (sem_wait(&c->done) && errno == EINTR)
+		;
+	sem_destroy(&c->done);
+	return c->ret;
+}
+
+void loop_set_threaded(struct loop *loop)
+{
+	loop->threaded = true;
+}
+
+int loop_add(struct loop *loop, int fd, uint32_t events, loop_fn fn, void *opaque)
+{
+	struct table_call c = {
+	    .op = OP_ADD, .fd = fd, .events = events, .fn = fn, .opaque = opaque};
+
+	return loop_call(loop, &c);
+}
+
+int loop_mod(struct loop *loop, int fd, uint32_t events)
+{
+	struct table_call c = {.op = OP_MOD, .fd = fd, .events = events};
+
+	return loop_call(loop, &c);
+}
+
+int loop_del(struct loop *loop, int fd)
+{
+	struct table_call c = {.op = OP_DEL, .fd = fd};
+
+	return loop_call(loop, &c);
 }
 
 int loop_defer(struct loop *loop, loop_fn fn, void *opaque)
@@ -235,16 +360,51 @@ int loop_run_once(struct loop *loop, int timeout_ms)
 	return n;
 }
 
+/*
+ * loop_run is leaving: table calls queued from other threads run now, here,
+ * under defer_lock like every table call while no loop_run runs; plain
+ * deferred calls stay queued for a later run.
+ */
+static void run_leaving(struct loop *loop)
+{
+	struct loop_deferred **pp;
+
+	pthread_mutex_lock(&loop->defer_lock);
+	loop->running = false;
+	for (pp = &loop->deferred; *pp;) {
+		struct loop_deferred *d = *pp;
+
+		if (d->fn != table_call_run) {
+			pp = &d->next;
+			continue;
+		}
+		*pp = d->next;
+		d->fn(d->opaque, 0); /* its caller waits for it */
+		free(d);
+	}
+	loop->deferred_tail = pp;
+	pthread_mutex_unlock(&loop->defer_lock);
+}
+
 int loop_run(struct loop *loop)
 {
+	int ret = 0;
+
+	pthread_mutex_lock(&loop->defer_lock);
+	loop->owner = pthread_self();
+	loop->running = true;
+	pthread_mutex_unlock(&loop->defer_lock);
 	while (!loop->stopping) {
 		int n = loop_run_once(loop, -1);
 
-		if (n < 0)
-			return n;
+		if (n < 0) {
+			ret = n;
+			break;
+		}
 	}
+	run_leaving(loop);
 	loop->stopping = false;
-	return 0;
+	return ret;
 }
 
 void loop_stop(struct loop *loop)

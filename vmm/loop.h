@@ -1,4 +1,13 @@
-/* The control thread's event loop (epoll). Callbacks run on the loop's thread. */
+/*
+ * An event loop (epoll): the control thread's, and one per I/O thread
+ * (vmm/io_thread.h). Callbacks run on the thread that runs loop_run.
+ * On a threaded loop (loop_set_threaded: the I/O threads'), loop_add/mod/del
+ * may be called from any thread: from another thread while loop_run runs,
+ * they are carried out on the loop's thread between two callbacks and return
+ * when done (the caller must not hold a lock a callback of this loop takes).
+ * On other loops they run where they are called. loop_run_once (tests,
+ * shutdown drains) takes no such calls from other threads.
+ */
 #ifndef VMM_LOOP_H
 #define VMM_LOOP_H
 
@@ -9,12 +18,15 @@ struct loop;
 typedef void (*loop_fn)(void *opaque, uint32_t events);
 
 int loop_create(struct loop **out) __attribute__((warn_unused_result));
+/* Before loop_run starts: other threads' table calls wait for the loop's thread (above). */
+void loop_set_threaded(struct loop *loop);
 void loop_destroy(struct loop *loop);
 /* events: EPOLLIN/EPOLLOUT...; the fd stays owned by the caller. */
 int loop_add(struct loop *loop, int fd, uint32_t events, loop_fn fn, void *opaque)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 int loop_mod(struct loop *loop, int fd, uint32_t events);
-/* Safe from inside a callback: no callback for fd runs after this returns. */
+/* Safe from inside a callback (and from other threads on a threaded loop): no callback for
+ * fd runs after this returns. */
 int loop_del(struct loop *loop, int fd);
 /*
  * Runs fn(opaque, 0) once on the loop's thread, as a callback of its own: after

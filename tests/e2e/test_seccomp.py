@@ -11,6 +11,7 @@ guest that boots: they also run on PVM hosts."""
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -49,7 +50,7 @@ def status(pid, tid):
 
 
 def threads(pid):
-    """{name: status} of the shim's own threads (io_uring workers left out)."""
+    """{name: status} of the shim's main, vCPU and I/O threads (io_uring workers left out)."""
     out = {}
     try:
         tids = os.listdir("/proc/%d/task" % pid)
@@ -57,15 +58,16 @@ def threads(pid):
         return out
     for tid in tids:
         st = status(pid, tid)
-        if st and (st["Name"] == "main" or st["Name"].startswith("vcpu")):
+        if st and (st["Name"] == "main" or re.fullmatch(r"(vcpu|io)\d+", st["Name"])):
             out[st["Name"]] = st
     return out
 
 
 def wait_threads(proc, cpus, filtered, timeout=60):
-    """Waits until main and vcpu0..cpus-1 exist and (if filtered) all run under a filter."""
+    """Waits until main, vcpu0..cpus-1 and the I/O thread io0 exist and (if filtered) all
+    run under a filter."""
     deadline = time.monotonic() + timeout
-    want = {"main"} | {"vcpu%d" % i for i in range(cpus)}
+    want = {"main", "io0"} | {"vcpu%d" % i for i in range(cpus)}
     t = {}
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the shim exited with %s" % proc.returncode
@@ -79,7 +81,7 @@ def wait_threads(proc, cpus, filtered, timeout=60):
 def check_sandboxed(t):
     for name, st in t.items():
         assert st["Seccomp"] == "2", (name, st["Seccomp"])
-        # One filter each: vCPUs are created before the loop filters itself.
+        # One filter each: vCPUs and I/O threads are created before the loop filters itself.
         if "Seccomp_filters" in st:
             assert st["Seccomp_filters"] == "1", (name, st["Seccomp_filters"])
         assert st["NoNewPrivs"] == "1", name

@@ -174,7 +174,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	g_s = &s;
 	scsi_init(&s.scsi);
-	scsi_bind(&s.scsi, m.pbus, m.mem, s.loop, 1);
+	scsi_bind(&s.scsi, m.pbus, m.mem, s.loop, NULL, 1);
 	if (fake_gcs_connect(&g, s.vs))
 		abort();
 	while (in.n) {

@@ -1,17 +1,26 @@
-/* vmm/loop.c: deferred calls (order, from other threads, from inside a callback), run_once. */
+/*
+ * vmm/loop.c: deferred calls (order, from other threads, from inside a
+ * callback), run_once; the table changed from other threads while loop_run
+ * runs (a del waits for a running callback; add/del racing a stop).
+ * vmm/io_thread.c: the threads, their names, round robin, a failing init.
+ */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/epoll.h>
+#include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "vmm/io_thread.h"
 #include "vmm/loop.h"
 
 struct rec {
@@ -128,12 +137,165 @@ static void test_defer_from_other_thread_and_drop(void **state)
 	assert_int_equal(r.n, 8);
 }
 
+/* ---- the table from other threads -------------------------------------------------------- */
+
+struct slow {
+	int efd;
+	int in_cb; /* atomics: the loop thread writes, the test reads */
+	int calls;
+	pthread_t ran_on;
+	char thread_name[16];
+};
+
+static void slow_cb(void *o, uint32_t ev)
+{
+	struct slow *sl = o;
+	uint64_t v;
+
+	sl->ran_on = pthread_self();
+	pthread_getname_np(pthread_self(), sl->thread_name, sizeof(sl->thread_name));
+	__atomic_store_n(&sl->in_cb, 1, __ATOMIC_SEQ_CST);
+	nanosleep(&(struct timespec){0, 100 * 1000000}, NULL);
+	if (read(sl->efd, &v, sizeof(v)) < 0) {
+		/* already drained */
+	}
+	__atomic_add_fetch(&sl->calls, 1, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&sl->in_cb, 0, __ATOMIC_SEQ_CST);
+}
+
+static void *run_thread(void *o)
+{
+	return (void *)(intptr_t)loop_run(o);
+}
+
+static void poke(int efd)
+{
+	uint64_t one = 1;
+
+	assert_int_equal(write(efd, &one, sizeof(one)), sizeof(one));
+}
+
+static void wait_for(int *flag, int want)
+{
+	for (int i = 0; i < 5000 && __atomic_load_n(flag, __ATOMIC_SEQ_CST) != want; i++)
+		nanosleep(&(struct timespec){0, 1000000}, NULL);
+	assert_int_equal(__atomic_load_n(flag, __ATOMIC_SEQ_CST), want);
+}
+
+/*
+ * A disk removed by the control thread while its I/O thread is inside the
+ * disk's callback: loop_del returns only after that callback did, and no
+ * callback runs after it (the device is freed next).
+ */
+static void test_del_from_other_thread_waits_for_callback(void **state)
+{
+	struct loop *loop;
+	struct slow sl = {.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
+	pthread_t t;
+	void *ret;
+
+	assert_int_equal(loop_create(&loop), 0);
+	loop_set_threaded(loop);
+	assert_int_equal(pthread_create(&t, NULL, run_thread, loop), 0);
+	/* Added from this thread while the loop runs: the callback runs there. */
+	assert_int_equal(loop_add(loop, sl.efd, EPOLLIN, slow_cb, &sl), 0);
+	poke(sl.efd);
+	wait_for(&sl.in_cb, 1);
+	assert_true(pthread_equal(sl.ran_on, t));
+	assert_int_equal(loop_del(loop, sl.efd), 0);
+	assert_int_equal(__atomic_load_n(&sl.in_cb, __ATOMIC_SEQ_CST), 0);
+	assert_int_equal(sl.calls, 1);
+	poke(sl.efd);
+	nanosleep(&(struct timespec){0, 50 * 1000000}, NULL);
+	assert_int_equal(__atomic_load_n(&sl.calls, __ATOMIC_SEQ_CST), 1);
+	assert_int_equal(loop_del(loop, sl.efd), -ENOENT);
+	loop_stop(loop);
+	assert_int_equal(pthread_join(t, &ret), 0);
+	assert_null(ret);
+	loop_destroy(loop);
+	close(sl.efd);
+}
+
+/* Table calls racing the loop's end never hang: they run there or, once it left, here. */
+static void test_table_calls_racing_a_stop(void **state)
+{
+	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	struct slow sl = {.efd = efd};
+
+	for (int i = 0; i < 300; i++) {
+		struct loop *loop;
+		pthread_t t;
+
+		assert_int_equal(loop_create(&loop), 0);
+		loop_set_threaded(loop);
+		assert_int_equal(pthread_create(&t, NULL, run_thread, loop), 0);
+		if (i & 1)
+			sched_yield();
+		loop_stop(loop);
+		assert_int_equal(loop_add(loop, efd, EPOLLIN, slow_cb, &sl), 0);
+		assert_int_equal(loop_mod(loop, efd, EPOLLIN), 0);
+		assert_int_equal(loop_del(loop, efd), 0);
+		assert_int_equal(pthread_join(t, NULL), 0);
+		loop_destroy(loop);
+	}
+	assert_int_equal(sl.calls, 0);
+	close(efd);
+}
+
+static int init_calls;
+
+static int init_ok(void *opaque)
+{
+	__atomic_add_fetch(&init_calls, 1, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
+static int init_fails(void *opaque)
+{
+	return -EPERM;
+}
+
+static void test_io_threads(void **state)
+{
+	struct io_threads *io;
+	struct loop *a, *b;
+	struct slow sl = {.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
+
+	assert_int_equal(io_threads_create(0, &io), -EINVAL);
+	assert_int_equal(io_threads_create(IO_THREADS_MAX + 1, &io), -EINVAL);
+	assert_int_equal(io_threads_create(2, &io), 0);
+	assert_int_equal(io_threads_count(io), 2);
+	a = io_threads_pick(io);
+	b = io_threads_pick(io);
+	assert_ptr_not_equal(a, b);
+	assert_ptr_equal(io_threads_pick(io), a);
+	/* Added before the threads run: served once they do, on "io1". */
+	assert_int_equal(loop_add(b, sl.efd, EPOLLIN, slow_cb, &sl), 0);
+	poke(sl.efd);
+	assert_int_equal(io_threads_start(io, init_ok, NULL), 0);
+	assert_int_equal(init_calls, 2);
+	wait_for(&sl.calls, 1);
+	assert_string_equal(sl.thread_name, "io1");
+	assert_int_equal(loop_del(b, sl.efd), 0);
+	io_threads_destroy(io);
+	io_threads_destroy(NULL);
+
+	/* A thread whose sandbox fails serves nothing, and the start says so. */
+	assert_int_equal(io_threads_create(3, &io), 0);
+	assert_int_equal(io_threads_start(io, init_fails, NULL), -EPERM);
+	io_threads_destroy(io);
+	close(sl.efd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_defer_order),
 	    cmocka_unit_test(test_defer_from_callback),
 	    cmocka_unit_test(test_defer_from_other_thread_and_drop),
+	    cmocka_unit_test(test_del_from_other_thread_waits_for_callback),
+	    cmocka_unit_test(test_table_calls_racing_a_stop),
+	    cmocka_unit_test(test_io_threads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

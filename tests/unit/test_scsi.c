@@ -328,7 +328,7 @@ static void test_teardown_leaves_the_bridge_callback(void **state)
 	assert_int_equal(bridge_create(&g_bridge, vs, &nop_ops, NULL), 0);
 	assert_int_equal(fake_gcs_connect(&g, vs), 0);
 	scsi_init(&g_sc);
-	scsi_bind(&g_sc, m.pbus, m.mem, loop, 1);
+	scsi_bind(&g_sc, m.pbus, m.mem, loop, NULL, 1);
 	assert_int_equal(
 	    ctl_create(&ctl, &(struct ctl_config){.out_fd = fds[1], .methods = live_methods}), 0);
 

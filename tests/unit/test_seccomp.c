@@ -19,6 +19,8 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -204,6 +206,21 @@ static int child_io_uring_enter_ok(void)
 	return syscall(SYS_io_uring_enter, -1, 0, 0, 0, NULL, 0) < 0 && errno == EBADF
 		   ? 0
 		   : CHILD_ALLOWED_FAILED;
+}
+
+static int io_epfd = -1, io_efd = -1;
+
+/* An I/O thread's loop: epoll on fds made before the filter, eventfd reads and writes. */
+static int child_epoll_loop_ok(void)
+{
+	struct epoll_event ev = {.events = EPOLLIN}, out;
+	uint64_t one = 1, v;
+
+	if (epoll_ctl(io_epfd, EPOLL_CTL_ADD, io_efd, &ev) || write(io_efd, &one, 8) != 8 ||
+	    epoll_wait(io_epfd, &out, 1, 1000) != 1 || read(io_efd, &v, 8) != 8 ||
+	    epoll_ctl(io_epfd, EPOLL_CTL_DEL, io_efd, NULL))
+		return CHILD_ALLOWED_FAILED;
+	return 0;
 }
 
 /* ---- tests ------------------------------------------------------------------------------ */
@@ -506,6 +523,7 @@ static void test_class_names(void **state)
 	(void)state;
 	assert_string_equal(sandbox_class_name(SANDBOX_VCPU), "vcpu");
 	assert_string_equal(sandbox_class_name(SANDBOX_LOOP), "loop");
+	assert_string_equal(sandbox_class_name(SANDBOX_IO), "io");
 	assert_string_equal(sandbox_class_name(SANDBOX_NR_CLASSES), "?");
 	assert_int_equal(sandbox_apply_action(SANDBOX_NR_CLASSES, SANDBOX_KILL), -EINVAL);
 }
@@ -529,6 +547,29 @@ static void test_io_uring_loop_only(void **state)
 	(void)state;
 	assert_killed_by_sigsys(run_child(SANDBOX_VCPU, SANDBOX_KILL, child_io_uring_enter));
 	assert_exited_ok(run_child(SANDBOX_LOOP, SANDBOX_KILL, child_io_uring_enter_ok));
+	assert_exited_ok(run_child(SANDBOX_IO, SANDBOX_KILL, child_io_uring_enter_ok));
+}
+
+/* An I/O thread parses guest rings: no socket, no exec, no KVM, no tty, no executable map. */
+static void test_io_class_is_narrow(void **state)
+{
+	(void)state;
+	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	assert_true(devnull >= 0);
+	assert_killed_by_sigsys(run_child(SANDBOX_IO, SANDBOX_KILL, child_unix_socket_ok));
+	assert_killed_by_sigsys(run_child(SANDBOX_IO, SANDBOX_KILL, child_execve));
+	assert_killed_by_sigsys(run_child(SANDBOX_IO, SANDBOX_KILL, child_kvm_run_then_create_vm));
+	assert_killed_by_sigsys(run_child(SANDBOX_IO, SANDBOX_KILL, child_tcgets));
+	assert_killed_by_sigsys(run_child(SANDBOX_IO, SANDBOX_KILL, child_mmap_exec));
+	assert_killed_by_sigsys(
+	    run_child(SANDBOX_IO, SANDBOX_KILL, child_tgkill_self_then_parent));
+	io_epfd = epoll_create1(EPOLL_CLOEXEC);
+	io_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	assert_true(io_epfd >= 0 && io_efd >= 0);
+	assert_exited_ok(run_child(SANDBOX_IO, SANDBOX_KILL, child_epoll_loop_ok));
+	close(io_epfd);
+	close(io_efd);
+	close(devnull);
 }
 
 int main(void)
@@ -538,6 +579,7 @@ int main(void)
 	    cmocka_unit_test(test_vcpu_forbids_execve),
 	    cmocka_unit_test(test_signals_pinned_to_self),
 	    cmocka_unit_test(test_io_uring_loop_only),
+	    cmocka_unit_test(test_io_class_is_narrow),
 	    cmocka_unit_test(test_loop_forbids_execve),
 	    cmocka_unit_test(test_vcpu_forbids_unix_socket),
 	    cmocka_unit_test(test_loop_allows_unix_socket_only),

@@ -222,7 +222,7 @@ static void test_methods_cold(void **state)
 	assert_non_null(strstr(out, "\"error\""));
 	assert_int_equal(vpmem_count_used(&g_vp), 0);
 
-	vpmem_bind(&g_vp, m.pbus, m.mem, NULL, slots);
+	vpmem_bind(&g_vp, m.pbus, m.mem, NULL, NULL, slots);
 	call(ctl, fds[0], line, out, sizeof(out));
 	assert_non_null(strstr(out, "\"device\":0"));
 	assert_non_null(strstr(out, "\"guest_device\":null"));
