@@ -214,16 +214,33 @@ static void table_call_run(void *opaque, uint32_t events)
 		sem_post(&c->done);
 }
 
+/* Appends d to the deferred queue. defer_lock held. */
+static void enqueue_locked(struct loop *loop, struct loop_deferred *d)
+{
+	*loop->deferred_tail = d;
+	loop->deferred_tail = &d->next;
+}
+
+/* Wakes the loop's thread to run the deferred queue. */
+static void wake(struct loop *loop)
+{
+	uint64_t one = 1;
+
+	if (write(loop->defer_fd, &one, sizeof(one)) < 0) {
+		/* Counter overflow only: a wakeup is pending. */
+	}
+}
+
 /*
- * Runs the table operation on the thread that owns the table: here when this
- * is the loop's own thread, or when no loop_run runs (then under defer_lock,
- * which a starting or leaving loop_run takes too); else on the loop's thread
- * between two callbacks, waiting for it.
+ * Runs the table operation on the thread that owns the table: here when the
+ * loop is not threaded, when this is the loop's own thread (a callback), or
+ * when no loop_run runs (then under defer_lock, which a starting or leaving
+ * loop_run takes too); else on the loop's thread between two callbacks,
+ * waiting for it.
  */
 static int loop_call(struct loop *loop, struct table_call *c)
 {
-	struct loop_deferred *d = NULL;
-	uint64_t one = 1;
+	struct loop_deferred *d;
 
 	c->loop = loop;
 	if (!loop->threaded) {
@@ -232,30 +249,28 @@ static int loop_call(struct loop *loop, struct table_call *c)
 		return c->ret;
 	}
 	pthread_mutex_lock(&loop->defer_lock);
-	if (loop->running && !pthread_equal(loop->owner, pthread_self()))
-		d = calloc(1, sizeof(*d));
 	if (!loop->running) {
 		table_call_run(c, 0);
 		pthread_mutex_unlock(&loop->defer_lock);
 		return c->ret;
 	}
-	if (!d) {
+	if (pthread_equal(loop->owner, pthread_self())) {
 		pthread_mutex_unlock(&loop->defer_lock);
-		if (!pthread_equal(loop->owner, pthread_self()))
-			return -ENOMEM;
 		table_call_run(c, 0); /* from a callback of this loop */
 		return c->ret;
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		pthread_mutex_unlock(&loop->defer_lock);
+		return -ENOMEM;
 	}
 	sem_init(&c->done, 0, 0);
 	c->wait = true;
 	d->fn = table_call_run;
 	d->opaque = c;
-	*loop->deferred_tail = d;
-	loop->deferred_tail = &d->next;
+	enqueue_locked(loop, d);
 	pthread_mutex_unlock(&loop->defer_lock);
-	if (write(loop->defer_fd, &one, sizeof(one)) < 0) {
-		/* Counter overflow only: a wakeup is pending. */
-	}
+	wake(loop);
 	while (sem_wait(&c->done) && errno == EINTR)
 		;
 	sem_destroy(&c->done);
@@ -292,19 +307,15 @@ int loop_del(struct loop *loop, int fd)
 int loop_defer(struct loop *loop, loop_fn fn, void *opaque)
 {
 	struct loop_deferred *d = calloc(1, sizeof(*d));
-	uint64_t one = 1;
 
 	if (!d)
 		return -ENOMEM;
 	d->fn = fn;
 	d->opaque = opaque;
 	pthread_mutex_lock(&loop->defer_lock);
-	*loop->deferred_tail = d;
-	loop->deferred_tail = &d->next;
+	enqueue_locked(loop, d);
 	pthread_mutex_unlock(&loop->defer_lock);
-	if (write(loop->defer_fd, &one, sizeof(one)) < 0) {
-		/* Counter overflow only: a wakeup is pending. */
-	}
+	wake(loop);
 	return 0;
 }
 
