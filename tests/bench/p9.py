@@ -17,6 +17,7 @@ printed. Targets: metadata >= 1.5x, read and write >= 1.2x. Needs a real
 import argparse
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -57,6 +58,19 @@ def results_of(out):
     for m in re.finditer(r"^RESULT (\w+) (\d+)\s*$", out, re.M):
         r[m.group(1)] = int(m.group(2)) / 100.0
     return r if "done" in r else None
+
+
+def clean_share(share):
+    """Removes what an earlier run left in the share (a run that failed or was
+    killed leaves its file or work directory behind), keeping the script."""
+    for name in os.listdir(share):
+        if name == "bench.sh":
+            continue
+        path = os.path.join(share, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
 
 
 def run(argv, timeout):
@@ -123,6 +137,7 @@ def main():
         results = {name: {k: [] for k in TARGETS} for name, _ in vmms}
         for i in range(args.runs):
             for name, argv in vmms:
+                clean_share(share)
                 r, why = run(argv, args.timeout)
                 if r is None:
                     print("run %d %-9s FAILED: %s" % (i + 1, name, why), flush=True)
