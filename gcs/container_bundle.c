@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -25,6 +26,32 @@
 #define CRUN "/usr/bin/crun"
 #endif
 #define CRUN_MAX_ARGS 32
+/*
+ * crun guards against CVE-2019-5736 (a container overwriting the runtime's
+ * binary through /proc/self/exe) by binding itself read-only onto a
+ * temporary file and executing that copy: every crun run is two execs and
+ * two dynamic loads, a third of a container's start in the test host. It
+ * skips the copy when its binary already sits on a read-only mount and this
+ * variable is set, so the agent makes that mount once (gcs_crun_seal).
+ */
+#define CRUN_CLONED_ENV "_LIBCONTAINER_CLONED_BINARY=1"
+#define CRUN_MAX_ENV 64
+
+static bool crun_sealed;
+
+int gcs_crun_seal(void)
+{
+	if (mount(CRUN, CRUN, NULL, MS_BIND, NULL))
+		return -errno;
+	if (mount(NULL, CRUN, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL)) {
+		int err = -errno;
+
+		umount2(CRUN, MNT_DETACH);
+		return err;
+	}
+	crun_sealed = true;
+	return 0;
+}
 
 bool gcs_ctr_id_valid(const char *id)
 {
@@ -154,8 +181,8 @@ static void crun_message(const char *log, char *err, size_t errlen)
 		return; /* cut: its start says what failed */
 }
 
-pid_t gcs_tool_spawn(const char *path, const char *const *argv, const int fds[3], char *err,
-		     size_t errlen)
+pid_t gcs_tool_spawn(const char *path, const char *const *argv, const char *const *envp,
+		     const int fds[3], char *err, size_t errlen)
 {
 	pid_t pid = fork();
 
@@ -172,7 +199,10 @@ pid_t gcs_tool_spawn(const char *path, const char *const *argv, const int fds[3]
 			tmp[i] = fcntl(fds && fds[i] >= 0 ? fds[i] : nullfd, F_DUPFD_CLOEXEC, 10);
 		for (int i = 0; i < 3; i++)
 			dup2(tmp[i], i);
-		execv(path, (char *const *)argv);
+		if (envp)
+			execve(path, (char *const *)argv, (char *const *)envp);
+		else
+			execv(path, (char *const *)argv);
 		_exit(127);
 	}
 	return pid;
@@ -182,8 +212,8 @@ pid_t gcs_crun_spawn(const char *dir, const int fds[3], const char *const *args,
 		     size_t errlen)
 {
 	char log[PATH_MAX], logarg[PATH_MAX + 16];
-	const char *argv[CRUN_MAX_ARGS + 4];
-	int n = 0;
+	const char *argv[CRUN_MAX_ARGS + 4], *envp[CRUN_MAX_ENV + 2];
+	int n = 0, e = 0;
 
 	snprintf(log, sizeof(log), "%s/crun.log", dir);
 	snprintf(logarg, sizeof(logarg), "--log=file:%s", log);
@@ -198,7 +228,18 @@ pid_t gcs_crun_spawn(const char *dir, const int fds[3], const char *const *args,
 	}
 	argv[n] = NULL;
 	unlink(log);
-	return gcs_tool_spawn(CRUN, argv, fds, err, errlen);
+	if (!crun_sealed)
+		return gcs_tool_spawn(CRUN, argv, NULL, fds, err, errlen);
+	/* The agent's own environment (the kernel's few words) and the marker;
+	 * an environment too long for the array keeps crun's copy. */
+	for (char **v = environ; *v; v++) {
+		if (e == CRUN_MAX_ENV)
+			return gcs_tool_spawn(CRUN, argv, NULL, fds, err, errlen);
+		envp[e++] = *v;
+	}
+	envp[e++] = CRUN_CLONED_ENV;
+	envp[e] = NULL;
+	return gcs_tool_spawn(CRUN, argv, envp, fds, err, errlen);
 }
 
 int gcs_crun_result(const char *dir, const char *verb, int status, char *err, size_t errlen)

@@ -8,6 +8,7 @@
  * command: the bridge (bridge.c, process.c ...) runs the processes the host asks for and
  * reports their status over vsock; PID 1 only powers off when it ends.
  */
+#include "gcs/container.h"
 #include "gcs/gcs.h"
 
 #include <errno.h>
@@ -56,6 +57,11 @@ static void gcs_setup(bool pid1)
 	} else {
 		gcs_log("%d modules loaded, %d failed, in %ld ms", loaded, failed,
 			gcs_ms_since(&t0));
+	}
+	failed = gcs_crun_seal();
+	if (failed && failed != -ENOENT) { /* ENOENT: an initrd without crun */
+		errno = -failed;
+		gcs_log_errno("crun: read-only bind (crun copies itself on every run)");
 	}
 }
 

@@ -216,6 +216,16 @@ def test_hi_hostname_pid1(cvm, tmp, images):
     assert "/run/gcs/c/c1" not in mounts and "/run/gcs/layers/" not in mounts, mounts
 
 
+def test_crun_binary_sealed_read_only(cvm, tmp, images):
+    """The agent binds crun read-only onto itself (gcs_crun_seal), so crun
+    skips copying itself on every run; nothing can write the binary."""
+    crun = [line.split() for line in guest_mounts(cvm, tmp).splitlines()
+            if line.split()[1:2] == ["/usr/bin/crun"]]
+    assert crun and "ro" in crun[-1][3].split(","), crun
+    code, _, err = sh(cvm, tmp, "echo x >> /usr/bin/crun", timeout=LONG)
+    assert code != 0 and "Read-only" in err, (code, err)
+
+
 def test_user_env_cwd_readonly_root_on_erofs_scsi(cvm, tmp, images):
     script = ("id -u; id -g; echo $FOO; pwd; "
               "if touch /x 2>/dev/null; then echo writable; else echo readonly; fi")
