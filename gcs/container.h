@@ -124,12 +124,11 @@ int gcs_bundle_write(const char *dir, const char *id, const cJSON *spec, char *e
     __attribute__((warn_unused_result));
 
 /*
- * Starts path with argv, envp (NULL: the agent's environment) and fds 0-2
- * (NULL or -1: /dev/null), no signal blocked or handled: its pid, or -errno
- * with err. Nothing waits for it.
+ * Starts path with argv and fds 0-2 (NULL or -1: /dev/null), no signal
+ * blocked or handled: its pid, or -errno with err. Nothing waits for it.
  */
-pid_t gcs_tool_spawn(const char *path, const char *const *argv, const char *const *envp,
-		     const int fds[3], char *err, size_t errlen) __attribute__((warn_unused_result));
+pid_t gcs_tool_spawn(const char *path, const char *const *argv, const int fds[3], char *err,
+		     size_t errlen) __attribute__((warn_unused_result));
 /*
  * Binds crun's binary read-only onto itself, once, at the agent's start
  * (PID 1): from then on crun runs without copying itself first (the copy is

@@ -29,16 +29,11 @@
 /*
  * crun guards against CVE-2019-5736 (a container overwriting the runtime's
  * binary through /proc/self/exe) by binding itself read-only onto a
- * temporary file and executing that copy: every crun run is two execs and
- * two dynamic loads, a third of a container's start in the test host. It
- * skips the copy when its binary already sits on a read-only mount and this
- * variable is set, so the agent makes that mount once (gcs_crun_seal).
+ * temporary file and executing that: two execs and two dynamic loads on
+ * every run. It skips that when its binary already sits on a read-only
+ * mount (crun 1.8.1: one execve instead of two under strace), so the agent
+ * makes that mount once.
  */
-#define CRUN_CLONED_ENV "_LIBCONTAINER_CLONED_BINARY=1"
-#define CRUN_MAX_ENV 64
-
-static bool crun_sealed;
-
 int gcs_crun_seal(void)
 {
 	if (mount(CRUN, CRUN, NULL, MS_BIND, NULL))
@@ -49,7 +44,6 @@ int gcs_crun_seal(void)
 		umount2(CRUN, MNT_DETACH);
 		return err;
 	}
-	crun_sealed = true;
 	return 0;
 }
 
@@ -181,8 +175,8 @@ static void crun_message(const char *log, char *err, size_t errlen)
 		return; /* cut: its start says what failed */
 }
 
-pid_t gcs_tool_spawn(const char *path, const char *const *argv, const char *const *envp,
-		     const int fds[3], char *err, size_t errlen)
+pid_t gcs_tool_spawn(const char *path, const char *const *argv, const int fds[3], char *err,
+		     size_t errlen)
 {
 	pid_t pid = fork();
 
@@ -199,10 +193,7 @@ pid_t gcs_tool_spawn(const char *path, const char *const *argv, const char *cons
 			tmp[i] = fcntl(fds && fds[i] >= 0 ? fds[i] : nullfd, F_DUPFD_CLOEXEC, 10);
 		for (int i = 0; i < 3; i++)
 			dup2(tmp[i], i);
-		if (envp)
-			execve(path, (char *const *)argv, (char *const *)envp);
-		else
-			execv(path, (char *const *)argv);
+		execv(path, (char *const *)argv);
 		_exit(127);
 	}
 	return pid;
@@ -212,8 +203,8 @@ pid_t gcs_crun_spawn(const char *dir, const int fds[3], const char *const *args,
 		     size_t errlen)
 {
 	char log[PATH_MAX], logarg[PATH_MAX + 16];
-	const char *argv[CRUN_MAX_ARGS + 4], *envp[CRUN_MAX_ENV + 2];
-	int n = 0, e = 0;
+	const char *argv[CRUN_MAX_ARGS + 4];
+	int n = 0;
 
 	snprintf(log, sizeof(log), "%s/crun.log", dir);
 	snprintf(logarg, sizeof(logarg), "--log=file:%s", log);
@@ -228,18 +219,7 @@ pid_t gcs_crun_spawn(const char *dir, const int fds[3], const char *const *args,
 	}
 	argv[n] = NULL;
 	unlink(log);
-	if (!crun_sealed)
-		return gcs_tool_spawn(CRUN, argv, NULL, fds, err, errlen);
-	/* The agent's own environment (the kernel's few words) and the marker;
-	 * an environment too long for the array keeps crun's copy. */
-	for (char **v = environ; *v; v++) {
-		if (e == CRUN_MAX_ENV)
-			return gcs_tool_spawn(CRUN, argv, NULL, fds, err, errlen);
-		envp[e++] = *v;
-	}
-	envp[e++] = CRUN_CLONED_ENV;
-	envp[e] = NULL;
-	return gcs_tool_spawn(CRUN, argv, envp, fds, err, errlen);
+	return gcs_tool_spawn(CRUN, argv, fds, err, errlen);
 }
 
 int gcs_crun_result(const char *dir, const char *verb, int status, char *err, size_t errlen)

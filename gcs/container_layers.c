@@ -253,7 +253,7 @@ static pid_t format_spawn(const char *dir, const char *dev, char *err, size_t er
 		snprintf(err, errlen, "scratch %s: %.300s: %s", dev, log, strerror(errno));
 		return -errno;
 	}
-	pid = gcs_tool_spawn(mke2fs, argv, NULL, fds, err, errlen);
+	pid = gcs_tool_spawn(mke2fs, argv, fds, err, errlen);
 	close(fds[2]);
 	return pid;
 }
