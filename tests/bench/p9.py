@@ -102,6 +102,8 @@ def main():
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--memory", type=int, default=1024)
     ap.add_argument("--timeout", type=int, default=1800)
+    ap.add_argument("--first", choices=("uvm-shim", "qemu"), default="uvm-shim",
+                    help="the VMM each round starts with")
     args = ap.parse_args()
 
     if not os.path.exists("/dev/kvm") or os.path.exists("/sys/module/kvm_pvm"):
@@ -134,6 +136,8 @@ def main():
                      "-virtfs", "local,path=%s,mount_tag=%s,security_model=passthrough,"
                      "id=p9" % (share, TAG)]
         vmms = [("uvm-shim", shim_argv), ("qemu", qemu_argv)]
+        if args.first == "qemu":
+            vmms.reverse()
         results = {name: {k: [] for k in TARGETS} for name, _ in vmms}
         for i in range(args.runs):
             for name, argv in vmms:
