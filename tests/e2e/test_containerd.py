@@ -308,8 +308,9 @@ def pb_read_varint(data, i):
             return n, i
 
 
-def shim_call(ctrd, cid, method, payload):
-    """(code, message) of one Task call made on the shim's own socket."""
+def shim_call(ctrd, cid, method, payload, answer=False):
+    """(code, message) of one Task call made on the shim's own socket; with answer=True,
+    (code, message, the answer's payload)."""
     import socket
     import struct
     bundle = os.path.join(ctrd.d, "state", "io.containerd.runtime.v2.task", NS, cid)
@@ -328,6 +329,8 @@ def shim_call(ctrd, cid, method, payload):
             buf += chunk
     resp = pb_fields(buf[10:10 + struct.unpack(">I", buf[:4])[0]])
     status = pb_fields(resp.get(1, b""))
+    if answer:
+        return status.get(1, 0), status.get(2, b"").decode(errors="replace"), resp.get(2, b"")
     return status.get(1, 0), status.get(2, b"").decode(errors="replace")
 
 
@@ -463,8 +466,10 @@ def test_containerd_restart(ctrd):
     reconnects to each through the bundle's `address` (its shim manager's loadShim,
     which calls Connect) and manages the task as before: r1 keeps running in the same
     VM (same daemon, same guest boot_id), execs and is killed and removed through
-    containerd; r2, killed on the shim's socket while containerd was down (its TaskExit
-    could go nowhere), shows STOPPED with its status and is removed. Both shims exit."""
+    containerd; r2, killed on the shim's socket while containerd was down, shows STOPPED
+    and is removed, and its TaskExit, which waited in the shim while containerd was away,
+    reaches the new containerd (its log says "event forwarded" for /tasks/exit).
+    Both shims exit."""
     start_detached(ctrd, "r1", "sleep", "600")
     try:
         start_detached(ctrd, "r2", "sleep", "600")
@@ -479,12 +484,31 @@ def test_containerd_restart(ctrd):
             code, msg = shim_call(ctrd, "r2", "Kill",
                                   pb_bytes(1, "r2") + pb_varint(3 << 3) + pb_varint(9))
             assert code == 0, msg
-            time.sleep(2)
+            for _ in range(300):  # STOPPED (3): its TaskExit had nowhere to go
+                code, msg, state = shim_call(ctrd, "r2", "State", pb_bytes(1, "r2"), answer=True)
+                assert code == 0, msg
+                if pb_fields(state).get(4) == 3:
+                    break
+                time.sleep(0.2)
+            else:
+                pytest.fail("r2 did not stop on the shim's Kill")
+            log = os.path.join(ctrd.d, "containerd.log")
+            offset = os.path.getsize(log)
             ctrd.launch()
             assert d1[0] in ctrd.shim_pids()
             out = ctrd.ctr("task", "ls", check=True).stdout
             assert re.search(r"^r1\s+\d+\s+RUNNING", out, re.M), (out, ctrd.log_tail())
             wait_stopped(ctrd, "r2")
+            # The only exit since the restart is r2's (r1 runs on).
+            forwarded = r'msg="event forwarded" ns=%s topic=/tasks/exit ' % NS
+            for _ in range(150):
+                with open(log, errors="replace") as f:
+                    f.seek(offset)
+                    if re.search(forwarded, f.read()):
+                        break
+                time.sleep(0.2)
+            else:
+                pytest.fail("r2's TaskExit did not reach the new containerd:\n" + ctrd.log_tail())
             assert boot_id(ctrd, "r1", "b2") == boot  # the same VM
             p = ctrd.ctr("task", "ps", "r1", check=True)
             assert len(p.stdout.splitlines()) >= 2, p.stdout
