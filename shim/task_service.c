@@ -240,8 +240,8 @@ static cJSON *vm_params(const cJSON *config, const char *rootfs)
  * daemon's default (NULL: the defaults). -1 once the call is answered with
  * the error.
  */
-static int task_config(struct taskd *d, const Uvm__Ctrd__CreateTaskRequest *q,
-		       struct ttrpc_call *call, cJSON **out)
+static int create_config(struct taskd *d, const Uvm__Ctrd__CreateTaskRequest *q,
+			 struct ttrpc_call *call, cJSON **out)
 {
 	char err[TASK_OPTIONS_ERRLEN], *path;
 	int ret;
@@ -311,7 +311,7 @@ static void m_create(void *opaque, struct ttrpc_call *call)
 		ttrpc_reply_error(call, TTRPC_UNIMPLEMENTED, "checkpoints are not supported");
 		goto bad;
 	}
-	if (task_config(d, q, call, &config))
+	if (create_config(d, q, call, &config))
 		goto bad;
 	op = calloc(1, sizeof(*op));
 	if (!op) {
