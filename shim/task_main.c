@@ -27,6 +27,7 @@
 #include "shim/opener.h"
 #include "shim/proto/task.pb-c.h"
 #include "shim/task_mount.h"
+#include "shim/task_options.h"
 #include "shim/task_priv.h"
 #include "vmm/log.h"
 #include "vmm/loop.h"
@@ -202,29 +203,22 @@ static void on_signal(void *opaque, uint32_t events)
 	loop_stop(d->loop);
 }
 
+/*
+ * The default config file, read at start: absent is the defaults; one that does
+ * not load is logged and the defaults used. A Create whose options name a file
+ * reads that one instead, strictly (task_service.c).
+ */
 static void load_config(struct taskd *d)
 {
 	const char *path = getenv("UVM_SHIM_CONFIG");
-	FILE *f;
-	char *buf;
-	long n;
+	char err[TASK_OPTIONS_ERRLEN];
+	int ret;
 
 	if (!path || !path[0])
 		path = TASK_CONFIG_PATH;
-	f = fopen(path, "re");
-	if (!f)
-		return; /* the defaults */
-	buf = calloc(1, 1 << 16);
-	n = buf ? (long)fread(buf, 1, (1 << 16) - 1, f) : -1;
-	fclose(f);
-	d->vm_config = n > 0 ? cJSON_Parse(buf) : NULL;
-	if (!cJSON_IsObject(d->vm_config)) {
-		pr_err(TAG, "%s: not a JSON object of vm.create's params: using the defaults",
-		       path);
-		cJSON_Delete(d->vm_config);
-		d->vm_config = NULL;
-	}
-	free(buf);
+	ret = task_config_load(path, &d->vm_config, err, sizeof(err));
+	if (ret && ret != -ENOENT)
+		pr_err(TAG, "%s: using the defaults", err);
 }
 
 int task_daemon_create(struct taskd **out, int listen_fd, const char *ns, const char *ttrpc_address)

@@ -65,7 +65,7 @@ struct taskd {
 	bool vm_started;     /* vm.start sent: no capability, no mount(2) from here */
 	bool rootfs_mounted; /* the bundle's rootfs/ holds containerd's mounts */
 	bool exiting;
-	cJSON *vm_config; /* vm.create's params from the config file (may be NULL) */
+	cJSON *vm_config; /* the default config file (may be NULL); a Create may name another */
 };
 
 /* ---- task_main.c -------------------------------------------------------------------- */

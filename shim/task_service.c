@@ -19,6 +19,7 @@
 #include "shim/proto/events.pb-c.h"
 #include "shim/proto/task.pb-c.h"
 #include "shim/task_mount.h"
+#include "shim/task_options.h"
 #include "shim/task_priv.h"
 #include "vmm/log.h"
 #include "vmm/loop.h"
@@ -82,13 +83,21 @@ struct create_op {
 	struct ttrpc_call *call;
 	Uvm__Ctrd__CreateTaskRequest *req;
 	char *spec;
+	cJSON *config; /* this task's config file (options' or the default), may be NULL */
 };
+
+/* Without the request (the caller frees it: m_create's "bad" path). */
+static void create_op_free_unanswered(struct create_op *op)
+{
+	free(op->spec);
+	cJSON_Delete(op->config);
+	free(op);
+}
 
 static void create_op_free(struct create_op *op)
 {
 	protobuf_c_message_free_unpacked(&op->req->base, NULL);
-	free(op->spec);
-	free(op);
+	create_op_free_unanswered(op);
 }
 
 static void create_fail(struct taskd *d, struct create_op *op, int code, const char *fmt, ...)
@@ -185,9 +194,8 @@ static void on_vm_started(struct taskd *d, void *arg, const cJSON *r, int code, 
 static void on_vm_created(struct taskd *d, void *arg, const cJSON *r, int code, const char *msg)
 {
 	struct create_op *op = arg;
-	const cJSON *t = d->vm_config
-			     ? cJSON_GetObjectItemCaseSensitive(d->vm_config, "start_timeout_ms")
-			     : NULL;
+	const cJSON *t =
+	    op->config ? cJSON_GetObjectItemCaseSensitive(op->config, "start_timeout_ms") : NULL;
 	cJSON *p = cJSON_CreateObject();
 
 	if (!r) {
@@ -204,9 +212,9 @@ static void on_vm_created(struct taskd *d, void *arg, const cJSON *r, int code, 
 }
 
 /* vm.create's params: the config file's, without our own keys, plus the rootfs share. */
-static cJSON *vm_params(struct taskd *d, const char *rootfs)
+static cJSON *vm_params(const cJSON *config, const char *rootfs)
 {
-	cJSON *p = d->vm_config ? cJSON_Duplicate(d->vm_config, true) : cJSON_CreateObject();
+	cJSON *p = config ? cJSON_Duplicate(config, true) : cJSON_CreateObject();
 	cJSON *shares, *s;
 
 	if (!p)
@@ -226,11 +234,50 @@ static cJSON *vm_params(struct taskd *d, const char *rootfs)
 	return p;
 }
 
+/*
+ * This task's config into *out: the file the runtime options name (read now,
+ * strictly: a file that does not load fails the Create), else a copy of the
+ * daemon's default (NULL: the defaults). -1 once the call is answered with
+ * the error.
+ */
+static int create_config(struct taskd *d, const Uvm__Ctrd__CreateTaskRequest *q,
+			 struct ttrpc_call *call, cJSON **out)
+{
+	char err[TASK_OPTIONS_ERRLEN], *path;
+	int ret;
+
+	*out = NULL;
+	ret = task_options_config_path(q->options, &path, err, sizeof(err));
+	if (ret) {
+		pr_err(TAG, "create %s: %s", q->id, err);
+		ttrpc_reply_error(call, ret, "%s", err);
+		return -1;
+	}
+	if (!path) {
+		if (d->vm_config && !(*out = cJSON_Duplicate(d->vm_config, true))) {
+			ttrpc_reply_error(call, TTRPC_INTERNAL, "out of memory");
+			return -1;
+		}
+		return 0;
+	}
+	ret = task_config_load(path, out, err, sizeof(err));
+	if (ret) {
+		pr_err(TAG, "create %s: options: %s", q->id, err);
+		ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION, "options: %s", err);
+		free(path);
+		return -1;
+	}
+	pr_info(TAG, "create %s: config file %s (runtime options)", q->id, path);
+	free(path);
+	return 0;
+}
+
 static void m_create(void *opaque, struct ttrpc_call *call)
 {
 	struct taskd *d = opaque;
 	struct create_op *op;
 	char err[TASK_MOUNT_ERRLEN], *rootfs;
+	cJSON *config;
 	Uvm__Ctrd__CreateTaskRequest *q =
 	    UNPACK(call, Uvm__Ctrd__CreateTaskRequest, uvm__ctrd__create_task_request__descriptor);
 	int ret;
@@ -264,24 +311,27 @@ static void m_create(void *opaque, struct ttrpc_call *call)
 		ttrpc_reply_error(call, TTRPC_UNIMPLEMENTED, "checkpoints are not supported");
 		goto bad;
 	}
+	if (create_config(d, q, call, &config))
+		goto bad;
 	op = calloc(1, sizeof(*op));
 	if (!op) {
 		ttrpc_reply_error(call, TTRPC_INTERNAL, "out of memory");
+		cJSON_Delete(config);
 		goto bad;
 	}
 	op->call = call;
 	op->req = q;
+	op->config = config;
 	op->spec = read_spec(q->bundle, err, sizeof(err));
 	if (!op->spec) {
 		ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION, "%s", err);
-		free(op);
+		create_op_free_unanswered(op);
 		goto bad;
 	}
 	if (task_new(&d->task, q->id, q->bundle)) {
 		d->task = NULL;
 		ttrpc_reply_error(call, TTRPC_INTERNAL, "out of memory");
-		free(op->spec);
-		free(op);
+		create_op_free_unanswered(op);
 		goto bad;
 	}
 	d->creating = true;
@@ -300,7 +350,7 @@ static void m_create(void *opaque, struct ttrpc_call *call)
 		d->rootfs_mounted = true;
 	}
 	pr_info(TAG, "create %s: bundle %s, %zu rootfs mount(s)", q->id, q->bundle, q->n_rootfs);
-	task_ctl_call(d, "vm.create", vm_params(d, rootfs), on_vm_created, op);
+	task_ctl_call(d, "vm.create", vm_params(op->config, rootfs), on_vm_created, op);
 	free(rootfs);
 	return;
 bad:

@@ -115,13 +115,37 @@ class Containerd:
                 % (" ".join(args), p.returncode, p.stdout, p.stderr, self.log_tail()))
 
     def stop(self):
-        if self.proc.poll() is None:
+        """containerd stopped with SIGTERM (SIGKILL after 30 s); the shims it started run on."""
+        if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def launch(self):
+        """Starts containerd on this directory's config (again, after stop()) and waits until
+        it answers; RuntimeError with its log tail when it does not come up. Its log is
+        appended to, so a restart keeps what came before."""
+        log = open(os.path.join(self.d, "containerd.log"), "a")
+        self.proc = subprocess.Popen(["containerd", "--config",
+                                      os.path.join(self.d, "config.toml"), "--log-level",
+                                      "debug"], stdout=log, stderr=log, env=self.env,
+                                     start_new_session=True)
+        log.close()  # containerd holds its own copy of the fd
+        for _ in range(600):
+            if os.path.exists(self.sock) and self.ctr("version", timeout=30).returncode == 0:
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError("containerd exited:\n" + self.log_tail())
+            time.sleep(0.1)
+        raise RuntimeError("containerd did not come up:\n" + self.log_tail())
+
+    def restart(self):
+        """containerd stopped with SIGTERM and started again on the same root and state."""
+        self.stop()
+        self.launch()
 
     def shim_pids(self, openers=False):
         """Processes running our binary: the daemons `start` leaves, and with openers=True
@@ -187,21 +211,10 @@ def start(shim, guest_dir, vm_config, log_dir=None):
     env = dict(os.environ, PATH=bindir + ":" + os.environ.get("PATH", "/usr/bin:/bin"),
                UVM_SHIM_CONFIG=os.path.join(d, "uvm.json"),
                UVM_SHIM_SOCKET_DIR=os.path.join(d, "s"), UVM_GUEST_DIR=guest_dir)
-    log = open(os.path.join(d, "containerd.log"), "w")
-    proc = subprocess.Popen(["containerd", "--config", os.path.join(d, "config.toml"),
-                             "--log-level", "debug"], stdout=log, stderr=log, env=env,
-                            start_new_session=True)
-    log.close()  # containerd holds its own copy of the fd
-    c = Containerd(d, sock, env, proc, shim)
+    open(os.path.join(d, "containerd.log"), "w").close()
+    c = Containerd(d, sock, env, None, shim)
     try:
-        for _ in range(600):
-            if os.path.exists(sock) and c.ctr("version", timeout=30).returncode == 0:
-                break
-            if proc.poll() is not None:
-                raise RuntimeError("containerd exited:\n" + c.log_tail())
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("containerd did not come up:\n" + c.log_tail())
+        c.launch()
         p = c.ctr("images", "import", "--snapshotter", SNAPSHOTTER, build_image(d, bb))
         if p.returncode:
             raise RuntimeError(c.describe(["images", "import"], p))

@@ -308,8 +308,9 @@ def pb_read_varint(data, i):
             return n, i
 
 
-def shim_call(ctrd, cid, method, payload):
-    """(code, message) of one Task call made on the shim's own socket."""
+def shim_call(ctrd, cid, method, payload, answer=False):
+    """(code, message) of one Task call made on the shim's own socket; with answer=True,
+    (code, message, the answer's payload)."""
     import socket
     import struct
     bundle = os.path.join(ctrd.d, "state", "io.containerd.runtime.v2.task", NS, cid)
@@ -328,6 +329,8 @@ def shim_call(ctrd, cid, method, payload):
             buf += chunk
     resp = pb_fields(buf[10:10 + struct.unpack(">I", buf[:4])[0]])
     status = pb_fields(resp.get(1, b""))
+    if answer:
+        return status.get(1, 0), status.get(2, b"").decode(errors="replace"), resp.get(2, b"")
     return status.get(1, 0), status.get(2, b"").decode(errors="replace")
 
 
@@ -366,6 +369,204 @@ def test_update_resources(ctrd):
         wait_stopped(ctrd, "t10")
     finally:
         remove(ctrd, "t10")
+
+
+# ---- runtime options: ctr run --runtime-config-path -----------------------------------------
+
+def test_runtime_config_path(ctrd):
+    """The config file the runtime options name (not the default file, 1 vCPU and VM_MIB)
+    gives the task's VM its vCPUs and memory: the container sees them."""
+    cfg = os.path.join(ctrd.d, "big.json")
+    with open(cfg, "w") as f:
+        json.dump({"cpus": 2, "memory_mib": 384, "start_timeout_ms": 240000}, f)
+    p = ctrd.run("o1", "sh", "-c", "grep -c ^processor /proc/cpuinfo; head -1 /proc/meminfo",
+                 opts=("--runtime-config-path", cfg))
+    assert p.returncode == 0, ctrd.describe(["run", "o1"], p)
+    cpus, meminfo = p.stdout.splitlines()[:2]
+    kib = int(re.search(r"(\d+) kB", meminfo).group(1))
+    print("--runtime-config-path %s: %s vCPUs, %s" % (cfg, cpus, meminfo))
+    assert int(cpus) == 2, p.stdout
+    assert VM_MIB * 1024 < kib <= 384 * 1024, meminfo
+
+
+def daemons_of(ctrd, cid):
+    """The shim daemons (and openers) whose working directory is cid's bundle."""
+    out = []
+    for pid in ctrd.shim_pids(openers=True):
+        try:
+            if os.path.basename(os.readlink("/proc/%d/cwd" % pid)) == cid:
+                out.append(pid)
+        except OSError:
+            pass
+    return out
+
+
+def wait_gone(what, check, seconds=60):
+    """Polls check() until it returns something false; fails with its last value."""
+    for _ in range(int(seconds * 5)):
+        left = check()
+        if not left:
+            return
+        time.sleep(0.2)
+    pytest.fail("%s left: %r" % (what, left))
+
+
+def test_runtime_config_path_refused(ctrd):
+    """A config path that does not exist, is relative, does not parse or holds params
+    vm.create refuses fails `ctr run` with the reason; no shim or VM is left, and
+    containerd runs the next task as usual (test_nothing_left_after_runs)."""
+    bad = os.path.join(ctrd.d, "bad.toml")
+    with open(bad, "w") as f:
+        f.write('cpus = 2\n')
+    small = os.path.join(ctrd.d, "small.json")
+    with open(small, "w") as f:
+        json.dump({"memory_mib": 1}, f)
+    missing = os.path.join(ctrd.d, "missing.json")
+    before = set(ctrd.shim_pids(openers=True))
+    for cid, path, words in (("o2", missing, [missing, "No such file"]),
+                             ("o3", "big.json", ["not an absolute path"]),
+                             ("o4", bad, [bad, "not a JSON object"]),
+                             ("o5", small, ["vm.create", "memory_mib"])):
+        p = ctrd.run(cid, "true", opts=("--runtime-config-path", path), timeout=120)
+        try:
+            assert p.returncode != 0, ctrd.describe(["run", cid], p)
+            for w in words:
+                assert w in p.stderr, (w, ctrd.describe(["run", cid], p))
+            wait_gone("shim of " + cid,
+                      lambda: [x for x in ctrd.shim_pids(openers=True) if x not in before])
+            assert not re.search(r"^%s\s" % cid, ctrd.ctr("task", "ls", check=True).stdout,
+                                 re.M)
+            bundle = os.path.join(ctrd.d, "state", "io.containerd.runtime.v2.task", NS, cid)
+            assert not os.path.exists(bundle), os.listdir(bundle)
+            assert [m for m in ctrd.mounts_under() if "/%s/rootfs" % cid in m] == []
+        finally:
+            ctrd.ctr("container", "rm", cid)
+
+
+# ---- recovery: containerd restarted, the shim killed ------------------------------------------
+
+def bundle_of(ctrd, cid):
+    return os.path.join(ctrd.d, "state", "io.containerd.runtime.v2.task", NS, cid)
+
+
+def socket_of(ctrd, cid):
+    with open(os.path.join(bundle_of(ctrd, cid), "address")) as f:
+        return f.read().strip()[len("unix://"):]
+
+
+def boot_id(ctrd, cid, exec_id):
+    p = ctrd.ctr("task", "exec", "--exec-id", exec_id, cid, "cat",
+                 "/proc/sys/kernel/random/boot_id")
+    assert p.returncode == 0, ctrd.describe(["exec", cid, exec_id], p)
+    return p.stdout.strip()
+
+
+def test_containerd_restart(ctrd):
+    """containerd 1.6 stopped with SIGTERM leaves its shims running; started again, it
+    reconnects to each through the bundle's `address` (its shim manager's loadShim,
+    which calls Connect) and manages the task as before: r1 keeps running in the same
+    VM (same daemon, same guest boot_id), execs and is killed and removed through
+    containerd; r2, killed on the shim's socket while containerd was down, shows STOPPED
+    and is removed, and its TaskExit, which waited in the shim while containerd was away,
+    reaches the new containerd (its log says "event forwarded" for /tasks/exit).
+    Both shims exit."""
+    start_detached(ctrd, "r1", "sleep", "600")
+    try:
+        start_detached(ctrd, "r2", "sleep", "600")
+        try:
+            d1 = [p for p in daemons_of(ctrd, "r1") if p in ctrd.shim_pids()]
+            d2 = [p for p in daemons_of(ctrd, "r2") if p in ctrd.shim_pids()]
+            assert len(d1) == 1 and len(d2) == 1, (d1, d2)
+            boot = boot_id(ctrd, "r1", "b1")
+            ctrd.stop()
+            assert os.path.exists("/proc/%d" % d1[0]) and os.path.exists("/proc/%d" % d2[0])
+            # containerd is down: the task is killed on the shim's own socket.
+            code, msg = shim_call(ctrd, "r2", "Kill",
+                                  pb_bytes(1, "r2") + pb_varint(3 << 3) + pb_varint(9))
+            assert code == 0, msg
+            for _ in range(300):  # STOPPED (3): its TaskExit had nowhere to go
+                code, msg, state = shim_call(ctrd, "r2", "State", pb_bytes(1, "r2"), answer=True)
+                assert code == 0, msg
+                if pb_fields(state).get(4) == 3:
+                    break
+                time.sleep(0.2)
+            else:
+                pytest.fail("r2 did not stop on the shim's Kill")
+            log = os.path.join(ctrd.d, "containerd.log")
+            offset = os.path.getsize(log)
+            ctrd.launch()
+            assert d1[0] in ctrd.shim_pids()
+            out = ctrd.ctr("task", "ls", check=True).stdout
+            assert re.search(r"^r1\s+\d+\s+RUNNING", out, re.M), (out, ctrd.log_tail())
+            wait_stopped(ctrd, "r2")
+            # The only exit since the restart is r2's (r1 runs on).
+            forwarded = r'msg="event forwarded" ns=%s topic=/tasks/exit ' % NS
+            for _ in range(150):
+                with open(log, errors="replace") as f:
+                    f.seek(offset)
+                    if re.search(forwarded, f.read()):
+                        break
+                time.sleep(0.2)
+            else:
+                pytest.fail("r2's TaskExit did not reach the new containerd:\n" + ctrd.log_tail())
+            assert boot_id(ctrd, "r1", "b2") == boot  # the same VM
+            p = ctrd.ctr("task", "ps", "r1", check=True)
+            assert len(p.stdout.splitlines()) >= 2, p.stdout
+            p = ctrd.ctr("task", "rm", "r2")
+            assert p.returncode == 0, ctrd.describe(["task", "rm", "r2"], p)
+            wait_gone("r2's shim", lambda: [x for x in d2 if os.path.exists("/proc/%d" % x)])
+            ctrd.ctr("task", "kill", "-s", "SIGKILL", "r1", check=True)
+            wait_stopped(ctrd, "r1")
+            p = ctrd.ctr("task", "rm", "r1")
+            assert p.returncode == 0, ctrd.describe(["task", "rm", "r1"], p)
+            wait_gone("r1's shim", lambda: [x for x in d1 if os.path.exists("/proc/%d" % x)])
+        finally:
+            remove(ctrd, "r2")
+    finally:
+        remove(ctrd, "r1")
+    for cid in ("r1", "r2"):
+        assert not os.path.exists(bundle_of(ctrd, cid))
+
+
+def test_killed_shim_cleaned_up_by_delete(ctrd):
+    """The shim daemon killed with SIGKILL (its VM and opener die with it): containerd sees
+    the connection drop and runs the binary's `delete` in the bundle, which removes the
+    shim's socket (nothing else would: the daemon is gone); containerd then unmounts and
+    removes the bundle. No uvm-shim process, mount or socket is left; the task is gone
+    from containerd, whose exit status for it is 137."""
+    start_detached(ctrd, "k1", "sleep", "600")
+    try:
+        daemon = [p for p in daemons_of(ctrd, "k1") if p in ctrd.shim_pids()]
+        assert len(daemon) == 1, daemon
+        procs = daemons_of(ctrd, "k1")
+        assert len(procs) >= 2, procs  # the daemon and its opener
+        sock = socket_of(ctrd, "k1")
+        assert os.path.exists(sock)
+        assert [m for m in ctrd.mounts_under() if "/k1/rootfs" in m], ctrd.mounts_under()
+        ev = subprocess.Popen(["ctr", "-a", ctrd.sock, "events"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+        try:
+            time.sleep(1)
+            os.kill(daemon[0], 9)
+            wait_gone("k1's shim and opener",
+                      lambda: [x for x in procs if os.path.exists("/proc/%d" % x)])
+            wait_gone("k1's socket", lambda: os.path.exists(sock))
+            wait_gone("k1's rootfs mount",
+                      lambda: [m for m in ctrd.mounts_under() if "/k1/rootfs" in m])
+            wait_gone("k1's task", lambda: re.findall(
+                r"^k1\s.*", ctrd.ctr("task", "ls", check=True).stdout, re.M))
+            wait_gone("k1's bundle", lambda: os.path.exists(bundle_of(ctrd, "k1")))
+            time.sleep(1)
+        finally:
+            ev.terminate()
+            events = ev.communicate(timeout=30)[0]
+        with open(os.path.join(ctrd.d, "containerd.log"), errors="replace") as f:
+            log = f.read()
+        assert re.search(r"cleaning up (after shim disconnected|dead shim)", log), ctrd.log_tail()
+        exits = [l for l in events.splitlines() if "/tasks/exit" in l and '"k1"' in l]
+        assert exits and re.search(r'"exit_status":\s*137', exits[-1]), events
+    finally:
+        remove(ctrd, "k1")
 
 
 def test_nothing_left_after_runs(ctrd):

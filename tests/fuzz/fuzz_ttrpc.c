@@ -2,29 +2,46 @@
  * ttrpc input from a hostile peer: arbitrary bytes on a server connection,
  * cut into two reads, with a small frame limit so skipping an oversized
  * frame is reached; each request goes through the method table (one method
- * decodes a Task message, one holds its call past the connection's end).
- * Answers go to the peer's end of a socketpair, which is drained.
+ * decodes a Task message and its runtime options, one holds its call past
+ * the connection's end). Answers go to the peer's end of a socketpair, which
+ * is drained. The bytes are also decoded as the runtime options' value
+ * (runtimeoptions.v1.Options) on their own, which a whole Create rarely reaches.
  */
 #include <stddef.h>
 #include <stdint.h>
+#include <limits.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "shim/proto/task.pb-c.h"
+#include "shim/task_options.h"
 #include "shim/ttrpc.h"
 #include "shim/ttrpc_server.h"
 #include "vmm/loop.h"
 
 static struct ttrpc_call *held;
 
+static void options(const Uvm__Ctrd__Any *any)
+{
+	char err[TASK_OPTIONS_ERRLEN], *path = NULL;
+
+	if (task_options_config_path(any, &path, err, sizeof(err)) == 0 && path &&
+	    (path[0] != '/' || strlen(path) >= PATH_MAX))
+		__builtin_trap(); /* a path the decoder promised not to return */
+	free(path);
+}
+
 static void m_create(void *opaque, struct ttrpc_call *call)
 {
-	ProtobufCMessage *m = ttrpc_call_unpack(call, &uvm__ctrd__create_task_request__descriptor);
+	Uvm__Ctrd__CreateTaskRequest *q = (Uvm__Ctrd__CreateTaskRequest *)ttrpc_call_unpack(
+	    call, &uvm__ctrd__create_task_request__descriptor);
 
-	if (!m)
+	if (!q)
 		return;
-	protobuf_c_message_free_unpacked(m, NULL);
+	options(q->options);
+	protobuf_c_message_free_unpacked(&q->base, NULL);
 	ttrpc_reply(call, NULL);
 }
 
@@ -57,6 +74,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct ttrpc_server *srv;
 	size_t cut = size ? data[0] % (size + 1) : 0;
 	int sv[2];
+	Uvm__Ctrd__Any any = UVM__CTRD__ANY__INIT;
+
+	/* The options' value alone. */
+	any.type_url = TASK_OPTIONS_TYPE;
+	any.value.data = (uint8_t *)data;
+	any.value.len = size;
+	options(&any);
 
 	/* The decoder alone, with a small limit and the bytes in two pieces. */
 	ttrpc_dec_init(&d, 256);

@@ -6,11 +6,11 @@
  * "mounted" and the VM started), a running task is served over a connection
  * accepted on the daemon's listening socket, over a fake control protocol:
  * Connect, State, Pause and Resume (the events dialled to a socket standing in
- * for containerd), Kill, the VM's exit, a second Create refused, Delete (the
- * rootfs left to containerd), Shutdown, and the socket removed through the
- * opener at exit. A call missing from the loop list kills the child with
- * SIGSYS. Without the restructuring (an in-process unmount, a plain unlink)
- * the child dies: checked too.
+ * for containerd; then, that socket closed as by a containerd restart, an
+ * event that waits and the retry that delivers it once containerd is back), Kill, the VM's exit, a
+ * second Create refused, Delete (the rootfs left to containerd), Shutdown, and the socket removed
+ * through the opener at exit. A call missing from the loop list kills the child with SIGSYS.
+ * Without the restructuring (an in-process unmount, a plain unlink) the child dies: checked too.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -170,12 +170,13 @@ static int client_connect(struct client *c, struct taskd *d)
 	return c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) ? -1 : 0;
 }
 
+/* What containerd got on its events socket (emptied when it "restarts"). */
+static char got[16384];
+static size_t len;
+
 /* What containerd got on its events socket contains topic. */
 static bool event_seen(int ev_listen, int *ev_conn, const char *topic)
 {
-	static char got[16384];
-	static size_t len;
-
 	if (*ev_conn < 0)
 		*ev_conn = accept4(ev_listen, NULL, NULL, SOCK_CLOEXEC);
 	for (int i = 0; *ev_conn >= 0 && i < 100; i++) {
@@ -200,9 +201,14 @@ static int child_serve_a_task(void)
 	struct taskd *d = NULL;
 	struct ctl *fake = NULL;
 	struct client c;
-	char msg[512];
-	int ev_listen = -1, ev_conn = -1, ret;
+	char msg[512], *back;
+	int ev_listen = -1, ev_conn = -1, ev_back, ret;
+	struct sockaddr_un sa;
 
+	/* Where containerd comes back after its restart: bound now, not under the filter. */
+	ev_back = listening("events2.sock");
+	sock_path(&sa, "events2.sock");
+	back = strdup(sa.sun_path);
 	ret = daemon_sandboxed(&d, &fake, &ev_listen);
 	if (ret)
 		return ret;
@@ -218,6 +224,33 @@ static int child_serve_a_task(void)
 	if (client_call(&c, "Resume", &id.base, msg, sizeof(msg)) ||
 	    !event_seen(ev_listen, &ev_conn, "/tasks/resumed"))
 		return 13;
+	/*
+	 * containerd restarts: its events socket refuses. The event waits and the
+	 * retry timer dials again (timerfd_settime, read, socket, connect under the
+	 * filter); containerd back (at another path here: this thread may not bind),
+	 * the event goes out.
+	 */
+	close(ev_conn);
+	close(ev_listen);
+	ev_conn = -1;
+	d->ev.retry_ms = 10;
+	if (client_call(&c, "Pause", &id.base, msg, sizeof(msg)))
+		return 20;
+	for (int i = 0; i < 10; i++)
+		loop_run_once(d->loop, 10);
+	if (d->ev.queued != 1 || d->ev.tries < 2)
+		return 21;
+	free(d->ev.address);
+	d->ev.address = back;
+	ev_listen = ev_back;
+	len = 0;
+	for (int i = 0; i < 10 && d->ev.queued; i++)
+		loop_run_once(d->loop, 10);
+	if (d->ev.queued || !event_seen(ev_listen, &ev_conn, "/tasks/paused"))
+		return 22;
+	if (client_call(&c, "Resume", &id.base, msg, sizeof(msg)) ||
+	    !event_seen(ev_listen, &ev_conn, "/tasks/resumed"))
+		return 23;
 	k.id = "t1";
 	k.signal = SIGKILL;
 	if (client_call(&c, "Kill", &k.base, msg, sizeof(msg)))

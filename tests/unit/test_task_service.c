@@ -25,12 +25,14 @@
 #include "shim/ctl.h"
 #include "shim/proto/events.pb-c.h"
 #include "shim/proto/task.pb-c.h"
+#include "shim/proto/runtimeoptions.pb-c.h"
+#include "shim/task_options.h"
 #include "shim/task_priv.h"
 #include "vmm/loop.h"
 
 /* The fake control protocol's record: requests by method, the last params, the answer to give. */
 struct fake {
-	unsigned pauses, resumes, updates, signals, stats;
+	unsigned pauses, resumes, updates, signals, stats, creates;
 	cJSON *params; /* the last request's */
 	int fail;      /* 0: answer {}; else this ctl error code */
 };
@@ -260,6 +262,8 @@ static void fake_method(void *opaque, struct ctl_req *req)
 		f->fake.signals++;
 	else if (!strcmp(req->method, "container.stats"))
 		f->fake.stats++;
+	else if (!strcmp(req->method, "vm.create"))
+		f->fake.creates++;
 	cJSON_Delete(f->fake.params);
 	f->fake.params = cJSON_Duplicate(req->params, true);
 	if (f->fake.fail)
@@ -269,16 +273,23 @@ static void fake_method(void *opaque, struct ctl_req *req)
 }
 
 static const struct ctl_method fake_methods[] = {
-    {"vm.pause", fake_method, 0, 0},
-    {"vm.resume", fake_method, 0, 0},
-    {"container.update", fake_method, 0, 0},
-    {"container.signal", fake_method, 0, 0},
-    {"container.stats", fake_method, 0, 0},
-    {"vm.terminate", fake_method, 0, 0},
-    {NULL, NULL, 0, 0},
+    {"vm.pause", fake_method, 0, 0},	     {"vm.resume", fake_method, 0, 0},
+    {"container.update", fake_method, 0, 0}, {"container.signal", fake_method, 0, 0},
+    {"container.stats", fake_method, 0, 0},  {"vm.terminate", fake_method, 0, 0},
+    {"vm.create", fake_method, 0, 0},	     {NULL, NULL, 0, 0},
 };
 
 /* Task t1 whose init runs (pid 42); the control protocol is the fake; events are collected. */
+static void use_fake_ctl(struct fx *f)
+{
+	assert_int_equal(ctl_create(&f->fake_ctl, &(struct ctl_config){.out_fd = f->d->ctl_wr,
+								       .methods = fake_methods,
+								       .opaque = f}),
+			 0);
+	f->real_ctl = f->d->ctl;
+	f->d->ctl = f->fake_ctl;
+}
+
 static int setup_task(void **st)
 {
 	struct fx *f;
@@ -287,12 +298,19 @@ static int setup_task(void **st)
 	f = *st;
 	assert_int_equal(task_new(&f->d->task, "t1", f->bundle), 0);
 	assert_int_equal(task_proc_started(task_init_proc(f->d->task), 42), 0);
-	assert_int_equal(ctl_create(&f->fake_ctl, &(struct ctl_config){.out_fd = f->d->ctl_wr,
-								       .methods = fake_methods,
-								       .opaque = f}),
-			 0);
-	f->real_ctl = f->d->ctl;
-	f->d->ctl = f->fake_ctl;
+	use_fake_ctl(f);
+	return 0;
+}
+
+/* No task yet; the control protocol is the fake, which refuses vm.create (so no VM is made). */
+static int setup_fake(void **st)
+{
+	struct fx *f;
+
+	setup_with(st, false);
+	f = *st;
+	use_fake_ctl(f);
+	f->fake.fail = CTL_ERR_BAD_PARAMS;
 	return 0;
 }
 
@@ -602,11 +620,113 @@ static void test_update_hostile(void **st)
 	assert_int_equal(task_init_proc(f->d->task)->status, TASK_RUNNING);
 }
 
+static const char *write_file(struct fx *f, const char *name, const char *text)
+{
+	static char path[128];
+	FILE *o;
+
+	snprintf(path, sizeof(path), "%s/%s", f->bundle, name);
+	o = fopen(path, "w");
+	assert_non_null(o);
+	fputs(text, o);
+	fclose(o);
+	return path;
+}
+
+/*
+ * CreateTaskRequest.options: the config file it names gives vm.create's
+ * params (instead of the daemon's default); a file that is missing or does
+ * not parse, options of another type or that do not decode fail the Create
+ * before any VM is asked for, and the daemon keeps serving: the next Create
+ * without options gets the default again.
+ */
+static void test_create_options(void **st)
+{
+	struct fx *f = *st;
+	Uvm__Ctrd__CreateTaskRequest c = UVM__CTRD__CREATE_TASK_REQUEST__INIT;
+	Uvm__Ctrd__RuntimeOptions o = UVM__CTRD__RUNTIME_OPTIONS__INIT;
+	Uvm__Ctrd__Any any = UVM__CTRD__ANY__INIT;
+	uint8_t val[512], raw[1024];
+	char msg[512], good[128], bad[128], missing[128];
+	const cJSON *shares;
+	size_t n;
+
+	write_file(f, "config.json",
+		   "{\"ociVersion\":\"1.0.0\",\"process\":{\"args\":[\"true\"]}}");
+	snprintf(good, sizeof(good), "%s",
+		 write_file(f, "good.json",
+			    "{\"cpus\": 3, \"memory_mib\": 200, \"start_timeout_ms\": 5000}"));
+	snprintf(bad, sizeof(bad), "%s", write_file(f, "bad.json", "cpus = 3\n"));
+	snprintf(missing, sizeof(missing), "%s/missing.json", f->bundle);
+	/* the daemon's default file, as load_config would have read it */
+	f->d->vm_config = cJSON_Parse("{\"cpus\": 1, \"memory_mib\": 128}");
+	c.id = "t1";
+	c.bundle = f->bundle;
+
+	/* no options: the default */
+	assert_int_equal(call(f, "Create", &c.base, msg, sizeof(msg)), TTRPC_INVALID_ARGUMENT);
+	assert_non_null(strstr(msg, "vm.create"));
+	assert_int_equal(f->fake.creates, 1);
+	assert_int_equal(param(f, "cpus"), 1);
+	assert_int_equal(param(f, "memory_mib"), 128);
+
+	/* options naming a good file: its params, without start_timeout_ms, plus the share */
+	any.type_url = TASK_OPTIONS_TYPE;
+	o.config_path = good;
+	any.value.data = val;
+	any.value.len = uvm__ctrd__runtime_options__pack(&o, val);
+	c.options = &any;
+	assert_int_equal(call(f, "Create", &c.base, msg, sizeof(msg)), TTRPC_INVALID_ARGUMENT);
+	assert_int_equal(f->fake.creates, 2);
+	assert_int_equal(param(f, "cpus"), 3);
+	assert_int_equal(param(f, "memory_mib"), 200);
+	assert_null(cJSON_GetObjectItem(f->fake.params, "start_timeout_ms"));
+	shares = cJSON_GetObjectItem(f->fake.params, "plan9");
+	assert_int_equal(cJSON_GetArraySize(shares), 1);
+	assert_null(f->d->task);
+
+	/* a missing file, a file that does not parse: refused before vm.create */
+	o.config_path = missing;
+	any.value.len = uvm__ctrd__runtime_options__pack(&o, val);
+	assert_int_equal(call(f, "Create", &c.base, msg, sizeof(msg)), TTRPC_FAILED_PRECONDITION);
+	assert_non_null(strstr(msg, missing));
+	assert_non_null(strstr(msg, "No such file"));
+	o.config_path = bad;
+	any.value.len = uvm__ctrd__runtime_options__pack(&o, val);
+	assert_int_equal(call(f, "Create", &c.base, msg, sizeof(msg)), TTRPC_FAILED_PRECONDITION);
+	assert_non_null(strstr(msg, "not a JSON object"));
+	/* a relative path, options of runc's type */
+	o.config_path = "good.json";
+	any.value.len = uvm__ctrd__runtime_options__pack(&o, val);
+	assert_int_equal(call(f, "Create", &c.base, msg, sizeof(msg)), TTRPC_INVALID_ARGUMENT);
+	assert_non_null(strstr(msg, "absolute"));
+	o.config_path = good;
+	any.value.len = uvm__ctrd__runtime_options__pack(&o, val);
+	any.type_url = "containerd.runc.v1.Options";
+	assert_int_equal(call(f, "Create", &c.base, msg, sizeof(msg)), TTRPC_INVALID_ARGUMENT);
+	assert_non_null(strstr(msg, "containerd.runc.v1.Options"));
+	/* the options' value claims more bytes than it has: the Create does not decode */
+	any.type_url = TASK_OPTIONS_TYPE;
+	n = uvm__ctrd__create_task_request__pack(&c, raw);
+	assert_true(n > 4);
+	assert_int_equal(call_raw(f, "Create", raw, n - 3), TTRPC_INVALID_ARGUMENT);
+	assert_int_equal(f->fake.creates, 2);
+	assert_null(f->d->task);
+	assert_false(f->d->creating);
+
+	/* and the daemon serves on: no options is the default again */
+	c.options = NULL;
+	assert_int_equal(call(f, "Create", &c.base, msg, sizeof(msg)), TTRPC_INVALID_ARGUMENT);
+	assert_int_equal(f->fake.creates, 3);
+	assert_int_equal(param(f, "cpus"), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_bad_input_keeps_serving, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_create_then_shutdown, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_create_options, setup_fake, teardown),
 	    cmocka_unit_test_setup_teardown(test_pause_resume, setup_task, teardown),
 	    cmocka_unit_test_setup_teardown(test_pause_refused_and_vm_gone, setup_task, teardown),
 	    cmocka_unit_test_setup_teardown(test_pause_before_start, setup_task, teardown),
