@@ -18,6 +18,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -76,14 +77,20 @@ def clean_share(share):
 def run(argv, timeout):
     """Runs one VM; on a timeout, says what the VMM's threads were doing and
     what the guest printed before it is killed."""
+    # A session of its own: on a timeout the whole group goes (a child left holding the
+    # pipes kept communicate() waiting for ever in session 10, and the report with it).
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
+                         stderr=subprocess.PIPE, start_new_session=True)
     try:
         so, se = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         where = threads_of(p.pid) + children_of(p.pid)
-        p.kill()
-        so, se = p.communicate()
+        print("run timed out after %d s; the VMM's threads:\n%s" % (timeout, where), flush=True)
+        os.killpg(p.pid, signal.SIGKILL)
+        try:
+            so, se = p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            so, se = b"", b"(its output pipes stayed open 60 s after the kill)"
         tail = (so + se).decode(errors="replace").replace("\r", "")[-3000:]
         return None, "timed out after %d s\n%s--- its output:\n%s" % (timeout, where, tail)
     out = so.decode(errors="replace").replace("\r", "")
