@@ -105,9 +105,30 @@ def anonymous_kib(pid):
     die("pid %d: no Anonymous line in smaps_rollup" % pid)
 
 
+def largest_anonymous(pid, guest_bytes, n=8):
+    """The n mappings of pid holding the most Anonymous KiB, guest RAM left out: (KiB,
+    mapping size in KiB, name), and the thread count; says where a daemon's memory is."""
+    maps, cur = [], None
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            head = line.split(None, 5)
+            if "-" in head[0] and not head[0].endswith(":"):
+                lo, hi = (int(x, 16) for x in head[0].split("-"))
+                name = head[5].strip() if len(head) > 5 and head[5].strip() else "[anon]"
+                cur = None if (name == "[anon]" and hi - lo >= 0.9 * guest_bytes) else \
+                    [0, (hi - lo) >> 10, name]
+                if cur:
+                    maps.append(cur)
+            elif head[0] == "Anonymous:" and cur:
+                cur[0] = int(head[1])
+    with open("/proc/%d/status" % pid) as f:
+        threads = next((int(l.split()[1]) for l in f if l.startswith("Threads:")), 0)
+    return sorted(maps, reverse=True)[:n], threads
+
+
 def task_memory(c, guest_mib, timeout):
     """(the daemon's overhead.smaps_sum, its openers' Anonymous KiB, how many openers)
-    with one `sleep` task running."""
+    with one `sleep` task running; prints where the daemon's anonymous memory is."""
     cid = "mem"
     p = c.ctr("run", "-d", "--snapshotter", containerd_env.SNAPSHOTTER, "--runtime", RUNTIME,
               containerd_env.IMAGE, cid, "sleep", "100000", timeout=timeout)
@@ -117,6 +138,9 @@ def task_memory(c, guest_mib, timeout):
         time.sleep(2)
         pid = daemon_of(c, cid)
         daemon = overhead.smaps_sum(pid, guest_mib << 20)
+        top, threads = largest_anonymous(pid, guest_mib << 20)
+        print("shim daemon: %d threads; its largest anonymous mappings (KiB of mapping size): %s"
+              % (threads, ", ".join("%d KiB (%d) %s" % tuple(m) for m in top)), flush=True)
         openers = [q for q in c.shim_pids(openers=True) if q != pid and ppid_of(q) == pid]
         opener = sum(anonymous_kib(q) for q in openers)
         return daemon, opener, len(openers)
