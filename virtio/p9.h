@@ -72,6 +72,8 @@ size_t p9_build_rflush(uint8_t *out, size_t cap, uint16_t tag);
 struct p9_pool;
 
 /* Each worker's buffers, P9_MSIZE_MAX bytes each. */
+/* A worker idle this long gives its buffers' pages back (tests lower it). */
+extern int p9_pool_idle_release_ms;
 struct p9_worker_bufs {
 	uint8_t *in, *out;
 };

@@ -4,7 +4,10 @@
  * sandboxed event loop may no longer create threads). Each worker owns an in
  * and an out buffer of P9_MSIZE_MAX bytes, and runs the creator's
  * thread_init (its sandbox: Landlock beneath the share) before it takes any
- * work.
+ * work. The buffers are a mapping of their own, and a worker idle for
+ * p9_pool_idle_release_ms gives their pages back (MADV_DONTNEED): a share
+ * that served one big read would otherwise keep up to 1 MiB a worker
+ * resident for the VM's life (docs/containerd.md "Benchmark").
  */
 #include "p9.h"
 
@@ -13,11 +16,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <time.h>
 
 #include "vmm/log.h"
 #include "vmm/thread.h"
 
 #define P9_POOL_MAX 16
+
+int p9_pool_idle_release_ms = 1000;
 
 struct p9_pool {
 	pthread_mutex_t lock;
@@ -32,13 +39,64 @@ struct p9_pool {
 	int init_err;	/* the first thread_init failure */
 };
 
+/* The idle wait's deadline is on the monotonic clock. */
+static void cond_init_monotonic(pthread_cond_t *cv)
+{
+	pthread_condattr_t a;
+
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(cv, &a);
+	pthread_condattr_destroy(&a);
+}
+
+/* Both buffers in one private mapping (page aligned, so its pages can be given back). */
+static int bufs_map(struct p9_worker_bufs *b)
+{
+	uint8_t *p = mmap(NULL, 2 * P9_MSIZE_MAX, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return -errno;
+	b->in = p;
+	b->out = p + P9_MSIZE_MAX;
+	return 0;
+}
+
+/* Waits for work or stopping; gives the buffers' pages back once idle long enough. Lock held. */
+static void wait_for_work(struct p9_pool *pool, struct p9_worker_bufs *b, bool *dirty)
+{
+	while (!pool->head && !pool->stopping) {
+		struct timespec t;
+
+		if (!*dirty || !b->in) {
+			pthread_cond_wait(&pool->cv, &pool->lock);
+			continue;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		t.tv_sec += p9_pool_idle_release_ms / 1000;
+		t.tv_nsec += (long)(p9_pool_idle_release_ms % 1000) * 1000000;
+		if (t.tv_nsec >= 1000000000) {
+			t.tv_sec++;
+			t.tv_nsec -= 1000000000;
+		}
+		if (pthread_cond_timedwait(&pool->cv, &pool->lock, &t) != ETIMEDOUT || pool->head)
+			continue;
+		pthread_mutex_unlock(&pool->lock);
+		madvise(b->in, 2 * P9_MSIZE_MAX, MADV_DONTNEED);
+		pthread_mutex_lock(&pool->lock);
+		*dirty = false;
+	}
+}
+
 static void *pool_main(void *arg)
 {
 	struct p9_pool *pool = arg;
-	struct p9_worker_bufs b = {malloc(P9_MSIZE_MAX), malloc(P9_MSIZE_MAX)};
+	struct p9_worker_bufs b = {NULL, NULL};
 	int err = pool->thread_init ? pool->thread_init(pool->opaque) : 0;
+	bool dirty = false;
 
-	if (!b.in || !b.out)
+	if (bufs_map(&b))
 		pr_err("9p", "a worker has no buffers; it serves nothing");
 	pthread_mutex_lock(&pool->lock);
 	pool->nr_started++;
@@ -48,8 +106,7 @@ static void *pool_main(void *arg)
 	for (;;) {
 		struct p9_work *w;
 
-		while (!pool->head && !pool->stopping)
-			pthread_cond_wait(&pool->cv, &pool->lock);
+		wait_for_work(pool, &b, &dirty);
 		if (pool->stopping || err)
 			break; /* a worker without its sandbox serves nothing */
 		w = pool->head;
@@ -58,12 +115,13 @@ static void *pool_main(void *arg)
 			pool->tail = NULL;
 		w->next = NULL;
 		pthread_mutex_unlock(&pool->lock);
-		w->fn(w, b.in && b.out ? &b : NULL);
+		w->fn(w, b.in ? &b : NULL);
+		dirty = true;
 		pthread_mutex_lock(&pool->lock);
 	}
 	pthread_mutex_unlock(&pool->lock);
-	free(b.in);
-	free(b.out);
+	if (b.in)
+		munmap(b.in, 2 * P9_MSIZE_MAX);
 	return NULL;
 }
 
@@ -72,8 +130,8 @@ int p9_pool_create(int nr, int (*thread_init)(void *opaque), void *opaque, struc
 	return p9_pool_create_named("9p-w", nr, thread_init, opaque, out);
 }
 
-int p9_pool_create_named(const char *prefix, int nr, int (*thread_init)(void *opaque),
-			 void *opaque, struct p9_pool **out)
+int p9_pool_create_named(const char *prefix, int nr, int (*thread_init)(void *opaque), void *opaque,
+			 struct p9_pool **out)
 {
 	struct p9_pool *pool;
 	int err;
@@ -84,7 +142,7 @@ int p9_pool_create_named(const char *prefix, int nr, int (*thread_init)(void *op
 	if (!pool)
 		return -ENOMEM;
 	pthread_mutex_init(&pool->lock, NULL);
-	pthread_cond_init(&pool->cv, NULL);
+	cond_init_monotonic(&pool->cv);
 	pool->thread_init = thread_init;
 	pool->opaque = opaque;
 	for (int i = 0; i < nr; i++) {
@@ -106,7 +164,7 @@ int p9_pool_create_named(const char *prefix, int nr, int (*thread_init)(void *op
 	pthread_mutex_unlock(&pool->lock);
 	if (err) {
 		pr_err("9p", "a %s thread could not set up its sandbox (%s)", prefix,
-			strerror(-err));
+		       strerror(-err));
 		p9_pool_destroy(pool);
 		return err;
 	}

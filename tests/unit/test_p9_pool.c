@@ -1,0 +1,116 @@
+/*
+ * The 9p worker pool (virtio/p9_pool.c): work runs on a worker with its
+ * buffers, and a worker idle for p9_pool_idle_release_ms gives the buffers'
+ * pages back, so a share that once served a big read does not keep them
+ * resident; the next request still gets working buffers.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <semaphore.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "virtio/p9.h"
+
+struct job {
+	struct p9_work work;
+	sem_t done;
+	uint8_t *in, *out;
+	bool had_bufs, zeroed;
+};
+
+/* Fills both buffers whole, as a request and an answer of msize each would. */
+static void fill_run(struct p9_work *w, struct p9_worker_bufs *b)
+{
+	struct job *j = (struct job *)w;
+
+	j->had_bufs = b != NULL;
+	if (b) {
+		j->in = b->in;
+		j->out = b->out;
+		j->zeroed = b->out[P9_MSIZE_MAX - 1] == 0 && b->in[0] == 0;
+		memset(b->in, 0xa5, P9_MSIZE_MAX);
+		memset(b->out, 0x5a, P9_MSIZE_MAX);
+	}
+	sem_post(&j->done);
+}
+
+/* Pages of [p, p + len) resident now. */
+static size_t resident_pages(const uint8_t *p, size_t len)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), n = len / page, count = 0;
+	unsigned char vec[2 * P9_MSIZE_MAX / 4096];
+
+	assert_true(n <= sizeof(vec));
+	assert_int_equal(mincore((void *)p, len, vec), 0);
+	for (size_t i = 0; i < n; i++)
+		count += vec[i] & 1;
+	return count;
+}
+
+static void run_job(struct p9_pool *pool, struct job *j)
+{
+	memset(j, 0, sizeof(*j));
+	j->work.fn = fill_run;
+	assert_int_equal(sem_init(&j->done, 0, 0), 0);
+	p9_pool_submit(pool, &j->work);
+	assert_int_equal(sem_wait(&j->done), 0);
+	assert_true(j->had_bufs);
+}
+
+static void test_idle_worker_gives_buffers_back(void **state)
+{
+	struct p9_pool *pool;
+	struct job j;
+	size_t before;
+
+	(void)state;
+	p9_pool_idle_release_ms = 100;
+	assert_int_equal(p9_pool_create(1, NULL, NULL, &pool), 0);
+	run_job(pool, &j);
+	assert_true(j.zeroed);
+	before = resident_pages(j.in, 2 * P9_MSIZE_MAX);
+	/* Idle well past the release time (a slow machine gets several periods). */
+	for (int i = 0; i < 50 && resident_pages(j.in, 2 * P9_MSIZE_MAX); i++)
+		usleep(100 * 1000);
+	assert_int_equal(resident_pages(j.in, 2 * P9_MSIZE_MAX), 0);
+	/* The next request gets the same buffers, zero-filled pages again, and fills them. */
+	run_job(pool, &j);
+	assert_true(j.zeroed);
+	assert_true(resident_pages(j.in, 2 * P9_MSIZE_MAX) > 0);
+	p9_pool_destroy(pool);
+	p9_pool_idle_release_ms = 1000;
+	/* Without the release the 256 filled pages would have stayed. */
+	assert_true(before > 0);
+}
+
+/* A busy worker keeps its pages: the release only follows an idle period. */
+static void test_busy_worker_keeps_buffers(void **state)
+{
+	struct p9_pool *pool;
+	struct job j;
+
+	(void)state;
+	p9_pool_idle_release_ms = 60 * 1000;
+	assert_int_equal(p9_pool_create(1, NULL, NULL, &pool), 0);
+	run_job(pool, &j);
+	usleep(200 * 1000);
+	assert_int_equal(resident_pages(j.in, 2 * P9_MSIZE_MAX), 2 * P9_MSIZE_MAX / 4096);
+	p9_pool_destroy(pool);
+	p9_pool_idle_release_ms = 1000;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_idle_worker_gives_buffers_back),
+	    cmocka_unit_test(test_busy_worker_keeps_buffers),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
