@@ -39,7 +39,7 @@ TRACEFS = "/sys/kernel/tracing"
 # One hist trigger per tracepoint; the spec is written again with "!" to remove it.
 TRIGGERS = {
     "kvm_exit": "hist:keys=exit_reason:vals=hitcount:size=256",
-    "kvm_userspace_exit": "hist:keys=reason:vals=hitcount:size=64",
+    "kvm_userspace_exit": "hist:keys=reason:vals=hitcount:size=128",
     "kvm_pio": "hist:keys=port,rw:vals=hitcount:size=512",
     "kvm_mmio": "hist:keys=gpa,type:vals=hitcount:size=2048",
     "kvm_msr": "hist:keys=ecx,write:vals=hitcount:size=512",
@@ -120,9 +120,20 @@ def tracefs():
 
 
 def trigger(ev, on):
+    """Adds (on) or removes one event's hist trigger (sizes: powers of two, >= 128)."""
     path = os.path.join(TRACEFS, "events", "kvm", ev, "trigger")
-    with open(path, "w") as f:
-        f.write(("" if on else "!") + TRIGGERS[ev] + "\n")
+    try:
+        with open(path, "w") as f:
+            f.write(("" if on else "!") + TRIGGERS[ev] + "\n")
+    except OSError as e:
+        if not on:
+            return  # it was never added
+        try:
+            with open(os.path.join(TRACEFS, "error_log")) as f:
+                log = f.read().strip()
+        except OSError:
+            log = ""
+        die("kvm:%s trigger %r: %s\n%s" % (ev, TRIGGERS[ev], e, log))
 
 
 def read_hist(ev):
