@@ -240,7 +240,7 @@ static int run_add_nics(struct run_ctx *ctx, const struct run_opts *o)
 	if (!ctx->nics)
 		return -ENOMEM;
 	nic_init(ctx->nics);
-	nic_bind(ctx->nics, ctx->m->pci, vm_mem(ctx->vm), ctx->loop);
+	nic_bind(ctx->nics, ctx->m->pci, vm_mem(ctx->vm), ctx->loop, ctx->m->io);
 	for (int i = 0; i < o->nr_nets; i++) {
 		struct nic_params p;
 		cJSON *j;

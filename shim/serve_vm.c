@@ -444,7 +444,7 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 			goto fail;
 		}
 	}
-	nic_bind(&s->nics, s->m->pci, vm_mem(s->vm), s->loop);
+	nic_bind(&s->nics, s->m->pci, vm_mem(s->vm), s->loop, s->m->io);
 	cJSON_ArrayForEach(dj, nics)
 	{
 		struct nic_params np;

@@ -195,14 +195,22 @@ struct virtio_dev_ops {
 	 * active already set; nonzero -> NEEDS_RESET.
 	 */
 	int (*activate)(struct virtio_dev *dev);
-	/* The driver kicked queue q (runs on the event loop). */
+	/* The driver kicked queue q (runs on the device's loop: an I/O thread's or the control
+	 * loop). */
 	void (*queue_notify)(struct virtio_dev *dev, int q);
 	/*
 	 * Stop all work and forget in-flight requests; returns once nothing
 	 * touches the rings. dev_lock held, active already cleared.
 	 */
 	void (*reset)(struct virtio_dev *dev);
-	/* Release the device's resources (after it has been unplugged). */
+	/*
+	 * Teardown, after the unplug, the reset and the kick fds' removal, with no
+	 * lock held: takes the device's own fds (completion eventfd, backend) off
+	 * its loop. On an I/O loop their callbacks run on another thread; once
+	 * this returns none runs, so the transport may destroy the locks they take.
+	 */
+	void (*detach)(struct virtio_dev *dev);
+	/* Release the device's resources (after it has been unplugged and detached). */
 	void (*destroy)(struct virtio_dev *dev);
 };
 
