@@ -66,7 +66,7 @@ static int run_add_shares(struct run_ctx *ctx, const struct run_opts *o)
 	if (!ctx->shares)
 		return -ENOMEM;
 	plan9_init(ctx->shares);
-	ret = plan9_bind(ctx->shares, ctx->m->pci, vm_mem(ctx->vm), ctx->loop);
+	ret = plan9_bind(ctx->shares, ctx->m->pci, vm_mem(ctx->vm), ctx->loop, ctx->m->io);
 	if (ret) {
 		fprintf(stderr, "uvm-shim run: 9p workers: %s\n", strerror(-ret));
 		return ret;

@@ -427,7 +427,7 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 			goto fail;
 		}
 	}
-	ret = plan9_bind(&s->plan9, s->m->pci, vm_mem(s->vm), s->loop);
+	ret = plan9_bind(&s->plan9, s->m->pci, vm_mem(s->vm), s->loop, s->m->io);
 	if (ret) {
 		snprintf(err, sizeof(err), "9p workers: %s", strerror(-ret));
 		goto fail;
