@@ -430,6 +430,7 @@ int run_main(int argc, char **argv)
 
 	*mc = (struct machine_config){.cpus = o->cpus,
 				      .mem_mib = o->mem_mib,
+				      .io_threads = o->io_threads,
 				      .kernel = o->kernel,
 				      .initrd = o->initrd,
 				      .cmdline = cmdline,
