@@ -24,9 +24,12 @@
  *	pci_bus_destroy(pbus);
  *
  * Threads: register accesses run on vCPU threads; queue kicks arrive as
- * ioeventfds handled on the event loop, where the devices do all their ring
- * work; blk I/O goes to io_uring and completes on the loop too. Nothing on
- * the loop blocks on disk I/O.
+ * ioeventfds handled on the device's loop (in the shim an I/O thread's,
+ * vmm/io_thread.h, for blk, pmem, net and 9p; the control loop's for rng
+ * and vsock), where the devices do their ring work; blk I/O goes to io_uring
+ * and completes on that loop too. Nothing on a loop blocks on disk I/O.
+ * Creation and virtio_dev_destroy run on the control thread, holding no lock
+ * a device callback takes (loop_add/loop_del on an I/O loop wait for it).
  */
 #ifndef VIRTIO_VIRTIO_H
 #define VIRTIO_VIRTIO_H
