@@ -228,15 +228,13 @@ static const struct sandbox_rule loop_rules[] = {
     ALLOW_IOCTL(TCSETS),
     /* run -- CMD in tty mode: the terminal's size on SIGWINCH, sent as a resize. */
     ALLOW_IOCTL(TIOCGWINSZ),
-    /* virtio-net on a tap (virtio/net_tap.c): a frame and its header in one read. */
-    ALLOW(readv),
-    /* net_tap.c apply_offloads: the offloads the guest negotiated, set on the loop. */
-    ALLOW_IOCTL(TUNSETOFFLOAD),
     /* nic.add of a tap while the VM runs: the tap exists (if_nametoindex), is opened... */
     ALLOW_IOCTL(SIOCGIFINDEX),
     ALLOW_IOCTL(TUNSETIFF),
     ALLOW_IOCTL(TUNSETVNETHDRSZ),
     ALLOW_IOCTL(TUNGETIFF),
+    /* ...and starts without offloads (net_tap_open; the guest's come on the I/O thread). */
+    ALLOW_IOCTL(TUNSETOFFLOAD),
     /* ...in the pod's network namespace when one is named (net_tap_open: there and back). */
     ALLOW_ARG(setns, 1, CLONE_NEWNET),
     /*
@@ -249,11 +247,13 @@ static const struct sandbox_rule loop_rules[] = {
 };
 
 /*
- * ---- I/O threads (vmm/io_thread.c running the block devices): thread_rules and these -----
- * A block device's queue work: guest rings parsed, requests handed to the
- * disk's io_uring, completions read back, interrupts through irqfds (write,
- * in thread_rules). No socket, no open, no ioctl, no KVM: every fd it uses
- * was made before (the disk, its ring and eventfds, the loop's epoll).
+ * ---- I/O threads (vmm/io_thread.c running blk, pmem, net and 9p): thread_rules and these ---
+ * A device's queue work: guest rings parsed, requests handed to a disk's
+ * io_uring or a share's workers (futex), completions read back, frames
+ * moved to and from a NIC's backend fd (read and write in thread_rules),
+ * interrupts through irqfds (write). No socket, no open, no KVM, one ioctl:
+ * every fd it uses was made before (the disk, its ring and eventfds, the tap
+ * or passt's socket, the loop's epoll).
  */
 static const struct sandbox_rule io_rules[] = {
     /* loop_run and the table calls it runs for the control thread (vmm/loop.c). */
@@ -264,6 +264,15 @@ static const struct sandbox_rule io_rules[] = {
     ALLOW(io_uring_enter),
     /* blk_backend_reap's wait for a ring's eventfd, if a drain ever runs here. */
     ALLOW(ppoll),
+    /*
+     * virtio-net (virtio/net.c): a frame and its virtio-net header in one call,
+     * on the tap (net_tap.c readv/writev) or passt's stream socket (net_passt.c
+     * writev; its reads and the flush of a partial frame are read/write).
+     */
+    ALLOW(readv),
+    ALLOW(writev),
+    /* net_tap.c set_offloads: the offloads the guest negotiated, applied on this thread. */
+    ALLOW_IOCTL(TUNSETOFFLOAD),
 };
 
 /*

@@ -82,9 +82,11 @@ struct machine_config {
 	struct machine_pmem pmems[MACHINE_MAX_PMEM]; /* virtio-pmem, 4 GiB each at most */
 	int nr_pmems;
 	/*
-	 * I/O threads for the block devices (virtio-blk, virtio-pmem), cold and
-	 * hot-added, round robin: 0 means MACHINE_IO_THREADS_DEFAULT. Their queue
-	 * work then never waits behind the control protocol or vsock.
+	 * I/O threads (1..IO_THREADS_MAX; 0 means MACHINE_IO_THREADS_DEFAULT) for
+	 * the devices' queue work: virtio-blk, virtio-pmem, virtio-net (and its
+	 * backend) and 9p's kicks, cold and hot-added, round robin. It then never
+	 * waits behind the control protocol or vsock. `run --io-threads`,
+	 * `vm.create`'s `io_threads`.
 	 */
 	int io_threads;
 };
@@ -94,7 +96,7 @@ struct machine_config {
 struct machine {
 	struct vm *vm;
 	struct loop *loop;     /* borrowed: the control loop (rng, timers) */
-	struct io_threads *io; /* the block devices' loops (vmm/io_thread.h) */
+	struct io_threads *io; /* the devices' loops: blk, pmem, net, 9p (vmm/io_thread.h) */
 	struct uart *uart;
 	struct i8042 *kbc;
 	struct cmos *cmos;

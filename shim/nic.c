@@ -13,6 +13,7 @@
 #include "virtio/net.h"
 #include "vmm/log.h"
 #include "vmm/host_open.h"
+#include "vmm/io_thread.h"
 
 #define TAG "nic"
 
@@ -175,7 +176,9 @@ static int plug(struct nic_mgr *nm, struct nic *n, const struct nic_params *p, c
 		return ret;
 	memcpy(cfg.mac, n->mac, 6);
 	/* No VIRTIO_NET_F_MTU: it would cap the guest at this MTU; the agent sets it. */
-	ret = virtio_net_create(nm->pci, nm->mem, nm->loop, &cfg, be, &n->dev);
+	/* Its kicks and its backend fd are served on an I/O thread, never the control loop. */
+	ret = virtio_net_create(nm->pci, nm->mem, io_threads_pick_or(nm->io, nm->loop), &cfg, be,
+				&n->dev);
 	if (ret) {
 		n->dev = NULL;
 		snprintf(err, errlen, "cannot plug the NIC: %s", strerror(-ret));
@@ -476,11 +479,13 @@ void nic_method_update(struct nic_mgr *nm, struct bridge *bridge, bool running, 
 
 /* ---- the machine --------------------------------------------------------------------- */
 
-void nic_bind(struct nic_mgr *nm, struct pci_bus *pci, struct guest_mem *mem, struct loop *loop)
+void nic_bind(struct nic_mgr *nm, struct pci_bus *pci, struct guest_mem *mem, struct loop *loop,
+	      struct io_threads *io)
 {
 	nm->pci = pci;
 	nm->mem = mem;
 	nm->loop = loop;
+	nm->io = io;
 	nm->reaper.loop = loop;
 }
 
@@ -501,6 +506,7 @@ void nic_unbind(struct nic_mgr *nm)
 	nm->pci = NULL;
 	nm->mem = NULL;
 	nm->loop = NULL;
+	nm->io = NULL;
 	nm->reaper.loop = NULL;
 	nm->boot_fn = NULL;
 }

@@ -29,6 +29,7 @@
 
 struct bridge;
 struct guest_mem;
+struct io_threads;
 struct loop;
 struct pci_bus;
 struct virtio_dev;
@@ -76,6 +77,7 @@ struct nic_mgr {
 	struct pci_bus *pci;
 	struct guest_mem *mem;
 	struct loop *loop;
+	struct io_threads *io; /* the NICs' loops; NULL: loop (unit tests) */
 	nic_boot_fn boot_fn;
 	void *boot_opaque;
 	int boot_pending, boot_err;
@@ -100,7 +102,9 @@ int nic_count(const struct nic_mgr *nm);
 
 /* ---- with a machine --------------------------------------------------------------- */
 
-void nic_bind(struct nic_mgr *nm, struct pci_bus *pci, struct guest_mem *mem, struct loop *loop);
+/* io: the I/O threads the NICs' queues and backends run on (NULL: loop, unit tests). */
+void nic_bind(struct nic_mgr *nm, struct pci_bus *pci, struct guest_mem *mem, struct loop *loop,
+	      struct io_threads *io);
 /* Unplugs every NIC (the VM is stopped) and forgets the machine. */
 void nic_unbind(struct nic_mgr *nm);
 /* Cold-plugs a NIC (before vm.start); takes p->guest. 0 or -errno with err. */

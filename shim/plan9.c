@@ -15,6 +15,7 @@
 #include "virtio/p9.h"
 #include "virtio/virtio.h"
 #include "vmm/host_open.h"
+#include "vmm/io_thread.h"
 #include "vmm/log.h"
 
 #define TAG "plan9"
@@ -207,7 +208,8 @@ static int worker_sandbox(void *opaque)
 	return sandbox_p9_worker(a->root_fd, a->read_only);
 }
 
-int plan9_bind(struct plan9 *pl, struct pci_bus *pci, struct guest_mem *mem, struct loop *loop)
+int plan9_bind(struct plan9 *pl, struct pci_bus *pci, struct guest_mem *mem, struct loop *loop,
+	       struct io_threads *io)
 {
 	int ret = p9_spawner_create(spawner_sandbox, NULL, &pl->spawner);
 
@@ -216,6 +218,7 @@ int plan9_bind(struct plan9 *pl, struct pci_bus *pci, struct guest_mem *mem, str
 	pl->pci = pci;
 	pl->mem = mem;
 	pl->loop = loop;
+	pl->io = io;
 	pl->reaper.loop = loop;
 	return 0;
 }
@@ -239,6 +242,7 @@ void plan9_unbind(struct plan9 *pl)
 	pl->pci = NULL;
 	pl->mem = NULL;
 	pl->loop = NULL;
+	pl->io = NULL;
 	pl->reaper.loop = NULL;
 	pl->boot_fn = NULL;
 }
@@ -272,8 +276,9 @@ static int plug(struct plan9 *pl, struct plan9_share *sh, char *err, size_t errl
 		snprintf(err, errlen, "cannot make the workers of '%s': %s", sh->host_path,
 			 strerror(-ret));
 	} else {
-		ret = virtio_9p_create(pl->pci, pl->mem, pl->loop, sh->pool, sh->name, &cfg,
-				       &sh->dev);
+		/* Its kicks run on an I/O thread; its host I/O on the share's workers. */
+		ret = virtio_9p_create(pl->pci, pl->mem, io_threads_pick_or(pl->io, pl->loop),
+				       sh->pool, sh->name, &cfg, &sh->dev);
 		if (ret) {
 			sh->dev = NULL;
 			snprintf(err, errlen, "cannot share '%s': %s", sh->host_path,

@@ -36,6 +36,7 @@
 
 struct bridge;
 struct guest_mem;
+struct io_threads;
 struct loop;
 struct pci_bus;
 struct virtio_dev;
@@ -80,6 +81,7 @@ struct plan9 {
 	struct pci_bus *pci;
 	struct guest_mem *mem;
 	struct loop *loop;
+	struct io_threads *io;	    /* the shares' kick loops; NULL: loop (unit tests) */
 	struct p9_spawner *spawner; /* makes each share's workers */
 	plan9_boot_fn boot_fn;
 	void *boot_opaque;
@@ -99,9 +101,12 @@ int plan9_count(const struct plan9 *pl);
 
 /* ---- with a machine --------------------------------------------------------------- */
 
-/* Takes the machine and makes the 9p spawner. Returns 0 or -errno. */
-int plan9_bind(struct plan9 *pl, struct pci_bus *pci, struct guest_mem *mem, struct loop *loop)
-    __attribute__((warn_unused_result));
+/*
+ * Takes the machine and makes the 9p spawner; io: the I/O threads the shares'
+ * kicks run on (NULL: loop). Returns 0 or -errno.
+ */
+int plan9_bind(struct plan9 *pl, struct pci_bus *pci, struct guest_mem *mem, struct loop *loop,
+	       struct io_threads *io) __attribute__((warn_unused_result));
 /* Unplugs every share (the VM is stopped), stops the workers, forgets the machine. */
 void plan9_unbind(struct plan9 *pl);
 /* Cold-plugs a share (before vm.start). Returns 0 or -errno with err filled. */

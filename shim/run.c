@@ -66,7 +66,7 @@ static int run_add_shares(struct run_ctx *ctx, const struct run_opts *o)
 	if (!ctx->shares)
 		return -ENOMEM;
 	plan9_init(ctx->shares);
-	ret = plan9_bind(ctx->shares, ctx->m->pci, vm_mem(ctx->vm), ctx->loop);
+	ret = plan9_bind(ctx->shares, ctx->m->pci, vm_mem(ctx->vm), ctx->loop, ctx->m->io);
 	if (ret) {
 		fprintf(stderr, "uvm-shim run: 9p workers: %s\n", strerror(-ret));
 		return ret;
@@ -240,7 +240,7 @@ static int run_add_nics(struct run_ctx *ctx, const struct run_opts *o)
 	if (!ctx->nics)
 		return -ENOMEM;
 	nic_init(ctx->nics);
-	nic_bind(ctx->nics, ctx->m->pci, vm_mem(ctx->vm), ctx->loop);
+	nic_bind(ctx->nics, ctx->m->pci, vm_mem(ctx->vm), ctx->loop, ctx->m->io);
 	for (int i = 0; i < o->nr_nets; i++) {
 		struct nic_params p;
 		cJSON *j;
@@ -430,6 +430,7 @@ int run_main(int argc, char **argv)
 
 	*mc = (struct machine_config){.cpus = o->cpus,
 				      .mem_mib = o->mem_mib,
+				      .io_threads = o->io_threads,
 				      .kernel = o->kernel,
 				      .initrd = o->initrd,
 				      .cmdline = cmdline,

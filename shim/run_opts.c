@@ -11,6 +11,7 @@
 #include "boot/boot.h"
 #include "shim/nic.h"
 #include "shim/uefi_params.h"
+#include "vmm/io_thread.h"
 #include "vmm/vm.h"
 
 const char run_usage[] =
@@ -32,6 +33,9 @@ const char run_usage[] =
     "                      add loglevel=7 to see the kernel's boot messages\n"
     "  --cpus N            vCPUs, 1-64 (default 1)\n"
     "  --memory MiB        guest RAM, 16-1048576 MiB (default 512)\n"
+    "  --io-threads N      I/O threads serving the disks, pmem devices, NICs and 9p\n"
+    "                      shares' queues, each device on one (round robin), 1-8\n"
+    "                      (default 1)\n"
     "  --console KIND      stdio, stderr, file:PATH or none (default: stdio, or\n"
     "                      stderr when CMD is given)\n"
     "  --disk PATH[,ro][,serial=ID]  attach a virtio-blk disk (repeatable)\n"
@@ -317,9 +321,9 @@ int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t 
 		if (strcmp(name, "--kernel") && strcmp(name, "--initrd") &&
 		    strcmp(name, "--firmware") && strcmp(name, "--efi-dir") &&
 		    strcmp(name, "--efi-path") && strcmp(name, "--efi-initrd") &&
-		    strcmp(name, "--efi-args") &&
-		    strcmp(name, "--cmdline") && strcmp(name, "--cpus") &&
-		    strcmp(name, "--memory") && strcmp(name, "--console") &&
+		    strcmp(name, "--efi-args") && strcmp(name, "--cmdline") &&
+		    strcmp(name, "--cpus") && strcmp(name, "--memory") &&
+		    strcmp(name, "--io-threads") && strcmp(name, "--console") &&
 		    strcmp(name, "--disk") && strcmp(name, "--pmem") && strcmp(name, "--share") &&
 		    strcmp(name, "--net") && strcmp(name, "--rootfs")) {
 			snprintf(err, errlen, "unknown option '%s' (see uvm-shim run --help)", arg);
@@ -362,6 +366,13 @@ int run_opts_parse(struct run_opts *o, int argc, char **argv, char *err, size_t 
 				return -EINVAL;
 			}
 			o->mem_mib = n;
+		} else if (strcmp(name, "--io-threads") == 0) {
+			if (parse_uint(val, IO_THREADS_MAX, &n) || n == 0) {
+				snprintf(err, errlen, "--io-threads must be 1-%d, got '%s'",
+					 IO_THREADS_MAX, val);
+				return -EINVAL;
+			}
+			o->io_threads = (int)n;
 		} else if (strcmp(name, "--console") == 0) {
 			console_given = true;
 			if (strcmp(val, "stdio") == 0) {

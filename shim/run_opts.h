@@ -50,6 +50,7 @@ struct run_opts {
 	char efi_kernel_buf[PATH_MAX], efi_initrd_buf[PATH_MAX];
 	int cpus;
 	uint64_t mem_mib;
+	int io_threads; /* --io-threads N, 1..IO_THREADS_MAX; 0: the machine's default */
 	enum console_kind console;
 	const char *console_path;
 	bool entry16; /* boot a bzImage through its 16-bit entry (debugging, tests) */

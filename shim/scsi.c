@@ -284,8 +284,8 @@ static int plug(struct scsi *sc, struct scsi_disk *d, char *err, size_t errlen)
 		snprintf(err, errlen, "there is no VM");
 		return -ENODEV;
 	}
-	ret = virtio_blk_create(sc->pci, sc->mem, sc->io ? io_threads_pick(sc->io) : sc->loop, &bc,
-				&d->dev);
+	ret =
+	    virtio_blk_create(sc->pci, sc->mem, io_threads_pick_or(sc->io, sc->loop), &bc, &d->dev);
 	if (ret) {
 		d->dev = NULL;
 		snprintf(err, errlen, "cannot attach '%s': %s", d->host_path, strerror(-ret));

@@ -28,6 +28,7 @@
 #include "shim/vpmem.h"
 #include "virtio/virtio.h"
 #include "virtio/vsock.h"
+#include "vmm/io_thread.h"
 #include "vmm/mem_slots.h"
 #include "vmm/log.h"
 #include "vmm/loop.h"
@@ -282,7 +283,7 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 	const char *kernel = NULL, *initrd = NULL, *extra = NULL, *vsock_path = NULL;
 	const char *console = NULL, *firmware = NULL;
 	char err[256], kpath[PATH_MAX], ipath[PATH_MAX], cmdline[BOOT_CMDLINE_MAX + 1];
-	uint64_t cpus = 1, mem = 512, cid = 3;
+	uint64_t cpus = 1, mem = 512, cid = 3, io_threads = 0;
 	struct machine_config cfg = {0};
 	struct uefi_params uefi;
 	const cJSON *disks = cJSON_GetObjectItemCaseSensitive(req->params, "scsi");
@@ -297,6 +298,8 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 	    ctl_param_u64(req->params, "memory_mib", false, 64, VM_MAX_MEM_MIB, &mem, err) ==
 		-EINVAL ||
 	    ctl_param_u64(req->params, "vsock_cid", false, 3, 0xfffffffeULL, &cid, err) ==
+		-EINVAL ||
+	    ctl_param_u64(req->params, "io_threads", false, 1, IO_THREADS_MAX, &io_threads, err) ==
 		-EINVAL ||
 	    ctl_param_str(req->params, "kernel", false, &kernel, err) == -EINVAL ||
 	    ctl_param_str(req->params, "initrd", false, &initrd, err) == -EINVAL ||
@@ -396,6 +399,7 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 	}
 	cfg.cpus = cpus;
 	cfg.mem_mib = mem;
+	cfg.io_threads = (int)io_threads; /* 0: MACHINE_IO_THREADS_DEFAULT */
 	cfg.kernel = kernel;
 	cfg.initrd = initrd;
 	cfg.firmware = firmware;
@@ -427,7 +431,7 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 			goto fail;
 		}
 	}
-	ret = plan9_bind(&s->plan9, s->m->pci, vm_mem(s->vm), s->loop);
+	ret = plan9_bind(&s->plan9, s->m->pci, vm_mem(s->vm), s->loop, s->m->io);
 	if (ret) {
 		snprintf(err, sizeof(err), "9p workers: %s", strerror(-ret));
 		goto fail;
@@ -444,7 +448,7 @@ void serve_vm_create(void *opaque, struct ctl_req *req)
 			goto fail;
 		}
 	}
-	nic_bind(&s->nics, s->m->pci, vm_mem(s->vm), s->loop);
+	nic_bind(&s->nics, s->m->pci, vm_mem(s->vm), s->loop, s->m->io);
 	cJSON_ArrayForEach(dj, nics)
 	{
 		struct nic_params np;

@@ -242,8 +242,8 @@ static int plug(struct vpmem *vp, struct vpmem_dev *d, char *err, size_t errlen)
 		snprintf(err, errlen, "there is no VM");
 		return -ENODEV;
 	}
-	return virtio_pmem_create(vp->pci, vp->mem, vp->io ? io_threads_pick(vp->io) : vp->loop,
-				  vp->slots, &pc, &d->dev, err, errlen);
+	return virtio_pmem_create(vp->pci, vp->mem, io_threads_pick_or(vp->io, vp->loop), vp->slots,
+				  &pc, &d->dev, err, errlen);
 }
 
 static int plug_err_code(int ret)

@@ -2,13 +2,14 @@
  * virtio-9p (virtio 1.x, device id 9): one request queue, the mount tag in
  * config space, the 9P2000.L server of p9_server.c behind it.
  *
- * Host I/O never runs on the event loop: a kick only takes chains and peeks
- * at their 9P header; the share's worker pool (p9_pool.c) copies each
- * request out of guest memory, serves it and writes the answer back, so
- * requests are served in parallel (a slow fsync does not hold up a stat). A Tflush for a
- * request still waiting is answered on the loop: the old request gets
- * Rlerror(EINTR), then the flush its Rflush; for one already running, the
- * Rflush follows its answer.
+ * Host I/O never runs on the device's loop (in the shim an I/O thread's,
+ * vmm/io_thread.h, never the control loop): a kick only takes chains and
+ * peeks at their 9P header; the share's worker pool (p9_pool.c) copies each
+ * request out of guest memory, serves it, writes the answer back and pushes
+ * the chain itself, so requests are served in parallel (a slow fsync does
+ * not hold up a stat). A Tflush for a request still waiting is answered in
+ * the kick: the old request gets Rlerror(EINTR), then the flush its Rflush;
+ * for one already running, the Rflush follows its answer.
  *
  * Locking: vdev.dev_lock covers the ring, the request slots and the work queue;
  * it is taken inside the transport lock (reset), and workers hold it only to
@@ -164,7 +165,7 @@ static void req_work(struct p9_work *w, struct p9_worker_bufs *b)
 	pthread_mutex_unlock(&p9->vdev.dev_lock);
 }
 
-/* ---- Kicks (event loop) ------------------------------------------------------------------- */
+/* ---- Kicks (the device's loop) ------------------------------------------------------------- */
 
 static struct p9_req *find_tag(struct p9_dev *p9, uint16_t tag, struct p9_req *skip)
 {

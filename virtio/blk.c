@@ -469,6 +469,16 @@ static void blk_reset(struct virtio_dev *vdev)
 	}
 }
 
+/* No completion callback runs on the I/O thread once this returns (virtio_dev_ops.detach). */
+static void blk_detach(struct virtio_dev *vdev)
+{
+	struct blk_dev *blk = to_blk(vdev);
+
+	if (blk->efd_on_loop)
+		loop_del(vdev->loop, blk_backend_event_fd(blk->backend));
+	blk->efd_on_loop = false;
+}
+
 static void blk_destroy(struct virtio_dev *vdev)
 {
 	struct blk_dev *blk = to_blk(vdev);
@@ -482,8 +492,6 @@ static void blk_destroy(struct virtio_dev *vdev)
 	       (unsigned long long)s->done_inline, (unsigned long long)s->done_polled,
 	       (unsigned long long)s->done_async, (unsigned long long)s->async_wakes,
 	       (unsigned long long)s->poll_hits);
-	if (blk->efd_on_loop)
-		loop_del(vdev->loop, blk_backend_event_fd(blk->backend));
 	blk_backend_destroy(blk->backend);
 	if (blk->fd >= 0)
 		close(blk->fd);
@@ -495,6 +503,7 @@ static const struct virtio_dev_ops blk_ops = {
     .config_read = blk_config_read,
     .queue_notify = blk_queue_notify,
     .reset = blk_reset,
+    .detach = blk_detach,
     .destroy = blk_destroy,
 };
 

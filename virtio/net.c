@@ -12,6 +12,14 @@
  * tx: chains go to the backend straight from guest memory behind a checked
  * copy of the header; a backend that is full stops tx until it is writable.
  * Both directions take a budget per run and re-kick themselves.
+ *
+ * Threads: the kicks, the wake eventfd and the backend fd are served on the
+ * device's loop, an I/O thread's (vmm/io_thread.h) in the shim, so frames
+ * never wait behind the control protocol or vsock; only that thread polls
+ * the backend fd (update_events, backend_failed). The transport's vCPU-side
+ * hooks (activate, reset) only change state under the lock and wake the
+ * loop; the stats and the link are read and set from the control thread
+ * under the same lock. Teardown takes the fds off the loop first (net_detach).
  */
 #include "virtio/net.h"
 
@@ -32,7 +40,7 @@
 #define Q_RX	      0
 #define Q_TX	      1
 #define NET_NR_QUEUES 2
-/* Frames per run before yielding the loop to the other devices and the control protocol. */
+/* Frames per run before yielding the loop to the other devices on it. */
 #define TX_BUDGET 128
 #define RX_BUDGET 128
 
@@ -86,7 +94,7 @@ static void wake_loop(struct net_dev *d)
 	}
 }
 
-/* Loop thread, lock held: poll the backend fd for what the state needs. */
+/* The device's loop thread (or none), lock held: poll the backend fd for what the state needs. */
 static void update_events(struct net_dev *d)
 {
 	uint32_t want = 0;
@@ -462,16 +470,29 @@ static void net_destroy(struct virtio_dev *vdev)
 		(unsigned long long)s->rx_drops, (unsigned long long)s->rx_no_buffer,
 		(unsigned long long)s->tx_packets, (unsigned long long)s->tx_bytes,
 		(unsigned long long)s->tx_drops, (unsigned long long)s->tx_malformed);
-	if (d->fd_on_loop)
-		loop_del(d->loop, d->be->fd);
-	if (d->efd >= 0) {
-		if (d->loop)
-			loop_del(d->loop, d->efd);
+	if (d->efd >= 0)
 		close(d->efd);
-	}
 	net_backend_destroy(d->be);
 	free(d->bounce);
 	free(d);
+}
+
+/*
+ * The control thread, no lock held (virtio_dev_ops.detach): after the kick fds,
+ * the wake eventfd and the backend fd leave the loop; once loop_del returns no
+ * callback of this NIC runs on its I/O thread. The backend fd may be gone
+ * already (backend_failed, on that thread): then loop_del finds nothing.
+ */
+static void net_detach(struct virtio_dev *vdev)
+{
+	struct net_dev *d = to_net(vdev);
+
+	if (!d->loop)
+		return;
+	if (d->efd >= 0)
+		loop_del(d->loop, d->efd);
+	loop_del(d->loop, d->be->fd);
+	d->fd_on_loop = false;
 }
 
 static const struct virtio_dev_ops net_ops = {
@@ -479,6 +500,7 @@ static const struct virtio_dev_ops net_ops = {
     .activate = net_activate,
     .queue_notify = net_queue_notify,
     .reset = net_reset,
+    .detach = net_detach,
     .destroy = net_destroy,
 };
 

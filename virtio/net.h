@@ -19,9 +19,11 @@
  *	virtio_net_set_link(dev, false);   virtio_net_get_stats(dev, &st);
  *	virtio_dev_destroy(dev);           (closes the backend)
  *
- * Threads: all ring and backend work runs on the event loop. Register
- * accesses (activate, reset) come from vCPU threads and only flip state under
- * the device lock. Nothing blocks: the backend fd is non-blocking, rx stops
+ * Threads: all ring and backend work runs on the loop given at create (in the
+ * shim an I/O thread's, vmm/io_thread.h; the backend's fd is read and written
+ * there only). Register accesses (activate, reset) come from vCPU threads and
+ * only flip state under the device lock; link and stats are set and read from
+ * any thread under it. Nothing blocks: the backend fd is non-blocking, rx stops
  * reading when the guest has no buffers (the frame waits in the device, then
  * in the backend's own queue), tx stops popping when the backend is full.
  */

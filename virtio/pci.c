@@ -696,6 +696,9 @@ void virtio_dev_destroy(struct virtio_dev *dev)
 			dev->kick_fd[q] = -1;
 		}
 	}
+	/* No kick, completion or backend callback runs past this point, on any thread. */
+	if (dev->ops->detach)
+		dev->ops->detach(dev);
 	pci_msix_cleanup(&dev->pci);
 	pthread_mutex_destroy(&dev->lock);
 	pthread_mutex_destroy(&dev->dev_lock);

@@ -202,6 +202,16 @@ static void pmem_reset(struct virtio_dev *vdev)
 	pm->pushed = false;
 }
 
+/* No completion callback runs on the I/O thread once this returns (virtio_dev_ops.detach). */
+static void pmem_detach(struct virtio_dev *vdev)
+{
+	struct pmem_dev *pm = to_pmem(vdev);
+
+	if (pm->efd_on_loop)
+		loop_del(vdev->loop, blk_backend_event_fd(pm->backend));
+	pm->efd_on_loop = false;
+}
+
 static void pmem_destroy(struct virtio_dev *vdev)
 {
 	struct pmem_dev *pm = to_pmem(vdev);
@@ -209,8 +219,6 @@ static void pmem_destroy(struct virtio_dev *vdev)
 	pr_dbg(TAG, "%s: %llu flushes, %llu errors, %llu malformed", pm->name,
 	       (unsigned long long)pm->stats.flushes, (unsigned long long)pm->stats.errors,
 	       (unsigned long long)pm->stats.malformed);
-	if (pm->efd_on_loop)
-		loop_del(vdev->loop, blk_backend_event_fd(pm->backend));
 	blk_backend_destroy(pm->backend);
 	/* The function is unplugged: no vCPU can reach the range any more. */
 	mem_slot_remove(pm->slot);
@@ -223,6 +231,7 @@ static const struct virtio_dev_ops pmem_ops = {
     .config_read = pmem_config_read,
     .queue_notify = pmem_queue_notify,
     .reset = pmem_reset,
+    .detach = pmem_detach,
     .destroy = pmem_destroy,
 };
 

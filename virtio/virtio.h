@@ -24,9 +24,12 @@
  *	pci_bus_destroy(pbus);
  *
  * Threads: register accesses run on vCPU threads; queue kicks arrive as
- * ioeventfds handled on the event loop, where the devices do all their ring
- * work; blk I/O goes to io_uring and completes on the loop too. Nothing on
- * the loop blocks on disk I/O.
+ * ioeventfds handled on the device's loop (in the shim an I/O thread's,
+ * vmm/io_thread.h, for blk, pmem, net and 9p; the control loop's for rng
+ * and vsock), where the devices do their ring work; blk I/O goes to io_uring
+ * and completes on that loop too. Nothing on a loop blocks on disk I/O.
+ * Creation and virtio_dev_destroy run on the control thread, holding no lock
+ * a device callback takes (loop_add/loop_del on an I/O loop wait for it).
  */
 #ifndef VIRTIO_VIRTIO_H
 #define VIRTIO_VIRTIO_H
@@ -195,14 +198,22 @@ struct virtio_dev_ops {
 	 * active already set; nonzero -> NEEDS_RESET.
 	 */
 	int (*activate)(struct virtio_dev *dev);
-	/* The driver kicked queue q (runs on the event loop). */
+	/* The driver kicked queue q (runs on the device's loop: an I/O thread's or the control
+	 * loop). */
 	void (*queue_notify)(struct virtio_dev *dev, int q);
 	/*
 	 * Stop all work and forget in-flight requests; returns once nothing
 	 * touches the rings. dev_lock held, active already cleared.
 	 */
 	void (*reset)(struct virtio_dev *dev);
-	/* Release the device's resources (after it has been unplugged). */
+	/*
+	 * Teardown, after the unplug, the reset and the kick fds' removal, with no
+	 * lock held: takes the device's own fds (completion eventfd, backend) off
+	 * its loop. On an I/O loop their callbacks run on another thread; once
+	 * this returns none runs, so the transport may destroy the locks they take.
+	 */
+	void (*detach)(struct virtio_dev *dev);
+	/* Release the device's resources (after it has been unplugged and detached). */
 	void (*destroy)(struct virtio_dev *dev);
 };
 

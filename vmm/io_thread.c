@@ -110,6 +110,11 @@ struct loop *io_threads_pick(struct io_threads *t)
 	return t->one[__atomic_fetch_add(&t->next, 1, __ATOMIC_RELAXED) % t->n].loop;
 }
 
+struct loop *io_threads_pick_or(struct io_threads *t, struct loop *fallback)
+{
+	return t ? io_threads_pick(t) : fallback;
+}
+
 int io_threads_count(const struct io_threads *t)
 {
 	return t->n;

@@ -28,6 +28,11 @@ int io_threads_start(struct io_threads *t, int (*init)(void *opaque), void *opaq
     __attribute__((warn_unused_result));
 /* The loop for the next device: round robin over the set. */
 struct loop *io_threads_pick(struct io_threads *t);
+/*
+ * What a manager hands a device it plugs: the next loop of t, or fallback when
+ * there is no set (unit tests run the devices on their own loop, or none).
+ */
+struct loop *io_threads_pick_or(struct io_threads *t, struct loop *fallback);
 int io_threads_count(const struct io_threads *t);
 /* Stops and joins the threads, frees the loops. Devices must be gone. NULL: no-op. */
 void io_threads_destroy(struct io_threads *t);

@@ -63,11 +63,11 @@ def threads(pid):
     return out
 
 
-def wait_threads(proc, cpus, filtered, timeout=60):
-    """Waits until main, vcpu0..cpus-1 and the I/O thread io0 exist and (if filtered) all
-    run under a filter."""
+def wait_threads(proc, cpus, filtered, timeout=60, ios=1):
+    """Waits until main, vcpu0..cpus-1 and the I/O threads io0..ios-1 exist and (if
+    filtered) all run under a filter."""
     deadline = time.monotonic() + timeout
-    want = {"main", "io0"} | {"vcpu%d" % i for i in range(cpus)}
+    want = {"main"} | {"vcpu%d" % i for i in range(cpus)} | {"io%d" % i for i in range(ios)}
     t = {}
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the shim exited with %s" % proc.returncode
@@ -141,6 +141,17 @@ def test_run_threads_are_filtered():
         stop_run(p)
 
 
+def test_run_io_threads_are_filtered():
+    """--io-threads 3: three I/O threads, each under its one filter, and no fourth."""
+    p = start_run(["--io-threads", "3"], env())
+    try:
+        t = wait_threads(p, 2, True, ios=3)
+        check_sandboxed(t)
+        assert "io3" not in threads(p.pid), sorted(t)
+    finally:
+        stop_run(p)
+
+
 @pytest.mark.parametrize("how", ["option", "env"])
 def test_run_no_seccomp(how):
     p = start_run(["--no-seccomp"] if how == "option" else [], env(UVM_NO_SECCOMP="1"
@@ -162,8 +173,8 @@ def serve(extra, environ):
     return p
 
 
-def create_and_start(p):
-    for i, (m, params) in enumerate([("vm.create", {"cpus": 2, "memory_mib": 256}),
+def create_and_start(p, **create):
+    for i, (m, params) in enumerate([("vm.create", {"cpus": 2, "memory_mib": 256, **create}),
                                      ("vm.start", {})]):
         p.stdin.write((json.dumps({"id": i + 1, "method": m, "params": params}) + "\n").encode())
         p.stdin.flush()
@@ -190,6 +201,17 @@ def test_serve_threads_are_filtered_after_vm_start():
         assert status(p.pid, str(p.pid))["Seccomp"] == "0"
         create_and_start(p)
         check_sandboxed(wait_threads(p, 2, True))
+    finally:
+        stop_serve(p)
+
+
+def test_serve_io_threads():
+    """vm.create's io_threads: that many I/O threads, filtered once the VM starts."""
+    p = serve([], env())
+    try:
+        create_and_start(p, io_threads=2)
+        check_sandboxed(wait_threads(p, 2, True, ios=2))
+        assert "io2" not in threads(p.pid)
     finally:
         stop_serve(p)
 

@@ -14,6 +14,7 @@
 
 #include "tests/unit/p9_test_util.h"
 #include "tests/unit/virtio_test_util.h"
+#include "vmm/io_thread.h"
 
 #define RAM  (1 << 20)
 #define QS   16
@@ -25,26 +26,44 @@ struct fx {
 	struct tdrv d;
 	struct virtio_dev *dev;
 	struct p9_pool *pool;
+	struct io_threads *io; /* NULL: kicks inline on the test's thread */
 	uint16_t used_seen;
 	uint16_t tag;
 };
 
-static int setup(void **state)
+static int setup_on(void **state, bool io)
 {
 	struct fx *fx = calloc(1, sizeof(*fx));
 	struct p9_share_config share = {0};
+	struct loop *loop = NULL;
 
 	assert_non_null(fx);
+	if (io) {
+		/* As the shim runs it: kicks through the kick eventfd on an I/O thread. */
+		assert_int_equal(io_threads_create(1, &fx->io), 0);
+		assert_int_equal(io_threads_start(fx->io, NULL, NULL), 0);
+		loop = io_threads_pick(fx->io);
+	}
 	assert_int_equal(p9t_tree(fx->dir, fx->share), 0);
 	share.path = fx->share;
 	assert_int_equal(tm_init(&fx->m, RAM), 0);
 	assert_int_equal(p9_pool_create(4, NULL, NULL, &fx->pool), 0);
 	assert_int_equal(
-	    virtio_9p_create(fx->m.pbus, fx->m.mem, NULL, fx->pool, "share0", &share, &fx->dev), 0);
+	    virtio_9p_create(fx->m.pbus, fx->m.mem, loop, fx->pool, "share0", &share, &fx->dev), 0);
 	tdrv_attach(&fx->d, &fx->m, fx->dev->pci.slot);
 	assert_int_equal(tdrv_probe(&fx->d, (1ULL << VIRTIO_F_VERSION_1) | 1, 1, QS), 0);
 	*state = fx;
 	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_on(state, false);
+}
+
+static int setup_io(void **state)
+{
+	return setup_on(state, true);
 }
 
 static int teardown(void **state)
@@ -53,6 +72,7 @@ static int teardown(void **state)
 
 	virtio_dev_destroy(fx->dev);
 	p9_pool_destroy(fx->pool);
+	io_threads_destroy(fx->io);
 	tm_fini(&fx->m);
 	p9t_tree_remove(fx->dir);
 	free(fx);
@@ -377,6 +397,24 @@ static void test_reset_in_flight(void **state)
 	}
 }
 
+/*
+ * On an I/O thread: requests kicked, then the device torn down at once while
+ * io0 may still be taking them and the workers serving them (teardown).
+ * Nothing of it runs after virtio_dev_destroy returns (ASan, TSan).
+ */
+static void test_io_destroy_in_flight(void **state)
+{
+	struct fx *fx = *state;
+	uint8_t ver[14];
+	struct p9_wr w = {.p = ver, .cap = sizeof(ver)};
+
+	p9_put_u32(&w, 65536);
+	p9_put_str(&w, "9P2000.L", 8);
+	for (int i = 0; i < QS / 2; i++)
+		post(fx, i, P9_TVERSION, ver, w.off, i, 0x2000);
+	tdrv_kick(&fx->d, 0);
+}
+
 static void test_create_errors(void **state)
 {
 	struct fx *fx = *state;
@@ -405,6 +443,11 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_full_ring_kick_stays_armed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reset_in_flight, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_create_errors, setup, teardown),
+	    /* The same device with its kicks on an I/O thread, as the shim runs it. */
+	    cmocka_unit_test_setup_teardown(test_session, setup_io, teardown),
+	    cmocka_unit_test_setup_teardown(test_flush_cancels_waiting, setup_io, teardown),
+	    cmocka_unit_test_setup_teardown(test_hostile_chains, setup_io, teardown),
+	    cmocka_unit_test_setup_teardown(test_io_destroy_in_flight, setup_io, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,11 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <pthread.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tests/unit/virtio_test_util.h"
 #include "virtio/net.h"
+#include "vmm/io_thread.h"
 
 #define QS	 256
 #define RXQ	 0
@@ -43,7 +46,7 @@ static void fx_probe(struct fx *f, uint64_t features)
 	assert_int_equal(tdrv_probe(&f->drv, features, 2, QS), 0);
 }
 
-static struct fx *fx_new(uint64_t features, bool probe)
+static struct fx *fx_new_on(struct loop *loop, uint64_t features, bool probe)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	struct net_config cfg = {.mtu = 1500, .link_up = true};
@@ -55,10 +58,15 @@ static struct fx *fx_new(uint64_t features, bool probe)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
 	f->host = sv[1];
 	assert_int_equal(net_fd_backend(sv[0], &be), 0);
-	assert_int_equal(virtio_net_create(f->m.pbus, f->m.mem, NULL, &cfg, be, &f->dev), 0);
+	assert_int_equal(virtio_net_create(f->m.pbus, f->m.mem, loop, &cfg, be, &f->dev), 0);
 	if (probe)
 		fx_probe(f, features);
 	return f;
+}
+
+static struct fx *fx_new(uint64_t features, bool probe)
+{
+	return fx_new_on(NULL, features, probe);
 }
 
 static void fx_free(struct fx *f)
@@ -558,6 +566,102 @@ static void test_backend_gone(void **state)
 	fx_free(f);
 }
 
+/* ---- On an I/O thread --------------------------------------------------------------------- */
+
+struct sender {
+	int fd;
+	unsigned sent;
+	bool stop; /* atomics */
+};
+
+/* The host keeps sending frames until told to stop or the NIC's end is closed. */
+static void *send_thread(void *opaque)
+{
+	struct sender *sd = opaque;
+	uint8_t buf[NET_HDR_LEN + 200] = {0};
+
+	while (!__atomic_load_n(&sd->stop, __ATOMIC_ACQUIRE)) {
+		ssize_t n = send(sd->fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n > 0)
+			__atomic_fetch_add(&sd->sent, 1, __ATOMIC_RELAXED);
+		else if (errno != EAGAIN)
+			break;
+		else
+			nanosleep(&(struct timespec){.tv_nsec = 100000}, NULL);
+	}
+	return NULL;
+}
+
+/* Waits up to 5 s for queue q's used index to reach want, reading the stats meanwhile. */
+static void wait_used(struct fx *f, int q, uint16_t want)
+{
+	for (int i = 0; i < 5000 && tq_used_idx(&f->m, q) != want; i++) {
+		(void)stats(f); /* the control thread reads them while io0 counts */
+		nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+	}
+	assert_int_equal(tq_used_idx(&f->m, q), want);
+}
+
+/*
+ * The NIC as the shim runs it: kicks through the kick eventfds and frames
+ * through the backend fd, all served on io0 while this thread plays the vCPU
+ * and the control thread. Then it is torn down while the host still sends
+ * and io0 still delivers: once virtio_dev_destroy returns, nothing of it
+ * runs there (ASan and TSan watch the freed device).
+ */
+static void test_io_thread(void **state)
+{
+	struct io_threads *io;
+	struct fx *f;
+	struct sender sd = {0};
+	struct net_hdr h = {0};
+	uint8_t buf[2048];
+	const uint32_t cut[] = {NET_HDR_LEN + 300};
+	pthread_t t;
+	ssize_t n = -1;
+
+	(void)state;
+	assert_int_equal(io_threads_create(1, &io), 0);
+	assert_int_equal(io_threads_start(io, NULL, NULL), 0);
+	f = fx_new_on(io_threads_pick(io), F_BASE, true);
+	for (int i = 0; i < 32; i++)
+		post_rx(f, 2048);
+	tdrv_kick(&f->drv, RXQ);
+	for (int i = 0; i < 32; i++)
+		host_send(f, &h, 100, (uint8_t)i);
+	wait_used(f, RXQ, 32);
+	assert_int_equal(stats(f).rx_packets, 32);
+
+	post_tx(f, &h, 300, cut, 1);
+	tdrv_kick(&f->drv, TXQ);
+	wait_used(f, TXQ, 1);
+	for (int i = 0; i < 5000 && n < 0; i++) {
+		n = host_recv(f, buf, sizeof(buf));
+		if (n < 0)
+			nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+	}
+	assert_int_equal(n, NET_HDR_LEN + 300);
+	assert_int_equal(stats(f).tx_packets, 1);
+
+	/* The rest of the buffers RAM holds for the sender's frames, teardown among them. */
+	for (int i = 32; i < (int)((TXBUF - RXBUF) / RXSTRIDE); i++)
+		post_rx(f, 2048);
+	sd.fd = f->host;
+	assert_int_equal(pthread_create(&t, NULL, send_thread, &sd), 0);
+	tdrv_kick(&f->drv, RXQ);
+	while (tq_used_idx(&f->m, RXQ) < 40)
+		nanosleep(&(struct timespec){.tv_nsec = 100000}, NULL);
+	virtio_dev_destroy(f->dev);
+	f->dev = NULL;
+	__atomic_store_n(&sd.stop, true, __ATOMIC_RELEASE);
+	pthread_join(t, NULL);
+	close(f->host);
+	tm_fini(&f->m);
+	free(f);
+	io_threads_destroy(io);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -568,7 +672,7 @@ int main(void)
 	    cmocka_unit_test(test_rx_mergeable),    cmocka_unit_test(test_rx_too_big),
 	    cmocka_unit_test(test_rx_offloads),	    cmocka_unit_test(test_rx_link_down),
 	    cmocka_unit_test(test_rx_hostile),	    cmocka_unit_test(test_rx_reset),
-	    cmocka_unit_test(test_backend_gone),
+	    cmocka_unit_test(test_backend_gone),    cmocka_unit_test(test_io_thread),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -206,7 +206,7 @@ static void test_manager_cold(void **state)
 	assert_int_equal(nic_attach_cold(&nm, &p, why, sizeof(why), &code), -ENODEV);
 	nic_params_free(&p);
 	assert_int_equal(nic_count(&nm), 0);
-	nic_bind(&nm, m.pbus, m.mem, NULL);
+	nic_bind(&nm, m.pbus, m.mem, NULL, NULL);
 	/* A tap that does not exist. */
 	assert_int_equal(nic_parse_add(j, &p, err), 0);
 	assert_int_equal(nic_attach_cold(&nm, &p, why, sizeof(why), &code), -ENOENT);

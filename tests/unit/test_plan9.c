@@ -94,7 +94,7 @@ static void test_cold_attach(void **state)
 		 share);
 	assert_int_equal(attach(&pl, json, err, sizeof(err)), -ENODEV); /* no VM bound */
 	assert_int_equal(plan9_count(&pl), 0);
-	assert_int_equal(plan9_bind(&pl, m.pbus, m.mem, NULL), 0);
+	assert_int_equal(plan9_bind(&pl, m.pbus, m.mem, NULL, NULL), 0);
 	assert_int_equal(attach(&pl, json, err, sizeof(err)), 0);
 	assert_non_null(plan9_find(&pl, "s0"));
 	assert_int_equal(attach(&pl, json, err, sizeof(err)), -EEXIST);

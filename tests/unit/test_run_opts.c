@@ -41,7 +41,12 @@ static void test_defaults_and_values(void **state)
 	assert_int_equal(PARSE("--kernel", "k"), 0);
 	assert_int_equal(opts.cpus, 1);
 	assert_int_equal(opts.mem_mib, 512);
+	assert_int_equal(opts.io_threads, 0); /* the machine's default */
 	assert_int_equal(opts.console, CONSOLE_STDIO);
+	assert_int_equal(PARSE("--io-threads", "8"), 0);
+	assert_int_equal(opts.io_threads, 8);
+	assert_int_equal(PARSE("--io-threads=3"), 0);
+	assert_int_equal(opts.io_threads, 3);
 	assert_int_equal(PARSE("--kernel=k", "--initrd", "i", "--cpus=2", "--memory", "1024",
 			       "--cmdline", "a=b c", "--console", "file:/tmp/x"),
 			 0);
@@ -132,6 +137,15 @@ static void test_bad_counts(void **state)
 	(void)state;
 	assert_int_equal(PARSE("--cpus", "0"), -EINVAL);
 	assert_non_null(strstr(err, "--cpus"));
+	assert_int_equal(PARSE("--io-threads", "0"), -EINVAL);
+	assert_non_null(strstr(err, "--io-threads must be 1-8, got '0'"));
+	assert_int_equal(PARSE("--io-threads", "9"), -EINVAL);
+	assert_non_null(strstr(err, "--io-threads"));
+	assert_int_equal(PARSE("--io-threads=-1"), -EINVAL);
+	assert_int_equal(PARSE("--io-threads", "2x"), -EINVAL);
+	assert_int_equal(PARSE("--io-threads", ""), -EINVAL);
+	assert_int_equal(PARSE("--io-threads"), -EINVAL);
+	assert_non_null(strstr(err, "--io-threads needs a value"));
 	assert_int_equal(PARSE("--cpus", "65"), -EINVAL);
 	assert_int_equal(PARSE("--cpus", "-1"), -EINVAL);
 	assert_int_equal(PARSE("--cpus", "2x"), -EINVAL);

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -23,6 +24,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
@@ -221,6 +223,31 @@ static int child_epoll_loop_ok(void)
 	    epoll_ctl(io_epfd, EPOLL_CTL_DEL, io_efd, NULL))
 		return CHILD_ALLOWED_FAILED;
 	return 0;
+}
+
+static int io_sock[2] = {-1, -1};
+
+/* A NIC on an I/O thread: header and frame in one readv/writev, the guest's offloads set. */
+static int child_net_io_ok(void)
+{
+	char hdr[12] = {1}, frame[60] = {2}, in_hdr[12], in_frame[60];
+	struct iovec out[2] = {{hdr, sizeof(hdr)}, {frame, sizeof(frame)}};
+	struct iovec in[2] = {{in_hdr, sizeof(in_hdr)}, {in_frame, sizeof(in_frame)}};
+
+	if (writev(io_sock[0], out, 2) != 72 || readv(io_sock[1], in, 2) != 72 || in_hdr[0] != 1 ||
+	    in_frame[0] != 2)
+		return CHILD_ALLOWED_FAILED;
+	/* ENOTTY from /dev/null, not SIGSYS. */
+	if (syscall(SYS_ioctl, devnull, TUNSETOFFLOAD, 0) != -1 || errno != ENOTTY)
+		return CHILD_ALLOWED_FAILED;
+	return 0;
+}
+
+/* ...but it never opens or configures a tap: TUNSETIFF is the control thread's. */
+static int child_tunsetiff(void)
+{
+	syscall(SYS_ioctl, devnull, TUNSETIFF, 0);
+	return CHILD_SURVIVED;
 }
 
 /* ---- tests ------------------------------------------------------------------------------ */
@@ -569,6 +596,11 @@ static void test_io_class_is_narrow(void **state)
 	assert_exited_ok(run_child(SANDBOX_IO, SANDBOX_KILL, child_epoll_loop_ok));
 	close(io_epfd);
 	close(io_efd);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, io_sock), 0);
+	assert_exited_ok(run_child(SANDBOX_IO, SANDBOX_KILL, child_net_io_ok));
+	close(io_sock[0]);
+	close(io_sock[1]);
+	assert_killed_by_sigsys(run_child(SANDBOX_IO, SANDBOX_KILL, child_tunsetiff));
 	close(devnull);
 }
 

@@ -130,6 +130,27 @@ static void test_create_uefi_refused(void **state)
 	assert_null(f->s.m);
 }
 
+/* io_threads is 1..8 and a number: anything else is refused naming it, before any VM exists. */
+static void test_create_io_threads_refused(void **state)
+{
+	struct fixture *f = *state;
+	const char *bad[] = {"0", "9", "-1", "2.5", "\"2\"", "true", "[1]"};
+	char line[160];
+	const char *r;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(line, sizeof(line),
+			 "{\"id\":%zu,\"method\":\"vm.create\",\"params\":{\"io_threads\":%s}}\n",
+			 i + 1, bad[i]);
+		r = call(f, line);
+		assert_non_null(strstr(r, "\"code\":-32602"));
+		if (!strstr(r, "params.io_threads"))
+			fail_msg("io_threads %s: %s", bad[i], r);
+	}
+	assert_null(f->s.m);
+	assert_int_equal(lifecycle_state(&f->s.lc), LC_NOT_CREATED);
+}
+
 /* A VM that is still there: the wait is kept until its exit (vm_ended) answers it. */
 static void test_wait_is_kept(void **state)
 {
@@ -162,6 +183,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_exit_word),
 	    cmocka_unit_test_setup_teardown(test_create_uefi_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_create_io_threads_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_state_and_stats, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_terminate_then_wait, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wait_is_kept, setup, teardown),
