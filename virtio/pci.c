@@ -208,9 +208,9 @@ static void device_stop(struct virtio_dev *dev)
 	pthread_mutex_unlock(&dev->dev_lock);
 }
 
-static void reset_locked(struct virtio_dev *dev)
+/* The registers and queues back to their initial values, status 0 last. dev->lock held. */
+static void reset_registers(struct virtio_dev *dev)
 {
-	device_stop(dev);
 	for (int q = 0; q < dev->nr_queues; q++)
 		virtq_reset(&dev->vqs[q]);
 	dev->guest_features = 0;
@@ -218,7 +218,56 @@ static void reset_locked(struct virtio_dev *dev)
 	dev->queue_select = 0;
 	__atomic_store_n(&dev->msix_config, VIRTIO_MSI_NO_VECTOR, __ATOMIC_RELAXED);
 	__atomic_store_n(&dev->isr, 0, __ATOMIC_RELAXED);
+	dev->resetting = false;
 	__atomic_store_n(&dev->status, 0, __ATOMIC_RELEASE);
+}
+
+static void reset_locked(struct virtio_dev *dev)
+{
+	device_stop(dev);
+	reset_registers(dev);
+}
+
+/*
+ * A reset deferred to the device's I/O thread (reset_async): the device's own
+ * reset there (blk waits for its disk I/O, 9p for its workers), then the
+ * registers, under the register lock only for that moment, so the vCPU
+ * polling the status is never held behind the device's drain.
+ */
+static void reset_work(void *opaque, uint32_t events)
+{
+	struct virtio_dev *dev = opaque;
+
+	(void)events;
+	device_stop(dev);
+	pthread_mutex_lock(&dev->lock);
+	if (dev->resetting)
+		reset_registers(dev);
+	pthread_mutex_unlock(&dev->lock);
+}
+
+/*
+ * The driver wrote 0 (vCPU, dev->lock held). On an I/O thread's loop the reset
+ * runs there and the status reads back non-zero until it is done, which the
+ * virtio spec allows (4.1.4.3.2: the driver waits for a read of 0; Linux's
+ * modern driver polls it in vp_reset): a disk reset never blocks the vCPU on its I/O. Work
+ * stops at once (active cleared). Returns false when the reset must run here:
+ * no I/O thread, or a status already 0 (a read of 0 would let the driver go
+ * on before the deferred reset wiped what it writes next).
+ */
+static bool reset_async(struct virtio_dev *dev)
+{
+	if (!dev->loop || !loop_is_threaded(dev->loop) || virtio_dev_status(dev) == 0)
+		return false;
+	pthread_mutex_lock(&dev->dev_lock);
+	dev->active = false;
+	pthread_mutex_unlock(&dev->dev_lock);
+	dev->resetting = true;
+	if (loop_defer(dev->loop, reset_work, dev)) {
+		dev->resetting = false;
+		return false;
+	}
+	return true;
 }
 
 static bool features_ok(struct virtio_dev *dev)
@@ -278,7 +327,8 @@ static void status_write(struct virtio_dev *dev, uint8_t val)
 	bool ok = false;
 
 	if (val == 0) {
-		reset_locked(dev);
+		if (!reset_async(dev))
+			reset_locked(dev);
 		return;
 	}
 	if (val & VIRTIO_STATUS_FAILED) {
@@ -377,6 +427,12 @@ static void common_commit(struct virtio_dev *dev, uint32_t field, const uint8_t 
 	uint32_t v32 = pci_get_le(img + field, 4);
 	uint16_t v16 = v32;
 
+	if (dev->resetting) {
+		/* The driver must wait for status 0 before it writes again (reset_async). */
+		log_ratelimited(LOG_WARN, "virtio", "%s: register write during a reset ignored",
+				dev->name);
+		return;
+	}
 	switch (field) {
 	case VIRTIO_PCI_COMMON_DFSELECT:
 		dev->dfselect = v32;

@@ -203,7 +203,10 @@ struct virtio_dev_ops {
 	void (*queue_notify)(struct virtio_dev *dev, int q);
 	/*
 	 * Stop all work and forget in-flight requests; returns once nothing
-	 * touches the rings. dev_lock held, active already cleared.
+	 * touches the rings. dev_lock held, active already cleared. On a device
+	 * whose loop is an I/O thread's this runs there (the vCPU that wrote the
+	 * status has gone on; the driver polls the status until it reads 0), else
+	 * on that vCPU with the register lock held too.
 	 */
 	void (*reset)(struct virtio_dev *dev);
 	/*
@@ -242,6 +245,11 @@ struct virtio_dev {
 	uint8_t status; /* atomics: devices set NEEDS_RESET from other threads */
 	uint8_t isr;	/* atomics */
 	uint8_t config_generation;
+	/*
+	 * The driver wrote 0 and the reset runs on the device's I/O thread: status
+	 * reads back as before (non-zero) until it is done, other writes are ignored.
+	 */
+	bool resetting;
 	uint16_t queue_select;
 	int nr_queues;
 	struct virtq vqs[VIRTIO_MAX_QUEUES];

@@ -282,6 +282,11 @@ void loop_set_threaded(struct loop *loop)
 	loop->threaded = true;
 }
 
+bool loop_is_threaded(const struct loop *loop)
+{
+	return loop->threaded;
+}
+
 int loop_add(struct loop *loop, int fd, uint32_t events, loop_fn fn, void *opaque)
 {
 	struct table_call c = {

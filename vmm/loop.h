@@ -11,6 +11,7 @@
 #ifndef VMM_LOOP_H
 #define VMM_LOOP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct loop;
@@ -20,6 +21,7 @@ typedef void (*loop_fn)(void *opaque, uint32_t events);
 int loop_create(struct loop **out) __attribute__((warn_unused_result));
 /* Before loop_run starts: other threads' table calls wait for the loop's thread (above). */
 void loop_set_threaded(struct loop *loop);
+bool loop_is_threaded(const struct loop *loop);
 void loop_destroy(struct loop *loop);
 /* events: EPOLLIN/EPOLLOUT...; the fd stays owned by the caller. */
 int loop_add(struct loop *loop, int fd, uint32_t events, loop_fn fn, void *opaque)

@@ -4,6 +4,7 @@
  * chains, reset with requests in flight.
  */
 #include <pthread.h>
+#include <semaphore.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +16,7 @@
 #include "tests/unit/p9_test_util.h"
 #include "tests/unit/virtio_test_util.h"
 #include "vmm/io_thread.h"
+#include "vmm/loop.h"
 
 #define RAM  (1 << 20)
 #define QS   16
@@ -383,12 +385,13 @@ static void test_reset_in_flight(void **state)
 	for (int i = 0; i < QS / 2; i++)
 		post(fx, i, P9_TVERSION, ver, w.off, i, 0x2000);
 	tdrv_kick(&fx->d, 0);
-	/* Reset right away: it waits for running requests, drops the rest. */
-	cc_wr(&fx->d, VIRTIO_PCI_COMMON_STATUS, 1, 0);
-	assert_int_equal(tdrv_status(&fx->d), 0);
-	assert_int_equal(tdrv_probe(&fx->d, (1ULL << VIRTIO_F_VERSION_1) | 1, 1, QS), 0);
+	/* Reset right away: it waits for running requests, drops the rest (on an I/O
+	 * thread after the write returned: the status reads 0 once it is done). */
+	assert_int_equal(tdrv_reset(&fx->d), 0);
+	/* Fresh rings before the driver starts the device again. */
 	memset(fx->m.ram + tq_avail(0), 0, 0x1000);
 	memset(fx->m.ram + tq_used(0), 0, 0x1000);
+	assert_int_equal(tdrv_probe(&fx->d, (1ULL << VIRTIO_F_VERSION_1) | 1, 1, QS), 0);
 	fx->used_seen = 0;
 	{
 		struct p9_rd r;
@@ -413,6 +416,55 @@ static void test_io_destroy_in_flight(void **state)
 	for (int i = 0; i < QS / 2; i++)
 		post(fx, i, P9_TVERSION, ver, w.off, i, 0x2000);
 	tdrv_kick(&fx->d, 0);
+}
+
+static sem_t gate_in, gate_go;
+
+/* Holds io0 until the test lets it go: what a disk draining its I/O there looks like. */
+static void gate(void *opaque, uint32_t events)
+{
+	(void)opaque;
+	(void)events;
+	sem_post(&gate_in);
+	while (sem_wait(&gate_go))
+		;
+}
+
+/*
+ * A reset on an I/O thread's device runs there: the vCPU's status write
+ * returns at once even while that thread is busy, the status reads non-zero
+ * (and other writes are ignored) until the reset is done, then 0, and the
+ * driver starts the device again.
+ */
+static void test_io_reset_async(void **state)
+{
+	struct fx *fx = *state;
+	uint8_t b[64], st;
+	struct p9_wr w = {.p = b, .cap = sizeof(b)};
+	struct p9_rd r;
+
+	sem_init(&gate_in, 0, 0);
+	sem_init(&gate_go, 0, 0);
+	assert_int_equal(loop_defer(fx->dev->loop, gate, NULL), 0);
+	while (sem_wait(&gate_in))
+		;
+	st = tdrv_status(&fx->d);
+	assert_true(st & VIRTIO_STATUS_DRIVER_OK);
+	cc_wr(&fx->d, VIRTIO_PCI_COMMON_STATUS, 1, 0);
+	assert_int_equal(tdrv_status(&fx->d), st);
+	cc_wr(&fx->d, VIRTIO_PCI_COMMON_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE);
+	cc_wr(&fx->d, VIRTIO_PCI_COMMON_STATUS, 1, 0);
+	assert_int_equal(tdrv_status(&fx->d), st);
+	sem_post(&gate_go);
+	for (int t = 0; t < 5000 && tdrv_status(&fx->d) != 0; t++)
+		nanosleep(&(struct timespec){0, 1000000}, NULL);
+	assert_int_equal(tdrv_status(&fx->d), 0);
+	assert_int_equal(tdrv_probe(&fx->d, (1ULL << VIRTIO_F_VERSION_1) | 1, 1, QS), 0);
+	p9_put_u32(&w, 65536);
+	p9_put_str(&w, "9P2000.L", 8);
+	assert_int_equal(call(fx, P9_TVERSION, &w, &r), P9_TVERSION + 1);
+	sem_destroy(&gate_in);
+	sem_destroy(&gate_go);
 }
 
 static void test_create_errors(void **state)
@@ -448,6 +500,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_flush_cancels_waiting, setup_io, teardown),
 	    cmocka_unit_test_setup_teardown(test_hostile_chains, setup_io, teardown),
 	    cmocka_unit_test_setup_teardown(test_io_destroy_in_flight, setup_io, teardown),
+	    cmocka_unit_test_setup_teardown(test_io_reset_async, setup_io, teardown),
+	    cmocka_unit_test_setup_teardown(test_reset_in_flight, setup_io, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <liburing.h>
 #include <sys/syscall.h>
 #include <stdint.h>
@@ -435,13 +436,18 @@ static bool wait_used(struct fx *f, uint16_t n)
 	return false;
 }
 
-/* Replaces the fixture's device by one served from an event loop thread, EVENT_IDX on. */
-static void loop_fx_start(struct fx *f, struct loop **loop, pthread_t *th, int nq)
+/*
+ * Replaces the fixture's device by one served from an event loop thread, EVENT_IDX on;
+ * threaded: a loop like an I/O thread's (vmm/io_thread.c), where resets run too.
+ */
+static void loop_fx_start(struct fx *f, struct loop **loop, pthread_t *th, int nq, bool threaded)
 {
 	struct blk_config cfg = {.path = f->path, .serial = "x", .num_queues = nq};
 
 	virtio_dev_destroy(f->dev);
 	assert_int_equal(loop_create(loop), 0);
+	if (threaded)
+		loop_set_threaded(*loop);
 	assert_int_equal(virtio_blk_create(f->m.pbus, f->m.mem, *loop, &cfg, &f->dev), 0);
 	assert_int_equal(pthread_create(th, NULL, loop_thread, *loop), 0);
 	tdrv_attach(&f->drv, &f->m, f->dev->pci.slot);
@@ -466,7 +472,7 @@ static void test_event_loop_path(void **state)
 	uint64_t n = 0;
 	int cap = 0;
 
-	loop_fx_start(f, &loop, &th, 1);
+	loop_fx_start(f, &loop, &th, 1, false);
 	/* The queue's notify address was handed to the (fake) hypervisor as an ioeventfd. */
 	assert_int_equal(f->m.host.ioeventfds, 1);
 	assert_int_equal(f->m.host.ioevt_addr[0], f->drv.bar0 + VIRTIO_PCI_NOTIFY_OFF);
@@ -514,6 +520,55 @@ static void test_event_loop_path(void **state)
 	loop_fx_stop(f, loop, th);
 }
 
+static sem_t gate_in, gate_go;
+
+/* Holds the disk's thread, as a slow drain of its I/O would. */
+static void gate(void *opaque, uint32_t events)
+{
+	sem_post(&gate_in);
+	while (sem_wait(&gate_go))
+		;
+}
+
+/*
+ * On an I/O thread the disk's reset runs there: the vCPU's write of 0 returns
+ * while that thread is busy, the status reads non-zero until the reset is
+ * done (the driver polls it), then 0, and the disk serves a fresh probe.
+ */
+static void test_reset_off_the_vcpu(void **state)
+{
+	struct fx *f = *state;
+	struct loop *loop;
+	pthread_t th;
+	uint8_t st;
+
+	loop_fx_start(f, &loop, &th, 1, true);
+	post_read(f, 0, 3);
+	tdrv_kick(&f->drv, 0);
+	assert_true(wait_used(f, 1));
+	sem_init(&gate_in, 0, 0);
+	sem_init(&gate_go, 0, 0);
+	assert_int_equal(loop_defer(loop, gate, NULL), 0);
+	while (sem_wait(&gate_in))
+		;
+	st = tdrv_status(&f->drv);
+	assert_true(st & VIRTIO_STATUS_DRIVER_OK);
+	cc_wr(&f->drv, VIRTIO_PCI_COMMON_STATUS, 1, 0);
+	assert_int_equal(tdrv_status(&f->drv), st);
+	sem_post(&gate_go);
+	assert_int_equal(tdrv_reset(&f->drv), 0);
+	memset(f->m.ram + tq_desc(0), 0, 0x4000);
+	assert_int_equal(tdrv_probe(&f->drv, F_V1, 1, QS), 0);
+	post_read(f, 1, 9);
+	tdrv_kick(&f->drv, 0);
+	assert_true(wait_used(f, 1));
+	assert_int_equal(f->m.ram[STATUS + 1], S_OK);
+	assert_int_equal(f->m.ram[DATA + 512 + 5], pattern(9 * 512 + 5));
+	loop_fx_stop(f, loop, th);
+	sem_destroy(&gate_in);
+	sem_destroy(&gate_go);
+}
+
 /* Waits up to 5 s for *p == v. */
 static bool wait_u16(const uint16_t *p, uint16_t v)
 {
@@ -541,7 +596,7 @@ static void test_poll_serves_without_kick(void **state)
 	pthread_t th;
 
 	setenv("UVM_BLK_POLL_US", "200", 1);
-	loop_fx_start(f, &loop, &th, 2);
+	loop_fx_start(f, &loop, &th, 2, false);
 	unsetenv("UVM_BLK_POLL_US");
 	*avail_event0 = *avail_event1 = 0xdead;
 	post_read_q(f, 1, 2, 40); /* no kick for queue 1 */
@@ -560,7 +615,7 @@ static void test_poll_serves_without_kick(void **state)
 	loop_fx_stop(f, loop, th);
 	setenv("UVM_BLK_POLL_US", "0", 1);
 	memset(f->m.ram + tq_desc(0), 0, 0x8000);
-	loop_fx_start(f, &loop, &th, 2);
+	loop_fx_start(f, &loop, &th, 2, false);
 	unsetenv("UVM_BLK_POLL_US");
 	post_read_q(f, 1, 2, 41);
 	post_read_q(f, 0, 1, 21);
@@ -655,6 +710,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_loop_needs_reset, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_queue_count_capped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_event_loop_path, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reset_off_the_vcpu, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_poll_serves_without_kick, setup, teardown),
 	    cmocka_unit_test(test_create_errors),
 	    cmocka_unit_test(test_ring_is_restricted),

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "virtio/virtio.h"
 #include "vmm/bus.h"
@@ -261,10 +262,24 @@ static inline void tdrv_setup_queue(struct tdrv *d, int q, uint16_t size, uint16
 	cc_wr(d, VIRTIO_PCI_COMMON_Q_ENABLE, 2, 1);
 }
 
+/*
+ * Reset as Linux's vp_reset does: write 0, then wait (5 s at most) for the
+ * status to read 0. A device on an I/O thread resets there, after the write
+ * has returned. Returns the status last read.
+ */
+static inline uint8_t tdrv_reset(struct tdrv *d)
+{
+	cc_wr(d, VIRTIO_PCI_COMMON_STATUS, 1, 0);
+	for (int t = 0; t < 50000 && tdrv_status(d) != 0; t++)
+		nanosleep(&(struct timespec){0, 100000}, NULL);
+	return tdrv_status(d);
+}
+
 /* Full probe: reset, ACK, DRIVER, features, FEATURES_OK, queues, DRIVER_OK. */
 static inline int tdrv_probe(struct tdrv *d, uint64_t features, int nq, uint16_t qsize)
 {
-	cc_wr(d, VIRTIO_PCI_COMMON_STATUS, 1, 0);
+	if (tdrv_reset(d) != 0)
+		return -ETIMEDOUT;
 	cc_wr(d, VIRTIO_PCI_COMMON_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE);
 	cc_wr(d, VIRTIO_PCI_COMMON_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
 	tdrv_set_features(d, features);
