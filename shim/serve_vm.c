@@ -639,8 +639,8 @@ void serve_vm_stats(void *opaque, struct ctl_req *req)
 		vsock_get_stats(s->vs, &st);
 		v = cJSON_AddObjectToObject(r, "vsock");
 		cJSON_AddNumberToObject(v, "connections", st.conns);
-		cJSON_AddNumberToObject(v, "from_guest_bytes", st.tx_bytes);
-		cJSON_AddNumberToObject(v, "to_guest_bytes", st.rx_bytes);
+		cJSON_AddNumberToObject(v, "from_guest_bytes", st.from_guest_bytes);
+		cJSON_AddNumberToObject(v, "to_guest_bytes", st.to_guest_bytes);
 		cJSON_AddNumberToObject(v, "malformed_packets", st.malformed);
 	}
 	if (nic_count(&s->nics))

@@ -1,7 +1,7 @@
 /*
  * virtio/: split virtqueues, the modern virtio-pci transport and the devices
- * built on them (blk, rng, vsock, pmem; each has its header or a section
- * below).
+ * built on them (blk, rng, vsock, pmem, net, 9p; each has its header or a
+ * section below).
  *
  * Three layers: the transport (virtio/pci.c) owns the PCI function, the
  * registers, feature negotiation, device status, the device lock and the

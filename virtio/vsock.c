@@ -224,9 +224,9 @@ static void vsock_destroy(struct virtio_dev *vdev)
 	pr_info(TAG,
 		"tx: %llu packets (%llu bytes) in %llu kicks; rx: %llu packets (%llu bytes) in "
 		"%llu runs, %llu without a buffer",
-		(unsigned long long)d->tx_pkts, (unsigned long long)st.tx_bytes,
+		(unsigned long long)d->tx_pkts, (unsigned long long)st.from_guest_bytes,
 		(unsigned long long)d->tx_kicks, (unsigned long long)d->rx_pkts,
-		(unsigned long long)st.rx_bytes, (unsigned long long)d->rx_runs,
+		(unsigned long long)st.to_guest_bytes, (unsigned long long)d->rx_runs,
 		(unsigned long long)d->rx_starved);
 	if (d->rx_efd >= 0) {
 		loop_del(d->loop, d->rx_efd);

@@ -9,6 +9,12 @@
  *    packet for the guest (vsock_rx) whenever the guest left a buffer.
  *  - the device (vsock.c): virtqueues rx/tx/event and the guest CID config.
  *
+ * "tx" and "rx" are always the guest's, as the virtqueues are named: tx is
+ * guest->host (vsock_tx), rx is host->guest (vsock_rx). Where a count is
+ * kept from the host's side it is named by direction instead (a
+ * connection's rx_cnt/tx_cnt sit under "guest -> host" and "host -> guest"
+ * in vsock_priv.h; the stats say from_guest/to_guest).
+ *
  * Host endpoints are in-process callbacks (the GCS bridge, stdio relays) or,
  * through vsock_uds.c, external programs on a Unix socket with the
  * Firecracker convention (host: "CONNECT <port>\n" -> "OK <port>\n"; a guest
@@ -172,7 +178,8 @@ uint32_t vsock_conn_guest_port(const struct vsock_conn *c);
 
 struct vsock_stats {
 	unsigned conns;
-	uint64_t tx_pkts, rx_pkts, tx_bytes, rx_bytes;
+	/* Named by direction: the device's tx queue carries guest->host. */
+	uint64_t from_guest_pkts, to_guest_pkts, from_guest_bytes, to_guest_bytes;
 	uint64_t malformed, resets_sent, credit_violations, orphans_dropped;
 };
 void vsock_get_stats(const struct vsock *vs, struct vsock_stats *st);

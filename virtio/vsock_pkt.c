@@ -185,7 +185,7 @@ int vsock_tx(struct vsock *vs, const struct iovec *iov, int niov, size_t len)
 		return -EINVAL;
 	}
 	hdr_from_le(&h);
-	vs->st.tx_pkts++;
+	vs->st.from_guest_pkts++;
 	if (h.src_cid != vs->guest_cid || h.dst_cid != VSOCK_HOST_CID) {
 		/* Not ours to answer: an RST would go to an address the guest cannot own. */
 		vs->st.malformed++;
@@ -207,7 +207,7 @@ int vsock_tx(struct vsock *vs, const struct iovec *iov, int niov, size_t len)
 			vsock_orphan_push(vs, h.dst_port, h.src_port, VSOCK_OP_RST, 0);
 		return -EINVAL;
 	}
-	vs->st.tx_bytes += h.len;
+	vs->st.from_guest_bytes += h.len;
 
 	if (!c) {
 		if (h.op == VSOCK_OP_REQUEST)
@@ -346,7 +346,7 @@ static long conn_emit(struct vsock_conn *c, const struct iovec *iov, int niov, s
 		}
 		vsock_ring_consume(&c->out, payload);
 		c->tx_cnt += payload;
-		c->vs->st.rx_bytes += payload;
+		c->vs->st.to_guest_bytes += payload;
 		/* Half empty again: let a stalled writer refill (avoids a callback per packet). */
 		if (c->writable_wanted && c->out.len <= VSOCK_OUT_MAX / 2) {
 			c->writable_wanted = false;
@@ -373,7 +373,7 @@ long vsock_rx(struct vsock *vs, const struct iovec *iov, int niov, size_t cap)
 		vs->o_len--;
 		hdr_to_le(&h);
 		iov_from_buf(iov, niov, 0, &h, sizeof(h));
-		vs->st.rx_pkts++;
+		vs->st.to_guest_pkts++;
 		return VSOCK_HDR_SIZE;
 	}
 	/* Bounded: a connection whose data does not fit this buffer must not spin us. */
@@ -391,7 +391,7 @@ long vsock_rx(struct vsock *vs, const struct iovec *iov, int niov, size_t cap)
 		if (!vsock_conn_put(c))
 			vsock_conn_schedule(c); /* round robin: back of the line if it has more */
 		if (n > 0) {
-			vs->st.rx_pkts++;
+			vs->st.to_guest_pkts++;
 			return n;
 		}
 	}

@@ -47,7 +47,7 @@ struct vsock_conn {
 
 	/* guest -> host */
 	struct ring in;
-	uint32_t rx_cnt;       /* payload bytes received */
+	uint32_t rx_cnt;       /* payload bytes received from the guest */
 	uint32_t fwd_cnt;      /* of those, consumed by the endpoint */
 	uint32_t fwd_cnt_sent; /* fwd_cnt as last told to the guest */
 	uint32_t peer_shut;    /* VSOCK_SHUTDOWN_* received */
@@ -55,7 +55,7 @@ struct vsock_conn {
 
 	/* host -> guest */
 	struct ring out;
-	uint32_t tx_cnt; /* payload bytes sent */
+	uint32_t tx_cnt; /* payload bytes sent to the guest */
 	uint32_t peer_buf_alloc, peer_fwd_cnt;
 	bool credit_req_sent;
 	bool writable_wanted; /* a send was short: call writable when room frees */

@@ -31,4 +31,14 @@ void bus_unregister(struct bus *bus, struct bus_region *region);
 /* Dispatches one access; returns false when no region covers addr. */
 bool bus_access(struct bus *bus, uint64_t addr, uint8_t *data, uint32_t len, bool is_write);
 
+/*
+ * For a device with 1-byte registers: a wider read returns the register in
+ * data[0] and zeroes above it, never what the buffer held before.
+ */
+static inline void bus_read_zero_upper(uint8_t *data, uint32_t len)
+{
+	for (uint32_t i = 1; i < len; i++)
+		data[i] = 0;
+}
+
 #endif

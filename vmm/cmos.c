@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "bus.h"
 #include "legacy.h"
 #include "mem.h"
 #include "vm.h"
@@ -55,7 +56,6 @@ static void cmos_access(void *opaque, uint64_t off, uint8_t *data, uint32_t len,
 {
 	struct cmos *c = opaque;
 
-	(void)len;
 	pthread_mutex_lock(&c->lock);
 	if (off == 0) {
 		if (is_write)
@@ -68,6 +68,8 @@ static void cmos_access(void *opaque, uint64_t off, uint8_t *data, uint32_t len,
 		else
 			data[0] = cmos_read(c, c->index);
 	}
+	if (!is_write)
+		bus_read_zero_upper(data, len);
 	pthread_mutex_unlock(&c->lock);
 }
 

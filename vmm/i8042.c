@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "bus.h"
 #include "legacy.h"
 #include "vm.h"
 
@@ -63,7 +64,6 @@ static void i8042_data(void *opaque, uint64_t off, uint8_t *data, uint32_t len, 
 	struct i8042 *k = opaque;
 
 	(void)off;
-	(void)len;
 	pthread_mutex_lock(&k->lock);
 	if (is_write) {
 		if (k->pending_cmd == 0x60)
@@ -74,6 +74,7 @@ static void i8042_data(void *opaque, uint64_t off, uint8_t *data, uint32_t len, 
 	} else {
 		data[0] = k->out_full ? k->out : 0;
 		k->out_full = false;
+		bus_read_zero_upper(data, len);
 	}
 	pthread_mutex_unlock(&k->lock);
 }
@@ -83,12 +84,13 @@ static void i8042_cmd(void *opaque, uint64_t off, uint8_t *data, uint32_t len, b
 	struct i8042 *k = opaque;
 
 	(void)off;
-	(void)len;
 	pthread_mutex_lock(&k->lock);
-	if (is_write)
+	if (is_write) {
 		i8042_command(k, data[0]);
-	else
+	} else {
 		data[0] = STS_SYS | (k->out_full ? STS_OBF : 0);
+		bus_read_zero_upper(data, len);
+	}
 	pthread_mutex_unlock(&k->lock);
 }
 
@@ -97,12 +99,12 @@ static void i8042_port92(void *opaque, uint64_t off, uint8_t *data, uint32_t len
 	struct i8042 *k = opaque;
 
 	(void)off;
-	(void)len;
 	if (is_write) {
 		if (data[0] & 1)
 			vm_request_exit(k->vm, VM_EXIT_RESET);
 	} else {
 		data[0] = 0x02; /* A20 enabled */
+		bus_read_zero_upper(data, len);
 	}
 }
 

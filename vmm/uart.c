@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "bus.h"
 #include "legacy.h"
 #include "log.h"
 #include "vm.h"
@@ -175,9 +176,8 @@ static void uart_access(void *opaque, uint64_t off, uint8_t *data, uint32_t len,
 		uart_write_reg(u, off, data[0]);
 	else
 		data[0] = uart_read_reg(u, off);
-	for (uint32_t i = 1; i < len; i++)
-		if (!is_write)
-			data[i] = 0;
+	if (!is_write)
+		bus_read_zero_upper(data, len);
 	uart_update_irq(u);
 	pthread_mutex_unlock(&u->lock);
 }
