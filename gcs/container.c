@@ -1,8 +1,8 @@
 /*
  * Containers (container_* requests, protocol.h): the table, each
- * container's queue of requests, create, start and delete, exits and OOM
- * kills pushed to the host as notifications. The other verbs are in
- * container_verbs.c.
+ * container's queue of requests, start and delete, exits and OOM kills
+ * pushed to the host as notifications. Create is in container_create.c,
+ * the other verbs in container_verbs.c.
  *
  * crun runs off the loop (container_crun.c), and so does mke2fs when a
  * create formats its scratch, and so do the mounts of a create and the
@@ -14,7 +14,7 @@
  *
  * The bridge is a child subreaper (bridge.c): the container's init and
  * exec'd processes, orphaned when crun returns, are reparented to it and
- * reaped by process.c, which calls ctr_exited for an init.
+ * reaped by process.c, which calls gcs_ctr_exited for an init.
  */
 #include "gcs/container.h"
 
@@ -184,7 +184,7 @@ static void ctr_torn_down(struct gcs_mount_job *j)
  * before those of a container of the same id created next; its requests
  * are answered then (ctr_torn_down).
  */
-static void ctr_remove(struct gcs_ctr *c)
+void gcs_ctr_remove(struct gcs_ctr *c)
 {
 	for (struct gcs_ctr **pp = &ctrs; *pp; pp = &(*pp)->next)
 		if (*pp == c) {
@@ -201,6 +201,55 @@ static void ctr_remove(struct gcs_ctr *c)
 		ctr_teardown(&c->teardown); /* no worker: here, then */
 		ctr_torn_down(&c->teardown);
 	}
+}
+
+struct gcs_ctr *gcs_ctr_add(uint32_t type, uint64_t id, const char *cid)
+{
+	struct gcs_ctr *c;
+
+	if (!gcs_ctr_id_valid(cid)) {
+		gcs_bridge_respond(type, id, -EINVAL, NULL,
+				   "container_create: id: [A-Za-z0-9][A-Za-z0-9_.-]*, 1..%d",
+				   GCS_CTR_ID_MAX);
+		return NULL;
+	}
+	if (ctr_find(cid)) {
+		gcs_bridge_respond(type, id, -EEXIST, NULL, "container %s exists", cid);
+		return NULL;
+	}
+	if (nr_ctrs >= MAX_CONTAINERS) {
+		gcs_bridge_respond(type, id, -EAGAIN, NULL, "too many containers (%d)",
+				   MAX_CONTAINERS);
+		return NULL;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		gcs_bridge_respond(type, id, -ENOMEM, NULL, "out of memory");
+		return NULL;
+	}
+	snprintf(c->id, sizeof(c->id), "%s", cid);
+	if (snprintf(c->dir, sizeof(c->dir), "%s/%s", ctr_dir, cid) >= (int)sizeof(c->dir)) {
+		free(c);
+		gcs_bridge_respond(type, id, -ENAMETOOLONG, NULL,
+				   "container %s: directory name too long", cid);
+		return NULL;
+	}
+	c->wd = -1;
+	c->state = GCS_CTR_CREATING; /* in the table now: its other requests queue behind */
+	c->next = ctrs;
+	ctrs = c;
+	nr_ctrs++;
+	return c;
+}
+
+void gcs_ctr_watch_oom(struct gcs_ctr *c)
+{
+	char ev[PATH_MAX];
+
+	gcs_ctr_events_path(c->id, ev, sizeof(ev));
+	c->wd = inotify_add_watch(ifd, ev, IN_MODIFY);
+	if (c->wd < 0)
+		gcs_log_errno("container %s: no OOM watch on %s", c->id, ev);
 }
 
 /* ---- crun for an op ---------------------------------------------------------------------- */
@@ -279,7 +328,7 @@ void gcs_ctr_spawn(struct gcs_ctr_op *op, const char *const *args,
 static void delete_finish(struct gcs_ctr_op *op);
 
 /* process.c reaped a process it was given with this hook: a container's init. */
-static void ctr_exited(pid_t pid, int status)
+void gcs_ctr_exited(pid_t pid, int status)
 {
 	struct gcs_ctr *c = ctrs;
 	cJSON *b;
@@ -352,272 +401,6 @@ int gcs_container_init(void)
 	return gcs_bridge_watch(ifd, &ifd_w);
 }
 
-/* ---- create ---------------------------------------------------------------------------- */
-
-bool gcs_ctr_terminal(const cJSON *proc)
-{
-	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(proc, "terminal"));
-}
-
-/*
- * A terminal process gets the request's rows and cols as its consoleSize
- * (unless it has one): crun sets it before the process runs, where a
- * resize after crun returned would race with the process's first look.
- */
-void gcs_ctr_console_size(cJSON *proc, const cJSON *req)
-{
-	long long rows, cols;
-	cJSON *cs;
-
-	if (!gcs_ctr_terminal(proc) || cJSON_GetObjectItemCaseSensitive(proc, "consoleSize") ||
-	    gcs_bridge_int(req, "rows", 1, USHRT_MAX, 24, &rows) ||
-	    gcs_bridge_int(req, "cols", 1, USHRT_MAX, 80, &cols))
-		return;
-	cs = cJSON_AddObjectToObject(proc, "consoleSize");
-	cJSON_AddNumberToObject(cs, "height", rows);
-	cJSON_AddNumberToObject(cs, "width", cols);
-}
-
-/* A failed create: the container leaves the table, answered once nothing is left mounted. */
-static void create_fail(struct gcs_ctr_op *op, int ret, const char *err)
-{
-	struct gcs_ctr *c = op->c;
-	char msg[GCS_CTR_ERRLEN];
-
-	snprintf(msg, sizeof(msg), "container %s: %s", c->id, err); /* err may be op->err */
-	op->status = ret;
-	memcpy(op->err, msg, sizeof(op->err));
-	ctr_remove(c); /* frees op too */
-}
-
-static void create_cleaned(struct gcs_ctr_op *op, int ret, const char *err)
-{
-	if (ret)
-		gcs_log("container %s: %s", op->c->id, err);
-	create_fail(op, op->status, op->err);
-}
-
-static void create_spawned(struct gcs_ctr_op *op, pid_t pid, const char *err)
-{
-	struct gcs_ctr *c = op->c;
-	char ev[PATH_MAX];
-	cJSON *b;
-
-	if (pid < 0 && op->crun_ok) {
-		/* crun made the container, what followed failed: crun deletes it first */
-		const char *del[] = {"delete", "--force", c->id, NULL};
-
-		op->status = pid;
-		snprintf(op->err, sizeof(op->err), "%s", err ? err : strerror(-pid));
-		gcs_ctr_crun(op, del, create_cleaned);
-		return;
-	}
-	if (pid < 0) {
-		create_fail(op, pid, err ? err : strerror(-pid));
-		return;
-	}
-	c->pid = pid;
-	if (c->state == GCS_CTR_CREATING)
-		c->state = GCS_CTR_CREATED;
-	gcs_ctr_events_path(c->id, ev, sizeof(ev));
-	c->wd = inotify_add_watch(ifd, ev, IN_MODIFY);
-	if (c->wd < 0)
-		gcs_log_errno("container %s: no OOM watch on %s", c->id, ev);
-	b = cJSON_CreateObject();
-	cJSON_AddNumberToObject(b, "pid", pid);
-	gcs_bridge_respond(op->type, op->id, 0, b, NULL);
-	/* phases for tests/bench/containers.py: the root (format included), crun create */
-	gcs_log("container %s created: pid %d (root %ld ms, crun create %ld ms)", c->id, pid,
-		c->t_crun - c->t_create, gcs_now_ms() - c->t_crun);
-	gcs_ctr_op_done(op);
-}
-
-/* Sends op's mount job (run, then done from the loop); a create that cannot is failed. */
-static void create_mount_job(struct gcs_ctr_op *op, void (*run)(struct gcs_mount_job *),
-			     void (*done)(struct gcs_mount_job *))
-{
-	int ret;
-
-	op->mj = (struct gcs_mount_job){.run = run, .done = done, .opaque = op};
-	op->mounting = true;
-	ret = gcs_mounts_submit(&op->mj);
-	if (ret) {
-		op->mounting = false;
-		create_fail(op, ret, "no mount worker");
-	}
-}
-
-/* A mount job of the create is back: false (the create failed) when it failed or must stop. */
-static bool create_mounted(struct gcs_ctr_op *op)
-{
-	op->mounting = false;
-	if (op->mj.ret)
-		create_fail(op, op->mj.ret, op->mj.err);
-	else if (op->c->cancelled)
-		create_fail(op, -ECANCELED, "deleted while being created");
-	else if (gcs_mounts_stopping())
-		create_fail(op, -ECANCELED, "the agent is stopping");
-	else
-		return true;
-	return false;
-}
-
-/* The scratch and the overlay are mounted: crun create. */
-static void create_root_done(struct gcs_mount_job *j)
-{
-	struct gcs_ctr_op *op = j->opaque;
-	const cJSON *spec = cJSON_GetObjectItemCaseSensitive(op->req, "spec");
-	char err[GCS_CTR_ERRLEN] = "", sock[PATH_MAX + 32];
-	struct gcs_ctr *c = op->c;
-	int ret;
-
-	if (!create_mounted(op))
-		return;
-	ret = gcs_stdio_dial(op->req, &op->io, err, sizeof(err));
-	if (ret) {
-		create_fail(op, ret, err);
-		return;
-	}
-	c->t_crun = gcs_now_ms();
-	op->tty = gcs_ctr_terminal(cJSON_GetObjectItemCaseSensitive(spec, "process"));
-	op->on_exit = ctr_exited;
-	snprintf(op->pidfile, sizeof(op->pidfile), "%s/pid", c->dir);
-	snprintf(sock, sizeof(sock), "%s/console.sock", c->dir);
-	{
-		/* crun pivots: the agent's root is not the initramfs (gcs_root_off_initramfs). */
-		const char *args[] = {"create",
-				      "--bundle",
-				      c->dir,
-				      "--pid-file",
-				      op->pidfile,
-				      op->tty ? "--console-socket" : c->id,
-				      op->tty ? sock : NULL,
-				      c->id,
-				      NULL};
-
-		gcs_ctr_spawn(op, args, create_spawned);
-	}
-}
-
-/* On the mount worker: the scratch (or a tmpfs) and the overlay. */
-static void create_root(struct gcs_mount_job *j)
-{
-	struct gcs_ctr_op *op = j->opaque;
-
-	j->ret = gcs_rootfs_end(&op->c->rootfs, op->c->dir, op->req, j->err, sizeof(j->err));
-}
-
-/* mke2fs exited (or was killed by a delete, or as the bridge ends). */
-static void create_formatted(void *opaque, int ret, const char *err)
-{
-	struct gcs_ctr_op *op = opaque;
-
-	op->format = 0;
-	if (op->c->cancelled)
-		create_fail(op, -ECANCELED, "deleted while its scratch was being formatted");
-	else if (ret)
-		create_fail(op, ret, err);
-	else
-		create_mount_job(op, create_root, create_root_done);
-}
-
-/* The directory, config.json and the layers are there: format the scratch, or mount the root. */
-static void create_prepared(struct gcs_mount_job *j)
-{
-	struct gcs_ctr_op *op = j->opaque;
-	struct gcs_ctr *c = op->c;
-	char err[GCS_CTR_ERRLEN] = "";
-	int ret;
-
-	if (!create_mounted(op))
-		return;
-	if (!c->rootfs.format_dev[0]) {
-		create_mount_job(op, create_root, create_root_done);
-		return;
-	}
-	/* mke2fs may take long on a big disk: the loop serves everything else meanwhile. */
-	ret = gcs_format_start(c->dir, c->rootfs.format_dev, create_formatted, op, &op->format, err,
-			       sizeof(err));
-	if (ret) {
-		create_fail(op, ret, err);
-		return;
-	}
-	gcs_log("container %s: formatting %s", c->id, c->rootfs.format_dev);
-}
-
-/* On the mount worker: the directory, config.json (the spec first: a bad one costs no
- * mount), then the layers (gcs_rootfs_begin). */
-static void create_prepare(struct gcs_mount_job *j)
-{
-	struct gcs_ctr_op *op = j->opaque;
-	const cJSON *spec = cJSON_GetObjectItemCaseSensitive(op->req, "spec");
-	struct gcs_ctr *c = op->c;
-	cJSON *sized;
-	int ret;
-
-	ret = gcs_mkdir_p(c->dir);
-	if (ret) {
-		snprintf(j->err, sizeof(j->err), "mkdir %s: %s", c->dir, strerror(-ret));
-		j->ret = ret;
-		return;
-	}
-	sized = cJSON_Duplicate(spec, 1);
-	if (cJSON_IsObject(sized))
-		gcs_ctr_console_size(cJSON_GetObjectItemCaseSensitive(sized, "process"), op->req);
-	ret = gcs_bundle_write(c->dir, c->id, sized ? sized : spec, j->err, sizeof(j->err));
-	cJSON_Delete(sized);
-	if (!ret)
-		ret = gcs_rootfs_begin(&c->rootfs, c->dir, op->req, j->err, sizeof(j->err));
-	j->ret = ret;
-}
-
-static void create_run(struct gcs_ctr *c, struct gcs_ctr_op *op)
-{
-	c->t_create = gcs_now_ms();
-	create_mount_job(op, create_prepare, create_prepared);
-}
-
-void gcs_container_create(uint32_t type, uint64_t id, const cJSON *req)
-{
-	const char *cid = gcs_bridge_str(req, "id");
-	struct gcs_ctr *c;
-
-	if (!gcs_ctr_id_valid(cid)) {
-		gcs_bridge_respond(type, id, -EINVAL, NULL,
-				   "container_create: id: [A-Za-z0-9][A-Za-z0-9_.-]*, 1..%d",
-				   GCS_CTR_ID_MAX);
-		return;
-	}
-	if (ctr_find(cid)) {
-		gcs_bridge_respond(type, id, -EEXIST, NULL, "container %s exists", cid);
-		return;
-	}
-	if (nr_ctrs >= MAX_CONTAINERS) {
-		gcs_bridge_respond(type, id, -EAGAIN, NULL, "too many containers (%d)",
-				   MAX_CONTAINERS);
-		return;
-	}
-	c = calloc(1, sizeof(*c));
-	if (!c) {
-		gcs_bridge_respond(type, id, -ENOMEM, NULL, "out of memory");
-		return;
-	}
-	snprintf(c->id, sizeof(c->id), "%s", cid);
-	if (snprintf(c->dir, sizeof(c->dir), "%s/%s", ctr_dir, cid) >= (int)sizeof(c->dir)) {
-		free(c);
-		gcs_bridge_respond(type, id, -ENAMETOOLONG, NULL,
-				   "container %s: directory name too long", cid);
-		return;
-	}
-	c->wd = -1;
-	c->state = GCS_CTR_CREATING; /* in the table now: its other requests queue behind */
-	c->next = ctrs;
-	ctrs = c;
-	nr_ctrs++;
-	if (gcs_ctr_queue(c, type, id, req, create_run))
-		ctr_remove(c); /* answered */
-}
-
 /* ---- start, delete ------------------------------------------------------------------------- */
 
 static void start_done(struct gcs_ctr_op *op, int ret, const char *err)
@@ -671,7 +454,7 @@ static void delete_unmounted(struct gcs_mount_job *j)
 	op->status = j->ret;
 	if (j->ret)
 		snprintf(op->err, sizeof(op->err), "container deleted, but %.480s", j->err);
-	ctr_remove(c);
+	gcs_ctr_remove(c);
 }
 
 /* On the mount worker: the overlay, the scratch (its data flushed), the layers. */
@@ -709,7 +492,7 @@ static void delete_done(struct gcs_ctr_op *op, int ret, const char *err)
 	/*
 	 * A forced delete killed a running init, which is our child: its exit
 	 * (container_exited) goes out before the answer, like any exit, so the
-	 * delete ends when ctr_exited has seen it.
+	 * delete ends when gcs_ctr_exited has seen it.
 	 */
 	if (c->pid > 0 && c->state != GCS_CTR_STOPPED && kill(c->pid, SIGKILL) == 0) {
 		c->deleting = op;
@@ -751,7 +534,7 @@ void gcs_container_delete(uint32_t type, uint64_t id, const cJSON *req)
 		gcs_log("container %s: deleted while formatting; mke2fs stopped", c->id);
 		c->cancelled = true;
 		gcs_job_cancel(c->ops->format);
-	} else if (c->ops && c->ops->mounting && c->ops->run == create_run && !c->cancelled) {
+	} else if (c->ops && c->ops->mounting && c->ops->run == gcs_ctr_create_run && !c->cancelled) {
 		gcs_log("container %s: deleted while mounting; its create stops there", c->id);
 		c->cancelled = true;
 	}

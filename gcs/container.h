@@ -251,6 +251,16 @@ extern const char *const gcs_ctr_state_names[];
 
 /* The request's container; answers the error itself when there is none. */
 struct gcs_ctr *gcs_ctr_of(uint32_t type, uint64_t id, const cJSON *req);
+/* A new container in the table (state creating); answers the error itself and returns NULL. */
+struct gcs_ctr *gcs_ctr_add(uint32_t type, uint64_t id, const char *cid);
+/* c leaves the table: its queued requests are answered, its mounts go on the worker. */
+void gcs_ctr_remove(struct gcs_ctr *c);
+/* Watches c's memory.events for OOM kills (c->wd; a failure is logged, not fatal). */
+void gcs_ctr_watch_oom(struct gcs_ctr *c);
+/* A container's init ended (op->on_exit of its create): state, event, the delete waiting on it. */
+void gcs_ctr_exited(pid_t pid, int status);
+/* The op that creates c (container_create.c): a delete meanwhile cancels its mounts. */
+void gcs_ctr_create_run(struct gcs_ctr *c, struct gcs_ctr_op *op);
 /* Queues fn for the request; it runs once c's earlier ones are done. -ENOMEM: answered. */
 int gcs_ctr_queue(struct gcs_ctr *c, uint32_t type, uint64_t id, const cJSON *req,
 		  gcs_ctr_op_fn fn);

@@ -41,6 +41,7 @@
 static char fake_crun[128];
 #define CRUN fake_crun
 #include "gcs/container.c"
+#include "gcs/container_create.c"
 #include "gcs/container_bundle.c"
 #include "gcs/container_crun.c"
 #include "gcs/container_layers.c"
