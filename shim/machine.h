@@ -84,14 +84,16 @@ struct machine_config {
 	/*
 	 * I/O threads (1..IO_THREADS_MAX; 0 means MACHINE_IO_THREADS_DEFAULT) for
 	 * the devices' queue work: virtio-blk, virtio-pmem, virtio-net (and its
-	 * backend) and 9p's kicks, cold and hot-added, round robin. It then never
-	 * waits behind the control protocol or vsock. `run --io-threads`,
-	 * `vm.create`'s `io_threads`.
+	 * backend) and 9p's kicks, cold and hot-added: each device gets the least
+	 * busy thread, one of its own while one is idle (io_threads_pick). It
+	 * then never waits behind the control protocol, vsock or another device.
+	 * `run --io-threads`, `vm.create`'s `io_threads`.
 	 */
 	int io_threads;
 };
 
-#define MACHINE_IO_THREADS_DEFAULT 1
+/* A disk, a NIC, a share and one hot-added device each on a thread of their own. */
+#define MACHINE_IO_THREADS_DEFAULT 4
 
 struct machine {
 	struct vm *vm;

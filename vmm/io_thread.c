@@ -27,7 +27,6 @@ struct io_one {
 
 struct io_threads {
 	int n;
-	unsigned next; /* round robin */
 	int (*init)(void *opaque);
 	void *opaque;
 	sem_t ready;
@@ -107,7 +106,18 @@ int io_threads_start(struct io_threads *t, int (*init)(void *opaque), void *opaq
 
 struct loop *io_threads_pick(struct io_threads *t)
 {
-	return t->one[__atomic_fetch_add(&t->next, 1, __ATOMIC_RELAXED) % t->n].loop;
+	struct loop *best = t->one[0].loop;
+	unsigned least = loop_nr_fds(best);
+
+	for (int i = 1; i < t->n && least; i++) {
+		unsigned n = loop_nr_fds(t->one[i].loop);
+
+		if (n < least) {
+			best = t->one[i].loop;
+			least = n;
+		}
+	}
+	return best;
 }
 
 struct loop *io_threads_pick_or(struct io_threads *t, struct loop *fallback)

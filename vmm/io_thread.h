@@ -1,10 +1,11 @@
 /*
  * I/O threads: a thread running an event loop of its own, for devices whose
  * queue work must not wait behind the control protocol, vsock or another
- * device (a disk's kicks, completions and polling). The machine makes a
- * small set of them before the VM runs (the sandboxed control thread may not
- * create threads) and hands each new device one of their loops; a disk
- * hot-added later gets one of the same set (docs/architecture.md "Threads").
+ * device (a disk's kicks, completions and polling). The machine makes the
+ * set before the VM runs (the sandboxed control thread may not create
+ * threads) and hands each new device, cold-plugged or hot-added, the loop
+ * of the least busy thread: a thread of its own while one is idle
+ * (docs/architecture.md "Threads").
  */
 #ifndef VMM_IO_THREAD_H
 #define VMM_IO_THREAD_H
@@ -26,7 +27,12 @@ int io_threads_create(int n, struct io_threads **out) __attribute__((warn_unused
  */
 int io_threads_start(struct io_threads *t, int (*init)(void *opaque), void *opaque)
     __attribute__((warn_unused_result));
-/* The loop for the next device: round robin over the set. */
+/*
+ * The loop for the next device: the one watching the fewest fds (the first
+ * such), so each device gets an idle thread while there is one, and a
+ * removed device's thread (its fds gone) is the next one handed out.
+ * Devices add their fds when they are created, so call it, then create.
+ */
 struct loop *io_threads_pick(struct io_threads *t);
 /*
  * What a manager hands a device it plugs: the next loop of t, or fallback when

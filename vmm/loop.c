@@ -51,6 +51,7 @@ struct loop {
 	pthread_t owner;
 	bool stopping;
 	struct loop_entry *entries;
+	unsigned nr_entries; /* atomic: loop_nr_fds reads it from other threads */
 	struct loop_entry *graveyard; /* deleted during a batch, freed after it */
 };
 
@@ -137,6 +138,7 @@ static int add_here(struct loop *loop, int fd, uint32_t events, loop_fn fn, void
 	}
 	e->next = loop->entries;
 	loop->entries = e;
+	__atomic_add_fetch(&loop->nr_entries, 1, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -172,6 +174,7 @@ static int del_here(struct loop *loop, int fd)
 		return -ENOENT;
 	epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
 	*link = e->next;
+	__atomic_sub_fetch(&loop->nr_entries, 1, __ATOMIC_RELAXED);
 	e->dead = true;
 	e->next = loop->graveyard;
 	loop->graveyard = e;
@@ -285,6 +288,11 @@ void loop_set_threaded(struct loop *loop)
 bool loop_is_threaded(const struct loop *loop)
 {
 	return loop->threaded;
+}
+
+unsigned loop_nr_fds(const struct loop *loop)
+{
+	return __atomic_load_n(&loop->nr_entries, __ATOMIC_RELAXED);
 }
 
 int loop_add(struct loop *loop, int fd, uint32_t events, loop_fn fn, void *opaque)

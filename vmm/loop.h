@@ -30,6 +30,8 @@ int loop_mod(struct loop *loop, int fd, uint32_t events);
 /* Safe from inside a callback (and from other threads on a threaded loop): no callback for
  * fd runs after this returns. */
 int loop_del(struct loop *loop, int fd);
+/* How many fds loop watches (its own stop and defer fds not counted). Any thread. */
+unsigned loop_nr_fds(const struct loop *loop);
 /*
  * Runs fn(opaque, 0) once on the loop's thread, as a callback of its own: after
  * the callback now running has returned and released whatever it holds. The

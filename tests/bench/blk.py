@@ -114,6 +114,9 @@ def main():
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:VAR=V[,VAR=V]",
                     help="also run uvm-shim with these environment variables (repeatable), "
                          "e.g. poll50:UVM_BLK_POLL_US=50")
+    ap.add_argument("--shim", action="append", default=[], metavar="NAME:PATH",
+                    help="also run another uvm-shim binary, e.g. an older build for a "
+                         "before/after comparison in the same run (repeatable)")
     args = ap.parse_args()
 
     if not os.path.exists("/dev/kvm") or os.path.exists("/sys/module/kvm_pvm"):
@@ -154,6 +157,11 @@ def main():
                 k, _, val = a.partition("=")
                 env[k] = val
             vmms.append(("shim-" + name, shim_argv, env))
+        for v in args.shim:
+            name, _, path = v.partition(":")
+            if not name or not os.access(path, os.X_OK):
+                sys.exit("bench-blk: --shim %s: want NAME:PATH to an executable" % v)
+            vmms.append(("shim-" + name, [path] + shim_argv[1:], shim_env))
         vmms.append(("qemu", qemu_argv, None))
         results = {name: [] for name, _, _ in vmms}
         failed = {name: 0 for name, _, _ in vmms}

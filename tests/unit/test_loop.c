@@ -2,7 +2,7 @@
  * vmm/loop.c: deferred calls (order, from other threads, from inside a
  * callback), run_once; the table changed from other threads while loop_run
  * runs (a del waits for a running callback; add/del racing a stop).
- * vmm/io_thread.c: the threads, their names, round robin, a failing init.
+ * vmm/io_thread.c: the threads, their names, the least busy pick, a failing init.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -260,17 +260,33 @@ static void test_io_threads(void **state)
 	struct io_threads *io;
 	struct loop *a, *b;
 	struct slow sl = {.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
+	int busy[3];
 
+	for (int i = 0; i < 3; i++)
+		busy[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	assert_int_equal(io_threads_create(0, &io), -EINVAL);
 	assert_int_equal(io_threads_create(IO_THREADS_MAX + 1, &io), -EINVAL);
 	assert_int_equal(io_threads_create(2, &io), 0);
 	assert_int_equal(io_threads_count(io), 2);
+	/* Idle loops: the first. A device (its fds) on it: the next pick is the other. */
 	a = io_threads_pick(io);
+	assert_ptr_equal(io_threads_pick(io), a);
+	assert_int_equal(loop_add(a, busy[0], EPOLLIN, slow_cb, &sl), 0);
+	assert_int_equal(loop_nr_fds(a), 1);
 	b = io_threads_pick(io);
 	assert_ptr_not_equal(a, b);
-	assert_ptr_equal(io_threads_pick(io), a);
 	/* Added before the threads run: served once they do, on "io1". */
 	assert_int_equal(loop_add(b, sl.efd, EPOLLIN, slow_cb, &sl), 0);
+	/* Both busy alike: the first again; a's device gone: a, however busy b is. */
+	assert_ptr_equal(io_threads_pick(io), a);
+	assert_int_equal(loop_add(b, busy[1], EPOLLIN, slow_cb, &sl), 0);
+	assert_ptr_equal(io_threads_pick(io), a);
+	assert_int_equal(loop_add(a, busy[2], EPOLLIN, slow_cb, &sl), 0);
+	assert_int_equal(loop_del(a, busy[0]), 0);
+	assert_int_equal(loop_del(a, busy[2]), 0);
+	assert_int_equal(loop_nr_fds(a), 0);
+	assert_ptr_equal(io_threads_pick(io), a);
+	assert_int_equal(loop_del(b, busy[1]), 0);
 	poke(sl.efd);
 	assert_int_equal(io_threads_start(io, init_ok, NULL), 0);
 	assert_int_equal(init_calls, 2);
@@ -285,6 +301,8 @@ static void test_io_threads(void **state)
 	assert_int_equal(io_threads_start(io, init_fails, NULL), -EPERM);
 	io_threads_destroy(io);
 	close(sl.efd);
+	for (int i = 0; i < 3; i++)
+		close(busy[i]);
 }
 
 int main(void)
