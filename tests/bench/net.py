@@ -32,6 +32,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -40,6 +41,8 @@ import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "tests", "testhost"))
+from hang_report import children_of, threads_of  # noqa: E402
 # uvm-shim's base command line (shim/run.c); QEMU gets the same string.
 BASE_CMDLINE = ("console=ttyS0 quiet reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp "
                 "i8042.dumbkbd")
@@ -148,17 +151,27 @@ def one_run(name, argv, args, lsock):
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rr = RoundTrips(lsock, args.rr_omit, args.rr_secs)
     rr.start()
+    # A session of its own, so a timed-out VMM goes with everything it started.
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, start_new_session=True)
     try:
-        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                           timeout=args.timeout)
+        so, se = p.communicate(timeout=args.timeout)
     except subprocess.TimeoutExpired:
-        die("%s did not finish in %d s" % (name, args.timeout))
+        # A stalled inner guest: say what the VMM's threads wait on, then go on to
+        # the next run (the set keeps its other figures).
+        sys.stdout.write("bench-net: %s did not finish in %d s; its threads:\n%s"
+                         % (name, args.timeout, threads_of(p.pid) + children_of(p.pid)))
+        os.killpg(p.pid, signal.SIGKILL)
+        try:
+            so, se = p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            so, se = b"", b"(its output pipes stayed open 60 s after the kill)"
     finally:
         rr.stop.set()
         rr.join(60)
         iperf.terminate()
         iperf.wait()
-    out = p.stdout.decode(errors="replace").replace("\r", "")
+    out = so.decode(errors="replace").replace("\r", "")
     vals, notes = parse(out)
     if rr.rate is not None:
         vals["rr"] = rr.rate
@@ -172,7 +185,7 @@ def one_run(name, argv, args, lsock):
                          "--- stderr:\n%s\n"
                          % (name, p.returncode, ", ".join(k for k, _ in METRICS if k not in vals),
                             "" if rr.rate is not None else " (%s)" % rr.err, out[-3000:],
-                            p.stderr.decode(errors="replace")[-3000:]))
+                            se.decode(errors="replace")[-3000:]))
     return vals, notes
 
 
