@@ -111,6 +111,8 @@ def main():
     ap.add_argument("--timeout", type=int, default=1800)
     ap.add_argument("--first", choices=("uvm-shim", "qemu"), default="uvm-shim",
                     help="the VMM each round starts with")
+    ap.add_argument("--only", choices=("uvm-shim", "qemu"),
+                    help="run one VMM only (to reproduce a failure; no ratios)")
     args = ap.parse_args()
 
     if not os.path.exists("/dev/kvm") or os.path.exists("/sys/module/kvm_pvm"):
@@ -145,6 +147,8 @@ def main():
         vmms = [("uvm-shim", shim_argv), ("qemu", qemu_argv)]
         if args.first == "qemu":
             vmms.reverse()
+        if args.only:
+            vmms = [v for v in vmms if v[0] == args.only]
         results = {name: {k: [] for k in TARGETS} for name, _ in vmms}
         for i in range(args.runs):
             for name, argv in vmms:
@@ -165,6 +169,8 @@ def main():
 
     if any(not results[n]["read"] for n, _ in vmms):
         sys.exit("bench-9p: a VMM has no result at all")
+    if args.only:
+        return
     med = {n: {k: statistics.median(v) for k, v in results[n].items()} for n, _ in vmms}
     for name, _ in vmms:
         print("median   %-9s write %.1f MB/s, read %.1f MB/s, meta %.0f ops/s (%d runs)"
