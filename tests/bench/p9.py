@@ -43,11 +43,13 @@ def guest_script(size_mib, nfiles):
     t = "read u _ < /proc/uptime; echo ${u%.*}${u#*.}"
     return (
         "set -e; cd %(m)s; "
+        # Progress on stderr: with --vmm-log it lands in the log as it happens.
+        "echo PHASE write >&2; "
         "t0=$(%(t)s); dd if=/dev/zero of=big bs=1M count=%(n)d conv=fsync 2>/dev/null; "
         "t1=$(%(t)s); echo RESULT write $((t1-t0)); "
-        "echo 3 > /proc/sys/vm/drop_caches; "
+        "echo 3 > /proc/sys/vm/drop_caches; echo PHASE read >&2; "
         "t0=$(%(t)s); cat big > /dev/null; t1=$(%(t)s); echo RESULT read $((t1-t0)); "
-        "rm big; mkdir m; cd m; "
+        "rm big; mkdir m; cd m; echo PHASE meta >&2; "
         "t0=$(%(t)s); i=0; while [ $i -lt %(f)d ]; do : > f$i; [ -e f$i ]; i=$((i+1)); done; "
         "rm -f f*; t1=$(%(t)s); echo RESULT meta $((t1-t0)); "
         "cd ..; rmdir m; echo RESULT done 0"
@@ -74,21 +76,25 @@ def clean_share(share):
             os.unlink(path)
 
 
-def run(argv, timeout):
+def run(argv, timeout, log=None):
     """Runs one VM; on a timeout, says what the VMM's threads were doing and
-    what the guest printed before it is killed."""
+    what the guest printed before it is killed. With log (a file open for
+    appending), the VMM's stderr goes there as it is written, so a test host
+    that goes down does not take the VMM's last lines with it."""
     # A session of its own: on a timeout the whole group goes (a child left holding the
     # pipes kept communicate() waiting for ever in session 10, and the report with it).
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, start_new_session=True)
+                         stderr=log if log else subprocess.PIPE, start_new_session=True)
     try:
         so, se = p.communicate(timeout=timeout)
+        se = se or b""
     except subprocess.TimeoutExpired:
         where = threads_of(p.pid) + children_of(p.pid)
         print("run timed out after %d s; the VMM's threads:\n%s" % (timeout, where), flush=True)
         os.killpg(p.pid, signal.SIGKILL)
         try:
             so, se = p.communicate(timeout=60)
+            se = se or b""
         except subprocess.TimeoutExpired:
             so, se = b"", b"(its output pipes stayed open 60 s after the kill)"
         tail = (so + se).decode(errors="replace").replace("\r", "")[-3000:]
@@ -111,6 +117,9 @@ def main():
     ap.add_argument("--timeout", type=int, default=1800)
     ap.add_argument("--first", choices=("uvm-shim", "qemu"), default="uvm-shim",
                     help="the VMM each round starts with")
+    ap.add_argument("--vmm-log", metavar="FILE",
+                    help="append each VMM's stderr to FILE as it runs (survives a test host "
+                    "that goes down; use a path in the work tree, which the test host exports)")
     ap.add_argument("--only", choices=("uvm-shim", "qemu"),
                     help="run one VMM only (to reproduce a failure; no ratios)")
     args = ap.parse_args()
@@ -153,7 +162,13 @@ def main():
         for i in range(args.runs):
             for name, argv in vmms:
                 clean_share(share)
-                r, why = run(argv, args.timeout)
+                log = None
+                if args.vmm_log:
+                    log = open(args.vmm_log, "ab", buffering=0)
+                    log.write(b"=== run %d %s\n" % (i + 1, name.encode()))
+                r, why = run(argv, args.timeout, log)
+                if log:
+                    log.close()
                 if r is None:
                     print("run %d %-9s FAILED: %s" % (i + 1, name, why), flush=True)
                     continue
