@@ -30,7 +30,6 @@
 #define P9_QUEUE_SIZE	      128
 #define P9_TAG_MAX	      64
 #define P9_KICK_BUDGET	      P9_QUEUE_SIZE /* chains per call before yielding the loop */
-#define P9_WATCH_MS	      10000 /* the stall report's period (p9_watch) */
 
 enum p9_req_state { P9_REQ_FREE, P9_REQ_QUEUED, P9_REQ_RUNNING, P9_REQ_FLUSH_WAIT };
 
@@ -70,6 +69,8 @@ struct p9_dev {
 
 	uint8_t cfg[2 + P9_TAG_MAX]; /* virtio_9p_config: le16 tag_len, tag bytes */
 };
+
+int p9_watch_ms = 10000;
 
 static struct p9_dev *to_p9(struct virtio_dev *vdev)
 {
@@ -289,7 +290,7 @@ static void p9_queue_notify(struct virtio_dev *vdev, int q)
 /* ---- Stall report ------------------------------------------------------------------------- */
 
 /*
- * Every P9_WATCH_MS an idle worker looks at the ring (p9_pool_set_watch).
+ * Every p9_watch_ms an idle worker looks at the ring (p9_pool_set_watch).
  * A device that did nothing since the last look (no kick, no answer) while
  * the guest waits for it logs a warning with the state that says why: a
  * chain made available and not taken (a kick not seen), a request taken and
@@ -320,15 +321,15 @@ static void p9_watch(void *opaque)
 		p9_pool_stats(p9->pool, &queued, &busy);
 		log_ratelimited(
 		    progress || !waiting ? LOG_DEBUG : LOG_WARN, "9p",
-		    "%s: %s: avail %u taken %u avail_event %u flags %#x; used %u used_event %u "
-		    "notified %u%s; in flight %d (pool: %d queued, %d busy); kicks %llu "
-		    "rekicks %llu taken %llu answered %llu",
-		    p9->name, progress ? "watch" : "no progress for 10 s, the guest waits",
-		    st.avail_idx, st.last_avail, st.avail_event, st.avail_flags, st.used_idx,
-		    st.used_event, st.notified_used, st.event_idx ? "" : " (no EVENT_IDX)",
-		    p9->inflight, queued, busy, (unsigned long long)p9->nr_kicks,
-		    (unsigned long long)p9->vdev.rekicks, (unsigned long long)p9->nr_taken,
-		    (unsigned long long)p9->nr_pushed);
+		    "%s: %s %d ms%s: avail %u taken %u avail_event %u flags %#x; "
+		    "used %u used_event %u notified %u%s; in flight %d (pool: %d queued, %d busy); "
+		    "kicks %llu rekicks %llu taken %llu answered %llu",
+		    p9->name, progress ? "progress in the last" : "no progress for", p9_watch_ms,
+		    progress || !waiting ? "" : ", the guest waits", st.avail_idx, st.last_avail,
+		    st.avail_event, st.avail_flags, st.used_idx, st.used_event, st.notified_used,
+		    st.event_idx ? "" : " (no EVENT_IDX)", p9->inflight, queued, busy,
+		    (unsigned long long)p9->nr_kicks, (unsigned long long)p9->vdev.rekicks,
+		    (unsigned long long)p9->nr_taken, (unsigned long long)p9->nr_pushed);
 	}
 	pthread_mutex_unlock(&p9->vdev.dev_lock);
 }
@@ -436,7 +437,7 @@ int virtio_9p_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop *l
 	}
 	pr_info("9p", "%s: tag %s, %s%s, slot %d", p9->name, tag, share->path,
 		share->read_only ? " (ro)" : "", slot);
-	p9_pool_set_watch(pool, P9_WATCH_MS, p9_watch, p9);
+	p9_pool_set_watch(pool, p9_watch_ms, p9_watch, p9);
 	*out = &p9->vdev;
 	return 0;
 }

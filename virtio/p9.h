@@ -67,6 +67,9 @@ size_t p9_build_rlerror(uint8_t *out, size_t cap, uint16_t tag, uint32_t ecode);
 /* Writes an Rflush for tag (7 bytes); returns its length or 0 if cap is short. */
 size_t p9_build_rflush(uint8_t *out, size_t cap, uint16_t tag);
 
+/* The 9p device's stall report period (9p.c p9_watch; tests lower it before creating one). */
+extern int p9_watch_ms;
+
 /* ---- Worker pools (p9_pool.c), one per share (9p device) ------------------------------------ */
 
 struct p9_pool;

@@ -54,7 +54,7 @@ struct p9_pool {
 /* One worker's own state. */
 struct worker {
 	struct p9_worker_bufs b;
-	bool dirty;		   /* the buffers were used since their last release */
+	bool dirty;		    /* the buffers were used since their last release */
 	struct timespec release_at; /* when dirty: the release is due then */
 };
 

@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "tests", "testhost"))
@@ -76,6 +77,46 @@ def clean_share(share):
             os.unlink(path)
 
 
+def threads_cpus(pid):
+    """Each thread's state and the CPU it last ran on (/proc/PID/task/TID/stat)."""
+    out = []
+    try:
+        tids = sorted(os.listdir("/proc/%d/task" % pid), key=int)
+    except OSError:
+        return ""
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                st = f.read()
+        except OSError:
+            continue
+        name = st[st.index("(") + 1:st.rindex(")")]
+        rest = st[st.rindex(")") + 2:].split()
+        # rest[0] is field 3 (state); the last CPU is field 39.
+        out.append("%s %s cpu%s" % (name, rest[0], rest[36]))
+    return "threads (state, last CPU): " + ", ".join(out) + "\n"
+
+
+def local_timer_ticks():
+    """Local timer interrupts per CPU of this (test) host, read twice 2 s
+    apart: a CPU whose count stands still has stopped taking its timer (the
+    test host's CPU 0 did in the hang of session 11, docs/virtio.md)."""
+    def loc():
+        try:
+            with open("/proc/interrupts") as f:
+                for line in f:
+                    if line.split(":")[0].strip() == "LOC":
+                        return [int(x) for x in line.split(":")[1].split() if x.isdigit()]
+        except OSError:
+            pass
+        return []
+    a = loc()
+    time.sleep(2)
+    b = loc()
+    return "local timer interrupts per CPU in 2 s: %s\n" % (
+        " ".join("cpu%d +%d" % (i, y - x) for i, (x, y) in enumerate(zip(a, b))) or "unknown")
+
+
 def run(argv, timeout, log=None):
     """Runs one VM; on a timeout, says what the VMM's threads were doing and
     what the guest printed before it is killed. With log (a file open for
@@ -89,7 +130,8 @@ def run(argv, timeout, log=None):
         so, se = p.communicate(timeout=timeout)
         se = se or b""
     except subprocess.TimeoutExpired:
-        where = threads_of(p.pid) + children_of(p.pid)
+        where = (threads_of(p.pid) + threads_cpus(p.pid) + local_timer_ticks() +
+                 children_of(p.pid))
         print("run timed out after %d s; the VMM's threads:\n%s" % (timeout, where), flush=True)
         os.killpg(p.pid, signal.SIGKILL)
         try:

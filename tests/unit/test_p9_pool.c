@@ -107,8 +107,8 @@ static void test_busy_worker_keeps_buffers(void **state)
 
 struct watch_count {
 	int calls;
-	int running;   /* a call is in progress */
-	int sleep_ms;  /* each call takes this long */
+	int running;	/* a call is in progress */
+	int sleep_ms;	/* each call takes this long */
 	int overlapped; /* two calls ran at once */
 };
 
