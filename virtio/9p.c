@@ -66,6 +66,7 @@ struct p9_dev {
 	/* What the device did, for the stall report (p9_watch); *_seen: at the last watch. */
 	uint64_t nr_kicks, nr_taken, nr_pushed;
 	uint64_t kicks_seen, pushed_seen;
+	bool stall_reported; /* warned about this stall; again only after progress */
 
 	uint8_t cfg[2 + P9_TAG_MAX]; /* virtio_9p_config: le16 tag_len, tag bytes */
 };
@@ -296,15 +297,15 @@ static void p9_queue_notify(struct virtio_dev *vdev, int q)
  * chain made available and not taken (a kick not seen), a request taken and
  * not answered (a worker or the pool), or answers the driver has not
  * consumed (an interrupt it did not get: notified_used says whether we
- * asked for one past its used_event). With UVM_LOG=debug it logs the same
- * line at every look that saw progress.
+ * asked for one past its used_event). Once per stall: the next warning needs
+ * progress first. With UVM_LOG=debug it logs the same line at every look.
  */
 static void p9_watch(void *opaque)
 {
 	struct p9_dev *p9 = opaque;
 	struct virtq_state st;
 	int queued, busy;
-	bool progress, waiting;
+	bool progress, waiting, stall;
 
 	pthread_mutex_lock(&p9->vdev.dev_lock);
 	if (!p9->vdev.active) {
@@ -317,15 +318,20 @@ static void p9_watch(void *opaque)
 	p9->pushed_seen = p9->nr_pushed;
 	waiting = st.avail_idx != st.last_avail || p9->inflight ||
 		  (st.event_idx && st.used_event != st.used_idx);
-	if ((!progress && waiting) || log_threshold >= LOG_DEBUG) {
+	stall = !progress && waiting && !p9->stall_reported;
+	if (progress)
+		p9->stall_reported = false;
+	if (stall)
+		p9->stall_reported = true;
+	if (stall || log_threshold >= LOG_DEBUG) {
 		p9_pool_stats(p9->pool, &queued, &busy);
 		log_ratelimited(
-		    progress || !waiting ? LOG_DEBUG : LOG_WARN, "9p",
+		    stall ? LOG_WARN : LOG_DEBUG, "9p",
 		    "%s: %s %d ms%s: avail %u taken %u avail_event %u flags %#x; "
 		    "used %u used_event %u notified %u%s; in flight %d (pool: %d queued, %d busy); "
 		    "kicks %llu rekicks %llu taken %llu answered %llu",
 		    p9->name, progress ? "progress in the last" : "no progress for", p9_watch_ms,
-		    progress || !waiting ? "" : ", the guest waits", st.avail_idx, st.last_avail,
+		    !progress && waiting ? ", the guest waits" : "", st.avail_idx, st.last_avail,
 		    st.avail_event, st.avail_flags, st.used_idx, st.used_event, st.notified_used,
 		    st.event_idx ? "" : " (no EVENT_IDX)", p9->inflight, queued, busy,
 		    (unsigned long long)p9->nr_kicks, (unsigned long long)p9->vdev.rekicks,
