@@ -63,9 +63,15 @@ struct p9_dev {
 	 * the same kick finds its request still here and cancels it for sure. */
 	struct p9_req *batch[P9_QUEUE_SIZE];
 	int nr_batch;
+	/* What the device did, for the stall report (p9_watch); *_seen: at the last watch. */
+	uint64_t nr_kicks, nr_taken, nr_pushed;
+	uint64_t kicks_seen, pushed_seen;
+	bool stall_reported; /* warned about this stall; again only after progress */
 
 	uint8_t cfg[2 + P9_TAG_MAX]; /* virtio_9p_config: le16 tag_len, tag bytes */
 };
+
+int p9_watch_ms = 10000;
 
 static struct p9_dev *to_p9(struct virtio_dev *vdev)
 {
@@ -86,6 +92,7 @@ static void req_push(struct p9_dev *p9, struct p9_req *req, const uint8_t *buf, 
 	if (buf && len)
 		done = iov_from_buf(req->iov + req->nr_out, req->nr_in, 0, buf, len);
 	virtq_push(vq, req->head, done);
+	p9->nr_pushed++;
 	virtio_dev_notify(&p9->vdev, 0);
 }
 
@@ -154,6 +161,7 @@ static void req_work(struct p9_work *w, struct p9_worker_bufs *b)
 		req->state = P9_REQ_FREE;
 		req->flush_waiter = NULL;
 		virtq_push(&p9->vdev.vqs[0], req->head, done);
+		p9->nr_pushed++;
 		virtio_dev_notify(&p9->vdev, 0);
 		if (fw)
 			req_push_small(p9, fw, true, 0);
@@ -217,6 +225,7 @@ static int take_requests(struct p9_dev *p9)
 			return 1;
 		if ((r = virtq_pop(vq, c)) <= 0)
 			break;
+		p9->nr_taken++;
 		struct p9_req *req = &p9->reqs[c->head % P9_QUEUE_SIZE];
 		uint8_t hdr[P9_HDR_SIZE + 2] = {0};
 
@@ -265,6 +274,7 @@ static void p9_queue_notify(struct virtio_dev *vdev, int q)
 	int err = 0;
 
 	pthread_mutex_lock(&p9->vdev.dev_lock);
+	p9->nr_kicks++;
 	if (p9->vdev.active && q == 0) {
 		err = take_requests(p9);
 		submit_batch(p9);
@@ -276,6 +286,58 @@ static void p9_queue_notify(struct virtio_dev *vdev, int q)
 	pthread_mutex_unlock(&p9->vdev.dev_lock);
 	if (err)
 		virtio_dev_set_needs_reset(vdev);
+}
+
+/* ---- Stall report ------------------------------------------------------------------------- */
+
+/*
+ * Every p9_watch_ms an idle worker looks at the ring (p9_pool_set_watch).
+ * A device that did nothing since the last look (no kick, no answer) while
+ * the guest waits for it logs a warning with the state that says why: a
+ * chain made available and not taken (a kick not seen), a request taken and
+ * not answered (a worker or the pool), or answers the driver has not
+ * consumed (an interrupt it did not get: notified_used says whether we
+ * asked for one past its used_event). Once per stall: the next warning needs
+ * progress first. With UVM_LOG=debug it logs the same line at every look.
+ */
+static void p9_watch(void *opaque)
+{
+	struct p9_dev *p9 = opaque;
+	struct virtq_state st;
+	int queued, busy;
+	bool progress, waiting, stall;
+
+	pthread_mutex_lock(&p9->vdev.dev_lock);
+	if (!p9->vdev.active) {
+		pthread_mutex_unlock(&p9->vdev.dev_lock);
+		return;
+	}
+	virtq_get_state(&p9->vdev.vqs[0], &st);
+	progress = p9->nr_kicks != p9->kicks_seen || p9->nr_pushed != p9->pushed_seen;
+	p9->kicks_seen = p9->nr_kicks;
+	p9->pushed_seen = p9->nr_pushed;
+	waiting = st.avail_idx != st.last_avail || p9->inflight ||
+		  (st.event_idx && st.used_event != st.used_idx);
+	stall = !progress && waiting && !p9->stall_reported;
+	if (progress)
+		p9->stall_reported = false;
+	if (stall)
+		p9->stall_reported = true;
+	if (stall || log_threshold >= LOG_DEBUG) {
+		p9_pool_stats(p9->pool, &queued, &busy);
+		log_ratelimited(
+		    stall ? LOG_WARN : LOG_DEBUG, "9p",
+		    "%s: %s %d ms%s: avail %u taken %u avail_event %u flags %#x; "
+		    "used %u used_event %u notified %u%s; in flight %d (pool: %d queued, %d busy); "
+		    "kicks %llu rekicks %llu taken %llu answered %llu",
+		    p9->name, progress ? "progress in the last" : "no progress for", p9_watch_ms,
+		    !progress && waiting ? ", the guest waits" : "", st.avail_idx, st.last_avail,
+		    st.avail_event, st.avail_flags, st.used_idx, st.used_event, st.notified_used,
+		    st.event_idx ? "" : " (no EVENT_IDX)", p9->inflight, queued, busy,
+		    (unsigned long long)p9->nr_kicks, (unsigned long long)p9->vdev.rekicks,
+		    (unsigned long long)p9->nr_taken, (unsigned long long)p9->nr_pushed);
+	}
+	pthread_mutex_unlock(&p9->vdev.dev_lock);
 }
 
 /* ---- Device ops --------------------------------------------------------------------------- */
@@ -307,6 +369,14 @@ static void p9_reset(struct virtio_dev *vdev)
 	}
 }
 
+/* Before the device goes: no watch runs past this. */
+static void p9_detach(struct virtio_dev *vdev)
+{
+	struct p9_dev *p9 = to_p9(vdev);
+
+	p9_pool_set_watch(p9->pool, 0, NULL, NULL);
+}
+
 static void p9_free(struct p9_dev *p9)
 {
 	p9_server_destroy(p9->server);
@@ -323,6 +393,7 @@ static const struct virtio_dev_ops p9_ops = {
     .config_read = p9_config_read,
     .queue_notify = p9_queue_notify,
     .reset = p9_reset,
+    .detach = p9_detach,
     .destroy = p9_destroy,
 };
 
@@ -372,6 +443,7 @@ int virtio_9p_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop *l
 	}
 	pr_info("9p", "%s: tag %s, %s%s, slot %d", p9->name, tag, share->path,
 		share->read_only ? " (ro)" : "", slot);
+	p9_pool_set_watch(pool, p9_watch_ms, p9_watch, p9);
 	*out = &p9->vdev;
 	return 0;
 }

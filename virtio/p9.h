@@ -67,6 +67,9 @@ size_t p9_build_rlerror(uint8_t *out, size_t cap, uint16_t tag, uint32_t ecode);
 /* Writes an Rflush for tag (7 bytes); returns its length or 0 if cap is short. */
 size_t p9_build_rflush(uint8_t *out, size_t cap, uint16_t tag);
 
+/* The 9p device's stall report period (9p.c p9_watch; tests lower it before creating one). */
+extern int p9_watch_ms;
+
 /* ---- Worker pools (p9_pool.c), one per share (9p device) ------------------------------------ */
 
 struct p9_pool;
@@ -101,6 +104,15 @@ void p9_pool_destroy(struct p9_pool *pool);
 void p9_pool_submit(struct p9_pool *pool, struct p9_work *w);
 /* Takes w back if no worker took it yet; returns whether it did. */
 bool p9_pool_cancel(struct p9_pool *pool, struct p9_work *w);
+/*
+ * An idle worker calls fn(opaque) every period_ms, outside the pool's lock
+ * (the 9p device's stall report). fn NULL or period_ms <= 0 removes it; a call
+ * running meanwhile has finished when this returns. Not from fn itself.
+ */
+void p9_pool_set_watch(struct p9_pool *pool, int period_ms, void (*fn)(void *opaque),
+		       void *opaque);
+/* Work items waiting for a worker, and workers running one (the stall report). */
+void p9_pool_stats(struct p9_pool *pool, int *queued, int *busy);
 
 /* ---- The spawner (p9_spawn.c): makes a share's pool after the loop may no longer ------------ */
 

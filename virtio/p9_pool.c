@@ -8,6 +8,10 @@
  * p9_pool_idle_release_ms gives their pages back (MADV_DONTNEED): a share
  * that served one big read would otherwise keep up to 1 MiB a worker
  * resident for the VM's life (docs/containerd.md "Benchmark").
+ *
+ * A pool may carry a watch (p9_pool_set_watch): an idle worker runs it every
+ * period, outside the pool's lock, one worker at a time. The 9p device uses
+ * it for its stall report (9p.c p9_watch).
  */
 #include "p9.h"
 
@@ -37,7 +41,46 @@ struct p9_pool {
 	void *opaque;
 	int nr_started; /* workers past thread_init */
 	int init_err;	/* the first thread_init failure */
+	int busy;	/* workers running a work item */
+	/* The watch (p9_pool_set_watch): fn every period_ms on an idle worker. */
+	void (*watch)(void *opaque);
+	void *watch_opaque;
+	int watch_ms;
+	struct timespec next_watch;
+	bool watch_running;
+	pthread_cond_t watch_cv; /* watch_running went false */
 };
+
+/* One worker's own state. */
+struct worker {
+	struct p9_worker_bufs b;
+	bool dirty;		    /* the buffers were used since their last release */
+	struct timespec release_at; /* when dirty: the release is due then */
+};
+
+static struct timespec ts_after_ms(struct timespec t, int ms)
+{
+	t.tv_sec += ms / 1000;
+	t.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (t.tv_nsec >= 1000000000) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000;
+	}
+	return t;
+}
+
+static bool ts_before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+static struct timespec ts_now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t;
+}
 
 /* The idle wait's deadline is on the monotonic clock. */
 static void cond_init_monotonic(pthread_cond_t *cv)
@@ -63,40 +106,63 @@ static int bufs_map(struct p9_worker_bufs *b)
 	return 0;
 }
 
-/* Waits for work or stopping; gives the buffers' pages back once idle long enough. Lock held. */
-static void wait_for_work(struct p9_pool *pool, struct p9_worker_bufs *b, bool *dirty)
+/* Runs the watch if it is due and no other worker runs it. Lock held (dropped meanwhile). */
+static bool run_watch(struct p9_pool *pool, const struct timespec *now)
+{
+	void (*fn)(void *opaque) = pool->watch;
+	void *opaque = pool->watch_opaque;
+
+	if (!fn || pool->watch_running || ts_before(now, &pool->next_watch))
+		return false;
+	pool->next_watch = ts_after_ms(*now, pool->watch_ms);
+	pool->watch_running = true;
+	pthread_mutex_unlock(&pool->lock);
+	fn(opaque);
+	pthread_mutex_lock(&pool->lock);
+	pool->watch_running = false;
+	pthread_cond_broadcast(&pool->watch_cv);
+	return true;
+}
+
+/*
+ * Waits for work or stopping. Meanwhile runs the watch when due, and gives
+ * the buffers' pages back once idle long enough. Lock held.
+ */
+static void wait_for_work(struct p9_pool *pool, struct worker *wk)
 {
 	while (!pool->head && !pool->stopping) {
-		struct timespec t;
+		bool release = wk->dirty && wk->b.in;
+		struct timespec now, until;
 
-		if (!*dirty || !b->in) {
+		if (!release && !pool->watch) {
 			pthread_cond_wait(&pool->cv, &pool->lock);
 			continue;
 		}
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		t.tv_sec += p9_pool_idle_release_ms / 1000;
-		t.tv_nsec += (long)(p9_pool_idle_release_ms % 1000) * 1000000;
-		if (t.tv_nsec >= 1000000000) {
-			t.tv_sec++;
-			t.tv_nsec -= 1000000000;
-		}
-		if (pthread_cond_timedwait(&pool->cv, &pool->lock, &t) != ETIMEDOUT || pool->head)
+		until = release ? wk->release_at : pool->next_watch;
+		if (pool->watch && ts_before(&pool->next_watch, &until))
+			until = pool->next_watch;
+		if (pthread_cond_timedwait(&pool->cv, &pool->lock, &until) != ETIMEDOUT ||
+		    pool->head || pool->stopping)
+			continue;
+		now = ts_now();
+		if (run_watch(pool, &now))
+			continue;
+		if (!release || ts_before(&now, &wk->release_at))
 			continue;
 		pthread_mutex_unlock(&pool->lock);
-		madvise(b->in, 2 * P9_MSIZE_MAX, MADV_DONTNEED);
+		madvise(wk->b.in, 2 * P9_MSIZE_MAX, MADV_DONTNEED);
 		pthread_mutex_lock(&pool->lock);
-		*dirty = false;
+		wk->dirty = false;
 	}
 }
 
 static void *pool_main(void *arg)
 {
 	struct p9_pool *pool = arg;
-	struct p9_worker_bufs b = {NULL, NULL};
+	struct worker wk = {.b = {NULL, NULL}};
 	int err = pool->thread_init ? pool->thread_init(pool->opaque) : 0;
-	bool dirty = false;
 
-	if (bufs_map(&b))
+	if (bufs_map(&wk.b))
 		pr_err("9p", "a worker has no buffers; it serves nothing");
 	pthread_mutex_lock(&pool->lock);
 	pool->nr_started++;
@@ -106,7 +172,7 @@ static void *pool_main(void *arg)
 	for (;;) {
 		struct p9_work *w;
 
-		wait_for_work(pool, &b, &dirty);
+		wait_for_work(pool, &wk);
 		if (pool->stopping || err)
 			break; /* a worker without its sandbox serves nothing */
 		w = pool->head;
@@ -114,14 +180,17 @@ static void *pool_main(void *arg)
 		if (!pool->head)
 			pool->tail = NULL;
 		w->next = NULL;
+		pool->busy++;
 		pthread_mutex_unlock(&pool->lock);
-		w->fn(w, b.in ? &b : NULL);
-		dirty = true;
+		w->fn(w, wk.b.in ? &wk.b : NULL);
+		wk.dirty = true;
+		wk.release_at = ts_after_ms(ts_now(), p9_pool_idle_release_ms);
 		pthread_mutex_lock(&pool->lock);
+		pool->busy--;
 	}
 	pthread_mutex_unlock(&pool->lock);
-	if (b.in)
-		munmap(b.in, 2 * P9_MSIZE_MAX);
+	if (wk.b.in)
+		munmap(wk.b.in, 2 * P9_MSIZE_MAX);
 	return NULL;
 }
 
@@ -143,6 +212,7 @@ int p9_pool_create_named(const char *prefix, int nr, int (*thread_init)(void *op
 		return -ENOMEM;
 	pthread_mutex_init(&pool->lock, NULL);
 	cond_init_monotonic(&pool->cv);
+	pthread_cond_init(&pool->watch_cv, NULL);
 	pool->thread_init = thread_init;
 	pool->opaque = opaque;
 	for (int i = 0; i < nr; i++) {
@@ -183,6 +253,7 @@ void p9_pool_destroy(struct p9_pool *pool)
 	for (int i = 0; i < pool->nr; i++)
 		pthread_join(pool->threads[i], NULL);
 	pthread_cond_destroy(&pool->cv);
+	pthread_cond_destroy(&pool->watch_cv);
 	pthread_mutex_destroy(&pool->lock);
 	free(pool);
 }
@@ -218,4 +289,31 @@ bool p9_pool_cancel(struct p9_pool *pool, struct p9_work *w)
 	}
 	pthread_mutex_unlock(&pool->lock);
 	return found;
+}
+
+void p9_pool_set_watch(struct p9_pool *pool, int period_ms, void (*fn)(void *opaque), void *opaque)
+{
+	pthread_mutex_lock(&pool->lock);
+	/* A watch running now finishes first: after this, the old fn is never called. */
+	while (pool->watch_running)
+		pthread_cond_wait(&pool->watch_cv, &pool->lock);
+	pool->watch = period_ms > 0 ? fn : NULL;
+	pool->watch_opaque = opaque;
+	pool->watch_ms = period_ms;
+	pool->next_watch = ts_after_ms(ts_now(), period_ms > 0 ? period_ms : 0);
+	/* Idle workers recompute their deadline. */
+	pthread_cond_broadcast(&pool->cv);
+	pthread_mutex_unlock(&pool->lock);
+}
+
+void p9_pool_stats(struct p9_pool *pool, int *queued, int *busy)
+{
+	int n = 0;
+
+	pthread_mutex_lock(&pool->lock);
+	for (struct p9_work *w = pool->head; w; w = w->next)
+		n++;
+	*queued = n;
+	*busy = pool->busy;
+	pthread_mutex_unlock(&pool->lock);
 }

@@ -202,24 +202,42 @@ void virtq_push(struct virtq *q, uint16_t head, uint32_t len)
 bool virtq_should_notify(struct virtq *q)
 {
 	uint16_t new_idx, old_idx, event;
-	bool valid;
+	bool valid, yes;
 
 	if (!q->used)
 		return false;
 	/* Our used idx store must be ordered before reading the driver's suppression state. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (!q->event_idx)
-		return !(load16(&q->avail[AVAIL_FLAGS]) & VIRTQ_AVAIL_F_NO_INTERRUPT);
-	new_idx = q->used_idx;
-	old_idx = q->signalled_used;
-	valid = q->signalled_valid;
-	event = load16(&q->avail[AVAIL_RING + q->size]);
-	q->signalled_used = new_idx;
-	q->signalled_valid = true;
-	if (!valid)
-		return true;
-	/* Notify when used_event lies in (old, new]: the driver asked to hear about it. */
-	return (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old_idx);
+	if (!q->event_idx) {
+		yes = !(load16(&q->avail[AVAIL_FLAGS]) & VIRTQ_AVAIL_F_NO_INTERRUPT);
+	} else {
+		new_idx = q->used_idx;
+		old_idx = q->signalled_used;
+		valid = q->signalled_valid;
+		event = load16(&q->avail[AVAIL_RING + q->size]);
+		q->signalled_used = new_idx;
+		q->signalled_valid = true;
+		/* Notify when used_event lies in (old, new]: the driver asked to hear about it. */
+		yes = !valid || (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old_idx);
+	}
+	if (yes)
+		q->notified_used = q->used_idx;
+	return yes;
+}
+
+void virtq_get_state(const struct virtq *q, struct virtq_state *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (!q->avail || !q->used)
+		return;
+	st->avail_idx = load16(&q->avail[AVAIL_IDX]);
+	st->avail_flags = load16(&q->avail[AVAIL_FLAGS]);
+	st->last_avail = q->last_avail;
+	st->avail_event = load16(avail_event_ptr((struct virtq *)q));
+	st->used_idx = q->used_idx;
+	st->used_event = load16(&q->avail[AVAIL_RING + q->size]);
+	st->notified_used = q->notified_used;
+	st->event_idx = q->event_idx;
 }
 
 /* ---- iovec helpers ------------------------------------------------------------------------ */

@@ -82,6 +82,15 @@ struct virtq {
 	uint16_t used_idx;   /* our copy of used->idx */
 	uint16_t signalled_used;
 	bool signalled_valid;
+	uint16_t notified_used; /* used_idx when virtq_should_notify last said yes */
+};
+
+/* A queue's indices as they are now, the driver's and ours (a device's stall report). */
+struct virtq_state {
+	uint16_t avail_idx, last_avail, avail_event; /* the driver's, ours, what we asked for */
+	uint16_t used_idx, used_event, notified_used;
+	uint16_t avail_flags;
+	bool event_idx;
 };
 
 /* One request as a list of guest buffers: readable ones first, then writable ones. */
@@ -123,6 +132,8 @@ bool virtq_avail_pending(const struct virtq *q);
 void virtq_push(struct virtq *q, uint16_t head, uint32_t len);
 /* After pushes: whether the driver wants an interrupt now (EVENT_IDX or NO_INTERRUPT). */
 bool virtq_should_notify(struct virtq *q);
+/* Reads the indices above (zeroes for a stopped queue); the caller serialises with the device. */
+void virtq_get_state(const struct virtq *q, struct virtq_state *st);
 
 /* Copies up to len bytes out of/into an iovec list starting at byte skip; returns bytes done. */
 size_t iov_to_buf(const struct iovec *iov, int n, size_t skip, void *buf, size_t len);

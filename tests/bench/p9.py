@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "tests", "testhost"))
@@ -43,11 +44,13 @@ def guest_script(size_mib, nfiles):
     t = "read u _ < /proc/uptime; echo ${u%.*}${u#*.}"
     return (
         "set -e; cd %(m)s; "
+        # Progress on stderr: with --vmm-log it lands in the log as it happens.
+        "echo PHASE write >&2; "
         "t0=$(%(t)s); dd if=/dev/zero of=big bs=1M count=%(n)d conv=fsync 2>/dev/null; "
         "t1=$(%(t)s); echo RESULT write $((t1-t0)); "
-        "echo 3 > /proc/sys/vm/drop_caches; "
+        "echo 3 > /proc/sys/vm/drop_caches; echo PHASE read >&2; "
         "t0=$(%(t)s); cat big > /dev/null; t1=$(%(t)s); echo RESULT read $((t1-t0)); "
-        "rm big; mkdir m; cd m; "
+        "rm big; mkdir m; cd m; echo PHASE meta >&2; "
         "t0=$(%(t)s); i=0; while [ $i -lt %(f)d ]; do : > f$i; [ -e f$i ]; i=$((i+1)); done; "
         "rm -f f*; t1=$(%(t)s); echo RESULT meta $((t1-t0)); "
         "cd ..; rmdir m; echo RESULT done 0"
@@ -74,21 +77,66 @@ def clean_share(share):
             os.unlink(path)
 
 
-def run(argv, timeout):
+def threads_cpus(pid):
+    """Each thread's state and the CPU it last ran on (/proc/PID/task/TID/stat)."""
+    out = []
+    try:
+        tids = sorted(os.listdir("/proc/%d/task" % pid), key=int)
+    except OSError:
+        return ""
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                st = f.read()
+        except OSError:
+            continue
+        name = st[st.index("(") + 1:st.rindex(")")]
+        rest = st[st.rindex(")") + 2:].split()
+        # rest[0] is field 3 (state); the last CPU is field 39.
+        out.append("%s %s cpu%s" % (name, rest[0], rest[36]))
+    return "threads (state, last CPU): " + ", ".join(out) + "\n"
+
+
+def local_timer_ticks():
+    """Local timer interrupts per CPU of this (test) host, read twice 2 s
+    apart: a CPU whose count stands still has stopped taking its timer (the
+    test host's CPU 0 did in the hang of session 11, docs/virtio.md)."""
+    def loc():
+        try:
+            with open("/proc/interrupts") as f:
+                for line in f:
+                    if line.split(":")[0].strip() == "LOC":
+                        return [int(x) for x in line.split(":")[1].split() if x.isdigit()]
+        except OSError:
+            pass
+        return []
+    a = loc()
+    time.sleep(2)
+    b = loc()
+    return "local timer interrupts per CPU in 2 s: %s\n" % (
+        " ".join("cpu%d +%d" % (i, y - x) for i, (x, y) in enumerate(zip(a, b))) or "unknown")
+
+
+def run(argv, timeout, log=None):
     """Runs one VM; on a timeout, says what the VMM's threads were doing and
-    what the guest printed before it is killed."""
+    what the guest printed before it is killed. With log (a file open for
+    appending), the VMM's stderr goes there as it is written, so a test host
+    that goes down does not take the VMM's last lines with it."""
     # A session of its own: on a timeout the whole group goes (a child left holding the
     # pipes kept communicate() waiting for ever in session 10, and the report with it).
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, start_new_session=True)
+                         stderr=log if log else subprocess.PIPE, start_new_session=True)
     try:
         so, se = p.communicate(timeout=timeout)
+        se = se or b""
     except subprocess.TimeoutExpired:
-        where = threads_of(p.pid) + children_of(p.pid)
+        where = (threads_of(p.pid) + threads_cpus(p.pid) + local_timer_ticks() +
+                 children_of(p.pid))
         print("run timed out after %d s; the VMM's threads:\n%s" % (timeout, where), flush=True)
         os.killpg(p.pid, signal.SIGKILL)
         try:
             so, se = p.communicate(timeout=60)
+            se = se or b""
         except subprocess.TimeoutExpired:
             so, se = b"", b"(its output pipes stayed open 60 s after the kill)"
         tail = (so + se).decode(errors="replace").replace("\r", "")[-3000:]
@@ -111,6 +159,11 @@ def main():
     ap.add_argument("--timeout", type=int, default=1800)
     ap.add_argument("--first", choices=("uvm-shim", "qemu"), default="uvm-shim",
                     help="the VMM each round starts with")
+    ap.add_argument("--vmm-log", metavar="FILE",
+                    help="append each VMM's stderr to FILE as it runs (survives a test host "
+                    "that goes down; use a path in the work tree, which the test host exports)")
+    ap.add_argument("--only", choices=("uvm-shim", "qemu"),
+                    help="run one VMM only (to reproduce a failure; no ratios)")
     args = ap.parse_args()
 
     if not os.path.exists("/dev/kvm") or os.path.exists("/sys/module/kvm_pvm"):
@@ -145,11 +198,19 @@ def main():
         vmms = [("uvm-shim", shim_argv), ("qemu", qemu_argv)]
         if args.first == "qemu":
             vmms.reverse()
+        if args.only:
+            vmms = [v for v in vmms if v[0] == args.only]
         results = {name: {k: [] for k in TARGETS} for name, _ in vmms}
         for i in range(args.runs):
             for name, argv in vmms:
                 clean_share(share)
-                r, why = run(argv, args.timeout)
+                log = None
+                if args.vmm_log:
+                    log = open(args.vmm_log, "ab", buffering=0)
+                    log.write(b"=== run %d %s\n" % (i + 1, name.encode()))
+                r, why = run(argv, args.timeout, log)
+                if log:
+                    log.close()
                 if r is None:
                     print("run %d %-9s FAILED: %s" % (i + 1, name, why), flush=True)
                     continue
@@ -165,6 +226,8 @@ def main():
 
     if any(not results[n]["read"] for n, _ in vmms):
         sys.exit("bench-9p: a VMM has no result at all")
+    if args.only:
+        return
     med = {n: {k: statistics.median(v) for k, v in results[n].items()} for n, _ in vmms}
     for name, _ in vmms:
         print("median   %-9s write %.1f MB/s, read %.1f MB/s, meta %.0f ops/s (%d runs)"

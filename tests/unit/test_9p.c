@@ -9,7 +9,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -68,12 +72,20 @@ static int setup_io(void **state)
 	return setup_on(state, true);
 }
 
+/* The stall report every 50 ms instead of 10 s. */
+static int setup_watch(void **state)
+{
+	p9_watch_ms = 50;
+	return setup_on(state, false);
+}
+
 static int teardown(void **state)
 {
 	struct fx *fx = *state;
 
 	virtio_dev_destroy(fx->dev);
 	p9_pool_destroy(fx->pool);
+	p9_watch_ms = 10000;
 	io_threads_destroy(fx->io);
 	tm_fini(&fx->m);
 	p9t_tree_remove(fx->dir);
@@ -484,6 +496,57 @@ static void test_create_errors(void **state)
 	assert_null(d);
 }
 
+/* What stderr received within ms milliseconds (stderr goes to a pipe meanwhile). */
+static void capture_stderr(int ms, char *buf, size_t cap)
+{
+	int fds[2], saved = dup(2);
+	size_t got = 0;
+
+	assert_int_equal(pipe2(fds, O_NONBLOCK), 0);
+	fflush(stderr);
+	assert_int_equal(dup2(fds[1], 2), 2);
+	for (int t = 0; t < ms / 10; t++) {
+		ssize_t n = read(fds[0], buf + got, cap - 1 - got);
+
+		if (n > 0)
+			got += n;
+		nanosleep(&(struct timespec){0, 10 * 1000000}, NULL);
+	}
+	fflush(stderr);
+	assert_int_equal(dup2(saved, 2), 2);
+	for (ssize_t n; got < cap - 1 && (n = read(fds[0], buf + got, cap - 1 - got)) > 0;)
+		got += n;
+	buf[got] = 0;
+	close(saved);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+/*
+ * The stall report (9p.c p9_watch): a chain the driver made available and the
+ * device never took (a kick it did not see) is reported with the indices that
+ * show it; once served, the next looks report nothing.
+ */
+static void test_stall_report(void **state)
+{
+	struct fx *fx = *state;
+	uint8_t body[4] = {77, 0, 0, 0}; /* Tclunk of an unknown fid */
+	char out[4096];
+	uint32_t len;
+
+	post(fx, 0, P9_TCLUNK, body, sizeof(body), 1, 0x2000);
+	capture_stderr(300, out, sizeof(out));
+	assert_non_null(strstr(out, "no progress for 50 ms, the guest waits: avail 1 taken 0"));
+	assert_non_null(strstr(out, "in flight 0 (pool: 0 queued, 0 busy)"));
+	/* Once per stall: the looks that follow stay quiet. */
+	capture_stderr(200, out, sizeof(out));
+	assert_null(strstr(out, "the guest waits"));
+	tdrv_kick(&fx->d, 0);
+	assert_int_equal(wait_used(fx, &len), 0);
+	capture_stderr(300, out, sizeof(out));
+	assert_null(strstr(out, "the guest waits"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -495,6 +558,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_full_ring_kick_stays_armed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reset_in_flight, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_create_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stall_report, setup_watch, teardown),
 	    /* The same device with its kicks on an I/O thread, as the shim runs it. */
 	    cmocka_unit_test_setup_teardown(test_session, setup_io, teardown),
 	    cmocka_unit_test_setup_teardown(test_flush_cancels_waiting, setup_io, teardown),

@@ -105,11 +105,76 @@ static void test_busy_worker_keeps_buffers(void **state)
 	p9_pool_idle_release_ms = 1000;
 }
 
+struct watch_count {
+	int calls;
+	int running;	/* a call is in progress */
+	int sleep_ms;	/* each call takes this long */
+	int overlapped; /* two calls ran at once */
+};
+
+static void count_watch(void *opaque)
+{
+	struct watch_count *c = opaque;
+
+	if (__atomic_fetch_add(&c->running, 1, __ATOMIC_SEQ_CST))
+		__atomic_store_n(&c->overlapped, 1, __ATOMIC_SEQ_CST);
+	usleep(c->sleep_ms * 1000);
+	__atomic_fetch_add(&c->calls, 1, __ATOMIC_SEQ_CST);
+	__atomic_fetch_sub(&c->running, 1, __ATOMIC_SEQ_CST);
+}
+
+/* The watch runs every period on an idle worker, one call at a time, and stops when removed. */
+static void test_watch_runs_until_removed(void **state)
+{
+	struct watch_count c = {.sleep_ms = 30};
+	struct p9_pool *pool;
+	int calls;
+
+	(void)state;
+	assert_int_equal(p9_pool_create(4, NULL, NULL, &pool), 0);
+	p9_pool_set_watch(pool, 20, count_watch, &c);
+	for (int i = 0; i < 200 && __atomic_load_n(&c.calls, __ATOMIC_SEQ_CST) < 5; i++)
+		usleep(10 * 1000);
+	assert_true(__atomic_load_n(&c.calls, __ATOMIC_SEQ_CST) >= 5);
+	/* Removed while a call may run: it has finished when set_watch returns. */
+	p9_pool_set_watch(pool, 0, NULL, NULL);
+	assert_int_equal(__atomic_load_n(&c.running, __ATOMIC_SEQ_CST), 0);
+	calls = __atomic_load_n(&c.calls, __ATOMIC_SEQ_CST);
+	usleep(150 * 1000);
+	assert_int_equal(__atomic_load_n(&c.calls, __ATOMIC_SEQ_CST), calls);
+	assert_int_equal(c.overlapped, 0);
+	p9_pool_destroy(pool);
+}
+
+/* A watch waking the workers every 20 ms neither starves work nor delays the buffer release. */
+static void test_watch_keeps_release_and_work(void **state)
+{
+	struct watch_count c = {.sleep_ms = 0};
+	struct p9_pool *pool;
+	struct job j;
+
+	(void)state;
+	p9_pool_idle_release_ms = 100;
+	assert_int_equal(p9_pool_create(1, NULL, NULL, &pool), 0);
+	p9_pool_set_watch(pool, 20, count_watch, &c);
+	run_job(pool, &j);
+	for (int i = 0; i < 50 && resident_pages(j.in, 2 * P9_MSIZE_MAX); i++)
+		usleep(100 * 1000);
+	assert_int_equal(resident_pages(j.in, 2 * P9_MSIZE_MAX), 0);
+	run_job(pool, &j);
+	assert_true(__atomic_load_n(&c.calls, __ATOMIC_SEQ_CST) > 0);
+	p9_pool_set_watch(pool, 0, NULL, NULL);
+	p9_pool_destroy(pool);
+	p9_pool_idle_release_ms = 1000;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_idle_worker_gives_buffers_back),
 	    cmocka_unit_test(test_busy_worker_keeps_buffers),
+	    cmocka_unit_test(test_watch_runs_until_removed),
+	    cmocka_unit_test(test_watch_keeps_release_and_work),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
