@@ -95,9 +95,14 @@ def _attack(paths, tmp):
                 time.sleep(0.25)
 
         # Phase 1: vsock flood and disk hammering, the agent still alive to report.
+        # The disk's attacker starts first: the flood dials the stdio ports too, and
+        # a guest process that connects to a port the shim listens on for the next
+        # exec's stdio gets that stream and the GCS a reset (docs/protocol.md,
+        # "Process stdio and logs"). That costs only the guest, but it would fail
+        # the blk exec here by chance.
         outs, pids = {}, {}
-        for name, argv in (("vsock", ["/bin/hostile", "vsock", str(ATTACK_S)]),
-                           ("blk", ["/bin/hostile", "blk", dev, str(ATTACK_S)])):
+        for name, argv in (("blk", ["/bin/hostile", "blk", dev, str(ATTACK_S)]),
+                           ("vsock", ["/bin/hostile", "vsock", str(ATTACK_S)])):
             outs[name] = os.path.join(da, name + ".out")
             open(outs[name], "w").close()
             pids[name] = a.ok("guest.exec", argv=argv, env=["SEED=" + seed],
