@@ -73,7 +73,7 @@ static int queue_out(struct bridge *b, const uint8_t *buf, size_t len)
 	if (b->out_len + len > OUT_MAX)
 		return -ENOBUFS;
 	if (b->out_len + len > b->out_cap) {
-		size_t cap = b->out_cap ? b->out_cap : 65536;
+		size_t cap = b->out_cap ? b->out_cap : 4096;
 		uint8_t *nb;
 
 		while (cap < b->out_len + len)

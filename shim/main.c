@@ -10,6 +10,7 @@
 #include "vmm/kvm.h"
 #include "vmm/log.h"
 #include "vmm/overhead.h"
+#include "vmm/thread.h"
 
 #ifndef UVM_VERSION
 #define UVM_VERSION "0.1.0"
@@ -45,6 +46,7 @@ int main(int argc, char **argv)
 	const char *lvl = getenv("UVM_LOG");
 
 	overhead_mark("main");
+	thread_heap_configure();
 	if (lvl && strcmp(lvl, "debug") == 0)
 		log_threshold = LOG_DEBUG;
 	else if (lvl && strcmp(lvl, "warn") == 0)

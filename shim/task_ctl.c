@@ -107,7 +107,7 @@ static void on_ctl(void *opaque, uint32_t events)
 	if (n <= 0)
 		return;
 	if (d->line_len + n > d->line_cap) {
-		size_t cap = d->line_cap ? d->line_cap : 65536;
+		size_t cap = d->line_cap ? d->line_cap : 4096;
 		char *nb;
 
 		while (cap < d->line_len + n)

@@ -6,6 +6,7 @@
  * task_update.c. One VM per task.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -382,6 +383,9 @@ static void on_started(struct taskd *d, void *arg, const cJSON *r, int code, con
 	ev.container_id = d->task->id;
 	ev.pid = init->pid;
 	task_publish(&d->ev, "/tasks/start", "TaskStart", &ev.base);
+	/* What the VM's boot and the container's creation freed leaves the heap's
+	 * resident pages (machine_start trimmed before the guest came up). */
+	malloc_trim(0);
 }
 
 static void m_start(void *opaque, struct ttrpc_call *call)

@@ -22,12 +22,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "p9.h"
 #include "vmm/log.h"
 
 #define VIRTIO_9P_F_MOUNT_TAG 0
 #define P9_QUEUE_SIZE	      128
+#define P9_IOV_SPACE	      ((size_t)P9_QUEUE_SIZE * VIRTQ_MAX_SIZE * sizeof(struct iovec))
 #define P9_TAG_MAX	      64
 #define P9_KICK_BUDGET	      P9_QUEUE_SIZE /* chains per call before yielding the loop */
 
@@ -45,7 +47,7 @@ struct p9_req {
 	uint16_t nr_out, nr_in;
 	uint32_t out_len, in_len;
 	struct p9_req *flush_waiter; /* a Tflush answered once this one is */
-	struct iovec iov[VIRTQ_MAX_SIZE];
+	struct iovec *iov; /* VIRTQ_MAX_SIZE entries of p9_dev.iov_space */
 };
 
 struct p9_dev {
@@ -59,6 +61,9 @@ struct p9_dev {
 	int inflight; /* given to the pool and not finished */
 	struct virtq_chain chain;
 	struct p9_req reqs[P9_QUEUE_SIZE]; /* indexed by descriptor head */
+	/* The requests' iovec arrays (512 KiB), a mapping of their own: a page is
+	 * resident only once a request on its head has used it. */
+	struct iovec *iov_space;
 	/* What one kick took, given to the pool once the kick is done: a Tflush in
 	 * the same kick finds its request still here and cancels it for sure. */
 	struct p9_req *batch[P9_QUEUE_SIZE];
@@ -381,6 +386,8 @@ static void p9_free(struct p9_dev *p9)
 {
 	p9_server_destroy(p9->server);
 	pthread_cond_destroy(&p9->idle_cv);
+	if (p9->iov_space)
+		munmap(p9->iov_space, P9_IOV_SPACE);
 	free(p9);
 }
 
@@ -415,9 +422,17 @@ int virtio_9p_create(struct pci_bus *pbus, struct guest_mem *mem, struct loop *l
 		return -ENOMEM;
 	pthread_cond_init(&p9->idle_cv, NULL);
 	p9->pool = pool;
+	p9->iov_space = mmap(NULL, P9_IOV_SPACE, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p9->iov_space == MAP_FAILED) {
+		p9->iov_space = NULL;
+		p9_free(p9);
+		return -ENOMEM;
+	}
 	for (int i = 0; i < P9_QUEUE_SIZE; i++) {
 		p9->reqs[i].dev = p9;
 		p9->reqs[i].work.fn = req_work;
+		p9->reqs[i].iov = p9->iov_space + (size_t)i * VIRTQ_MAX_SIZE;
 	}
 	snprintf(p9->name, sizeof(p9->name), "9p%d", __atomic_fetch_add(&counter, 1, 0));
 	p9->cfg[0] = tag_len & 0xff;

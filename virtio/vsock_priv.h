@@ -34,7 +34,7 @@ enum conn_state {
 };
 
 struct ring {
-	uint8_t *data; /* allocated on first use, cap bytes */
+	uint8_t *data; /* cap bytes, grown as needed and freed when drained (vsock_ring.c) */
 	uint32_t cap, head, len;
 };
 

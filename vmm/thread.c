@@ -2,6 +2,7 @@
 #include "thread.h"
 
 #include <errno.h>
+#include <malloc.h>
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define THREAD_STACK_SCALE 4
@@ -26,4 +27,10 @@ int thread_create(pthread_t *t, size_t stack, void *(*fn)(void *), void *arg)
 		ret = pthread_create(t, &attr, fn, arg);
 	pthread_attr_destroy(&attr);
 	return -ret;
+}
+
+void thread_heap_configure(void)
+{
+	mallopt(M_MMAP_THRESHOLD, 128 << 10);
+	mallopt(M_ARENA_MAX, 1);
 }

@@ -23,4 +23,19 @@
 int thread_create(pthread_t *t, size_t stack, void *(*fn)(void *), void *arg)
 	__attribute__((warn_unused_result));
 
+/*
+ * The process's malloc settings, made before anything is allocated:
+ * - a fixed mmap threshold (128 KiB), so that big buffers (a file read whole,
+ *   a long control line, a vsock ring grown under a burst) get mappings of
+ *   their own that go back to the kernel when freed. glibc would otherwise
+ *   raise the threshold to the size of each such buffer freed (up to 32 MiB)
+ *   and serve the next ones from the heap, whose pages stay resident below
+ *   anything still allocated above them;
+ * - one malloc arena: each thread that allocates would otherwise get an arena
+ *   of its own (up to 8 per core) that keeps its touched pages. The threads
+ *   that allocate on a hot path (9p workers) mostly hit their thread cache.
+ * Figures: docs/vmm.md "Overhead".
+ */
+void thread_heap_configure(void);
+
 #endif

@@ -41,14 +41,38 @@ const char *vm_exit_name(enum vm_exit why)
 	return exit_names[why];
 }
 
+/* Room for at least n routing entries (route_lock held, or setup). */
+static int vm_routes_reserve(struct vm *vm, uint32_t n)
+{
+	struct kvm_irq_routing *r;
+	uint32_t cap = vm->routes_cap ? vm->routes_cap : 64;
+
+	if (n > VM_ROUTES_MAX)
+		return -ENOSPC;
+	if (vm->routing && n <= vm->routes_cap)
+		return 0;
+	while (cap < n)
+		cap *= 2;
+	if (cap > VM_ROUTES_MAX)
+		cap = VM_ROUTES_MAX;
+	r = realloc(vm->routing, sizeof(*r) + cap * sizeof(r->entries[0]));
+	if (!r)
+		return -ENOMEM;
+	if (!vm->routing)
+		memset(r, 0, sizeof(*r));
+	vm->routing = r;
+	vm->routes_cap = cap;
+	return 0;
+}
+
 static int vm_routing_init(struct vm *vm)
 {
 	struct kvm_irq_routing *r;
-	int n = 0;
+	int n = 0, ret = vm_routes_reserve(vm, 15 + VM_IOAPIC_PINS);
 
-	r = calloc(1, sizeof(*r) + VM_ROUTES_MAX * sizeof(r->entries[0]));
-	if (!r)
-		return -ENOMEM;
+	if (ret)
+		return ret;
+	r = vm->routing;
 	/* The routes KVM_CREATE_IRQCHIP installs: PIC pins 0-15 (not 2), IOAPIC 0-23. */
 	for (uint32_t i = 0; i < 16; i++) {
 		if (i == 2)
@@ -68,7 +92,6 @@ static int vm_routing_init(struct vm *vm)
 		vm->gsi_used[i] = 1;
 	}
 	r->nr = n;
-	vm->routing = r;
 	return 0;
 }
 
@@ -544,18 +567,19 @@ void vm_msi_gsi_free(struct vm *vm, uint32_t gsi)
 
 int vm_msi_route_set(struct vm *vm, uint32_t gsi, uint64_t addr, uint32_t data)
 {
-	struct kvm_irq_routing *r = vm->routing;
+	struct kvm_irq_routing *r;
 	int ret = 0;
 
 	if (gsi < VM_IOAPIC_PINS || gsi >= VM_GSI_MAX)
 		return -EINVAL;
 	pthread_mutex_lock(&vm->route_lock);
 	vm_route_drop(vm, gsi);
-	if (addr && r->nr >= VM_ROUTES_MAX) {
-		/* Cannot happen while each GSI has at most one entry; never write past the table. */
+	/* ENOSPC cannot happen while each GSI has at most one entry; never write past the table. */
+	if (addr && (ret = vm_routes_reserve(vm, vm->routing->nr + 1))) {
 		pthread_mutex_unlock(&vm->route_lock);
-		return -ENOSPC;
+		return ret;
 	}
+	r = vm->routing;
 	if (addr) {
 		r->entries[r->nr++] = (struct kvm_irq_routing_entry){
 			.gsi = gsi,

@@ -59,9 +59,11 @@ struct vm {
 	bool pause_req;
 	int parked;
 
-	/* GSI routing: the irqchip pins plus MSI routes. */
+	/* GSI routing: the irqchip pins plus MSI routes, room for routes_cap
+	 * entries, grown as MSI vectors are set (up to VM_ROUTES_MAX). */
 	pthread_mutex_t route_lock;
 	struct kvm_irq_routing *routing;
+	uint32_t routes_cap;
 	unsigned char gsi_used[VM_GSI_MAX];
 
 	/* KVM setup calls that mostly wait, each on a thread while setup goes on (vm.c). */
