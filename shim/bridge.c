@@ -10,6 +10,7 @@
 #include "gcs/protocol.h"
 #include "virtio/vsock.h"
 #include "vmm/log.h"
+#include "vmm/loop.h"
 
 /* Statuses are 0 or -errno; anything past the kernel's errno range is malformed. */
 #define BRIDGE_MAX_ERRNO 4095
@@ -230,7 +231,7 @@ static void conn_gone(struct bridge *b, const char *why)
 static void on_readable(void *opaque, struct vsock_conn *c)
 {
 	struct bridge *b = opaque;
-	uint8_t buf[16384];
+	uint8_t buf[LOOP_READ_BUF];
 	size_t n;
 
 	while (b->conn == c && (n = vsock_conn_recv(c, buf, sizeof(buf))) > 0) {

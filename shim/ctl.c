@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "vmm/log.h"
+#include "vmm/loop.h"
 
 #define TAG "ctl"
 
@@ -466,7 +467,7 @@ void ctl_feed(struct ctl *ctl, const char *data, size_t len)
 
 ssize_t ctl_read(struct ctl *ctl, int fd)
 {
-	char chunk[65536];
+	char chunk[LOOP_READ_BUF];
 	ssize_t n;
 
 	do

@@ -100,7 +100,7 @@ out:
 static void on_ctl(void *opaque, uint32_t events)
 {
 	struct taskd *d = opaque;
-	char buf[65536];
+	char buf[LOOP_READ_BUF];
 	ssize_t n = read(d->ctl_rd, buf, sizeof(buf));
 	size_t start = 0;
 

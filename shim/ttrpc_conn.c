@@ -130,7 +130,7 @@ static void on_io(void *opaque, uint32_t events)
 {
 	struct ttrpc_conn *c = opaque;
 	struct ttrpc_frame f;
-	uint8_t buf[65536];
+	uint8_t buf[LOOP_READ_BUF];
 	ssize_t n;
 
 	if ((events & EPOLLOUT) && flush(c)) {

@@ -16,6 +16,15 @@
 
 struct loop;
 
+/*
+ * The stack buffer a callback reads its fd into. Small on purpose: everything
+ * the callback goes on to call runs below that buffer, and the first byte
+ * read lands at its deep end, so a 64 KiB buffer made every handler touch
+ * stack pages 64 KiB deeper, which then stay resident (docs/vmm.md
+ * "Overhead"). Level-triggered callbacks are simply called again for the rest.
+ */
+#define LOOP_READ_BUF 4096
+
 typedef void (*loop_fn)(void *opaque, uint32_t events);
 
 int loop_create(struct loop **out) __attribute__((warn_unused_result));
