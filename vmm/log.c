@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 enum log_level log_threshold = LOG_INFO;
 
@@ -38,23 +39,52 @@ size_t log_escape(char *dst, size_t cap, const char *src)
 	return n;
 }
 
+/*
+ * The line is built here and written with one write(): fprintf on stderr
+ * (unbuffered) formats through an 8 KiB buffer on the stack, which made
+ * every thread that ever logged keep about 16 KiB of its stack resident
+ * (docs/vmm.md "Overhead"); one write also keeps threads' lines whole.
+ */
+static void log_write(const char *line, size_t len)
+{
+	while (len) {
+		ssize_t n = write(STDERR_FILENO, line, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return; /* nowhere to report it */
+		line += n;
+		len -= n;
+	}
+}
+
 static __attribute__((format(printf, 4, 0))) void log_vmsg(enum log_level lvl, const char *tag,
 							       int err, const char *fmt, va_list ap)
 {
 	char thread[16] = "?";
-	char raw[1024], msg[1024];
+	char line[1280], msg[1024]; /* line holds the raw message first */
+	int n;
 
 	if (lvl > log_threshold)
 		return;
 	pthread_getname_np(pthread_self(), thread, sizeof(thread));
-	vsnprintf(raw, sizeof(raw), fmt, ap);
+	vsnprintf(line, sizeof(msg), fmt, ap);
 	/* Messages quote guest text: no escape sequences or forged lines reach the terminal. */
-	log_escape(msg, sizeof(msg), raw);
+	log_escape(msg, sizeof(msg), line);
 	if (err)
-		fprintf(stderr, "uvm-shim[%s] %s %s: %s: %s\n", thread, level_names[lvl], tag, msg,
-			strerror(err));
+		n = snprintf(line, sizeof(line), "uvm-shim[%s] %s %s: %s: %s\n", thread,
+			     level_names[lvl], tag, msg, strerror(err));
 	else
-		fprintf(stderr, "uvm-shim[%s] %s %s: %s\n", thread, level_names[lvl], tag, msg);
+		n = snprintf(line, sizeof(line), "uvm-shim[%s] %s %s: %s\n", thread,
+			     level_names[lvl], tag, msg);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line)) {
+		n = sizeof(line) - 1;
+		line[n - 1] = '\n';
+	}
+	log_write(line, n);
 }
 
 void log_msg(enum log_level lvl, const char *tag, const char *fmt, ...)
