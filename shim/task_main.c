@@ -107,18 +107,32 @@ static int socket_path(const struct opts *o, char *out, size_t cap)
 	return 0;
 }
 
-static int listen_on(const char *path)
+/* Whether a shim listens on path. */
+static bool socket_live(const char *path)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool live;
 
+	if (fd < 0)
+		return false;
+	strcpy(sa.sun_path, path);
+	live = !connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	close(fd);
+	return live;
+}
+
+static int listen_on(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd;
+
+	if (socket_live(path))
+		return -EADDRINUSE; /* a live shim has it */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	strcpy(sa.sun_path, path);
-	if (!connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-		close(fd);
-		return -EADDRINUSE; /* a live shim has it */
-	}
 	unlink(path);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 16)) {
 		int ret = -errno;
@@ -151,29 +165,30 @@ static void unlink_socket(const char *path)
 		pr_warn(TAG, "removing %s: %s", path, strerror(-ret));
 }
 
-void task_cleanup_host(struct taskd *d)
+void task_cleanup_host(struct taskd *d, struct task *t)
 {
 	char path[4096];
 	int ret;
 
-	if (!d->rootfs_mounted || !d->task)
+	if (!t->rootfs_mounted)
 		return;
 	/*
 	 * vm.start took CAP_SYS_ADMIN and put umount2 out of this thread's reach (the
 	 * loop filter would kill the process). The 9p share of rootfs/ is closed by
-	 * now (Delete removes it first, a failed Create ends the VM), so containerd's
-	 * bundle removal unmounts it; `delete` does after a crash.
+	 * now (Delete removes it first, a failed Create ends the VM or removes the
+	 * share), so containerd's bundle removal unmounts it; `delete` does after a
+	 * crash.
 	 */
 	if (d->vm_started && sandbox_mode() != SANDBOX_OFF) {
 		pr_dbg(TAG, "rootfs/ left to containerd to unmount (the sandbox is on)");
-		d->rootfs_mounted = false;
+		t->rootfs_mounted = false;
 		return;
 	}
-	snprintf(path, sizeof(path), "%s/rootfs", d->task->bundle);
+	snprintf(path, sizeof(path), "%s/rootfs", t->bundle);
 	ret = task_unmount_rootfs(path);
 	if (ret)
 		pr_warn(TAG, "unmounting %s: %s", path, strerror(-ret));
-	d->rootfs_mounted = false;
+	t->rootfs_mounted = false;
 }
 
 static void exit_now(void *opaque, uint32_t events)
@@ -245,18 +260,23 @@ void task_daemon_destroy(struct taskd *d)
 {
 	if (!d)
 		return;
-	if (d->task) {
-		for (struct task_proc *p = d->task->procs; p; p = p->next)
+	for (struct task *t = d->tasks; t; t = t->next)
+		for (struct task_proc *p = t->procs; p; p = p->next)
 			for (struct ttrpc_call *w = task_take_waiters(p), *n; w; w = n) {
 				n = w->next;
 				ttrpc_reply_error(w, TTRPC_UNAVAILABLE, "the shim is exiting");
 			}
-	}
 	ttrpc_server_destroy(d->srv);
 	if (d->loop)
 		task_ctl_close(d); /* terminates the VM */
-	task_cleanup_host(d);
-	task_free(d->task);
+	while (d->tasks) {
+		struct task *t = d->tasks;
+
+		d->tasks = t->next;
+		task_cleanup_host(d, t);
+		task_free(t);
+	}
+	free(d->sandbox_id);
 	task_events_fini(&d->ev);
 	if (d->sig_fd >= 0) {
 		loop_del(d->loop, d->sig_fd);
@@ -326,6 +346,44 @@ out:
 
 /* ---- start, delete ------------------------------------------------------------------ */
 
+/*
+ * A CRI pod's container (its config.json's annotations name a sandbox other
+ * than itself) runs in the sandbox's VM: no daemon of its own, the sandbox
+ * shim's address instead (docs/containerd.md "Pods"). 1 when it was one
+ * (answered, *status set), 0 when the task gets a shim of its own.
+ */
+static int start_in_pod(const struct opts *o, int *status)
+{
+	char err[256], sandbox[128], sock[256], addr[300];
+	char *spec = task_read_spec(".", err, sizeof(err));
+	struct opts so = *o;
+	int ret;
+
+	if (!spec)
+		return 0; /* Create says what is wrong with the bundle */
+	ret = task_pod_sandbox_of(spec, sandbox, sizeof(sandbox));
+	free(spec);
+	if (ret || !strcmp(sandbox, o->id))
+		return 0;
+	so.id = sandbox;
+	*status = 1;
+	ret = socket_path(&so, sock, sizeof(sock));
+	if (ret) {
+		fprintf(stderr, "containerd-shim-uvm-v1: socket path: %s\n", strerror(-ret));
+		return 1;
+	}
+	if (!socket_live(sock)) {
+		fprintf(stderr, "containerd-shim-uvm-v1: pod sandbox %s: no shim serves it (%s)\n",
+			sandbox, sock);
+		return 1;
+	}
+	snprintf(addr, sizeof(addr), "unix://%s", sock);
+	write_file("address", addr);
+	fputs(addr, stdout);
+	*status = 0;
+	return 1;
+}
+
 static int cmd_start(const struct opts *o)
 {
 	char sock[256], addr[300];
@@ -336,6 +394,8 @@ static int cmd_start(const struct opts *o)
 		fprintf(stderr, "containerd-shim-uvm-v1: start: -id is required\n");
 		return 2;
 	}
+	if (start_in_pod(o, &ret))
+		return ret;
 	ret = socket_path(o, sock, sizeof(sock));
 	if (ret) {
 		fprintf(stderr, "containerd-shim-uvm-v1: socket path: %s\n", strerror(-ret));
@@ -408,6 +468,7 @@ static int cmd_delete(const struct opts *o)
 	uint8_t out[128];
 	struct timespec now;
 	size_t n;
+	bool own;
 	int fd;
 
 	if (o->bundle && chdir(o->bundle)) {
@@ -415,8 +476,13 @@ static int cmd_delete(const struct opts *o)
 			strerror(errno));
 		return 1;
 	}
-	/* A daemon still alive (containerd lost it): it and its VM go. */
+	/*
+	 * A daemon still alive (containerd lost it): it and its VM go. A pod's
+	 * container has no shim.pid: its address is its sandbox's shim, not ours
+	 * to kill or remove.
+	 */
 	fd = open("shim.pid", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	own = fd >= 0;
 	if (fd >= 0) {
 		ssize_t k = read(fd, buf, sizeof(buf) - 1);
 		long pid = 0;
@@ -435,7 +501,7 @@ static int cmd_delete(const struct opts *o)
 		}
 	}
 	task_unmount_rootfs("rootfs");
-	fd = open("address", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	fd = own ? open("address", O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
 	if (fd >= 0) {
 		ssize_t k = read(fd, buf, sizeof(buf) - 1);
 

@@ -1,7 +1,8 @@
 /*
  * Pause and Resume of the task: the whole VM stops (vm.pause parks every
  * vCPU) and goes on (vm.resume), with containerd's TaskPaused and
- * TaskResumed events. One task per VM, so pausing the task is pausing the VM.
+ * TaskResumed events. The VM is the task's, or its pod's: a pod pauses
+ * through its sandbox, and every task in the VM shows PAUSED.
  *
  * While paused the guest cannot answer: calls that need it (Kill, Exec,
  * Start of an exec, ResizePty, Stats, Update) are refused with FAILED_PRECONDITION
@@ -18,13 +19,13 @@
 
 #define UNPACK(call, type, desc) ((type *)ttrpc_call_unpack(call, &desc))
 
-bool task_refuse_paused(struct taskd *d, struct ttrpc_call *call, const char *what)
+bool task_refuse_paused(struct task *t, struct ttrpc_call *call, const char *what)
 {
-	if (!d->task || !d->task->paused)
+	if (!t->paused)
 		return false;
 	ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION,
-			  "task %.80s is paused: %s needs it running (Resume it first)",
-			  d->task->id, what);
+			  "task %.80s is paused: %s needs it running (Resume it first)", t->id,
+			  what);
 	return true;
 }
 
@@ -38,25 +39,33 @@ static struct task *pause_target(struct taskd *d, struct ttrpc_call *call, bool 
 
 	if (!q)
 		return NULL;
-	if (task_wrong_id(d, call, q->id))
+	t = task_named(d, call, q->id);
+	if (!t)
 		goto out;
-	init = task_init_proc(d->task);
-	if (d->pause_busy) {
+	init = task_init_proc(t);
+	if (t != d->tasks) {
+		/* Not the VM's first task: a container that joined a pod. */
+		ttrpc_reply_error(call, TTRPC_UNIMPLEMENTED,
+				  "task %.80s is a container of pod %.80s: %s applies to the whole "
+				  "VM, through the pod's sandbox",
+				  q->id, d->tasks->id, resume ? "Resume" : "Pause");
+	} else if (d->pause_busy) {
 		ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION,
 				  "task %.80s: a pause or resume is under way", q->id);
-	} else if (resume && !d->task->paused) {
+	} else if (resume && !t->paused) {
 		ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION, "task %.80s is not paused",
 				  q->id);
-	} else if (!resume && d->task->paused) {
+	} else if (!resume && t->paused) {
 		ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION, "task %.80s is already paused",
 				  q->id);
-	} else if (!resume && (d->creating || init->status != TASK_RUNNING)) {
+	} else if (!resume && (t->creating || init->status != TASK_RUNNING)) {
 		ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION,
 				  "task %.80s is %s: only a running task can be paused", q->id,
 				  init->status == TASK_STOPPED ? "stopped" : "not started");
 	} else {
-		t = d->task;
+		goto out;
 	}
+	t = NULL;
 out:
 	protobuf_c_message_free_unpacked(&q->base, NULL);
 	return t;
@@ -65,28 +74,28 @@ out:
 static void on_vm_paused(struct taskd *d, void *arg, const cJSON *r, int code, const char *msg,
 			 bool resume)
 {
-	struct ttrpc_call *call = arg;
 	Uvm__Ctrd__TaskPaused paused = UVM__CTRD__TASK_PAUSED__INIT;
 	Uvm__Ctrd__TaskResumed resumed = UVM__CTRD__TASK_RESUMED__INIT;
+	struct ttrpc_call *call;
+	struct task *t = task_call_take(d, arg, &call);
 
 	d->pause_busy = false;
-	if (!d->task) {
-		ttrpc_reply_error(call, TTRPC_NOT_FOUND, "the task is gone");
+	if (!t)
 		return;
-	}
 	if (!r) {
 		ttrpc_reply_error(call, task_ctl_code(code), "%s: %s",
 				  resume ? "vm.resume" : "vm.pause", msg);
 		return;
 	}
-	d->task->paused = !resume;
-	pr_info(TAG, "%s %s", d->task->id, resume ? "resumed" : "paused");
+	for (struct task *o = d->tasks; o; o = o->next)
+		o->paused = !resume;
+	pr_info(TAG, "%s %s", t->id, resume ? "resumed" : "paused");
 	ttrpc_reply(call, NULL);
 	if (resume) {
-		resumed.container_id = d->task->id;
+		resumed.container_id = t->id;
 		task_publish(&d->ev, "/tasks/resumed", "TaskResumed", &resumed.base);
 	} else {
-		paused.container_id = d->task->id;
+		paused.container_id = t->id;
 		task_publish(&d->ev, "/tasks/paused", "TaskPaused", &paused.base);
 	}
 }
@@ -103,11 +112,14 @@ static void on_resumed(struct taskd *d, void *arg, const cJSON *r, int code, con
 
 static void pause_or_resume(struct taskd *d, struct ttrpc_call *call, bool resume)
 {
-	if (!pause_target(d, call, resume))
+	struct task *t = pause_target(d, call, resume);
+	struct task_call *tc = t ? task_call_new(call, t) : NULL;
+
+	if (!tc)
 		return;
 	d->pause_busy = true;
 	task_ctl_call(d, resume ? "vm.resume" : "vm.pause", NULL, resume ? on_resumed : on_paused,
-		      call);
+		      tc);
 }
 
 void task_pause(void *opaque, struct ttrpc_call *call)

@@ -12,9 +12,10 @@
  *   task_mount.c    the rootfs mounts on the host
  *   task_events.c   events to containerd
  *
- * One VM per task: the daemon is the VM's process, and the control
- * protocol's code (shim/ctl_serve.c, in-process) does the work. Everything
- * runs on the event loop thread.
+ * One VM per shim: the daemon is the VM's process, and the control
+ * protocol's code (shim/ctl_serve.c, in-process) does the work. The VM runs
+ * the first task; a CRI pod's other containers join it. Everything runs on
+ * the event loop thread.
  */
 #ifndef SHIM_TASK_PRIV_H
 #define SHIM_TASK_PRIV_H
@@ -24,6 +25,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "shim/proto/task.pb-c.h"
 #include "shim/task_events.h"
 #include "shim/task_state.h"
 #include "shim/ttrpc_server.h"
@@ -57,13 +59,18 @@ struct taskd {
 	struct task_ctl_wait *waits;
 	bool ctl_closing; /* task_ctl_close under way: calls fail at once */
 
-	/* the task (one VM, one task) */
-	struct task *task;
-	bool creating;	     /* a Create is under way */
+	/*
+	 * The tasks: the first Create makes the VM (the sandbox); with a pod's
+	 * annotations later Creates join it (docs/containerd.md "Pods").
+	 */
+	struct task *tasks;
+	char *sandbox_id;    /* the first task's id: the pod's sandbox a later Create names */
+	uint64_t next_serial;
+	bool vm_creating;    /* the first Create is booting the VM */
 	bool pause_busy;     /* a Pause or Resume is under way */
 	bool vm_up;	     /* vm.create answered: vm.terminate on the way out */
 	bool vm_started;     /* vm.start sent: no capability, no mount(2) from here */
-	bool rootfs_mounted; /* the bundle's rootfs/ holds containerd's mounts */
+	bool vm_gone;	     /* vm.exited came: no task joins */
 	bool exiting;
 	cJSON *vm_config; /* the default config file (may be NULL); a Create may name another */
 };
@@ -95,16 +102,69 @@ int task_ctl_code(int ctl_code);
 /* ---- task_service.c ----------------------------------------------------------------- */
 
 extern const struct ttrpc_method task_methods[];
-/* The call names a task that is not this one: answered NOT_FOUND, true. */
-bool task_wrong_id(struct taskd *d, struct ttrpc_call *call, const char *id);
+/* The task with this id, or NULL. */
+struct task *task_by_id(struct taskd *d, const char *id);
+/* The bundle's config.json as text (at most 1 MiB); NULL with err. */
+char *task_read_spec(const char *bundle, char *err, size_t errlen);
+/* The task with this serial, or NULL. */
+struct task *task_by_serial(struct taskd *d, uint64_t serial);
+/* The task a call names, or NULL: the call is answered NOT_FOUND. */
+struct task *task_named(struct taskd *d, struct ttrpc_call *call, const char *id);
+/*
+ * A call waiting on the control protocol for a task: the answer finds the task
+ * again by its serial (it may have been deleted meanwhile).
+ */
+struct task_call {
+	struct ttrpc_call *call;
+	uint64_t serial;
+};
+/* NULL (out of memory: the call is answered INTERNAL). */
+struct task_call *task_call_new(struct ttrpc_call *call, const struct task *t);
+/* Frees tc; *call gets its call; the task, or NULL (answered NOT_FOUND: it went). */
+struct task *task_call_take(struct taskd *d, struct task_call *tc, struct ttrpc_call **call);
 /* Leaves the loop once everything is settled (Shutdown, a signal). */
 void task_exit(struct taskd *d);
 /*
- * The bundle's rootfs/ unmounted (task_main.c), if this process still may:
+ * t's bundle's rootfs/ unmounted (task_main.c), if this process still may:
  * not once vm.start was sent with the sandbox on (containerd unmounts it when
  * it deletes the bundle, and `delete` does after a crash).
  */
-void task_cleanup_host(struct taskd *d);
+void task_cleanup_host(struct taskd *d, struct task *t);
+/* t unlinked from the daemon's tasks and freed; Waits still held answered NOT_FOUND. */
+void task_forget(struct taskd *d, struct task *t);
+
+/* A Create on its way: the VM's first task's, or a pod container's joining it. */
+struct create_op {
+	struct ttrpc_call *call;
+	Uvm__Ctrd__CreateTaskRequest *req;
+	char *spec;	 /* config.json */
+	cJSON *config;	 /* the first task's config file (options' or the default), may be NULL */
+	uint64_t serial; /* the task's */
+	bool joins;	 /* the VM runs: the task joins it */
+	bool share_added; /* a joining task's plan9.add answered: undone if the Create fails */
+};
+/* Answers op's call with the error, undoes what the Create did, frees op. */
+void task_create_fail(struct taskd *d, struct create_op *op, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* container.create of op's task with its root on the 9p share named share; then answers. */
+void task_create_container(struct taskd *d, struct create_op *op, const char *share);
+
+/* ---- task_pod.c --------------------------------------------------------------------- */
+
+/* CRI's annotations in a container's OCI spec. */
+#define TASK_ANN_TYPE	 "io.kubernetes.cri.container-type"
+#define TASK_ANN_SANDBOX "io.kubernetes.cri.sandbox-id"
+
+/*
+ * The sandbox a bundle's container belongs to (its config.json says
+ * container-type "container" and a sandbox id), into out; -ENOENT when it is
+ * not a pod's container, another -errno when the spec cannot be read.
+ */
+int task_pod_sandbox_of(const char *spec, char *out, size_t cap);
+/* Whether a Create may join the running VM: 0, or -1 with err (spec: its config.json). */
+int task_pod_admit(struct taskd *d, const char *spec, char *err, size_t errlen);
+/* A pod container's Create: its root shared into the VM, then container.create. */
+void task_pod_join(struct taskd *d, struct create_op *op, struct task *t);
 
 /* ---- task_procs.c ------------------------------------------------------------------- */
 
@@ -115,12 +175,13 @@ void task_pids(void *opaque, struct ttrpc_call *call);
 void task_stats(void *opaque, struct ttrpc_call *call);
 void task_resize_pty(void *opaque, struct ttrpc_call *call);
 void task_close_io(void *opaque, struct ttrpc_call *call);
-/* Starts an exec (Start with an exec_id). */
-void task_start_exec(struct taskd *d, struct ttrpc_call *call, struct task_proc *p);
+/* Starts t's exec p (Start with an exec_id). */
+void task_start_exec(struct taskd *d, struct ttrpc_call *call, struct task *t,
+		     struct task_proc *p);
 /* The control protocol's events: container.exited, process.exited, container.oom, vm.exited. */
 void task_on_event(struct taskd *d, const char *name, const cJSON *params);
-/* p ended: record, publish TaskExit, answer its Waits. */
-void task_proc_ended(struct taskd *d, struct task_proc *p, uint32_t status);
+/* t's p ended: record, publish TaskExit, answer its Waits. */
+void task_proc_ended(struct taskd *d, struct task *t, struct task_proc *p, uint32_t status);
 /* Answers every Wait of p (STOPPED) with its exit. */
 void task_answer_waiters(struct task_proc *p);
 /* A control-protocol answer with no result to pass on: an empty reply or the error. */
@@ -135,10 +196,10 @@ void task_timestamp(struct Uvm__Ctrd__Timestamp *ts, const struct timespec *t);
 void task_pause(void *opaque, struct ttrpc_call *call);
 void task_resume(void *opaque, struct ttrpc_call *call);
 /*
- * The task is paused: the guest cannot run what the call needs (what names
+ * t (its VM) is paused: the guest cannot run what the call needs (what names
  * it), answered FAILED_PRECONDITION, true.
  */
-bool task_refuse_paused(struct taskd *d, struct ttrpc_call *call, const char *what);
+bool task_refuse_paused(struct task *t, struct ttrpc_call *call, const char *what);
 
 /* ---- task_update.c ------------------------------------------------------------------ */
 

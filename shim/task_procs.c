@@ -37,17 +37,17 @@ void task_answer_waiters(struct task_proc *p)
 	}
 }
 
-void task_proc_ended(struct taskd *d, struct task_proc *p, uint32_t status)
+void task_proc_ended(struct taskd *d, struct task *t, struct task_proc *p, uint32_t status)
 {
 	Uvm__Ctrd__TaskExit ev = UVM__CTRD__TASK_EXIT__INIT;
 	Uvm__Ctrd__Timestamp ts = UVM__CTRD__TIMESTAMP__INIT;
 
 	if (task_proc_exited(p, status))
 		return;
-	pr_info(TAG, "%s%s%s (pid %u) exited: %u", d->task->id, p->exec_id[0] ? "/" : "",
-		p->exec_id, p->pid, status);
-	ev.container_id = d->task->id;
-	ev.id = p->exec_id[0] ? p->exec_id : d->task->id;
+	pr_info(TAG, "%s%s%s (pid %u) exited: %u", t->id, p->exec_id[0] ? "/" : "", p->exec_id,
+		p->pid, status);
+	ev.container_id = t->id;
+	ev.id = p->exec_id[0] ? p->exec_id : t->id;
 	ev.pid = p->pid;
 	ev.exit_status = status;
 	task_timestamp(&ts, &p->exited_at);
@@ -69,33 +69,39 @@ static int num(const cJSON *o, const char *key, double *out)
 void task_on_event(struct taskd *d, const char *name, const cJSON *params)
 {
 	const cJSON *id = params ? cJSON_GetObjectItemCaseSensitive(params, "id") : NULL;
+	struct task *t = cJSON_IsString(id) ? task_by_id(d, id->valuestring) : NULL;
 	double pid, code;
 
-	if (!d->task)
-		return;
 	if (!strcmp(name, "container.exited")) {
-		if (cJSON_IsString(id) && !strcmp(id->valuestring, d->task->id) &&
-		    !num(params, "exit_code", &code))
-			task_proc_ended(d, task_init_proc(d->task), (uint32_t)code);
+		if (t && !num(params, "exit_code", &code))
+			task_proc_ended(d, t, task_init_proc(t), (uint32_t)code);
 	} else if (!strcmp(name, "process.exited")) {
-		struct task_proc *p;
+		struct task_proc *p = NULL;
 
 		if (num(params, "pid", &pid) || num(params, "exit_code", &code))
 			return;
-		p = task_find_pid(d->task, (uint32_t)pid);
+		/* Guest pids are unique across the VM's containers. */
+		for (t = d->tasks; t; t = t->next)
+			if ((p = task_find_pid(t, (uint32_t)pid)))
+				break;
 		/* The init's end is container.exited's (it comes with the OOM verdict). */
-		if (p && p != task_init_proc(d->task))
-			task_proc_ended(d, p, (uint32_t)code);
+		if (p && p != task_init_proc(t))
+			task_proc_ended(d, t, p, (uint32_t)code);
 	} else if (!strcmp(name, "container.oom")) {
 		Uvm__Ctrd__TaskOOM ev = UVM__CTRD__TASK_OOM__INIT;
 
-		ev.container_id = d->task->id;
+		if (!t)
+			return;
+		ev.container_id = t->id;
 		task_publish(&d->ev, "/tasks/oom", "TaskOOM", &ev.base);
 	} else if (!strcmp(name, "vm.exited")) {
-		d->task->paused = false; /* nothing left to resume */
-		for (struct task_proc *p = d->task->procs; p; p = p->next)
-			if (p->status != TASK_STOPPED && (p->pid || p == task_init_proc(d->task)))
-				task_proc_ended(d, p, TASK_EXIT_VM_GONE);
+		d->vm_gone = true;
+		for (t = d->tasks; t; t = t->next) {
+			t->paused = false; /* nothing left to resume */
+			for (struct task_proc *p = t->procs; p; p = p->next)
+				if (p->status != TASK_STOPPED && (p->pid || p == task_init_proc(t)))
+					task_proc_ended(d, t, p, TASK_EXIT_VM_GONE);
+		}
 	}
 }
 
@@ -125,12 +131,14 @@ void task_exec(void *opaque, struct ttrpc_call *call)
 	Uvm__Ctrd__TaskExecAdded ev = UVM__CTRD__TASK_EXEC_ADDED__INIT;
 	cJSON *spec = NULL;
 	char *text = NULL;
+	struct task *t;
 	int ret;
 
 	if (!q)
 		return;
 	/* runc's shim refuses an exec into a paused task at Exec too: no record is left. */
-	if (task_wrong_id(d, call, q->id) || task_refuse_paused(d, call, "Exec"))
+	t = task_named(d, call, q->id);
+	if (!t || task_refuse_paused(t, call, "Exec"))
 		goto out;
 	if (q->spec)
 		spec = cJSON_ParseWithLength((const char *)q->spec->value.data, q->spec->value.len);
@@ -139,7 +147,7 @@ void task_exec(void *opaque, struct ttrpc_call *call)
 				  "spec: expected an OCI process as JSON");
 		goto out;
 	}
-	ret = task_add_exec(d->task, q->exec_id, text, q->terminal, q->stdin, q->stdout, q->stderr,
+	ret = task_add_exec(t, q->exec_id, text, q->terminal, q->stdin, q->stdout, q->stderr,
 			    NULL);
 	if (ret) {
 		ttrpc_reply_error(call, exec_errno_code(ret), "exec %.80s: %s", q->exec_id,
@@ -160,6 +168,7 @@ out:
 
 struct exec_op {
 	struct ttrpc_call *call;
+	uint64_t serial; /* the task's */
 	char *exec_id;
 };
 
@@ -168,7 +177,8 @@ static void on_exec_started(struct taskd *d, void *arg, const cJSON *r, int code
 	struct exec_op *op = arg;
 	Uvm__Ctrd__StartResponse resp = UVM__CTRD__START_RESPONSE__INIT;
 	Uvm__Ctrd__TaskExecStarted ev = UVM__CTRD__TASK_EXEC_STARTED__INIT;
-	struct task_proc *p = d->task ? task_find(d->task, op->exec_id) : NULL;
+	struct task *t = task_by_serial(d, op->serial);
+	struct task_proc *p = t ? task_find(t, op->exec_id) : NULL;
 	double pid;
 
 	if (!r || num(r, "pid", &pid)) {
@@ -179,7 +189,7 @@ static void on_exec_started(struct taskd *d, void *arg, const cJSON *r, int code
 	} else {
 		resp.pid = p->pid;
 		ttrpc_reply(op->call, &resp.base);
-		ev.container_id = d->task->id;
+		ev.container_id = t->id;
 		ev.exec_id = p->exec_id;
 		ev.pid = p->pid;
 		task_publish(&d->ev, "/tasks/exec-started", "TaskExecStarted", &ev.base);
@@ -194,7 +204,8 @@ static void add_path(cJSON *o, const char *key, const char *path)
 		cJSON_AddStringToObject(o, key, path);
 }
 
-void task_start_exec(struct taskd *d, struct ttrpc_call *call, struct task_proc *p)
+void task_start_exec(struct taskd *d, struct ttrpc_call *call, struct task *t,
+		     struct task_proc *p)
 {
 	struct exec_op *op = calloc(1, sizeof(*op));
 	cJSON *params = cJSON_CreateObject(), *proc = p->spec ? cJSON_Parse(p->spec) : NULL;
@@ -207,9 +218,10 @@ void task_start_exec(struct taskd *d, struct ttrpc_call *call, struct task_proc 
 		return;
 	}
 	op->call = call;
+	op->serial = t->serial;
 	cJSON_DeleteItemFromObjectCaseSensitive(proc, "terminal");
 	cJSON_AddBoolToObject(proc, "terminal", p->terminal);
-	cJSON_AddStringToObject(params, "id", d->task->id);
+	cJSON_AddStringToObject(params, "id", t->id);
 	cJSON_AddItemToObject(params, "process", proc);
 	add_path(params, "stdin", p->stdin_path);
 	add_path(params, "stdout", p->stdout_path);
@@ -230,15 +242,16 @@ void task_reply_plain(struct taskd *d, void *arg, const cJSON *r, int code, cons
 		ttrpc_reply_error(call, task_ctl_code(code), "%s", msg);
 }
 
-/* The process a call names, or NULL (answered). */
+/* The process a call names and its task into *t, or NULL (answered). */
 static struct task_proc *named_proc(struct taskd *d, struct ttrpc_call *call, const char *id,
-				    const char *exec_id)
+				    const char *exec_id, struct task **t)
 {
 	struct task_proc *p;
 
-	if (task_wrong_id(d, call, id))
+	*t = task_named(d, call, id);
+	if (!*t)
 		return NULL;
-	p = task_find(d->task, exec_id);
+	p = task_find(*t, exec_id);
 	if (!p)
 		ttrpc_reply_error(call, TTRPC_NOT_FOUND, "exec %.80s not found", exec_id);
 	return p;
@@ -250,24 +263,25 @@ void task_kill(void *opaque, struct ttrpc_call *call)
 	Uvm__Ctrd__KillRequest *q =
 	    UNPACK(call, Uvm__Ctrd__KillRequest, uvm__ctrd__kill_request__descriptor);
 	struct task_proc *p;
+	struct task *t;
 	cJSON *params;
 
 	if (!q)
 		return;
-	p = named_proc(d, call, q->id, q->exec_id);
+	p = named_proc(d, call, q->id, q->exec_id, &t);
 	if (!p)
 		goto out;
 	if (q->signal < 1 || q->signal > 64) {
 		ttrpc_reply_error(call, TTRPC_INVALID_ARGUMENT, "signal: expected 1..64");
 	} else if (p->status == TASK_STOPPED) {
 		ttrpc_reply_error(call, TTRPC_NOT_FOUND, "process already finished");
-	} else if (!p->pid || d->creating) {
+	} else if (!p->pid || t->creating) {
 		ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION, "process not started");
-	} else if (!task_refuse_paused(d, call, "Kill")) {
+	} else if (!task_refuse_paused(t, call, "Kill")) {
 		params = cJSON_CreateObject();
 		cJSON_AddNumberToObject(params, "signal", q->signal);
-		if (p == task_init_proc(d->task)) {
-			cJSON_AddStringToObject(params, "id", d->task->id);
+		if (p == task_init_proc(t)) {
+			cJSON_AddStringToObject(params, "id", t->id);
 			if (q->all)
 				cJSON_AddBoolToObject(params, "all", true);
 			task_ctl_call(d, "container.signal", params, task_reply_plain, call);
@@ -286,10 +300,11 @@ void task_wait(void *opaque, struct ttrpc_call *call)
 	Uvm__Ctrd__TaskIdRequest *q =
 	    UNPACK(call, Uvm__Ctrd__TaskIdRequest, uvm__ctrd__task_id_request__descriptor);
 	struct task_proc *p;
+	struct task *t;
 
 	if (!q)
 		return;
-	p = named_proc(d, call, q->id, q->exec_id);
+	p = named_proc(d, call, q->id, q->exec_id, &t);
 	if (p) {
 		task_add_waiter(p, call);
 		if (p->status == TASK_STOPPED)
@@ -304,16 +319,17 @@ void task_resize_pty(void *opaque, struct ttrpc_call *call)
 	Uvm__Ctrd__ResizePtyRequest *q =
 	    UNPACK(call, Uvm__Ctrd__ResizePtyRequest, uvm__ctrd__resize_pty_request__descriptor);
 	struct task_proc *p;
+	struct task *t;
 	cJSON *params;
 
 	if (!q)
 		return;
-	p = named_proc(d, call, q->id, q->exec_id);
+	p = named_proc(d, call, q->id, q->exec_id, &t);
 	if (!p)
 		goto out;
 	if (!p->pid || p->status == TASK_STOPPED || !p->terminal) {
 		ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION, "no live terminal to resize");
-	} else if (task_refuse_paused(d, call, "ResizePty")) {
+	} else if (task_refuse_paused(t, call, "ResizePty")) {
 		/* answered */
 	} else if (!q->width || !q->height) {
 		/* ctr sends its terminal's size, 0x0 for a pty nobody sized: nothing to apply. */
@@ -337,10 +353,11 @@ void task_close_io(void *opaque, struct ttrpc_call *call)
 	struct taskd *d = opaque;
 	Uvm__Ctrd__CloseIORequest *q =
 	    UNPACK(call, Uvm__Ctrd__CloseIORequest, uvm__ctrd__close_iorequest__descriptor);
+	struct task *t;
 
 	if (!q)
 		return;
-	if (named_proc(d, call, q->id, q->exec_id))
+	if (named_proc(d, call, q->id, q->exec_id, &t))
 		ttrpc_reply(call, NULL);
 	protobuf_c_message_free_unpacked(&q->base, NULL);
 }
@@ -355,11 +372,13 @@ void task_pids(void *opaque, struct ttrpc_call *call)
 	Uvm__Ctrd__PidsResponse r = UVM__CTRD__PIDS_RESPONSE__INIT;
 	Uvm__Ctrd__ProcessInfo infos[1 + TASK_MAX_EXECS], *ptrs[1 + TASK_MAX_EXECS];
 	size_t n = 0;
+	struct task *t;
 
 	if (!q)
 		return;
-	if (!task_wrong_id(d, call, q->id)) {
-		for (struct task_proc *p = d->task->procs; p && n < 1 + TASK_MAX_EXECS; p = p->next)
+	t = task_named(d, call, q->id);
+	if (t) {
+		for (struct task_proc *p = t->procs; p && n < 1 + TASK_MAX_EXECS; p = p->next)
 			if (p->pid && p->status == TASK_RUNNING) {
 				uvm__ctrd__process_info__init(&infos[n]);
 				infos[n].pid = p->pid;
@@ -419,16 +438,18 @@ void task_stats(void *opaque, struct ttrpc_call *call)
 	struct taskd *d = opaque;
 	Uvm__Ctrd__TaskIdRequest *q =
 	    UNPACK(call, Uvm__Ctrd__TaskIdRequest, uvm__ctrd__task_id_request__descriptor);
+	struct task *t;
 	cJSON *params;
 
 	if (!q)
 		return;
-	if (!task_wrong_id(d, call, q->id)) {
-		if (d->creating || !task_init_proc(d->task)->pid) {
+	t = task_named(d, call, q->id);
+	if (t) {
+		if (t->creating || !task_init_proc(t)->pid) {
 			ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION, "task not created yet");
-		} else if (!task_refuse_paused(d, call, "Stats")) {
+		} else if (!task_refuse_paused(t, call, "Stats")) {
 			params = cJSON_CreateObject();
-			cJSON_AddStringToObject(params, "id", d->task->id);
+			cJSON_AddStringToObject(params, "id", t->id);
 			task_ctl_call(d, "container.stats", params, on_stats, call);
 		}
 	}

@@ -3,7 +3,8 @@
  * Create boots the VM with the bundle's rootfs/ shared over 9p and creates
  * the container in it; Start, State, Delete, Connect and Shutdown here, the
  * process calls in task_procs.c, Pause/Resume in task_pause.c, Update in
- * task_update.c. One VM per task.
+ * task_update.c. One VM per shim: the first task's; a pod's other containers
+ * join it (task_pod.c).
  */
 #include <errno.h>
 #include <malloc.h>
@@ -22,6 +23,7 @@
 #include "shim/task_mount.h"
 #include "shim/task_options.h"
 #include "shim/task_priv.h"
+#include "vmm/host_open.h"
 #include "vmm/log.h"
 #include "vmm/loop.h"
 
@@ -32,12 +34,83 @@
 
 #define UNPACK(call, type, desc) ((type *)ttrpc_call_unpack(call, &desc))
 
-bool task_wrong_id(struct taskd *d, struct ttrpc_call *call, const char *id)
+struct task *task_by_id(struct taskd *d, const char *id)
 {
-	if (d->task && id && !strcmp(id, d->task->id))
-		return false;
-	ttrpc_reply_error(call, TTRPC_NOT_FOUND, "task %.80s not found", id ? id : "");
-	return true;
+	for (struct task *t = d->tasks; t && id; t = t->next)
+		if (!strcmp(t->id, id))
+			return t;
+	return NULL;
+}
+
+struct task *task_named(struct taskd *d, struct ttrpc_call *call, const char *id)
+{
+	struct task *t = task_by_id(d, id);
+
+	if (!t)
+		ttrpc_reply_error(call, TTRPC_NOT_FOUND, "task %.80s not found", id ? id : "");
+	return t;
+}
+
+struct task *task_by_serial(struct taskd *d, uint64_t serial)
+{
+	for (struct task *t = d->tasks; t; t = t->next)
+		if (t->serial == serial)
+			return t;
+	return NULL;
+}
+
+struct task_call *task_call_new(struct ttrpc_call *call, const struct task *t)
+{
+	struct task_call *tc = calloc(1, sizeof(*tc));
+
+	if (!tc) {
+		ttrpc_reply_error(call, TTRPC_INTERNAL, "out of memory");
+		return NULL;
+	}
+	tc->call = call;
+	tc->serial = t->serial;
+	return tc;
+}
+
+struct task *task_call_take(struct taskd *d, struct task_call *tc, struct ttrpc_call **call)
+{
+	struct task *t = task_by_serial(d, tc->serial);
+
+	*call = tc->call;
+	free(tc);
+	if (!t)
+		ttrpc_reply_error(*call, TTRPC_NOT_FOUND, "the task is gone");
+	return t;
+}
+
+void task_forget(struct taskd *d, struct task *t)
+{
+	for (struct task **pp = &d->tasks; *pp; pp = &(*pp)->next)
+		if (*pp == t) {
+			*pp = t->next;
+			break;
+		}
+	for (struct task_proc *p = t->procs; p; p = p->next)
+		for (struct ttrpc_call *w = task_take_waiters(p), *n; w; w = n) {
+			n = w->next;
+			ttrpc_reply_error(w, TTRPC_NOT_FOUND, "task %.80s was deleted", t->id);
+		}
+	task_free(t);
+}
+
+/* A new task at the end of the list, CREATED and creating; NULL: out of memory. */
+static struct task *task_add(struct taskd *d, const char *id, const char *bundle)
+{
+	struct task *t, **pp = &d->tasks;
+
+	if (task_new(&t, id, bundle))
+		return NULL;
+	t->serial = ++d->next_serial;
+	t->creating = true;
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = t;
+	return t;
 }
 
 static char *path_join(const char *a, const char *b)
@@ -47,13 +120,13 @@ static char *path_join(const char *a, const char *b)
 	return asprintf(&p, "%s/%s", a, b) < 0 ? NULL : p;
 }
 
-/* The bundle's config.json as text; NULL with err. */
-static char *read_spec(const char *bundle, char *err, size_t errlen)
+/* Through the opener once the sandbox is on: a pod's container's Create comes after. */
+char *task_read_spec(const char *bundle, char *err, size_t errlen)
 {
 	char *path = path_join(bundle, "config.json"), *buf = NULL;
 	struct stat st;
 	ssize_t n;
-	int fd = path ? open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
+	int fd = path ? host_open(path, O_RDONLY | O_NOFOLLOW, 0) : -1;
 
 	if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
 		snprintf(err, errlen, "bundle %.200s has no config.json", bundle);
@@ -80,13 +153,6 @@ out:
 
 /* ---- Create ------------------------------------------------------------------------- */
 
-struct create_op {
-	struct ttrpc_call *call;
-	Uvm__Ctrd__CreateTaskRequest *req;
-	char *spec;
-	cJSON *config; /* this task's config file (options' or the default), may be NULL */
-};
-
 /* Without the request (the caller frees it: m_create's "bad" path). */
 static void create_op_free_unanswered(struct create_op *op)
 {
@@ -101,11 +167,9 @@ static void create_op_free(struct create_op *op)
 	create_op_free_unanswered(op);
 }
 
-static void create_fail(struct taskd *d, struct create_op *op, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void create_fail(struct taskd *d, struct create_op *op, int code, const char *fmt, ...)
+void task_create_fail(struct taskd *d, struct create_op *op, int code, const char *fmt, ...)
 {
+	struct task *t = task_by_serial(d, op->serial);
 	char msg[512];
 	va_list ap;
 
@@ -114,13 +178,21 @@ static void create_fail(struct taskd *d, struct create_op *op, int code, const c
 	va_end(ap);
 	pr_err(TAG, "create %s: %s", op->req->id, msg);
 	ttrpc_reply_error(op->call, code, "%s", msg);
-	/* The VM cannot be created twice: what is left is Shutdown. */
-	if (d->vm_up)
-		task_ctl_call(d, "vm.terminate", NULL, NULL, NULL);
-	task_cleanup_host(d);
-	task_free(d->task);
-	d->task = NULL;
-	d->creating = false;
+	if (!op->joins) {
+		/* The VM cannot be created twice: what is left is Shutdown. */
+		if (d->vm_up)
+			task_ctl_call(d, "vm.terminate", NULL, NULL, NULL);
+		d->vm_creating = false;
+	} else if (t && t->share && op->share_added) {
+		cJSON *p = cJSON_CreateObject();
+
+		cJSON_AddStringToObject(p, "name", t->share);
+		task_ctl_call(d, "plan9.remove", p, NULL, NULL);
+	}
+	if (t) {
+		task_cleanup_host(d, t);
+		task_forget(d, t);
+	}
 	create_op_free(op);
 }
 
@@ -132,14 +204,15 @@ static void on_ctr_created(struct taskd *d, void *arg, const cJSON *r, int code,
 	Uvm__Ctrd__TaskCreate ev = UVM__CTRD__TASK_CREATE__INIT;
 	Uvm__Ctrd__TaskIO io = UVM__CTRD__TASK_IO__INIT;
 	const cJSON *pid = r ? cJSON_GetObjectItemCaseSensitive(r, "pid") : NULL;
+	struct task *t = task_by_serial(d, op->serial);
 	struct task_proc *init;
 
-	if (!r || !cJSON_IsNumber(pid)) {
-		create_fail(d, op, code ? task_ctl_code(code) : TTRPC_INTERNAL,
-			    "container.create: %s", msg ? msg : "no pid");
+	if (!r || !cJSON_IsNumber(pid) || !t) {
+		task_create_fail(d, op, code ? task_ctl_code(code) : TTRPC_INTERNAL,
+				 "container.create: %s", msg ? msg : t ? "no pid" : "the task is gone");
 		return;
 	}
-	init = task_init_proc(d->task);
+	init = task_init_proc(t);
 	init->pid = (uint32_t)pid->valuedouble;
 	init->terminal = q->terminal;
 	free(init->stdin_path);
@@ -148,7 +221,9 @@ static void on_ctr_created(struct taskd *d, void *arg, const cJSON *r, int code,
 	init->stdin_path = strdup(q->stdin ? q->stdin : "");
 	init->stdout_path = strdup(q->stdout ? q->stdout : "");
 	init->stderr_path = strdup(q->stderr ? q->stderr : "");
-	d->creating = false;
+	t->creating = false;
+	if (!op->joins)
+		d->vm_creating = false;
 	resp.pid = init->pid;
 	ttrpc_reply(op->call, &resp.base);
 	io.stdin = q->stdin;
@@ -171,25 +246,30 @@ static void add_path(cJSON *o, const char *key, const char *path)
 		cJSON_AddStringToObject(o, key, path);
 }
 
-static void on_vm_started(struct taskd *d, void *arg, const cJSON *r, int code, const char *msg)
+void task_create_container(struct taskd *d, struct create_op *op, const char *share)
 {
-	struct create_op *op = arg;
-	cJSON *p, *root;
+	cJSON *p = cJSON_CreateObject(), *root;
 
-	if (!r) {
-		create_fail(d, op, task_ctl_code(code), "vm.start: %s", msg);
-		return;
-	}
-	p = cJSON_CreateObject();
 	cJSON_AddStringToObject(p, "id", op->req->id);
 	cJSON_AddStringToObject(p, "spec", op->spec);
 	root = cJSON_AddObjectToObject(p, "root");
-	cJSON_AddStringToObject(root, "plan9", TASK_ROOTFS_SHARE);
+	cJSON_AddStringToObject(root, "plan9", share);
 	add_path(p, "stdin", op->req->stdin);
 	add_path(p, "stdout", op->req->stdout);
 	if (!op->req->terminal)
 		add_path(p, "stderr", op->req->stderr);
 	task_ctl_call(d, "container.create", p, on_ctr_created, op);
+}
+
+static void on_vm_started(struct taskd *d, void *arg, const cJSON *r, int code, const char *msg)
+{
+	struct create_op *op = arg;
+
+	if (!r) {
+		task_create_fail(d, op, task_ctl_code(code), "vm.start: %s", msg);
+		return;
+	}
+	task_create_container(d, op, TASK_ROOTFS_SHARE);
 }
 
 static void on_vm_created(struct taskd *d, void *arg, const cJSON *r, int code, const char *msg)
@@ -201,7 +281,7 @@ static void on_vm_created(struct taskd *d, void *arg, const cJSON *r, int code, 
 
 	if (!r) {
 		cJSON_Delete(p);
-		create_fail(d, op, task_ctl_code(code), "vm.create: %s", msg);
+		task_create_fail(d, op, task_ctl_code(code), "vm.create: %s", msg);
 		return;
 	}
 	d->vm_up = true;
@@ -273,36 +353,72 @@ static int create_config(struct taskd *d, const Uvm__Ctrd__CreateTaskRequest *q,
 	return 0;
 }
 
+/*
+ * Whether a Create may go on: a new id, and either the first task (it makes
+ * the VM) or a container of the pod whose sandbox made it (task_pod.c). 0, or
+ * -1 once the call is answered.
+ */
+static int create_admit(struct taskd *d, struct ttrpc_call *call,
+			const Uvm__Ctrd__CreateTaskRequest *q, const char *spec, bool *joins)
+{
+	char err[256];
+
+	if (task_by_id(d, q->id)) {
+		ttrpc_reply_error(call, TTRPC_ALREADY_EXISTS, "task %.80s already exists", q->id);
+		return -1;
+	}
+	*joins = d->vm_up || d->vm_creating;
+	if (*joins && task_pod_admit(d, spec, err, sizeof(err))) {
+		ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION, "%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* The first task: its rootfs mounted on the host, shared at vm.create, the VM booted. */
+static void create_vm(struct taskd *d, struct create_op *op, struct task *t)
+{
+	Uvm__Ctrd__CreateTaskRequest *q = op->req;
+	char err[TASK_MOUNT_ERRLEN], *rootfs = path_join(q->bundle, "rootfs");
+	int ret;
+
+	d->vm_creating = true;
+	free(d->sandbox_id);
+	d->sandbox_id = strdup(q->id);
+	t->share = strdup(TASK_ROOTFS_SHARE);
+	if (!rootfs || !d->sandbox_id || !t->share) {
+		free(rootfs);
+		task_create_fail(d, op, TTRPC_INTERNAL, "out of memory");
+		return;
+	}
+	if (q->n_rootfs) {
+		ret = task_mount_rootfs(q->rootfs, q->n_rootfs, rootfs, err);
+		if (ret) {
+			free(rootfs);
+			task_create_fail(d, op, TTRPC_FAILED_PRECONDITION, "%s", err);
+			return;
+		}
+		t->rootfs_mounted = true;
+	}
+	pr_info(TAG, "create %s: bundle %s, %zu rootfs mount(s)", q->id, q->bundle, q->n_rootfs);
+	task_ctl_call(d, "vm.create", vm_params(op->config, rootfs), on_vm_created, op);
+	free(rootfs);
+}
+
 static void m_create(void *opaque, struct ttrpc_call *call)
 {
 	struct taskd *d = opaque;
 	struct create_op *op;
-	char err[TASK_MOUNT_ERRLEN], *rootfs;
+	char err[TASK_MOUNT_ERRLEN];
 	cJSON *config;
+	struct task *t;
 	Uvm__Ctrd__CreateTaskRequest *q =
 	    UNPACK(call, Uvm__Ctrd__CreateTaskRequest, uvm__ctrd__create_task_request__descriptor);
-	int ret;
+	bool joins;
+	char *spec;
 
 	if (!q)
 		return;
-	if (d->task || d->creating) {
-		if (d->task && !strcmp(d->task->id, q->id))
-			ttrpc_reply_error(call, TTRPC_ALREADY_EXISTS, "task %.80s already exists",
-					  q->id);
-		else
-			ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION,
-					  "this shim runs one task (%.80s)", d->task->id);
-		goto bad;
-	}
-	/*
-	 * After a failed Create the VM stays (it cannot be created twice) and, once
-	 * started, so does the sandbox, which would kill a second Create's mount.
-	 */
-	if (d->vm_up) {
-		ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION,
-				  "this shim's VM was already created: Shutdown it");
-		goto bad;
-	}
 	if (!container_id_valid(q->id)) {
 		ttrpc_reply_error(call, TTRPC_INVALID_ARGUMENT,
 				  "id: expected [A-Za-z0-9][A-Za-z0-9_.-]*, at most 64");
@@ -312,47 +428,40 @@ static void m_create(void *opaque, struct ttrpc_call *call)
 		ttrpc_reply_error(call, TTRPC_UNIMPLEMENTED, "checkpoints are not supported");
 		goto bad;
 	}
-	if (create_config(d, q, call, &config))
+	spec = task_read_spec(q->bundle, err, sizeof(err));
+	if (!spec) {
+		ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION, "%s", err);
 		goto bad;
+	}
+	if (create_admit(d, call, q, spec, &joins) ||
+	    (!joins && create_config(d, q, call, &config))) {
+		free(spec);
+		goto bad;
+	}
 	op = calloc(1, sizeof(*op));
 	if (!op) {
 		ttrpc_reply_error(call, TTRPC_INTERNAL, "out of memory");
-		cJSON_Delete(config);
+		free(spec);
+		if (!joins)
+			cJSON_Delete(config);
 		goto bad;
 	}
 	op->call = call;
 	op->req = q;
-	op->config = config;
-	op->spec = read_spec(q->bundle, err, sizeof(err));
-	if (!op->spec) {
-		ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION, "%s", err);
-		create_op_free_unanswered(op);
-		goto bad;
-	}
-	if (task_new(&d->task, q->id, q->bundle)) {
-		d->task = NULL;
+	op->spec = spec;
+	op->joins = joins;
+	op->config = joins ? NULL : config;
+	t = task_add(d, q->id, q->bundle);
+	if (!t) {
 		ttrpc_reply_error(call, TTRPC_INTERNAL, "out of memory");
 		create_op_free_unanswered(op);
 		goto bad;
 	}
-	d->creating = true;
-	rootfs = path_join(q->bundle, "rootfs");
-	if (!rootfs) {
-		create_fail(d, op, TTRPC_INTERNAL, "out of memory");
-		return;
-	}
-	if (q->n_rootfs) {
-		ret = task_mount_rootfs(q->rootfs, q->n_rootfs, rootfs, err);
-		if (ret) {
-			free(rootfs);
-			create_fail(d, op, TTRPC_FAILED_PRECONDITION, "%s", err);
-			return;
-		}
-		d->rootfs_mounted = true;
-	}
-	pr_info(TAG, "create %s: bundle %s, %zu rootfs mount(s)", q->id, q->bundle, q->n_rootfs);
-	task_ctl_call(d, "vm.create", vm_params(op->config, rootfs), on_vm_created, op);
-	free(rootfs);
+	op->serial = t->serial;
+	if (joins)
+		task_pod_join(d, op, t);
+	else
+		create_vm(d, op, t);
 	return;
 bad:
 	protobuf_c_message_free_unpacked(&q->base, NULL);
@@ -362,25 +471,24 @@ bad:
 
 static void on_started(struct taskd *d, void *arg, const cJSON *r, int code, const char *msg)
 {
-	struct ttrpc_call *call = arg;
 	Uvm__Ctrd__StartResponse resp = UVM__CTRD__START_RESPONSE__INIT;
 	Uvm__Ctrd__TaskStart ev = UVM__CTRD__TASK_START__INIT;
+	struct ttrpc_call *call;
+	struct task *t = task_call_take(d, arg, &call);
 	struct task_proc *init;
 
-	if (!d->task) {
-		ttrpc_reply_error(call, TTRPC_NOT_FOUND, "the task is gone");
+	if (!t)
 		return;
-	}
 	if (!r) {
 		ttrpc_reply_error(call, task_ctl_code(code), "container.start: %s", msg);
 		return;
 	}
-	init = task_init_proc(d->task);
+	init = task_init_proc(t);
 	/* An init that already ended (its exit came first) stays STOPPED. */
 	task_proc_started(init, init->pid);
 	resp.pid = init->pid;
 	ttrpc_reply(call, &resp.base);
-	ev.container_id = d->task->id;
+	ev.container_id = t->id;
 	ev.pid = init->pid;
 	task_publish(&d->ev, "/tasks/start", "TaskStart", &ev.base);
 	/* What the VM's boot and the container's creation freed leaves the heap's
@@ -394,26 +502,29 @@ static void m_start(void *opaque, struct ttrpc_call *call)
 	Uvm__Ctrd__TaskIdRequest *q =
 	    UNPACK(call, Uvm__Ctrd__TaskIdRequest, uvm__ctrd__task_id_request__descriptor);
 	struct task_proc *p;
+	struct task_call *tc;
+	struct task *t;
 	cJSON *params;
 
 	if (!q)
 		return;
-	if (task_wrong_id(d, call, q->id))
+	t = task_named(d, call, q->id);
+	if (!t)
 		goto out;
-	p = task_find(d->task, q->exec_id);
+	p = task_find(t, q->exec_id);
 	if (!p) {
 		ttrpc_reply_error(call, TTRPC_NOT_FOUND, "exec %.80s not found", q->exec_id);
-	} else if (d->creating || p->status != TASK_CREATED) {
+	} else if (t->creating || p->status != TASK_CREATED) {
 		ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION,
 				  "%.80s is not in the created state",
 				  q->exec_id[0] ? q->exec_id : q->id);
-	} else if (p != task_init_proc(d->task)) {
-		if (!task_refuse_paused(d, call, "Start of an exec"))
-			task_start_exec(d, call, p);
-	} else {
+	} else if (p != task_init_proc(t)) {
+		if (!task_refuse_paused(t, call, "Start of an exec"))
+			task_start_exec(d, call, t, p);
+	} else if ((tc = task_call_new(call, t))) {
 		params = cJSON_CreateObject();
-		cJSON_AddStringToObject(params, "id", d->task->id);
-		task_ctl_call(d, "container.start", params, on_started, call);
+		cJSON_AddStringToObject(params, "id", t->id);
+		task_ctl_call(d, "container.start", params, on_started, tc);
 	}
 out:
 	protobuf_c_message_free_unpacked(&q->base, NULL);
@@ -435,20 +546,22 @@ static void m_state(void *opaque, struct ttrpc_call *call)
 	Uvm__Ctrd__StateResponse r = UVM__CTRD__STATE_RESPONSE__INIT;
 	Uvm__Ctrd__Timestamp ts = UVM__CTRD__TIMESTAMP__INIT;
 	struct task_proc *p;
+	struct task *t;
 
 	if (!q)
 		return;
-	if (task_wrong_id(d, call, q->id))
+	t = task_named(d, call, q->id);
+	if (!t)
 		goto out;
-	p = task_find(d->task, q->exec_id);
+	p = task_find(t, q->exec_id);
 	if (!p) {
 		ttrpc_reply_error(call, TTRPC_NOT_FOUND, "exec %.80s not found", q->exec_id);
 		goto out;
 	}
-	r.id = d->task->id;
-	r.bundle = d->task->bundle;
+	r.id = t->id;
+	r.bundle = t->bundle;
 	r.pid = p->pid;
-	r.status = (Uvm__Ctrd__TaskStatus)task_shown_status(d->task, p);
+	r.status = (Uvm__Ctrd__TaskStatus)task_shown_status(t, p);
 	r.stdin = p->stdin_path;
 	r.stdout = p->stdout_path;
 	r.stderr = p->stderr_path;
@@ -478,36 +591,54 @@ static void reply_deleted(struct ttrpc_call *call, const struct task_proc *p)
 	ttrpc_reply(call, &r.base);
 }
 
-static void on_share_removed(struct taskd *d, void *arg, const cJSON *r, int code, const char *msg)
+/* The container and its share are gone from the guest: answer, publish, forget. */
+static void delete_done(struct taskd *d, struct task_call *tc)
 {
-	struct ttrpc_call *call = arg;
 	Uvm__Ctrd__TaskDelete ev = UVM__CTRD__TASK_DELETE__INIT;
 	Uvm__Ctrd__Timestamp ts = UVM__CTRD__TIMESTAMP__INIT;
-	struct task_proc *init = task_init_proc(d->task);
+	struct ttrpc_call *call;
+	struct task *t = task_call_take(d, tc, &call);
+	struct task_proc *init;
 
-	if (!r)
-		pr_warn(TAG, "plan9.remove of the rootfs: %s", msg);
+	if (!t)
+		return;
+	init = task_init_proc(t);
 	/* containerd unmounts the rootfs after this answer: our mounts must be off it by then. */
-	task_cleanup_host(d);
-	d->task->deleted = true;
+	task_cleanup_host(d, t);
 	reply_deleted(call, init);
-	ev.container_id = d->task->id;
+	ev.container_id = t->id;
 	ev.pid = init->pid;
 	ev.exit_status = init->exit_status;
 	task_timestamp(&ts, &init->exited_at);
 	ev.exited_at = &ts;
-	ev.id = d->task->id;
+	ev.id = t->id;
 	task_publish(&d->ev, "/tasks/delete", "TaskDelete", &ev.base);
+	pr_info(TAG, "%s deleted", t->id);
+	task_forget(d, t);
+}
+
+static void on_share_removed(struct taskd *d, void *arg, const cJSON *r, int code, const char *msg)
+{
+	if (!r)
+		pr_warn(TAG, "plan9.remove of a rootfs share: %s", msg);
+	delete_done(d, arg);
 }
 
 static void on_ctr_deleted(struct taskd *d, void *arg, const cJSON *r, int code, const char *msg)
 {
-	cJSON *p = cJSON_CreateObject();
+	struct task_call *tc = arg;
+	struct task *t = task_by_serial(d, tc->serial);
+	cJSON *p;
 
 	if (!r)
 		pr_warn(TAG, "container.delete: %s", msg);
-	cJSON_AddStringToObject(p, "name", TASK_ROOTFS_SHARE);
-	task_ctl_call(d, "plan9.remove", p, on_share_removed, arg);
+	if (!t || !t->share) {
+		delete_done(d, tc);
+		return;
+	}
+	p = cJSON_CreateObject();
+	cJSON_AddStringToObject(p, "name", t->share);
+	task_ctl_call(d, "plan9.remove", p, on_share_removed, tc);
 }
 
 static void m_delete(void *opaque, struct ttrpc_call *call)
@@ -516,15 +647,18 @@ static void m_delete(void *opaque, struct ttrpc_call *call)
 	Uvm__Ctrd__TaskIdRequest *q =
 	    UNPACK(call, Uvm__Ctrd__TaskIdRequest, uvm__ctrd__task_id_request__descriptor);
 	struct task_proc *p;
+	struct task_call *tc;
+	struct task *t;
 	cJSON *params;
 	int ret;
 
 	if (!q)
 		return;
-	if (task_wrong_id(d, call, q->id))
+	t = task_named(d, call, q->id);
+	if (!t)
 		goto out;
 	if (q->exec_id[0]) {
-		p = task_find(d->task, q->exec_id);
+		p = task_find(t, q->exec_id);
 		if (!p) {
 			ttrpc_reply_error(call, TTRPC_NOT_FOUND, "exec %.80s not found",
 					  q->exec_id);
@@ -532,26 +666,30 @@ static void m_delete(void *opaque, struct ttrpc_call *call)
 		}
 		if (p->status == TASK_RUNNING) {
 			ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION, "exec %.80s is %s",
-					  q->exec_id, d->task->paused ? "paused" : "running");
+					  q->exec_id, t->paused ? "paused" : "running");
 			goto out;
 		}
 		reply_deleted(call, p);
-		ret = task_remove_exec(d->task, q->exec_id);
+		ret = task_remove_exec(t, q->exec_id);
 		if (ret)
 			pr_warn(TAG, "delete exec %s: %s", q->exec_id, strerror(-ret));
 		goto out;
 	}
-	if (d->creating || d->task->deleted || !task_init_deletable(d->task)) {
+	if (t->creating || t->deleting || !task_init_deletable(t)) {
 		ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION, "task %.80s is %s", q->id,
-				  d->task->deleted  ? "deleted"
-				  : d->task->paused ? "paused"
-						    : "running");
+				  t->deleting ? "being deleted"
+				  : t->paused ? "paused"
+					      : "running");
 		goto out;
 	}
+	tc = task_call_new(call, t);
+	if (!tc)
+		goto out;
+	t->deleting = true;
 	params = cJSON_CreateObject();
-	cJSON_AddStringToObject(params, "id", d->task->id);
+	cJSON_AddStringToObject(params, "id", t->id);
 	cJSON_AddBoolToObject(params, "force", true);
-	task_ctl_call(d, "container.delete", params, on_ctr_deleted, call);
+	task_ctl_call(d, "container.delete", params, on_ctr_deleted, tc);
 out:
 	protobuf_c_message_free_unpacked(&q->base, NULL);
 }
@@ -564,12 +702,14 @@ static void m_connect(void *opaque, struct ttrpc_call *call)
 	Uvm__Ctrd__TaskIdRequest *q =
 	    UNPACK(call, Uvm__Ctrd__TaskIdRequest, uvm__ctrd__task_id_request__descriptor);
 	Uvm__Ctrd__ConnectResponse r = UVM__CTRD__CONNECT_RESPONSE__INIT;
+	struct task *t;
 
 	if (!q)
 		return;
-	if (!task_wrong_id(d, call, q->id)) {
+	t = task_named(d, call, q->id);
+	if (t) {
 		r.shim_pid = getpid();
-		r.task_pid = task_init_proc(d->task)->pid;
+		r.task_pid = task_init_proc(t)->pid;
 		r.version = "uvm-shim";
 		ttrpc_reply(call, &r.base);
 	}
@@ -585,8 +725,12 @@ static void m_shutdown(void *opaque, struct ttrpc_call *call)
 
 	if (!q)
 		return;
-	/* A task not deleted yet keeps the shim, unless containerd says now. */
-	keep = (d->task && !d->task->deleted) || d->creating;
+	/*
+	 * A task not deleted yet keeps the shim (a pod's sandbox while its
+	 * containers come and go, each with its own Shutdown), unless containerd
+	 * says now.
+	 */
+	keep = d->tasks || d->vm_creating;
 	if (q->now)
 		keep = false;
 	protobuf_c_message_free_unpacked(&q->base, NULL);

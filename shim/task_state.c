@@ -75,6 +75,7 @@ void task_free(struct task *t)
 	}
 	free(t->id);
 	free(t->bundle);
+	free(t->share);
 	free(t);
 }
 

@@ -42,8 +42,13 @@ struct task {
 	char *id, *bundle;
 	struct task_proc *procs; /* the init first, then execs */
 	unsigned nr_execs;
-	bool deleted; /* the init was deleted: only Shutdown is left */
-	bool paused;  /* the VM is paused (Pause answered, Resume not yet) */
+	bool paused;	     /* the VM is paused (Pause answered, Resume not yet) */
+	bool creating;	     /* its Create is under way */
+	bool deleting;	     /* its Delete is under way */
+	bool rootfs_mounted; /* the bundle's rootfs/ holds containerd's mounts (ours to undo) */
+	char *share;	     /* the 9p share of its root filesystem, once added */
+	uint64_t serial;     /* unique in the daemon: how answers find it again */
+	struct task *next;   /* the daemon's tasks: the VM's first (the sandbox) first */
 };
 
 /* A task with its init in CREATED (pid 0); -ENOMEM. */

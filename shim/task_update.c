@@ -226,14 +226,16 @@ void task_update(void *opaque, struct ttrpc_call *call)
 	Uvm__Ctrd__UpdateTaskRequest *q =
 	    UNPACK(call, Uvm__Ctrd__UpdateTaskRequest, uvm__ctrd__update_task_request__descriptor);
 	cJSON *res = NULL, *params = NULL;
+	struct task *t;
 	char err[256];
 	int code;
 
 	if (!q)
 		return;
-	if (task_wrong_id(d, call, q->id) || task_refuse_paused(d, call, "Update"))
+	t = task_named(d, call, q->id);
+	if (!t || task_refuse_paused(t, call, "Update"))
 		goto out;
-	if (d->creating || task_init_proc(d->task)->status == TASK_STOPPED || d->task->deleted) {
+	if (t->creating || task_init_proc(t)->status == TASK_STOPPED || t->deleting) {
 		ttrpc_reply_error(call, TTRPC_FAILED_PRECONDITION,
 				  "task %.80s has no live container to update", q->id);
 		goto out;
@@ -258,7 +260,7 @@ void task_update(void *opaque, struct ttrpc_call *call)
 	} else if (!params) {
 		ttrpc_reply(call, NULL);
 	} else {
-		cJSON_AddStringToObject(params, "id", d->task->id);
+		cJSON_AddStringToObject(params, "id", t->id);
 		task_ctl_call(d, "container.update", params, task_reply_plain, call);
 	}
 out:

@@ -147,11 +147,12 @@ static int daemon_sandboxed(struct taskd **out, struct ctl **fake, int *ev_liste
 		return 2;
 	d->socket_path = malloc(sizeof(ev.sun_path));
 	snprintf(d->socket_path, sizeof(ev.sun_path), "%s/shim.sock", dir);
-	if (task_new(&d->task, "t1", dir) || task_proc_started(task_init_proc(d->task), 42) ||
+	if (task_new(&d->tasks, "t1", dir) || task_proc_started(task_init_proc(d->tasks), 42) ||
 	    ctl_create(fake, &(struct ctl_config){.out_fd = d->ctl_wr, .methods = fake_methods}))
 		return 3;
 	d->ctl = *fake;
-	d->rootfs_mounted = d->vm_up = d->vm_started = true;
+	d->tasks->rootfs_mounted = true;
+	d->vm_up = d->vm_started = true;
 	if (sandbox_drop_privileges() || sandbox_landlock() || sandbox_apply(SANDBOX_LOOP))
 		return 4;
 	*out = d;
@@ -255,14 +256,14 @@ static int child_serve_a_task(void)
 	k.signal = SIGKILL;
 	if (client_call(&c, "Kill", &k.base, msg, sizeof(msg)))
 		return 14;
-	/* A second Create would mount: refused before it reaches mount(2). */
+	/* A second Create, not of this pod, would mount: refused before it reaches mount(2). */
 	cr.id = "t2";
 	cr.bundle = dir;
 	if (client_call(&c, "Create", &cr.base, msg, sizeof(msg)) != TTRPC_FAILED_PRECONDITION)
 		return 15;
 	task_on_event(d, "vm.exited", NULL);
 	/* Delete: container.delete, plan9.remove, then the rootfs left to containerd. */
-	if (client_call(&c, "Delete", &id.base, msg, sizeof(msg)) || d->rootfs_mounted ||
+	if (client_call(&c, "Delete", &id.base, msg, sizeof(msg)) || d->tasks ||
 	    !event_seen(ev_listen, &ev_conn, "/tasks/delete"))
 		return 16;
 	sd.id = "t1";
@@ -293,7 +294,7 @@ static int child_old_ways(void)
 		unlink(d->socket_path);
 	} else {
 		d->vm_started = false;
-		task_cleanup_host(d);
+		task_cleanup_host(d, d->tasks);
 	}
 	return 99;
 }

@@ -30,154 +30,7 @@
 #include "shim/task_priv.h"
 #include "vmm/loop.h"
 
-/* The fake control protocol's record: requests by method, the last params, the answer to give. */
-struct fake {
-	unsigned pauses, resumes, updates, signals, stats, creates;
-	cJSON *params; /* the last request's */
-	int fail;      /* 0: answer {}; else this ctl error code */
-};
-
-struct fx {
-	struct taskd *d;
-	int peer;
-	struct ttrpc_dec dec;
-	uint32_t stream;
-	char bundle[64];
-	uint8_t *last;	 /* the last answer's payload */
-	size_t last_len; /* and its length */
-	/* setup_task: a running task over a fake control protocol, events to ev_listen */
-	struct ctl *fake_ctl, *real_ctl;
-	struct fake fake;
-	int ev_listen, ev_conn;
-	struct ttrpc_dec ev_dec;
-};
-
-static int setup_with(void **st, bool events)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int sv[2];
-
-	setenv("UVM_SHIM_CONFIG", "/nonexistent/uvm.json", 1);
-	setenv("UVM_GUEST_DIR", "/nonexistent", 1);
-	f->ev_listen = f->ev_conn = -1;
-	strcpy(f->bundle, "/tmp/test-task-XXXXXX");
-	assert_non_null(mkdtemp(f->bundle));
-	if (events) {
-		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/events.sock", f->bundle);
-		f->ev_listen = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		assert_int_equal(bind(f->ev_listen, (struct sockaddr *)&sa, sizeof(sa)), 0);
-		assert_int_equal(listen(f->ev_listen, 4), 0);
-	}
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	assert_int_equal(task_daemon_create(&f->d, -1, "default", events ? sa.sun_path : NULL), 0);
-	assert_int_equal(ttrpc_server_adopt(f->d->srv, sv[0]), 0);
-	f->peer = sv[1];
-	f->stream = 1;
-	ttrpc_dec_init(&f->dec, 0);
-	ttrpc_dec_init(&f->ev_dec, 0);
-	*st = f;
-	return 0;
-}
-
-static int setup(void **st)
-{
-	return setup_with(st, false);
-}
-
-static int teardown(void **st)
-{
-	struct fx *f = *st;
-	char cmd[128];
-
-	if (f->fake_ctl) {
-		f->d->ctl = f->real_ctl;
-		ctl_destroy(f->fake_ctl);
-	}
-	cJSON_Delete(f->fake.params);
-	if (f->ev_conn >= 0)
-		close(f->ev_conn);
-	if (f->ev_listen >= 0)
-		close(f->ev_listen);
-	ttrpc_dec_fini(&f->ev_dec);
-	task_daemon_destroy(f->d);
-	close(f->peer);
-	ttrpc_dec_fini(&f->dec);
-	free(f->last);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->bundle);
-	assert_int_equal(system(cmd), 0);
-	free(f);
-	return 0;
-}
-
-/* Runs the loop until the answer to stream comes: its code, its message in text. */
-static int answer(struct fx *f, uint32_t stream, char *text, size_t textlen)
-{
-	struct ttrpc_frame fr;
-	uint8_t buf[4096];
-
-	for (int i = 0; i < 200; i++) {
-		ssize_t k;
-
-		loop_run_once(f->d->loop, 10);
-		k = recv(f->peer, buf, sizeof(buf), MSG_DONTWAIT);
-		if (k > 0)
-			assert_int_equal(ttrpc_dec_feed(&f->dec, buf, k), 0);
-		if (ttrpc_dec_next(&f->dec, &fr) == 1) {
-			Uvm__Ttrpc__Response *r = ttrpc_response_unpack(&fr);
-			int code;
-
-			assert_int_equal(fr.stream, stream);
-			assert_non_null(r);
-			code = r->status ? r->status->code : 0;
-			free(f->last);
-			f->last = malloc(r->payload.len + 1);
-			if (r->payload.len)
-				memcpy(f->last, r->payload.data, r->payload.len);
-			f->last_len = r->payload.len;
-			if (text)
-				snprintf(text, textlen, "%s",
-					 r->status && r->status->message ? r->status->message : "");
-			protobuf_c_message_free_unpacked(&r->base, NULL);
-			return code;
-		}
-	}
-	fail_msg("no answer on stream %u", stream);
-	return -1;
-}
-
-static int call(struct fx *f, const char *method, const ProtobufCMessage *msg, char *text,
-		size_t textlen)
-{
-	uint32_t stream = f->stream;
-	uint8_t *b;
-	size_t n;
-
-	f->stream += 2;
-	assert_int_equal(ttrpc_request_pack(stream, TASK_SERVICE, method, msg, NULL, &b, &n), 0);
-	assert_int_equal(write(f->peer, b, n), (ssize_t)n);
-	free(b);
-	return answer(f, stream, text, textlen);
-}
-
-/* A request whose payload is raw bytes (not the method's message). */
-static int call_raw(struct fx *f, const char *method, const void *payload, size_t len)
-{
-	Uvm__Ttrpc__Request r = UVM__TTRPC__REQUEST__INIT;
-	uint32_t stream = f->stream;
-	uint8_t *b;
-	size_t n;
-
-	f->stream += 2;
-	r.service = TASK_SERVICE;
-	r.method = (char *)method;
-	r.payload.data = (uint8_t *)payload;
-	r.payload.len = len;
-	assert_int_equal(ttrpc_frame_pack(stream, TTRPC_TYPE_REQUEST, &r.base, &b, &n), 0);
-	assert_int_equal(write(f->peer, b, n), (ssize_t)n);
-	free(b);
-	return answer(f, stream, NULL, 0);
-}
+#include "task_fx.h"
 
 static void test_bad_input_keeps_serving(void **st)
 {
@@ -214,7 +67,7 @@ static void test_bad_input_keeps_serving(void **st)
 	assert_non_null(strstr(msg, "config.json"));
 	c.checkpoint = "/cp";
 	assert_int_equal(call(f, "Create", &c.base, NULL, 0), TTRPC_UNIMPLEMENTED);
-	assert_null(f->d->task);
+	assert_null(f->d->tasks);
 }
 
 /* A VM that cannot be created fails the Create; the task is gone, Shutdown then exits. */
@@ -237,148 +90,13 @@ static void test_failed_create_then_shutdown(void **st)
 	c.bundle = f->bundle;
 	assert_int_equal(call(f, "Create", &c.base, msg, sizeof(msg)), TTRPC_INVALID_ARGUMENT);
 	assert_non_null(strstr(msg, "vm.create"));
-	assert_null(f->d->task);
-	assert_false(f->d->creating);
+	assert_null(f->d->tasks);
+	assert_false(f->d->vm_creating);
 	id.id = "t1";
 	assert_int_equal(call(f, "Delete", &id.base, NULL, 0), TTRPC_NOT_FOUND);
 	sd.id = "t1";
 	assert_int_equal(call(f, "Shutdown", &sd.base, NULL, 0), 0);
 	assert_true(f->d->exiting);
-}
-
-/* ---- a running task over a fake control protocol ------------------------------------- */
-
-static void fake_method(void *opaque, struct ctl_req *req)
-{
-	struct fx *f = opaque;
-
-	if (!strcmp(req->method, "vm.pause"))
-		f->fake.pauses++;
-	else if (!strcmp(req->method, "vm.resume"))
-		f->fake.resumes++;
-	else if (!strcmp(req->method, "container.update"))
-		f->fake.updates++;
-	else if (!strcmp(req->method, "container.signal"))
-		f->fake.signals++;
-	else if (!strcmp(req->method, "container.stats"))
-		f->fake.stats++;
-	else if (!strcmp(req->method, "vm.create"))
-		f->fake.creates++;
-	cJSON_Delete(f->fake.params);
-	f->fake.params = cJSON_Duplicate(req->params, true);
-	if (f->fake.fail)
-		ctl_req_error(req, f->fake.fail, "refused by the fake");
-	else
-		ctl_req_result(req, cJSON_CreateObject());
-}
-
-static const struct ctl_method fake_methods[] = {
-    {"vm.pause", fake_method, 0, 0},	     {"vm.resume", fake_method, 0, 0},
-    {"container.update", fake_method, 0, 0}, {"container.signal", fake_method, 0, 0},
-    {"container.stats", fake_method, 0, 0},  {"vm.terminate", fake_method, 0, 0},
-    {"vm.create", fake_method, 0, 0},	     {NULL, NULL, 0, 0},
-};
-
-/* Task t1 whose init runs (pid 42); the control protocol is the fake; events are collected. */
-static void use_fake_ctl(struct fx *f)
-{
-	assert_int_equal(ctl_create(&f->fake_ctl, &(struct ctl_config){.out_fd = f->d->ctl_wr,
-								       .methods = fake_methods,
-								       .opaque = f}),
-			 0);
-	f->real_ctl = f->d->ctl;
-	f->d->ctl = f->fake_ctl;
-}
-
-static int setup_task(void **st)
-{
-	struct fx *f;
-
-	setup_with(st, true);
-	f = *st;
-	assert_int_equal(task_new(&f->d->task, "t1", f->bundle), 0);
-	assert_int_equal(task_proc_started(task_init_proc(f->d->task), 42), 0);
-	use_fake_ctl(f);
-	return 0;
-}
-
-/* No task yet; the control protocol is the fake, which refuses vm.create (so no VM is made). */
-static int setup_fake(void **st)
-{
-	struct fx *f;
-
-	setup_with(st, false);
-	f = *st;
-	use_fake_ctl(f);
-	f->fake.fail = CTL_ERR_BAD_PARAMS;
-	return 0;
-}
-
-/* The next event on topic containerd would get (others skipped): its Any's type and container. */
-static void next_event(struct fx *f, const char *topic, const char *type)
-{
-	struct ttrpc_frame fr;
-	uint8_t buf[4096];
-
-	if (f->ev_conn < 0) {
-		f->ev_conn = accept4(f->ev_listen, NULL, NULL, SOCK_CLOEXEC);
-		assert_true(f->ev_conn >= 0);
-	}
-	for (int i = 0; i < 200; i++) {
-		ssize_t k;
-
-		if (ttrpc_dec_next(&f->ev_dec, &fr) == 1) {
-			Uvm__Ttrpc__Request *r = ttrpc_request_unpack(&fr);
-			Uvm__Ctrd__ForwardRequest *fw;
-			Uvm__Ctrd__TaskPaused *ev;
-
-			assert_non_null(r);
-			assert_string_equal(r->method, "Forward");
-			fw = uvm__ctrd__forward_request__unpack(NULL, r->payload.len,
-								r->payload.data);
-			assert_non_null(fw);
-			assert_non_null(fw->envelope);
-			assert_non_null(fw->envelope->event);
-			if (strcmp(fw->envelope->topic, topic)) { /* another event (exec-added) */
-				protobuf_c_message_free_unpacked(&fw->base, NULL);
-				protobuf_c_message_free_unpacked(&r->base, NULL);
-				continue;
-			}
-			assert_string_equal(fw->envelope->event->type_url, type);
-			/* TaskPaused and TaskResumed: container_id is field 1 of both */
-			ev = uvm__ctrd__task_paused__unpack(NULL, fw->envelope->event->value.len,
-							    fw->envelope->event->value.data);
-			assert_non_null(ev);
-			assert_string_equal(ev->container_id, "t1");
-			protobuf_c_message_free_unpacked(&ev->base, NULL);
-			protobuf_c_message_free_unpacked(&fw->base, NULL);
-			protobuf_c_message_free_unpacked(&r->base, NULL);
-			return;
-		}
-		k = recv(f->ev_conn, buf, sizeof(buf), MSG_DONTWAIT);
-		if (k > 0)
-			assert_int_equal(ttrpc_dec_feed(&f->ev_dec, buf, k), 0);
-		else
-			loop_run_once(f->d->loop, 10);
-	}
-	fail_msg("no event %s", topic);
-}
-
-/* State of exec_id ("" the init): its status. */
-static int state_of(struct fx *f, const char *exec_id)
-{
-	Uvm__Ctrd__TaskIdRequest id = UVM__CTRD__TASK_ID_REQUEST__INIT;
-	Uvm__Ctrd__StateResponse *r;
-	int status;
-
-	id.id = "t1";
-	id.exec_id = (char *)exec_id;
-	assert_int_equal(call(f, "State", &id.base, NULL, 0), 0);
-	r = uvm__ctrd__state_response__unpack(NULL, f->last_len, f->last);
-	assert_non_null(r);
-	status = r->status;
-	protobuf_c_message_free_unpacked(&r->base, NULL);
-	return status;
 }
 
 static void test_pause_resume(void **st)
@@ -430,7 +148,7 @@ static void test_pause_resume(void **st)
 	x.exec_id = "e2";
 	assert_int_equal(call(f, "Exec", &x.base, msg, sizeof(msg)), TTRPC_FAILED_PRECONDITION);
 	assert_non_null(strstr(msg, "paused"));
-	assert_null(task_find(f->d->task, "e2"));
+	assert_null(task_find(f->d->tasks, "e2"));
 	id.exec_id = "e1";
 	assert_int_equal(call(f, "Start", &id.base, msg, sizeof(msg)), TTRPC_FAILED_PRECONDITION);
 	assert_non_null(strstr(msg, "paused"));
@@ -457,7 +175,7 @@ static void test_pause_refused_and_vm_gone(void **st)
 	f->fake.fail = CTL_ERR_WRONG_STATE;
 	assert_int_equal(call(f, "Pause", &id.base, msg, sizeof(msg)), TTRPC_FAILED_PRECONDITION);
 	assert_non_null(strstr(msg, "vm.pause"));
-	assert_false(f->d->task->paused);
+	assert_false(f->d->tasks->paused);
 	assert_false(f->d->pause_busy);
 	assert_int_equal(state_of(f, ""), TASK_RUNNING);
 	f->fake.fail = 0;
@@ -482,8 +200,8 @@ static void test_pause_before_start(void **st)
 	Uvm__Ctrd__TaskIdRequest id = UVM__CTRD__TASK_ID_REQUEST__INIT;
 	char msg[512];
 
-	task_free(f->d->task);
-	assert_int_equal(task_new(&f->d->task, "t1", f->bundle), 0);
+	task_free(f->d->tasks);
+	assert_int_equal(task_new(&f->d->tasks, "t1", f->bundle), 0);
 	id.id = "t1";
 	assert_int_equal(call(f, "Pause", &id.base, msg, sizeof(msg)), TTRPC_FAILED_PRECONDITION);
 	assert_non_null(strstr(msg, "not started"));
@@ -617,20 +335,7 @@ static void test_update_hostile(void **st)
 	}
 	free(deep);
 	assert_int_equal(f->fake.updates, 0);
-	assert_int_equal(task_init_proc(f->d->task)->status, TASK_RUNNING);
-}
-
-static const char *write_file(struct fx *f, const char *name, const char *text)
-{
-	static char path[128];
-	FILE *o;
-
-	snprintf(path, sizeof(path), "%s/%s", f->bundle, name);
-	o = fopen(path, "w");
-	assert_non_null(o);
-	fputs(text, o);
-	fclose(o);
-	return path;
+	assert_int_equal(task_init_proc(f->d->tasks)->status, TASK_RUNNING);
 }
 
 /*
@@ -683,7 +388,7 @@ static void test_create_options(void **st)
 	assert_null(cJSON_GetObjectItem(f->fake.params, "start_timeout_ms"));
 	shares = cJSON_GetObjectItem(f->fake.params, "plan9");
 	assert_int_equal(cJSON_GetArraySize(shares), 1);
-	assert_null(f->d->task);
+	assert_null(f->d->tasks);
 
 	/* a missing file, a file that does not parse: refused before vm.create */
 	o.config_path = missing;
@@ -711,8 +416,8 @@ static void test_create_options(void **st)
 	assert_true(n > 4);
 	assert_int_equal(call_raw(f, "Create", raw, n - 3), TTRPC_INVALID_ARGUMENT);
 	assert_int_equal(f->fake.creates, 2);
-	assert_null(f->d->task);
-	assert_false(f->d->creating);
+	assert_null(f->d->tasks);
+	assert_false(f->d->vm_creating);
 
 	/* and the daemon serves on: no options is the default again */
 	c.options = NULL;
