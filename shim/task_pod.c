@@ -55,15 +55,16 @@ int task_pod_admit(struct taskd *d, const char *spec, char *err, size_t errlen)
 		return -1;
 	}
 	if (!d->vm_started || d->vm_gone || !d->sandbox_id) {
-		snprintf(err, errlen, "this shim's VM was already created and is gone: Shutdown it");
+		snprintf(err, errlen,
+			 "this shim's VM was already created and is gone: Shutdown it");
 		return -1;
 	}
 	ret = task_pod_sandbox_of(spec, sandbox, sizeof(sandbox));
 	if (ret || strcmp(sandbox, d->sandbox_id)) {
 		snprintf(err, errlen,
 			 "this shim's VM runs task %.80s: another task joins it only as a "
-			 "container of that pod (annotations " TASK_ANN_TYPE "=container, "
-			 TASK_ANN_SANDBOX "=%.80s)",
+			 "container of that pod (annotations " TASK_ANN_TYPE
+			 "=container, " TASK_ANN_SANDBOX "=%.80s)",
 			 d->sandbox_id, d->sandbox_id);
 		return -1;
 	}
@@ -81,8 +82,8 @@ int task_pod_admit(struct taskd *d, const char *spec, char *err, size_t errlen)
  * it. Anything else must be mounted on rootfs/, which the daemon can do only
  * with the sandbox off: vm.start took its capabilities.
  */
-static char *join_root(struct task *t, const Uvm__Ctrd__CreateTaskRequest *q, bool *ro,
-		       char *err, size_t errlen)
+static char *join_root(struct task *t, const Uvm__Ctrd__CreateTaskRequest *q, bool *ro, char *err,
+		       size_t errlen)
 {
 	char data[TASK_MOUNT_DATA_MAX], merr[TASK_MOUNT_ERRLEN], *rootfs = NULL;
 	unsigned long flags = 0;
@@ -90,7 +91,8 @@ static char *join_root(struct task *t, const Uvm__Ctrd__CreateTaskRequest *q, bo
 
 	*ro = false;
 	if (m && !task_mount_options(m->options, m->n_options, &flags, data, sizeof(data)) &&
-	    (flags & MS_BIND) && (!m->type[0] || !strcmp(m->type, "bind") || !strcmp(m->type, "rbind"))) {
+	    (flags & MS_BIND) &&
+	    (!m->type[0] || !strcmp(m->type, "bind") || !strcmp(m->type, "rbind"))) {
 		if (m->source[0] != '/') {
 			snprintf(err, errlen, "rootfs: a bind of %.200s: expected an absolute path",
 				 m->source);

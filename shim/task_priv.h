@@ -4,7 +4,9 @@
  *
  *   task_main.c     `start` and `delete`, the daemon's loop and signals
  *   task_ctl.c      requests to the embedded control protocol and its answers/events
- *   task_service.c  the Task service: Create, Start, State, Delete, Connect, Shutdown
+ *   task_service.c  the Task service: the daemon's tasks; Start, State, Delete, Connect, Shutdown
+ *   task_create.c   Create: the VM for the first task, or a pod's container joining it
+ *   task_pod.c      pods: the sandbox a container names, its root shared into the VM
  *   task_procs.c    Exec, Kill, Wait, Pids, Stats, ResizePty, CloseIO; exits
  *   task_pause.c    Pause and Resume (the whole VM), and what a paused task refuses
  *   task_update.c   Update: containerd's Linux resources to container.update
@@ -64,13 +66,13 @@ struct taskd {
 	 * annotations later Creates join it (docs/containerd.md "Pods").
 	 */
 	struct task *tasks;
-	char *sandbox_id;    /* the first task's id: the pod's sandbox a later Create names */
+	char *sandbox_id; /* the first task's id: the pod's sandbox a later Create names */
 	uint64_t next_serial;
-	bool vm_creating;    /* the first Create is booting the VM */
-	bool pause_busy;     /* a Pause or Resume is under way */
-	bool vm_up;	     /* vm.create answered: vm.terminate on the way out */
-	bool vm_started;     /* vm.start sent: no capability, no mount(2) from here */
-	bool vm_gone;	     /* vm.exited came: no task joins */
+	bool vm_creating; /* the first Create is booting the VM */
+	bool pause_busy;  /* a Pause or Resume is under way */
+	bool vm_up;	  /* vm.create answered: vm.terminate on the way out */
+	bool vm_started;  /* vm.start sent: no capability, no mount(2) from here */
+	bool vm_gone;	  /* vm.exited came: no task joins */
 	bool exiting;
 	cJSON *vm_config; /* the default config file (may be NULL); a Create may name another */
 };
@@ -133,14 +135,17 @@ void task_cleanup_host(struct taskd *d, struct task *t);
 /* t unlinked from the daemon's tasks and freed; Waits still held answered NOT_FOUND. */
 void task_forget(struct taskd *d, struct task *t);
 
+/* ---- task_create.c ------------------------------------------------------------------ */
+
+void task_create(void *opaque, struct ttrpc_call *call);
 /* A Create on its way: the VM's first task's, or a pod container's joining it. */
 struct create_op {
 	struct ttrpc_call *call;
 	Uvm__Ctrd__CreateTaskRequest *req;
-	char *spec;	 /* config.json */
-	cJSON *config;	 /* the first task's config file (options' or the default), may be NULL */
-	uint64_t serial; /* the task's */
-	bool joins;	 /* the VM runs: the task joins it */
+	char *spec;	  /* config.json */
+	cJSON *config;	  /* the first task's config file (options' or the default), may be NULL */
+	uint64_t serial;  /* the task's */
+	bool joins;	  /* the VM runs: the task joins it */
 	bool share_added; /* a joining task's plan9.add answered: undone if the Create fails */
 };
 /* Answers op's call with the error, undoes what the Create did, frees op. */
@@ -176,8 +181,7 @@ void task_stats(void *opaque, struct ttrpc_call *call);
 void task_resize_pty(void *opaque, struct ttrpc_call *call);
 void task_close_io(void *opaque, struct ttrpc_call *call);
 /* Starts t's exec p (Start with an exec_id). */
-void task_start_exec(struct taskd *d, struct ttrpc_call *call, struct task *t,
-		     struct task_proc *p);
+void task_start_exec(struct taskd *d, struct ttrpc_call *call, struct task *t, struct task_proc *p);
 /* The control protocol's events: container.exited, process.exited, container.oom, vm.exited. */
 void task_on_event(struct taskd *d, const char *name, const cJSON *params);
 /* t's p ended: record, publish TaskExit, answer its Waits. */

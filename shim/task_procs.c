@@ -147,8 +147,7 @@ void task_exec(void *opaque, struct ttrpc_call *call)
 				  "spec: expected an OCI process as JSON");
 		goto out;
 	}
-	ret = task_add_exec(t, q->exec_id, text, q->terminal, q->stdin, q->stdout, q->stderr,
-			    NULL);
+	ret = task_add_exec(t, q->exec_id, text, q->terminal, q->stdin, q->stdout, q->stderr, NULL);
 	if (ret) {
 		ttrpc_reply_error(call, exec_errno_code(ret), "exec %.80s: %s", q->exec_id,
 				  ret == -EPERM	   ? "the task is not running"
@@ -204,8 +203,7 @@ static void add_path(cJSON *o, const char *key, const char *path)
 		cJSON_AddStringToObject(o, key, path);
 }
 
-void task_start_exec(struct taskd *d, struct ttrpc_call *call, struct task *t,
-		     struct task_proc *p)
+void task_start_exec(struct taskd *d, struct ttrpc_call *call, struct task *t, struct task_proc *p)
 {
 	struct exec_op *op = calloc(1, sizeof(*op));
 	cJSON *params = cJSON_CreateObject(), *proc = p->spec ? cJSON_Parse(p->spec) : NULL;

@@ -569,6 +569,63 @@ def test_killed_shim_cleaned_up_by_delete(ctrd):
         remove(ctrd, "k1")
 
 
+# ---- pods: a CRI sandbox's VM shared by the pod's containers ----------------------------------
+
+CRI_TYPE = "io.kubernetes.cri.container-type"
+CRI_SANDBOX = "io.kubernetes.cri.sandbox-id"
+
+
+def pod_opts(kind, sandbox):
+    return ("--annotation", "%s=%s" % (CRI_TYPE, kind),
+            "--annotation", "%s=%s" % (CRI_SANDBOX, sandbox))
+
+
+def test_pod_containers_share_the_sandbox_vm(ctrd):
+    """What CRI asks of a runtime v2 shim for a pod (docs/containerd.md "Pods"), with
+    CRI's annotations set through ctr: the sandbox p1 gets a shim and a VM; the pod's
+    containers join them (no second daemon, the guest's boot_id the sandbox's), each from
+    its own root filesystem, with its own exit status; one killed and removed leaves the
+    sandbox running; a container naming a sandbox that has no shim fails; once the
+    sandbox is removed its shim is gone."""
+    before = set(ctrd.shim_pids(openers=True))
+    p = ctrd.ctr("run", "-d", "--snapshotter", SNAPSHOTTER, "--runtime", RUNTIME,
+                 *pod_opts("sandbox", "p1"), IMAGE, "p1", "sleep", "600")
+    assert p.returncode == 0, ctrd.describe(["run", "-d", "p1"], p)
+    try:
+        daemons = [x for x in ctrd.shim_pids() if x not in before]
+        assert len(daemons) == 1, daemons
+        vm_boot = boot_id(ctrd, "p1", "b1")
+        p = ctrd.run("p1c", "sh", "-c", "cat /proc/sys/kernel/random/boot_id; "
+                     "echo mine > /owned; cat /owned; exit 7", opts=pod_opts("container", "p1"))
+        assert p.returncode == 7, ctrd.describe(["run", "p1c"], p)
+        assert p.stdout.replace("\r", "").splitlines() == [vm_boot, "mine"], p.stdout
+        assert [x for x in ctrd.shim_pids() if x not in before] == daemons
+        # The sandbox's root is its own: the container's file is not in it.
+        p = ctrd.ctr("task", "exec", "--exec-id", "b2", "p1", "ls", "/owned")
+        assert p.returncode != 0, ctrd.describe(["exec", "p1", "b2"], p)
+        p = ctrd.ctr("run", "-d", "--snapshotter", SNAPSHOTTER, "--runtime", RUNTIME,
+                     *pod_opts("container", "p1"), IMAGE, "p1d", "sleep", "600")
+        assert p.returncode == 0, ctrd.describe(["run", "-d", "p1d"], p)
+        assert socket_of(ctrd, "p1d") == socket_of(ctrd, "p1")
+        assert boot_id(ctrd, "p1d", "d1") == vm_boot
+        out = ctrd.ctr("task", "ls", check=True).stdout
+        for cid in ("p1", "p1d"):
+            assert re.search(r"^%s\s+\d+\s+RUNNING" % cid, out, re.M), out
+        assert ctrd.ctr("task", "kill", "-s", "9", "p1d").returncode == 0
+        wait_stopped(ctrd, "p1d")
+        remove(ctrd, "p1d")
+        assert not os.path.exists(bundle_of(ctrd, "p1d"))
+        assert boot_id(ctrd, "p1", "b3") == vm_boot
+        assert [x for x in ctrd.shim_pids() if x not in before] == daemons
+        # A sandbox nobody started: `start` finds no shim for it.
+        p = ctrd.run("p2c", "true", opts=pod_opts("container", "nosuch"), timeout=120)
+        assert p.returncode != 0 and "nosuch" in p.stderr, ctrd.describe(["run", "p2c"], p)
+    finally:
+        for cid in ("p2c", "p1d", "p1"):
+            remove(ctrd, cid)
+    wait_gone("shim of p1", lambda: [x for x in ctrd.shim_pids(openers=True) if x not in before])
+
+
 def test_nothing_left_after_runs(ctrd):
     """Each run's shim exited, its VM with it; no mount, no socket."""
     for _ in range(100):

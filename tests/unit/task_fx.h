@@ -32,10 +32,10 @@
 struct fake {
 	unsigned pauses, resumes, updates, signals, stats, creates;
 	unsigned shares_added, shares_removed, ctr_creates, ctr_deletes;
-	cJSON *params;	     /* the last request's */
-	cJSON *share_params; /* the last plan9.add's */
-	cJSON *ctr_params;   /* the last container.create's */
-	int fail;      /* 0: answer {}; else this ctl error code */
+	cJSON *params;		 /* the last request's */
+	cJSON *share_params;	 /* the last plan9.add's */
+	cJSON *ctr_params;	 /* the last container.create's */
+	int fail;		 /* 0: answer {}; else this ctl error code */
 	const char *fail_method; /* with fail: only this method fails (NULL: every one) */
 };
 
@@ -115,7 +115,8 @@ static inline __attribute__((unused)) int teardown(void **st)
 }
 
 /* Runs the loop until the answer to stream comes: its code, its message in text. */
-static inline __attribute__((unused)) int answer(struct fx *f, uint32_t stream, char *text, size_t textlen)
+static inline __attribute__((unused)) int answer(struct fx *f, uint32_t stream, char *text,
+						 size_t textlen)
 {
 	struct ttrpc_frame fr;
 	uint8_t buf[4096];
@@ -150,8 +151,8 @@ static inline __attribute__((unused)) int answer(struct fx *f, uint32_t stream, 
 	return -1;
 }
 
-static inline __attribute__((unused)) int call(struct fx *f, const char *method, const ProtobufCMessage *msg, char *text,
-		size_t textlen)
+static inline __attribute__((unused)) int
+call(struct fx *f, const char *method, const ProtobufCMessage *msg, char *text, size_t textlen)
 {
 	uint32_t stream = f->stream;
 	uint8_t *b;
@@ -165,7 +166,8 @@ static inline __attribute__((unused)) int call(struct fx *f, const char *method,
 }
 
 /* A request whose payload is raw bytes (not the method's message). */
-static inline __attribute__((unused)) int call_raw(struct fx *f, const char *method, const void *payload, size_t len)
+static inline __attribute__((unused)) int call_raw(struct fx *f, const char *method,
+						   const void *payload, size_t len)
 {
 	Uvm__Ttrpc__Request r = UVM__TTRPC__REQUEST__INIT;
 	uint32_t stream = f->stream;
@@ -230,12 +232,18 @@ static inline __attribute__((unused)) void fake_method(void *opaque, struct ctl_
 }
 
 static const struct ctl_method fake_methods[] __attribute__((unused)) = {
-    {"vm.pause", fake_method, 0, 0},	     {"vm.resume", fake_method, 0, 0},
-    {"container.update", fake_method, 0, 0}, {"container.signal", fake_method, 0, 0},
-    {"container.stats", fake_method, 0, 0},  {"vm.terminate", fake_method, 0, 0},
-    {"vm.create", fake_method, 0, 0},	     {"plan9.add", fake_method, 0, 0},
-    {"plan9.remove", fake_method, 0, 0},     {"container.create", fake_method, 0, 0},
-    {"container.delete", fake_method, 0, 0}, {"container.start", fake_method, 0, 0},
+    {"vm.pause", fake_method, 0, 0},
+    {"vm.resume", fake_method, 0, 0},
+    {"container.update", fake_method, 0, 0},
+    {"container.signal", fake_method, 0, 0},
+    {"container.stats", fake_method, 0, 0},
+    {"vm.terminate", fake_method, 0, 0},
+    {"vm.create", fake_method, 0, 0},
+    {"plan9.add", fake_method, 0, 0},
+    {"plan9.remove", fake_method, 0, 0},
+    {"container.create", fake_method, 0, 0},
+    {"container.delete", fake_method, 0, 0},
+    {"container.start", fake_method, 0, 0},
     {NULL, NULL, 0, 0},
 };
 
@@ -275,7 +283,8 @@ static inline __attribute__((unused)) int setup_fake(void **st)
 }
 
 /* The next event on topic containerd would get (others skipped): its Any's type and container. */
-static inline __attribute__((unused)) void next_event(struct fx *f, const char *topic, const char *type)
+static inline __attribute__((unused)) void next_event(struct fx *f, const char *topic,
+						      const char *type)
 {
 	struct ttrpc_frame fr;
 	uint8_t buf[4096];
@@ -341,7 +350,8 @@ static inline __attribute__((unused)) int state_of(struct fx *f, const char *exe
 	return status;
 }
 
-static inline __attribute__((unused)) const char *write_file(struct fx *f, const char *name, const char *text)
+static inline __attribute__((unused)) const char *write_file(struct fx *f, const char *name,
+							     const char *text)
 {
 	static char path[128];
 	FILE *o;

@@ -11,7 +11,7 @@
 
 #define POD_SPEC(type, sandbox)                                                                    \
 	"{\"ociVersion\":\"1.0.0\",\"process\":{\"args\":[\"true\"]},\"annotations\":{"            \
-	"\"io.kubernetes.cri.container-type\":\"" type "\","                                        \
+	"\"io.kubernetes.cri.container-type\":\"" type "\","                                       \
 	"\"io.kubernetes.cri.sandbox-id\":\"" sandbox "\"}}"
 
 /* The sandbox sb runs (pid 42) in a started VM; the control protocol is the fake. */
@@ -88,8 +88,14 @@ static void test_sandbox_of_hostile(void **st)
 	    "\"io.kubernetes.cri.sandbox-id\":null}}",
 	};
 	static const char *const bad[] = {
-	    "", "[", "null", "\"x\"", "[1,2]", POD_SPEC("container", "../etc"),
-	    POD_SPEC("container", ""), POD_SPEC("container", "a/b"),
+	    "",
+	    "[",
+	    "null",
+	    "\"x\"",
+	    "[1,2]",
+	    POD_SPEC("container", "../etc"),
+	    POD_SPEC("container", ""),
+	    POD_SPEC("container", "a/b"),
 	    POD_SPEC("container",
 		     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
 	};
