@@ -60,6 +60,26 @@ int sandbox_drop_privileges(void)
 	return drop_all_but(NULL, 0);
 }
 
+/*
+ * The mounter keeps CAP_SYS_ADMIN to mount, and what overlayfs needs of the
+ * process that mounts it: overlayfs acts on its upper layer with the mounter's
+ * credentials for the mount's whole life (copy-up keeps a file's owner, mode
+ * and times: CHOWN, FOWNER, FSETID; whiteouts are 0:0 character devices:
+ * MKNOD; layers of other owners: DAC_OVERRIDE, DAC_READ_SEARCH; without
+ * DAC_OVERRIDE the mount itself fails with EACCES).
+ */
+int sandbox_mounter(void)
+{
+	static const unsigned keep[] = {
+	    CAP_SYS_ADMIN, CAP_CHOWN,  CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH,
+	    CAP_FOWNER,	   CAP_FSETID, CAP_MKNOD};
+
+	if (sandbox_mode() == SANDBOX_OFF)
+		return 0;
+	return drop_all_but(keep, sizeof(keep) / sizeof(keep[0])) ? -EPERM
+								  : sandbox_apply(SANDBOX_MOUNTER);
+}
+
 int sandbox_p9_spawner(void)
 {
 	static const unsigned keep[] = {CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH,

@@ -385,6 +385,23 @@ static const struct sandbox_rule opener_rules[] = {
 };
 
 /*
+ * ---- the mounter process (shim/mounter.c): thread_rules and these ----------------------
+ * Mounts a pod container's rootfs once its request passed the rules; keeps
+ * CAP_SYS_ADMIN, so its list is the shortest there is around mount(2).
+ */
+static const struct sandbox_rule mounter_rules[] = {
+    /* One request in, one answer out. */
+    ALLOW(recvfrom),
+    ALLOW(sendto),
+    /* no_symlink: every path looked up once without symlinks, as O_PATH. */
+    ALLOW(openat2),
+    ALLOW(close),
+    /* task_mount_rootfs: the mounts, a read-only bind's remount, the undo of a partial one. */
+    ALLOW(mount),
+    ALLOW(umount2),
+};
+
+/*
  * AddressSanitizer/LeakSanitizer (the test builds, build/asan/) make calls the
  * product does not: each thread sets and removes an alternate signal stack,
  * the runtime yields in its spin locks, reports and the leak check at exit
@@ -414,7 +431,8 @@ static enum sandbox_action sandbox_setting = SANDBOX_KILL;
 
 static const char *const class_names[SANDBOX_NR_CLASSES] = {
     [SANDBOX_VCPU] = "vcpu",	     [SANDBOX_LOOP] = "loop",	  [SANDBOX_P9] = "9p",
-    [SANDBOX_P9_SPAWN] = "9p-spawn", [SANDBOX_OPENER] = "opener",   [SANDBOX_IO] = "io",
+    [SANDBOX_P9_SPAWN] = "9p-spawn", [SANDBOX_OPENER] = "opener", [SANDBOX_IO] = "io",
+    [SANDBOX_MOUNTER] = "mounter",
 };
 
 const char *sandbox_class_name(enum sandbox_class cls)
@@ -530,6 +548,9 @@ static int sandbox_build(enum sandbox_class cls, enum sandbox_action act, scmp_f
 		ret = add_rules(ctx, vcpu_rules, sizeof(vcpu_rules) / sizeof(vcpu_rules[0]));
 	if (!ret && cls == SANDBOX_OPENER)
 		ret = add_rules(ctx, opener_rules, sizeof(opener_rules) / sizeof(opener_rules[0]));
+	if (!ret && cls == SANDBOX_MOUNTER)
+		ret =
+		    add_rules(ctx, mounter_rules, sizeof(mounter_rules) / sizeof(mounter_rules[0]));
 	if (!ret && (cls == SANDBOX_P9 || cls == SANDBOX_P9_SPAWN))
 		ret = add_rules(ctx, p9_rules, sizeof(p9_rules) / sizeof(p9_rules[0]));
 	if (!ret && cls == SANDBOX_P9_SPAWN)

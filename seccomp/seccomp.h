@@ -43,6 +43,7 @@ enum sandbox_class {
 	SANDBOX_P9_SPAWN, /* the 9p spawner: the 9p list plus making a share's workers */
 	SANDBOX_OPENER,	  /* the opener process (shim/opener.h): opens and passes fds */
 	SANDBOX_IO,	  /* I/O threads (vmm/io_thread.h): block devices' rings and io_uring */
+	SANDBOX_MOUNTER,  /* the mounter process (shim/mounter.h): pod containers' rootfs mounts */
 	SANDBOX_NR_CLASSES,
 };
 
@@ -86,6 +87,12 @@ int sandbox_vcpu_hook(void *opaque, int vcpu_id);
  */
 int sandbox_drop_privileges(void) __attribute__((warn_unused_result));
 
+/*
+ * The mounter process (shim/mounter.h): no_new_privs, every capability but
+ * CAP_SYS_ADMIN and the file ones overlayfs uses on its layers (caps.c)
+ * dropped, then its filter (SANDBOX_MOUNTER). No-op when off.
+ */
+int sandbox_mounter(void) __attribute__((warn_unused_result));
 /*
  * The 9p spawner (virtio/p9_spawn.c), on its own thread: no_new_privs, every
  * capability dropped but CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH,

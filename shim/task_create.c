@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "shim/container.h"
+#include "shim/mounter.h"
 #include "shim/proto/events.pb-c.h"
 #include "shim/proto/task.pb-c.h"
 #include "shim/task_mount.h"
@@ -326,6 +327,9 @@ static void create_vm(struct taskd *d, struct create_op *op, struct task *t)
 		return;
 	}
 	if (q->n_rootfs) {
+		/* Trusted still (the VM has not run): where the pod's snapshots are. */
+		if (mounter_running())
+			mounter_set_roots(q->rootfs, q->n_rootfs);
 		ret = task_mount_rootfs(q->rootfs, q->n_rootfs, rootfs, err);
 		if (ret) {
 			free(rootfs);

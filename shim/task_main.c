@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "seccomp/seccomp.h"
+#include "shim/mounter.h"
 #include "shim/opener.h"
 #include "shim/proto/task.pb-c.h"
 #include "shim/task_mount.h"
@@ -290,6 +291,25 @@ void task_daemon_destroy(struct taskd *d)
 	free(d);
 }
 
+/*
+ * A CRI pod's sandbox gets the mounter (shim/mounter.h), forked now with the
+ * opener: its pod's containers join the VM after vm.start, and their overlay
+ * roots need mounting then. Another task's daemon has no use for it.
+ */
+static int start_mounter(void)
+{
+	char err[256], cwd[4096];
+	char *spec = task_read_spec(".", err, sizeof(err));
+	bool sandbox = spec && task_pod_is_sandbox(spec);
+
+	free(spec);
+	if (!sandbox)
+		return 0;
+	if (!getcwd(cwd, sizeof(cwd)))
+		return -errno;
+	return mounter_start(cwd);
+}
+
 static int daemon_run(int listen_fd, const struct opts *o, const char *sock)
 {
 	struct taskd *d;
@@ -305,8 +325,8 @@ static int daemon_run(int listen_fd, const struct opts *o, const char *sock)
 	 * it off.
 	 */
 	sandbox_configure(false);
-	if (opener_start()) {
-		pr_err(TAG, "cannot start the opener process");
+	if (opener_start() || start_mounter()) {
+		pr_err(TAG, "cannot start the opener or the mounter process");
 		close(listen_fd);
 		unlink(sock);
 		return 1;

@@ -15,6 +15,7 @@
 
 #include "seccomp/seccomp.h"
 #include "shim/container.h"
+#include "shim/mounter.h"
 #include "shim/task_mount.h"
 #include "shim/task_priv.h"
 #include "vmm/log.h"
@@ -42,6 +43,17 @@ int task_pod_sandbox_of(const char *spec, char *out, size_t cap)
 	}
 	cJSON_Delete(j);
 	return ret;
+}
+
+bool task_pod_is_sandbox(const char *spec)
+{
+	cJSON *j = cJSON_Parse(spec);
+	const cJSON *ann = cJSON_GetObjectItemCaseSensitive(j, "annotations");
+	const cJSON *type = cJSON_GetObjectItemCaseSensitive(ann, TASK_ANN_TYPE);
+	bool yes = cJSON_IsString(type) && !strcmp(type->valuestring, "sandbox");
+
+	cJSON_Delete(j);
+	return yes;
 }
 
 int task_pod_admit(struct taskd *d, const char *spec, char *err, size_t errlen)
@@ -79,8 +91,9 @@ int task_pod_admit(struct taskd *d, const char *spec, char *err, size_t errlen)
  * The host directory a joining container's root is shared from. One bind
  * mount (the native snapshotter's) is shared from its source as it is, with
  * no mount on the host; none shares the bundle's rootfs/ as containerd left
- * it. Anything else must be mounted on rootfs/, which the daemon can do only
- * with the sandbox off: vm.start took its capabilities.
+ * it. Anything else (the overlayfs snapshotter's overlay) is mounted on
+ * rootfs/: by the mounter (shim/mounter.h) once vm.start took the daemon's
+ * capabilities, in-process with the sandbox off.
  */
 static char *join_root(struct task *t, const Uvm__Ctrd__CreateTaskRequest *q, bool *ro, char *err,
 		       size_t errlen)
@@ -91,8 +104,7 @@ static char *join_root(struct task *t, const Uvm__Ctrd__CreateTaskRequest *q, bo
 
 	*ro = false;
 	if (m && !task_mount_options(m->options, m->n_options, &flags, data, sizeof(data)) &&
-	    (flags & MS_BIND) &&
-	    (!m->type[0] || !strcmp(m->type, "bind") || !strcmp(m->type, "rbind"))) {
+	    (flags & MS_BIND) && (!m->type[0] || !strcmp(m->type, "bind"))) {
 		if (m->source[0] != '/') {
 			snprintf(err, errlen, "rootfs: a bind of %.200s: expected an absolute path",
 				 m->source);
@@ -107,17 +119,18 @@ static char *join_root(struct task *t, const Uvm__Ctrd__CreateTaskRequest *q, bo
 	}
 	if (!q->n_rootfs)
 		return rootfs;
-	if (sandbox_mode() != SANDBOX_OFF) {
+	if (sandbox_mode() != SANDBOX_OFF && !mounter_running()) {
 		snprintf(err, errlen,
-			 "rootfs: %zu mount(s), the first of type %.40s: a pod's container joins a "
-			 "VM whose shim no longer may mount on the host; only a single bind mount "
-			 "(the native snapshotter's) is shared as it is",
+			 "rootfs: %zu mount(s), the first of type %.40s: this shim started no "
+			 "mounter (its first task is not a CRI sandbox), and its sandbox took "
+			 "mount(2): only a single bind mount is shared as it is",
 			 q->n_rootfs, q->rootfs[0]->type[0] ? q->rootfs[0]->type : "(none)");
 		free(rootfs);
 		return NULL;
 	}
-	if (task_mount_rootfs(q->rootfs, q->n_rootfs, rootfs, merr)) {
-		snprintf(err, errlen, "%s", merr);
+	if (mounter_running() ? mounter_mount(q->bundle, q->rootfs, q->n_rootfs, merr)
+			      : task_mount_rootfs(q->rootfs, q->n_rootfs, rootfs, merr)) {
+		snprintf(err, errlen, "rootfs: %s", merr);
 		free(rootfs);
 		return NULL;
 	}

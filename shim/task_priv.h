@@ -166,6 +166,8 @@ void task_create_container(struct taskd *d, struct create_op *op, const char *sh
  * not a pod's container, another -errno when the spec cannot be read.
  */
 int task_pod_sandbox_of(const char *spec, char *out, size_t cap);
+/* Whether a bundle's config.json is a CRI pod's sandbox (its daemon starts the mounter). */
+bool task_pod_is_sandbox(const char *spec);
 /* Whether a Create may join the running VM: 0, or -1 with err (spec: its config.json). */
 int task_pod_admit(struct taskd *d, const char *spec, char *err, size_t errlen);
 /* A pod container's Create: its root shared into the VM, then container.create. */

@@ -149,7 +149,8 @@ class Containerd:
 
     def shim_pids(self, openers=False):
         """Processes running our binary: the daemons `start` leaves, and with openers=True
-        also each daemon's opener (a forked child, named `opener`)."""
+        also each daemon's helpers (forked children named `opener`, and `mounter` for a
+        pod's sandbox)."""
         want = os.path.realpath(self.shim)
         pids = []
         for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -157,7 +158,7 @@ class Containerd:
                 if os.path.realpath("/proc/%s/exe" % pid) != want:
                     continue
                 with open("/proc/%s/comm" % pid) as f:
-                    if openers or f.read().strip() != "opener":
+                    if openers or f.read().strip() not in ("opener", "mounter"):
                         pids.append(int(pid))
             except OSError:
                 pass

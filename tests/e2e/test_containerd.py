@@ -626,6 +626,60 @@ def test_pod_containers_share_the_sandbox_vm(ctrd):
     wait_gone("shim of p1", lambda: [x for x in ctrd.shim_pids(openers=True) if x not in before])
 
 
+def overlayfs_usable(ctrd):
+    """Why the overlayfs snapshotter cannot be used here, or None."""
+    with open("/proc/filesystems") as f:
+        if not re.search(r"\boverlay$", f.read(), re.M):
+            return "no overlay filesystem in this kernel (the test host loads the module)"
+    out = ctrd.ctr("plugins", "ls", check=True).stdout
+    if not re.search(r"io\.containerd\.snapshotter\.v1\s+overlayfs\s+\S+\s+ok", out):
+        return "containerd's overlayfs snapshotter is not ok here:\n" + out
+    return None
+
+
+def test_pod_overlay_roots_through_the_mounter(ctrd):
+    """With the overlayfs snapshotter (Kubernetes' default) a pod's container's root is an
+    overlay mount, which the sandboxed daemon may not make: the sandbox's daemon forked the
+    mounter (filtered, CAP_SYS_ADMIN and overlayfs's file capabilities only), which mounts it on the
+    container's rootfs/ (nosuid, nodev) before it is shared into the VM. The container runs
+    from it; once both are removed no overlay mount is left."""
+    why = overlayfs_usable(ctrd)
+    if why:
+        pytest.skip(why)
+    before = set(ctrd.shim_pids(openers=True))
+    p = ctrd.ctr("run", "-d", "--snapshotter", "overlayfs", "--runtime", RUNTIME,
+                 *pod_opts("sandbox", "p3"), IMAGE, "p3", "sleep", "600")
+    assert p.returncode == 0, ctrd.describe(["run", "-d", "p3"], p)
+    try:
+        daemons = [x for x in ctrd.shim_pids() if x not in before]
+        assert len(daemons) == 1, daemons
+        kids = [x for x in ctrd.shim_pids(openers=True)
+                if x not in before and proc_status(x)["PPid"] == str(daemons[0])]
+        mounters = [x for x in kids if proc_status(x)["Name"] == "mounter"]
+        assert len(mounters) == 1, [proc_status(x)["Name"] for x in kids]
+        st = proc_status(mounters[0])
+        assert st["Seccomp"] == "2" and st["NoNewPrivs"] == "1", st
+        # CAP_SYS_ADMIN and the file capabilities overlayfs uses on its layers (caps.c).
+        caps = 0x1f | 1 << 21 | 1 << 27
+        assert int(st["CapEff"], 16) == caps and int(st["CapPrm"], 16) == caps, st
+        p = ctrd.ctr("run", "-d", "--snapshotter", "overlayfs", "--runtime", RUNTIME,
+                     *pod_opts("container", "p3"), IMAGE, "p3c", "sleep", "600")
+        assert p.returncode == 0, ctrd.describe(["run", "-d", "p3c"], p)
+        line = [m for m in ctrd.mounts_under() if "/p3c/rootfs " in m]
+        assert len(line) == 1 and " overlay " in line[0], line
+        assert "nosuid" in line[0].split()[5] and "nodev" in line[0].split()[5], line
+        p = ctrd.ctr("task", "exec", "--exec-id", "c1", "p3c", "sh", "-c",
+                     "echo ovl > /made; cat /made; ls /bin/busybox")
+        assert p.returncode == 0 and p.stdout.split() == ["ovl", "/bin/busybox"], \
+            ctrd.describe(["exec", "p3c"], p)
+        assert boot_id(ctrd, "p3c", "c2") == boot_id(ctrd, "p3", "b1")
+    finally:
+        for cid in ("p3c", "p3"):
+            remove(ctrd, cid)
+    wait_gone("shim of p3", lambda: [x for x in ctrd.shim_pids(openers=True) if x not in before])
+    assert [m for m in ctrd.mounts_under() if "/p3" in m] == []
+
+
 def test_nothing_left_after_runs(ctrd):
     """Each run's shim exited, its VM with it; no mount, no socket."""
     for _ in range(100):
