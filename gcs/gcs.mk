@@ -28,9 +28,28 @@ $(GUEST)/vmlinuz: $(GUEST)/kernel.path
 $(GUEST)/vmlinux: $(GUEST)/vmlinuz gcs/extract-vmlinux
 	gcs/extract-vmlinux $< $@
 
-$(GUEST)/initrd.img: $(GUEST)/kernel.path $(BUILD)/gcs/gcs configs/guest-modules.txt gcs/mkinitrd
-	gcs/mkinitrd --kroot "$$(cat $<)" --modules configs/guest-modules.txt \
-		--init $(BUILD)/gcs/gcs --busybox $(GUEST_EXECS:%=--exec %) -o $@
+# crun's libsystemd.so.0 in the guest is gcs/stub/libsystemd.c (why: there), if
+# it covers every symbol this crun imports from it (gcs/stub/covers); if not,
+# the real library and its five dependencies go in, with a warning.
+GUEST_LIBS := $(GUEST)/lib
+$(GUEST_LIBS)/libsystemd.so.0: gcs/stub/libsystemd.c gcs/stub/libsystemd.map
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -shared -fPIC -fvisibility=hidden $(WARN) -Wno-unused-parameter \
+		-Wl,-soname,libsystemd.so.0 -Wl,--version-script=gcs/stub/libsystemd.map -o $@ $<
+
+# The initrd with extra mkinitrd arguments $(1).
+guest_initrd = gcs/mkinitrd --kroot "$$(cat $(GUEST)/kernel.path)" --modules configs/guest-modules.txt \
+		--init $(BUILD)/gcs/gcs --busybox $(GUEST_EXECS:%=--exec %) $(1) -o $@
+
+$(GUEST)/initrd.img: $(GUEST)/kernel.path $(BUILD)/gcs/gcs configs/guest-modules.txt gcs/mkinitrd \
+		$(GUEST_LIBS)/libsystemd.so.0 gcs/stub/covers
+	@if gcs/stub/covers /usr/bin/crun $(GUEST_LIBS)/libsystemd.so.0; then libs="--lib-dir $(GUEST_LIBS)"; \
+	else echo "guest: crun gets the real libsystemd (the stub does not cover it)"; libs=; fi; \
+	$(call guest_initrd,$$libs)
+
+# The same guest with Debian's libsystemd for crun, which bench-containers runs beside it.
+$(GUEST)/initrd-libsystemd.img: $(GUEST)/kernel.path $(BUILD)/gcs/gcs configs/guest-modules.txt gcs/mkinitrd
+	$(call guest_initrd,)
 
 .PHONY: guest gcs-selftest FORCE
 FORCE:

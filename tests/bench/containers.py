@@ -19,6 +19,10 @@
    (page cache dropped both times), divided by their number; beside it the
    mean of their cgroups' memory.current (container.stats), which leaves
    out what the kernel spends outside the cgroup (mounts, crun's state).
+3. With --compare-initrd PATH, a second VM booted from that initrd (the
+   same guest with Debian's libsystemd for crun instead of the stand-in,
+   gcs/stub/libsystemd.c) gets the same container run and crun --version
+   right after each of the first VM's: both medians and their ratio.
 
 The layer is built here from Debian's busybox-static (mkfs.ext4 -d). Needs a
 real /dev/kvm: `make bench-containers` runs it inside the test host."""
@@ -160,6 +164,7 @@ def main():
     ap.add_argument("--cpus", type=int, default=1)
     ap.add_argument("--memory", type=int, default=1024, help="guest MiB")
     ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--compare-initrd", help="a second VM from this initrd, run alternately")
     args = ap.parse_args()
     serve.PROG = "bench-containers"
     if args.runs < 1 or args.idle < 1:
@@ -169,7 +174,7 @@ def main():
     guest = os.path.join(REPO, "build", "guest")
     kernel, initrd = os.path.join(guest, "vmlinux"), os.path.join(guest, "initrd.img")
     shim = os.path.join(REPO, "build", "uvm-shim")
-    for f in (kernel, initrd, shim):
+    for f in (kernel, initrd, shim) + ((args.compare_initrd,) if args.compare_initrd else ()):
         if not os.path.exists(f):
             die("%s missing (run make and make guest)" % f)
 
@@ -182,11 +187,20 @@ def main():
            cmdline="quiet", vpmem_count=1, vpmem_max_bytes=64 << 20)
     s.call("vm.start", timeout=args.timeout)
     s.call("vpmem.add", timeout=args.timeout, device=0, host_path=img, read_only=True)
+    other = None
+    if args.compare_initrd:
+        other = serve.Serve(shim, open(os.path.join(tmp, "other.log"), "w"))
+        other.call("vm.create", kernel=kernel, initrd=args.compare_initrd, cpus=args.cpus,
+                   memory_mib=args.memory, cmdline="quiet", vpmem_count=1,
+                   vpmem_max_bytes=64 << 20)
+        other.call("vm.start", timeout=args.timeout)
+        other.call("vpmem.add", timeout=args.timeout, device=0, host_path=img, read_only=True)
     # warm-up (first crun run, first layer mount, page cache): not counted
-    container_run(s, "warm", args.timeout)
-    exec_run(s, args.timeout)
+    for vm in (s, other) if other else (s,):
+        container_run(vm, "warm", args.timeout)
+        exec_run(vm, args.timeout)
 
-    ctr, exe, crun, phases = [], [], [], []
+    ctr, exe, crun, phases, octr, ocrun = [], [], [], [], [], []
     for i in range(args.runs):
         t = container_run(s, "b%d" % i, args.timeout)
         ctr.append(t[0])
@@ -197,6 +211,11 @@ def main():
               " crun --version %7.1f ms"
               % (i + 1, t[0] * 1e3, t[1] * 1e3, t[2] * 1e3, t[3] * 1e3, exe[-1] * 1e3,
                  crun[-1] * 1e3), flush=True)
+        if other:
+            octr.append(container_run(other, "b%d" % i, args.timeout)[0])
+            ocrun.append(exec_run(other, args.timeout, CRUN_ALONE))
+            print("       other initrd: container %7.1f ms, crun --version %7.1f ms"
+                  % (octr[-1] * 1e3, ocrun[-1] * 1e3), flush=True)
     mc, me = statistics.median(ctr), statistics.median(exe)
     print("container phases, medians: create %.1f ms, start %.1f ms, wait %.1f ms"
           % tuple(statistics.median(p[k] for p in phases) * 1e3 for k in range(3)))
@@ -215,6 +234,13 @@ def main():
                                                    p95(crun) * 1e3))
     print("container / exec: %.2fx (target <= %.1fx: %s)"
           % (mc / me, TARGET, "met" if mc / me <= TARGET else "NOT met"))
+    if other:
+        oc, ocr = statistics.median(octr), statistics.median(ocrun)
+        print("other initrd (%s): container median %.1f ms, crun --version median %.1f ms; "
+              "this guest / other: container %.2fx, crun --version %.2fx"
+              % (os.path.basename(args.compare_initrd), oc * 1e3, ocr * 1e3, mc / oc,
+                 statistics.median(crun) / ocr))
+        other.close()
 
     before = available_kib(s, args.timeout)
     ids = ["idle%d" % i for i in range(args.idle)]

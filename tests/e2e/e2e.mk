@@ -10,13 +10,19 @@
 E2E_TIMEOUT ?= 3000
 E2E_BOOTS   ?= 3
 E2E_ARGS    ?=
+# A test whose failure message names an inner guest's triple fault runs once
+# more, in the same boot: the test host's own reset of a booting inner guest
+# (every register at its reset value; issue 18, docs/testing.md). pytest's
+# summary counts it as a rerun; a second failure fails it.
+E2E_RERUN   := $(shell /usr/bin/python3 -c 'import pytest_rerunfailures' 2>/dev/null && \
+		echo '--reruns 1 --only-rerun guest.triple.fault')
 
 .PHONY: e2e
 e2e: $(BUILD)/uvm-shim $(BUILD)/asan/uvm-shim guest $(BUILD)/kvm/payload_bz.bin $(BUILD)/kvm/payload_pvh.elf
 	@t0=$$(date +%s); \
 	tests/e2e/run-suite --timeout $(E2E_TIMEOUT) --boots $(E2E_BOOTS) \
 		--log-dir $(BUILD)/e2e --env UVM_SHIM=$(CURDIR)/$(BUILD)/asan/uvm-shim \
-		-- -rs -v --durations=25 tests/e2e tests/kvm $(E2E_ARGS); rc=$$?; \
+		-- -rs -v --durations=25 $(E2E_RERUN) tests/e2e tests/kvm $(E2E_ARGS); rc=$$?; \
 	echo "e2e: test host boot + suite: $$(( $$(date +%s) - t0 )) s, status $$rc"; \
 	exit $$rc
 
