@@ -101,6 +101,14 @@ static int bufs_map(struct p9_worker_bufs *b)
 
 	if (p == MAP_FAILED)
 		return -errno;
+	/*
+	 * Never transparent huge pages: the idle release's MADV_DONTNEED would
+	 * split a huge PMD and flush TLBs on every CPU of the process each time
+	 * (seen stuck there in the test host, docs/virtio.md), and a huge page
+	 * would keep 2 MiB resident for a 1 MiB pair. Advice only: a kernel
+	 * without THP refuses it, which changes nothing.
+	 */
+	madvise(p, 2 * P9_MSIZE_MAX, MADV_NOHUGEPAGE);
 	b->in = p;
 	b->out = p + P9_MSIZE_MAX;
 	return 0;

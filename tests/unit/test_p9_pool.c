@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 #include <semaphore.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -87,6 +89,48 @@ static void test_idle_worker_gives_buffers_back(void **state)
 	p9_pool_idle_release_ms = 1000;
 	/* Without the release the 256 filled pages would have stayed. */
 	assert_true(before > 0);
+}
+
+/* The VmFlags of the mapping holding p in /proc/self/smaps ("" if none). */
+static void vm_flags_of(const void *p, char *out, size_t cap)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	bool in = false;
+
+	out[0] = 0;
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
+		    strchr(line, '-') < strchr(line, ' '))
+			in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+		else if (in && !strncmp(line, "VmFlags:", 8))
+			snprintf(out, cap, "%s", line + 8);
+	}
+	fclose(f);
+}
+
+/* The buffers are never transparent huge pages (the release would split them). */
+static void test_buffers_not_huge(void **state)
+{
+	struct p9_pool *pool;
+	struct job j;
+	char flags[512];
+
+	(void)state;
+	if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK)) {
+		print_message("no transparent huge pages in this kernel: nothing to check\n");
+		skip();
+	}
+	assert_int_equal(p9_pool_create(1, NULL, NULL, &pool), 0);
+	run_job(pool, &j);
+	vm_flags_of(j.in, flags, sizeof(flags));
+	assert_non_null(strstr(flags, " nh"));
+	vm_flags_of(j.out + P9_MSIZE_MAX - 1, flags, sizeof(flags));
+	assert_non_null(strstr(flags, " nh"));
+	p9_pool_destroy(pool);
 }
 
 /* A busy worker keeps its pages: the release only follows an idle period. */
@@ -172,6 +216,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_idle_worker_gives_buffers_back),
+	    cmocka_unit_test(test_buffers_not_huge),
 	    cmocka_unit_test(test_busy_worker_keeps_buffers),
 	    cmocka_unit_test(test_watch_runs_until_removed),
 	    cmocka_unit_test(test_watch_keeps_release_and_work),
