@@ -45,11 +45,6 @@ static bool path_shape_ok(const char *p)
 	return true;
 }
 
-static bool is_bind(const Uvm__Ctrd__Mount *m, unsigned long flags)
-{
-	return (flags & MS_BIND) && (!m->type[0] || !strcmp(m->type, "bind"));
-}
-
 int mounter_for_each_path(const Uvm__Ctrd__Mount *m, int (*fn)(const char *path, void *arg),
 			  void *arg)
 {
@@ -59,7 +54,7 @@ int mounter_for_each_path(const Uvm__Ctrd__Mount *m, int (*fn)(const char *path,
 
 	if (task_mount_options(m->options, m->n_options, &flags, data, sizeof(data)))
 		return -EINVAL;
-	if (is_bind(m, flags))
+	if (task_mount_is_bind(m, flags))
 		return fn(m->source, arg);
 	for (size_t i = 0; i < m->n_options; i++) {
 		const char *o = m->options[i], *v = NULL;
@@ -167,7 +162,7 @@ static int check_one(const struct mounter_rules *r, const Uvm__Ctrd__Mount *m,
 		snprintf(err, TASK_MOUNT_ERRLEN, "mount options that do not parse");
 		return -EINVAL;
 	}
-	if (!is_bind(m, flags)) {
+	if (!task_mount_is_bind(m, flags)) {
 		if (strcmp(m->type, "overlay") || (flags & MS_BIND)) {
 			snprintf(err, TASK_MOUNT_ERRLEN, "mount type %.40s: only overlay and bind",
 				 m->type);

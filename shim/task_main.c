@@ -296,13 +296,10 @@ void task_daemon_destroy(struct taskd *d)
  * opener: its pod's containers join the VM after vm.start, and their overlay
  * roots need mounting then. Another task's daemon has no use for it.
  */
-static int start_mounter(void)
+static int start_mounter(bool sandbox)
 {
-	char err[256], cwd[4096];
-	char *spec = task_read_spec(".", err, sizeof(err));
-	bool sandbox = spec && task_pod_is_sandbox(spec);
+	char cwd[4096];
 
-	free(spec);
 	if (!sandbox)
 		return 0;
 	if (!getcwd(cwd, sizeof(cwd)))
@@ -310,7 +307,7 @@ static int start_mounter(void)
 	return mounter_start(cwd);
 }
 
-static int daemon_run(int listen_fd, const struct opts *o, const char *sock)
+static int daemon_run(int listen_fd, const struct opts *o, const char *sock, bool sandbox)
 {
 	struct taskd *d;
 	sigset_t sigs;
@@ -325,7 +322,7 @@ static int daemon_run(int listen_fd, const struct opts *o, const char *sock)
 	 * it off.
 	 */
 	sandbox_configure(false);
-	if (opener_start() || start_mounter()) {
+	if (opener_start() || start_mounter(sandbox)) {
 		pr_err(TAG, "cannot start the opener or the mounter process");
 		close(listen_fd);
 		unlink(sock);
@@ -372,17 +369,15 @@ out:
  * shim's address instead (docs/containerd.md "Pods"). 1 when it was one
  * (answered, *status set), 0 when the task gets a shim of its own.
  */
-static int start_in_pod(const struct opts *o, int *status)
+static int start_in_pod(const struct opts *o, const char *spec, int *status)
 {
-	char err[256], sandbox[128], sock[256], addr[300];
-	char *spec = task_read_spec(".", err, sizeof(err));
+	char sandbox[128], sock[256], addr[300];
 	struct opts so = *o;
 	int ret;
 
 	if (!spec)
 		return 0; /* Create says what is wrong with the bundle */
 	ret = task_pod_sandbox_of(spec, sandbox, sizeof(sandbox));
-	free(spec);
 	if (ret || !strcmp(sandbox, o->id))
 		return 0;
 	so.id = sandbox;
@@ -406,16 +401,24 @@ static int start_in_pod(const struct opts *o, int *status)
 
 static int cmd_start(const struct opts *o)
 {
-	char sock[256], addr[300];
+	char sock[256], addr[300], err[256];
 	int fd, ret, log_fd;
+	bool sandbox;
+	char *spec;
 	pid_t pid;
 
 	if (!o->id || !o->id[0]) {
 		fprintf(stderr, "containerd-shim-uvm-v1: start: -id is required\n");
 		return 2;
 	}
-	if (start_in_pod(o, &ret))
+	/* The bundle's config.json, read once: a pod's container, or its sandbox? */
+	spec = task_read_spec(".", err, sizeof(err));
+	sandbox = spec && task_pod_is_sandbox(spec);
+	if (start_in_pod(o, spec, &ret)) {
+		free(spec);
 		return ret;
+	}
+	free(spec);
 	ret = socket_path(o, sock, sizeof(sock));
 	if (ret) {
 		fprintf(stderr, "containerd-shim-uvm-v1: socket path: %s\n", strerror(-ret));
@@ -462,7 +465,7 @@ static int cmd_start(const struct opts *o)
 		snprintf(pidbuf, sizeof(pidbuf), "%d", getpid());
 		write_file("shim.pid", pidbuf);
 	}
-	return daemon_run(fd, o, sock);
+	return daemon_run(fd, o, sock, sandbox);
 }
 
 /* A socket named as socket_path() names them: <16 hex digits>.sock. */

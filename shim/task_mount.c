@@ -59,6 +59,11 @@ int task_mount_options(char *const *opts, size_t n, unsigned long *flags, char *
 	return 0;
 }
 
+bool task_mount_is_bind(const Uvm__Ctrd__Mount *m, unsigned long flags)
+{
+	return (flags & MS_BIND) && (!m->type[0] || !strcmp(m->type, "bind"));
+}
+
 int task_unmount_rootfs(const char *target)
 {
 	/* Stacked mounts come off one at a time; a bound on the loop in case of a surprise. */

@@ -7,6 +7,7 @@
 #ifndef SHIM_TASK_MOUNT_H
 #define SHIM_TASK_MOUNT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "shim/proto/types.pb-c.h"
@@ -20,6 +21,9 @@
  * fit, -EINVAL for an option with a control character or a comma.
  */
 int task_mount_options(char *const *opts, size_t n, unsigned long *flags, char *data, size_t cap);
+
+/* Whether m (its options parsed into flags) is a bind: type "bind" or none, with bind/rbind. */
+bool task_mount_is_bind(const Uvm__Ctrd__Mount *m, unsigned long flags);
 
 /*
  * Mounts each mount on target in order (an empty type with a bind option is

@@ -104,7 +104,7 @@ static char *join_root(struct task *t, const Uvm__Ctrd__CreateTaskRequest *q, bo
 
 	*ro = false;
 	if (m && !task_mount_options(m->options, m->n_options, &flags, data, sizeof(data)) &&
-	    (flags & MS_BIND) && (!m->type[0] || !strcmp(m->type, "bind"))) {
+	    task_mount_is_bind(m, flags)) {
 		if (m->source[0] != '/') {
 			snprintf(err, errlen, "rootfs: a bind of %.200s: expected an absolute path",
 				 m->source);
